@@ -1,0 +1,85 @@
+/* The versioned C ABI between a compiled ddpmc module (a .so) and the runtime.
+ *
+ * A module exports one symbol, `ddpm_module_v1`, returning a pointer to a static
+ * ddpm_module. The module is stateless: the runtime owns every buffer (parameters,
+ * gradients, data, and one 64-byte-aligned arena per entry point, sized by
+ * arena_bytes for the batch it will use) and passes them in.
+ *
+ * Layout legend:
+ *   B       batch size (the only symbolic axis)
+ *   D       per-sample data elements (data_numel; 2 for 2-D points, 784 for 28x28)
+ *   P       total parameter floats (param_floats), every parameter 16-float aligned
+ * Parameters, gradients, EMA and optimizer moments all share the flat [P] layout
+ * given by params[i].offset; padding floats are zero and stay zero.
+ *
+ * Randomness: every random number is Philox4x32-10 keyed by (seed, step, stream,
+ * element), so results do not depend on the thread count or evaluation order.
+ */
+#ifndef DDPM_ABI_H
+#define DDPM_ABI_H
+#include <stdint.h>
+
+#define DDPM_ABI_VERSION 1
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ddpm_param_info {
+  const char* name;   /* stable, from the call path: "eps_theta/linear.0/w" */
+  int rank;
+  int dims[4];
+  int64_t offset;     /* in floats, into the flat [P] parameter array */
+  int64_t numel;
+  float init_bound;   /* initialised U(-init_bound, init_bound); 0 means zeros */
+} ddpm_param_info;
+
+typedef struct ddpm_module {
+  int abi_version;               /* == DDPM_ABI_VERSION */
+  const char* spec_hash;         /* hex digest of spec sources + compiler version + flags */
+  const char* compiler_version;
+  const char* spec_path;
+  /* diffusion schedule, tables of T+1 entries indexed by step 0..T (index 0: abar = 1) */
+  int T;
+  const char* schedule;          /* "linear", "quadratic", "cosine", "sigmoid" */
+  const float* beta;
+  const float* alpha;
+  const float* abar;
+  /* data: one sample's shape, without the batch axis */
+  int data_rank;
+  int data_dims[4];
+  int64_t data_numel;
+  /* parameters */
+  int n_params;
+  const ddpm_param_info* params;
+  int64_t param_floats;
+  /* samplers, in spec order */
+  int n_samplers;
+  const char* const* sampler_names;
+
+  /* Arena bytes needed by an entry point at batch B. entry 0 = train step,
+   * entry 1 + i = sampler i. */
+  int64_t (*arena_bytes)(int entry, int B);
+
+  /* One training step (forward + backward of the loss). Writes (not adds) every
+   * gradient into grads[P] and the scalar loss into *loss. x0 is [B, D].
+   * Returns 0 on success. */
+  int (*train_step)(void* arena, int B, const float* params, const float* x0, uint64_t seed,
+                    uint64_t step, float* grads, float* loss);
+
+  /* Forward-only loss (same randomness as train_step for the same seed/step). */
+  int (*loss_eval)(void* arena, int B, const float* params, const float* x0, uint64_t seed,
+                   uint64_t step, float* loss);
+
+  /* One reverse step of sampler i from step t to step s < t. x_in and x_out are
+   * [B, D] and may not alias. step is the RNG counter for this call. */
+  int (*sampler_step)(int sampler, void* arena, int B, const float* params, const float* x_in,
+                      int t, int s, uint64_t seed, uint64_t step, float* x_out);
+} ddpm_module;
+
+typedef const ddpm_module* (*ddpm_module_fn)(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
