@@ -1,0 +1,30 @@
+// Module builder: spec file → emitted C++ → shared library, through a cache.
+//
+// The cache key is a hash of every spec source (the main file and its imports),
+// the compiler version, the C++ flags and the runtime headers the module includes.
+// A cache hit returns the existing .so without compiling anything.
+#pragma once
+#include <string>
+
+namespace ddpmc {
+
+struct BuildOptions {
+  std::string cache_dir;          // default: $DDPM_CACHE_DIR, else $XDG_CACHE_HOME/ddpmc, else ~/.cache/ddpmc
+  std::string emit_cpp;           // if set, also copy the generated C++ here
+  std::string output_so;          // if set, also copy the .so here
+  std::string dump_after;         // pass name, or "all"; dumps go to stderr
+  bool verbose = false;           // print the compiler command line
+};
+
+struct BuiltModule {
+  std::string so_path;    // in the cache
+  std::string spec_hash;  // hex
+  bool cache_hit = false;
+  double compile_seconds = 0;  // 0 on a cache hit
+};
+
+// Throws UserError for errors in the spec, and UserError (with the compiler's
+// output attached) if the system C++ compiler fails.
+BuiltModule build_module(const std::string& spec_path, const BuildOptions& opt = {});
+
+}  // namespace ddpmc
