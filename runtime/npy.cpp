@@ -1,0 +1,233 @@
+// NumPy .npy reader and writer, and the atomic file writer (see npy.h).
+//
+// Format (NEP 1, version 1.0): "\x93NUMPY", major 1, minor 0, a little-endian
+// uint16 header length, then an ASCII Python dict literal
+//   {'descr': '<f4', 'fortran_order': False, 'shape': (N, D), }
+// padded with spaces and ended by '\n' so that magic + length + header is a
+// multiple of 64 bytes; then the raw data. Version 2.0/3.0 files (uint32 header
+// length) are accepted when reading.
+#include "npy.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <bit>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+
+#include "compiler/diag.h"
+
+namespace ddpm {
+
+static_assert(std::endian::native == std::endian::little, "ddpmc assumes a little-endian host");
+
+// ---------------------------------------------------------------- AtomicFile
+
+AtomicFile::AtomicFile(std::string path, std::string what)
+    : path_(std::move(path)), tmp_(path_ + ".tmp"), what_(std::move(what)) {
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) fail("create");
+}
+
+AtomicFile::~AtomicFile() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!committed_) ::unlink(tmp_.c_str());
+}
+
+void AtomicFile::fail(const std::string& action) {
+  std::string err = std::strerror(errno);
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  ::unlink(tmp_.c_str());
+  ddpmc::user_error_noloc("cannot write " + what_ + " '" + path_ + "': cannot " + action +
+                              " temp file '" + tmp_ + "': " + err,
+                          "check that the directory exists, is writable and has free space");
+}
+
+void AtomicFile::write(const void* data, size_t bytes) {
+  const char* p = static_cast<const char*>(data);
+  while (bytes > 0) {
+    ssize_t k = ::write(fd_, p, bytes);
+    if (k < 0) {
+      if (errno == EINTR) continue;
+      fail("write");
+    }
+    p += k;
+    bytes -= (size_t)k;
+  }
+}
+
+void AtomicFile::commit() {
+  if (::fsync(fd_) != 0) fail("fsync");
+  if (::close(fd_) != 0) {
+    fd_ = -1;
+    fail("close");
+  }
+  fd_ = -1;
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0) fail("rename");
+  committed_ = true;
+  // Make the rename itself durable. A failure here leaves a complete file, so it
+  // is not reported.
+  std::filesystem::path dir = std::filesystem::path(path_).parent_path();
+  if (dir.empty()) dir = ".";
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
+// ---------------------------------------------------------------- write_npy
+
+void write_npy(const std::string& path, const float* data, const std::vector<int64_t>& shape) {
+  std::string dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (";
+  int64_t count = 1;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    dict += std::to_string(shape[i]);
+    if (shape.size() == 1 || i + 1 < shape.size()) dict += ",";
+    if (i + 1 < shape.size()) dict += " ";
+    count *= shape[i];
+  }
+  dict += "), }";
+  // magic (6) + version (2) + header length (2) + dict + padding + '\n' = 64k bytes.
+  size_t total = 10 + dict.size() + 1;
+  size_t padded = (total + 63) / 64 * 64;
+  dict.append(padded - total, ' ');
+  dict += '\n';
+  uint16_t hlen = (uint16_t)dict.size();
+
+  AtomicFile f(path, "samples file");
+  f.write("\x93NUMPY\x01\x00", 8);
+  f.write(&hlen, 2);
+  f.write(dict.data(), dict.size());
+  f.write(data, (size_t)count * sizeof(float));
+  f.commit();
+}
+
+// ---------------------------------------------------------------- read_npy
+
+namespace {
+
+[[noreturn]] void bad_npy(const std::string& path, const std::string& what) {
+  ddpmc::user_error_noloc(".npy file '" + path + "' " + what,
+                          "write it with numpy.save(path, array.astype(numpy.float32))");
+}
+
+// The value text of `key` in the header dict: from after "'key':" up to the
+// matching top-level ',' or '}'.
+std::string dict_value(const std::string& path, const std::string& dict, const std::string& key) {
+  size_t k = dict.find("'" + key + "'");
+  if (k == std::string::npos) k = dict.find("\"" + key + "\"");
+  if (k == std::string::npos) bad_npy(path, "has no '" + key + "' in its header");
+  size_t colon = dict.find(':', k + key.size() + 2);
+  if (colon == std::string::npos) bad_npy(path, "has a malformed header");
+  size_t b = colon + 1, e = b;
+  int depth = 0;
+  for (; e < dict.size(); ++e) {
+    char c = dict[e];
+    if (c == '(') ++depth;
+    if (c == ')') --depth;
+    if (depth == 0 && (c == ',' || c == '}')) break;
+    if (depth < 0) bad_npy(path, "has a malformed header");
+  }
+  std::string v = dict.substr(b, e - b);
+  size_t s = v.find_first_not_of(" \t"), t = v.find_last_not_of(" \t");
+  return s == std::string::npos ? "" : v.substr(s, t - s + 1);
+}
+
+}  // namespace
+
+NpyArray read_npy(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) bad_npy(path, std::string("cannot be opened: ") + std::strerror(errno));
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+
+  if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0)
+    bad_npy(path, "is not a .npy file (bad magic; expected \\x93NUMPY)");
+  int major = (unsigned char)bytes[6];
+  size_t hlen, hstart;
+  if (major == 1) {
+    hlen = (unsigned char)bytes[8] | ((size_t)(unsigned char)bytes[9] << 8);
+    hstart = 10;
+  } else if (major == 2 || major == 3) {
+    if (bytes.size() < 12) bad_npy(path, "is truncated inside its header");
+    uint32_t h;
+    std::memcpy(&h, bytes.data() + 8, 4);
+    hlen = h;
+    hstart = 12;
+  } else {
+    bad_npy(path, "has unsupported format version " + std::to_string(major));
+  }
+  if (hstart + hlen > bytes.size())
+    bad_npy(path, "is truncated: header length " + std::to_string(hlen) + " exceeds file size " +
+                      std::to_string(bytes.size()));
+  std::string dict = bytes.substr(hstart, hlen);
+
+  std::string descr = dict_value(path, dict, "descr");
+  if (descr.size() >= 2 && (descr.front() == '\'' || descr.front() == '"'))
+    descr = descr.substr(1, descr.size() - 2);
+  int elem;
+  if (descr == "<f4")
+    elem = 4;
+  else if (descr == "<f8")
+    elem = 8;
+  else if (descr == "|u1" || descr == "<u1" || descr == ">u1")
+    elem = 1;
+  else if (!descr.empty() && descr[0] == '>')
+    bad_npy(path, "is big-endian ('" + descr + "'); only little-endian <f4, <f8 and |u1 are read");
+  else
+    bad_npy(path, "has dtype '" + descr + "'; only <f4, <f8 and |u1 are read");
+
+  std::string fortran = dict_value(path, dict, "fortran_order");
+  if (fortran == "True") bad_npy(path, "is in Fortran order; save a C-contiguous array");
+  if (fortran != "False") bad_npy(path, "has a malformed 'fortran_order' value '" + fortran + "'");
+
+  std::string shape_text = dict_value(path, dict, "shape");
+  if (shape_text.size() < 2 || shape_text.front() != '(' || shape_text.back() != ')')
+    bad_npy(path, "has a malformed shape '" + shape_text + "'");
+  NpyArray out;
+  int64_t count = 1;
+  std::string inner = shape_text.substr(1, shape_text.size() - 2);
+  size_t pos = 0;
+  while (pos < inner.size()) {
+    size_t comma = inner.find(',', pos);
+    std::string tok = inner.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    pos = comma == std::string::npos ? inner.size() : comma + 1;
+    size_t s = tok.find_first_not_of(' '), t = tok.find_last_not_of(' ');
+    if (s == std::string::npos) continue;
+    tok = tok.substr(s, t - s + 1);
+    if (tok.empty() || tok.find_first_not_of("0123456789") != std::string::npos || tok.size() > 15)
+      bad_npy(path, "has a malformed shape '" + shape_text + "'");
+    int64_t d = std::stoll(tok);
+    out.shape.push_back(d);
+    if (d != 0 && count > std::numeric_limits<int64_t>::max() / 8 / d)
+      bad_npy(path, "has an impossibly large shape '" + shape_text + "'");
+    count *= d;
+  }
+
+  size_t data_start = hstart + hlen;
+  size_t need = (size_t)count * (size_t)elem;
+  if (bytes.size() - data_start < need)
+    bad_npy(path, "is truncated: shape " + shape_text + " needs " + std::to_string(need) +
+                      " data bytes but the file has " + std::to_string(bytes.size() - data_start));
+
+  out.data.resize((size_t)count);
+  const char* src = bytes.data() + data_start;
+  if (elem == 4) {
+    std::memcpy(out.data.data(), src, need);
+  } else if (elem == 8) {
+    for (int64_t i = 0; i < count; ++i) {
+      double d;
+      std::memcpy(&d, src + 8 * i, 8);
+      out.data[i] = (float)d;
+    }
+  } else {
+    for (int64_t i = 0; i < count; ++i) out.data[i] = (float)(unsigned char)src[i];
+  }
+  return out;
+}
+
+}  // namespace ddpm

@@ -1,0 +1,37 @@
+// Optimizer and weight averaging over the flat [P] parameter layout (ddpm_abi.h):
+// after each module train_step the trainer clips the gradients, applies AdamW to
+// params with moments m and v, and updates the EMA copy used for sampling.
+//
+// Every routine is elementwise or a fixed-order reduction over fixed 16384-float
+// chunks (xsimd batches + scalar tail, tbb::parallel_for with a static
+// partitioner), so results are bitwise identical at any thread count.
+//
+// Layout: params, grads, m, v, ema are all [P] floats.
+#pragma once
+#include <cstdint>
+
+namespace ddpm {
+
+// torch.optim.AdamW semantics (amsgrad off, maximize off).
+struct AdamWConfig {
+  float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0.0f;
+};
+
+// One AdamW step, in place on params, m, v. step is 1-based (bias correction):
+//   p *= 1 - lr * wd
+//   m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
+//   p -= lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
+void adamw_step(float* params, const float* grads, float* m, float* v, int64_t P, int64_t step,
+                const AdamWConfig& cfg);
+
+// ema = decay * ema + (1 - decay) * params.
+void ema_update(float* ema, const float* params, int64_t P, float decay);
+
+// sqrt(sum g^2): per-chunk float partial sums, combined in double in chunk order.
+float grad_global_norm(const float* grads, int64_t P);
+
+// torch.nn.utils.clip_grad_norm_: if the global norm exceeds max_norm, scales the
+// gradients by max_norm / (norm + 1e-6). Returns the norm before clipping.
+float clip_grad_norm(float* grads, int64_t P, float max_norm);
+
+}  // namespace ddpm

@@ -1,0 +1,144 @@
+// safetensors reader and writer (format in safetensors.h). Writes go through
+// AtomicFile (npy.h); reads load the whole file and validate every field before
+// copying tensor data out.
+#include "safetensors.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "compiler/diag.h"
+#include "npy.h"
+
+namespace ddpm {
+
+using nlohmann::json;
+
+void write_safetensors(const std::string& path, const std::vector<TensorView>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  json header = json::object();
+  std::vector<size_t> bytes(tensors.size());
+  uint64_t offset = 0;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const TensorView& t = tensors[i];
+    DDPM_CHECK(t.name != "__metadata__" && !header.contains(t.name),
+               "bad or duplicate tensor name '" + t.name + "'");
+    uint64_t count = 1;
+    for (int64_t d : t.shape) {
+      DDPM_CHECK(d >= 0, "negative dimension in tensor '" + t.name + "'");
+      count *= (uint64_t)d;
+    }
+    DDPM_CHECK(count == 0 || t.data != nullptr, "null data for tensor '" + t.name + "'");
+    bytes[i] = (size_t)count * sizeof(float);
+    header[t.name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes[i]}}};
+    offset += bytes[i];
+  }
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::string text = header.dump(-1, ' ', false, json::error_handler_t::replace);
+  text.append((8 - text.size() % 8) % 8, ' ');
+  uint64_t n = text.size();
+
+  AtomicFile f(path, "checkpoint");
+  f.write(&n, 8);
+  f.write(text.data(), text.size());
+  for (size_t i = 0; i < tensors.size(); ++i)
+    if (bytes[i]) f.write(tensors[i].data, bytes[i]);
+  f.commit();
+}
+
+namespace {
+
+[[noreturn]] void corrupt(const std::string& path, const std::string& what) {
+  ddpmc::user_error_noloc("checkpoint '" + path + "' is corrupt: " + what,
+                          "re-run training or point --resume at a valid checkpoint");
+}
+
+// A JSON number that is a non-negative integer, or the checkpoint is corrupt.
+uint64_t as_index(const std::string& path, const json& v, const std::string& where) {
+  if (!v.is_number_unsigned()) {
+    if (v.is_number_integer() && v.get<int64_t>() >= 0) return (uint64_t)v.get<int64_t>();
+    corrupt(path, where + " is not a non-negative integer");
+  }
+  return v.get<uint64_t>();
+}
+
+}  // namespace
+
+SafeTensors read_safetensors(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    ddpmc::user_error_noloc("cannot open checkpoint '" + path + "': " + std::strerror(errno),
+                            "check the path, or re-run training to create it");
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+
+  if (bytes.size() < 8)
+    corrupt(path, "file size " + std::to_string(bytes.size()) + " is smaller than the 8-byte header length");
+  uint64_t n;
+  std::memcpy(&n, bytes.data(), 8);
+  if (n > bytes.size() - 8)
+    corrupt(path, "header length " + std::to_string(n) + " exceeds file size " + std::to_string(bytes.size()));
+
+  json header = json::parse(bytes.begin() + 8, bytes.begin() + 8 + (std::ptrdiff_t)n, nullptr,
+                            /*allow_exceptions=*/false);
+  if (header.is_discarded()) corrupt(path, "the header is not valid JSON");
+  if (!header.is_object()) corrupt(path, "the header is not a JSON object");
+
+  const uint64_t data_size = bytes.size() - 8 - n;
+  const char* data = bytes.data() + 8 + n;
+  SafeTensors out;
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;  // [begin, end) of each tensor
+
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    const std::string& name = it.key();
+    const json& v = it.value();
+    if (name == "__metadata__") {
+      if (!v.is_object()) corrupt(path, "__metadata__ is not an object");
+      for (auto m = v.begin(); m != v.end(); ++m) {
+        if (!m.value().is_string()) corrupt(path, "metadata value '" + m.key() + "' is not a string");
+        out.metadata[m.key()] = m.value().get<std::string>();
+      }
+      continue;
+    }
+    const std::string where = "tensor '" + name + "'";
+    if (!v.is_object()) corrupt(path, where + " is not an object");
+    if (!v.contains("dtype") || !v["dtype"].is_string()) corrupt(path, where + " has no dtype");
+    std::string dtype = v["dtype"].get<std::string>();
+    if (dtype != "F32") corrupt(path, where + " has dtype " + dtype + "; only F32 is supported");
+    if (!v.contains("shape") || !v["shape"].is_array()) corrupt(path, where + " has no shape array");
+    std::vector<int64_t> shape;
+    uint64_t count = 1;
+    for (const json& d : v["shape"]) {
+      uint64_t k = as_index(path, d, where + " shape entry");
+      if (k != 0 && count > data_size / k) corrupt(path, where + " has a shape larger than the file");
+      count *= k;
+      shape.push_back((int64_t)k);
+    }
+    if (!v.contains("data_offsets") || !v["data_offsets"].is_array() || v["data_offsets"].size() != 2)
+      corrupt(path, where + " has no [begin, end] data_offsets");
+    uint64_t b = as_index(path, v["data_offsets"][0], where + " data_offsets[0]");
+    uint64_t e = as_index(path, v["data_offsets"][1], where + " data_offsets[1]");
+    if (b > e || e > data_size)
+      corrupt(path, where + " data_offsets [" + std::to_string(b) + ", " + std::to_string(e) +
+                        "] are outside the data section of " + std::to_string(data_size) + " bytes");
+    if (e - b != count * sizeof(float))
+      corrupt(path, where + " has " + std::to_string(e - b) + " data bytes but its shape needs " +
+                        std::to_string(count * sizeof(float)));
+    ranges.emplace_back(b, e);
+    std::vector<float> values((size_t)count);
+    if (count) std::memcpy(values.data(), data + b, e - b);
+    out.tensors.emplace(name, std::make_pair(std::move(shape), std::move(values)));
+  }
+
+  std::sort(ranges.begin(), ranges.end());
+  uint64_t end_so_far = 0;
+  for (const auto& [b, e] : ranges) {
+    if (b == e) continue;
+    if (b < end_so_far) corrupt(path, "two tensors overlap at data offset " + std::to_string(b));
+    end_so_far = std::max(end_so_far, e);
+  }
+  return out;
+}
+
+}  // namespace ddpm
