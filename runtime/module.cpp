@@ -1,0 +1,143 @@
+// Module loading (dlopen + ABI check), the cached spec → .so path, and aligned
+// buffers. See module.h for where this sits in the data flow.
+#include "module.h"
+
+#include <dlfcn.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "compiler/build.h"
+#include "compiler/diag.h"
+
+namespace ddpm {
+
+namespace fs = std::filesystem;
+
+Module::Module(const std::string& so_path) : so_path_(so_path) {
+  std::error_code ec;
+  if (!fs::exists(so_path, ec))
+    ddpmc::user_error_noloc(fmt::format("module file {} does not exist", so_path),
+                            "build one with `ddpmc compile SPEC -o FILE.so`, or pass the .ddpm spec");
+  if (fs::is_directory(so_path, ec))
+    ddpmc::user_error_noloc(fmt::format("{} is a directory, not a module file", so_path),
+                            "pass a .so built by `ddpmc compile`, or a .ddpm spec");
+  // dlopen searches the library path for names without a slash; we mean the file.
+  std::string open_path = so_path.find('/') == std::string::npos ? "./" + so_path : so_path;
+  dlerror();
+  handle_ = dlopen(open_path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!handle_) {
+    const char* e = dlerror();
+    ddpmc::user_error_noloc(fmt::format("cannot load {}: {}", so_path, e ? e : "unknown dlopen error"),
+                            "is it a shared library built by `ddpmc compile` on this machine?");
+  }
+  dlerror();
+  void* sym = dlsym(handle_, "ddpm_module_v1");
+  if (!sym) {
+    const char* e = dlerror();
+    std::string why = e ? e : "symbol not found";
+    dlclose(handle_);
+    handle_ = nullptr;
+    ddpmc::user_error_noloc(
+        fmt::format("{} is not a ddpmc module (no ddpm_module_v1 symbol: {})", so_path, why),
+        "build modules with `ddpmc compile SPEC -o FILE.so`");
+  }
+  auto fn = reinterpret_cast<ddpm_module_fn>(sym);
+  m_ = fn();
+  if (!m_) {
+    dlclose(handle_);
+    handle_ = nullptr;
+    ddpmc::user_error_noloc(fmt::format("{}: ddpm_module_v1() returned no module", so_path),
+                            "rebuild it with `ddpmc compile`");
+  }
+  if (m_->abi_version != DDPM_ABI_VERSION) {
+    int got = m_->abi_version;
+    m_ = nullptr;
+    dlclose(handle_);
+    handle_ = nullptr;
+    ddpmc::user_error_noloc(
+        fmt::format("{} was built for module ABI version {}, but this runtime expects version {}",
+                    so_path, got, DDPM_ABI_VERSION),
+        "recompile the spec with `ddpmc compile SPEC -o FILE.so` (or pass the .ddpm spec)");
+  }
+}
+
+Module::~Module() {
+  if (handle_) dlclose(handle_);
+}
+
+Module::Module(Module&& o) noexcept
+    : handle_(std::exchange(o.handle_, nullptr)), m_(std::exchange(o.m_, nullptr)),
+      so_path_(std::move(o.so_path_)) {}
+
+Module& Module::operator=(Module&& o) noexcept {
+  if (this != &o) {
+    if (handle_) dlclose(handle_);
+    handle_ = std::exchange(o.handle_, nullptr);
+    m_ = std::exchange(o.m_, nullptr);
+    so_path_ = std::move(o.so_path_);
+  }
+  return *this;
+}
+
+int Module::sampler_index(const std::string& name) const {
+  for (int i = 0; i < m_->n_samplers; ++i)
+    if (name == m_->sampler_names[i]) return i;
+  return -1;
+}
+
+std::string Module::sampler_list() const {
+  std::string s;
+  for (int i = 0; i < m_->n_samplers; ++i) {
+    if (i) s += ", ";
+    s += m_->sampler_names[i];
+  }
+  return s.empty() ? "(none)" : s;
+}
+
+std::string Module::data_shape_string() const {
+  std::string s = "[";
+  for (int i = 0; i < m_->data_rank; ++i) {
+    if (i) s += ", ";
+    s += std::to_string(m_->data_dims[i]);
+  }
+  return s + "]";
+}
+
+Module load_module_for(const std::string& spec_or_so, const std::string& cache_dir) {
+  if (fs::path(spec_or_so).extension() == ".ddpm") {
+    ddpmc::BuildOptions opt;
+    opt.cache_dir = cache_dir;
+    ddpmc::BuiltModule b = ddpmc::build_module(spec_or_so, opt);
+    if (b.cache_hit)
+      fmt::print(stderr, "using cached module for {} ({})\n", spec_or_so, b.so_path);
+    else
+      fmt::print(stderr, "compiled {} in {:.1f} s\n", spec_or_so, b.compile_seconds);
+    return Module(b.so_path);
+  }
+  return Module(spec_or_so);
+}
+
+void AlignedBuffer::Free::operator()(void* p) const { std::free(p); }
+
+AlignedBuffer::AlignedBuffer(size_t bytes) : bytes_(bytes) {
+  size_t rounded = (bytes + 63) / 64 * 64;
+  if (rounded == 0) rounded = 64;
+  void* p = std::aligned_alloc(64, rounded);
+  if (!p) throw std::bad_alloc();
+  std::memset(p, 0, rounded);
+  p_.reset(p);
+}
+
+AlignedBuffer alloc_arena(const ddpm_module& m, int entry, int B) {
+  int64_t bytes = m.arena_bytes(entry, B);
+  if (bytes < 0) DDPM_ICE(fmt::format("module reports {} arena bytes for entry {} at batch {}", bytes, entry, B));
+  return AlignedBuffer((size_t)bytes);
+}
+
+}  // namespace ddpm

@@ -1,0 +1,88 @@
+// Loading compiled modules, and the aligned buffers the runtime hands to them.
+//
+// Data flow: a spec file goes through ddpmc::build_module (compile, or a cache
+// hit) to a .so; Module dlopens it, finds `ddpm_module_v1` and checks the ABI
+// version. The trainer and the sampler then own every buffer the module reads or
+// writes: parameters, gradients, EMA and Adam moments ([P] floats each), the data
+// batch, and one arena per entry point sized by arena_bytes(entry, B). All of
+// them are 64-byte aligned and allocated once, before any hot loop.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "ddpm_abi.h"
+
+namespace ddpm {
+
+// An open, ABI-checked module. Move-only; dlclose on destruction.
+class Module {
+ public:
+  // Throws ddpmc::UserError (one line plus a hint) if the file is missing, is not
+  // a ddpmc module, or was built for another ABI version.
+  explicit Module(const std::string& so_path);
+  ~Module();
+  Module(Module&& other) noexcept;
+  Module& operator=(Module&& other) noexcept;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  const ddpm_module* operator->() const { return m_; }
+  const ddpm_module& get() const { return *m_; }
+  const std::string& so_path() const { return so_path_; }
+
+  // Index of the sampler called `name`, or -1.
+  int sampler_index(const std::string& name) const;
+  // "ddpm, ddim": the sampler names in spec order, for error messages.
+  std::string sampler_list() const;
+  // "[2]" or "[1, 28, 28]".
+  std::string data_shape_string() const;
+
+ private:
+  void* handle_ = nullptr;
+  const ddpm_module* m_ = nullptr;
+  std::string so_path_;
+};
+
+// Loads `spec_or_so`: a path ending in ".ddpm" is built through the module cache
+// (ddpmc::build_module; `cache_dir` empty means the builder's default) and the
+// outcome is reported on stderr ("compiled X in 2.3 s" or "using cached module");
+// any other path is loaded directly as a compiled .so.
+Module load_module_for(const std::string& spec_or_so, const std::string& cache_dir = "");
+
+// A zero-initialised, 64-byte-aligned block of bytes. Move-only.
+class AlignedBuffer {
+ public:
+  AlignedBuffer() = default;
+  explicit AlignedBuffer(size_t bytes);
+  void* data() const { return p_.get(); }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  struct Free {
+    void operator()(void* p) const;
+  };
+  std::unique_ptr<void, Free> p_;
+  size_t bytes_ = 0;
+};
+
+// A zero-initialised, 64-byte-aligned array of floats.
+class AlignedFloats {
+ public:
+  AlignedFloats() = default;
+  explicit AlignedFloats(int64_t n) : buf_((size_t)(n > 0 ? n : 0) * sizeof(float)), n_(n) {}
+  float* data() const { return static_cast<float*>(buf_.data()); }
+  int64_t size() const { return n_; }
+  float& operator[](int64_t i) const { return data()[i]; }
+
+ private:
+  AlignedBuffer buf_;
+  int64_t n_ = 0;
+};
+
+// The arena for entry point `entry` (0 = train step, 1 + i = sampler i) at batch B.
+// Throws ddpmc::InternalError if the module reports a negative size.
+AlignedBuffer alloc_arena(const ddpm_module& m, int entry, int B);
+
+}  // namespace ddpm

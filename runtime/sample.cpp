@@ -1,0 +1,187 @@
+// The sampling loop over a trained run directory. See sample.h for the data
+// flow, the step sequence and the determinism contract.
+#include "sample.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include <fmt/format.h>
+#include <oneapi/tbb/global_control.h>
+
+#include "compiler/diag.h"
+#include "module.h"
+#include "npy.h"
+#include "philox.h"
+#include "png.h"
+#include "safetensors.h"
+
+namespace ddpm {
+
+namespace fs = std::filesystem;
+using ddpmc::user_error_noloc;
+
+namespace {
+
+constexpr uint64_t kNoiseStep = 0xFFFFFFFEull;
+constexpr uint32_t kNoiseStream = 4000;
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+void validate(const SampleConfig& c) {
+  if (c.run_dir.empty()) user_error_noloc("no run directory given", "pass the --out directory of ddpm-train");
+  if (c.n < 1) user_error_noloc(fmt::format("-n must be at least 1 (got {})", c.n), "");
+  if (c.batch < 1) user_error_noloc(fmt::format("--batch must be at least 1 (got {})", c.batch), "");
+  if (c.threads < 1) user_error_noloc(fmt::format("--threads must be at least 1 (got {})", c.threads), "");
+  if (c.steps < 0) user_error_noloc(fmt::format("--steps must be 0 (all) or more (got {})", c.steps), "");
+}
+
+// Loads the weights chosen by cfg.use_ema into params, checking the spec hash and
+// every tensor's presence and shape.
+void load_weights(const std::string& path, const Module& mod, bool use_ema, float* params) {
+  const ddpm_module& m = mod.get();
+  SafeTensors ck = read_safetensors(path);
+  auto h = ck.metadata.find("spec_hash");
+  if (h == ck.metadata.end())
+    user_error_noloc(fmt::format("checkpoint {} has no spec_hash in its metadata; it is not a ddpmc checkpoint", path),
+                     "sample from a directory written by ddpm-train");
+  if (h->second != m.spec_hash)
+    user_error_noloc(fmt::format("checkpoint {} has spec hash {}, but {} has spec hash {}", path, h->second,
+                                 mod.so_path(), m.spec_hash),
+                     "the run directory mixes two models; re-run ddpm-train, or copy the matching module.so");
+  const std::string prefix = use_ema ? "ema/" : "param/";
+  for (int i = 0; i < m.n_params; ++i) {
+    const ddpm_param_info& p = m.params[i];
+    std::string name = prefix + p.name;
+    auto it = ck.tensors.find(name);
+    if (it == ck.tensors.end())
+      user_error_noloc(fmt::format("checkpoint {} has no tensor '{}'", path, name),
+                       "the file is incomplete or from another model");
+    std::vector<int64_t> want(p.dims, p.dims + p.rank);
+    if (it->second.first != want)
+      user_error_noloc(fmt::format("checkpoint {}: tensor '{}' does not have the model's shape", path, name),
+                       "the file is from another model");
+    std::copy(it->second.second.begin(), it->second.second.end(), params + p.offset);
+  }
+}
+
+}  // namespace
+
+std::vector<int> sampling_steps(int T, int steps) {
+  if (steps < 0 || steps > T)
+    user_error_noloc(fmt::format("--steps {} is out of range: the model has T = {} diffusion steps", steps, T),
+                     fmt::format("use 1..{} (0 means all {})", T, T));
+  int K = steps == 0 ? T : steps;
+  std::vector<int> ts(K + 1);
+  // round(i*T/K), halves rounded up, in exact integer arithmetic.
+  for (int i = 0; i <= K; ++i) ts[i] = (int)((2 * (int64_t)i * T + K) / (2 * (int64_t)K));
+  return ts;
+}
+
+std::vector<float> sample_to_vector(const SampleConfig& cfg) {
+  validate(cfg);
+  tbb::global_control threads_ctl(tbb::global_control::max_allowed_parallelism, (size_t)cfg.threads);
+
+  std::error_code ec;
+  if (!fs::is_directory(cfg.run_dir, ec))
+    user_error_noloc(fmt::format("run directory {} does not exist", cfg.run_dir),
+                     "pass the --out directory of a ddpm-train run");
+  const std::string so = (fs::path(cfg.run_dir) / "module.so").string();
+  const std::string ckpt = (fs::path(cfg.run_dir) / "checkpoint.safetensors").string();
+  if (!fs::exists(so, ec) || !fs::exists(ckpt, ec))
+    user_error_noloc(fmt::format("{} is not a training run: {} is missing", cfg.run_dir,
+                                 fs::exists(so, ec) ? ckpt : so),
+                     "train first with `ddpm-train SPEC --out DIR`, then sample from DIR");
+  Module mod(so);
+  const ddpm_module& m = mod.get();
+  const int idx = mod.sampler_index(cfg.sampler);
+  if (idx < 0)
+    user_error_noloc(fmt::format("the model has no sampler '{}'", cfg.sampler),
+                     "available samplers: " + mod.sampler_list());
+  const std::vector<int> ts = sampling_steps(m.T, cfg.steps);
+  const int K = (int)ts.size() - 1;
+
+  AlignedFloats params(m.param_floats);
+  load_weights(ckpt, mod, cfg.use_ema, params.data());
+
+  const int64_t N = cfg.n, D = m.data_numel;
+  const int B = (int)std::min<int64_t>(cfg.batch, N);
+  AlignedBuffer arena = alloc_arena(m, 1 + idx, B);
+  AlignedFloats x((int64_t)B * D), xn((int64_t)B * D);
+  std::vector<float> out((size_t)(N * D));
+
+  const bool tty = isatty(fileno(stderr)) && !cfg.quiet;
+  const int64_t n_chunks = (N + B - 1) / B;
+  const int64_t total_calls = n_chunks * K;
+  const Clock::time_point t0 = Clock::now();
+  Clock::time_point last_print = t0;
+  int64_t calls = 0;
+  for (int64_t c = 0; c < n_chunks; ++c) {
+    const int64_t g0 = c * B;
+    const int b = (int)std::min<int64_t>(B, N - g0);
+    for (int64_t e = 0; e < (int64_t)b * D; ++e)
+      x[e] = (float)philox_normal(cfg.seed, kNoiseStep, kNoiseStream, (uint64_t)(g0 * D + e));
+    for (int i = K; i >= 1; --i) {
+      const int t = ts[i], s = ts[i - 1];
+      const uint64_t counter = ((uint64_t)g0 << 32) | (uint32_t)t;
+      int rc = m.sampler_step(idx, arena.data(), b, params.data(), x.data(), t, s, cfg.seed, counter, xn.data());
+      if (rc != 0) DDPM_ICE(fmt::format("module sampler_step returned {} (sampler {}, t = {})", rc, cfg.sampler, t));
+      std::swap(x, xn);
+      ++calls;
+      if (!cfg.quiet && seconds_since(last_print) > (tty ? 0.25 : 5.0)) {
+        double el = seconds_since(t0);
+        fmt::print(stderr, "{}sampling {}/{}  chunk {}/{}  {:.0f} steps/s  ETA {:.0f} s{}", tty ? "\r" : "", g0 + b,
+                   N, c + 1, n_chunks, calls / el, (total_calls - calls) * el / calls, tty ? "   " : "\n");
+        last_print = Clock::now();
+      }
+    }
+    std::copy(x.data(), x.data() + (int64_t)b * D, out.begin() + g0 * D);
+  }
+  if (tty && seconds_since(t0) > 0.25) fmt::print(stderr, "\n");
+  const double dt = seconds_since(t0);
+
+  int64_t bad = std::count_if(out.begin(), out.end(), [](float v) { return !std::isfinite(v); });
+  if (bad > 0)
+    fmt::print(stderr, "warning: {} of {} sample values are not finite; the model may be undertrained or diverged\n",
+               bad, out.size());
+
+  std::vector<int64_t> shape = {N};
+  for (int r = 0; r < m.data_rank; ++r) shape.push_back(m.data_dims[r]);
+  std::string wrote;
+  if (!cfg.out_npy.empty()) {
+    write_npy(cfg.out_npy, out.data(), shape);
+    wrote += " " + cfg.out_npy;
+  }
+  if (!cfg.out_png.empty()) {
+    if (m.data_rank == 1 && m.data_dims[0] == 2) {
+      write_scatter_png(cfg.out_png, out.data(), N);
+      wrote += " " + cfg.out_png;
+    } else if (m.data_rank == 3 && (m.data_dims[0] == 1 || m.data_dims[0] == 3)) {
+      write_image_grid_png(cfg.out_png, out.data(), std::min<int64_t>(N, 256), m.data_dims[0], m.data_dims[1],
+                           m.data_dims[2]);
+      wrote += " " + cfg.out_png;
+    } else {
+      fmt::print(stderr, "note: no PNG for samples of shape {} (only [2] points and [1|3, H, W] images)\n",
+                 mod.data_shape_string());
+    }
+  }
+  fmt::print(stderr, "sampled {} x {} with {} ({} steps, {} weights) in {:.2f} s{}{}\n", N,
+             mod.data_shape_string(), cfg.sampler, K, cfg.use_ema ? "EMA" : "raw", dt,
+             wrote.empty() ? "" : "; wrote", wrote);
+  return out;
+}
+
+int sample(const SampleConfig& cfg) {
+  sample_to_vector(cfg);
+  return 0;
+}
+
+}  // namespace ddpm

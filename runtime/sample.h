@@ -1,0 +1,49 @@
+// The sampling loop (Algorithm 2 of Ho et al. 2020, or any `sampler` block).
+//
+// Data flow: run_dir/module.so + run_dir/checkpoint.safetensors (EMA or raw
+// weights; the spec hashes must match) → x_T ~ N(0, I) from Philox keyed by the
+// sample's global index → module sampler_step over a step sequence T = t_K > ... >
+// t_1 > t_0 = 0, in chunks of `batch` samples → .npy [N, data dims...] and a PNG
+// (scatter plot for 2-D points, image grid for [C, H, W]).
+//
+// Step sequence: K = steps (0 means T): t_i = round(i * T / K), and step i goes
+// from t_i to t_{i-1}. For K = T that is t = T..1, s = t - 1.
+//
+// Determinism: x_T depends only on (seed, global sample index), so deterministic
+// samplers (DDIM) give the same sample i for any --batch. The noise a stochastic
+// sampler draws inside the module is keyed by the element's position within the
+// call (ABI v1 has no element offset), so for DDPM the output depends on --batch;
+// for a fixed batch it is a pure function of (seed, i).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ddpm {
+
+struct SampleConfig {
+  std::string run_dir;
+  std::string sampler = "ddpm";
+  int steps = 0;            // K reverse steps; 0 = all T
+  int64_t n = 1000;
+  int batch = 500;
+  int threads = 1;
+  uint64_t seed = 1;
+  bool use_ema = true;      // false: the raw parameters
+  std::string out_npy;      // empty: not written
+  std::string out_png;      // empty: not written
+  bool quiet = false;       // no progress line
+};
+
+// The step sequence t_K > ... > t_1 > t_0 = 0 as a vector [t_0, t_1, ..., t_K].
+// Throws ddpmc::UserError unless 0 <= steps <= T.
+std::vector<int> sampling_steps(int T, int steps);
+
+// Runs the sampler and returns the samples [n, data_numel] (also written to
+// out_npy / out_png when set). Throws ddpmc::UserError for bad input.
+std::vector<float> sample_to_vector(const SampleConfig& cfg);
+
+// The tool entry: sample_to_vector, then returns 0 (throws on bad input).
+int sample(const SampleConfig& cfg);
+
+}  // namespace ddpm

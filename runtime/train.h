@@ -1,0 +1,53 @@
+// The training loop (Algorithm 1 of Ho et al. 2020) around a compiled module.
+//
+// Data flow: spec or .so → Module; parameters initialised from Philox (or restored
+// from a checkpoint); then for every step k = 1..steps: a batch x0 (a pure function
+// of (seed, k)) → module train_step (loss and gradients; t and ε are drawn inside
+// the module from (seed, k)) → optional global-norm clipping → AdamW → EMA.
+// Because every random number is counter-based, the whole state after step k is a
+// function of (spec, config, k): resuming from a checkpoint continues bit-exactly,
+// and the thread count does not change the result.
+//
+// Outputs in `out`: module.so, checkpoint.safetensors (atomic), metrics.jsonl
+// (appended), config.json. Progress goes to stderr.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "optim.h"
+
+namespace ddpm {
+
+struct TrainConfig {
+  std::string model;       // a .ddpm spec (built through the cache) or a compiled .so
+  // a built-in 2-D set (moons, swissroll, 8gaussians, checkerboard), a path to an
+  // .npy [N, ...] or IDX image file (*idx3-ubyte[.gz], scaled to [-1, 1]), or
+  // "fashion-mnist" (the Debian dataset-fashion-mnist training images)
+  std::string data;
+  int64_t steps = 5000;    // the TOTAL number of steps (a resumed run continues up to it)
+  int batch = 256;
+  int threads = 1;
+  std::string out;         // run directory, created if needed
+  uint64_t seed = 0;
+  AdamWConfig opt;
+  // EMA decay. The effective decay at step k is min(ema_decay, (1 + k) / (10 + k)),
+  // so the EMA forgets the random initialisation in short runs.
+  float ema_decay = 0.999f;
+  float grad_clip = 1.0f;  // max global L2 norm of the gradients; 0 = off
+  int64_t ckpt_every = 1000;
+  int64_t log_every = 100;
+  bool resume = false;
+  double minutes = 0;      // wall-time bound; 0 = none
+  int warmup = 0;          // linear learning-rate warm-up over this many steps
+  std::string cache_dir;   // module cache; empty = the builder's default
+  bool quiet = false;      // no progress lines (errors and the summary are still printed)
+};
+
+// Exit codes of train() besides 0.
+constexpr int kTrainNonFinite = 3;  // the loss became NaN/Inf; the last good checkpoint is kept
+
+// Runs training. Returns 0 on success, kTrainNonFinite if the loss became
+// non-finite. Throws ddpmc::UserError for bad input (config, data, checkpoint).
+int train(const TrainConfig& cfg);
+
+}  // namespace ddpm
