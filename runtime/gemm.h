@@ -1,0 +1,319 @@
+// Single-precision GEMM engine that generated modules call for every matmul and im2col convolution.
+//
+// Header-only. C[M,N] = op(A)[M,K] * op(B)[K,N], row-major, optionally accumulating into C, with a
+// per-tile epilogue callback so callers can fuse bias / activation / residual work while a tile is hot.
+// The engine never allocates: the caller passes `scratch` (gemm_scratch_floats(M,N,K) floats, 64-byte
+// aligned, from the planned arena), which holds all of op(B) packed once up front plus one private
+// A-packing area per parallel task.
+//
+// Dimension legend
+//   M, N   rows / columns of C.           K    reduction length.
+//   ta     A is stored [K,M] (lda >= M), else [M,K] (lda >= K).
+//   tb     B is stored [N,K] (ldb >= K), else [K,N] (ldb >= N).
+//   MR     rows of C a microkernel call produces; NR = NV * kLanes columns (NV vectors).
+//   KC     K-block length: one NR-wide packed B micro-panel (KC x NR) stays in L1 across a tile's rows.
+//
+// Internally every call is rewritten to a canonical problem C'[M',N'] = A'[M',K] * B'[K,N'] with
+// arbitrary element strides. When N is narrow (<= 8) and M is larger, the problem is transposed
+// (C^T = op(B)^T op(A)^T) so the vector lanes run along M instead of being mostly padding.
+//
+// Determinism: C' is cut into a fixed grid of tiles that depends only on (M, N, K). Each tile is
+// computed start to finish by one task with its K blocks in ascending order, so results are bitwise
+// identical at any thread count. Tiles are grouped into at most kMaxTasks contiguous task ranges,
+// run with tbb::parallel_for + static_partitioner; each task owns one A-packing area (by task id).
+#pragma once
+#include <algorithm>
+#include <cassert>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+#include <tbb/partitioner.h>
+
+#include "simd_shim.h"
+
+namespace ddpm {
+
+namespace gemm_detail {
+
+using batch = simd::batch;
+inline constexpr int kL = static_cast<int>(simd::kLanes);
+inline constexpr int kMaxTasks = 8;      // A-packing areas in scratch; caps useful parallelism
+inline constexpr int kKCMax = 256;       // K-block length: 256 x 32 floats = 32 KiB B micro-panel
+inline constexpr int kKCSingle = 320;    // K up to this is done in one block (no C reload)
+inline constexpr int kTileRows = 144;    // cap on rows per tile (A block MC x KC lives in L2)
+inline constexpr int kTileCols = 256;    // cap on columns per tile
+inline constexpr double kFlopsPerTile = 1.0e6;  // split small problems until tiles are about this big
+inline constexpr int kMaxWantTiles = 16;
+
+enum class Kernel { k14x2, k8x3, k4x4, k2x4 };
+
+// Everything about a call that depends only on (M, N, K): tiling, kernel choice, scratch layout.
+struct Plan {
+  bool swap = false;          // compute C^T = op(B)^T op(A)^T
+  Kernel kernel = Kernel::k14x2;
+  int mr = 14, nr = 32;       // microkernel tile
+  int m = 0, n = 0, k = 0;    // canonical sizes M', N', K
+  int kc = 0, nkb = 0;        // K block length and count
+  int pm = 0, pn = 0;         // micro-panels along M' and N'
+  int tm = 0, tn = 0;         // tile grid
+  int ntiles = 0, ntasks = 0;
+  std::size_t b_floats = 0;       // packed B' (all of it)
+  std::size_t a_task_floats = 0;  // one task's A' packing area
+  std::size_t scratch_floats = 0;
+};
+
+inline std::size_t round_up(std::size_t x, std::size_t a) { return (x + a - 1) / a * a; }
+inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+// First micro-panel of tile t when P panels are spread evenly over T tiles.
+inline int split(int t, int P, int T) { return static_cast<int>(static_cast<int64_t>(t) * P / T); }
+
+inline Plan make_plan(int M, int N, int K) {
+  Plan p;
+  p.swap = N <= 8 && M > N;
+  p.m = p.swap ? N : M;
+  p.n = p.swap ? M : N;
+  p.k = K;
+  if (p.m <= 2) {
+    p.kernel = Kernel::k2x4, p.mr = 2, p.nr = 4 * kL;
+  } else if (p.m <= 4) {
+    p.kernel = Kernel::k4x4, p.mr = 4, p.nr = 4 * kL;
+  } else if (p.m <= 8) {
+    p.kernel = Kernel::k8x3, p.mr = 8, p.nr = 3 * kL;
+  } else {
+    p.kernel = Kernel::k14x2, p.mr = 14, p.nr = 2 * kL;
+  }
+  if (M <= 0 || N <= 0) return p;
+
+  p.nkb = K <= kKCSingle ? (K > 0 ? 1 : 0) : ceil_div(K, kKCMax);
+  p.kc = p.nkb ? ceil_div(K, p.nkb) : 0;
+  p.pm = ceil_div(p.m, p.mr);
+  p.pn = ceil_div(p.n, p.nr);
+  int max_pm = std::max(1, kTileRows / p.mr), max_pn = std::max(1, kTileCols / p.nr);
+  p.tm = ceil_div(p.pm, max_pm);
+  p.tn = ceil_div(p.pn, max_pn);
+  double flops = 2.0 * M * N * std::max(K, 1);
+  int want = static_cast<int>(std::clamp(flops / kFlopsPerTile, 1.0, double(kMaxWantTiles)));
+  if (want > 1 && want % 2) ++want;
+  while (p.tm * p.tn < want || (p.tm * p.tn > 1 && (p.tm * p.tn) % 2 && p.tm * p.tn < 2 * kMaxWantTiles)) {
+    bool can_m = p.tm < p.pm, can_n = p.tn < p.pn;
+    if (can_m && (!can_n || p.pm / p.tm >= p.pn / p.tn)) {
+      ++p.tm;
+    } else if (can_n) {
+      ++p.tn;
+    } else {
+      break;
+    }
+  }
+  p.ntiles = p.tm * p.tn;
+  p.ntasks = std::min(p.ntiles, kMaxTasks);
+
+  int max_tile_panels = ceil_div(p.pm, p.tm);
+  p.b_floats = round_up(static_cast<std::size_t>(p.pn) * p.nr * K, 16);
+  p.a_task_floats = round_up(static_cast<std::size_t>(max_tile_panels) * p.mr * p.kc + 16, 16);
+  p.scratch_floats = p.b_floats + p.a_task_floats * p.ntasks;
+  return p;
+}
+
+// Canonical operands: A'(m,k) = a[m*a_rs + k*a_cs], B'(k,n) = b[k*b_rs + n*b_cs],
+// C'(m,n) = c[m*c_rs + n*c_cs]. In each pair one stride is 1.
+struct Operands {
+  const float* a;
+  std::ptrdiff_t a_rs, a_cs;
+  const float* b;
+  std::ptrdiff_t b_rs, b_cs;
+  float* c;
+  std::ptrdiff_t c_rs, c_cs;
+};
+
+// dst[k*W + j] = src[j*s_w + k*s_k] for j < w (zero for w <= j < W), k < kc.
+template <int W>
+inline void pack_interleaved(float* __restrict dst, const float* __restrict src, std::ptrdiff_t s_w,
+                             std::ptrdiff_t s_k, int w, int kc) {
+  if (s_w == 1) {
+    if (w == W) {
+      for (int k = 0; k < kc; ++k) std::memcpy(dst + k * W, src + k * s_k, sizeof(float) * W);
+    } else {
+      for (int k = 0; k < kc; ++k) {
+        for (int j = 0; j < w; ++j) dst[k * W + j] = src[k * s_k + j];
+        for (int j = w; j < W; ++j) dst[k * W + j] = 0.f;
+      }
+    }
+    return;
+  }
+  for (int k = 0; k < kc; ++k) {
+    for (int j = 0; j < w; ++j) dst[k * W + j] = src[j * s_w + k * s_k];
+    for (int j = w; j < W; ++j) dst[k * W + j] = 0.f;
+  }
+}
+
+// acc(MR x NR) = A-panel(kc x MR) * B-panel(kc x NR); then C = acc (overwrite) or C += acc for the
+// valid mr x nr corner. Accumulators live in registers: 14x2 uses 28 of the 32 zmm registers.
+template <int MR, int NV>
+inline void microkernel(int kc, const float* __restrict a, const float* __restrict b, float* c,
+                        std::ptrdiff_t rs, std::ptrdiff_t cs, int mr, int nr, bool overwrite) {
+  constexpr int NR = NV * kL;
+  batch acc[MR][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = batch(0.f);
+  for (int k = 0; k < kc; ++k) {
+    batch bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = batch::load_aligned(b + k * NR + v * kL);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      batch ar(a[k * MR + r]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(ar, bv[v], acc[r][v]);
+    }
+  }
+  if (mr == MR && nr == NR && cs == 1) {
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        float* p = c + r * rs + v * kL;
+        batch out = overwrite ? acc[r][v] : batch::load_unaligned(p) + acc[r][v];
+        out.store_unaligned(p);
+      }
+    return;
+  }
+  alignas(64) float tmp[MR * NR];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v].store_aligned(tmp + r * NR + v * kL);
+  for (int r = 0; r < mr; ++r)
+    for (int j = 0; j < nr; ++j) {
+      float& dst = c[r * rs + j * cs];
+      dst = overwrite ? tmp[r * NR + j] : dst + tmp[r * NR + j];
+    }
+}
+
+// Packs B' panels [p0, p1) of all K into bp: panel p at bp + p*K*NR, row k at + k*NR.
+template <int NR>
+inline void pack_b_panels(const Plan& pl, const Operands& op, float* bp, int p0, int p1) {
+  for (int p = p0; p < p1; ++p) {
+    int n0 = p * NR;
+    pack_interleaved<NR>(bp + static_cast<std::size_t>(p) * pl.k * NR, op.b + n0 * op.b_cs, op.b_cs,
+                         op.b_rs, std::min(NR, pl.n - n0), pl.k);
+  }
+}
+
+template <class Epi>
+inline void call_epi(const Plan& pl, Epi& epi, int m0, int m1, int n0, int n1) {
+  if (pl.swap) {
+    epi(n0, n1, m0, m1);
+  } else {
+    epi(m0, m1, n0, n1);
+  }
+}
+
+// Computes tile t of C' completely, then runs its epilogue.
+template <int MR, int NV, class Epi>
+inline void run_tile(const Plan& pl, const Operands& op, const float* bp, float* ap, int t,
+                     bool accumulate, Epi& epi) {
+  constexpr int NR = NV * kL;
+  int ti = t / pl.tn, tj = t % pl.tn;
+  int pm0 = split(ti, pl.pm, pl.tm), pm1 = split(ti + 1, pl.pm, pl.tm);
+  int pn0 = split(tj, pl.pn, pl.tn), pn1 = split(tj + 1, pl.pn, pl.tn);
+  int m0 = pm0 * MR, m1 = std::min(pm1 * MR, pl.m);
+  int n0 = pn0 * NR, n1 = std::min(pn1 * NR, pl.n);
+  if (pl.nkb == 0) {
+    if (!accumulate)
+      for (int i = m0; i < m1; ++i)
+        for (int j = n0; j < n1; ++j) op.c[i * op.c_rs + j * op.c_cs] = 0.f;
+  }
+  for (int kb = 0; kb < pl.nkb; ++kb) {
+    int k0 = kb * pl.kc, kc = std::min(pl.kc, pl.k - k0);
+    for (int ip = pm0; ip < pm1; ++ip) {
+      int i = ip * MR;
+      pack_interleaved<MR>(ap + static_cast<std::size_t>(ip - pm0) * kc * MR, op.a + i * op.a_rs + k0 * op.a_cs,
+                           op.a_rs, op.a_cs, std::min(MR, pl.m - i), kc);
+    }
+    bool overwrite = kb == 0 && !accumulate;
+    for (int jp = pn0; jp < pn1; ++jp) {
+      int j = jp * NR, nr = std::min(NR, pl.n - j);
+      const float* bpanel = bp + (static_cast<std::size_t>(jp) * pl.k + k0) * NR;
+      for (int ip = pm0; ip < pm1; ++ip) {
+        int i = ip * MR;
+        microkernel<MR, NV>(kc, ap + static_cast<std::size_t>(ip - pm0) * kc * MR, bpanel,
+                            op.c + i * op.c_rs + j * op.c_cs, op.c_rs, op.c_cs, std::min(MR, pl.m - i), nr,
+                            overwrite);
+      }
+    }
+  }
+  call_epi(pl, epi, m0, m1, n0, n1);
+}
+
+template <int MR, int NV, class Epi>
+inline void run(const Plan& pl, const Operands& op, bool accumulate, float* scratch, Epi& epi) {
+  constexpr int NR = NV * kL;
+  float* bp = scratch;
+  float* abase = scratch + pl.b_floats;
+  if (pl.nkb > 0) {
+    if (static_cast<std::size_t>(pl.k) * pl.n >= (1u << 16) && pl.pn > 1) {
+      tbb::parallel_for(
+          tbb::blocked_range<int>(0, pl.pn),
+          [&](const tbb::blocked_range<int>& r) { pack_b_panels<NR>(pl, op, bp, r.begin(), r.end()); },
+          tbb::static_partitioner());
+    } else {
+      pack_b_panels<NR>(pl, op, bp, 0, pl.pn);
+    }
+  }
+  auto task = [&](int task_id) {
+    float* ap = abase + static_cast<std::size_t>(task_id) * pl.a_task_floats;
+    int t0 = split(task_id, pl.ntiles, pl.ntasks), t1 = split(task_id + 1, pl.ntiles, pl.ntasks);
+    for (int t = t0; t < t1; ++t) run_tile<MR, NV>(pl, op, bp, ap, t, accumulate, epi);
+  };
+  if (pl.ntasks == 1) {
+    task(0);
+    return;
+  }
+  tbb::parallel_for(
+      tbb::blocked_range<int>(0, pl.ntasks),
+      [&](const tbb::blocked_range<int>& r) {
+        for (int id = r.begin(); id < r.end(); ++id) task(id);
+      },
+      tbb::static_partitioner());
+}
+
+}  // namespace gemm_detail
+
+// Floats of 64-byte-aligned scratch that gemm(M, N, K, ...) needs, for any transpose flags.
+inline std::size_t gemm_scratch_floats(int M, int N, int K) {
+  return gemm_detail::make_plan(M, N, K).scratch_floats;
+}
+
+// C[M,N] = op(A)[M,K] * op(B)[K,N] (or += when accumulate). epi(i0, i1, j0, j1) runs exactly once per
+// output tile [i0,i1) x [j0,j1), after that tile is final, on the thread that computed it. The tiles
+// cover C exactly once. With K == 0, C is zeroed (or left unchanged when accumulating).
+template <class Epi>
+void gemm(int M, int N, int K, const float* A, int lda, bool ta, const float* B, int ldb, bool tb, float* C,
+          int ldc, bool accumulate, float* scratch, Epi&& epi) {
+  using namespace gemm_detail;
+  if (M <= 0 || N <= 0) return;
+  assert(reinterpret_cast<std::uintptr_t>(scratch) % kAlign == 0 || gemm_scratch_floats(M, N, K) == 0);
+  Plan pl = make_plan(M, N, K);
+  std::ptrdiff_t oa_rs = ta ? 1 : lda, oa_cs = ta ? lda : 1;  // op(A)(i,k) = A[i*oa_rs + k*oa_cs]
+  std::ptrdiff_t ob_rs = tb ? 1 : ldb, ob_cs = tb ? ldb : 1;  // op(B)(k,j) = B[k*ob_rs + j*ob_cs]
+  Operands op = pl.swap ? Operands{B, ob_cs, ob_rs, A, oa_cs, oa_rs, C, 1, ldc}
+                        : Operands{A, oa_rs, oa_cs, B, ob_rs, ob_cs, C, ldc, 1};
+  switch (pl.kernel) {
+    case Kernel::k14x2: run<14, 2>(pl, op, accumulate, scratch, epi); break;
+    case Kernel::k8x3: run<8, 3>(pl, op, accumulate, scratch, epi); break;
+    case Kernel::k4x4: run<4, 4>(pl, op, accumulate, scratch, epi); break;
+    case Kernel::k2x4: run<2, 4>(pl, op, accumulate, scratch, epi); break;
+  }
+}
+
+inline void gemm(int M, int N, int K, const float* A, int lda, bool ta, const float* B, int ldb, bool tb, float* C,
+                 int ldc, bool accumulate, float* scratch) {
+  gemm(M, N, K, A, lda, ta, B, ldb, tb, C, ldc, accumulate, scratch, [](int, int, int, int) {});
+}
+
+}  // namespace ddpm

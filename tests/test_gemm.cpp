@@ -1,0 +1,197 @@
+// Tests for runtime/gemm.h, the GEMM engine generated modules call.
+//
+// Every result is checked against a naive double-precision reference on random data: many shapes
+// (1, odd, K = 0, the MLP and small im2col shapes), all four transpose combinations, accumulate on
+// and off, and leading dimensions larger than the rows. Also checked: the epilogue runs once per
+// tile and the tiles cover C exactly once, memory outside C (the ld padding) is untouched, the
+// scratch size is respected, and results are bitwise identical at 1 and 2 threads.
+//
+// Dimension legend: C[M,N] = op(A)[M,K] * op(B)[K,N]; A stored [M,K] or [K,M] (ta), B [K,N] or [N,K] (tb).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <mutex>
+#include <random>
+#include <vector>
+
+#include <tbb/global_control.h>
+
+#include "runtime/gemm.h"
+
+namespace {
+
+struct Case {
+  int M, N, K;
+  bool ta, tb, acc;
+  int pad;  // extra elements per row in lda, ldb, ldc
+};
+
+struct Buffers {
+  std::vector<float> A, B, C0;
+  int lda, ldb, ldc;
+};
+
+Buffers make_buffers(const Case& c, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  Buffers b;
+  int arows = c.ta ? c.K : c.M, acols = c.ta ? c.M : c.K;
+  int brows = c.tb ? c.N : c.K, bcols = c.tb ? c.K : c.N;
+  b.lda = acols + c.pad;
+  b.ldb = bcols + c.pad;
+  b.ldc = c.N + c.pad;
+  b.A.resize(static_cast<size_t>(std::max(arows, 1)) * b.lda);
+  b.B.resize(static_cast<size_t>(std::max(brows, 1)) * b.ldb);
+  b.C0.resize(static_cast<size_t>(c.M) * b.ldc);
+  for (auto& x : b.A) x = u(rng);
+  for (auto& x : b.B) x = u(rng);
+  for (auto& x : b.C0) x = u(rng);
+  return b;
+}
+
+// Runs ddpm::gemm on a copy of C0 with a guard-filled scratch area; checks the scratch bound.
+std::vector<float> run_gemm(const Case& c, const Buffers& b) {
+  size_t sf = ddpm::gemm_scratch_floats(c.M, c.N, c.K);
+  auto scratch = ddpm::aligned_alloc_floats(sf + 64);
+  for (size_t i = 0; i < sf + 64; ++i) scratch[i] = 12345.f;
+  std::vector<float> C = b.C0;
+  ddpm::gemm(c.M, c.N, c.K, b.A.data(), b.lda, c.ta, b.B.data(), b.ldb, c.tb, C.data(), b.ldc, c.acc,
+             scratch.get());
+  for (size_t i = sf; i < sf + 64; ++i) REQUIRE(scratch[i] == 12345.f);
+  return C;
+}
+
+void check_case(const Case& c, uint32_t seed) {
+  CAPTURE(c.M);
+  CAPTURE(c.N);
+  CAPTURE(c.K);
+  CAPTURE(c.ta);
+  CAPTURE(c.tb);
+  CAPTURE(c.acc);
+  CAPTURE(c.pad);
+  Buffers b = make_buffers(c, seed);
+  std::vector<float> C = run_gemm(c, b);
+  for (int i = 0; i < c.M; ++i) {
+    for (int j = 0; j < b.ldc; ++j) {
+      size_t at = static_cast<size_t>(i) * b.ldc + j;
+      if (j >= c.N) {
+        REQUIRE(C[at] == b.C0[at]);
+        continue;
+      }
+      double ref = c.acc ? b.C0[at] : 0.0;
+      double mag = c.acc ? std::abs(b.C0[at]) : 0.0;
+      for (int k = 0; k < c.K; ++k) {
+        double a = c.ta ? b.A[static_cast<size_t>(k) * b.lda + i] : b.A[static_cast<size_t>(i) * b.lda + k];
+        double bb = c.tb ? b.B[static_cast<size_t>(j) * b.ldb + k] : b.B[static_cast<size_t>(k) * b.ldb + j];
+        ref += a * bb;
+        mag += std::abs(a * bb);
+      }
+      double tol = 1.2e-7 * (c.K + 2) * mag + 1e-30;  // worst-case fp32 summation bound
+      if (std::abs(C[at] - ref) > tol) {
+        CAPTURE(i);
+        CAPTURE(j);
+        CAPTURE(ref);
+        CAPTURE(C[at]);
+        REQUIRE(std::abs(C[at] - ref) <= tol);
+      }
+    }
+  }
+}
+
+void check_all_combos(int M, int N, int K, uint32_t seed) {
+  for (int t = 0; t < 4; ++t)
+    for (int acc = 0; acc < 2; ++acc)
+      for (int pad : {0, 3})
+        check_case({M, N, K, bool(t & 1), bool(t & 2), bool(acc), pad}, seed++);
+}
+
+}  // namespace
+
+TEST_CASE("gemm: edge sizes against double reference") {
+  const int sizes[] = {1, 2, 3, 7, 13, 14, 15, 16, 17, 31, 33};
+  uint32_t seed = 1;
+  for (int M : sizes)
+    for (int N : sizes)
+      for (int K : {0, 1, 5, 17}) check_case({M, N, K, bool(seed & 1), bool(seed & 2), bool(seed & 4), int(seed % 3)}, seed++);
+  for (int K : {0, 1, 2, 3}) check_all_combos(9, 10, K, 100 + K);
+}
+
+TEST_CASE("gemm: model shapes, all transpose combos, accumulate, padded leading dims") {
+  check_all_combos(256, 128, 66, 11);   // MLP first layer
+  check_all_combos(256, 128, 128, 12);  // MLP hidden layer
+  check_all_combos(256, 2, 128, 13);    // MLP output layer (narrow N)
+  check_all_combos(128, 2, 256, 14);    // dW of the output layer (ta, narrow N, K = batch)
+  check_all_combos(256, 128, 2, 15);    // dX of the output layer (K = 2)
+  check_all_combos(66, 128, 256, 16);   // dW of the first layer
+  check_all_combos(300, 40, 700, 17);   // several K blocks, odd sizes
+}
+
+TEST_CASE("gemm: random shapes") {
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int> small(1, 80), big(1, 600);
+  for (int it = 0; it < 60; ++it) {
+    int M = it % 3 ? small(rng) : big(rng), N = it % 4 ? small(rng) : big(rng), K = it % 5 ? small(rng) : big(rng);
+    check_case({M, N, K, bool(rng() & 1), bool(rng() & 1), bool(rng() & 1), int(rng() % 5)}, 1000 + it);
+  }
+}
+
+TEST_CASE("gemm: epilogue runs once per tile and tiles cover C exactly") {
+  const int shapes[][3] = {{1, 1, 1}, {256, 128, 128}, {256, 2, 128}, {3, 300, 5}, {513, 257, 300}, {2000, 32, 288}, {40, 40, 0}};
+  for (auto& s : shapes) {
+    int M = s[0], N = s[1], K = s[2];
+    CAPTURE(M);
+    CAPTURE(N);
+    CAPTURE(K);
+    std::vector<float> A(static_cast<size_t>(M) * std::max(K, 1), 0.5f), B(static_cast<size_t>(std::max(K, 1)) * N, 0.25f);
+    std::vector<float> C(static_cast<size_t>(M) * N, -1.f);
+    auto scratch = ddpm::aligned_alloc_floats(ddpm::gemm_scratch_floats(M, N, K));
+    std::vector<int> cover(static_cast<size_t>(M) * N, 0);
+    std::mutex mu;
+    bool tile_final = true;
+    int calls = 0;
+    ddpm::gemm(M, N, K, A.data(), K, false, B.data(), N, false, C.data(), N, false, scratch.get(),
+               [&](int i0, int i1, int j0, int j1) {
+                 std::lock_guard lock(mu);
+                 ++calls;
+                 REQUIRE(0 <= i0);
+                 REQUIRE(i0 < i1);
+                 REQUIRE(i1 <= M);
+                 REQUIRE(0 <= j0);
+                 REQUIRE(j0 < j1);
+                 REQUIRE(j1 <= N);
+                 for (int i = i0; i < i1; ++i)
+                   for (int j = j0; j < j1; ++j) {
+                     ++cover[static_cast<size_t>(i) * N + j];
+                     if (C[static_cast<size_t>(i) * N + j] != 0.125f * K) tile_final = false;
+                     C[static_cast<size_t>(i) * N + j] += 1.f;  // the epilogue may write its tile
+                   }
+               });
+    CHECK(calls >= 1);
+    CHECK(tile_final);
+    for (int v : cover) REQUIRE(v == 1);
+    for (float v : C) REQUIRE(v == 0.125f * K + 1.f);
+  }
+}
+
+TEST_CASE("gemm: bitwise identical at 1 and 2 threads") {
+  const Case cases[] = {{256, 128, 128, false, false, false, 0}, {256, 128, 66, false, true, true, 1},
+                        {128, 2, 256, true, false, false, 0},    {513, 257, 700, true, true, true, 2},
+                        {3000, 32, 288, false, false, false, 0}, {256, 2, 128, false, false, true, 0}};
+  for (const Case& c : cases) {
+    CAPTURE(c.M);
+    CAPTURE(c.N);
+    CAPTURE(c.K);
+    Buffers b = make_buffers(c, 99);
+    std::vector<float> one, two;
+    {
+      tbb::global_control gc(tbb::global_control::max_allowed_parallelism, 1);
+      one = run_gemm(c, b);
+    }
+    {
+      tbb::global_control gc(tbb::global_control::max_allowed_parallelism, 2);
+      two = run_gemm(c, b);
+    }
+    REQUIRE(std::memcmp(one.data(), two.data(), one.size() * sizeof(float)) == 0);
+  }
+}
