@@ -143,7 +143,22 @@ inline void pack_interleaved(float* __restrict dst, const float* __restrict src,
     }
     return;
   }
-  for (int k = 0; k < kc; ++k) {
+  int k0 = 0;
+  if (s_k == 1) {
+    // Rows of the source run along k: transpose kL x kL blocks in registers.
+    for (; k0 + kL <= kc; k0 += kL) {
+      for (int g = 0; g < W; g += kL) {
+        batch r[kL];
+        int rows = std::clamp(w - g, 0, kL);
+        for (int j = 0; j < rows; ++j) r[j] = batch::load_unaligned(src + (g + j) * s_w + k0);
+        for (int j = rows; j < kL; ++j) r[j] = batch(0.f);
+        simd::transpose(r);
+        int lanes = std::min(kL, W - g);
+        for (int kk = 0; kk < kL; ++kk) simd::store_partial(dst + (k0 + kk) * W + g, r[kk], lanes);
+      }
+    }
+  }
+  for (int k = k0; k < kc; ++k) {
     for (int j = 0; j < w; ++j) dst[k * W + j] = src[j * s_w + k * s_k];
     for (int j = w; j < W; ++j) dst[k * W + j] = 0.f;
   }

@@ -5,11 +5,15 @@
 // touches only this file. It also fixes the SIMD width (`kLanes` floats per `xsimd::batch<float>`,
 // 16 with AVX-512), the alignment every packed buffer and arena slice uses (`kAlign` bytes), and
 // an aligned allocation helper for buffers that live outside the planned arena (tests, benches).
+// Two register-level helpers that xsimd 8 lacks (an in-register 16x16 transpose and a partial store)
+// live here too, with AVX-512 intrinsics when available and a portable fallback otherwise.
 #pragma once
 #include <cstddef>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <new>
+#include <utility>
 #include <xsimd/xsimd.hpp>
 
 namespace ddpm {
@@ -27,6 +31,56 @@ inline float reduce_add(const batch& x) noexcept {
 #else
   return xsimd::hadd(x);
 #endif
+}
+
+// Stores the first n (0 <= n <= kLanes) lanes of x to p.
+inline void store_partial(float* p, const batch& x, int n) noexcept {
+#if defined(__AVX512F__)
+  if constexpr (kLanes == 16) {
+    _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1u), x);
+    return;
+  }
+#endif
+  alignas(64) float tmp[kLanes];
+  x.store_aligned(tmp);
+  std::memcpy(p, tmp, sizeof(float) * static_cast<std::size_t>(n));
+}
+
+// In-place transpose of a kLanes x kLanes block held as kLanes row vectors: afterwards r[i] lane j
+// holds what r[j] lane i held before.
+inline void transpose(batch (&r)[kLanes]) noexcept {
+#if defined(__AVX512F__)
+  if constexpr (kLanes == 16) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+      t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    // u[4q + 0..3] hold row groups {4q..4q+3} interleaved by column within each 128-bit lane.
+    for (int q = 0; q < 4; ++q) {
+      u[4 * q + 0] = _mm512_shuffle_ps(t[4 * q], t[4 * q + 2], _MM_SHUFFLE(1, 0, 1, 0));
+      u[4 * q + 1] = _mm512_shuffle_ps(t[4 * q], t[4 * q + 2], _MM_SHUFFLE(3, 2, 3, 2));
+      u[4 * q + 2] = _mm512_shuffle_ps(t[4 * q + 1], t[4 * q + 3], _MM_SHUFFLE(1, 0, 1, 0));
+      u[4 * q + 3] = _mm512_shuffle_ps(t[4 * q + 1], t[4 * q + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int c = 0; c < 4; ++c) {
+      t[c] = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88);
+      t[4 + c] = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xdd);
+      t[8 + c] = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
+      t[12 + c] = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xdd);
+    }
+    for (int c = 0; c < 8; ++c) {
+      r[c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0x88);
+      r[8 + c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0xdd);
+    }
+    return;
+  }
+#endif
+  alignas(64) float m[kLanes][kLanes];
+  for (std::size_t i = 0; i < kLanes; ++i) r[i].store_aligned(m[i]);
+  for (std::size_t i = 0; i < kLanes; ++i)
+    for (std::size_t j = 0; j < i; ++j) std::swap(m[i][j], m[j][i]);
+  for (std::size_t i = 0; i < kLanes; ++i) r[i] = batch::load_aligned(m[i]);
 }
 
 }  // namespace simd
