@@ -199,7 +199,9 @@ std::vector<TensorView> checkpoint_views(const ddpm_module& m, const State& s) {
   return views;
 }
 
-std::string float_str(double x) { return fmt::format("{}", x); }
+// The shortest decimal that reads back as the same float ("0.001", not "0.0010000000474974513").
+std::string float_str(float x) { return fmt::format("{}", x); }
+double float_json(float x) { return std::stod(float_str(x)); }
 
 struct ResumeInfo {
   int64_t step = 0;
@@ -321,13 +323,13 @@ void write_config(const std::string& path, const TrainConfig& c, const ddpm_modu
   j["threads"] = c.threads;
   j["out"] = c.out;
   j["seed"] = seed;
-  j["lr"] = c.opt.lr;
-  j["beta1"] = c.opt.beta1;
-  j["beta2"] = c.opt.beta2;
-  j["eps"] = c.opt.eps;
-  j["weight_decay"] = c.opt.weight_decay;
-  j["ema_decay"] = c.ema_decay;
-  j["grad_clip"] = c.grad_clip;
+  j["lr"] = float_json(c.opt.lr);
+  j["beta1"] = float_json(c.opt.beta1);
+  j["beta2"] = float_json(c.opt.beta2);
+  j["eps"] = float_json(c.opt.eps);
+  j["weight_decay"] = float_json(c.opt.weight_decay);
+  j["ema_decay"] = float_json(c.ema_decay);
+  j["grad_clip"] = float_json(c.grad_clip);
   j["ckpt_every"] = c.ckpt_every;
   j["log_every"] = c.log_every;
   j["warmup"] = c.warmup;
@@ -424,8 +426,9 @@ int train(const TrainConfig& cfg) {
   bool timed_out = false;
   auto elapsed_total = [&] { return start.elapsed_s + seconds_since(t0); };
 
-  fmt::print(stderr, "training {} on {}: {} parameters, batch {}, {} thread{}, steps {}..{}\n", cfg.model, cfg.data,
-             P, B, cfg.threads, cfg.threads == 1 ? "" : "s", start.step + 1, cfg.steps);
+  if (!cfg.quiet)
+    fmt::print(stderr, "training {} on {}: {} parameters, batch {}, {} thread{}, steps {}..{}\n", cfg.model,
+               cfg.data, P, B, cfg.threads, cfg.threads == 1 ? "" : "s", start.step + 1, cfg.steps);
 
   while (k < cfg.steps) {
     const int64_t step = k + 1;

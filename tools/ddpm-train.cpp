@@ -1,0 +1,99 @@
+// ddpm-train: the command line over ddpm::train (runtime/train.h).
+//
+//   ddpm-train MODEL --data moons --steps 4000 --batch 256 --threads 2 --out runs/moons
+//
+// MODEL is a .ddpm spec (compiled through the module cache) or a compiled .so.
+// The run directory receives module.so, checkpoint.safetensors, metrics.jsonl and
+// config.json; ddpm-sample reads it. Exit codes: 0 ok, 1 bad input (a one-line
+// error), 2 bad flags, 3 the loss became NaN/Inf, 70 an internal error.
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "compiler/diag.h"
+#include "runtime/data2d.h"
+#include "runtime/train.h"
+
+int main(int argc, char** argv) {
+  ddpm::TrainConfig cfg;
+  cfg.threads = (int)std::max(1u, std::thread::hardware_concurrency());
+  cfg.data = "moons";
+  std::string data_help = "training data: a built-in 2-D set (";
+  for (auto& n : ddpm::dataset_2d_names()) data_help += n + (n == ddpm::dataset_2d_names().back() ? "" : ", ");
+  data_help += "), fashion-mnist, an .npy array [N, ...] or an IDX image file";
+
+  CLI::App app{"ddpm-train: train a denoising diffusion model compiled by ddpmc", "ddpm-train"};
+  app.add_option("model", cfg.model, "a .ddpm spec or a compiled module .so")->required();
+  app.add_option("--data", cfg.data, data_help)->capture_default_str();
+  app.add_option("--steps", cfg.steps, "total number of training steps (a resumed run continues up to it)")
+      ->capture_default_str();
+  app.add_option("--batch", cfg.batch, "batch size")->capture_default_str();
+  app.add_option("--threads", cfg.threads, "worker threads (default: all cores)")->capture_default_str();
+  app.add_option("--out", cfg.out, "run directory (default: runs/<model name>)");
+  app.add_option("--lr", cfg.opt.lr, "AdamW learning rate")->capture_default_str();
+  app.add_option("--weight-decay", cfg.opt.weight_decay, "AdamW weight decay")->capture_default_str();
+  app.add_option("--ema-decay", cfg.ema_decay, "EMA decay of the sampling weights")->capture_default_str();
+  app.add_option("--grad-clip", cfg.grad_clip, "max global gradient norm; 0 = off")->capture_default_str();
+  app.add_option("--warmup", cfg.warmup, "linear learning-rate warm-up steps")->capture_default_str();
+  app.add_option("--seed", cfg.seed, "random seed (a resumed run keeps its checkpoint's seed)")->capture_default_str();
+  app.add_flag("--resume", cfg.resume, "continue the run in --out from its checkpoint");
+  app.add_option("--minutes", cfg.minutes, "stop (with a checkpoint) after this much wall time; 0 = no limit")
+      ->capture_default_str();
+  app.add_option("--ckpt-every", cfg.ckpt_every, "checkpoint every N steps (and at the end); 0 = only at the end")
+      ->capture_default_str();
+  app.add_option("--log-every", cfg.log_every, "progress and metrics line every N steps")->capture_default_str();
+  app.add_option("--cache-dir", cfg.cache_dir, "module cache (default: $DDPM_CACHE_DIR or ~/.cache/ddpmc)");
+  app.add_flag("-q,--quiet", cfg.quiet, "no progress lines");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    fmt::print(stderr, "ddpm-train: error: {}\nhint: run `ddpm-train --help` for usage\n", e.what());
+    return 2;
+  }
+
+  auto flag_error = [](const std::string& msg) {
+    fmt::print(stderr, "ddpm-train: error: {}\nhint: run `ddpm-train --help` for usage\n", msg);
+    return 2;
+  };
+  if (cfg.steps < 1) return flag_error(fmt::format("--steps must be at least 1 (got {})", cfg.steps));
+  if (cfg.batch < 1) return flag_error(fmt::format("--batch must be at least 1 (got {})", cfg.batch));
+  if (cfg.threads < 1) return flag_error(fmt::format("--threads must be at least 1 (got {})", cfg.threads));
+  if (cfg.log_every < 1) return flag_error(fmt::format("--log-every must be at least 1 (got {})", cfg.log_every));
+  if (cfg.ckpt_every < 0) return flag_error(fmt::format("--ckpt-every must be >= 0 (got {})", cfg.ckpt_every));
+  {
+    const auto& names = ddpm::dataset_2d_names();
+    bool file_data = std::filesystem::path(cfg.data).extension() == ".npy" ||
+                     cfg.data.find("idx3-ubyte") != std::string::npos || cfg.data == "fashion-mnist";
+    if (!file_data && std::find(names.begin(), names.end(), cfg.data) == names.end()) {
+      std::string valid;
+      for (auto& n : names) valid += n + ", ";
+      return flag_error(fmt::format("unknown --data '{}'; valid: {}fashion-mnist, or a path to an .npy or IDX file",
+                                    cfg.data, valid));
+    }
+  }
+  if (cfg.out.empty()) cfg.out = (std::filesystem::path("runs") / std::filesystem::path(cfg.model).stem()).string();
+
+  try {
+    return ddpm::train(cfg);
+  } catch (const ddpmc::UserError& e) {
+    std::string msg = e.what();
+    fmt::print(stderr, "{}{}", msg, !msg.empty() && msg.back() == '\n' ? "" : "\n");
+    return 1;
+  } catch (const ddpmc::InternalError& e) {
+    fmt::print(stderr, "{}\n", e.what());
+    return 70;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "ddpm-train: internal error: {}\n", e.what());
+    return 70;
+  }
+}
