@@ -1,36 +1,60 @@
-// Driver (temporary front-end-only version): spec → Program, so that parse and
-// import errors surface through check_spec_file()/check_spec_text(). The full
-// version adds lowering, type checking and the memory plan and fills the numbers.
+// Driver: `ddpmc check` — runs the whole compiler on a spec (everything but the
+// C++ build) and reports parameters, FLOPs per training step, kernels and arena bytes.
 #include "driver.h"
 
 #include <fmt/format.h>
 
-#include "frontend.h"
+#include "codegen.h"
+#include "pipeline.h"
 
 namespace ddpmc {
 namespace {
 
-CheckReport report(const Program& p, int batch) {
+std::string thousands(long long v) {
+  std::string s = std::to_string(v), out;
+  int n = 0;
+  for (auto it = s.rbegin(); it != s.rend(); ++it) {
+    if (n && n % 3 == 0 && *it != '-') out.insert(out.begin(), ',');
+    out.insert(out.begin(), *it);
+    ++n;
+  }
+  return out;
+}
+
+CheckReport report(const Compiled& c, int batch) {
   CheckReport r;
   r.batch = batch;
-  size_t defs = 0;
-  for (const Module& m : p.modules) defs += m.defs.size();
-  r.text = fmt::format("parsed {} file(s), {} definition(s)\n", p.modules.size(), defs);
+  for (auto& p : c.model.params) r.n_params += p.type.numel();
+  r.flops_per_step = graph_flops(c.train, batch);
+  r.arena_bytes = arena_floats(c.train, batch) * 4;
+  int prim_ops = 0;
+  for (auto& n : c.train.nodes) prim_ops += n.op != Op::Input && n.op != Op::Param && n.op != Op::Const &&
+                                            n.op != Op::ConstTensor && n.op != Op::InvBatch;
+  std::string s = fmt::format("{}: ok\n", c.model.spec_path);
+  s += fmt::format("  parameters      {} in {} tensors ({:.1f} KiB)\n", thousands(r.n_params), c.model.params.size(),
+                   r.n_params * 4 / 1024.0);
+  s += fmt::format("  data            {} per sample, T = {}, {} schedule\n", c.model.data.str(), c.model.diffusion.T,
+                   c.model.diffusion.schedule);
+  s += fmt::format("  FLOPs per step  {:.3f} MFLOP (training step, forward + backward, batch {})\n",
+                   r.flops_per_step / 1e6, batch);
+  s += fmt::format("  arena           {} bytes at batch {} (training step; {} floats per sample + {})\n",
+                   thousands(r.arena_bytes), batch, c.train.arena_per_sample, c.train.arena_fixed);
+  s += fmt::format("  kernels         train {} (from {} primitive ops)", c.train.kernels.size(), prim_ops);
+  for (auto& [name, g] : c.samplers) s += fmt::format(", sampler {} {}", name, g.kernels.size());
+  s += "\n";
+  for (auto& [name, g] : c.samplers)
+    s += fmt::format("  sampler {:<8} arena {} bytes at batch {}, {:.3f} MFLOP per step\n", name,
+                     thousands(arena_floats(g, batch) * 4), batch, graph_flops(g, batch) / 1e6);
+  r.text = s;
   return r;
 }
 
 }  // namespace
 
-CheckReport check_spec_file(const std::string& path, int batch) {
-  Sources sources;
-  Program p = load_program(sources, path);
-  return report(p, batch);
-}
+CheckReport check_spec_file(const std::string& path, int batch) { return report(compile_spec_file(path), batch); }
 
 CheckReport check_spec_text(const std::string& path_label, const std::string& text, int batch) {
-  Sources sources;
-  Program p = load_program_text(sources, path_label, text);
-  return report(p, batch);
+  return report(compile_spec_text(path_label, text), batch);
 }
 
 }  // namespace ddpmc

@@ -57,8 +57,8 @@ typedef struct ddpm_module {
   int n_samplers;
   const char* const* sampler_names;
 
-  /* Arena bytes needed by an entry point at batch B. entry 0 = train step,
-   * entry 1 + i = sampler i. */
+  /* Arena bytes needed by an entry point at batch B: entry 0 = train step,
+   * entry 1 + i = sampler i, entry 1 + n_samplers = loss_eval. */
   int64_t (*arena_bytes)(int entry, int B);
 
   /* One training step (forward + backward of the loss). Writes (not adds) every

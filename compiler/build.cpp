@@ -1,0 +1,118 @@
+// Module builder (see build.h): compile the spec, emit C++, build a .so with the
+// system C++ compiler, cache it by content hash. Cache writes are atomic (build to
+// a temporary name, then rename), so concurrent builds of one spec are safe.
+#include "build.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "codegen.h"
+#include "diag.h"
+#include "pipeline.h"
+
+namespace fs = std::filesystem;
+
+namespace ddpmc {
+namespace {
+
+const char* kCxxFlags = "-std=c++20 -O2 -march=native -fPIC -shared -fvisibility=hidden -fno-math-errno";
+const char* kRuntimeHeaders[] = {"ddpm_prelude.h", "ddpm_abi.h", "gemm.h", "philox.h", "simd_shim.h"};
+
+std::string read_file(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Two independent 64-bit FNV-1a streams: a 128-bit content key (not cryptographic).
+std::string content_hash(const std::string& s) {
+  uint64_t h1 = 0xcbf29ce484222325ull, h2 = 0x84222325cbf29ce4ull;
+  for (unsigned char c : s) {
+    h1 = (h1 ^ c) * 0x100000001b3ull;
+    h2 = (h2 ^ (c + 0x5bu)) * 0x100000001b3ull;
+  }
+  return fmt::format("{:016x}{:016x}", h1, h2);
+}
+
+std::string default_cache_dir() {
+  if (const char* d = std::getenv("DDPM_CACHE_DIR"); d && *d) return d;
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return std::string(x) + "/ddpmc";
+  if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.cache/ddpmc";
+  return "/tmp/ddpmc-cache";
+}
+
+void write_atomic(const fs::path& p, const std::string& text) {
+  fs::path tmp = p;
+  tmp += fmt::format(".tmp{}", getpid());
+  {
+    std::ofstream f(tmp, std::ios::binary);
+    f << text;
+    if (!f) user_error_noloc(fmt::format("cannot write '{}'", tmp.string()), "check that the directory is writable");
+  }
+  fs::rename(tmp, p);
+}
+
+}  // namespace
+
+BuiltModule build_module(const std::string& spec_path, const BuildOptions& opt) {
+  std::string dump;
+  Compiled c = compile_spec_file(spec_path, opt.dump_after, opt.dump_after.empty() ? nullptr : &dump);
+  if (!dump.empty()) fmt::print(stderr, "{}", dump);
+
+  std::string key = c.model.sources_text + "\n" + DDPMC_VERSION + "\n" + DDPMC_CXX + " " + kCxxFlags + "\n";
+  for (const char* h : kRuntimeHeaders) key += read_file(fs::path(DDPMC_RUNTIME_INCLUDE_DIR) / h);
+  BuiltModule out;
+  out.spec_hash = content_hash(key);
+
+  const fs::path dir = opt.cache_dir.empty() ? default_cache_dir() : opt.cache_dir;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) user_error_noloc(fmt::format("cannot create the module cache '{}': {}", dir.string(), ec.message()),
+                           "set DDPM_CACHE_DIR to a writable directory");
+  const fs::path so = dir / (out.spec_hash + ".so");
+  const fs::path cpp = dir / (out.spec_hash + ".cpp");
+  std::string source;
+  if (!opt.emit_cpp.empty() || !fs::exists(so)) source = emit_module(c, out.spec_hash);
+  if (!opt.emit_cpp.empty()) write_atomic(opt.emit_cpp, source);
+
+  if (fs::exists(so)) {
+    out.cache_hit = true;
+  } else {
+    auto t0 = std::chrono::steady_clock::now();
+    write_atomic(cpp, source);
+    fs::path tmp_so = dir / fmt::format("{}.so.tmp{}", out.spec_hash, getpid());
+    fs::path log = dir / (out.spec_hash + ".log");
+    std::string cmd = fmt::format("'{}' {} -I'{}' '{}' -o '{}' -ltbb > '{}' 2>&1", DDPMC_CXX, kCxxFlags,
+                                  DDPMC_RUNTIME_INCLUDE_DIR, cpp.string(), tmp_so.string(), log.string());
+    if (opt.verbose) fmt::print(stderr, "{}\n", cmd);
+    int rc = std::system(cmd.c_str());
+    if (rc != 0) {
+      std::string text = read_file(log);
+      if (text.size() > 4000) text = text.substr(0, 4000) + "\n...";
+      DDPM_ICE(fmt::format("the C++ compiler failed on the generated module {} (exit {}); full log in {}:\n{}",
+                           cpp.string(), WEXITSTATUS(rc), log.string(), text));
+    }
+    fs::rename(tmp_so, so);
+    out.compile_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  out.so_path = so.string();
+  if (!opt.output_so.empty()) {
+    fs::path tmp = opt.output_so + fmt::format(".tmp{}", getpid());
+    fs::copy_file(so, tmp, fs::copy_options::overwrite_existing, ec);
+    if (ec) user_error_noloc(fmt::format("cannot write '{}': {}", opt.output_so, ec.message()), "check the -o path");
+    fs::rename(tmp, opt.output_so);
+  }
+  return out;
+}
+
+}  // namespace ddpmc

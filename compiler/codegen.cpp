@@ -1,0 +1,406 @@
+// Code generation (see codegen.h). The emitted file has, in order: the schedule
+// and constant tables, the kernels of each entry point, the entry points, and the
+// module descriptor. Nothing here depends on hash-map order or addresses, so the
+// same spec always gives byte-identical output (golden-tested).
+#include "codegen.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "ops.h"
+#include "runtime/gemm.h"
+
+namespace ddpmc {
+namespace {
+
+std::string flt(double v) {
+  std::string s = fmt::format("{:.9g}", (float)v);
+  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
+  if (s == "inf") return "INFINITY";
+  if (s == "-inf") return "-INFINITY";
+  if (s == "nan") return "NAN";
+  return s + "f";
+}
+
+std::string float_array(const std::string& name, const std::vector<float>& v) {
+  std::string s = fmt::format("alignas(64) static const float {}[{}] = {{", name, v.size());
+  for (size_t i = 0; i < v.size(); ++i) s += fmt::format("{}{}", i % 8 ? " " : "\n    ", flt(v[i]) + ",");
+  return s + "\n};\n";
+}
+
+// Iteration space of an elementwise domain: see ddpm_prelude.h.
+std::pair<std::string, std::string> rows_cols(const Type& d) {
+  if (d.batched && !d.dims.empty()) return {"B", fmt::format("{}", d.numel())};
+  if (d.batched) return {"1", "B"};
+  return {"1", fmt::format("{}", d.numel())};
+}
+
+struct Emitter {
+  const Graph& g;
+  const std::string prefix;
+  std::string out;
+  std::map<std::string, std::string> tables;  // content key → name, shared per module
+  std::string* table_defs;
+  int* table_counter;
+
+  std::string table_name(const std::vector<float>& data) {
+    std::string key(reinterpret_cast<const char*>(data.data()), data.size() * sizeof(float));
+    auto it = tables.find(key);
+    if (it != tables.end()) return it->second;
+    std::string name = fmt::format("tab{}", (*table_counter)++);
+    tables[key] = name;
+    *table_defs += float_array(name, data);
+    return name;
+  }
+
+  // Pointer expression for a stored value.
+  std::string ptr(NodeId id) {
+    const Slot& s = g.slots.at(id);
+    const Node& n = g.nodes[id];
+    switch (s.where) {
+      case Slot::Where::Arena:
+        return n.type.batched ? fmt::format("(e.A + {} * e.B)", s.per_sample)
+                              : fmt::format("(e.A + {} * e.B + {})", g.arena_per_sample, s.fixed);
+      case Slot::Where::Param: return fmt::format("(e.params + {})", s.fixed);
+      case Slot::Where::Grad: return fmt::format("(e.grads + {})", s.fixed);
+      case Slot::Where::Input: return fmt::format("e.in_{}", n.name);
+      case Slot::Where::Output: return "e.x_out";
+      case Slot::Where::Loss: return "e.loss";
+      default: DDPM_ICE(fmt::format("{}: value %{} ({}) has no storage", g.name, id, op_name(n.op)));
+    }
+  }
+
+  // The spec lines a set of nodes comes from: "file:line" of each node's own
+  // position and of the entry-level call that reached it.
+  std::string spec_lines(const std::vector<NodeId>& ids) {
+    std::set<std::pair<std::string, int>> lines;
+    for (NodeId id : ids)
+      for (size_t k = 0; k < g.nodes[id].locs.size(); ++k) {
+        const Loc& l = g.nodes[id].locs[k];
+        if (l.file && (k == 0 || k + 1 == g.nodes[id].locs.size())) lines.insert({l.file->path, l.line});
+      }
+    std::string s;
+    std::string last_file;
+    for (auto& [f, line] : lines) {
+      if (f != last_file) {
+        s += fmt::format("{}{}:{}", s.empty() ? "" : "; ", f, line);
+        last_file = f;
+      } else {
+        s += fmt::format(",{}", line);
+      }
+    }
+    return s;
+  }
+
+  std::string op_list(const std::vector<NodeId>& ids) {
+    std::string s;
+    for (NodeId id : ids) s += fmt::format("{}{}", s.empty() ? "" : " ", op_name(g.nodes[id].op));
+    return s;
+  }
+
+  void header(size_t k, const Kernel& kern, const std::string& what) {
+    out += fmt::format("// {}_k{}: {} {}\n", prefix, k, what, kern.domain.str());
+    out += fmt::format("//   ops:  {}\n", op_list(kern.nodes));
+    std::string lines = spec_lines(kern.nodes);
+    if (!lines.empty()) out += fmt::format("//   spec: {}\n", lines);
+  }
+
+  // Elementwise body: a generic lambda (tag, b, j, acc) computing the kernel's
+  // members for element (b, j). `inside` marks nodes computed in this body.
+  std::string body(const Kernel& kern, const std::vector<NodeId>& members, const std::string& cols,
+                   std::vector<NodeId>* reduce_nodes, std::string* pre) {
+    std::set<NodeId> inside(members.begin(), members.end());
+    std::string s = "auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {\n";
+    s += "    using T = decltype(tag);\n";
+    s += "    (void)b;\n    (void)acc;\n";
+    auto operand = [&](NodeId x) -> std::string {
+      const Node& n = g.nodes[x];
+      if (inside.count(x)) return fmt::format("v{}", x);
+      if (n.op == Op::Const) return fmt::format("T({})", flt(n.value));
+      if (n.op == Op::InvBatch) return fmt::format("T({} / (float)e.B)", flt(n.value));
+      if (n.op == Op::ConstTensor) {
+        std::string t = table_name(n.data);
+        return n.type.dims.empty() ? fmt::format("T({}[0])", t) : fmt::format("ld<T>({} + j)", t);
+      }
+      if (n.op == Op::Input && (n.name == "t" || n.name == "s")) return fmt::format("T(e.{})", n.name);
+      std::string p = ptr(x);
+      const Type& ti = n.type;
+      const Type& d = kern.domain;
+      if (ti == d) return fmt::format("ld<T>({} + b * {} + j)", p, cols);
+      if (ti.dims.empty() && !ti.batched) return fmt::format("T({}[0])", p);
+      if (ti.dims.empty() && ti.batched) return fmt::format("T({}[b])", p);
+      if (!ti.batched && ti.dims == d.dims) return fmt::format("ld<T>({} + j)", p);
+      DDPM_ICE(fmt::format("no access pattern for {} in domain {}", ti.str(), d.str()));
+    };
+    int r = 0;
+    for (NodeId id : members) {
+      const Node& n = g.nodes[id];
+      std::string expr;
+      if (n.op == Op::Matmul) continue;  // computed by the GEMM; its members read it from memory
+      if (n.op == Op::SumTo) {
+        s += fmt::format("    acc[{}] += {};\n", r++, operand(n.in[0]));
+        if (reduce_nodes) reduce_nodes->push_back(id);
+        continue;
+      }
+      if (n.op == Op::RandN) {
+        expr = fmt::format("rnormal<T>(e.seed, e.step, {}, b * {} + j)", n.i0, cols);
+      } else if (n.op == Op::UniformStep) {
+        expr = fmt::format("rstep<T>(e.seed, e.step, {}, b * {} + j, {})", n.i0, cols, n.i1);
+      } else if (n.op == Op::Lookup) {
+        expr = fmt::format("vlookup<T>({}, {})", table_name(n.data), operand(n.in[0]));
+      } else {
+        const char* tmpl = op_row(n.op).emit;
+        DDPM_CHECK(tmpl, std::string("no emitted code for ") + op_name(n.op));
+        std::string a0 = n.in.size() > 0 ? operand(n.in[0]) : "", a1 = n.in.size() > 1 ? operand(n.in[1]) : "";
+        expr = fmt::format(fmt::runtime(tmpl), a0, a1);
+      }
+      s += fmt::format("    const T v{} = {};\n", id, expr);
+      if (std::find(kern.outputs.begin(), kern.outputs.end(), id) != kern.outputs.end())
+        s += fmt::format("    st({} + b * {} + j, v{});\n", ptr(id), cols, id);
+    }
+    s += "  };\n";
+    (void)pre;
+    return s;
+  }
+
+  void elementwise(size_t k, const Kernel& kern) {
+    auto [rows, cols] = rows_cols(kern.domain);
+    const char* what = kern.reduce == Kernel::Reduce::None      ? "elementwise"
+                       : kern.reduce == Kernel::Reduce::All     ? "elementwise + sum over everything,"
+                       : kern.reduce == Kernel::Reduce::Batch   ? "elementwise + sum over the batch,"
+                                                                : "elementwise + sum over features,";
+    header(k, kern, what);
+    out += fmt::format("static void {}_k{}(const Env& e) {{\n", prefix, k);
+    out += fmt::format("  const int64_t rows = {}, cols = {};\n", rows, cols);
+    std::vector<NodeId> reds;
+    out += "  " + body(kern, kern.nodes, "cols", &reds, nullptr);
+    int R = (int)reds.size();
+    switch (kern.reduce) {
+      case Kernel::Reduce::None: out += "  map_rows(rows, cols, body);\n"; break;
+      case Kernel::Reduce::All: {
+        out += fmt::format("  float sums[{}];\n  reduce_all<{}>(rows, cols, sums, body);\n", R, R);
+        for (int i = 0; i < R; ++i) out += fmt::format("  {}[0] = sums[{}];\n", ptr(reds[i]), i);
+        break;
+      }
+      case Kernel::Reduce::Batch:
+      case Kernel::Reduce::Features: {
+        std::string ptrs;
+        for (int i = 0; i < R; ++i) ptrs += fmt::format("{}{}", i ? ", " : "", ptr(reds[i]));
+        out += fmt::format("  float* const outs[{}] = {{{}}};\n", R, ptrs);
+        out += fmt::format("  {}<{}>(rows, cols, outs, body);\n",
+                           kern.reduce == Kernel::Reduce::Batch ? "reduce_batch" : "reduce_features", R);
+        break;
+      }
+    }
+    out += "}\n\n";
+  }
+
+  void gemm(size_t k, const Kernel& kern) {
+    const Node& mm = g.nodes[kern.nodes[0]];
+    const Type& ta = g.nodes[mm.in[0]].type;
+    const Type& tb = g.nodes[mm.in[1]].type;
+    std::string M, N, K, lda, ldb;
+    bool transA = false, transB = false;
+    if (mm.i0 == kNN) {
+      M = "e.B", K = fmt::format("{}", ta.dims[0]), N = fmt::format("{}", tb.dims[1]);
+      lda = K, ldb = N;
+    } else if (mm.i0 == kNT) {
+      M = "e.B", K = fmt::format("{}", ta.dims[0]), N = fmt::format("{}", tb.dims[0]);
+      lda = K, ldb = K, transB = true;
+    } else {
+      M = fmt::format("{}", ta.dims[0]), K = "e.B", N = fmt::format("{}", tb.dims[0]);
+      lda = M, ldb = N, transA = true;
+    }
+    header(k, kern, kern.nodes.size() > 1 ? "GEMM with fused epilogue," : "GEMM");
+    out += fmt::format("static void {}_k{}(const Env& e) {{\n", prefix, k);
+    out += fmt::format("  // C[{},{}] = {}{} x {}{}\n", M, N, ta.str(), transA ? "^T" : "", tb.str(),
+                       transB ? "^T" : "");
+    std::vector<NodeId> epi(kern.nodes.begin() + 1, kern.nodes.end());
+    std::string call = fmt::format("gemm((int){}, {}, (int){}, {}, {}, {}, {}, {}, {}, {}, {}, false, e.scratch", M, N, K,
+                                   ptr(mm.in[0]), lda, transA ? "true" : "false", ptr(mm.in[1]), ldb,
+                                   transB ? "true" : "false", ptr(kern.nodes[0]), N);
+    if (epi.empty()) {
+      out += "  " + call + ");\n";
+    } else {
+      out += fmt::format("  const int64_t cols = {};\n", N);
+      out += "  " + body(kern, epi, "cols", nullptr, nullptr);
+      out += "  " + call + ",\n       [&](int i0, int i1, int j0, int j1) {\n";
+      out += "         for (int64_t b = i0; b < i1; ++b) for_cols(j0, j1, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });\n";
+      out += "       });\n";
+    }
+    out += "}\n\n";
+  }
+
+  void layout(size_t k, const Kernel& kern) {
+    const NodeId id = kern.nodes[0];
+    const Node& n = g.nodes[id];
+    header(k, kern, n.op == Op::Concat ? "concat on the last axis," : "slice on the last axis,");
+    out += fmt::format("static void {}_k{}(const Env& e) {{\n", prefix, k);
+    int64_t W = n.type.dims.back();
+    std::string rows = fmt::format("{}{}", n.type.batched ? "e.B * " : "", n.type.numel() / W);
+    if (n.op == Op::Concat) {
+      int64_t at = 0;
+      for (NodeId x : n.in) {
+        int64_t w = g.nodes[x].type.dims.back();
+        const Node& xn = g.nodes[x];
+        if (xn.op == Op::Const || xn.op == Op::ConstTensor || xn.op == Op::InvBatch)
+          DDPM_ICE("concat of a constant must be materialized first");
+        out += fmt::format("  copy_rows({}, {}, {}, {}, {} + {}, {});\n", rows, w, ptr(x), w, ptr(id), at, W);
+        at += w;
+      }
+    } else {
+      int64_t Wi = g.nodes[n.in[0]].type.dims.back();
+      out += fmt::format("  copy_rows({}, {}, {} + {}, {}, {}, {});\n", rows, W, ptr(n.in[0]), n.i0, Wi, ptr(id), W);
+    }
+    out += "}\n\n";
+  }
+
+  void kernels() {
+    for (size_t k = 0; k < g.kernels.size(); ++k) {
+      const Kernel& kern = g.kernels[k];
+      switch (kern.kind) {
+        case KernelKind::Elementwise: elementwise(k, kern); break;
+        case KernelKind::Gemm: gemm(k, kern); break;
+        case KernelKind::Concat:
+        case KernelKind::Slice: layout(k, kern); break;
+      }
+    }
+    out += fmt::format("static void {}_run(const Env& e) {{\n", prefix);
+    for (size_t k = 0; k < g.kernels.size(); ++k) out += fmt::format("  {}_k{}(e);\n", prefix, k);
+    out += "}\n\n";
+    // Scratch: the largest need of any kernel.
+    out += fmt::format("static int64_t {}_arena_floats(int B) {{\n", prefix);
+    out += fmt::format("  int64_t scratch = 0;\n");
+    std::set<std::string> seen;
+    for (auto& kern : g.kernels) {
+      if (kern.kind != KernelKind::Gemm) continue;
+      const Node& mm = g.nodes[kern.nodes[0]];
+      const Type& ta = g.nodes[mm.in[0]].type;
+      const Type& tb = g.nodes[mm.in[1]].type;
+      std::string args = mm.i0 == kNN   ? fmt::format("B, {}, {}", tb.dims[1], ta.dims[0])
+                         : mm.i0 == kNT ? fmt::format("B, {}, {}", tb.dims[0], ta.dims[0])
+                                        : fmt::format("{}, {}, B", ta.dims[0], tb.dims[0]);
+      if (seen.insert(args).second)
+        out += fmt::format("  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats({}));\n", args);
+    }
+    out += fmt::format("  return {} * (int64_t)B + {} + (scratch + 15) / 16 * 16;\n}}\n\n", g.arena_per_sample,
+                       g.arena_fixed);
+  }
+};
+
+}  // namespace
+
+int64_t arena_floats(const Graph& g, int B) {
+  int64_t scratch = 0;
+  for (auto& kern : g.kernels) {
+    if (kern.kind != KernelKind::Gemm) continue;
+    const Node& mm = g.nodes[kern.nodes[0]];
+    const Type& ta = g.nodes[mm.in[0]].type;
+    const Type& tb = g.nodes[mm.in[1]].type;
+    int64_t s = mm.i0 == kNN   ? ddpm::gemm_scratch_floats(B, (int)tb.dims[1], (int)ta.dims[0])
+                : mm.i0 == kNT ? ddpm::gemm_scratch_floats(B, (int)tb.dims[0], (int)ta.dims[0])
+                               : ddpm::gemm_scratch_floats((int)ta.dims[0], (int)tb.dims[0], B);
+    scratch = std::max(scratch, s);
+  }
+  return g.arena_per_sample * B + g.arena_fixed + (scratch + 15) / 16 * 16;
+}
+
+std::string emit_module(const Compiled& c, const std::string& spec_hash) {
+  const Model& m = c.model;
+  std::string tables;
+  int counter = 0;
+  std::map<std::string, std::string> shared_tables;
+  std::string body;
+  auto emit_graph = [&](const Graph& g, const std::string& prefix) {
+    Emitter em{g, prefix, "", std::move(shared_tables), &tables, &counter};
+    em.kernels();
+    shared_tables = std::move(em.tables);
+    body += fmt::format("// ---- entry {}: {} kernels, arena {} floats per sample + {} ----\n\n", prefix,
+                        g.kernels.size(), g.arena_per_sample, g.arena_fixed);
+    body += em.out;
+  };
+  emit_graph(c.train, "train");
+  emit_graph(c.loss, "loss");
+  for (size_t i = 0; i < c.samplers.size(); ++i) emit_graph(c.samplers[i].second, "sampler_" + c.samplers[i].first);
+
+  std::string s;
+  s += fmt::format("// Generated by ddpmc {} from {}. Do not edit.\n", DDPMC_VERSION, m.spec_path);
+  s += fmt::format("// spec hash {}\n", spec_hash);
+  s += "// Kernels are listed per entry point in execution order; each names the spec lines it fuses.\n";
+  s += "#include \"ddpm_prelude.h\"\n\n";
+  s += "namespace {\nusing namespace ddpm;\nusing namespace ddpm::gen;\n\n";
+  s += "// Everything a kernel reads besides its own arena slices.\n";
+  s += "struct Env {\n  int64_t B;\n  float* A;        // arena\n  float* scratch;  // kernel scratch (GEMM packing)\n";
+  s += "  const float* params;\n  float* grads;\n  const float* in_data;\n  const float* in_x;\n";
+  s += "  float t, s;\n  uint64_t seed, step;\n  float* loss;\n  float* x_out;\n};\n\n";
+  // Schedule tables for the descriptor.
+  auto tofloat = [](const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); };
+  s += float_array("sched_beta", tofloat(m.diffusion.beta));
+  s += float_array("sched_alpha", tofloat(m.diffusion.alpha));
+  s += float_array("sched_abar", tofloat(m.diffusion.abar));
+  s += "\n// Tables folded from the spec's constant arithmetic (see passes/simplify.cpp).\n";
+  s += tables + "\n";
+  s += body;
+
+  // Entry points.
+  s += "int64_t arena_bytes(int entry, int B) {\n  switch (entry) {\n";
+  s += "    case 0: return train_arena_floats(B) * 4 + 64;\n";
+  for (size_t i = 0; i < c.samplers.size(); ++i)
+    s += fmt::format("    case {}: return sampler_{}_arena_floats(B) * 4 + 64;\n", i + 1, c.samplers[i].first);
+  s += fmt::format("    case {}: return loss_arena_floats(B) * 4 + 64;\n", c.samplers.size() + 1);
+  s += "    default: return -1;\n  }\n}\n\n";
+  s += "float* align64(void* p) { return (float*)(((uintptr_t)p + 63) & ~(uintptr_t)63); }\n\n";
+  s += "int train_step(void* arena, int B, const float* params, const float* x0, uint64_t seed, uint64_t step,\n"
+       "               float* grads, float* loss) {\n"
+       "  if (B < 1) return 1;\n"
+       "  Env e{};\n  e.B = B;\n  e.A = align64(arena);\n"
+       "  e.scratch = e.A + " + fmt::format("{} * (int64_t)B + {}", c.train.arena_per_sample, c.train.arena_fixed) +
+       ";\n  e.params = params;\n  e.grads = grads;\n  e.in_data = x0;\n  e.seed = seed;\n  e.step = step;\n  e.loss = loss;\n  train_run(e);\n  return 0;\n}\n\n";
+  s += "int loss_eval(void* arena, int B, const float* params, const float* x0, uint64_t seed, uint64_t step, float* loss) {\n"
+       "  if (B < 1) return 1;\n"
+       "  Env e{};\n  e.B = B;\n  e.A = align64(arena);\n"
+       "  e.scratch = e.A + " + fmt::format("{} * (int64_t)B + {}", c.loss.arena_per_sample, c.loss.arena_fixed) +
+       ";\n  e.params = params;\n  e.in_data = x0;\n  e.seed = seed;\n  e.step = step;\n  e.loss = loss;\n  loss_run(e);\n  return 0;\n}\n\n";
+  s += "int sampler_step(int sampler, void* arena, int B, const float* params, const float* x_in, int t, int s,\n"
+       "                 uint64_t seed, uint64_t step, float* x_out) {\n"
+       "  if (B < 1 || t < 1 || t > " + fmt::format("{}", m.diffusion.T) + " || s < 0 || s >= t) return 1;\n"
+       "  Env e{};\n  e.B = B;\n  e.A = align64(arena);\n  e.params = params;\n  e.in_x = x_in;\n"
+       "  e.t = (float)t;\n  e.s = (float)s;\n  e.seed = seed;\n  e.step = step;\n  e.x_out = x_out;\n"
+       "  switch (sampler) {\n";
+  for (size_t i = 0; i < c.samplers.size(); ++i) {
+    const Graph& g = c.samplers[i].second;
+    s += fmt::format("    case {}:\n      e.scratch = e.A + {} * (int64_t)B + {};\n      sampler_{}_run(e);\n      return 0;\n",
+                     i, g.arena_per_sample, g.arena_fixed, c.samplers[i].first);
+  }
+  s += "    default: return 2;\n  }\n}\n\n";
+
+  // Descriptor.
+  s += "const ddpm_param_info kParams[] = {\n";
+  for (auto& p : m.params) {
+    std::string dims;
+    for (size_t i = 0; i < 4; ++i) dims += fmt::format("{}{}", i ? ", " : "", i < p.type.dims.size() ? p.type.dims[i] : 0);
+    s += fmt::format("    {{\"{}\", {}, {{{}}}, {}, {}, {}}},\n", p.name, p.type.dims.size(), dims, p.offset,
+                     p.type.numel(), flt(p.init_bound));
+  }
+  s += "};\n";
+  s += "const char* const kSamplers[] = {";
+  for (auto& sp : c.samplers) s += fmt::format("\"{}\", ", sp.first);
+  s += "nullptr};\n\n";
+  std::string ddims;
+  for (size_t i = 0; i < 4; ++i) ddims += fmt::format("{}{}", i ? ", " : "", i < m.data.dims.size() ? m.data.dims[i] : 0);
+  s += "const ddpm_module kModule = {\n";
+  s += fmt::format("    DDPM_ABI_VERSION, \"{}\", \"{}\", \"{}\",\n", spec_hash, DDPMC_VERSION, m.spec_path);
+  s += fmt::format("    {}, \"{}\", sched_beta, sched_alpha, sched_abar,\n", m.diffusion.T, m.diffusion.schedule);
+  s += fmt::format("    {}, {{{}}}, {},\n", m.data.dims.size(), ddims, m.data.numel());
+  s += fmt::format("    {}, kParams, {},\n", m.params.size(), m.param_floats);
+  s += fmt::format("    {}, kSamplers,\n", c.samplers.size());
+  s += "    arena_bytes, train_step, loss_eval, sampler_step,\n};\n\n";
+  s += "}  // namespace\n\n";
+  s += "extern \"C\" __attribute__((visibility(\"default\"))) const ddpm_module* ddpm_module_v1(void) { return &kModule; }\n";
+  return s;
+}
+
+}  // namespace ddpmc

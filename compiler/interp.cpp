@@ -1,0 +1,147 @@
+// Reference interpreter (see interp.h). Elementwise ops evaluate through their
+// op-table rows; the other ops are written out here as plain loops.
+#include "interp.h"
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "ops.h"
+#include "runtime/philox.h"
+
+namespace ddpmc {
+namespace {
+
+// Reads input value v (of type ti) at element (b, j) of a domain of type d.
+double at(const Type& ti, const std::vector<double>& v, const Type& d, int64_t b, int64_t j) {
+  int64_t n = ti.numel();
+  if (ti.batched) return ti.dims.empty() ? v[b] : v[b * n + j];
+  return ti.dims.empty() ? v[0] : v[j];
+  (void)d;
+}
+
+}  // namespace
+
+std::vector<std::vector<double>> interpret_all(const Graph& g, const Model& m, const InterpEnv& env) {
+  const int64_t B = env.B;
+  std::vector<std::vector<double>> val(g.nodes.size());
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node& n = g.nodes[i];
+    const Type& t = n.type;
+    const int64_t N = t.numel(), R = t.batched ? B : 1;
+    std::vector<double>& out = val[i];
+    out.assign(R * N, 0.0);
+    auto in = [&](int k) -> const std::vector<double>& { return val[n.in[k]]; };
+    auto ty = [&](int k) -> const Type& { return g.nodes[n.in[k]].type; };
+    const OpRow& row = op_row(n.op);
+    switch (n.op) {
+      case Op::Input: {
+        auto it = env.inputs.find(n.name);
+        if (it == env.inputs.end() || (int64_t)it->second.size() != R * N)
+          DDPM_ICE(fmt::format("interpreter: input '{}' missing or of the wrong size", n.name));
+        out = it->second;
+        break;
+      }
+      case Op::Param: {
+        int64_t off = m.params[n.index].offset;
+        for (int64_t e = 0; e < N; ++e) out[e] = env.params.at(off + e);
+        break;
+      }
+      case Op::Const: out[0] = n.value; break;
+      case Op::ConstTensor:
+        for (int64_t e = 0; e < N; ++e) out[e] = n.data[e];
+        break;
+      case Op::InvBatch: out[0] = n.value / (double)B; break;
+      case Op::RandN:
+        for (int64_t e = 0; e < R * N; ++e)
+          out[e] = (float)ddpm::philox_normal(env.seed, env.step, (uint32_t)n.i0, (uint64_t)e);
+        break;
+      case Op::UniformStep:
+        for (int64_t e = 0; e < R * N; ++e)
+          out[e] = ddpm::philox_step(env.seed, env.step, (uint32_t)n.i0, (uint64_t)e, (int)n.i1);
+        break;
+      case Op::Lookup:
+        for (int64_t e = 0; e < R * N; ++e) {
+          int64_t k = (int64_t)in(0)[e];
+          if (k < 0 || k >= (int64_t)n.data.size()) DDPM_ICE(fmt::format("interpreter: step {} out of range", k));
+          out[e] = n.data[k];
+        }
+        break;
+      case Op::SumTo: {
+        const Type& ti = ty(0);
+        const int64_t Ni = ti.numel(), Ri = ti.batched ? B : 1;
+        for (int64_t b = 0; b < Ri; ++b)
+          for (int64_t j = 0; j < Ni; ++j) {
+            double v = in(0)[b * Ni + j];
+            int64_t ob = t.batched ? b : 0, oj = t.dims.empty() ? 0 : j;
+            out[ob * N + oj] += v;
+          }
+        break;
+      }
+      case Op::Matmul: {
+        const auto &X = in(0), &Y = in(1);
+        const Type &tx = ty(0), &tyy = ty(1);
+        if (n.i0 == kNN) {  // [B,K] x [K,N]
+          int64_t K = tx.dims[0];
+          for (int64_t b = 0; b < B; ++b)
+            for (int64_t j = 0; j < N; ++j) {
+              double s = 0;
+              for (int64_t k = 0; k < K; ++k) s += X[b * K + k] * Y[k * N + j];
+              out[b * N + j] = s;
+            }
+        } else if (n.i0 == kNT) {  // [B,Nn] x [K,Nn]^T -> [B,K]
+          int64_t Nn = tx.dims[0];
+          for (int64_t b = 0; b < B; ++b)
+            for (int64_t k = 0; k < N; ++k) {
+              double s = 0;
+              for (int64_t j = 0; j < Nn; ++j) s += X[b * Nn + j] * Y[k * Nn + j];
+              out[b * N + k] = s;
+            }
+        } else {  // [B,K]^T x [B,Nn] -> [K,Nn]
+          int64_t K = tx.dims[0], Nn = tyy.dims[0];
+          for (int64_t b = 0; b < B; ++b)
+            for (int64_t k = 0; k < K; ++k)
+              for (int64_t j = 0; j < Nn; ++j) out[k * Nn + j] += X[b * K + k] * Y[b * Nn + j];
+        }
+        break;
+      }
+      case Op::Concat: {
+        const int64_t rows = R * (N / t.dims.back()), W = t.dims.back();
+        int64_t at_col = 0;
+        for (size_t k = 0; k < n.in.size(); ++k) {
+          int64_t w = ty((int)k).dims.back();
+          for (int64_t r = 0; r < rows; ++r)
+            for (int64_t c = 0; c < w; ++c) out[r * W + at_col + c] = in((int)k)[r * w + c];
+          at_col += w;
+        }
+        break;
+      }
+      case Op::Slice: {
+        const int64_t W = t.dims.back(), Wi = ty(0).dims.back(), rows = R * (N / W);
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = 0; c < W; ++c) out[r * W + c] = in(0)[r * Wi + n.i0 + c];
+        break;
+      }
+      default: {
+        if (row.cls != OpClass::Elementwise || !row.eval)
+          DDPM_ICE(fmt::format("interpreter: no evaluation for {}", row.name));
+        double x[2];
+        for (int64_t b = 0; b < R; ++b)
+          for (int64_t j = 0; j < N; ++j) {
+            for (size_t k = 0; k < n.in.size(); ++k) x[k] = at(ty((int)k), in((int)k), t, b, j);
+            out[b * N + j] = row.eval(x);
+          }
+      }
+    }
+  }
+  return val;
+}
+
+std::vector<std::vector<double>> interpret(const Graph& g, const Model& m, const InterpEnv& env) {
+  auto all = interpret_all(g, m, env);
+  std::vector<std::vector<double>> out;
+  for (NodeId o : g.outputs) out.push_back(all[o]);
+  return out;
+}
+
+}  // namespace ddpmc

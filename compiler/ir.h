@@ -1,0 +1,125 @@
+// The typed graph IR: an SSA graph of primitive ops with static shapes.
+//
+// Lowering builds one Graph per entry point (the loss, each sampler); passes map
+// Graph → Graph (autodiff, simplify, fuse, memplan); codegen and the reference
+// interpreter read the final Graph.
+//
+// Dimension legend:
+//   B      the batch axis, the only symbolic one. A batched value has shape [B, dims...].
+//   dims   the static per-sample (or, for parameters, whole) shape.
+// Nodes are stored in topological order: every input id is smaller than its user's id.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "diag.h"
+
+namespace ddpmc {
+
+struct Type {
+  bool batched = false;
+  std::vector<int64_t> dims;
+
+  int64_t numel() const;  // per sample when batched
+  bool is_scalar() const { return dims.empty(); }
+  std::string str() const;  // "[B,128]", "[66,128]", "[B]", "[]"
+  bool operator==(const Type& o) const { return batched == o.batched && dims == o.dims; }
+  bool operator!=(const Type& o) const { return !(*this == o); }
+};
+
+enum class Op : uint8_t {
+#define DDPM_OP(name) name,
+#include "ops.def"
+#undef DDPM_OP
+};
+
+using NodeId = int32_t;
+
+// Matmul modes (attribute i0):
+//   NN: [B,K]  x [K,N]  -> [B,N]   (activations times weights)
+//   NT: [B,N]  x [K,N]^T -> [B,K]  (gradient wrt activations)
+//   TN: [B,K]^T x [B,N] -> [K,N]   (gradient wrt weights; contracts over the batch)
+enum MatmulMode : int { kNN = 0, kNT = 1, kTN = 2 };
+
+struct Node {
+  Op op;
+  Type type;
+  std::vector<NodeId> in;
+  double value = 0;          // Const: the value; InvBatch: scale (the node is scale / B)
+  int64_t i0 = 0, i1 = 0;    // Matmul: mode; Slice: start, length; Rand*: stream; UniformStep: i1 = T
+  std::vector<float> data;   // ConstTensor and Lookup: the table
+  std::string name;          // Input: the input's name; Param: the parameter's name
+  int index = -1;            // Param: index into Model::params
+  std::vector<Loc> locs;     // the spec positions this node comes from (call site first)
+};
+
+// One fused loop nest, produced by passes/fuse.cpp. See that file for the kinds.
+enum class KernelKind { Elementwise, Gemm, Concat, Slice };
+
+struct Kernel {
+  KernelKind kind;
+  std::vector<NodeId> nodes;    // in topological order; Gemm: nodes[0] is the matmul, the rest its epilogue
+  std::vector<NodeId> outputs;  // nodes whose values are stored to memory
+  Type domain;                  // the iteration space of the elementwise part
+  enum class Reduce { None, All, Batch, Features } reduce = Reduce::None;
+};
+
+// Where a materialized value lives (passes/memplan.cpp).
+struct Slot {
+  enum class Where { None, Arena, Param, Grad, Input, Output, Loss } where = Where::None;
+  int64_t per_sample = 0;  // arena: offset = per_sample * B + fixed (in floats)
+  int64_t fixed = 0;
+  int index = -1;          // Param/Grad: parameter index; Input: input index
+};
+
+struct Graph {
+  std::string name;                       // "train", "loss", "sampler_ddpm"
+  std::vector<Node> nodes;
+  std::vector<NodeId> outputs;
+  std::vector<std::string> output_names;  // "loss", "grad/<param>", "x_out"
+  std::vector<std::string> input_names;   // Input nodes refer to these by name
+
+  // Filled by fuse and memplan.
+  std::vector<Kernel> kernels;
+  std::vector<Slot> slots;                // one per node when planned
+  int64_t arena_per_sample = 0;           // floats per sample of batched arena region
+  int64_t arena_fixed = 0;                // floats of unbatched arena region
+
+  NodeId add(Node n);
+  const Node& operator[](NodeId id) const { return nodes[id]; }
+};
+
+struct ParamInfo {
+  std::string name;
+  Type type;          // never batched
+  float init_bound;   // U(-bound, bound); 0 means zeros
+  int64_t offset = 0; // in the flat parameter array, 16-float aligned
+};
+
+struct Diffusion {
+  int T = 0;
+  std::string schedule;
+  std::vector<double> beta, alpha, abar, abar_prev, beta_tilde;  // T+1 entries, index 0..T
+};
+
+// Everything lowering produces for one spec.
+struct Model {
+  std::string spec_path;
+  std::string sources_text;  // every source file's path and text, for the hash
+  Diffusion diffusion;
+  std::string data_name;
+  Type data;                 // batched
+  std::vector<ParamInfo> params;
+  int64_t param_floats = 0;
+  Graph loss;                                        // output "loss"
+  std::vector<std::pair<std::string, Graph>> samplers;  // output "x_out"
+  std::vector<Loc> loss_locs;
+};
+
+std::string print_graph(const Graph& g);
+// Checks SSA order, arity, and that every node's type is what its op's shape rule gives.
+// Throws InternalError: a failure here is a compiler bug, not a user error.
+void verify(const Graph& g, const Model& p);
+
+}  // namespace ddpmc

@@ -1,0 +1,794 @@
+// Lowering: AST → typed graph IR, by partial evaluation (see lower.h).
+//
+// Scopes: a function body sees its parameters and its own assignments, then the
+// globals (schedule tables beta, alpha, abar, abar_prev, beta_tilde; T; pi), then
+// every fn/net defined in any loaded module. The loss also sees the `data` name.
+// Builtins (the primitive-op surface of the language) are listed in kBuiltins.
+#include "lower.h"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "diffusion.h"
+#include "ops.h"
+
+namespace ddpmc {
+namespace {
+
+struct Value {
+  enum class Kind { None, Number, List, Tensor, Table, String } kind = Kind::None;
+  double num = 0;
+  std::vector<double> list;
+  NodeId node = -1;
+  bool is_step = false;  // a tensor of step indices (t, s, uniform_step())
+  const std::vector<double>* table = nullptr;
+  std::string str;  // String; Table: its name
+};
+
+Value number(double v) {
+  Value r;
+  r.kind = Value::Kind::Number;
+  r.num = v;
+  return r;
+}
+Value tensor(NodeId id, bool is_step = false) {
+  Value r;
+  r.kind = Value::Kind::Tensor;
+  r.node = id;
+  r.is_step = is_step;
+  return r;
+}
+
+const char* kind_name(const Value& v) {
+  switch (v.kind) {
+    case Value::Kind::Number: return "a number";
+    case Value::Kind::List: return "a list";
+    case Value::Kind::Tensor: return "a tensor";
+    case Value::Kind::Table: return "a schedule table";
+    case Value::Kind::String: return "a string";
+    default: return "nothing";
+  }
+}
+
+// Edit distance for "did you mean" hints.
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> d(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) d[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t prev = d[0];
+    d[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t cur = d[j];
+      d[j] = std::min({d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      prev = cur;
+    }
+  }
+  return d[b.size()];
+}
+
+std::string shape_str(const Type& t) {
+  // Users write per-sample shapes; show the batch axis as B.
+  return t.str();
+}
+
+struct Frame {
+  const FuncDef* fn = nullptr;
+  std::map<std::string, Value> vars;
+  std::string path;                  // parameter name prefix
+  std::map<std::string, int> calls;  // per-callee call counter, for stable names
+  std::vector<Loc> call_locs;        // call sites from the entry point down to here
+};
+
+struct BuiltinCall;
+using BuiltinFn = std::function<Value(BuiltinCall&)>;
+struct Builtin {
+  std::vector<const char*> params;  // names, in positional order
+  int required;                     // how many must be given; -1: variadic positional
+  const char* doc;
+  BuiltinFn fn;
+};
+
+class Lowerer;
+
+struct BuiltinCall {
+  Lowerer& L;
+  const Expr& call;
+  std::vector<Value> args;  // by position in Builtin::params (None if not given)
+  std::vector<Loc> locs;
+  const Value& arg(size_t i) const { return args[i]; }
+};
+
+class Lowerer {
+ public:
+  Lowerer(const Program& prog, Model& m) : prog_(prog), m_(m) {}
+
+  void run();
+
+  // --- used by builtins ---
+  Graph* graph_ = nullptr;
+  std::unique_ptr<Builder> b_;
+  std::vector<Frame*> stack_;
+  Type data_type_;
+  int next_stream_ = 1;
+  std::string pending_param_name_;
+
+  NodeId as_node(const Value& v, const Loc& loc, const char* what);
+  NodeId make(Node n, const Loc& loc, const char* what);
+  double as_number(const Value& v, const Loc& loc, const char* what);
+  int64_t as_int(const Value& v, const Loc& loc, const char* what);
+  NodeId param(const std::string& name, const Type& t, float bound, const Loc& loc);
+  Frame& top() { return *stack_.back(); }
+  int steps_T() const { return m_.diffusion.T; }
+
+ private:
+  const Program& prog_;
+  Model& m_;
+  std::map<std::string, const FuncDef*> defs_;
+  std::map<std::string, Value> globals_;
+  std::map<std::string, int> param_index_;
+  const DataDecl* data_ = nullptr;
+
+  void collect();
+  void lower_diffusion(const DiffusionDecl& d);
+  Graph lower_entry(const FuncDef& f, const std::string& graph_name);
+  Value eval(const Expr& e);
+  Value eval_call(const Expr& e);
+  Value call_user(const FuncDef& f, const Expr& call);
+  Value run_body(const FuncDef& f);
+  Value lookup(const std::string& name, const Loc& loc);
+  Value binary(const Expr& e, const Value& a, const Value& b);
+  void check_type(const TypeAnn& ann, const Value& v, const Loc& loc, const std::string& what);
+  std::string type_ann_str(const TypeAnn& ann);
+};
+
+const std::map<std::string, Builtin>& builtins();
+
+NodeId Lowerer::make(Node n, const Loc& loc, const char* what) {
+  std::string err;
+  if (n.locs.empty()) {
+    n.locs.push_back(loc);
+    for (auto it = top().call_locs.rbegin(); it != top().call_locs.rend(); ++it) n.locs.push_back(*it);
+  }
+  NodeId id = b_->add(std::move(n), &err);
+  if (id < 0) user_error(loc, fmt::format("shape mismatch in {}: {}", what, err),
+                         "shapes are per sample with the batch axis B; they must be equal, or one side a scalar");
+  return id;
+}
+
+NodeId Lowerer::as_node(const Value& v, const Loc& loc, const char* what) {
+  if (v.kind == Value::Kind::Tensor) return v.node;
+  if (v.kind == Value::Kind::Number) {
+    Node n{Op::Const};
+    n.value = v.num;
+    return make(std::move(n), loc, what);
+  }
+  user_error(loc, fmt::format("{} expects a tensor or a number, got {}", what, kind_name(v)),
+             v.kind == Value::Kind::Table ? "index a schedule table with a step, e.g. abar[t]" : "");
+}
+
+double Lowerer::as_number(const Value& v, const Loc& loc, const char* what) {
+  if (v.kind != Value::Kind::Number)
+    user_error(loc, fmt::format("{} must be a compile-time number, got {}", what, kind_name(v)),
+               "use a literal or an expression of literals, dim(x, -1), T or pi");
+  return v.num;
+}
+
+int64_t Lowerer::as_int(const Value& v, const Loc& loc, const char* what) {
+  double d = as_number(v, loc, what);
+  if (d != std::floor(d) || std::abs(d) > 1e12)
+    user_error(loc, fmt::format("{} must be a whole number, got {}", what, d), "");
+  return (int64_t)d;
+}
+
+NodeId Lowerer::param(const std::string& name, const Type& t, float bound, const Loc& loc) {
+  auto it = param_index_.find(name);
+  int idx;
+  if (it == param_index_.end()) {
+    idx = (int)m_.params.size();
+    m_.params.push_back(ParamInfo{name, t, bound});
+    param_index_[name] = idx;
+  } else {
+    idx = it->second;
+    if (m_.params[idx].type != t)
+      user_error(loc, fmt::format("parameter '{}' is created again with shape {} but was {}", name, t.str(),
+                                  m_.params[idx].type.str()),
+                 "give each param() call its own name by assigning it to a different variable");
+  }
+  Node n{Op::Param};
+  n.type = t;
+  n.name = name;
+  n.index = idx;
+  return make(std::move(n), loc, "param");
+}
+
+Value Lowerer::lookup(const std::string& name, const Loc& loc) {
+  auto& vars = top().vars;
+  if (auto it = vars.find(name); it != vars.end()) return it->second;
+  if (auto it = globals_.find(name); it != globals_.end()) return it->second;
+  if (defs_.count(name) || builtins().count(name))
+    user_error(loc, fmt::format("'{}' is a function, not a value", name), fmt::format("call it: {}(...)", name));
+  std::string best;
+  size_t bestd = 3;
+  auto consider = [&](const std::string& c) {
+    size_t d = edit_distance(name, c);
+    if (d < bestd) bestd = d, best = c;
+  };
+  for (auto& [k, _] : vars) consider(k);
+  for (auto& [k, _] : globals_) consider(k);
+  std::string hint = best.empty() ? fmt::format("assign '{}' before using it, or import the file that defines it", name)
+                                  : fmt::format("did you mean '{}'?", best);
+  user_error(loc, fmt::format("unknown name '{}'", name), hint);
+}
+
+Value Lowerer::binary(const Expr& e, const Value& a, const Value& b) {
+  if (a.kind == Value::Kind::Number && b.kind == Value::Kind::Number) {
+    switch (e.op) {
+      case '+': return number(a.num + b.num);
+      case '-': return number(a.num - b.num);
+      case '*': return number(a.num * b.num);
+      case '/':
+        if (b.num == 0) user_error(e.loc, "division by zero in a compile-time expression", "");
+        return number(a.num / b.num);
+    }
+  }
+  const char* what = e.op == '+' ? "'+'" : e.op == '-' ? "'-'" : e.op == '*' ? "'*'" : "'/'";
+  NodeId x = as_node(a, e.items[0]->loc, what), y = as_node(b, e.items[1]->loc, what);
+  Op op = e.op == '+' ? Op::Add : e.op == '-' ? Op::Sub : e.op == '*' ? Op::Mul : Op::Div;
+  Node n{op};
+  n.in = {x, y};
+  std::string err;
+  Type t;
+  if (!broadcast_type(b_->type(x), b_->type(y), t))
+    user_error(e.loc, fmt::format("shape mismatch: {} {} {}", shape_str(b_->type(x)), e.op, shape_str(b_->type(y))),
+               "elementwise operands must have the same shape per sample, or one must be a scalar");
+  return tensor(make(std::move(n), e.loc, what));
+}
+
+Value Lowerer::eval(const Expr& e) {
+  switch (e.kind) {
+    case ExprKind::Number: return number(e.number);
+    case ExprKind::String: {
+      Value v;
+      v.kind = Value::Kind::String;
+      v.str = e.name;
+      return v;
+    }
+    case ExprKind::Name: return lookup(e.name, e.loc);
+    case ExprKind::List: {
+      Value v;
+      v.kind = Value::Kind::List;
+      for (auto& it : e.items) v.list.push_back(as_number(eval(*it), it->loc, "a list element"));
+      return v;
+    }
+    case ExprKind::Unary: {
+      Value a = eval(*e.items[0]);
+      if (a.kind == Value::Kind::Number) return number(-a.num);
+      Node n{Op::Neg};
+      n.in = {as_node(a, e.items[0]->loc, "'-'")};
+      return tensor(make(std::move(n), e.loc, "'-'"));
+    }
+    case ExprKind::Binary: {
+      Value a = eval(*e.items[0]);
+      Value b = eval(*e.items[1]);
+      return binary(e, a, b);
+    }
+    case ExprKind::Index: {
+      Value base = eval(*e.items[0]);
+      Value idx = eval(*e.items[1]);
+      if (base.kind != Value::Kind::Table)
+        user_error(e.items[0]->loc, fmt::format("only schedule tables can be indexed, this is {}", kind_name(base)),
+                   "the tables are beta, alpha, abar, abar_prev and beta_tilde");
+      const auto& tab = *base.table;
+      if (idx.kind == Value::Kind::Number) {
+        int64_t i = as_int(idx, e.items[1]->loc, "a table index");
+        if (i < 0 || i >= (int64_t)tab.size())
+          user_error(e.items[1]->loc, fmt::format("index {} is out of range for {}[0..{}]", i, base.str, tab.size() - 1), "");
+        return number(tab[i]);
+      }
+      if (idx.kind != Value::Kind::Tensor || !idx.is_step)
+        user_error(e.items[1]->loc, fmt::format("a schedule table is indexed by a step, got {}", kind_name(idx)),
+                   "use the sampler's t or s, or t = uniform_step() in the loss");
+      Node n{Op::Lookup};
+      n.in = {idx.node};
+      n.data.assign(tab.begin(), tab.end());
+      return tensor(make(std::move(n), e.loc, "a table lookup"));
+    }
+    case ExprKind::Call: return eval_call(e);
+  }
+  DDPM_ICE("unknown expression kind");
+}
+
+std::string Lowerer::type_ann_str(const TypeAnn& ann) {
+  if (ann.kind == TypeAnn::Kind::Step) return "step";
+  std::string s = "[";
+  for (size_t i = 0; i < ann.dims.size(); ++i) s += fmt::format("{}{}", i ? "," : "", ann.dims[i]);
+  return s + "]";
+}
+
+void Lowerer::check_type(const TypeAnn& ann, const Value& v, const Loc& loc, const std::string& what) {
+  if (ann.kind == TypeAnn::Kind::Step) {
+    if (v.kind != Value::Kind::Tensor || !v.is_step)
+      user_error(loc, fmt::format("{} must be a step, got {}", what, kind_name(v)),
+                 "pass the sampler's t, or t = uniform_step() in the loss");
+    return;
+  }
+  Type want{true, std::vector<int64_t>(ann.dims.begin(), ann.dims.end())};
+  if (v.kind != Value::Kind::Tensor || b_->type(v.node) != want)
+    user_error(loc,
+               fmt::format("shape mismatch: {} is declared {} per sample but got {}", what, type_ann_str(ann),
+                           v.kind == Value::Kind::Tensor ? shape_str(b_->type(v.node)) : kind_name(v)),
+               fmt::format("declared shapes exclude the batch axis: {} means [B,{}]", type_ann_str(ann),
+                           type_ann_str(ann).substr(1, type_ann_str(ann).size() - 2)));
+}
+
+Value Lowerer::eval_call(const Expr& e) {
+  auto bi = builtins().find(e.name);
+  if (bi != builtins().end()) {
+    const Builtin& B = bi->second;
+    BuiltinCall c{*this, e, {}, {}};
+    if (B.required < 0) {
+      for (auto& a : e.args) {
+        if (!a.name.empty()) user_error(a.loc, fmt::format("'{}' takes no keyword arguments", e.name), "");
+        c.args.push_back(eval(*a.value));
+        c.locs.push_back(a.value->loc);
+      }
+      if (c.args.empty()) user_error(e.loc, fmt::format("'{}' needs at least one argument", e.name), B.doc);
+      return B.fn(c);
+    }
+    c.args.resize(B.params.size());
+    c.locs.assign(B.params.size(), e.loc);
+    size_t pos = 0;
+    std::string pending = pending_param_name_;
+    pending_param_name_.clear();
+    for (auto& a : e.args) {
+      size_t i = pos;
+      if (!a.name.empty()) {
+        i = 0;
+        while (i < B.params.size() && a.name != B.params[i]) ++i;
+        if (i == B.params.size()) {
+          std::string ok;
+          for (auto* p : B.params) ok += fmt::format("{}{}", ok.empty() ? "" : ", ", p);
+          user_error(a.loc, fmt::format("'{}' has no argument named '{}'", e.name, a.name),
+                     ok.empty() ? fmt::format("'{}' takes no arguments", e.name) : fmt::format("its arguments are: {}", ok));
+        }
+      } else {
+        ++pos;
+      }
+      if (i >= B.params.size())
+        user_error(a.loc, fmt::format("wrong number of arguments: '{}' takes {} but {} were given", e.name, B.params.size(), e.args.size()),
+                   B.doc);
+      if (c.args[i].kind != Value::Kind::None)
+        user_error(a.loc, fmt::format("argument '{}' of '{}' is given twice", B.params[i], e.name), "");
+      c.args[i] = eval(*a.value);
+      c.locs[i] = a.value->loc;
+    }
+    for (int i = 0; i < B.required; ++i)
+      if (c.args[i].kind == Value::Kind::None)
+        user_error(e.loc, fmt::format("wrong number of arguments: '{}' needs argument '{}'", e.name, B.params[i]), B.doc);
+    pending_param_name_ = pending;
+    Value r = B.fn(c);
+    pending_param_name_.clear();
+    return r;
+  }
+  auto it = defs_.find(e.name);
+  if (it == defs_.end()) {
+    std::string best;
+    size_t bestd = 3;
+    for (auto& [k, _] : defs_)
+      if (size_t d = edit_distance(e.name, k); d < bestd) bestd = d, best = k;
+    for (auto& [k, _] : builtins())
+      if (size_t d = edit_distance(e.name, k); d < bestd) bestd = d, best = k;
+    user_error(e.loc, fmt::format("unknown name '{}'", e.name),
+               best.empty() ? "define it with `fn`, or `import std` for linear, silu and sinusoidal"
+                            : fmt::format("did you mean '{}'?", best));
+  }
+  return call_user(*it->second, e);
+}
+
+Value Lowerer::call_user(const FuncDef& f, const Expr& call) {
+  if (f.kind == DefKind::Sampler || f.kind == DefKind::Loss)
+    user_error(call.loc, fmt::format("'{}' is a sampler and cannot be called", f.name), "call a `fn` or `net` instead");
+  for (Frame* fr : stack_)
+    if (fr->fn == &f) {
+      std::string chain;
+      for (Frame* g : stack_)
+        if (g->fn) chain += g->fn->name + " -> ";
+      user_error(call.loc, fmt::format("recursive call to '{}' ({}{})", f.name, chain, f.name),
+                 "specs are unrolled at compile time, so recursion is not allowed; write the layers out");
+    }
+  if (stack_.size() > 200) user_error(call.loc, "calls nested too deeply", "");
+  // Bind arguments.
+  std::vector<Value> vals(f.params.size());
+  std::vector<Loc> locs(f.params.size(), call.loc);
+  std::vector<bool> given(f.params.size(), false);
+  size_t pos = 0;
+  for (auto& a : call.args) {
+    size_t i = pos;
+    if (!a.name.empty()) {
+      i = 0;
+      while (i < f.params.size() && a.name != f.params[i].name) ++i;
+      if (i == f.params.size())
+        user_error(a.loc, fmt::format("'{}' has no parameter named '{}'", f.name, a.name),
+                   fmt::format("see its definition at {}:{}", f.loc.file->path, f.loc.line));
+    } else {
+      ++pos;
+    }
+    if (i >= f.params.size())
+      user_error(a.loc,
+                 fmt::format("wrong number of arguments: '{}' takes {} but {} were given", f.name, f.params.size(),
+                             call.args.size()),
+                 fmt::format("see its definition at {}:{}:{}", f.loc.file->path, f.loc.line, f.loc.col));
+    if (given[i]) user_error(a.loc, fmt::format("argument '{}' of '{}' is given twice", f.params[i].name, f.name), "");
+    vals[i] = eval(*a.value);
+    locs[i] = a.value->loc;
+    given[i] = true;
+  }
+  Frame fr;
+  fr.fn = &f;
+  for (size_t i = 0; i < f.params.size(); ++i) {
+    if (!given[i]) {
+      if (!f.params[i].default_value)
+        user_error(call.loc,
+                   fmt::format("wrong number of arguments: '{}' takes {} but {} were given (missing '{}')", f.name,
+                               f.params.size(), call.args.size(), f.params[i].name),
+                   fmt::format("see its definition at {}:{}:{}", f.loc.file->path, f.loc.line, f.loc.col));
+      Frame dflt;
+      dflt.call_locs = top().call_locs;
+      stack_.push_back(&dflt);
+      vals[i] = eval(*f.params[i].default_value);
+      stack_.pop_back();
+    }
+    if (f.params[i].type) check_type(*f.params[i].type, vals[i], locs[i], fmt::format("argument '{}' of '{}'", f.params[i].name, f.name));
+    fr.vars[f.params[i].name] = vals[i];
+  }
+  if (f.kind == DefKind::Net) {
+    fr.path = f.name;  // a net's parameters are shared by every caller
+  } else {
+    int k = top().calls[f.name]++;
+    fr.path = fmt::format("{}{}{}.{}", top().path, top().path.empty() ? "" : "/", f.name, k);
+  }
+  fr.call_locs = top().call_locs;
+  fr.call_locs.push_back(call.loc);
+  stack_.push_back(&fr);
+  Value r = run_body(f);
+  stack_.pop_back();
+  if (f.result) check_type(*f.result, r, call.loc, fmt::format("the result of '{}'", f.name));
+  return r;
+}
+
+Value Lowerer::run_body(const FuncDef& f) {
+  for (size_t i = 0; i < f.body.size(); ++i) {
+    const Stmt& s = f.body[i];
+    if (s.kind == Stmt::Kind::Return) {
+      if (i + 1 < f.body.size())
+        user_error(f.body[i + 1].loc, "statement after 'return' is never reached", "remove it, or move the return to the end");
+      Value v = eval(*s.value);
+      if (v.kind == Value::Kind::None) user_error(s.loc, "return needs a value", "");
+      return v;
+    }
+    if (s.value->kind == ExprKind::Call && s.value->name == "param") pending_param_name_ = s.name;
+    Value v = eval(*s.value);
+    pending_param_name_.clear();
+    if (globals_.count(s.name) && s.name != "x0")
+      user_error(s.name_loc, fmt::format("'{}' is a built-in name and cannot be assigned", s.name), "choose another name");
+    top().vars[s.name] = v;
+  }
+  user_error(f.end_loc, fmt::format("missing return: '{}' ends without a return statement", f.name.empty() ? "loss" : f.name),
+             "end the body with `return <expression>`");
+}
+
+void Lowerer::lower_diffusion(const DiffusionDecl& d) {
+  int T = 1000;
+  std::string sched = "linear";
+  std::vector<ScheduleArg> args;
+  Loc sched_loc = d.loc;
+  std::set<std::string> seen;
+  Frame fr;
+  stack_.push_back(&fr);
+  for (auto& s : d.settings) {
+    if (!seen.insert(s.key).second) user_error(s.loc, fmt::format("setting '{}' is given twice", s.key), "");
+    if (s.key == "steps") {
+      Value v = eval(*s.value);
+      int64_t t = as_int(v, s.value->loc, "steps");
+      if (t < 2 || t > 100000)
+        user_error(s.value->loc, fmt::format("bad schedule argument: steps = {} must be between 2 and 100000", t),
+                   "Ho et al. use steps = 1000");
+      T = (int)t;
+    } else if (s.key == "schedule") {
+      const Expr& e = *s.value;
+      if (e.kind == ExprKind::Name) {
+        sched = e.name;
+      } else if (e.kind == ExprKind::Call) {
+        sched = e.name;
+        int pos = 0;
+        for (auto& a : e.args) {
+          std::string name = a.name;
+          if (name.empty()) {
+            for (auto& sp : schedule_specs())
+              if (sp.name == sched && pos < (int)sp.params.size()) name = sp.params[pos].first;
+            if (name.empty()) name = fmt::format("#{}", pos + 1);
+            ++pos;
+          }
+          args.push_back({name, as_number(eval(*a.value), a.value->loc, "a schedule argument"), a.loc});
+        }
+      } else {
+        user_error(e.loc, "bad schedule argument: expected a schedule such as linear(beta_min = 1e-4, beta_max = 0.02)",
+                   "schedules: linear, quadratic, cosine, sigmoid");
+      }
+      sched_loc = e.loc;
+    } else {
+      user_error(s.loc, fmt::format("unknown diffusion setting '{}'", s.key), "the settings are: steps, schedule");
+    }
+  }
+  stack_.pop_back();
+  m_.diffusion = make_diffusion(sched, T, args, sched_loc);
+}
+
+void Lowerer::collect() {
+  std::map<std::string, Loc> where;
+  const DiffusionDecl* diff = nullptr;
+  for (auto& mod : prog_.modules) {
+    for (auto& d : mod.diffusions) {
+      if (diff)
+        user_error(d.loc, "duplicate definition: a spec has one 'diffusion' block",
+                   fmt::format("the first one is at {}:{}", diff->loc.file->path, diff->loc.line));
+      diff = &d;
+    }
+    for (auto& d : mod.datas) {
+      if (data_)
+        user_error(d.loc, fmt::format("duplicate definition: data '{}' (a spec has one data declaration)", d.name),
+                   fmt::format("the first one is at {}:{}", data_->loc.file->path, data_->loc.line));
+      data_ = &d;
+    }
+    for (auto& f : mod.defs) {
+      std::string key = f.kind == DefKind::Loss ? std::string("loss") : f.name;
+      if (f.kind == DefKind::Sampler) key = "sampler " + f.name;
+      if (builtins().count(f.name))
+        user_error(f.name_loc, fmt::format("'{}' is a built-in and cannot be redefined", f.name), "choose another name");
+      if (auto it = where.find(key); it != where.end())
+        user_error(f.name_loc, fmt::format("duplicate definition of '{}'", f.kind == DefKind::Loss ? "loss" : f.name),
+                   fmt::format("it is already defined at {}:{}:{}", it->second.file->path, it->second.line, it->second.col));
+      where[key] = f.name_loc;
+      if (f.kind == DefKind::Fn || f.kind == DefKind::Net) defs_[f.name] = &f;
+    }
+  }
+  Frame fr;
+  stack_.push_back(&fr);
+  if (diff) lower_diffusion(*diff);
+  stack_.pop_back();
+  auto table = [&](const char* n, const std::vector<double>& t) {
+    Value v;
+    v.kind = Value::Kind::Table;
+    v.table = &t;
+    v.str = n;
+    globals_[n] = v;
+  };
+  if (diff) {
+    auto& d = m_.diffusion;
+    table("beta", d.beta);
+    table("alpha", d.alpha);
+    table("abar", d.abar);
+    table("abar_prev", d.abar_prev);
+    table("beta_tilde", d.beta_tilde);
+    globals_["T"] = number(d.T);
+  }
+  globals_["pi"] = number(M_PI);
+  if (data_) {
+    for (auto d : data_->type.dims)
+      if (d <= 0) user_error(data_->type.loc, "data dimensions must be positive", "");
+    if (data_->type.kind != TypeAnn::Kind::Tensor)
+      user_error(data_->type.loc, "data must be a tensor shape such as [2] or [1, 28, 28]", "");
+    data_type_ = Type{true, std::vector<int64_t>(data_->type.dims.begin(), data_->type.dims.end())};
+    m_.data = data_type_;
+    m_.data_name = data_->name;
+  }
+}
+
+Graph Lowerer::lower_entry(const FuncDef& f, const std::string& graph_name) {
+  Graph g;
+  g.name = graph_name;
+  graph_ = &g;
+  b_ = std::make_unique<Builder>(g);
+  next_stream_ = 1;
+  Frame fr;
+  fr.fn = &f;
+  fr.path = f.kind == DefKind::Loss ? "loss" : f.name;
+  stack_.assign(1, &fr);
+  auto input = [&](const std::string& name, const Type& t, const Loc& loc, bool step) {
+    Node n{Op::Input};
+    n.type = t;
+    n.name = name;
+    n.locs = {loc};
+    g.input_names.push_back(name);
+    return tensor(b_->add(std::move(n)), step);
+  };
+  if (f.kind == DefKind::Loss) {
+    fr.vars[data_->name] = input("data", data_type_, data_->loc, false);
+  } else {
+    if (f.params.size() != 3)
+      user_error(f.name_loc,
+                 fmt::format("wrong number of arguments: sampler '{}' must take (x, t, s), it takes {}", f.name, f.params.size()),
+                 "x is the current sample, t the current step and s the step to go to");
+    fr.vars[f.params[0].name] = input("x", data_type_, f.params[0].loc, false);
+    fr.vars[f.params[1].name] = input("t", Type{true, {}}, f.params[1].loc, true);
+    fr.vars[f.params[2].name] = input("s", Type{true, {}}, f.params[2].loc, true);
+  }
+  Value r = run_body(f);
+  const Loc& rloc = f.body.back().value->loc;
+  if (f.kind == DefKind::Loss) {
+    if (r.kind != Value::Kind::Tensor || b_->type(r.node) != Type{false, {}})
+      user_error(rloc,
+                 fmt::format("the loss must be a scalar, got {}",
+                             r.kind == Value::Kind::Tensor ? shape_str(b_->type(r.node)) : kind_name(r)),
+                 "reduce it with mean(...), e.g. mean(square(eps - eps_theta(xt, t)))");
+    g.outputs = {r.node};
+    g.output_names = {"loss"};
+  } else {
+    if (r.kind != Value::Kind::Tensor || b_->type(r.node) != data_type_)
+      user_error(rloc,
+                 fmt::format("shape mismatch: sampler '{}' must return the data shape {}, got {}", f.name,
+                             shape_str(data_type_), r.kind == Value::Kind::Tensor ? shape_str(b_->type(r.node)) : kind_name(r)),
+                 "a sampler returns the next sample x_s");
+    g.outputs = {r.node};
+    g.output_names = {"x_out"};
+  }
+  stack_.clear();
+  b_.reset();
+  graph_ = nullptr;
+  return g;
+}
+
+void Lowerer::run() {
+  collect();
+  const FuncDef* loss = nullptr;
+  std::vector<const FuncDef*> samplers;
+  const Module& main = prog_.modules.back();
+  for (auto& mod : prog_.modules)
+    for (auto& f : mod.defs) {
+      if (f.kind == DefKind::Loss) loss = &f;
+      if (f.kind == DefKind::Sampler) samplers.push_back(&f);
+    }
+  Loc top_loc{main.file, 1, 1};
+  if (!loss) user_error(top_loc, "the spec has no 'loss' block", "add `loss { ... return mean(square(eps - eps_theta(xt, t))) }`");
+  if (m_.diffusion.T == 0) user_error(loss->loc, "the spec has no 'diffusion' block", "add `diffusion { steps = 1000  schedule = linear(beta_min = 1e-4, beta_max = 0.02) }`");
+  if (!data_) user_error(loss->loc, "the spec has no 'data' declaration", "add e.g. `data x0: [2]` before the loss");
+  m_.loss = lower_entry(*loss, "loss");
+  for (auto* s : samplers) m_.samplers.emplace_back(s->name, lower_entry(*s, "sampler_" + s->name));
+  int64_t off = 0;
+  for (auto& p : m_.params) {
+    p.offset = off;
+    off += (p.type.numel() + 15) / 16 * 16;
+  }
+  m_.param_floats = off;
+}
+
+// ---- builtins: the language surface over the primitive ops ----
+
+Value unary_builtin(BuiltinCall& c, Op op, double (*f)(double)) {
+  const Value& a = c.arg(0);
+  if (a.kind == Value::Kind::Number) return number(f(a.num));
+  Node n{op};
+  n.in = {c.L.as_node(a, c.locs[0], c.call.name.c_str())};
+  return tensor(c.L.make(std::move(n), c.call.loc, c.call.name.c_str()));
+}
+
+Type shape_arg(BuiltinCall& c, size_t i, bool batched) {
+  const Value& v = c.arg(i);
+  Type t{batched, {}};
+  if (v.kind == Value::Kind::Number) {
+    t.dims.push_back(c.L.as_int(v, c.locs[i], "a shape"));
+  } else if (v.kind == Value::Kind::List) {
+    for (double d : v.list) t.dims.push_back((int64_t)d);
+  } else {
+    user_error(c.locs[i], fmt::format("a shape must be a list of sizes such as [64, 128], got {}", kind_name(v)), "");
+  }
+  for (size_t k = 0; k < t.dims.size(); ++k)
+    if (t.dims[k] <= 0 || (double)t.dims[k] != (k < v.list.size() ? v.list[k] : (double)t.dims[k]))
+      user_error(c.locs[i], "shape sizes must be positive whole numbers", "");
+  return t;
+}
+
+const std::map<std::string, Builtin>& builtins() {
+  static const std::map<std::string, Builtin> m = {
+      {"exp", {{"x"}, 1, "exp(x)", [](BuiltinCall& c) { return unary_builtin(c, Op::Exp, [](double x) { return std::exp(x); }); }}},
+      {"log", {{"x"}, 1, "log(x)", [](BuiltinCall& c) { return unary_builtin(c, Op::Log, [](double x) { return std::log(x); }); }}},
+      {"sqrt", {{"x"}, 1, "sqrt(x)", [](BuiltinCall& c) { return unary_builtin(c, Op::Sqrt, [](double x) { return std::sqrt(x); }); }}},
+      {"sin", {{"x"}, 1, "sin(x)", [](BuiltinCall& c) { return unary_builtin(c, Op::Sin, [](double x) { return std::sin(x); }); }}},
+      {"cos", {{"x"}, 1, "cos(x)", [](BuiltinCall& c) { return unary_builtin(c, Op::Cos, [](double x) { return std::cos(x); }); }}},
+      {"sigmoid", {{"x"}, 1, "sigmoid(x)", [](BuiltinCall& c) { return unary_builtin(c, Op::Sigmoid, [](double x) { return 1 / (1 + std::exp(-x)); }); }}},
+      {"square", {{"x"}, 1, "square(x)", [](BuiltinCall& c) { return unary_builtin(c, Op::Square, [](double x) { return x * x; }); }}},
+      {"matmul", {{"x", "w"}, 2, "matmul(x: [K], w: [K, N]) -> [N]", [](BuiltinCall& c) {
+         Node n{Op::Matmul};
+         n.in = {c.L.as_node(c.arg(0), c.locs[0], "matmul"), c.L.as_node(c.arg(1), c.locs[1], "matmul")};
+         n.i0 = kNN;
+         return tensor(c.L.make(std::move(n), c.call.loc, "matmul"));
+       }}},
+      {"concat", {{}, -1, "concat(a, b, ...) joins on the last axis", [](BuiltinCall& c) {
+         Node n{Op::Concat};
+         for (size_t i = 0; i < c.args.size(); ++i) n.in.push_back(c.L.as_node(c.args[i], c.locs[i], "concat"));
+         return tensor(c.L.make(std::move(n), c.call.loc, "concat"));
+       }}},
+      {"sum", {{"x"}, 1, "sum(x) adds every element of every sample", [](BuiltinCall& c) {
+         Node n{Op::SumTo};
+         n.in = {c.L.as_node(c.arg(0), c.locs[0], "sum")};
+         n.type = Type{false, {}};
+         return tensor(c.L.make(std::move(n), c.call.loc, "sum"));
+       }}},
+      {"mean", {{"x"}, 1, "mean(x) averages every element of every sample", [](BuiltinCall& c) {
+         NodeId x = c.L.as_node(c.arg(0), c.locs[0], "mean");
+         Type t = c.L.b_->type(x);
+         Node s{Op::SumTo};
+         s.in = {x};
+         s.type = Type{false, {}};
+         NodeId sum = c.L.make(std::move(s), c.call.loc, "mean");
+         Node k{t.batched ? Op::InvBatch : Op::Const};
+         k.value = 1.0 / (double)t.numel();
+         NodeId scale = c.L.make(std::move(k), c.call.loc, "mean");
+         Node m{Op::Mul};
+         m.in = {sum, scale};
+         return tensor(c.L.make(std::move(m), c.call.loc, "mean"));
+       }}},
+      {"param", {{"shape", "bound"}, 1, "param(shape, bound = b) is a parameter initialised U(-b, b)", [](BuiltinCall& c) {
+         Type t = shape_arg(c, 0, false);
+         double bound = c.arg(1).kind == Value::Kind::None ? 0.0 : c.L.as_number(c.arg(1), c.locs[1], "bound");
+         Frame& f = c.L.top();
+         std::string leaf = c.L.pending_param_name_;
+         if (leaf.empty()) leaf = fmt::format("param.{}", f.calls["param"]);
+         f.calls["param"]++;
+         std::string name = f.path.empty() ? leaf : f.path + "/" + leaf;
+         return tensor(c.L.param(name, t, (float)bound, c.call.loc));
+       }}},
+      {"randn", {{"shape"}, 0, "randn() is N(0, I) shaped like the data; randn([d...]) per sample", [](BuiltinCall& c) {
+         Node n{Op::RandN};
+         n.type = c.arg(0).kind == Value::Kind::None ? c.L.data_type_ : shape_arg(c, 0, true);
+         n.i0 = c.L.next_stream_++;
+         return tensor(c.L.make(std::move(n), c.call.loc, "randn"));
+       }}},
+      {"uniform_step", {{}, 0, "uniform_step() draws t ~ U{1..T} per sample", [](BuiltinCall& c) {
+         Node n{Op::UniformStep};
+         n.type = Type{true, {}};
+         n.i0 = c.L.next_stream_++;
+         n.i1 = c.L.steps_T();
+         return tensor(c.L.make(std::move(n), c.call.loc, "uniform_step"), true);
+       }}},
+      {"arange", {{"n"}, 1, "arange(n) is the constant vector [0, 1, ..., n-1]", [](BuiltinCall& c) {
+         int64_t n = c.L.as_int(c.arg(0), c.locs[0], "arange's size");
+         if (n <= 0 || n > (1 << 24)) user_error(c.locs[0], fmt::format("arange({}) needs a positive size", n), "");
+         Node k{Op::ConstTensor};
+         k.type = Type{false, {n}};
+         for (int64_t i = 0; i < n; ++i) k.data.push_back((float)i);
+         return tensor(c.L.make(std::move(k), c.call.loc, "arange"));
+       }}},
+      {"dim", {{"x", "axis"}, 2, "dim(x, axis) is a size of x's per-sample shape; axis -1 is the last", [](BuiltinCall& c) {
+         NodeId x = c.L.as_node(c.arg(0), c.locs[0], "dim");
+         int64_t ax = c.L.as_int(c.arg(1), c.locs[1], "axis");
+         const Type& t = c.L.b_->type(x);
+         int64_t r = (int64_t)t.dims.size();
+         if (ax < 0) ax += r;
+         if (ax < 0 || ax >= r)
+           user_error(c.locs[1], fmt::format("axis {} is out of range for shape {}", c.L.as_int(c.arg(1), c.locs[1], "axis"), t.str()), "");
+         return number((double)t.dims[ax]);
+       }}},
+  };
+  return m;
+}
+
+}  // namespace
+
+Model lower(const Program& program, const std::string& spec_path) {
+  Model m;
+  m.spec_path = spec_path;
+  for (auto& mod : program.modules) m.sources_text += mod.file->path + "\n" + mod.file->text + "\n";
+  Lowerer L(program, m);
+  L.run();
+  verify(m.loss, m);
+  for (auto& s : m.samplers) verify(s.second, m);
+  return m;
+}
+
+}  // namespace ddpmc

@@ -1,0 +1,288 @@
+// The primitive op table: one row per op (see ops.h), and the Builder that
+// creates shape-checked nodes from it. Autodiff, the interpreter and codegen all
+// read these rows; adding an op means adding a row here and a row in the op tests.
+#include "ops.h"
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+namespace ddpmc {
+
+bool broadcast_type(const Type& a, const Type& b, Type& out) {
+  out.batched = a.batched || b.batched;
+  if (a.dims == b.dims) out.dims = a.dims;
+  else if (a.dims.empty()) out.dims = b.dims;
+  else if (b.dims.empty()) out.dims = a.dims;
+  else return false;
+  return true;
+}
+
+namespace {
+
+using Types = std::vector<Type>;
+
+std::string leaf_shape(const Node& n, const Types&, Type& out) {
+  out = n.type;
+  return "";
+}
+
+std::string ew_shape(const Node& n, const Types& in, Type& out) {
+  out = in[0];
+  for (size_t i = 1; i < in.size(); ++i) {
+    Type t;
+    if (!broadcast_type(out, in[i], t))
+      return fmt::format("shapes {} and {} do not match", out.str(), in[i].str());
+    out = t;
+  }
+  return "";
+}
+
+std::string broadcast_shape(const Node& n, const Types& in, Type& out) {
+  Type t;
+  if (!broadcast_type(in[0], n.type, t) || t != n.type)
+    return fmt::format("cannot broadcast {} to {}", in[0].str(), n.type.str());
+  out = n.type;
+  return "";
+}
+
+std::string lookup_shape(const Node& n, const Types& in, Type& out) {
+  if (!in[0].dims.empty()) return fmt::format("a step index must be a scalar per sample, got {}", in[0].str());
+  out = in[0];
+  return "";
+}
+
+std::string sumto_shape(const Node& n, const Types& in, Type& out) {
+  Type t;
+  if (!broadcast_type(n.type, in[0], t) || t != in[0])
+    return fmt::format("cannot sum {} down to {}", in[0].str(), n.type.str());
+  out = n.type;
+  return "";
+}
+
+std::string matmul_shape(const Node& n, const Types& in, Type& out) {
+  const Type &a = in[0], &b = in[1];
+  auto bad = [&](const char* why) {
+    return fmt::format("matmul of {} and {}: {}", a.str(), b.str(), why);
+  };
+  if (a.dims.size() != 2 - a.batched || b.dims.size() != 2 - b.batched)
+    return bad("operands must be matrices ([B,K] activations or [K,N] weights)");
+  switch (n.i0) {
+    case kNN:
+      if (!a.batched || b.batched) return bad("expected [B,K] times [K,N]");
+      if (a.dims[0] != b.dims[0])
+        return bad(fmt::format("inner dimensions {} and {} differ", a.dims[0], b.dims[0]).c_str());
+      out = Type{true, {b.dims[1]}};
+      return "";
+    case kNT:
+      if (!a.batched || b.batched || a.dims[0] != b.dims[1]) return bad("expected [B,N] times [K,N]^T");
+      out = Type{true, {b.dims[0]}};
+      return "";
+    case kTN:
+      if (!a.batched || !b.batched) return bad("expected [B,K]^T times [B,N]");
+      out = Type{false, {a.dims[0], b.dims[0]}};
+      return "";
+  }
+  return bad("unknown mode");
+}
+
+std::string concat_shape(const Node& n, const Types& in, Type& out) {
+  out = in[0];
+  if (out.dims.empty()) return fmt::format("cannot concatenate scalars {}", out.str());
+  for (size_t i = 1; i < in.size(); ++i) {
+    const Type& t = in[i];
+    bool ok = t.batched == out.batched && t.dims.size() == out.dims.size();
+    for (size_t d = 0; ok && d + 1 < t.dims.size(); ++d) ok = t.dims[d] == out.dims[d];
+    if (!ok) return fmt::format("cannot concatenate {} and {} on the last axis", out.str(), t.str());
+    out.dims.back() += t.dims.back();
+  }
+  return "";
+}
+
+std::string slice_shape(const Node& n, const Types& in, Type& out) {
+  if (in[0].dims.empty() || n.i0 < 0 || n.i1 <= 0 || n.i0 + n.i1 > in[0].dims.back())
+    return fmt::format("slice [{}, {}) out of range for {}", n.i0, n.i0 + n.i1, in[0].str());
+  out = in[0];
+  out.dims.back() = n.i1;
+  return "";
+}
+
+double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+
+// Gradient rules. `self` is the node's own id (its output), g its adjoint.
+using GB = Builder;
+void no_grad(GB&, const Node&, NodeId, NodeId, std::vector<NodeId>&) {}
+void g_add(GB&, const Node&, NodeId, NodeId g, std::vector<NodeId>& d) { d = {g, g}; }
+void g_sub(GB& b, const Node&, NodeId, NodeId g, std::vector<NodeId>& d) { d = {g, b.unary(Op::Neg, g)}; }
+void g_mul(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {
+  d = {b.mul(g, n.in[1]), b.mul(g, n.in[0])};
+}
+void g_div(GB& b, const Node& n, NodeId self, NodeId g, std::vector<NodeId>& d) {
+  NodeId ga = b.binary(Op::Div, g, n.in[1]);
+  d = {ga, b.unary(Op::Neg, b.mul(ga, self))};
+}
+void g_neg(GB& b, const Node&, NodeId, NodeId g, std::vector<NodeId>& d) { d = {b.unary(Op::Neg, g)}; }
+void g_exp(GB& b, const Node&, NodeId self, NodeId g, std::vector<NodeId>& d) { d = {b.mul(g, self)}; }
+void g_log(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {
+  d = {b.binary(Op::Div, g, n.in[0])};
+}
+void g_sqrt(GB& b, const Node&, NodeId self, NodeId g, std::vector<NodeId>& d) {
+  d = {b.binary(Op::Div, b.mul(g, b.cnst(0.5)), self)};
+}
+void g_sin(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {
+  d = {b.mul(g, b.unary(Op::Cos, n.in[0]))};
+}
+void g_cos(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {
+  d = {b.unary(Op::Neg, b.mul(g, b.unary(Op::Sin, n.in[0])))};
+}
+void g_sigmoid(GB& b, const Node&, NodeId self, NodeId g, std::vector<NodeId>& d) {
+  d = {b.mul(b.mul(g, self), b.binary(Op::Sub, b.cnst(1.0), self))};
+}
+void g_square(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {
+  d = {b.mul(g, b.mul(n.in[0], b.cnst(2.0)))};
+}
+void g_broadcast(GB&, const Node&, NodeId, NodeId g, std::vector<NodeId>& d) { d = {g}; }
+void g_sumto(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {
+  d = {b.broadcast(g, b.type(n.in[0]))};
+}
+void g_matmul(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {
+  NodeId x = n.in[0], y = n.in[1];
+  switch (n.i0) {
+    case kNN: d = {b.matmul(g, y, kNT), b.matmul(x, g, kTN)}; break;   // C = X W
+    case kNT: d = {b.matmul(g, y, kNN), b.matmul(g, x, kTN)}; break;   // C = G W^T
+    case kTN: d = {b.matmul(y, g, kNT), b.matmul(x, g, kNN)}; break;   // C = X^T G
+  }
+}
+void g_concat(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {
+  int64_t at = 0;
+  d.clear();
+  for (NodeId in : n.in) {
+    int64_t len = b.type(in).dims.back();
+    d.push_back(b.slice(g, at, len));
+    at += len;
+  }
+}
+void g_slice(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {
+  Type full = b.type(n.in[0]);
+  std::vector<NodeId> parts;
+  auto zero_part = [&](int64_t len) {
+    Type t = full;
+    t.dims.back() = len;
+    parts.push_back(b.zeros(t));
+  };
+  if (n.i0 > 0) zero_part(n.i0);
+  parts.push_back(g);
+  int64_t rest = full.dims.back() - n.i0 - n.i1;
+  if (rest > 0) zero_part(rest);
+  d = {parts.size() == 1 ? g : b.concat(parts)};
+}
+
+#define EW1(fn) [](const double* x) -> double { return fn; }
+const OpRow kRows[] = {
+    // op, name, class, arity, shape, eval, emit, grad
+    {Op::Input, "input", OpClass::Leaf, 0, leaf_shape, nullptr, nullptr, no_grad},
+    {Op::Param, "param", OpClass::Leaf, 0, leaf_shape, nullptr, nullptr, no_grad},
+    {Op::Const, "const", OpClass::Leaf, 0, leaf_shape, nullptr, nullptr, no_grad},
+    {Op::ConstTensor, "const_tensor", OpClass::Leaf, 0, leaf_shape, nullptr, nullptr, no_grad},
+    {Op::InvBatch, "inv_batch", OpClass::Leaf, 0, leaf_shape, nullptr, nullptr, no_grad},
+    {Op::RandN, "randn", OpClass::Leaf, 0, leaf_shape, nullptr, nullptr, no_grad},
+    {Op::UniformStep, "uniform_step", OpClass::Leaf, 0, leaf_shape, nullptr, nullptr, no_grad},
+    {Op::Add, "add", OpClass::Elementwise, 2, ew_shape, EW1(x[0] + x[1]), "({0} + {1})", g_add},
+    {Op::Sub, "sub", OpClass::Elementwise, 2, ew_shape, EW1(x[0] - x[1]), "({0} - {1})", g_sub},
+    {Op::Mul, "mul", OpClass::Elementwise, 2, ew_shape, EW1(x[0] * x[1]), "({0} * {1})", g_mul},
+    {Op::Div, "div", OpClass::Elementwise, 2, ew_shape, EW1(x[0] / x[1]), "({0} / {1})", g_div},
+    {Op::Neg, "neg", OpClass::Elementwise, 1, ew_shape, EW1(-x[0]), "(-{0})", g_neg},
+    {Op::Exp, "exp", OpClass::Elementwise, 1, ew_shape, EW1(std::exp(x[0])), "vexp({0})", g_exp},
+    {Op::Log, "log", OpClass::Elementwise, 1, ew_shape, EW1(std::log(x[0])), "vlog({0})", g_log},
+    {Op::Sqrt, "sqrt", OpClass::Elementwise, 1, ew_shape, EW1(std::sqrt(x[0])), "vsqrt({0})", g_sqrt},
+    {Op::Sin, "sin", OpClass::Elementwise, 1, ew_shape, EW1(std::sin(x[0])), "vsin({0})", g_sin},
+    {Op::Cos, "cos", OpClass::Elementwise, 1, ew_shape, EW1(std::cos(x[0])), "vcos({0})", g_cos},
+    {Op::Sigmoid, "sigmoid", OpClass::Elementwise, 1, ew_shape, EW1(sigmoid(x[0])), "vsigmoid({0})", g_sigmoid},
+    {Op::Square, "square", OpClass::Elementwise, 1, ew_shape, EW1(x[0] * x[0]), "({0} * {0})", g_square},
+    {Op::Broadcast, "broadcast", OpClass::Elementwise, 1, broadcast_shape, EW1(x[0]), "{0}", g_broadcast},
+    // Lookup's element value is table[x]; eval and emit are special-cased on the table.
+    {Op::Lookup, "lookup", OpClass::Elementwise, 1, lookup_shape, nullptr, "vlookup<T>({table}, {0})", no_grad},
+    {Op::SumTo, "sum_to", OpClass::Reduce, 1, sumto_shape, nullptr, nullptr, g_sumto},
+    {Op::Matmul, "matmul", OpClass::Contraction, 2, matmul_shape, nullptr, nullptr, g_matmul},
+    {Op::Concat, "concat", OpClass::Layout, -1, concat_shape, nullptr, nullptr, g_concat},
+    {Op::Slice, "slice", OpClass::Layout, 1, slice_shape, nullptr, nullptr, g_slice},
+};
+#undef EW1
+
+}  // namespace
+
+const OpRow& op_row(Op op) {
+  const OpRow& r = kRows[(int)op];
+  DDPM_CHECK(r.op == op, "op table out of order");
+  return r;
+}
+
+NodeId Builder::add(Node n, std::string* err) {
+  const OpRow& row = op_row(n.op);
+  if (row.arity >= 0 && (int)n.in.size() != row.arity)
+    DDPM_ICE(fmt::format("{} takes {} inputs, got {}", row.name, row.arity, n.in.size()));
+  std::vector<Type> in;
+  for (NodeId i : n.in) in.push_back(g.nodes.at(i).type);
+  Type out;
+  std::string e = row.shape(n, in, out);
+  if (!e.empty()) {
+    if (err) {
+      *err = e;
+      return -1;
+    }
+    DDPM_ICE(fmt::format("shape rule of {} failed: {}", row.name, e));
+  }
+  n.type = out;
+  if (n.locs.empty()) n.locs = locs;
+  return g.add(std::move(n));
+}
+
+NodeId Builder::cnst(double v) {
+  Node n{Op::Const};
+  n.value = v;
+  return add(std::move(n));
+}
+NodeId Builder::unary(Op op, NodeId a) {
+  Node n{op};
+  n.in = {a};
+  return add(std::move(n));
+}
+NodeId Builder::binary(Op op, NodeId a, NodeId b) {
+  Node n{op};
+  n.in = {a, b};
+  return add(std::move(n));
+}
+NodeId Builder::sum_to(NodeId a, const Type& t) {
+  if (type(a) == t) return a;
+  Node n{Op::SumTo};
+  n.in = {a};
+  n.type = t;
+  return add(std::move(n));
+}
+NodeId Builder::broadcast(NodeId a, const Type& t) {
+  if (type(a) == t) return a;
+  Node n{Op::Broadcast};
+  n.in = {a};
+  n.type = t;
+  return add(std::move(n));
+}
+NodeId Builder::matmul(NodeId a, NodeId b, int mode) {
+  Node n{Op::Matmul};
+  n.in = {a, b};
+  n.i0 = mode;
+  return add(std::move(n));
+}
+NodeId Builder::slice(NodeId a, int64_t start, int64_t len) {
+  Node n{Op::Slice};
+  n.in = {a};
+  n.i0 = start;
+  n.i1 = len;
+  return add(std::move(n));
+}
+NodeId Builder::concat(const std::vector<NodeId>& parts) {
+  Node n{Op::Concat};
+  n.in = parts;
+  return add(std::move(n));
+}
+
+}  // namespace ddpmc

@@ -1,0 +1,70 @@
+// The primitive op table and the node builder that applies its shape rules.
+//
+// Every primitive op is one row: name, class, arity, shape rule, reference
+// evaluation (elementwise ops: a scalar function), emitted C++ (elementwise ops: an
+// expression template over `T`, which is float or xsimd::batch<float>), and the
+// gradient rule. Composite layers (linear, silu, sinusoidal) are written in the
+// spec standard library, compiler/stdlib/std.ddpm, on top of these rows.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "ir.h"
+
+namespace ddpmc {
+
+enum class OpClass { Leaf, Elementwise, Reduce, Contraction, Layout };
+
+class Builder;
+
+struct OpRow {
+  Op op;
+  const char* name;
+  OpClass cls;
+  int arity;  // -1: variadic
+  // Output type from input types and the node's attributes; "" on success, else
+  // a message describing the mismatch in the user's terms.
+  std::string (*shape)(const Node& n, const std::vector<Type>& in, Type& out);
+  // Elementwise ops: reference evaluation of one element, in double precision.
+  double (*eval)(const double* x);
+  // Elementwise ops: emitted C++; {0}, {1} name the inputs. Helpers are in runtime/ddpm_prelude.h.
+  const char* emit;
+  // Adjoint contributions: din[i] receives the gradient for input i (or -1 for none).
+  // Contributions may have a broadcast type; autodiff sums them back to the input's type.
+  void (*grad)(Builder& b, const Node& n, NodeId self, NodeId g, std::vector<NodeId>& din);
+};
+
+const OpRow& op_row(Op op);
+inline const char* op_name(Op op) { return op_row(op).name; }
+inline bool is_elementwise(Op op) { return op_row(op).cls == OpClass::Elementwise; }
+
+// numpy-like broadcasting restricted to what codegen supports: equal dims, or one
+// side a scalar ([] or [B]); the result is batched if either side is.
+bool broadcast_type(const Type& a, const Type& b, Type& out);
+
+// Creates nodes in a Graph, applying the op table's shape rules.
+class Builder {
+ public:
+  explicit Builder(Graph& g) : g(g) {}
+  Graph& g;
+  std::vector<Loc> locs;  // attached to every node created
+
+  // Adds n (its type is computed unless it is a leaf). On a shape error returns -1
+  // and stores the message in *err; with err == nullptr a shape error is internal.
+  NodeId add(Node n, std::string* err = nullptr);
+
+  const Type& type(NodeId id) const { return g.nodes[id].type; }
+  NodeId cnst(double v);
+  NodeId unary(Op op, NodeId a);
+  NodeId binary(Op op, NodeId a, NodeId b);
+  NodeId add2(NodeId a, NodeId b) { return binary(Op::Add, a, b); }
+  NodeId mul(NodeId a, NodeId b) { return binary(Op::Mul, a, b); }
+  NodeId sum_to(NodeId a, const Type& t);
+  NodeId broadcast(NodeId a, const Type& t);
+  NodeId matmul(NodeId a, NodeId b, int mode);
+  NodeId slice(NodeId a, int64_t start, int64_t len);
+  NodeId concat(const std::vector<NodeId>& parts);
+  NodeId zeros(const Type& t) { return broadcast(cnst(0.0), t); }
+};
+
+}  // namespace ddpmc

@@ -1,0 +1,183 @@
+// Fusion (pass: fuse): partitions the graph's computing nodes into kernels.
+//
+// Kernel kinds (ir.h):
+//   Elementwise  a chain or DAG of elementwise ops over one iteration domain, plus
+//                at most one kind of terminal reduction (over everything, over the
+//                batch, or over each sample's features). Values used only inside
+//                the kernel live in registers; the rest are stored.
+//   Gemm         one matmul, followed by the elementwise ops that consume its
+//                output in the same domain (bias, activation, residual, diffusion
+//                update), applied per output tile as the GEMM epilogue.
+//   Concat/Slice copies along the last axis.
+// Leaves are not computed by kernels: parameters and inputs live in the caller's
+// buffers, and constants are emitted inline. Random ops are elementwise leaves.
+//
+// A node joins a producer's kernel only if none of its other inputs depends on
+// that kernel, so kernels never form a cycle; they are then ordered topologically.
+#include <algorithm>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "ops.h"
+#include "passes.h"
+
+namespace ddpmc {
+namespace {
+
+bool is_leaf_value(Op op) {
+  return op == Op::Input || op == Op::Param || op == Op::Const || op == Op::ConstTensor || op == Op::InvBatch;
+}
+bool computed_elementwise(Op op) {
+  return is_elementwise(op) || op == Op::RandN || op == Op::UniformStep;
+}
+
+Kernel::Reduce reduce_kind(const Type& from, const Type& to) {
+  if (!to.batched && to.dims.empty()) return Kernel::Reduce::All;
+  if (!to.batched) return Kernel::Reduce::Batch;
+  return Kernel::Reduce::Features;
+}
+
+}  // namespace
+
+Graph fuse(const Graph& in) {
+  Graph g = in;
+  g.kernels.clear();
+  // Every output must be a distinct node computed by a kernel, so that it can be
+  // stored straight into the caller's buffer: copy those that are not.
+  {
+    std::set<NodeId> used;
+    for (size_t k = 0; k < g.outputs.size(); ++k) {
+      NodeId o = g.outputs[k];
+      if (is_leaf_value(g.nodes[o].op) || used.count(o)) {
+        Node c{Op::Broadcast};
+        c.in = {o};
+        c.type = g.nodes[o].type;
+        c.locs = g.nodes[o].locs;
+        g.outputs[k] = g.add(std::move(c));
+      }
+      used.insert(g.outputs[k]);
+    }
+  }
+  const int n = (int)g.nodes.size();
+  std::vector<int> group(n, -1);
+  std::vector<bool> terminal(n, false);
+  std::vector<Kernel> groups;
+  std::vector<std::vector<bool>> deps(n);  // deps[i][G]: node i depends on group G
+
+  auto depends = [&](NodeId x, int G) { return G < (int)deps[x].size() && deps[x][G]; };
+
+  for (int i = 0; i < n; ++i) {
+    const Node& node = g.nodes[i];
+    // Dependencies through inputs.
+    for (NodeId x : node.in) {
+      if (deps[i].size() < deps[x].size()) deps[i].resize(deps[x].size(), false);
+      for (size_t G = 0; G < deps[x].size(); ++G)
+        if (deps[x][G]) deps[i][G] = true;
+      if (group[x] >= 0) {
+        if ((int)deps[i].size() <= group[x]) deps[i].resize(group[x] + 1, false);
+        deps[i][group[x]] = true;
+      }
+    }
+    if (is_leaf_value(node.op)) continue;
+    auto can_join = [&](int G) {
+      for (NodeId y : node.in)
+        if (group[y] != G && depends(y, G)) return false;
+      return true;
+    };
+    int chosen = -1;
+    const OpRow& row = op_row(node.op);
+    if (computed_elementwise(node.op)) {
+      for (NodeId x : node.in) {
+        int G = group[x];
+        if (G < 0 || terminal[x]) continue;
+        Kernel& k = groups[G];
+        if (k.kind != KernelKind::Elementwise && k.kind != KernelKind::Gemm) continue;
+        if (k.domain != node.type) continue;
+        if (k.kind == KernelKind::Gemm && k.reduce != Kernel::Reduce::None) continue;
+        if (can_join(G)) {
+          chosen = G;
+          break;
+        }
+      }
+      if (chosen < 0) {
+        groups.push_back(Kernel{KernelKind::Elementwise, {}, {}, node.type});
+        chosen = (int)groups.size() - 1;
+      }
+    } else if (row.cls == OpClass::Reduce) {
+      NodeId x = node.in[0];
+      Kernel::Reduce r = reduce_kind(g.nodes[x].type, node.type);
+      int G = group[x];
+      if (G >= 0 && !terminal[x] && groups[G].kind == KernelKind::Elementwise && groups[G].domain == g.nodes[x].type &&
+          (groups[G].reduce == Kernel::Reduce::None || groups[G].reduce == r) && can_join(G)) {
+        chosen = G;
+      } else {
+        groups.push_back(Kernel{KernelKind::Elementwise, {}, {}, g.nodes[x].type});
+        chosen = (int)groups.size() - 1;
+      }
+      groups[chosen].reduce = r;
+      terminal[i] = true;
+    } else if (row.cls == OpClass::Contraction) {
+      groups.push_back(Kernel{KernelKind::Gemm, {}, {}, node.type});
+      chosen = (int)groups.size() - 1;
+    } else if (node.op == Op::Concat || node.op == Op::Slice) {
+      groups.push_back(Kernel{node.op == Op::Concat ? KernelKind::Concat : KernelKind::Slice, {}, {}, node.type});
+      chosen = (int)groups.size() - 1;
+      terminal[i] = true;
+    } else {
+      DDPM_ICE(fmt::format("fuse: no kernel kind for op {}", row.name));
+    }
+    group[i] = chosen;
+    groups[chosen].nodes.push_back(i);
+  }
+
+  // Materialized values: outputs, values used outside their kernel, matmul
+  // results, reductions and layout results.
+  std::vector<bool> stored(n, false);
+  for (NodeId o : g.outputs) stored[o] = true;
+  for (int i = 0; i < n; ++i) {
+    for (NodeId x : g.nodes[i].in)
+      if (group[x] >= 0 && group[x] != group[i]) stored[x] = true;
+    Op op = g.nodes[i].op;
+    if (op == Op::Matmul || op == Op::SumTo || op == Op::Concat || op == Op::Slice) stored[i] = true;
+  }
+  for (auto& k : groups)
+    for (NodeId id : k.nodes)
+      if (stored[id]) k.outputs.push_back(id);
+
+  // Topological order of kernels.
+  const int K = (int)groups.size();
+  std::vector<std::set<int>> preds(K);
+  for (int i = 0; i < n; ++i)
+    for (NodeId x : g.nodes[i].in)
+      if (group[x] >= 0 && group[i] >= 0 && group[x] != group[i]) preds[group[i]].insert(group[x]);
+  std::vector<int> order, state(K, 0);
+  std::vector<std::pair<int, size_t>> stack;
+  for (int s = 0; s < K; ++s) {
+    if (state[s]) continue;
+    stack.push_back({s, 0});
+    state[s] = 1;
+    while (!stack.empty()) {
+      auto& [v, it] = stack.back();
+      auto pit = preds[v].begin();
+      std::advance(pit, it);
+      if (pit != preds[v].end()) {
+        ++it;
+        int p = *pit;
+        if (state[p] == 1) DDPM_ICE("fuse produced a cycle between kernels");
+        if (state[p] == 0) {
+          state[p] = 1;
+          stack.push_back({p, 0});
+        }
+      } else {
+        state[v] = 2;
+        order.push_back(v);
+        stack.pop_back();
+      }
+    }
+  }
+  for (int G : order) g.kernels.push_back(groups[G]);
+  return g;
+}
+
+}  // namespace ddpmc

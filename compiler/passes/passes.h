@@ -1,0 +1,27 @@
+// The IR passes. Each is a pure function Graph → Graph in its own file; the order
+// they run in is in compiler/pipeline.cpp.
+#pragma once
+#include "ir.h"
+
+namespace ddpmc {
+
+// Reverse-mode autodiff: the loss graph → one joint forward+backward graph whose
+// outputs are "loss" and "grad/<param>" for every parameter, in Model::params order.
+Graph autodiff(const Graph& loss, const Model& m);
+
+// Common-subexpression elimination, constant folding (including folding the
+// diffusion arithmetic on schedule tables into single table lookups), algebraic
+// identities and dead-code elimination.
+Graph simplify(const Graph& g);
+
+// Groups nodes into kernels (Graph::kernels): elementwise chains and their
+// reductions into one loop nest each, and elementwise consumers of a matmul into
+// its GEMM epilogue. Kernels are listed in execution order.
+Graph fuse(const Graph& g);
+
+// Gives every value stored to memory a Slot: the arena by liveness (batched
+// values in per-sample units times B, unbatched ones at fixed offsets), or the
+// caller's parameter, gradient, input and output buffers.
+Graph memplan(const Graph& g, const Model& m);
+
+}  // namespace ddpmc

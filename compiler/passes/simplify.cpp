@@ -1,0 +1,153 @@
+// Simplification (pass: simplify): one forward sweep that rebuilds the graph with
+//   - constant folding of scalar constants and constant vectors (arange, ...);
+//   - table folding: an elementwise op whose inputs are lookups of the same step
+//     and constants becomes one lookup in a precomputed table, so that
+//     sqrt(1 - abar[t]) costs one load at run time;
+//   - identities: x + 0, x * 1, x - 0, x / 1, -(-x), broadcast to the same type;
+//   - common-subexpression elimination (random ops are keyed by their stream, so
+//     merging two of them is exact);
+// followed by dead-code elimination from the outputs.
+#include <cmath>
+#include <map>
+#include <tuple>
+
+#include "ops.h"
+#include "passes.h"
+
+namespace ddpmc {
+namespace {
+
+using Key = std::tuple<int, std::vector<NodeId>, double, int64_t, int64_t, std::vector<float>, std::string, int,
+                       bool, std::vector<int64_t>>;
+
+Key key_of(const Node& n) {
+  return {(int)n.op, n.in, n.value, n.i0, n.i1, n.data, n.name, n.index, n.type.batched, n.type.dims};
+}
+
+bool is_const(const Node& n, double v) { return n.op == Op::Const && n.value == v; }
+
+}  // namespace
+
+Graph simplify(const Graph& in) {
+  Graph g;
+  g.name = in.name;
+  g.input_names = in.input_names;
+  Builder b(g);
+  std::vector<NodeId> map(in.nodes.size(), -1);
+  std::map<Key, NodeId> seen;
+
+  auto intern = [&](Node n) -> NodeId {
+    Key k = key_of(n);
+    if (auto it = seen.find(k); it != seen.end()) return it->second;
+    NodeId id = b.add(std::move(n));
+    seen.emplace(std::move(k), id);
+    return id;
+  };
+
+  for (size_t i = 0; i < in.nodes.size(); ++i) {
+    Node n = in.nodes[i];
+    for (NodeId& x : n.in) x = map[x];
+    const OpRow& row = op_row(n.op);
+    NodeId out = -1;
+    if (row.cls == OpClass::Elementwise && n.op != Op::Lookup) {
+      // Recompute the type (inputs may have been replaced by equal-typed ones).
+      std::vector<const Node*> ins;
+      for (NodeId x : n.in) ins.push_back(&g.nodes[x]);
+      bool all_const = true, all_tensor_const = true, any_lookup = false;
+      NodeId step = -1;
+      bool lookup_ok = true;
+      for (auto* x : ins) {
+        all_const = all_const && x->op == Op::Const;
+        all_tensor_const = all_tensor_const && (x->op == Op::Const || x->op == Op::ConstTensor);
+        if (x->op == Op::Lookup) {
+          any_lookup = true;
+          if (step >= 0 && step != x->in[0]) lookup_ok = false;
+          step = x->in[0];
+        } else if (x->op != Op::Const) {
+          lookup_ok = false;
+        }
+      }
+      if (all_const && n.op != Op::Broadcast) {
+        double v[2];
+        for (size_t k = 0; k < ins.size(); ++k) v[k] = ins[k]->value;
+        Node c{Op::Const};
+        c.value = row.eval(v);
+        c.locs = n.locs;
+        out = intern(std::move(c));
+      } else if (all_tensor_const && n.op != Op::Broadcast) {
+        Node c{Op::ConstTensor};
+        c.locs = n.locs;
+        int64_t len = 1;
+        for (auto* x : ins)
+          if (x->op == Op::ConstTensor) len = (int64_t)x->data.size(), c.type = x->type;
+        for (int64_t e = 0; e < len; ++e) {
+          double v[2];
+          for (size_t k = 0; k < ins.size(); ++k) v[k] = ins[k]->op == Op::Const ? ins[k]->value : ins[k]->data[e];
+          c.data.push_back((float)row.eval(v));
+        }
+        out = intern(std::move(c));
+      } else if (any_lookup && lookup_ok && n.op != Op::Broadcast) {
+        // Fold into one table; tables are evaluated in double from float entries.
+        Node c{Op::Lookup};
+        c.locs = n.locs;
+        c.in = {step};
+        size_t len = 0;
+        for (auto* x : ins)
+          if (x->op == Op::Lookup) len = x->data.size();
+        for (size_t e = 0; e < len; ++e) {
+          double v[2];
+          for (size_t k = 0; k < ins.size(); ++k) v[k] = ins[k]->op == Op::Const ? ins[k]->value : ins[k]->data[e];
+          c.data.push_back((float)row.eval(v));
+        }
+        out = intern(std::move(c));
+      } else {
+        const Node* a = ins.size() > 0 ? ins[0] : nullptr;
+        const Node* c = ins.size() > 1 ? ins[1] : nullptr;
+        Type t;
+        bool same0 = false, same1 = false;
+        if (c) {
+          broadcast_type(a->type, c->type, t);
+          same0 = t == a->type;
+          same1 = t == c->type;
+        }
+        if (n.op == Op::Broadcast && a->type == n.type) out = n.in[0];
+        else if (n.op == Op::Add && is_const(*c, 0) && same0) out = n.in[0];
+        else if (n.op == Op::Add && is_const(*a, 0) && same1) out = n.in[1];
+        else if (n.op == Op::Sub && is_const(*c, 0) && same0) out = n.in[0];
+        else if (n.op == Op::Mul && is_const(*c, 1) && same0) out = n.in[0];
+        else if (n.op == Op::Mul && is_const(*a, 1) && same1) out = n.in[1];
+        else if (n.op == Op::Div && is_const(*c, 1) && same0) out = n.in[0];
+        else if (n.op == Op::Neg && a->op == Op::Neg) out = a->in[0];
+      }
+    }
+    if (out < 0) out = intern(std::move(n));
+    map[i] = out;
+  }
+  for (size_t k = 0; k < in.outputs.size(); ++k) {
+    g.outputs.push_back(map[in.outputs[k]]);
+    g.output_names.push_back(in.output_names[k]);
+  }
+  // Dead-code elimination: keep what the outputs need, in the same order.
+  std::vector<bool> live(g.nodes.size(), false);
+  for (NodeId o : g.outputs) live[o] = true;
+  for (int i = (int)g.nodes.size() - 1; i >= 0; --i)
+    if (live[i])
+      for (NodeId x : g.nodes[i].in) live[x] = true;
+  Graph out;
+  out.name = g.name;
+  out.input_names = g.input_names;
+  std::vector<NodeId> remap(g.nodes.size(), -1);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (!live[i]) continue;
+    Node n = g.nodes[i];
+    for (NodeId& x : n.in) x = remap[x];
+    remap[i] = out.add(std::move(n));
+  }
+  for (size_t k = 0; k < g.outputs.size(); ++k) {
+    out.outputs.push_back(remap[g.outputs[k]]);
+    out.output_names.push_back(g.output_names[k]);
+  }
+  return out;
+}
+
+}  // namespace ddpmc

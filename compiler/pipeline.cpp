@@ -1,0 +1,104 @@
+// The pass pipeline, in order (see pipeline.h). The verifier runs after every
+// pass; it is cheap next to the C++ build that follows.
+#include "pipeline.h"
+
+#include <fmt/format.h>
+
+#include "frontend.h"
+#include "lower.h"
+#include "ops.h"
+#include "passes/passes.h"
+
+namespace ddpmc {
+
+const std::vector<std::string>& pass_names() {
+  static const std::vector<std::string> names = {"lower", "autodiff", "simplify", "fuse", "memplan"};
+  return names;
+}
+
+namespace {
+
+struct Runner {
+  const Model& m;
+  const std::string& dump_after;
+  std::string* dump;
+  void after(const std::string& pass, const Graph& g) {
+    verify(g, m);
+    if (dump && (dump_after == pass || dump_after == "all"))
+      *dump += fmt::format("; after {}\n{}\n", pass, print_graph(g));
+  }
+  Graph finish(Graph g) {
+    g = simplify(g);
+    after("simplify", g);
+    g = fuse(g);
+    after("fuse", g);
+    g = memplan(g, m);
+    after("memplan", g);
+    return g;
+  }
+};
+
+}  // namespace
+
+Compiled compile_model(Model model, const std::string& dump_after, std::string* dump) {
+  if (!dump_after.empty() && dump_after != "all") {
+    bool ok = false;
+    for (auto& p : pass_names()) ok = ok || p == dump_after;
+    if (!ok) {
+      std::string all;
+      for (auto& p : pass_names()) all += (all.empty() ? "" : ", ") + p;
+      user_error_noloc(fmt::format("unknown pass '{}' for --dump-after", dump_after), "passes: " + all + ", or all");
+    }
+  }
+  Compiled c;
+  c.model = std::move(model);
+  Runner r{c.model, dump_after, dump};
+  r.after("lower", c.model.loss);
+  for (auto& s : c.model.samplers) r.after("lower", s.second);
+  Graph train = autodiff(c.model.loss, c.model);
+  r.after("autodiff", train);
+  c.train = r.finish(std::move(train));
+  c.loss = r.finish(c.model.loss);
+  for (auto& [name, g] : c.model.samplers) c.samplers.emplace_back(name, r.finish(g));
+  return c;
+}
+
+double graph_flops(const Graph& g, int B) {
+  double f = 0;
+  for (auto& n : g.nodes) {
+    const OpRow& row = op_row(n.op);
+    double rows = n.type.batched ? B : 1;
+    if (n.op == Op::Matmul) {
+      const Type& a = g.nodes[n.in[0]].type;
+      const Type& b = g.nodes[n.in[1]].type;
+      double k = n.i0 == kNN ? a.dims[0] : n.i0 == kNT ? a.dims[0] : B;
+      double out = n.i0 == kTN ? (double)a.dims[0] * b.dims[0] : rows * n.type.numel();
+      f += 2 * out * k;
+    } else if (row.cls == OpClass::Elementwise || n.op == Op::RandN || n.op == Op::UniformStep) {
+      f += rows * n.type.numel();
+    } else if (row.cls == OpClass::Reduce) {
+      const Type& a = g.nodes[n.in[0]].type;
+      f += (a.batched ? B : 1) * a.numel();
+    }
+  }
+  return f;
+}
+
+Compiled compile_spec_file(const std::string& path, const std::string& dump_after, std::string* dump) {
+  auto sources = std::make_shared<Sources>();
+  Program p = load_program(*sources, path);
+  Compiled c = compile_model(lower(p, path), dump_after, dump);
+  c.sources = sources;
+  return c;
+}
+
+Compiled compile_spec_text(const std::string& path, const std::string& text, const std::string& dump_after,
+                           std::string* dump) {
+  auto sources = std::make_shared<Sources>();
+  Program p = load_program_text(*sources, path, text);
+  Compiled c = compile_model(lower(p, path), dump_after, dump);
+  c.sources = sources;
+  return c;
+}
+
+}  // namespace ddpmc

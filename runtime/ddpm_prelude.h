@@ -1,0 +1,193 @@
+// Prelude of every generated module: the helpers that emitted kernels call.
+//
+// Emitted elementwise code is written once as a generic lambda over a tag whose
+// type T is either float (scalar tail) or xsimd::batch<float> (main SIMD loop);
+// the overloads here give each math op and memory access both forms.
+// Loop drivers fix the partition of work from the problem size alone, never from
+// the thread count, so every result is bitwise identical at any thread count.
+//
+// Legend: rows × cols is a kernel's iteration space (rows = B for [B, N] values),
+// b indexes rows, j columns; L = SIMD lanes.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+#include <tbb/partitioner.h>
+#include <xsimd/xsimd.hpp>
+
+#include "ddpm_abi.h"
+#include "gemm.h"
+#include "philox.h"
+#include "simd_shim.h"
+
+namespace ddpm::gen {
+
+using V = xsimd::batch<float>;
+constexpr int64_t L = (int64_t)V::size;
+
+template <class T> inline T ld(const float* p);
+template <> inline float ld<float>(const float* p) { return *p; }
+template <> inline V ld<V>(const float* p) { return V::load_unaligned(p); }
+inline void st(float* p, float x) { *p = x; }
+inline void st(float* p, const V& x) { x.store_unaligned(p); }
+
+inline float vexp(float x) { return std::exp(x); }
+inline V vexp(const V& x) { return xsimd::exp(x); }
+inline float vlog(float x) { return std::log(x); }
+inline V vlog(const V& x) { return xsimd::log(x); }
+inline float vsqrt(float x) { return std::sqrt(x); }
+inline V vsqrt(const V& x) { return xsimd::sqrt(x); }
+inline float vsin(float x) { return std::sin(x); }
+inline V vsin(const V& x) { return xsimd::sin(x); }
+inline float vcos(float x) { return std::cos(x); }
+inline V vcos(const V& x) { return xsimd::cos(x); }
+inline float vsigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+inline V vsigmoid(const V& x) { return V(1.0f) / (V(1.0f) + xsimd::exp(-x)); }
+
+// table[t] for step values t (floats holding whole numbers).
+template <class T> inline T vlookup(const float* table, const T& t);
+template <> inline float vlookup<float>(const float* table, const float& t) { return table[(int)t]; }
+template <> inline V vlookup<V>(const float* table, const V& t) {
+  alignas(64) float ti[L], out[L];
+  t.store_aligned(ti);
+  for (int64_t k = 0; k < L; ++k) out[k] = table[(int)ti[k]];
+  return V::load_aligned(out);
+}
+
+// Random numbers for elements e0, e0+1, ... (one per lane); see philox.h.
+template <class T> inline T rnormal(uint64_t seed, uint64_t step, uint32_t stream, int64_t e0);
+template <> inline float rnormal<float>(uint64_t seed, uint64_t step, uint32_t stream, int64_t e0) {
+  return (float)philox_normal(seed, step, stream, (uint64_t)e0);
+}
+template <> inline V rnormal<V>(uint64_t seed, uint64_t step, uint32_t stream, int64_t e0) {
+  alignas(64) float out[L];
+  for (int64_t k = 0; k < L; ++k) out[k] = (float)philox_normal(seed, step, stream, (uint64_t)(e0 + k));
+  return V::load_aligned(out);
+}
+template <class T> inline T rstep(uint64_t seed, uint64_t step, uint32_t stream, int64_t e0, int Tmax);
+template <> inline float rstep<float>(uint64_t seed, uint64_t step, uint32_t stream, int64_t e0, int Tmax) {
+  return (float)philox_step(seed, step, stream, (uint64_t)e0, Tmax);
+}
+template <> inline V rstep<V>(uint64_t seed, uint64_t step, uint32_t stream, int64_t e0, int Tmax) {
+  alignas(64) float out[L];
+  for (int64_t k = 0; k < L; ++k) out[k] = (float)philox_step(seed, step, stream, (uint64_t)(e0 + k), Tmax);
+  return V::load_aligned(out);
+}
+
+inline float hsum(float x) { return x; }
+inline float hsum(const V& x) { return simd::reduce_add(x); }
+
+// Calls f(tag, j) over columns [j0, j1): SIMD first, then the scalar tail.
+template <class F> inline void for_cols(int64_t j0, int64_t j1, F&& f) {
+  int64_t j = j0;
+  for (; j + L <= j1; j += L) f(V(0.0f), j);
+  for (; j < j1; ++j) f(0.0f, j);
+}
+
+// Rows per task: about 8K elements, fixed by the shape.
+inline int64_t row_chunk(int64_t rows, int64_t cols) {
+  int64_t c = 8192 / (cols > 0 ? cols : 1);
+  return c < 1 ? 1 : c;
+}
+
+template <class F> inline void parallel_chunks(int64_t n, F&& f) {
+  if (n == 1) {
+    f(0);
+    return;
+  }
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, n, 1),
+                    [&](const tbb::blocked_range<int64_t>& r) {
+                      for (int64_t c = r.begin(); c < r.end(); ++c) f(c);
+                    },
+                    tbb::static_partitioner());
+}
+
+// Elementwise: body(tag, b, j) for every element.
+template <class F> inline void map_rows(int64_t rows, int64_t cols, F&& body) {
+  const int64_t chunk = row_chunk(rows, cols), n = (rows + chunk - 1) / chunk;
+  parallel_chunks(n, [&](int64_t c) {
+    const int64_t r1 = (c + 1) * chunk < rows ? (c + 1) * chunk : rows;
+    for (int64_t b = c * chunk; b < r1; ++b) for_cols(0, cols, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });
+  });
+}
+
+// Reduction over everything: out[r] = sum over elements of what body adds into acc[r].
+// Per-chunk partials (double) are combined in chunk order.
+template <int R, class F> inline void reduce_all(int64_t rows, int64_t cols, float* out, F&& body) {
+  const int64_t chunk = row_chunk(rows, cols), n = (rows + chunk - 1) / chunk;
+  double total[R] = {};
+  // Chunks run 64 at a time so that their partial sums fit on the stack.
+  for (int64_t c0 = 0; c0 < n; c0 += 64) {
+    const int64_t m = n - c0 < 64 ? n - c0 : 64;
+    double partial[R][64];
+    parallel_chunks(m, [&](int64_t ci) {
+      const int64_t c = c0 + ci;
+      const int64_t r1 = (c + 1) * chunk < rows ? (c + 1) * chunk : rows;
+      double acc[R] = {};
+      for (int64_t b = c * chunk; b < r1; ++b) {
+        V va[R];
+        float sa[R];
+        for (int k = 0; k < R; ++k) va[k] = V(0.0f), sa[k] = 0.0f;
+        int64_t j = 0;
+        for (; j + L <= cols; j += L) body(V(0.0f), b, j, va);
+        for (; j < cols; ++j) body(0.0f, b, j, sa);
+        for (int k = 0; k < R; ++k) acc[k] += (double)hsum(va[k]) + (double)sa[k];
+      }
+      for (int k = 0; k < R; ++k) partial[k][ci] = acc[k];
+    });
+    for (int k = 0; k < R; ++k)
+      for (int64_t ci = 0; ci < m; ++ci) total[k] += partial[k][ci];
+  }
+  for (int k = 0; k < R; ++k) out[k] = (float)total[k];
+}
+
+// Reduction over the batch: out_k[j] = sum over rows b. Parallel over column blocks
+// of L, each summing its rows in order.
+template <int R, class F> inline void reduce_batch(int64_t rows, int64_t cols, float* const* out, F&& body) {
+  const int64_t full = cols / L, tail = cols - full * L, n = full + (tail ? 1 : 0);
+  parallel_chunks(n, [&](int64_t c) {
+    if (c < full) {
+      V acc[R];
+      for (int k = 0; k < R; ++k) acc[k] = V(0.0f);
+      for (int64_t b = 0; b < rows; ++b) body(V(0.0f), b, c * L, acc);
+      for (int k = 0; k < R; ++k) acc[k].store_unaligned(out[k] + c * L);
+    } else {
+      for (int64_t j = full * L; j < cols; ++j) {
+        float acc[R] = {};
+        for (int64_t b = 0; b < rows; ++b) body(0.0f, b, j, acc);
+        for (int k = 0; k < R; ++k) out[k][j] = acc[k];
+      }
+    }
+  });
+}
+
+// Reduction over each row's features: out_k[b] = sum over columns j.
+template <int R, class F> inline void reduce_features(int64_t rows, int64_t cols, float* const* out, F&& body) {
+  const int64_t chunk = row_chunk(rows, cols), n = (rows + chunk - 1) / chunk;
+  parallel_chunks(n, [&](int64_t c) {
+    const int64_t r1 = (c + 1) * chunk < rows ? (c + 1) * chunk : rows;
+    for (int64_t b = c * chunk; b < r1; ++b) {
+      V va[R];
+      float sa[R];
+      for (int k = 0; k < R; ++k) va[k] = V(0.0f), sa[k] = 0.0f;
+      int64_t j = 0;
+      for (; j + L <= cols; j += L) body(V(0.0f), b, j, va);
+      for (; j < cols; ++j) body(0.0f, b, j, sa);
+      for (int k = 0; k < R; ++k) out[k][b] = hsum(va[k]) + sa[k];
+    }
+  });
+}
+
+// Copies rows of `width` floats from src (row stride src_ld) to dst (stride dst_ld).
+inline void copy_rows(int64_t rows, int64_t width, const float* src, int64_t src_ld, float* dst, int64_t dst_ld) {
+  const int64_t chunk = row_chunk(rows, width), n = (rows + chunk - 1) / chunk;
+  parallel_chunks(n, [&](int64_t c) {
+    const int64_t r1 = (c + 1) * chunk < rows ? (c + 1) * chunk : rows;
+    for (int64_t r = c * chunk; r < r1; ++r) std::memcpy(dst + r * dst_ld, src + r * src_ld, width * sizeof(float));
+  });
+}
+
+}  // namespace ddpm::gen
