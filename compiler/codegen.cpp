@@ -33,8 +33,8 @@ std::string float_array(const std::string& name, const std::vector<float>& v) {
 
 // Iteration space of an elementwise domain: see ddpm_prelude.h.
 std::pair<std::string, std::string> rows_cols(const Type& d) {
-  if (d.batched && !d.dims.empty()) return {"B", fmt::format("{}", d.numel())};
-  if (d.batched) return {"1", "B"};
+  if (d.batched && !d.dims.empty()) return {"e.B", fmt::format("{}", d.numel())};
+  if (d.batched) return {"1", "e.B"};
   return {"1", fmt::format("{}", d.numel())};
 }
 
