@@ -164,24 +164,41 @@ inline void pack_interleaved(float* __restrict dst, const float* __restrict src,
   }
 }
 
-// acc(MR x NR) = A-panel(kc x MR) * B-panel(kc x NR); then C = acc (overwrite) or C += acc for the
+// How the microkernel reads A: packed (kc x MR interleaved), or straight from the caller's matrix
+// with rows along k (stride a_rs between rows) or columns along m (stride a_cs between k steps).
+enum class AMode { packed, rows_k, cols_m };
+
+// acc(MR x NR) = A(MR x kc) * B-panel(kc x NR); then C = acc (overwrite) or C += acc for the
 // valid mr x nr corner. Accumulators live in registers: 14x2 uses 28 of the 32 zmm registers.
-template <int MR, int NV>
-inline void microkernel(int kc, const float* __restrict a, const float* __restrict b, float* c,
-                        std::ptrdiff_t rs, std::ptrdiff_t cs, int mr, int nr, bool overwrite) {
+// The A rows beyond mr are read only in packed mode (where they are zero padding).
+template <int MR, int NV, AMode AM>
+inline void microkernel(int kc, const float* __restrict a, std::ptrdiff_t a_stride, const float* __restrict b,
+                        float* c, std::ptrdiff_t rs, std::ptrdiff_t cs, int mr, int nr, bool overwrite) {
   constexpr int NR = NV * kL;
   batch acc[MR][NV];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[r][v] = batch(0.f);
+  const float* arow[MR];
+  if constexpr (AM == AMode::rows_k) {
+    for (int r = 0; r < MR; ++r) arow[r] = a + std::min(r, mr - 1) * a_stride;
+  }
   for (int k = 0; k < kc; ++k) {
     batch bv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) bv[v] = batch::load_aligned(b + k * NR + v * kL);
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
-      batch ar(a[k * MR + r]);
+      float x;
+      if constexpr (AM == AMode::packed) {
+        x = a[k * MR + r];
+      } else if constexpr (AM == AMode::rows_k) {
+        x = arow[r][k];
+      } else {
+        x = a[k * a_stride + std::min(r, mr - 1)];
+      }
+      batch ar(x);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(ar, bv[v], acc[r][v]);
     }
@@ -245,20 +262,34 @@ inline void run_tile(const Plan& pl, const Operands& op, const float* bp, float*
   }
   for (int kb = 0; kb < pl.nkb; ++kb) {
     int k0 = kb * pl.kc, kc = std::min(pl.kc, pl.k - k0);
-    for (int ip = pm0; ip < pm1; ++ip) {
-      int i = ip * MR;
-      pack_interleaved<MR>(ap + static_cast<std::size_t>(ip - pm0) * kc * MR, op.a + i * op.a_rs + k0 * op.a_cs,
-                           op.a_rs, op.a_cs, std::min(MR, pl.m - i), kc);
+    // Reading A in place (one stride is always 1) measured faster than packing it at every model
+    // shape, even with many B panels per tile. Packing remains for row strides that are a multiple
+    // of 4 KiB, where all MR rows would fall into the same L1 set.
+    std::ptrdiff_t a_far = op.a_cs == 1 ? op.a_rs : op.a_cs;
+    bool direct = a_far % 1024 != 0;
+    if (!direct) {
+      for (int ip = pm0; ip < pm1; ++ip) {
+        int i = ip * MR;
+        pack_interleaved<MR>(ap + static_cast<std::size_t>(ip - pm0) * kc * MR,
+                             op.a + i * op.a_rs + k0 * op.a_cs, op.a_rs, op.a_cs, std::min(MR, pl.m - i), kc);
+      }
     }
     bool overwrite = kb == 0 && !accumulate;
     for (int jp = pn0; jp < pn1; ++jp) {
       int j = jp * NR, nr = std::min(NR, pl.n - j);
       const float* bpanel = bp + (static_cast<std::size_t>(jp) * pl.k + k0) * NR;
       for (int ip = pm0; ip < pm1; ++ip) {
-        int i = ip * MR;
-        microkernel<MR, NV>(kc, ap + static_cast<std::size_t>(ip - pm0) * kc * MR, bpanel,
-                            op.c + i * op.c_rs + j * op.c_cs, op.c_rs, op.c_cs, std::min(MR, pl.m - i), nr,
-                            overwrite);
+        int i = ip * MR, mr = std::min(MR, pl.m - i);
+        float* c = op.c + i * op.c_rs + j * op.c_cs;
+        const float* a_in_place = op.a + i * op.a_rs + k0 * op.a_cs;
+        if (!direct) {
+          microkernel<MR, NV, AMode::packed>(kc, ap + static_cast<std::size_t>(ip - pm0) * kc * MR, MR, bpanel, c,
+                                             op.c_rs, op.c_cs, mr, nr, overwrite);
+        } else if (op.a_cs == 1) {
+          microkernel<MR, NV, AMode::rows_k>(kc, a_in_place, op.a_rs, bpanel, c, op.c_rs, op.c_cs, mr, nr, overwrite);
+        } else {
+          microkernel<MR, NV, AMode::cols_m>(kc, a_in_place, op.a_cs, bpanel, c, op.c_rs, op.c_cs, mr, nr, overwrite);
+        }
       }
     }
   }

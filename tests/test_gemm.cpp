@@ -125,6 +125,10 @@ TEST_CASE("gemm: model shapes, all transpose combos, accumulate, padded leading 
   check_all_combos(256, 128, 2, 15);    // dX of the output layer (K = 2)
   check_all_combos(66, 128, 256, 16);   // dW of the first layer
   check_all_combos(300, 40, 700, 17);   // several K blocks, odd sizes
+  // Leading dimensions of 1024 floats make gemm pack A instead of reading it in place.
+  check_case({40, 50, 300, false, false, false, 1024 - 300}, 18);
+  check_case({40, 50, 300, true, true, true, 1024 - 40}, 19);
+  check_case({300, 50, 600, false, true, false, 1024 - 600}, 20);
 }
 
 TEST_CASE("gemm: random shapes") {
