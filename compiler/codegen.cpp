@@ -219,7 +219,8 @@ struct Emitter {
     out += fmt::format("  // C[{},{}] = {}{} x {}{}\n", M, N, ta.str(), transA ? "^T" : "", tb.str(),
                        transB ? "^T" : "");
     std::vector<NodeId> epi(kern.nodes.begin() + 1, kern.nodes.end());
-    std::string call = fmt::format("gemm((int){}, {}, (int){}, {}, {}, {}, {}, {}, {}, {}, {}, false, e.scratch", M, N, K,
+    std::string call = fmt::format("{}((int){}, {}, (int){}, {}, {}, {}, {}, {}, {}, {}, {}, e.scratch",
+                                   epi.empty() ? "gemm_plain" : "gemm_epilogue", M, N, K,
                                    ptr(mm.in[0]), lda, transA ? "true" : "false", ptr(mm.in[1]), ldb,
                                    transB ? "true" : "false", ptr(kern.nodes[0]), N);
     if (epi.empty()) {

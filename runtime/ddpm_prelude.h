@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
@@ -93,16 +94,48 @@ inline int64_t row_chunk(int64_t rows, int64_t cols) {
   return c < 1 ? 1 : c;
 }
 
-template <class F> inline void parallel_chunks(int64_t n, F&& f) {
+// Runs f(c) for c in [0, n) on the TBB pool with a static partition. The TBB
+// template is instantiated once per module (behind a function pointer), which keeps
+// module build times low; the indirect call costs nothing next to a chunk of work.
+using ChunkFn = void (*)(void* ctx, int64_t c);
+__attribute__((noinline)) inline void parallel_chunks_erased(int64_t n, ChunkFn fn, void* ctx) {
   if (n == 1) {
-    f(0);
+    fn(ctx, 0);
     return;
   }
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, n, 1),
                     [&](const tbb::blocked_range<int64_t>& r) {
-                      for (int64_t c = r.begin(); c < r.end(); ++c) f(c);
+                      for (int64_t c = r.begin(); c < r.end(); ++c) fn(ctx, c);
                     },
                     tbb::static_partitioner());
+}
+template <class F> inline void parallel_chunks(int64_t n, F&& f) {
+  using Fn = std::remove_reference_t<F>;
+  parallel_chunks_erased(n, [](void* ctx, int64_t c) { (*static_cast<Fn*>(ctx))(c); }, (void*)&f);
+}
+
+// C = op(A) op(B) through the GEMM engine (gemm.h), with epi(i0, i1, j0, j1) run on
+// each finished output tile. Type-erased for the same reason as parallel_chunks.
+using TileFn = void (*)(void* ctx, int i0, int i1, int j0, int j1);
+__attribute__((noinline)) inline void gemm_erased(int M, int N, int K, const float* A, int lda, bool ta, const float* Bm,
+                                                  int ldb, bool tb, float* C, int ldc, float* scratch, TileFn fn,
+                                                  void* ctx) {
+  if (fn)
+    ddpm::gemm(M, N, K, A, lda, ta, Bm, ldb, tb, C, ldc, false, scratch,
+               [&](int i0, int i1, int j0, int j1) { fn(ctx, i0, i1, j0, j1); });
+  else
+    ddpm::gemm(M, N, K, A, lda, ta, Bm, ldb, tb, C, ldc, false, scratch);
+}
+inline void gemm_plain(int M, int N, int K, const float* A, int lda, bool ta, const float* Bm, int ldb, bool tb, float* C,
+                       int ldc, float* scratch) {
+  gemm_erased(M, N, K, A, lda, ta, Bm, ldb, tb, C, ldc, scratch, nullptr, nullptr);
+}
+template <class F>
+inline void gemm_epilogue(int M, int N, int K, const float* A, int lda, bool ta, const float* Bm, int ldb, bool tb,
+                          float* C, int ldc, float* scratch, F&& epi) {
+  using Fn = std::remove_reference_t<F>;
+  gemm_erased(M, N, K, A, lda, ta, Bm, ldb, tb, C, ldc, scratch,
+              [](void* ctx, int i0, int i1, int j0, int j1) { (*static_cast<Fn*>(ctx))(i0, i1, j0, j1); }, (void*)&epi);
 }
 
 // Elementwise: body(tag, b, j) for every element.
