@@ -217,7 +217,7 @@ NpyArray read_npy(const std::string& path) {
   out.data.resize((size_t)count);
   const char* src = bytes.data() + data_start;
   if (elem == 4) {
-    std::memcpy(out.data.data(), src, need);
+    if (need) std::memcpy(out.data.data(), src, need);
   } else if (elem == 8) {
     for (int64_t i = 0; i < count; ++i) {
       double d;
