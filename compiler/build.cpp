@@ -68,21 +68,29 @@ BuiltModule build_module(const std::string& spec_path, const BuildOptions& opt) 
   std::string dump;
   Compiled c = compile_spec_file(spec_path, opt.dump_after, opt.dump_after.empty() ? nullptr : &dump);
   if (!dump.empty()) fmt::print(stderr, "{}", dump);
+  return build_compiled(c, opt);
+}
 
-  std::string key = c.model.sources_text + "\n" + DDPMC_VERSION + "\n" + DDPMC_CXX + " " + kCxxFlags + "\n";
-  for (const char* h : kRuntimeHeaders) key += read_file(fs::path(DDPMC_RUNTIME_INCLUDE_DIR) / h);
+BuiltModule build_compiled(const Compiled& c, const BuildOptions& opt) {
+  // Specs are hashed by their text; hand-made graphs (no sources) by their IR dump.
+  std::string key = c.model.sources_text.empty() ? print_graph(c.train) : c.model.sources_text;
+  std::string toolchain = std::string(DDPMC_CXX) + " " + kCxxFlags + "\n";
+  for (const char* h : kRuntimeHeaders) toolchain += read_file(fs::path(DDPMC_RUNTIME_INCLUDE_DIR) / h);
+  key += std::string("\n") + DDPMC_VERSION + "\n" + toolchain;
   BuiltModule out;
   out.spec_hash = content_hash(key);
+  // The cache is keyed by the generated source itself (plus toolchain), so any
+  // change to the compiler's output rebuilds the module even at the same version.
+  const std::string source = emit_module(c, out.spec_hash);
+  const std::string cache_key = content_hash(source + toolchain);
 
   const fs::path dir = opt.cache_dir.empty() ? default_cache_dir() : opt.cache_dir;
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) user_error_noloc(fmt::format("cannot create the module cache '{}': {}", dir.string(), ec.message()),
                            "set DDPM_CACHE_DIR to a writable directory");
-  const fs::path so = dir / (out.spec_hash + ".so");
-  const fs::path cpp = dir / (out.spec_hash + ".cpp");
-  std::string source;
-  if (!opt.emit_cpp.empty() || !fs::exists(so)) source = emit_module(c, out.spec_hash);
+  const fs::path so = dir / (cache_key + ".so");
+  const fs::path cpp = dir / (cache_key + ".cpp");
   if (!opt.emit_cpp.empty()) write_atomic(opt.emit_cpp, source);
 
   if (fs::exists(so)) {
@@ -90,8 +98,8 @@ BuiltModule build_module(const std::string& spec_path, const BuildOptions& opt) 
   } else {
     auto t0 = std::chrono::steady_clock::now();
     write_atomic(cpp, source);
-    fs::path tmp_so = dir / fmt::format("{}.so.tmp{}", out.spec_hash, getpid());
-    fs::path log = dir / (out.spec_hash + ".log");
+    fs::path tmp_so = dir / fmt::format("{}.so.tmp{}", cache_key, getpid());
+    fs::path log = dir / (cache_key + ".log");
     std::string cmd = fmt::format("'{}' {} -I'{}' '{}' -o '{}' -ltbb > '{}' 2>&1", DDPMC_CXX, kCxxFlags,
                                   DDPMC_RUNTIME_INCLUDE_DIR, cpp.string(), tmp_so.string(), log.string());
     if (opt.verbose) fmt::print(stderr, "{}\n", cmd);

@@ -1,8 +1,10 @@
 // Module builder: spec file → emitted C++ → shared library, through a cache.
 //
-// The cache key is a hash of every spec source (the main file and its imports),
-// the compiler version, the C++ flags and the runtime headers the module includes.
-// A cache hit returns the existing .so without compiling anything.
+// The spec hash (stored in the module and in every checkpoint) is a hash of every
+// spec source (the main file and its imports), the compiler version, the C++
+// flags and the runtime headers the module includes. The cache file is keyed by a
+// hash of the generated C++ itself plus the toolchain, so a changed compiler never
+// reuses a stale module. A cache hit returns the existing .so without compiling.
 #pragma once
 #include <string>
 
@@ -26,5 +28,9 @@ struct BuiltModule {
 // Throws UserError for errors in the spec, and UserError (with the compiler's
 // output attached) if the system C++ compiler fails.
 BuiltModule build_module(const std::string& spec_path, const BuildOptions& opt = {});
+
+struct Compiled;
+// The same for an already compiled model (tests build hand-made graphs this way).
+BuiltModule build_compiled(const Compiled& c, const BuildOptions& opt = {});
 
 }  // namespace ddpmc

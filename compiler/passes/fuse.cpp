@@ -63,26 +63,30 @@ Graph fuse(const Graph& in) {
   std::vector<int> group(n, -1);
   std::vector<bool> terminal(n, false);
   std::vector<Kernel> groups;
-  std::vector<std::vector<bool>> deps(n);  // deps[i][G]: node i depends on group G
+  std::vector<std::set<int>> succ;  // kernel-level edges: succ[G] consumes values of G
 
-  auto depends = [&](NodeId x, int G) { return G < (int)deps[x].size() && deps[x][G]; };
+  auto reaches = [&](int from, int to) {  // is `to` downstream of `from`?
+    std::vector<int> stack{from};
+    std::vector<bool> seen(groups.size(), false);
+    while (!stack.empty()) {
+      int v = stack.back();
+      stack.pop_back();
+      if (v == to) return true;
+      if (seen[v]) continue;
+      seen[v] = true;
+      for (int w : succ[v]) stack.push_back(w);
+    }
+    return false;
+  };
 
   for (int i = 0; i < n; ++i) {
     const Node& node = g.nodes[i];
-    // Dependencies through inputs.
-    for (NodeId x : node.in) {
-      if (deps[i].size() < deps[x].size()) deps[i].resize(deps[x].size(), false);
-      for (size_t G = 0; G < deps[x].size(); ++G)
-        if (deps[x][G]) deps[i][G] = true;
-      if (group[x] >= 0) {
-        if ((int)deps[i].size() <= group[x]) deps[i].resize(group[x] + 1, false);
-        deps[i][group[x]] = true;
-      }
-    }
     if (is_leaf_value(node.op)) continue;
+    // Joining G adds edges H -> G for the groups H of the other inputs; that is a
+    // cycle exactly when G already reaches H.
     auto can_join = [&](int G) {
       for (NodeId y : node.in)
-        if (group[y] != G && depends(y, G)) return false;
+        if (group[y] >= 0 && group[y] != G && reaches(G, group[y])) return false;
       return true;
     };
     int chosen = -1;
@@ -129,6 +133,9 @@ Graph fuse(const Graph& in) {
     }
     group[i] = chosen;
     groups[chosen].nodes.push_back(i);
+    succ.resize(groups.size());
+    for (NodeId y : node.in)
+      if (group[y] >= 0 && group[y] != chosen) succ[group[y]].insert(chosen);
   }
 
   // Materialized values: outputs, values used outside their kernel, matmul
