@@ -41,10 +41,10 @@ enum class Tok {
 
 struct Token {
   Tok kind = Tok::Eof;
-  std::string text;   // exact source spelling; for String it includes the quotes
-  double number = 0;  // Int and Float
-  Loc loc;            // first byte
-  Loc end;            // one past the last byte (same line: tokens never span lines)
+  std::string_view text;  // exact source spelling, pointing into the SourceFile; String includes the quotes
+  double number = 0;      // Int and Float
+  Loc loc;                // first byte
+  Loc end;                // one past the last byte (same line: tokens never span lines)
 };
 
 // The Eof token sits just after the last real token (or at 1:1 in an empty file),

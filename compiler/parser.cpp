@@ -119,7 +119,7 @@ class Parser {
     ImportDecl d;
     d.loc = advance().loc;
     if (at(Tok::Name)) {
-      d.path = advance().text;
+      d.path = std::string(advance().text);
     } else if (at(Tok::String)) {
       const Token& s = advance();
       d.path = string_value(s);
@@ -235,7 +235,7 @@ class Parser {
         fail_expected(fmt::format("'(' after '{} {}'", kw.text, d.name),
                       fmt::format("write the parameter list, even if it is empty: '{} {}() {{ ... }}'", kw.text,
                                   d.name));
-      params(d, kw.text);
+      params(d, std::string(kw.text));
       if (kind != DefKind::Sampler && at(Tok::Arrow)) {
         advance();
         d.result = type_ann();
