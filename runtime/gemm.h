@@ -4,7 +4,8 @@
 // per-tile epilogue callback so callers can fuse bias / activation / residual work while a tile is hot.
 // The engine never allocates: the caller passes `scratch` (gemm_scratch_floats(M,N,K) floats, 64-byte
 // aligned, from the planned arena), which holds all of op(B) packed once up front plus one private
-// A-packing area per parallel task.
+// A-packing area per parallel task. The microkernel normally reads A in place (with software
+// prefetch), which measured faster than packing it; A is packed only when its row stride aliases.
 //
 // Dimension legend
 //   M, N   rows / columns of C.           K    reduction length.
@@ -12,6 +13,7 @@
 //   tb     B is stored [N,K] (ldb >= K), else [K,N] (ldb >= N).
 //   MR     rows of C a microkernel call produces; NR = NV * kLanes columns (NV vectors).
 //   KC     K-block length: one NR-wide packed B micro-panel (KC x NR) stays in L1 across a tile's rows.
+//   tile   a block of C' (up to kTileRows x kTileCols) computed start to finish by one task.
 //
 // Internally every call is rewritten to a canonical problem C'[M',N'] = A'[M',K] * B'[K,N'] with
 // arbitrary element strides. When N is narrow (<= 8) and M is larger, the problem is transposed
@@ -46,6 +48,8 @@ inline constexpr int kTileRows = 144;    // cap on rows per tile (A block MC x K
 inline constexpr int kTileCols = 256;    // cap on columns per tile
 inline constexpr double kFlopsPerTile = 1.0e6;  // split small problems until tiles are about this big
 inline constexpr int kMaxWantTiles = 16;
+inline constexpr int kPrefetchM = 128;   // A read as [K,M]: prefetch this many rows of C ahead
+inline constexpr int kPrefetchK = 256;    // A read as [M,K]: prefetch this many k ahead in each row
 
 enum class Kernel { k14x2, k8x3, k4x4, k2x4 };
 
@@ -185,6 +189,10 @@ inline void microkernel(int kc, const float* __restrict a, std::ptrdiff_t a_stri
     for (int r = 0; r < MR; ++r) arow[r] = a + std::min(r, mr - 1) * a_stride;
   }
   for (int k = 0; k < kc; ++k) {
+    if constexpr (AM == AMode::rows_k) {
+      if (k % kL == 0)
+        for (int r = 0; r < MR; ++r) __builtin_prefetch(arow[r] + k + kPrefetchK);
+    }
     batch bv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) bv[v] = batch::load_aligned(b + k * NR + v * kL);
@@ -196,6 +204,7 @@ inline void microkernel(int kc, const float* __restrict a, std::ptrdiff_t a_stri
       } else if constexpr (AM == AMode::rows_k) {
         x = arow[r][k];
       } else {
+        if (r == 0) __builtin_prefetch(a + k * a_stride + kPrefetchM);
         x = a[k * a_stride + std::min(r, mr - 1)];
       }
       batch ar(x);
@@ -262,11 +271,10 @@ inline void run_tile(const Plan& pl, const Operands& op, const float* bp, float*
   }
   for (int kb = 0; kb < pl.nkb; ++kb) {
     int k0 = kb * pl.kc, kc = std::min(pl.kc, pl.k - k0);
-    // Reading A in place (one stride is always 1) measured faster than packing it at every model
-    // shape, even with many B panels per tile. Packing remains for row strides that are a multiple
-    // of 4 KiB, where all MR rows would fall into the same L1 set.
-    std::ptrdiff_t a_far = op.a_cs == 1 ? op.a_rs : op.a_cs;
-    bool direct = a_far % 1024 != 0;
+    // Reading A in place (one stride is always 1, software-prefetched) measured faster than packing
+    // it at every model shape, even with many B panels per tile. Packing remains for [M,K] rows whose
+    // stride is a multiple of 4 KiB, where all MR rows would fall into the same L1 set.
+    bool direct = op.a_cs != 1 || op.a_rs % 1024 != 0;
     if (!direct) {
       for (int ip = pm0; ip < pm1; ++ip) {
         int i = ip * MR;
