@@ -30,7 +30,9 @@ Module::Module(const std::string& so_path) : so_path_(so_path) {
   // dlopen searches the library path for names without a slash; we mean the file.
   std::string open_path = so_path.find('/') == std::string::npos ? "./" + so_path : so_path;
   dlerror();
-  handle_ = dlopen(open_path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  // RTLD_NODELETE: oneTBB worker threads can still be returning from a module's
+  // task bodies when the last handle closes; unmapping the code under them crashes.
+  handle_ = dlopen(open_path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
   if (!handle_) {
     const char* e = dlerror();
     ddpmc::user_error_noloc(fmt::format("cannot load {}: {}", so_path, e ? e : "unknown dlopen error"),

@@ -16,7 +16,11 @@
 
 namespace ddpm {
 
-// An open, ABI-checked module. Move-only; dlclose on destruction.
+// An open, ABI-checked module. Move-only; dlclose on destruction, but the code
+// stays mapped for the life of the process (RTLD_NODELETE), because oneTBB worker
+// threads may still be leaving the module's task bodies at that moment. glibc
+// reuses a loaded library for the same path name, so a process must not expect to
+// see a different module after replacing the file at a path it has loaded.
 class Module {
  public:
   // Throws ddpmc::UserError (one line plus a hint) if the file is missing, is not
