@@ -27,6 +27,7 @@ class Lexer {
   std::vector<Token> run() {
     std::vector<Token> out;
     out.reserve(n_ / 4 + 8);  // typical specs have about one token per 3-5 bytes
+    if (n_ >= 3 && s_[0] == '\xEF' && s_[1] == '\xBB' && s_[2] == '\xBF') pos_ = 3;  // a UTF-8 byte order mark
     for (;;) {
       skip_space_and_comments();
       if (pos_ >= n_) break;

@@ -106,6 +106,11 @@ TEST_CASE("parser: lexer tokens, numbers and comments") {
   CHECK(toks[9].kind == Tok::Semicolon);
   check_loc(toks[9].loc, 2, 1);
   CHECK(lex(src.add("e.ddpm", "  # only a comment\n\n")).back().kind == Tok::Eof);
+  // A byte order mark, CRLF line ends and tabs are fine; columns count bytes.
+  auto crlf = lex(src.add("w.ddpm", "\xEF\xBB\xBF" "data x0:\r\n\t[2]\r\n"));
+  REQUIRE(crlf.size() == 7);
+  check_loc(crlf[0].loc, 1, 4);
+  check_loc(crlf[3].loc, 2, 2);
 
   CHECK(parse_error("data x0: [1e]") == "t.ddpm:1:11: error: malformed number '1e'");
   CHECK(parse_error("fn f() { return 1.2.3 }") == "t.ddpm:1:17: error: malformed number '1.2.3'");
