@@ -51,27 +51,29 @@ inline void store_partial(float* p, const batch& x, int n) noexcept {
 inline void transpose(batch (&r)[kLanes]) noexcept {
 #if defined(__AVX512F__)
   if constexpr (kLanes == 16) {
+    // maskz forms with a full mask: the plain intrinsics trip GCC 12's -Wmaybe-uninitialized.
+    constexpr __mmask16 kAll = 0xFFFF;
     __m512 t[16], u[16];
     for (int i = 0; i < 16; i += 2) {
-      t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-      t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+      t[i] = _mm512_maskz_unpacklo_ps(kAll, r[i], r[i + 1]);
+      t[i + 1] = _mm512_maskz_unpackhi_ps(kAll, r[i], r[i + 1]);
     }
     // u[4q + 0..3] hold row groups {4q..4q+3} interleaved by column within each 128-bit lane.
     for (int q = 0; q < 4; ++q) {
-      u[4 * q + 0] = _mm512_shuffle_ps(t[4 * q], t[4 * q + 2], _MM_SHUFFLE(1, 0, 1, 0));
-      u[4 * q + 1] = _mm512_shuffle_ps(t[4 * q], t[4 * q + 2], _MM_SHUFFLE(3, 2, 3, 2));
-      u[4 * q + 2] = _mm512_shuffle_ps(t[4 * q + 1], t[4 * q + 3], _MM_SHUFFLE(1, 0, 1, 0));
-      u[4 * q + 3] = _mm512_shuffle_ps(t[4 * q + 1], t[4 * q + 3], _MM_SHUFFLE(3, 2, 3, 2));
+      u[4 * q + 0] = _mm512_maskz_shuffle_ps(kAll, t[4 * q], t[4 * q + 2], _MM_SHUFFLE(1, 0, 1, 0));
+      u[4 * q + 1] = _mm512_maskz_shuffle_ps(kAll, t[4 * q], t[4 * q + 2], _MM_SHUFFLE(3, 2, 3, 2));
+      u[4 * q + 2] = _mm512_maskz_shuffle_ps(kAll, t[4 * q + 1], t[4 * q + 3], _MM_SHUFFLE(1, 0, 1, 0));
+      u[4 * q + 3] = _mm512_maskz_shuffle_ps(kAll, t[4 * q + 1], t[4 * q + 3], _MM_SHUFFLE(3, 2, 3, 2));
     }
     for (int c = 0; c < 4; ++c) {
-      t[c] = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88);
-      t[4 + c] = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xdd);
-      t[8 + c] = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
-      t[12 + c] = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xdd);
+      t[c] = _mm512_maskz_shuffle_f32x4(kAll, u[c], u[4 + c], 0x88);
+      t[4 + c] = _mm512_maskz_shuffle_f32x4(kAll, u[c], u[4 + c], 0xdd);
+      t[8 + c] = _mm512_maskz_shuffle_f32x4(kAll, u[8 + c], u[12 + c], 0x88);
+      t[12 + c] = _mm512_maskz_shuffle_f32x4(kAll, u[8 + c], u[12 + c], 0xdd);
     }
     for (int c = 0; c < 8; ++c) {
-      r[c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0x88);
-      r[8 + c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0xdd);
+      r[c] = _mm512_maskz_shuffle_f32x4(kAll, t[c], t[8 + c], 0x88);
+      r[8 + c] = _mm512_maskz_shuffle_f32x4(kAll, t[c], t[8 + c], 0xdd);
     }
     return;
   }
