@@ -138,8 +138,9 @@ std::vector<float> sample_to_vector(const SampleConfig& cfg) {
       ++calls;
       if (!cfg.quiet && seconds_since(last_print) > (tty ? 0.25 : 5.0)) {
         double el = seconds_since(t0);
-        fmt::print(stderr, "{}sampling {}/{}  chunk {}/{}  {:.0f} steps/s  ETA {:.0f} s{}", tty ? "\r" : "", g0 + b,
-                   N, c + 1, n_chunks, calls / el, (total_calls - calls) * el / calls, tty ? "   " : "\n");
+        fmt::print(stderr, "{}sampling {} points: chunk {}/{}, step {}/{}  {:.0f} steps/s  ETA {:.0f} s{}",
+                   tty ? "\r" : "", N, c + 1, n_chunks, K - i + 1, K, calls / el, (total_calls - calls) * el / calls,
+                   tty ? "   " : "\n");
         last_print = Clock::now();
       }
     }
