@@ -37,6 +37,9 @@ std::string format_diagnostic(const Loc& loc, const std::string& message, const 
   if (loc.file) {
     out = fmt::format("{}:{}:{}: error: {}\n", loc.file->path, loc.line, loc.col, message);
     std::string src = loc.file->line(loc.line);
+    // Control bytes (a NUL would cut the message short) are shown as spaces.
+    for (char& ch : src)
+      if ((unsigned char)ch < 0x20 && ch != '\t') ch = ' ';
     std::string caret;
     // Keep tabs so the caret lines up under the source line.
     for (int i = 0; i + 1 < loc.col && i < (int)src.size(); ++i) caret += src[i] == '\t' ? '\t' : ' ';

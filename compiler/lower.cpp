@@ -168,7 +168,8 @@ NodeId Lowerer::as_node(const Value& v, const Loc& loc, const char* what) {
     return make(std::move(n), loc, what);
   }
   user_error(loc, fmt::format("{} expects a tensor or a number, got {}", what, kind_name(v)),
-             v.kind == Value::Kind::Table ? "index a schedule table with a step, e.g. abar[t]" : "");
+             v.kind == Value::Kind::Table ? "index a schedule table with a step, e.g. abar[t]"
+                                          : "arithmetic works on tensors and numbers only");
 }
 
 double Lowerer::as_number(const Value& v, const Loc& loc, const char* what) {
@@ -181,7 +182,8 @@ double Lowerer::as_number(const Value& v, const Loc& loc, const char* what) {
 int64_t Lowerer::as_int(const Value& v, const Loc& loc, const char* what) {
   double d = as_number(v, loc, what);
   if (d != std::floor(d) || std::abs(d) > 1e12)
-    user_error(loc, fmt::format("{} must be a whole number, got {}", what, d), "");
+    user_error(loc, fmt::format("{} must be a whole number, got {}", what, d),
+               "sizes, axes and indices are whole numbers; check the arithmetic that produced this value");
   return (int64_t)d;
 }
 
@@ -232,7 +234,7 @@ Value Lowerer::binary(const Expr& e, const Value& a, const Value& b) {
       case '-': return number(a.num - b.num);
       case '*': return number(a.num * b.num);
       case '/':
-        if (b.num == 0) user_error(e.loc, "division by zero in a compile-time expression", "");
+        if (b.num == 0) user_error(e.loc, "division by zero in a compile-time expression", "check the divisor");
         return number(a.num / b.num);
     }
   }
@@ -287,7 +289,8 @@ Value Lowerer::eval(const Expr& e) {
       if (idx.kind == Value::Kind::Number) {
         int64_t i = as_int(idx, e.items[1]->loc, "a table index");
         if (i < 0 || i >= (int64_t)tab.size())
-          user_error(e.items[1]->loc, fmt::format("index {} is out of range for {}[0..{}]", i, base.str, tab.size() - 1), "");
+          user_error(e.items[1]->loc, fmt::format("index {} is out of range for {}[0..{}]", i, base.str, tab.size() - 1),
+                     "schedule tables are indexed by steps 0..T");
         return number(tab[i]);
       }
       if (idx.kind != Value::Kind::Tensor || !idx.is_step)
@@ -333,7 +336,8 @@ Value Lowerer::eval_call(const Expr& e) {
     BuiltinCall c{*this, e, {}, {}};
     if (B.required < 0) {
       for (auto& a : e.args) {
-        if (!a.name.empty()) user_error(a.loc, fmt::format("'{}' takes no keyword arguments", e.name), "");
+        if (!a.name.empty())
+          user_error(a.loc, fmt::format("'{}' takes no keyword arguments", e.name), fmt::format("usage: {}", B.doc));
         c.args.push_back(eval(*a.value));
         c.locs.push_back(a.value->loc);
       }
@@ -363,7 +367,8 @@ Value Lowerer::eval_call(const Expr& e) {
         user_error(a.loc, fmt::format("wrong number of arguments: '{}' takes {} but {} were given", e.name, B.params.size(), e.args.size()),
                    B.doc);
       if (c.args[i].kind != Value::Kind::None)
-        user_error(a.loc, fmt::format("argument '{}' of '{}' is given twice", B.params[i], e.name), "");
+        user_error(a.loc, fmt::format("argument '{}' of '{}' is given twice", B.params[i], e.name),
+                   "pass each argument once, by position or by name");
       c.args[i] = eval(*a.value);
       c.locs[i] = a.value->loc;
     }
@@ -401,7 +406,7 @@ Value Lowerer::call_user(const FuncDef& f, const Expr& call) {
       user_error(call.loc, fmt::format("recursive call to '{}' ({}{})", f.name, chain, f.name),
                  "specs are unrolled at compile time, so recursion is not allowed; write the layers out");
     }
-  if (stack_.size() > 200) user_error(call.loc, "calls nested too deeply", "");
+  if (stack_.size() > 200) user_error(call.loc, "calls nested too deeply", "specs are unrolled at compile time; flatten the calls");
   // Bind arguments.
   std::vector<Value> vals(f.params.size());
   std::vector<Loc> locs(f.params.size(), call.loc);
@@ -423,7 +428,9 @@ Value Lowerer::call_user(const FuncDef& f, const Expr& call) {
                  fmt::format("wrong number of arguments: '{}' takes {} but {} were given", f.name, f.params.size(),
                              call.args.size()),
                  fmt::format("see its definition at {}:{}:{}", f.loc.file->path, f.loc.line, f.loc.col));
-    if (given[i]) user_error(a.loc, fmt::format("argument '{}' of '{}' is given twice", f.params[i].name, f.name), "");
+    if (given[i])
+      user_error(a.loc, fmt::format("argument '{}' of '{}' is given twice", f.params[i].name, f.name),
+                 "pass each argument once, by position or by name");
     vals[i] = eval(*a.value);
     locs[i] = a.value->loc;
     given[i] = true;
@@ -455,7 +462,14 @@ Value Lowerer::call_user(const FuncDef& f, const Expr& call) {
   fr.call_locs = top().call_locs;
   fr.call_locs.push_back(call.loc);
   stack_.push_back(&fr);
-  Value r = run_body(f);
+  Value r;
+  try {
+    r = run_body(f);
+  } catch (const UserError& err) {
+    // Errors inside a function (often the standard library) also name the call site.
+    throw UserError(std::string(err.what()) + fmt::format("note: in '{}' called at {}:{}:{}\n", f.name,
+                                                          call.loc.file->path, call.loc.line, call.loc.col));
+  }
   stack_.pop_back();
   if (f.result) check_type(*f.result, r, call.loc, fmt::format("the result of '{}'", f.name));
   return r;
@@ -468,7 +482,7 @@ Value Lowerer::run_body(const FuncDef& f) {
       if (i + 1 < f.body.size())
         user_error(f.body[i + 1].loc, "statement after 'return' is never reached", "remove it, or move the return to the end");
       Value v = eval(*s.value);
-      if (v.kind == Value::Kind::None) user_error(s.loc, "return needs a value", "");
+      if (v.kind == Value::Kind::None) user_error(s.loc, "return needs a value", "return an expression");
       return v;
     }
     if (s.value->kind == ExprKind::Call && s.value->name == "param") pending_param_name_ = s.name;
@@ -491,7 +505,8 @@ void Lowerer::lower_diffusion(const DiffusionDecl& d) {
   Frame fr;
   stack_.push_back(&fr);
   for (auto& s : d.settings) {
-    if (!seen.insert(s.key).second) user_error(s.loc, fmt::format("setting '{}' is given twice", s.key), "");
+    if (!seen.insert(s.key).second)
+      user_error(s.loc, fmt::format("setting '{}' is given twice", s.key), "keep one of the two settings");
     if (s.key == "steps") {
       Value v = eval(*s.value);
       int64_t t = as_int(v, s.value->loc, "steps");
@@ -580,9 +595,9 @@ void Lowerer::collect() {
   globals_["pi"] = number(M_PI);
   if (data_) {
     for (auto d : data_->type.dims)
-      if (d <= 0) user_error(data_->type.loc, "data dimensions must be positive", "");
+      if (d <= 0) user_error(data_->type.loc, "data dimensions must be positive", "e.g. data x0: [2]");
     if (data_->type.kind != TypeAnn::Kind::Tensor)
-      user_error(data_->type.loc, "data must be a tensor shape such as [2] or [1, 28, 28]", "");
+      user_error(data_->type.loc, "data must be a tensor shape", "write e.g. data x0: [2] or data x0: [1, 28, 28]");
     data_type_ = Type{true, std::vector<int64_t>(data_->type.dims.begin(), data_->type.dims.end())};
     m_.data = data_type_;
     m_.data_name = data_->name;
@@ -685,11 +700,11 @@ Type shape_arg(BuiltinCall& c, size_t i, bool batched) {
   } else if (v.kind == Value::Kind::List) {
     for (double d : v.list) t.dims.push_back((int64_t)d);
   } else {
-    user_error(c.locs[i], fmt::format("a shape must be a list of sizes such as [64, 128], got {}", kind_name(v)), "");
+    user_error(c.locs[i], fmt::format("a shape must be a list of sizes, got {}", kind_name(v)), "e.g. [64, 128]");
   }
   for (size_t k = 0; k < t.dims.size(); ++k)
     if (t.dims[k] <= 0 || (double)t.dims[k] != (k < v.list.size() ? v.list[k] : (double)t.dims[k]))
-      user_error(c.locs[i], "shape sizes must be positive whole numbers", "");
+      user_error(c.locs[i], "shape sizes must be positive whole numbers", "e.g. param([64, 128])");
   return t;
 }
 
@@ -758,7 +773,8 @@ const std::map<std::string, Builtin>& builtins() {
        }}},
       {"arange", {{"n"}, 1, "arange(n) is the constant vector [0, 1, ..., n-1]", [](BuiltinCall& c) {
          int64_t n = c.L.as_int(c.arg(0), c.locs[0], "arange's size");
-         if (n <= 0 || n > (1 << 24)) user_error(c.locs[0], fmt::format("arange({}) needs a positive size", n), "");
+         if (n <= 0 || n > (1 << 24))
+           user_error(c.locs[0], fmt::format("arange({}) needs a positive size", n), "use a size between 1 and 16777216");
          Node k{Op::ConstTensor};
          k.type = Type{false, {n}};
          for (int64_t i = 0; i < n; ++i) k.data.push_back((float)i);
@@ -771,7 +787,8 @@ const std::map<std::string, Builtin>& builtins() {
          int64_t r = (int64_t)t.dims.size();
          if (ax < 0) ax += r;
          if (ax < 0 || ax >= r)
-           user_error(c.locs[1], fmt::format("axis {} is out of range for shape {}", c.L.as_int(c.arg(1), c.locs[1], "axis"), t.str()), "");
+           user_error(c.locs[1], fmt::format("axis {} is out of range for shape {}", c.L.as_int(c.arg(1), c.locs[1], "axis"), t.str()),
+                      "axes count the per-sample dimensions; -1 is the last");
          return number((double)t.dims[ax]);
        }}},
   };
