@@ -10,6 +10,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -125,6 +126,28 @@ TEST_CASE("train: module loading errors are one-line user errors") {
   std::string fake = (dir / "fake.so").string();
   std::ofstream(fake) << "not an ELF file\n";
   CHECK(user_error_text([&] { ddpm::Module m(fake); }).find(fake) != std::string::npos);
+
+  // Real shared libraries: one without the entry symbol, one from a future ABI.
+  const std::string wrong_abi = (dir / "abi99.so").string(), no_symbol = (dir / "nosym.so").string();
+  {
+    std::ofstream(dir / "abi99.cpp") << "#include \"ddpm_abi.h\"\n"
+                                        "static ddpm_module m = {99};\n"
+                                        "extern \"C\" __attribute__((visibility(\"default\"))) "
+                                        "const ddpm_module* ddpm_module_v1() { return &m; }\n";
+    std::ofstream(dir / "nosym.cpp") << "extern \"C\" int not_a_module() { return 1; }\n";
+    for (const char* stem : {"abi99", "nosym"}) {
+      std::string cmd = std::string("'") + DDPMC_CXX + "' -shared -fPIC -I'" + DDPMC_RUNTIME_INCLUDE_DIR + "' '" +
+                        (dir / (std::string(stem) + ".cpp")).string() + "' -o '" +
+                        (dir / (std::string(stem) + ".so")).string() + "'";
+      REQUIRE(std::system(cmd.c_str()) == 0);
+    }
+  }
+  std::string e = user_error_text([&] { ddpm::Module m(wrong_abi); });
+  CHECK(e.find("99") != std::string::npos);
+  CHECK(e.find("ddpmc compile") != std::string::npos);
+  e = user_error_text([&] { ddpm::Module m(no_symbol); });
+  CHECK(e.find("not a ddpmc module") != std::string::npos);
+  CHECK(e.find(no_symbol) != std::string::npos);
 
   ddpm::Module m(moons_so());
   CHECK(m->abi_version == DDPM_ABI_VERSION);
