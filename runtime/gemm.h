@@ -177,7 +177,7 @@ enum class AMode { packed, rows_k, cols_m };
 // The A rows beyond mr are read only in packed mode (where they are zero padding).
 template <int MR, int NV, AMode AM>
 inline void microkernel(int kc, const float* __restrict a, std::ptrdiff_t a_stride, const float* __restrict b,
-                        float* c, std::ptrdiff_t rs, std::ptrdiff_t cs, int mr, int nr, bool overwrite) {
+                        std::ptrdiff_t b_stride, float* c, std::ptrdiff_t rs, std::ptrdiff_t cs, int mr, int nr, bool overwrite) {
   constexpr int NR = NV * kL;
   batch acc[MR][NV];
 #pragma GCC unroll 16
@@ -195,7 +195,7 @@ inline void microkernel(int kc, const float* __restrict a, std::ptrdiff_t a_stri
     }
     batch bv[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) bv[v] = batch::load_aligned(b + k * NR + v * kL);
+    for (int v = 0; v < NV; ++v) bv[v] = batch::load_unaligned(b + k * b_stride + v * kL);
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       float x;
@@ -235,11 +235,16 @@ inline void microkernel(int kc, const float* __restrict a, std::ptrdiff_t a_stri
     }
 }
 
+// B' is read in place (rows k at stride b_rs) when each element is used by one microkernel call
+// only (a single MR panel of C') and it runs along n; then only a partial last panel is packed.
+inline bool b_in_place(const Plan& pl, const Operands& op) { return pl.pm == 1 && op.b_cs == 1; }
+
 // Packs B' panels [p0, p1) of all K into bp: panel p at bp + p*K*NR, row k at + k*NR.
 template <int NR>
 inline void pack_b_panels(const Plan& pl, const Operands& op, float* bp, int p0, int p1) {
   for (int p = p0; p < p1; ++p) {
     int n0 = p * NR;
+    if (b_in_place(pl, op) && n0 + NR <= pl.n) continue;
     pack_interleaved<NR>(bp + static_cast<std::size_t>(p) * pl.k * NR, op.b + n0 * op.b_cs, op.b_cs,
                          op.b_rs, std::min(NR, pl.n - n0), pl.k);
   }
@@ -286,17 +291,22 @@ inline void run_tile(const Plan& pl, const Operands& op, const float* bp, float*
     for (int jp = pn0; jp < pn1; ++jp) {
       int j = jp * NR, nr = std::min(NR, pl.n - j);
       const float* bpanel = bp + (static_cast<std::size_t>(jp) * pl.k + k0) * NR;
+      std::ptrdiff_t b_stride = NR;
+      if (b_in_place(pl, op) && nr == NR) {
+        bpanel = op.b + k0 * op.b_rs + j;
+        b_stride = op.b_rs;
+      }
       for (int ip = pm0; ip < pm1; ++ip) {
         int i = ip * MR, mr = std::min(MR, pl.m - i);
         float* c = op.c + i * op.c_rs + j * op.c_cs;
         const float* a_in_place = op.a + i * op.a_rs + k0 * op.a_cs;
         if (!direct) {
-          microkernel<MR, NV, AMode::packed>(kc, ap + static_cast<std::size_t>(ip - pm0) * kc * MR, MR, bpanel, c,
+          microkernel<MR, NV, AMode::packed>(kc, ap + static_cast<std::size_t>(ip - pm0) * kc * MR, MR, bpanel, b_stride, c,
                                              op.c_rs, op.c_cs, mr, nr, overwrite);
         } else if (op.a_cs == 1) {
-          microkernel<MR, NV, AMode::rows_k>(kc, a_in_place, op.a_rs, bpanel, c, op.c_rs, op.c_cs, mr, nr, overwrite);
+          microkernel<MR, NV, AMode::rows_k>(kc, a_in_place, op.a_rs, bpanel, b_stride, c, op.c_rs, op.c_cs, mr, nr, overwrite);
         } else {
-          microkernel<MR, NV, AMode::cols_m>(kc, a_in_place, op.a_cs, bpanel, c, op.c_rs, op.c_cs, mr, nr, overwrite);
+          microkernel<MR, NV, AMode::cols_m>(kc, a_in_place, op.a_cs, bpanel, b_stride, c, op.c_rs, op.c_cs, mr, nr, overwrite);
         }
       }
     }
