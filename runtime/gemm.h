@@ -3,9 +3,10 @@
 // Header-only. C[M,N] = op(A)[M,K] * op(B)[K,N], row-major, optionally accumulating into C, with a
 // per-tile epilogue callback so callers can fuse bias / activation / residual work while a tile is hot.
 // The engine never allocates: the caller passes `scratch` (gemm_scratch_floats(M,N,K) floats, 64-byte
-// aligned, from the planned arena), which holds all of op(B) packed once up front plus one private
-// A-packing area per parallel task. The microkernel normally reads A in place (with software
-// prefetch), which measured faster than packing it; A is packed only when its row stride aliases.
+// aligned, from the planned arena), which holds op(B) packed once up front (in parallel) plus one
+// private A-packing area per parallel task. The microkernel normally reads A in place (with software
+// prefetch), which measured faster than packing it; A is packed only when its row stride aliases in
+// L1. B is read in place too when each of its elements feeds a single microkernel call.
 //
 // Dimension legend
 //   M, N   rows / columns of C.           K    reduction length.
@@ -49,7 +50,7 @@ inline constexpr int kTileCols = 256;    // cap on columns per tile
 inline constexpr double kFlopsPerTile = 1.0e6;  // split small problems until tiles are about this big
 inline constexpr int kMaxWantTiles = 16;
 inline constexpr int kPrefetchM = 128;   // A read as [K,M]: prefetch this many rows of C ahead
-inline constexpr int kPrefetchK = 256;    // A read as [M,K]: prefetch this many k ahead in each row
+inline constexpr int kPrefetchK = 256;   // A read as [M,K]: prefetch this many k ahead in each row
 
 enum class Kernel { k14x2, k8x3, k4x4, k2x4 };
 
