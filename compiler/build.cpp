@@ -72,15 +72,17 @@ BuiltModule build_module(const std::string& spec_path, const BuildOptions& opt) 
 }
 
 BuiltModule build_compiled(const Compiled& c, const BuildOptions& opt) {
-  // Specs are hashed by their text; hand-made graphs (no sources) by their IR dump.
+  // The spec hash names the model (its sources and the compiler version): it is
+  // what checkpoints are checked against. Hand-made graphs (tests) are hashed by
+  // their IR dump.
   std::string key = c.model.sources_text.empty() ? print_graph(c.train) : c.model.sources_text;
-  std::string toolchain = std::string(DDPMC_CXX) + " " + kCxxFlags + "\n";
-  for (const char* h : kRuntimeHeaders) toolchain += read_file(fs::path(DDPMC_RUNTIME_INCLUDE_DIR) / h);
-  key += std::string("\n") + DDPMC_VERSION + "\n" + toolchain;
+  key += std::string("\n") + DDPMC_VERSION;
   BuiltModule out;
   out.spec_hash = content_hash(key);
-  // The cache is keyed by the generated source itself (plus toolchain), so any
-  // change to the compiler's output rebuilds the module even at the same version.
+  // The cache is keyed by the generated source itself plus the toolchain (compiler,
+  // flags, runtime headers), so any change to the compiler's output rebuilds.
+  std::string toolchain = std::string(DDPMC_CXX) + " " + kCxxFlags + "\n";
+  for (const char* h : kRuntimeHeaders) toolchain += read_file(fs::path(DDPMC_RUNTIME_INCLUDE_DIR) / h);
   const std::string source = emit_module(c, out.spec_hash);
   const std::string cache_key = content_hash(source + toolchain);
 

@@ -1,10 +1,11 @@
 // Module builder: spec file → emitted C++ → shared library, through a cache.
 //
 // The spec hash (stored in the module and in every checkpoint) is a hash of every
-// spec source (the main file and its imports), the compiler version, the C++
-// flags and the runtime headers the module includes. The cache file is keyed by a
-// hash of the generated C++ itself plus the toolchain, so a changed compiler never
-// reuses a stale module. A cache hit returns the existing .so without compiling.
+// spec source (the main file and its imports) and the compiler version: it names
+// the model and its parameter layout. The cache file is keyed by a hash of the
+// generated C++ itself plus the toolchain (C++ compiler, flags, and the runtime
+// headers the module includes), so a changed compiler never reuses a stale module.
+// A cache hit returns the existing .so without compiling.
 #pragma once
 #include <string>
 

@@ -5,6 +5,7 @@
 #include "codegen.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
 
@@ -17,11 +18,10 @@ namespace ddpmc {
 namespace {
 
 std::string flt(double v) {
+  if (std::isnan(v)) return "NAN";
+  if (std::isinf(v)) return v > 0 ? "INFINITY" : "-INFINITY";
   std::string s = fmt::format("{:.9g}", (float)v);
-  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
-  if (s == "inf") return "INFINITY";
-  if (s == "-inf") return "-INFINITY";
-  if (s == "nan") return "NAN";
+  if (s.find_first_of(".eE") == std::string::npos) s += ".0";
   return s + "f";
 }
 

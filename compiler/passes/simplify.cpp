@@ -17,11 +17,15 @@
 namespace ddpmc {
 namespace {
 
-using Key = std::tuple<int, std::vector<NodeId>, double, int64_t, int64_t, std::vector<float>, std::string, int,
-                       bool, std::vector<int64_t>>;
+// Floats are keyed by their bit patterns: tables can hold NaN (0/0 at step 0 of
+// beta/sqrt(1-abar)), and NaN would break the map's ordering and merge distinct nodes.
+using Key = std::tuple<int, std::vector<NodeId>, std::string, int64_t, int64_t, std::string, std::string, int, bool,
+                       std::vector<int64_t>>;
 
 Key key_of(const Node& n) {
-  return {(int)n.op, n.in, n.value, n.i0, n.i1, n.data, n.name, n.index, n.type.batched, n.type.dims};
+  std::string value(reinterpret_cast<const char*>(&n.value), sizeof n.value);
+  std::string data(reinterpret_cast<const char*>(n.data.data()), n.data.size() * sizeof(float));
+  return {(int)n.op, n.in, value, n.i0, n.i1, data, n.name, n.index, n.type.batched, n.type.dims};
 }
 
 bool is_const(const Node& n, double v) { return n.op == Op::Const && n.value == v; }
