@@ -1,0 +1,209 @@
+// Pass tests: each pass on a small input against the expected output, structural
+// invariants of fuse and memplan on the real moons model (kernel count, kernel
+// order, non-overlapping live buffers), and the golden generated C++ of moons
+// (UPDATE_GOLDEN=1 rewrites tests/golden/moons.cpp).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "codegen.h"
+#include "diffusion.h"
+#include "ops.h"
+#include "passes/passes.h"
+#include "test_support.h"
+
+using namespace ddpmc;
+using namespace ddpm_test;
+
+namespace {
+
+std::string read_text(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+NodeId lookup(Builder& b, NodeId t, const std::vector<double>& table) {
+  Node n{Op::Lookup};
+  n.in = {t};
+  n.data.assign(table.begin(), table.end());
+  return b.add(std::move(n));
+}
+
+int count_op(const Graph& g, Op op) {
+  int k = 0;
+  for (auto& n : g.nodes) k += n.op == op;
+  return k;
+}
+
+Compiled moons() {
+  return compile_spec_text("models/moons.ddpm", read_text(source_path("models/moons.ddpm")));
+}
+
+}  // namespace
+
+TEST_CASE("simplify: diffusion arithmetic on tables folds into one lookup (NaN entries included)") {
+  Model m;
+  Diffusion d = make_diffusion("linear", 1000, {}, Loc{});
+  Graph g;
+  Builder b(g);
+  Node t{Op::Input};
+  t.type = Type{true, {}};
+  t.name = "t";
+  NodeId tid = b.add(std::move(t));
+  // beta[t] / sqrt(1 - abar[t]): at t = 0 this is 0/0 = NaN, which must not make
+  // common-subexpression elimination confuse this table with beta's.
+  NodeId beta = lookup(b, tid, d.beta);
+  NodeId coef = b.binary(Op::Div, beta, b.unary(Op::Sqrt, b.binary(Op::Sub, b.cnst(1.0), lookup(b, tid, d.abar))));
+  g.outputs = {coef, beta};
+  g.output_names = {"coef", "beta"};
+  Graph s = simplify(g);
+  CHECK(count_op(s, Op::Lookup) == 2);
+  CHECK(count_op(s, Op::Div) == 0);
+  CHECK(count_op(s, Op::Sqrt) == 0);
+  const Node& c = s.nodes[s.outputs[0]];
+  REQUIRE(c.op == Op::Lookup);
+  CHECK(std::isnan(c.data[0]));
+  CHECK(c.data[1] == doctest::Approx(d.beta[1] / std::sqrt(1 - d.abar[1])).epsilon(1e-5));
+  CHECK(c.data[1000] == doctest::Approx(d.beta[1000] / std::sqrt(1 - d.abar[1000])).epsilon(1e-5));
+  CHECK(s.outputs[0] != s.outputs[1]);
+}
+
+TEST_CASE("simplify: constant folding, identities, CSE and dead code") {
+  Model m;
+  Graph g;
+  Builder b(g);
+  Node x{Op::Input};
+  x.type = Type{true, {3}};
+  x.name = "x";
+  NodeId xi = b.add(std::move(x));
+  NodeId five = b.add2(b.cnst(2.0), b.cnst(3.0));           // folds to 5
+  NodeId e1 = b.unary(Op::Exp, xi), e2 = b.unary(Op::Exp, xi);  // CSE: one exp
+  NodeId y = b.mul(b.add2(e1, b.cnst(0.0)), b.cnst(1.0));   // identities vanish
+  NodeId z = b.mul(b.add2(y, e2), five);
+  b.unary(Op::Sin, xi);                                     // dead
+  g.outputs = {z};
+  g.output_names = {"z"};
+  Graph s = simplify(g);
+  // Expected: x, exp(x), add(exp, exp), const 5, mul.
+  CHECK(s.nodes.size() == 5);
+  CHECK(count_op(s, Op::Exp) == 1);
+  CHECK(count_op(s, Op::Sin) == 0);
+  int consts = 0;
+  for (auto& n : s.nodes) {
+    if (n.op != Op::Const) continue;
+    consts++;
+    CHECK(n.value == 5.0);
+  }
+  CHECK(consts == 1);
+  const Node& out = s.nodes[s.outputs[0]];
+  CHECK(out.op == Op::Mul);
+  CHECK(s.nodes[out.in[0]].op == Op::Add);
+  CHECK(s.nodes[out.in[0]].in[0] == s.nodes[out.in[0]].in[1]);
+}
+
+TEST_CASE("autodiff: the training graph has the loss then one gradient per parameter, in order") {
+  Compiled c = moons();
+  REQUIRE(c.train.outputs.size() == 1 + c.model.params.size());
+  CHECK(c.train.output_names[0] == "loss");
+  for (size_t i = 0; i < c.model.params.size(); ++i) {
+    CHECK(c.train.output_names[1 + i] == "grad/" + c.model.params[i].name);
+    CHECK(c.train.nodes[c.train.outputs[1 + i]].type == c.model.params[i].type);
+  }
+  CHECK(c.model.params[0].name == "eps_theta/linear.0/w");
+  CHECK(c.model.params[7].name == "eps_theta/linear.3/b");
+}
+
+TEST_CASE("fuse: the moons training step is a handful of kernels, in dependency order") {
+  Compiled c = moons();
+  const Graph& g = c.train;
+  int prim = 0;
+  for (auto& n : g.nodes)
+    prim += n.op != Op::Input && n.op != Op::Param && n.op != Op::Const && n.op != Op::ConstTensor &&
+            n.op != Op::InvBatch;
+  int gemm_with_epilogue = 0, gemms = 0;
+  for (auto& k : g.kernels) {
+    gemms += k.kind == KernelKind::Gemm;
+    gemm_with_epilogue += k.kind == KernelKind::Gemm && k.nodes.size() > 1;
+  }
+  MESSAGE("moons train: " << g.kernels.size() << " kernels from " << prim << " primitive ops, " << gemms << " GEMMs");
+  CHECK(prim >= 60);
+  CHECK(g.kernels.size() <= 23);
+  CHECK(g.kernels.size() * 2 < (size_t)prim);
+  CHECK(gemms == 11);  // 4 forward, 4 weight gradients, 3 input gradients (none for the data)
+  CHECK(gemm_with_epilogue >= 7);  // bias + SiLU forward, SiLU' backward
+  // Every computed node is in exactly one kernel, after the kernels of its inputs.
+  std::vector<int> kernel_of(g.nodes.size(), -1);
+  for (size_t k = 0; k < g.kernels.size(); ++k)
+    for (NodeId id : g.kernels[k].nodes) {
+      CHECK(kernel_of[id] == -1);
+      kernel_of[id] = (int)k;
+    }
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    Op op = g.nodes[i].op;
+    bool leaf = op == Op::Input || op == Op::Param || op == Op::Const || op == Op::ConstTensor || op == Op::InvBatch;
+    CHECK((kernel_of[i] >= 0) != leaf);
+    for (NodeId x : g.nodes[i].in)
+      if (kernel_of[x] >= 0) CHECK(kernel_of[x] <= kernel_of[i]);
+  }
+}
+
+TEST_CASE("memplan: values that are live at the same time never share arena memory") {
+  Compiled c = moons();
+  for (const Graph* g : {&c.train, &c.loss, &c.samplers[0].second}) {
+    CAPTURE(g->name);
+    std::vector<int> def(g->nodes.size(), -1), last(g->nodes.size(), -1);
+    for (size_t k = 0; k < g->kernels.size(); ++k)
+      for (NodeId id : g->kernels[k].nodes) {
+        def[id] = (int)k;
+        for (NodeId x : g->nodes[id].in) last[x] = std::max(last[x], (int)k);
+      }
+    struct Buf {
+      bool batched;
+      int64_t off, size;
+      int b, e;
+    };
+    std::vector<Buf> bufs;
+    for (auto& k : g->kernels)
+      for (NodeId id : k.outputs) {
+        const Slot& s = g->slots[id];
+        CHECK(s.where != Slot::Where::None);
+        if (s.where != Slot::Where::Arena) continue;
+        const Type& t = g->nodes[id].type;
+        int64_t off = t.batched ? s.per_sample : s.fixed;
+        CHECK(off % 16 == 0);
+        bufs.push_back({t.batched, off, t.numel(), def[id], std::max(def[id], last[id])});
+      }
+    for (size_t i = 0; i < bufs.size(); ++i)
+      for (size_t j = i + 1; j < bufs.size(); ++j) {
+        const Buf &a = bufs[i], &b = bufs[j];
+        bool time = !(a.e < b.b || b.e < a.b);
+        bool space = a.batched == b.batched && a.off < b.off + b.size && b.off < a.off + a.size;
+        CHECK_FALSE((time && space));
+      }
+    // Reuse happens: the plan is smaller than giving every value its own buffer.
+    int64_t sum = 0;
+    for (auto& b : bufs)
+      if (b.batched) sum += (b.size + 15) / 16 * 16;
+    CHECK(g->arena_per_sample < sum);
+  }
+}
+
+TEST_CASE("codegen: the moons module is deterministic and matches the golden file") {
+  const std::string golden = source_path("tests/golden/moons.cpp");
+  std::string a = emit_module(moons(), "golden"), b = emit_module(moons(), "golden");
+  CHECK(a == b);
+  if (const char* u = std::getenv("UPDATE_GOLDEN"); u && std::string(u) == "1") {
+    std::ofstream(golden, std::ios::binary) << a;
+    MESSAGE("rewrote " << golden);
+  }
+  std::string want = read_text(golden);
+  REQUIRE_MESSAGE(!want.empty(), "missing " << golden << "; run the tests with UPDATE_GOLDEN=1");
+  CHECK_MESSAGE(a == want, "generated code differs from " << golden
+                                                          << "; if the change is intended, rerun with UPDATE_GOLDEN=1");
+}
