@@ -47,7 +47,8 @@ Diffusion make_diffusion(const std::string& name, int T, const std::vector<Sched
   auto check = [&](size_t i, bool ok, const char* need) {
     if (!ok)
       user_error(locs[i], fmt::format("bad schedule argument: {} = {} but it must be {}", spec->params[i].first, v[i], need),
-                 "typical values are beta_min = 1e-4, beta_max = 0.02 (Ho et al. 2020)");
+                 name == "cosine" ? "typical values are s = 0.008, max_beta = 0.999 (Nichol & Dhariwal 2021)"
+                                  : "typical values are beta_min = 1e-4, beta_max = 0.02 (Ho et al. 2020)");
   };
   Diffusion d;
   d.T = T;

@@ -129,8 +129,10 @@ class Lowerer {
   const Program& prog_;
   Model& m_;
   std::map<std::string, const FuncDef*> defs_;
+  std::set<std::string> sampler_names_;
   std::map<std::string, Value> globals_;
   std::map<std::string, int> param_index_;
+  std::vector<Loc> param_locs_;
   const DataDecl* data_ = nullptr;
 
   void collect();
@@ -193,6 +195,8 @@ NodeId Lowerer::param(const std::string& name, const Type& t, float bound, const
   if (it == param_index_.end()) {
     idx = (int)m_.params.size();
     m_.params.push_back(ParamInfo{name, t, bound});
+    // Where the user caused it: the outermost call site, else the param() itself.
+    param_locs_.push_back(top().call_locs.empty() ? loc : top().call_locs.front());
     param_index_[name] = idx;
   } else {
     idx = it->second;
@@ -364,7 +368,7 @@ Value Lowerer::eval_call(const Expr& e) {
         ++pos;
       }
       if (i >= B.params.size())
-        user_error(a.loc, fmt::format("wrong number of arguments: '{}' takes {} but {} were given", e.name, B.params.size(), e.args.size()),
+        user_error(a.loc, fmt::format("wrong number of arguments: '{}' takes {} but {} {} given", e.name, B.params.size(), e.args.size(), e.args.size() == 1 ? "was" : "were"),
                    B.doc);
       if (c.args[i].kind != Value::Kind::None)
         user_error(a.loc, fmt::format("argument '{}' of '{}' is given twice", B.params[i], e.name),
@@ -381,6 +385,9 @@ Value Lowerer::eval_call(const Expr& e) {
     return r;
   }
   auto it = defs_.find(e.name);
+  if (it == defs_.end() && sampler_names_.count(e.name))
+    user_error(e.loc, fmt::format("'{}' is a sampler and cannot be called", e.name),
+               "move the shared computation into a `fn` and call that from both places");
   if (it == defs_.end()) {
     std::string best;
     size_t bestd = 3;
@@ -396,13 +403,11 @@ Value Lowerer::eval_call(const Expr& e) {
 }
 
 Value Lowerer::call_user(const FuncDef& f, const Expr& call) {
-  if (f.kind == DefKind::Sampler || f.kind == DefKind::Loss)
-    user_error(call.loc, fmt::format("'{}' is a sampler and cannot be called", f.name), "call a `fn` or `net` instead");
   for (Frame* fr : stack_)
     if (fr->fn == &f) {
       std::string chain;
       for (Frame* g : stack_)
-        if (g->fn) chain += g->fn->name + " -> ";
+        if (g->fn) chain += (g->fn->name.empty() ? std::string("loss") : g->fn->name) + " -> ";
       user_error(call.loc, fmt::format("recursive call to '{}' ({}{})", f.name, chain, f.name),
                  "specs are unrolled at compile time, so recursion is not allowed; write the layers out");
     }
@@ -425,8 +430,8 @@ Value Lowerer::call_user(const FuncDef& f, const Expr& call) {
     }
     if (i >= f.params.size())
       user_error(a.loc,
-                 fmt::format("wrong number of arguments: '{}' takes {} but {} were given", f.name, f.params.size(),
-                             call.args.size()),
+                 fmt::format("wrong number of arguments: '{}' takes {} but {} {} given", f.name, f.params.size(),
+                             call.args.size(), call.args.size() == 1 ? "was" : "were"),
                  fmt::format("see its definition at {}:{}:{}", f.loc.file->path, f.loc.line, f.loc.col));
     if (given[i])
       user_error(a.loc, fmt::format("argument '{}' of '{}' is given twice", f.params[i].name, f.name),
@@ -441,8 +446,9 @@ Value Lowerer::call_user(const FuncDef& f, const Expr& call) {
     if (!given[i]) {
       if (!f.params[i].default_value)
         user_error(call.loc,
-                   fmt::format("wrong number of arguments: '{}' takes {} but {} were given (missing '{}')", f.name,
-                               f.params.size(), call.args.size(), f.params[i].name),
+                   fmt::format("wrong number of arguments: '{}' takes {} but {} {} given (missing '{}')", f.name,
+                               f.params.size(), call.args.size(), call.args.size() == 1 ? "was" : "were",
+                               f.params[i].name),
                    fmt::format("see its definition at {}:{}:{}", f.loc.file->path, f.loc.line, f.loc.col));
       Frame dflt;
       dflt.call_locs = top().call_locs;
@@ -488,7 +494,7 @@ Value Lowerer::run_body(const FuncDef& f) {
     if (s.value->kind == ExprKind::Call && s.value->name == "param") pending_param_name_ = s.name;
     Value v = eval(*s.value);
     pending_param_name_.clear();
-    if (globals_.count(s.name) && s.name != "x0")
+    if (globals_.count(s.name))
       user_error(s.name_loc, fmt::format("'{}' is a built-in name and cannot be assigned", s.name), "choose another name");
     top().vars[s.name] = v;
   }
@@ -570,6 +576,7 @@ void Lowerer::collect() {
                    fmt::format("it is already defined at {}:{}:{}", it->second.file->path, it->second.line, it->second.col));
       where[key] = f.name_loc;
       if (f.kind == DefKind::Fn || f.kind == DefKind::Net) defs_[f.name] = &f;
+      if (f.kind == DefKind::Sampler) sampler_names_.insert(f.name);
     }
   }
   Frame fr;
@@ -627,8 +634,12 @@ Graph Lowerer::lower_entry(const FuncDef& f, const std::string& graph_name) {
   } else {
     if (f.params.size() != 3)
       user_error(f.name_loc,
-                 fmt::format("wrong number of arguments: sampler '{}' must take (x, t, s), it takes {}", f.name, f.params.size()),
+                 fmt::format("wrong number of parameters: sampler '{}' must take (x, t, s), it takes {}", f.name, f.params.size()),
                  "x is the current sample, t the current step and s the step to go to");
+    for (auto& p : f.params)
+      if (p.type || p.default_value)
+        user_error(p.loc, fmt::format("sampler parameter '{}' takes no type or default", p.name),
+                   "x has the data's shape and t, s are steps; write `sampler name(x, t, s)`");
     fr.vars[f.params[0].name] = input("x", data_type_, f.params[0].loc, false);
     fr.vars[f.params[1].name] = input("t", Type{true, {}}, f.params[1].loc, true);
     fr.vars[f.params[2].name] = input("s", Type{true, {}}, f.params[2].loc, true);
@@ -673,7 +684,13 @@ void Lowerer::run() {
   if (m_.diffusion.T == 0) user_error(loss->loc, "the spec has no 'diffusion' block", "add `diffusion { steps = 1000  schedule = linear(beta_min = 1e-4, beta_max = 0.02) }`");
   if (!data_) user_error(loss->loc, "the spec has no 'data' declaration", "add e.g. `data x0: [2]` before the loss");
   m_.loss = lower_entry(*loss, "loss");
+  const size_t trained = m_.params.size();
   for (auto* s : samplers) m_.samplers.emplace_back(s->name, lower_entry(*s, "sampler_" + s->name));
+  if (m_.params.size() > trained)
+    user_error(param_locs_[trained],
+               fmt::format("parameter '{}' is created by a sampler but the loss never uses it, so it would never be trained",
+                           m_.params[trained].name),
+               "create parameters inside the `net` that the loss calls, and call that net from the sampler");
   int64_t off = 0;
   for (auto& p : m_.params) {
     p.offset = off;
@@ -710,13 +727,13 @@ Type shape_arg(BuiltinCall& c, size_t i, bool batched) {
 
 const std::map<std::string, Builtin>& builtins() {
   static const std::map<std::string, Builtin> m = {
-      {"exp", {{"x"}, 1, "exp(x)", [](BuiltinCall& c) { return unary_builtin(c, Op::Exp, [](double x) { return std::exp(x); }); }}},
-      {"log", {{"x"}, 1, "log(x)", [](BuiltinCall& c) { return unary_builtin(c, Op::Log, [](double x) { return std::log(x); }); }}},
-      {"sqrt", {{"x"}, 1, "sqrt(x)", [](BuiltinCall& c) { return unary_builtin(c, Op::Sqrt, [](double x) { return std::sqrt(x); }); }}},
-      {"sin", {{"x"}, 1, "sin(x)", [](BuiltinCall& c) { return unary_builtin(c, Op::Sin, [](double x) { return std::sin(x); }); }}},
-      {"cos", {{"x"}, 1, "cos(x)", [](BuiltinCall& c) { return unary_builtin(c, Op::Cos, [](double x) { return std::cos(x); }); }}},
-      {"sigmoid", {{"x"}, 1, "sigmoid(x)", [](BuiltinCall& c) { return unary_builtin(c, Op::Sigmoid, [](double x) { return 1 / (1 + std::exp(-x)); }); }}},
-      {"square", {{"x"}, 1, "square(x)", [](BuiltinCall& c) { return unary_builtin(c, Op::Square, [](double x) { return x * x; }); }}},
+      {"exp", {{"x"}, 1, "exp(x): elementwise e to the x, of a tensor or a number", [](BuiltinCall& c) { return unary_builtin(c, Op::Exp, [](double x) { return std::exp(x); }); }}},
+      {"log", {{"x"}, 1, "log(x): elementwise natural logarithm, of a tensor or a number", [](BuiltinCall& c) { return unary_builtin(c, Op::Log, [](double x) { return std::log(x); }); }}},
+      {"sqrt", {{"x"}, 1, "sqrt(x): elementwise square root, of a tensor or a number", [](BuiltinCall& c) { return unary_builtin(c, Op::Sqrt, [](double x) { return std::sqrt(x); }); }}},
+      {"sin", {{"x"}, 1, "sin(x): elementwise sine, of a tensor or a number", [](BuiltinCall& c) { return unary_builtin(c, Op::Sin, [](double x) { return std::sin(x); }); }}},
+      {"cos", {{"x"}, 1, "cos(x): elementwise cosine, of a tensor or a number", [](BuiltinCall& c) { return unary_builtin(c, Op::Cos, [](double x) { return std::cos(x); }); }}},
+      {"sigmoid", {{"x"}, 1, "sigmoid(x): elementwise 1 / (1 + exp(-x)), of a tensor or a number", [](BuiltinCall& c) { return unary_builtin(c, Op::Sigmoid, [](double x) { return 1 / (1 + std::exp(-x)); }); }}},
+      {"square", {{"x"}, 1, "square(x): elementwise x * x, of a tensor or a number", [](BuiltinCall& c) { return unary_builtin(c, Op::Square, [](double x) { return x * x; }); }}},
       {"matmul", {{"x", "w"}, 2, "matmul(x: [K], w: [K, N]) -> [N]", [](BuiltinCall& c) {
          Node n{Op::Matmul};
          n.in = {c.L.as_node(c.arg(0), c.locs[0], "matmul"), c.L.as_node(c.arg(1), c.locs[1], "matmul")};
