@@ -83,21 +83,27 @@ void ema_update(float* ema, const float* params, int64_t P, float decay) {
 }
 
 float grad_global_norm(const float* grads, int64_t P) {
-  const int64_t nchunks = (P + kChunk - 1) / kChunk;
-  std::vector<double> partial((size_t)nchunks, 0.0);
-  for_chunks(P, [&](int64_t begin, int64_t end) {
-    int64_t i = begin;
-    batch acc(0.0f);
-    for (; i + (int64_t)batch::size <= end; i += batch::size) {
-      batch g = batch::load_unaligned(grads + i);
-      acc = acc + g * g;
-    }
-    double s = (double)xsimd::hadd(acc);
-    for (; i < end; ++i) s += (double)grads[i] * grads[i];
-    partial[(size_t)(begin / kChunk)] = s;
-  });
+  // Chunks are summed 64 at a time into a stack array (the training loop allocates
+  // nothing), then added in chunk order, so the result is independent of threads.
+  constexpr int64_t kGroup = 64;
   double total = 0;
-  for (double s : partial) total += s;
+  for (int64_t g0 = 0; g0 < P; g0 += kGroup * kChunk) {
+    const int64_t len = std::min(P - g0, kGroup * kChunk);
+    double partial[kGroup] = {};
+    for_chunks(len, [&](int64_t begin, int64_t end) {
+      const float* x = grads + g0;
+      int64_t i = begin;
+      batch acc(0.0f);
+      for (; i + (int64_t)batch::size <= end; i += batch::size) {
+        batch g = batch::load_unaligned(x + i);
+        acc = acc + g * g;
+      }
+      double s = (double)xsimd::hadd(acc);
+      for (; i < end; ++i) s += (double)x[i] * x[i];
+      partial[begin / kChunk] = s;
+    });
+    for (int64_t c = 0; c < (len + kChunk - 1) / kChunk; ++c) total += partial[c];
+  }
   return (float)std::sqrt(total);
 }
 

@@ -426,9 +426,11 @@ int train(const TrainConfig& cfg) {
   bool timed_out = false;
   auto elapsed_total = [&] { return start.elapsed_s + seconds_since(t0); };
 
+  int64_t n_weights = 0;
+  for (int i = 0; i < m.n_params; ++i) n_weights += m.params[i].numel;
   if (!cfg.quiet)
     fmt::print(stderr, "training {} on {}: {} parameters, batch {}, {} thread{}, steps {}..{}\n", cfg.model,
-               cfg.data, P, B, cfg.threads, cfg.threads == 1 ? "" : "s", start.step + 1, cfg.steps);
+               cfg.data, n_weights, B, cfg.threads, cfg.threads == 1 ? "" : "s", start.step + 1, cfg.steps);
 
   while (k < cfg.steps) {
     const int64_t step = k + 1;

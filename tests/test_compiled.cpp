@@ -120,3 +120,27 @@ TEST_CASE("compiled: moons results are bitwise identical at 1 and 2 threads") {
   CHECK(std::memcmp(g1.data(), g2.data(), g1.size() * sizeof(float)) == 0);
   CHECK(std::memcmp(x1.data(), x2.data(), x1.size() * sizeof(float)) == 0);
 }
+
+TEST_CASE("autodiff: the whole moons loss gradient matches central finite differences for every parameter") {
+  auto& f = fixture();
+  const int B = 4;
+  auto x = uniform_floats(B * 2, -2, 2, 10);
+  ddpmc::InterpEnv env = f.env(B, x, 5, 8);
+  auto ad = ddpmc::interpret(f.c.train, f.c.model, env);
+  const double h = 1e-6;
+  for (size_t i = 0; i < f.c.model.params.size(); ++i) {
+    const auto& p = f.c.model.params[i];
+    const int64_t n = p.type.numel();
+    // First, last and a spread of elements in between.
+    for (int64_t e : {int64_t{0}, n / 7, n / 3, n / 2, (5 * n) / 7, n - 1}) {
+      ddpmc::InterpEnv up = env, dn = env;
+      up.params[p.offset + e] += h;
+      dn.params[p.offset + e] -= h;
+      // Differences of the loss computed by the same (planned) graph that holds the gradients.
+      double fd = (ddpmc::interpret(f.c.train, f.c.model, up)[0][0] -
+                   ddpmc::interpret(f.c.train, f.c.model, dn)[0][0]) / (2 * h);
+      INFO(p.name << "[" << e << "]: autodiff " << ad[1 + i][e] << ", finite differences " << fd);
+      CHECK(std::abs(ad[1 + i][e] - fd) <= 1e-6 * (1 + std::abs(fd)));
+    }
+  }
+}
