@@ -1,0 +1,745 @@
+#!/usr/bin/python3
+"""ddpmc against PyTorch eager on this machine, side by side, in one run.
+
+    /usr/bin/python3 bench/compare_torch.py            # full run (about 3-4 minutes on 2 cores)
+    /usr/bin/python3 bench/compare_torch.py --quick    # smoke run (well under a minute)
+
+Workloads (see bench/README.md for the details and the fairness notes):
+  * moons MLP (models/moons.ddpm), batch 256, 1 and 2 threads:
+      - training step: Algorithm 1 (x0 batch, t and eps drawn, x_t formed, forward,
+        MSE loss, backward, AdamW lr 1e-3, EMA of the weights with decay 0.999);
+      - sampler step: one DDPM ancestral step (net forward + update).
+  * fashion U-Net (691,681 parameters), batch 64, 1 and 2 threads: the same two
+    workloads for PyTorch only; ddpmc cannot compile convolutions yet (n/a).
+
+PyTorch runs in child processes of this script with a clean environment: the
+machine-specific OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed, and the
+thread count is set the way a user does it (OMP_NUM_THREADS=T, which OpenBLAS
+also reads, plus torch.set_num_threads(T)). ddpmc runs are its own command-line
+tools, ddpm-train and ddpm-sample, from the build directory.
+
+Output: a markdown report on stdout and in bench/results/compare_torch.md.
+"""
+
+import argparse
+import json
+import math
+import os
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = Path(__file__).resolve()
+# Machine-specific settings of this VM that a normal user's environment does not have.
+SCRUB_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+# Thread settings that this script controls itself; inherited values are dropped.
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "MKL_NUM_THREADS")
+TORCH_INSTALL = "apt-get install python3-torch python3-numpy libopenblas0-pthread"
+T_STEPS = 1000  # diffusion steps of both models
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+# ----------------------------------------------------------------------------
+# PyTorch side (runs only in the worker subprocess)
+# ----------------------------------------------------------------------------
+
+def worker_main(cfg):
+    """Runs the PyTorch workloads of one (model, threads, variant) config and
+    prints one JSON line prefixed with RESULT."""
+    try:
+        import numpy as np
+        import torch
+        import torch.nn as nn
+        import torch.nn.functional as F
+    except ImportError as e:
+        print(f"compare_torch.py: error: cannot import PyTorch/numpy ({e}); install them with: "
+              f"{TORCH_INSTALL}", file=sys.stderr)
+        return 3
+
+    if cfg["set_threads"]:
+        torch.set_num_threads(cfg["threads"])
+    torch.manual_seed(0)
+    info = {"torch_threads": torch.get_num_threads(), "openblas": openblas_info()}
+
+    # --- schedule (linear beta 1e-4..0.02, T = 1000), 1-based: index 0 is t = 0 ---
+    T = T_STEPS
+    betas = np.linspace(1e-4, 0.02, T, dtype=np.float64)
+    alphas = 1.0 - betas
+    abar = np.cumprod(alphas)
+    beta = np.concatenate([[0.0], betas])
+    alpha = np.concatenate([[1.0], alphas])
+    abar = np.concatenate([[1.0], abar])
+    beta_tilde = np.zeros(T + 1)
+    beta_tilde[1:] = beta[1:] * (1.0 - abar[:-1]) / (1.0 - abar[1:])
+    sqrt_abar = torch.tensor(np.sqrt(abar), dtype=torch.float32)
+    sqrt_1m_abar = torch.tensor(np.sqrt(1.0 - abar), dtype=torch.float32)
+    # DDPM step coefficients as Python floats (one t per step).
+    c_eps = [float(beta[t] / math.sqrt(1.0 - abar[t])) if t > 0 else 0.0 for t in range(T + 1)]
+    inv_sqrt_alpha = [float(1.0 / math.sqrt(alpha[t])) for t in range(T + 1)]
+    sigma = [float(math.sqrt(beta_tilde[t])) for t in range(T + 1)]
+
+    # --- layers, with std.ddpm's initialisation: weight and bias U(+-1/sqrt(fan_in)) ---
+    def init_uniform(m):
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            fan_in = m.weight[0].numel()
+            bound = 1.0 / math.sqrt(fan_in)
+            nn.init.uniform_(m.weight, -bound, bound)
+            nn.init.uniform_(m.bias, -bound, bound)
+
+    def sinusoidal(t, freqs):
+        a = t.to(torch.float32)[:, None] * freqs[None, :]
+        return torch.cat([torch.sin(a), torch.cos(a)], dim=1)
+
+    def make_freqs(size):
+        half = size // 2
+        return torch.exp(torch.arange(half, dtype=torch.float32) * (-math.log(10000.0) / half))
+
+    class MoonsMLP(nn.Module):
+        # [x (2); sinusoidal(t, 64)] -> 128 -> 128 -> 128 -> 2, SiLU (models/moons.ddpm)
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("freqs", make_freqs(64))
+            self.l1 = nn.Linear(2 + 64, 128)
+            self.l2 = nn.Linear(128, 128)
+            self.l3 = nn.Linear(128, 128)
+            self.l4 = nn.Linear(128, 2)
+
+        def forward(self, x, t):
+            h = torch.cat([x, sinusoidal(t, self.freqs)], dim=1)
+            h = F.silu(self.l1(h))
+            h = F.silu(self.l2(h))
+            h = F.silu(self.l3(h))
+            return self.l4(h)
+
+    class ResBlock(nn.Module):
+        def __init__(self, cin, cout, temb=128):
+            super().__init__()
+            self.gn1 = nn.GroupNorm(8, cin)
+            self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+            self.temb = nn.Linear(temb, cout)
+            self.gn2 = nn.GroupNorm(8, cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+            self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+        def forward(self, x, emb):
+            h = self.conv1(F.silu(self.gn1(x)))
+            h = h + self.temb(emb)[:, :, None, None]
+            h = self.conv2(F.silu(self.gn2(h)))
+            return self.skip(x) + h
+
+    class Up(nn.Module):
+        def __init__(self, cin, cout):
+            super().__init__()
+            self.conv = nn.Conv2d(cin, cout, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+    class FashionUNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("freqs", make_freqs(32))
+            self.t1 = nn.Linear(32, 128)
+            self.t2 = nn.Linear(128, 128)
+            self.conv_in = nn.Conv2d(1, 32, 3, padding=1)
+            self.rb1 = nn.ModuleList([ResBlock(32, 32), ResBlock(32, 32)])
+            self.down1 = nn.Conv2d(32, 64, 3, stride=2, padding=1)
+            self.rb2 = nn.ModuleList([ResBlock(64, 64), ResBlock(64, 64)])
+            self.down2 = nn.Conv2d(64, 64, 3, stride=2, padding=1)
+            self.rb3 = ResBlock(64, 64)
+            self.up1 = Up(64, 64)
+            self.rb4 = nn.ModuleList([ResBlock(128, 64), ResBlock(64, 64)])
+            self.up2 = Up(64, 32)
+            self.rb5 = nn.ModuleList([ResBlock(64, 32), ResBlock(32, 32)])
+            self.gn_out = nn.GroupNorm(8, 32)
+            self.conv_out = nn.Conv2d(32, 1, 3, padding=1)
+
+        def forward(self, x, t):
+            emb = F.silu(self.t2(F.silu(self.t1(sinusoidal(t, self.freqs)))))
+            h = self.conv_in(x)                       # 32 @ 28
+            for rb in self.rb1:
+                h = rb(h, emb)
+            s28 = h
+            h = self.down1(h)                         # 64 @ 14
+            for rb in self.rb2:
+                h = rb(h, emb)
+            s14 = h
+            h = self.down2(h)                         # 64 @ 7
+            h = self.rb3(h, emb)
+            h = torch.cat([self.up1(h), s14], dim=1)  # 128 @ 14
+            for rb in self.rb4:
+                h = rb(h, emb)
+            h = torch.cat([self.up2(h), s28], dim=1)  # 64 @ 28
+            for rb in self.rb5:
+                h = rb(h, emb)
+            return self.conv_out(F.silu(self.gn_out(h)))
+
+    # --- data ---
+    g = torch.Generator().manual_seed(1)
+    if cfg["model"] == "moons":
+        # The same distribution as runtime/data2d.cpp, drawn once (like sklearn's
+        # make_moons); each step picks a random batch of it.
+        N = 100_000
+        u = math.pi * torch.rand(N, generator=g)
+        outer = torch.arange(N) % 2 == 0
+        x = torch.where(outer, torch.cos(u), 1.0 - torch.cos(u))
+        y = torch.where(outer, torch.sin(u), 0.5 - torch.sin(u))
+        pts = torch.stack([x, y], dim=1) + 0.05 * torch.randn(N, 2, generator=g)
+        dataset = (pts - torch.tensor([0.501, 0.250])) / torch.tensor([0.868, 0.497])
+        get_batch = lambda idx: dataset[idx]  # noqa: E731
+        net = MoonsMLP()
+        B = 256
+        data_note = "moons, 100k points drawn once; a random batch per step"
+    else:
+        images = None
+        f = FASHION_DIR / "train-images-idx3-ubyte.gz"
+        if f.exists():
+            import gzip
+            with gzip.open(f, "rb") as fh:
+                raw = fh.read()
+            images = torch.from_numpy(np.frombuffer(raw, dtype=np.uint8, offset=16).copy()).view(-1, 1, 28, 28)
+            data_note = f"Fashion-MNIST {f} ({images.shape[0]} images, uint8 -> [-1, 1] per batch)"
+        else:
+            images = torch.randint(0, 256, (10000, 1, 28, 28), dtype=torch.uint8, generator=g)
+            data_note = f"random images ({f} not found)"
+        dataset = images
+        get_batch = lambda idx: dataset[idx].to(torch.float32) / 127.5 - 1.0  # noqa: E731
+        N = dataset.shape[0]
+        net = FashionUNet()
+        B = 64
+    net.apply(init_uniform)
+    n_params = sum(p.numel() for p in net.parameters())
+    data_shape = (B,) + tuple(get_batch(torch.zeros(1, dtype=torch.long)).shape[1:])
+    bshape = (B,) + (1,) * (len(data_shape) - 1)
+
+    # --- training step (Algorithm 1 + AdamW + EMA) ---
+    params = [p for p in net.parameters()]
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01, foreach=cfg["foreach"])
+    ema = [p.detach().clone() for p in params]
+    ema_decay = 0.999
+
+    def train_step():
+        x0 = get_batch(torch.randint(0, N, (B,)))
+        t = torch.randint(1, T + 1, (B,))
+        eps = torch.randn_like(x0)
+        xt = sqrt_abar[t].view(bshape) * x0 + sqrt_1m_abar[t].view(bshape) * eps
+        loss = F.mse_loss(net(xt, t), eps)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            torch._foreach_mul_(ema, ema_decay)
+            torch._foreach_add_(ema, params, alpha=1.0 - ema_decay)
+        return loss
+
+    # --- sampler step (Algorithm 2, one ancestral step; sigma_t^2 = beta_tilde_t) ---
+    state = {"x": torch.randn(data_shape), "t": T}
+
+    def sampler_step():
+        t = state["t"]
+        x = state["x"]
+        with torch.no_grad():
+            eps = net(x, torch.full((B,), t, dtype=torch.long))
+            x = (x - c_eps[t] * eps) * inv_sqrt_alpha[t] + sigma[t] * torch.randn_like(x)
+        if t > 1:
+            state["x"], state["t"] = x, t - 1
+        else:  # a new chain, so values stay in range however many steps are timed
+            state["x"], state["t"] = torch.randn(data_shape), T
+
+    def measure(fn, warmup, n, reps):
+        for _ in range(warmup):
+            fn()
+        rates = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            rates.append(n / (time.perf_counter() - t0))
+        return rates
+
+    res = {"config": cfg, "info": info, "params": n_params, "data": data_note, "batch": B}
+    w = cfg["work"]
+    res["train"] = measure(train_step, w["train_warmup"], w["train_n"], w["reps"])
+    net.eval()
+    res["sample"] = measure(sampler_step, w["sample_warmup"], w["sample_n"], w["reps"])
+    res["train_block"] = w["train_n"]
+    res["sample_block"] = w["sample_n"]
+    import resource
+    res["maxrss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    # The number of OpenBLAS threads after the run (torch must not have changed it).
+    res["info"]["openblas_after"] = openblas_info().get("threads")
+    print("RESULT " + json.dumps(res), flush=True)
+    return 0
+
+
+def openblas_info():
+    """The OpenBLAS that the process has loaded: its build config, core and thread count."""
+    import ctypes
+    try:
+        ob = ctypes.CDLL("libopenblas.so.0")
+        ob.openblas_get_config.restype = ctypes.c_char_p
+        ob.openblas_get_corename.restype = ctypes.c_char_p
+        return {"config": ob.openblas_get_config().decode(), "core": ob.openblas_get_corename().decode(),
+                "threads": ob.openblas_get_num_threads()}
+    except (OSError, AttributeError) as e:
+        return {"error": str(e)}
+
+
+def probe_main():
+    """Prints what PyTorch looks like in the clean environment, without touching threads."""
+    try:
+        import numpy  # noqa: F401
+        import torch
+    except ImportError as e:
+        print(f"compare_torch.py: error: cannot import PyTorch/numpy ({e}); install them with: "
+              f"{TORCH_INSTALL}", file=sys.stderr)
+        return 3
+    show = torch.__config__.show()
+    info = {"version": torch.__version__, "default_threads": torch.get_num_threads(),
+            "show": show, "openblas": openblas_info()}
+    print("PROBE " + json.dumps(info), flush=True)
+    return 0
+
+
+# ----------------------------------------------------------------------------
+# Orchestration (parent process: never imports torch)
+# ----------------------------------------------------------------------------
+
+class Fail(Exception):
+    pass
+
+
+def torch_env(threads, openblas_threads=None):
+    """The environment of a PyTorch worker: the inherited one minus the machine-specific
+    OpenBLAS settings and inherited thread settings; OMP_NUM_THREADS=threads (OpenBLAS's
+    pthread build falls back to OMP_NUM_THREADS when OPENBLAS_NUM_THREADS is unset)."""
+    env = {k: v for k, v in os.environ.items() if k not in SCRUB_VARS and k not in THREAD_VARS}
+    changes = [f"-u {k}" for k in SCRUB_VARS + THREAD_VARS if k in os.environ]
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+        changes.append(f"OMP_NUM_THREADS={threads}")
+    if openblas_threads is not None:
+        env["OPENBLAS_NUM_THREADS"] = str(openblas_threads)
+        changes.append(f"OPENBLAS_NUM_THREADS={openblas_threads}")
+    return env, changes
+
+
+TMP_DIR = None  # shown as TMP in the printed commands
+
+
+def cmd_str(changes, argv):
+    if TMP_DIR:
+        argv = [str(a).replace(TMP_DIR, "TMP") for a in argv]
+    rel = [os.path.relpath(a, REPO) if isinstance(a, str) and a.startswith(str(REPO) + "/") else str(a)
+           for a in argv]
+    return " ".join(["env"] + changes + [shlex.quote(a) for a in rel]) if changes else \
+        " ".join(shlex.quote(a) for a in rel)
+
+
+def run(argv, env, timeout, what):
+    try:
+        p = subprocess.run([str(a) for a in argv], env=env, cwd=REPO, capture_output=True, text=True,
+                           timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise Fail(f"{what} took longer than {timeout} s; is the machine overloaded?")
+    if p.returncode != 0:
+        tail = "\n".join((p.stderr or p.stdout).strip().splitlines()[-8:])
+        raise Fail(f"{what} failed (exit code {p.returncode}):\n{tail}")
+    return p
+
+
+def torch_worker(cfg, env, changes, timeout):
+    argv = [sys.executable, str(SCRIPT), "--worker", json.dumps(cfg, separators=(",", ":"))]
+    p = run(argv, env, timeout, f"the PyTorch worker ({cfg['model']}, {cfg['threads']} threads)")
+    for line in p.stdout.splitlines():
+        if line.startswith("RESULT "):
+            res = json.loads(line[7:])
+            res["command"] = cmd_str(changes, argv[:3]) + " '<config>'"
+            return res
+    raise Fail(f"the PyTorch worker printed no result:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+
+
+def ddpmc_env():
+    # ddpmc does not use OpenBLAS; it gets the same cleaned environment all the same.
+    env, changes = torch_env(None)
+    return env, changes
+
+
+def ddpmc_train(build, model, threads, steps, log_every, out_dir, cache_dir):
+    env, changes = ddpmc_env()
+    argv = [build / "tools" / "ddpm-train", str(REPO / model), "--data", "moons", "--steps", str(steps),
+            "--batch", "256", "--threads", str(threads), "--out", str(out_dir), "--log-every", str(log_every),
+            "--ckpt-every", "0", "--grad-clip", "0", "--lr", "0.001", "--weight-decay", "0.01",
+            "--ema-decay", "0.999", "--cache-dir", str(cache_dir)]
+    p = run(argv, env, 600, f"ddpm-train ({threads} threads)")
+    m = re.search(r"trained (\d+) steps in ([\d.]+) s \((\d+) steps/s\)", p.stderr)
+    if not m:
+        raise Fail(f"cannot find the 'trained N steps in X s (R steps/s)' line in ddpm-train's output:\n"
+                   f"{p.stderr[-1500:]}")
+    windows = []
+    with open(Path(out_dir) / "metrics.jsonl") as fh:
+        for line in fh:
+            rec = json.loads(line)
+            windows.append(rec["steps_per_s"])
+    return {"final_line": m.group(0), "end_to_end": int(m.group(1)) / float(m.group(2)),
+            "printed_rate": float(m.group(3)), "windows": windows,
+            "command": cmd_str(changes, [str(a) for a in argv])}
+
+
+def ddpmc_sample(build, run_dir, threads, n, reps, out_npy):
+    env, changes = ddpmc_env()
+    argv = [build / "tools" / "ddpm-sample", str(run_dir), "--sampler", "ddpm", "-n", str(n), "--batch", "256",
+            "--threads", str(threads), "--out", str(out_npy), "--no-png", "-q"]
+    rates, lines = [], []
+    calls = (n // 256) * T_STEPS
+    for _ in range(reps):
+        p = run(argv, env, 600, f"ddpm-sample ({threads} threads)")
+        m = re.search(r"sampled .* \((\d+) steps, .*\) in ([\d.]+) s", p.stderr)
+        if not m:
+            raise Fail(f"cannot find the 'sampled ... in X s' line in ddpm-sample's output:\n{p.stderr[-1500:]}")
+        if int(m.group(1)) != T_STEPS:
+            raise Fail(f"ddpm-sample ran {m.group(1)} steps, expected {T_STEPS}")
+        rates.append(calls / float(m.group(2)))
+        lines.append(m.group(0))
+    return {"rates": rates, "lines": lines, "calls": calls, "command": cmd_str(changes, [str(a) for a in argv])}
+
+
+def cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def loadavg():
+    try:
+        return " ".join(open("/proc/loadavg").read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def spread(xs):
+    if len(xs) < 2:
+        return ""
+    m = median(xs)
+    return f"{min(xs):.0f}–{max(xs):.0f} (±{100 * (max(xs) - min(xs)) / 2 / m:.0f}%)"
+
+
+def fmt_rate(x):
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    if x >= 100:
+        return f"{x:,.0f}"
+    if x >= 10:
+        return f"{x:.1f}"
+    return f"{x:.2f}"
+
+
+def fmt_ms(rate):
+    return f"{1000.0 / rate:.3g} ms" if rate and rate > 0 else "n/a"
+
+
+def show_summary(show):
+    """The BLAS-related facts from torch.__config__.show()."""
+    out = []
+    for line in show.splitlines():
+        line = line.strip(" -\t")
+        if line.startswith("CPU capability usage") or line.startswith("Intel(R) MKL-DNN") or \
+                line.startswith("OpenMP") or line.startswith("LAPACK"):
+            out.append(line)
+        if line.startswith("Build settings"):
+            for key in ("BLAS_INFO", "LAPACK_INFO", "USE_MKLDNN", "USE_OPENMP"):
+                m = re.search(key + r"=([^,]*)", line)
+                if m:
+                    out.append(f"{key}={m.group(1)}")
+    return "; ".join(out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build-dir", default=str(REPO / "build"), help="ddpmc build directory (default: build)")
+    ap.add_argument("--quick", action="store_true", help="a short smoke run (numbers are rough)")
+    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "compare_torch.md"),
+                    help="where to write the markdown report")
+    ap.add_argument("--no-unet", action="store_true", help="skip the PyTorch U-Net")
+    ap.add_argument("--no-variants", action="store_true",
+                    help="skip the extra PyTorch thread configurations (untouched default; OpenBLAS held to 1)")
+    ap.add_argument("--adamw", choices=["foreach", "default"], default="foreach",
+                    help="torch AdamW implementation: foreach=True (faster) or 1.13's default (per-tensor loop)")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        return worker_main(json.loads(args.worker))
+    if args.probe:
+        return probe_main()
+    try:
+        return orchestrate(args)
+    except Fail as e:
+        print(f"compare_torch.py: error: {e}", file=sys.stderr)
+        return 1
+
+
+def orchestrate(args):
+    t_start = time.time()
+    build = Path(args.build_dir).resolve()
+    for tool in ("ddpm-train", "ddpm-sample"):
+        if not os.access(build / "tools" / tool, os.X_OK):
+            raise Fail(f"{build / 'tools' / tool} is missing; build first: cmake --build "
+                       f"{os.path.relpath(build, REPO) if str(build).startswith(str(REPO)) else build} "
+                       f"(or pass --build-dir DIR)")
+    q = args.quick
+    reps = 3 if q else 7
+    moons_work = dict(train_warmup=50 if q else 200, train_n=100 if q else 300,
+                      sample_warmup=50 if q else 200, sample_n=200 if q else 500, reps=reps)
+    unet_work = dict(train_warmup=1 if q else 2, train_n=1 if q else 3, sample_warmup=1 if q else 3,
+                     sample_n=2 if q else 5, reps=3 if q else 5)
+    dd_log_every = 200 if q else 500
+    dd_steps = dd_log_every * (4 if q else 12)   # the first window is warm-up and is dropped
+    dd_sample_n = 256 * (2 if q else 5)          # chunks of 1000 sampler calls at batch 256
+    dd_sample_reps = 2 if q else 5
+    foreach = args.adamw == "foreach"
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+
+    load_before = loadavg()
+    log(f"compare_torch: load average {load_before}; build dir {build}")
+    scrubbed = {k: os.environ[k] for k in SCRUB_VARS if k in os.environ}
+    inherited_threads = {k: os.environ[k] for k in THREAD_VARS if k in os.environ}
+    log("compare_torch: PyTorch runs in subprocesses with " +
+        (", ".join(f"{k} (was {v})" for k, v in scrubbed.items()) + " removed" if scrubbed
+         else f"a clean environment ({', '.join(SCRUB_VARS)} were not set)") +
+        (f"; inherited {inherited_threads} dropped" if inherited_threads else "") +
+        "; threads via OMP_NUM_THREADS=T (OpenBLAS follows it) + torch.set_num_threads(T)")
+
+    # PyTorch as it is in the clean environment, before any thread setting.
+    env, changes = torch_env(None)
+    p = subprocess.run([sys.executable, str(SCRIPT), "--probe"], env=env, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise Fail(p.stderr.strip().splitlines()[-1] if p.stderr.strip() else
+                   f"PyTorch is not usable; install it with: {TORCH_INSTALL}")
+    probe = json.loads(p.stdout.split("PROBE ", 1)[1])
+
+    global TMP_DIR
+    tmp = Path(tempfile.mkdtemp(prefix="compare_torch."))
+    TMP_DIR = str(tmp)
+    results = {}   # (model, threads) -> dict
+    variants = []  # extra PyTorch configurations
+    try:
+        for threads in (1, 2):
+            env, changes = torch_env(threads)
+            cfg = dict(model="moons", threads=threads, set_threads=True, foreach=foreach, work=moons_work)
+            log(f"compare_torch: PyTorch moons, {threads} thread(s) ...")
+            tm = torch_worker(cfg, env, changes, 600)
+            log(f"compare_torch: ddpmc moons, {threads} thread(s) ...")
+            run_dir = tmp / f"moons-t{threads}"
+            tr = ddpmc_train(build, "models/moons.ddpm", threads, dd_steps, dd_log_every, run_dir, tmp / "cache")
+            sa = ddpmc_sample(build, run_dir, threads, dd_sample_n, dd_sample_reps, tmp / "samples.npy")
+            results[("moons", threads)] = {"torch": tm, "ddpmc_train": tr, "ddpmc_sample": sa}
+        if not args.no_unet:
+            for threads in (1, 2):
+                env, changes = torch_env(threads)
+                cfg = dict(model="unet", threads=threads, set_threads=True, foreach=foreach, work=unet_work)
+                log(f"compare_torch: PyTorch U-Net, {threads} thread(s) ...")
+                results[("unet", threads)] = {"torch": torch_worker(cfg, env, changes, 900)}
+        if not args.no_variants and not q:
+            models = ["moons"] + ([] if args.no_unet else ["unet"])
+            for model in models:
+                work = moons_work if model == "moons" else unet_work
+                # (label, env threads, OPENBLAS_NUM_THREADS, call set_num_threads)
+                for label, et, obt, st in (
+                        ("untouched default: no thread variables, no torch.set_num_threads", None, None, False),
+                        ("2 threads, OpenBLAS held to 1 (OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1)", 2, 1, True)):
+                    env, changes = torch_env(et, obt)
+                    cfg = dict(model=model, threads=et or 0, set_threads=st, foreach=foreach, work=work)
+                    log(f"compare_torch: PyTorch {model}, variant: {label} ...")
+                    variants.append((model, label, torch_worker(cfg, env, changes, 900)))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    load_after = loadavg()
+
+    report = make_report(args, build, probe, results, variants, scrubbed, load_before, load_after,
+                         time.time() - t_start, dict(moons=moons_work, unet=unet_work, dd_steps=dd_steps,
+                                                     dd_log_every=dd_log_every, dd_sample_n=dd_sample_n,
+                                                     dd_sample_reps=dd_sample_reps))
+    print(report)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report)
+    log(f"compare_torch: wrote {out}")
+    return 0
+
+
+def make_report(args, build, probe, results, variants, scrubbed, load_before, load_after, elapsed, work):
+    L = []
+    ncores = os.cpu_count()
+    try:
+        avail = len(os.sched_getaffinity(0))
+    except AttributeError:
+        avail = ncores
+    git = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%h %cs %s"], capture_output=True,
+                         text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    ob = probe["openblas"]
+    L.append("# ddpmc vs PyTorch eager (CPU)" + (" — QUICK smoke run, rough numbers" if args.quick else ""))
+    L.append("")
+    L.append(f"- Machine: {cpu_model()}, {ncores} logical CPUs ({avail} usable by this process); "
+             f"load average {load_before} before, {load_after} after; run took {elapsed:.0f} s "
+             f"on {time.strftime('%Y-%m-%d %H:%M %Z')}.")
+    L.append(f"- PyTorch {probe['version']} ({sys.executable}); torch.__config__.show(): "
+             f"{show_summary(probe['show'])}.")
+    L.append(f"- BLAS at run time: {ob.get('config', ob.get('error'))}; core `{ob.get('core', '?')}`. "
+             f"In the clean environment PyTorch's own default is {probe['default_threads']} intra-op thread(s) "
+             f"and OpenBLAS's is {ob.get('threads', '?')} thread(s).")
+    L.append(f"- Environment: PyTorch runs in child processes with "
+             + (", ".join(f"`{k}={v}`" for k, v in scrubbed.items()) + " removed (machine-specific settings a "
+                "normal user does not have)" if scrubbed else "nothing to remove")
+             + "; threads T are set with `OMP_NUM_THREADS=T` (OpenBLAS's pthread build reads it too) and "
+               "`torch.set_num_threads(T)`. The ddpmc tools get the same cleaned environment and `--threads T`.")
+    L.append(f"- ddpmc: {build}/tools (HEAD {git}{', working tree has uncommitted changes' if dirty else ''}).")
+    L.append("")
+
+    # --- main table ---
+    L.append("| workload | threads | PyTorch steps/s | ddpmc steps/s | ratio ddpmc/PyTorch |")
+    L.append("|---|---:|---:|---:|---:|")
+    rows = {}
+    for model, name, batch in (("moons", "moons MLP", 256), ("unet", "fashion U-Net", 64)):
+        for kind in ("train", "sample"):
+            for threads in (1, 2):
+                r = results.get((model, threads))
+                if r is None:
+                    continue
+                pt = median(r["torch"][kind])
+                if model == "moons":
+                    dd = median(r["ddpmc_train"]["windows"][1:]) if kind == "train" else \
+                        median(r["ddpmc_sample"]["rates"])
+                else:
+                    dd = None
+                rows[(model, kind, threads)] = (pt, dd)
+                label = f"{name}, {'training step' if kind == 'train' else 'DDPM sampler step'}, batch {batch}"
+                L.append(f"| {label} | {threads} | {fmt_rate(pt)} ({fmt_ms(pt)}) | "
+                         + (f"{fmt_rate(dd)} ({fmt_ms(dd)})" if dd else "n/a (not implemented yet)") + " | "
+                         + (f"{dd / pt:.2f}×" if dd else "n/a") + " |")
+    L.append("")
+    L.append("Medians over timed blocks (spread and block sizes below). Ratio > 1 means ddpmc is faster.")
+    L.append("")
+
+    # --- scaling ---
+    L.append("**2-thread vs 1-thread scaling** (steps/s at 2 threads ÷ at 1 thread):")
+    L.append("")
+    L.append("| workload | PyTorch | ddpmc |")
+    L.append("|---|---:|---:|")
+    for model, name in (("moons", "moons MLP"), ("unet", "fashion U-Net")):
+        for kind in ("train", "sample"):
+            a, b = rows.get((model, kind, 1)), rows.get((model, kind, 2))
+            if not a or not b:
+                continue
+            dd = f"{b[1] / a[1]:.2f}×" if a[1] and b[1] else "n/a"
+            L.append(f"| {name}, {'training' if kind == 'train' else 'sampler'} step | {b[0] / a[0]:.2f}× | {dd} |")
+    L.append("")
+
+    # --- variants ---
+    if variants:
+        L.append("**Other PyTorch thread configurations** (not in the ratios above):")
+        L.append("")
+        L.append("| workload | configuration | torch threads / OpenBLAS threads | training steps/s | "
+                 "sampler steps/s |")
+        L.append("|---|---|---:|---:|---:|")
+        for model, label, r in variants:
+            L.append(f"| {'moons MLP' if model == 'moons' else 'fashion U-Net'} | {label} | "
+                     f"{r['info']['torch_threads']} / {r['info']['openblas'].get('threads', '?')} | "
+                     f"{fmt_rate(median(r['train']))} ({fmt_ms(median(r['train']))}) | "
+                     f"{fmt_rate(median(r['sample']))} ({fmt_ms(median(r['sample']))}) |")
+        L.append("")
+
+    # --- details ---
+    L.append("## How it was measured")
+    L.append("")
+    mw, uw = work["moons"], work["unet"]
+    L.append(f"- **PyTorch training step** (Algorithm 1, what a user's loop does): random batch of x0, "
+             f"`t ~ U{{1..1000}}`, `eps = randn`, `x_t = sqrt(abar_t) x0 + sqrt(1-abar_t) eps`, forward, "
+             f"`F.mse_loss`, `zero_grad(set_to_none=True)`, backward, `torch.optim.AdamW(lr=1e-3, "
+             f"weight_decay=0.01, foreach={args.adamw == 'foreach'})` step, EMA of the weights (decay 0.999, "
+             f"`torch._foreach_mul_` + `torch._foreach_add_`). **Sampler step**: under `torch.no_grad()`, "
+             f"`eps = net(x, t)`, then `x = (x - beta_t/sqrt(1-abar_t) eps)/sqrt(alpha_t) + sqrt(beta_tilde_t) z` "
+             f"(the spec's `ddpm` sampler; chains restart at t = T after t = 1).")
+    L.append(f"- PyTorch timing: warm-up, then {mw['reps']} timed blocks (moons: {mw['train_n']} training / "
+             f"{mw['sample_n']} sampler steps per block after {mw['train_warmup']}/{mw['sample_warmup']} warm-up "
+             f"steps; U-Net: {uw['reps']} blocks of {uw['train_n']} / {uw['sample_n']} after "
+             f"{uw['train_warmup']}/{uw['sample_warmup']}); the table shows the median block rate.")
+    L.append(f"- **ddpmc training step**: `ddpm-train` on the built-in moons data, {work['dd_steps']} steps with a "
+             f"metrics line every {work['dd_log_every']}; each step is the same work as the PyTorch loop (fresh "
+             f"moons batch, module train_step = t, eps, x_t, forward, loss, backward; AdamW lr 1e-3 wd 0.01; EMA "
+             f"0.999). Gradient clipping is turned off (`--grad-clip 0`; ddpm-train clips at 1.0 by default) "
+             f"because the PyTorch loop does not clip, and checkpoints only at the end (`--ckpt-every 0`). The "
+             f"table uses the median of the per-window steps/s in metrics.jsonl, first window (warm-up) dropped — "
+             f"the same median-of-blocks method as the PyTorch side; the end-to-end figure of the final "
+             f"'trained N steps in X s' line (which also includes the first-touch warm-up and the final "
+             f"checkpoint write) is listed below.")
+    L.append(f"- **ddpmc sampler step**: `ddpm-sample --sampler ddpm -n {work['dd_sample_n']} --batch 256`, i.e. "
+             f"{work['dd_sample_n'] // 256} chains × 1000 module sampler calls at batch 256; the tool times only "
+             f"the sampling loop (model load and file writes excluded). Rate = calls / the 'in X s' time; "
+             f"median of {work['dd_sample_reps']} runs.")
+    L.append("")
+    L.append("| measurement | blocks (steps/s): min–max (± half-range) | block |")
+    L.append("|---|---|---|")
+    for (model, threads), r in sorted(results.items()):
+        tm = r["torch"]
+        name = "moons" if model == "moons" else "U-Net"
+        L.append(f"| PyTorch {name} train, {threads} thr | {spread(tm['train'])} | {tm['train_block']} steps |")
+        L.append(f"| PyTorch {name} sampler, {threads} thr | {spread(tm['sample'])} | {tm['sample_block']} steps |")
+        if "ddpmc_train" in r:
+            tr, sa = r["ddpmc_train"], r["ddpmc_sample"]
+            L.append(f"| ddpmc {name} train, {threads} thr | {spread(tr['windows'][1:])}; end to end "
+                     f"{tr['end_to_end']:.0f} steps/s (`{tr['final_line']}`) | {work['dd_log_every']} steps |")
+            L.append(f"| ddpmc {name} sampler, {threads} thr | {spread(sa['rates'])} | {sa['calls']} calls |")
+    L.append("")
+    unet = results.get(("unet", 1)) or results.get(("unet", 2))
+    moons = results.get(("moons", 1))
+    if moons:
+        L.append(f"- PyTorch moons MLP parameters: {moons['torch']['params']:,} (models/moons.ddpm: 41,858); "
+                 f"data: {moons['torch']['data']}.")
+    if unet:
+        n = unet["torch"]["params"]
+        L.append(f"- PyTorch fashion U-Net parameters: {n:,} "
+                 f"({'matches the spec, 691,681' if n == 691681 else 'DIFFERS from the spec 691,681'}); data: "
+                 f"{unet['torch']['data']}. Peak RSS of the U-Net worker processes: " +
+                 ", ".join(f"{results[('unet', t)]['torch']['maxrss_mib']:.0f} MiB ({t} thr)"
+                           for t in (1, 2) if ('unet', t) in results) + ".")
+        L.append("- The U-Net's ddpmc column is n/a: ddpmc cannot compile convolutions yet (issue 3).")
+    L.append("")
+    L.append("## Commands")
+    L.append("")
+    L.append("```")
+    L.append(f"/usr/bin/python3 bench/compare_torch.py" + (" --quick" if args.quick else ""))
+    for (model, threads), r in sorted(results.items()):
+        L.append(r["torch"]["command"] + f"   # PyTorch {model}, {threads} thread(s)")
+        if "ddpmc_train" in r:
+            L.append(r["ddpmc_train"]["command"])
+            L.append(r["ddpmc_sample"]["command"] + f"   # x{len(r['ddpmc_sample']['rates'])}")
+    for model, label, r in variants:
+        L.append(r["command"] + f"   # PyTorch {model}, {label}")
+    L.append("```")
+    L.append("")
+    L.append("(`<config>` is the JSON workload description the script passes to its worker; TMP is a "
+             "temporary directory, `--cache-dir` points the ddpmc module cache into it so the module is "
+             "built by the ddpmc under test.)")
+    return "\n".join(L) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
