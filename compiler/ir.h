@@ -114,6 +114,10 @@ struct Model {
   int64_t param_floats = 0;
   Graph loss;                                        // output "loss"
   std::vector<std::pair<std::string, Graph>> samplers;  // output "x_out"
+  // eps_theta(x, t) alone, for the variational bound: the net declared
+  // (x: <data shape>, t: step) -> <data shape>, if the spec has exactly one. Output "eps".
+  bool has_eps = false;
+  Graph eps;
   std::vector<Loc> loss_locs;
 };
 

@@ -138,6 +138,7 @@ class Lowerer {
   void collect();
   void lower_diffusion(const DiffusionDecl& d);
   Graph lower_entry(const FuncDef& f, const std::string& graph_name);
+  Graph lower_eps(const FuncDef& net);
   Value eval(const Expr& e);
   Value eval_call(const Expr& e);
   Value call_user(const FuncDef& f, const Expr& call);
@@ -669,6 +670,44 @@ Graph Lowerer::lower_entry(const FuncDef& f, const std::string& graph_name) {
   return g;
 }
 
+// eps(x, t) = net(x, t) for the noise-predictor net (see Model::has_eps).
+Graph Lowerer::lower_eps(const FuncDef& net) {
+  Graph g;
+  g.name = "eps";
+  graph_ = &g;
+  b_ = std::make_unique<Builder>(g);
+  next_stream_ = 1;
+  Frame fr;
+  fr.path = "eps";
+  stack_.assign(1, &fr);
+  auto input = [&](const std::string& name, const Type& t, bool step) {
+    Node n{Op::Input};
+    n.type = t;
+    n.name = name;
+    n.locs = {net.loc};
+    g.input_names.push_back(name);
+    return tensor(b_->add(std::move(n)), step);
+  };
+  fr.vars["x"] = input("x", data_type_, false);
+  fr.vars["t"] = input("t", Type{true, {}}, true);
+  Expr call{ExprKind::Call, net.name_loc};
+  call.name = net.name;
+  for (const char* a : {"x", "t"}) {
+    Arg arg;
+    arg.loc = net.name_loc;
+    arg.value = std::make_unique<Expr>(Expr{ExprKind::Name, net.name_loc});
+    arg.value->name = a;
+    call.args.push_back(std::move(arg));
+  }
+  Value r = call_user(net, call);
+  g.outputs = {r.node};
+  g.output_names = {"eps"};
+  stack_.clear();
+  b_.reset();
+  graph_ = nullptr;
+  return g;
+}
+
 void Lowerer::run() {
   collect();
   const FuncDef* loss = nullptr;
@@ -691,6 +730,30 @@ void Lowerer::run() {
                fmt::format("parameter '{}' is created by a sampler but the loss never uses it, so it would never be trained",
                            m_.params[trained].name),
                "create parameters inside the `net` that the loss calls, and call that net from the sampler");
+  // The noise predictor for ddpm-eval: exactly one net typed (x: data, t: step) -> data.
+  std::vector<const FuncDef*> eps_nets;
+  for (auto& [name, f] : defs_) {
+    if (f->kind != DefKind::Net || f->params.size() != 2 || !f->result) continue;
+    auto is_data = [&](const TypeAnn& a) {
+      return a.kind == TypeAnn::Kind::Tensor && std::vector<int64_t>(a.dims.begin(), a.dims.end()) == data_type_.dims;
+    };
+    const auto& p0 = f->params[0].type;
+    const auto& p1 = f->params[1].type;
+    if (p0 && p1 && is_data(*p0) && p1->kind == TypeAnn::Kind::Step && is_data(*f->result)) eps_nets.push_back(f);
+  }
+  if (eps_nets.size() == 1) {
+    const size_t before = m_.params.size();
+    Graph eps = lower_eps(*eps_nets[0]);
+    if (m_.params.size() == before) {  // only if it uses the trained parameters
+      m_.eps = std::move(eps);
+      m_.has_eps = true;
+    } else {
+      m_.params.resize(before);
+      param_locs_.resize(before);
+      for (auto it = param_index_.begin(); it != param_index_.end();)
+        it = it->second >= (int)before ? param_index_.erase(it) : std::next(it);
+    }
+  }
   int64_t off = 0;
   for (auto& p : m_.params) {
     p.offset = off;
@@ -822,6 +885,7 @@ Model lower(const Program& program, const std::string& spec_path) {
   L.run();
   verify(m.loss, m);
   for (auto& s : m.samplers) verify(s.second, m);
+  if (m.has_eps) verify(m.eps, m);
   return m;
 }
 

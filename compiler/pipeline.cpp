@@ -60,6 +60,10 @@ Compiled compile_model(Model model, const std::string& dump_after, std::string* 
   c.train = r.finish(std::move(train));
   c.loss = r.finish(c.model.loss);
   for (auto& [name, g] : c.model.samplers) c.samplers.emplace_back(name, r.finish(g));
+  if (c.model.has_eps) {
+    r.after("lower", c.model.eps);
+    c.eps = r.finish(c.model.eps);
+  }
   return c;
 }
 

@@ -22,6 +22,7 @@ struct Compiled {
   Graph train;                                         // loss + gradients
   Graph loss;                                          // loss only
   std::vector<std::pair<std::string, Graph>> samplers;
+  Graph eps;  // only when model.has_eps
 };
 
 const std::vector<std::string>& pass_names();

@@ -58,7 +58,8 @@ typedef struct ddpm_module {
   const char* const* sampler_names;
 
   /* Arena bytes needed by an entry point at batch B: entry 0 = train step,
-   * entry 1 + i = sampler i, entry 1 + n_samplers = loss_eval. */
+   * entry 1 + i = sampler i, entry 1 + n_samplers = loss_eval,
+   * entry 2 + n_samplers = eps_eval. */
   int64_t (*arena_bytes)(int entry, int B);
 
   /* One training step (forward + backward of the loss). Writes (not adds) every
@@ -75,6 +76,12 @@ typedef struct ddpm_module {
    * [B, D] and may not alias. step is the RNG counter for this call. */
   int (*sampler_step)(int sampler, void* arena, int B, const float* params, const float* x_in,
                       int t, int s, uint64_t seed, uint64_t step, float* x_out);
+
+  /* The noise prediction eps_theta(x, t) of the spec's noise-predictor net: the one
+   * `net` declared as (x: <data shape>, t: step) -> <data shape>. NULL when the spec
+   * has no such net. x and eps are [B, D]; every sample uses step t. Used by
+   * ddpm-eval (variational bound). Arena entry: 2 + n_samplers. */
+  int (*eps_eval)(void* arena, int B, const float* params, const float* x, int t, float* eps);
 } ddpm_module;
 
 typedef const ddpm_module* (*ddpm_module_fn)(void);

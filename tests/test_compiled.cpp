@@ -144,3 +144,24 @@ TEST_CASE("autodiff: the whole moons loss gradient matches central finite differ
     }
   }
 }
+
+TEST_CASE("compiled: moons eps_eval (the noise predictor alone) matches the interpreter") {
+  auto& f = fixture();
+  REQUIRE(f.c.model.has_eps);
+  REQUIRE(f.mod->eps_eval != nullptr);
+  const int B = 19;
+  auto x = uniform_floats(B * 2, -2, 2, 12);
+  for (int t : {1, 250, 1000}) {
+    ddpm::AlignedBuffer arena(f.mod->arena_bytes(2 + f.mod->n_samplers, B));
+    std::vector<float> eps(B * 2);
+    REQUIRE(f.mod->eps_eval(arena.data(), B, f.params.data(), x.data(), t, eps.data()) == 0);
+    ddpmc::InterpEnv e;
+    e.B = B;
+    e.params.assign(f.params.begin(), f.params.end());
+    e.inputs["x"] = std::vector<double>(x.begin(), x.end());
+    e.inputs["t"] = std::vector<double>(B, t);
+    auto ref = ddpmc::interpret(f.c.eps, f.c.model, e);
+    CAPTURE(t);
+    CHECK(rel_error(eps.data(), ref[0].data(), eps.size()) <= 1e-4);
+  }
+}
