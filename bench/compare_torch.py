@@ -436,7 +436,31 @@ def spread(xs):
     if len(xs) < 2:
         return ""
     m = median(xs)
-    return f"{min(xs):.0f}–{max(xs):.0f} (±{100 * (max(xs) - min(xs)) / 2 / m:.0f}%)"
+    return f"{fmt_rate(min(xs))}–{fmt_rate(max(xs))} (±{100 * (max(xs) - min(xs)) / 2 / m:.0f}%)"
+
+
+def load1():
+    try:
+        return float(open("/proc/loadavg").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
+def wait_for_load(max_load, minutes, log):
+    """Waits until the 1-minute load average is at most max_load (or the time is up)."""
+    if max_load <= 0:
+        return
+    deadline = time.time() + 60 * minutes
+    while True:
+        l1 = load1()
+        if not l1 > max_load:
+            log(f"compare_torch: 1-minute load {l1:.2f} <= {max_load}; starting")
+            return
+        if time.time() > deadline:
+            log(f"compare_torch: warning: load is still {l1:.2f} after {minutes} min; measuring anyway")
+            return
+        log(f"compare_torch: 1-minute load {l1:.2f} > {max_load}; waiting (up to {minutes} min) ...")
+        time.sleep(15)
 
 
 def fmt_rate(x):
@@ -480,6 +504,9 @@ def main():
                     help="skip the extra PyTorch thread configurations (untouched default; OpenBLAS held to 1)")
     ap.add_argument("--adamw", choices=["foreach", "default"], default="foreach",
                     help="torch AdamW implementation: foreach=True (faster) or 1.13's default (per-tensor loop)")
+    ap.add_argument("--wait-load", type=float, default=0.0, metavar="L",
+                    help="first wait until the 1-minute load average is at most L (0 = do not wait)")
+    ap.add_argument("--wait-minutes", type=float, default=10.0, help="give up waiting after this long")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -515,6 +542,7 @@ def orchestrate(args):
     foreach = args.adamw == "foreach"
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
 
+    wait_for_load(args.wait_load, args.wait_minutes, log)
     load_before = loadavg()
     log(f"compare_torch: load average {load_before}; build dir {build}")
     scrubbed = {k: os.environ[k] for k in SCRUB_VARS if k in os.environ}
@@ -543,18 +571,24 @@ def orchestrate(args):
             env, changes = torch_env(threads)
             cfg = dict(model="moons", threads=threads, set_threads=True, foreach=foreach, work=moons_work)
             log(f"compare_torch: PyTorch moons, {threads} thread(s) ...")
+            load_at_start = loadavg()
             tm = torch_worker(cfg, env, changes, 600)
+            tm["load"] = load_at_start
             log(f"compare_torch: ddpmc moons, {threads} thread(s) ...")
+            dd_load = loadavg()
             run_dir = tmp / f"moons-t{threads}"
             tr = ddpmc_train(build, "models/moons.ddpm", threads, dd_steps, dd_log_every, run_dir, tmp / "cache")
             sa = ddpmc_sample(build, run_dir, threads, dd_sample_n, dd_sample_reps, tmp / "samples.npy")
+            tr["load"] = dd_load
             results[("moons", threads)] = {"torch": tm, "ddpmc_train": tr, "ddpmc_sample": sa}
         if not args.no_unet:
             for threads in (1, 2):
                 env, changes = torch_env(threads)
                 cfg = dict(model="unet", threads=threads, set_threads=True, foreach=foreach, work=unet_work)
                 log(f"compare_torch: PyTorch U-Net, {threads} thread(s) ...")
+                load_at_start = loadavg()
                 results[("unet", threads)] = {"torch": torch_worker(cfg, env, changes, 900)}
+                results[("unet", threads)]["torch"]["load"] = load_at_start
         if not args.no_variants and not q:
             models = ["moons"] + ([] if args.no_unet else ["unet"])
             for model in models:
@@ -597,6 +631,11 @@ def make_report(args, build, probe, results, variants, scrubbed, load_before, lo
     ob = probe["openblas"]
     L.append("# ddpmc vs PyTorch eager (CPU)" + (" — QUICK smoke run, rough numbers" if args.quick else ""))
     L.append("")
+    if float(load_before.split()[0]) > 0.5:
+        L.append(f"> **Warning:** the machine was busy (1-minute load average {load_before.split()[0]} on {ncores} "
+                 f"CPUs) when the run started; other processes distort these numbers, the 2-thread ones most "
+                 f"(OpenMP threads spin-wait for a descheduled partner). Re-run with `--wait-load 0.5`.")
+        L.append("")
     L.append(f"- Machine: {cpu_model()}, {ncores} logical CPUs ({avail} usable by this process); "
              f"load average {load_before} before, {load_after} after; run took {elapsed:.0f} s "
              f"on {time.strftime('%Y-%m-%d %H:%M %Z')}.")
@@ -695,18 +734,20 @@ def make_report(args, build, probe, results, variants, scrubbed, load_before, lo
              f"the sampling loop (model load and file writes excluded). Rate = calls / the 'in X s' time; "
              f"median of {work['dd_sample_reps']} runs.")
     L.append("")
-    L.append("| measurement | blocks (steps/s): min–max (± half-range) | block |")
-    L.append("|---|---|---|")
+    L.append("| measurement | blocks (steps/s): min–max (± half-range) | block | load average at start |")
+    L.append("|---|---|---|---|")
     for (model, threads), r in sorted(results.items()):
         tm = r["torch"]
         name = "moons" if model == "moons" else "U-Net"
-        L.append(f"| PyTorch {name} train, {threads} thr | {spread(tm['train'])} | {tm['train_block']} steps |")
-        L.append(f"| PyTorch {name} sampler, {threads} thr | {spread(tm['sample'])} | {tm['sample_block']} steps |")
+        L.append(f"| PyTorch {name} train, {threads} thr | {spread(tm['train'])} | {tm['train_block']} steps | "
+                 f"{tm.get('load', '')} |")
+        L.append(f"| PyTorch {name} sampler, {threads} thr | {spread(tm['sample'])} | {tm['sample_block']} steps | |")
         if "ddpmc_train" in r:
             tr, sa = r["ddpmc_train"], r["ddpmc_sample"]
             L.append(f"| ddpmc {name} train, {threads} thr | {spread(tr['windows'][1:])}; end to end "
-                     f"{tr['end_to_end']:.0f} steps/s (`{tr['final_line']}`) | {work['dd_log_every']} steps |")
-            L.append(f"| ddpmc {name} sampler, {threads} thr | {spread(sa['rates'])} | {sa['calls']} calls |")
+                     f"{tr['end_to_end']:.0f} steps/s (`{tr['final_line']}`) | {work['dd_log_every']} steps | "
+                     f"{tr.get('load', '')} |")
+            L.append(f"| ddpmc {name} sampler, {threads} thr | {spread(sa['rates'])} | {sa['calls']} calls | |")
     L.append("")
     unet = results.get(("unet", 1)) or results.get(("unet", 2))
     moons = results.get(("moons", 1))
