@@ -148,7 +148,7 @@ TEST_CASE("autodiff: the whole moons loss gradient matches central finite differ
 TEST_CASE("compiled: moons eps_eval (the noise predictor alone) matches the interpreter") {
   auto& f = fixture();
   REQUIRE(f.c.model.has_eps);
-  REQUIRE(f.mod->eps_eval != nullptr);
+  REQUIRE((f.mod->eps_eval != nullptr));
   const int B = 19;
   auto x = uniform_floats(B * 2, -2, 2, 12);
   for (int t : {1, 250, 1000}) {

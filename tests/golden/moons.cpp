@@ -2112,12 +2112,149 @@ static int64_t sampler_ddim_arena_floats(int B) {
   return 464 * (int64_t)B + 0 + (scratch + 15) / 16 * 16;
 }
 
+// ---- entry eps: 7 kernels, arena 464 floats per sample + 0 ----
+
+// eps_k0: elementwise [B,32]
+//   ops:  mul sin cos
+//   spec: models/moons.ddpm:9; std:23,24
+static void eps_k0(const Env& e) {
+  const int64_t rows = e.B, cols = 32;
+  auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
+    using T = decltype(tag);
+    (void)b;
+    (void)acc;
+    const T v3 = (T(e.t) * ld<T>(tab2 + j));
+    const T v4 = vsin(v3);
+    st((e.A + 0 * e.B) + b * cols + j, v4);
+    const T v5 = vcos(v3);
+    st((e.A + 32 * e.B) + b * cols + j, v5);
+  };
+  map_rows(rows, cols, body);
+}
+
+// eps_k1: concat on the last axis, [B,64]
+//   ops:  concat
+//   spec: models/moons.ddpm:9; std:24
+static void eps_k1(const Env& e) {
+  copy_rows(e.B * 1, 32, (e.A + 0 * e.B), 32, (e.A + 64 * e.B) + 0, 64);
+  copy_rows(e.B * 1, 32, (e.A + 32 * e.B), 32, (e.A + 64 * e.B) + 32, 64);
+}
+
+// eps_k2: concat on the last axis, [B,66]
+//   ops:  concat
+//   spec: models/moons.ddpm:9,10
+static void eps_k2(const Env& e) {
+  copy_rows(e.B * 1, 2, e.in_x, 2, (e.A + 128 * e.B) + 0, 66);
+  copy_rows(e.B * 1, 64, (e.A + 64 * e.B), 64, (e.A + 128 * e.B) + 2, 66);
+}
+
+// eps_k3: GEMM with fused epilogue, [B,128]
+//   ops:  matmul add sigmoid mul
+//   spec: models/moons.ddpm:9; std:10,15
+static void eps_k3(const Env& e) {
+  // C[e.B,128] = [B,66] x [66,128]
+  const int64_t cols = 128;
+  auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
+    using T = decltype(tag);
+    (void)b;
+    (void)acc;
+    const T v11 = (ld<T>((e.A + 0 * e.B) + b * cols + j) + ld<T>((e.params + 8448) + j));
+    const T v12 = vsigmoid(v11);
+    const T v13 = (v11 * v12);
+    st((e.A + 208 * e.B) + b * cols + j, v13);
+  };
+  gemm_epilogue((int)e.B, 128, (int)66, (e.A + 128 * e.B), 66, false, (e.params + 0), 128, false, (e.A + 0 * e.B), 128, e.scratch,
+       [&](int i0, int i1, int j0, int j1) {
+         for (int64_t b = i0; b < i1; ++b) for_cols(j0, j1, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });
+       });
+}
+
+// eps_k4: GEMM with fused epilogue, [B,128]
+//   ops:  matmul add sigmoid mul
+//   spec: models/moons.ddpm:9; std:10,15
+static void eps_k4(const Env& e) {
+  // C[e.B,128] = [B,128] x [128,128]
+  const int64_t cols = 128;
+  auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
+    using T = decltype(tag);
+    (void)b;
+    (void)acc;
+    const T v17 = (ld<T>((e.A + 0 * e.B) + b * cols + j) + ld<T>((e.params + 24960) + j));
+    const T v18 = vsigmoid(v17);
+    const T v19 = (v17 * v18);
+    st((e.A + 336 * e.B) + b * cols + j, v19);
+  };
+  gemm_epilogue((int)e.B, 128, (int)128, (e.A + 208 * e.B), 128, false, (e.params + 8576), 128, false, (e.A + 0 * e.B), 128, e.scratch,
+       [&](int i0, int i1, int j0, int j1) {
+         for (int64_t b = i0; b < i1; ++b) for_cols(j0, j1, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });
+       });
+}
+
+// eps_k5: GEMM with fused epilogue, [B,128]
+//   ops:  matmul add sigmoid mul
+//   spec: models/moons.ddpm:9; std:10,15
+static void eps_k5(const Env& e) {
+  // C[e.B,128] = [B,128] x [128,128]
+  const int64_t cols = 128;
+  auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
+    using T = decltype(tag);
+    (void)b;
+    (void)acc;
+    const T v23 = (ld<T>((e.A + 0 * e.B) + b * cols + j) + ld<T>((e.params + 41472) + j));
+    const T v24 = vsigmoid(v23);
+    const T v25 = (v23 * v24);
+    st((e.A + 128 * e.B) + b * cols + j, v25);
+  };
+  gemm_epilogue((int)e.B, 128, (int)128, (e.A + 336 * e.B), 128, false, (e.params + 25088), 128, false, (e.A + 0 * e.B), 128, e.scratch,
+       [&](int i0, int i1, int j0, int j1) {
+         for (int64_t b = i0; b < i1; ++b) for_cols(j0, j1, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });
+       });
+}
+
+// eps_k6: GEMM with fused epilogue, [B,2]
+//   ops:  matmul add
+//   spec: models/moons.ddpm:9; std:10
+static void eps_k6(const Env& e) {
+  // C[e.B,2] = [B,128] x [128,2]
+  const int64_t cols = 2;
+  auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
+    using T = decltype(tag);
+    (void)b;
+    (void)acc;
+    const T v29 = (ld<T>((e.A + 0 * e.B) + b * cols + j) + ld<T>((e.params + 41856) + j));
+    st(e.x_out + b * cols + j, v29);
+  };
+  gemm_epilogue((int)e.B, 2, (int)128, (e.A + 128 * e.B), 128, false, (e.params + 41600), 2, false, (e.A + 0 * e.B), 2, e.scratch,
+       [&](int i0, int i1, int j0, int j1) {
+         for (int64_t b = i0; b < i1; ++b) for_cols(j0, j1, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });
+       });
+}
+
+static void eps_run(const Env& e) {
+  eps_k0(e);
+  eps_k1(e);
+  eps_k2(e);
+  eps_k3(e);
+  eps_k4(e);
+  eps_k5(e);
+  eps_k6(e);
+}
+
+static int64_t eps_arena_floats(int B) {
+  int64_t scratch = 0;
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 128, 66));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 128, 128));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 2, 128));
+  return 464 * (int64_t)B + 0 + (scratch + 15) / 16 * 16;
+}
+
 int64_t arena_bytes(int entry, int B) {
   switch (entry) {
     case 0: return train_arena_floats(B) * 4 + 64;
     case 1: return sampler_ddpm_arena_floats(B) * 4 + 64;
     case 2: return sampler_ddim_arena_floats(B) * 4 + 64;
     case 3: return loss_arena_floats(B) * 4 + 64;
+    case 4: return eps_arena_floats(B) * 4 + 64;
     default: return -1;
   }
 }
@@ -2182,6 +2319,20 @@ int sampler_step(int sampler, void* arena, int B, const float* params, const flo
   }
 }
 
+int eps_eval(void* arena, int B, const float* params, const float* x, int t, float* eps) {
+  if (B < 1 || t < 1 || t > 1000) return 1;
+  Env e{};
+  e.B = B;
+  e.A = align64(arena);
+  e.scratch = e.A + 464 * (int64_t)B + 0;
+  e.params = params;
+  e.in_x = x;
+  e.t = (float)t;
+  e.x_out = eps;
+  eps_run(e);
+  return 0;
+}
+
 const ddpm_param_info kParams[] = {
     {"eps_theta/linear.0/w", 2, {66, 128, 0, 0}, 0, 8448, 0.123091489f},
     {"eps_theta/linear.0/b", 1, {128, 0, 0, 0}, 8448, 128, 0.123091489f},
@@ -2200,7 +2351,7 @@ const ddpm_module kModule = {
     1, {2, 0, 0, 0}, 2,
     8, kParams, 41872,
     2, kSamplers,
-    arena_bytes, train_step, loss_eval, sampler_step,
+    arena_bytes, train_step, loss_eval, sampler_step, eps_eval,
 };
 
 }  // namespace
