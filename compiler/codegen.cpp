@@ -38,6 +38,30 @@ std::pair<std::string, std::string> rows_cols(const Type& d) {
   return {"1", fmt::format("{}", d.numel())};
 }
 
+// The sizes of a convolution node (any of the three ops); legend in ddpm_prelude.h.
+struct ConvDims {
+  int64_t C, H, W, O, K, Ho, Wo, s, p;
+  int64_t ckk() const { return C * K * K; }
+  int64_t hw() const { return Ho * Wo; }
+  int64_t col_floats() const { return (ckk() * hw() + 15) / 16 * 16; }
+};
+
+ConvDims conv_dims(const Graph& g, const Node& n) {
+  const Type& x = n.op == Op::Conv2dBackData ? n.type : g.nodes[n.in[0]].type;
+  const Type& w = n.op == Op::Conv2dBackFilter ? n.type : g.nodes[n.in[1]].type;
+  const Type& y = n.op == Op::Conv2d ? n.type : n.op == Op::Conv2dBackData ? g.nodes[n.in[0]].type : g.nodes[n.in[1]].type;
+  return {x.dims[0], x.dims[1], x.dims[2], w.dims[0], w.dims[2], y.dims[1], y.dims[2], n.i0, n.i1};
+}
+
+// Scratch of one convolution kernel: the im2col buffer of one sample plus GEMM packing.
+int64_t conv_scratch(const Graph& g, const Node& n) {
+  const ConvDims d = conv_dims(g, n);
+  size_t gs = n.op == Op::Conv2d           ? ddpm::gemm_scratch_floats((int)d.O, (int)d.hw(), (int)d.ckk())
+              : n.op == Op::Conv2dBackData ? ddpm::gemm_scratch_floats((int)d.ckk(), (int)d.hw(), (int)d.O)
+                                           : ddpm::gemm_scratch_floats((int)d.O, (int)d.ckk(), (int)d.hw());
+  return d.col_floats() + (int64_t)(gs + 15) / 16 * 16;
+}
+
 struct Emitter {
   const Graph& g;
   const std::string prefix;
@@ -235,6 +259,61 @@ struct Emitter {
     out += "}\n\n";
   }
 
+  void conv(size_t k, const Kernel& kern) {
+    const Node& cn = g.nodes[kern.nodes[0]];
+    const ConvDims d = conv_dims(g, cn);
+    const char* what = cn.op == Op::Conv2d ? (kern.nodes.size() > 1 ? "conv2d (im2col + GEMM) with fused epilogue,"
+                                                                     : "conv2d (im2col + GEMM),")
+                       : cn.op == Op::Conv2dBackData ? "conv2d data gradient (GEMM + col2im),"
+                                                     : "conv2d filter gradient (im2col + GEMM, summed over the batch),";
+    header(k, kern, what);
+    out += fmt::format("static void {}_k{}(const Env& e) {{\n", prefix, k);
+    out += fmt::format("  // x [B,{},{},{}], w [{},{},{},{}], y [B,{},{},{}], stride {}, padding {}\n", d.C, d.H, d.W, d.O,
+                       d.C, d.K, d.K, d.O, d.Ho, d.Wo, d.s, d.p);
+    out += fmt::format("  float* col = e.scratch;  // [{}, {}]\n  float* gs = e.scratch + {};\n", d.ckk(), d.hw(),
+                       d.col_floats());
+    const int64_t xs = d.C * d.H * d.W, ys = d.O * d.Ho * d.Wo;
+    std::string im2col = fmt::format("im2col({{x}} + b * {}, {}, {}, {}, {}, {}, {}, {}, {}, col);", xs, d.C, d.H, d.W,
+                                     d.K, d.s, d.p, d.Ho, d.Wo);
+    if (cn.op == Op::Conv2d) {
+      std::string x = ptr(cn.in[0]), w = ptr(cn.in[1]), y = ptr(kern.nodes[0]);
+      std::vector<NodeId> epi(kern.nodes.begin() + 1, kern.nodes.end());
+      if (!epi.empty()) {
+        out += fmt::format("  const int64_t cols = {};\n", ys);
+        out += "  " + body(kern, epi, "cols", nullptr, nullptr);
+      }
+      out += "  for (int64_t b = 0; b < e.B; ++b) {\n";
+      out += "    " + fmt::format(fmt::runtime(im2col), fmt::arg("x", x)) + "\n";
+      std::string call = fmt::format("{}, {}, {}, {}, {}, false, col, {}, false, {} + b * {}, {}, gs", d.O, d.hw(),
+                                     d.ckk(), w, d.ckk(), d.hw(), y, ys, d.hw());
+      if (epi.empty()) {
+        out += "    gemm_plain(" + call + ");\n";
+      } else {
+        out += "    gemm_epilogue(" + call + ", [&](int i0, int i1, int j0, int j1) {\n";
+        out += fmt::format("      for (int64_t i = i0; i < i1; ++i)\n        for_cols(i * {0} + j0, i * {0} + j1, "
+                           "[&](auto tag, int64_t j) {{ body(tag, b, j, nullptr); }});\n", d.hw());
+        out += "    });\n";
+      }
+      out += "  }\n";
+    } else if (cn.op == Op::Conv2dBackData) {
+      std::string gy = ptr(cn.in[0]), w = ptr(cn.in[1]), dx = ptr(kern.nodes[0]);
+      out += "  for (int64_t b = 0; b < e.B; ++b) {\n";
+      out += fmt::format("    gemm_plain({}, {}, {}, {}, {}, true, {} + b * {}, {}, false, col, {}, gs);\n", d.ckk(),
+                         d.hw(), d.O, w, d.ckk(), gy, ys, d.hw(), d.hw());
+      out += fmt::format("    col2im(col, {}, {}, {}, {}, {}, {}, {}, {}, {} + b * {});\n", d.C, d.H, d.W, d.K, d.s,
+                         d.p, d.Ho, d.Wo, dx, xs);
+      out += "  }\n";
+    } else {
+      std::string x = ptr(cn.in[0]), gy = ptr(cn.in[1]), dw = ptr(kern.nodes[0]);
+      out += "  for (int64_t b = 0; b < e.B; ++b) {\n";
+      out += "    " + fmt::format(fmt::runtime(im2col), fmt::arg("x", x)) + "\n";
+      out += fmt::format("    gemm_plain({}, {}, {}, {} + b * {}, {}, false, col, {}, true, {}, {}, gs, b > 0);\n", d.O,
+                         d.ckk(), d.hw(), gy, ys, d.hw(), d.hw(), dw, d.ckk());
+      out += "  }\n";
+    }
+    out += "}\n\n";
+  }
+
   void layout(size_t k, const Kernel& kern) {
     const NodeId id = kern.nodes[0];
     const Node& n = g.nodes[id];
@@ -265,6 +344,7 @@ struct Emitter {
       switch (kern.kind) {
         case KernelKind::Elementwise: elementwise(k, kern); break;
         case KernelKind::Gemm: gemm(k, kern); break;
+        case KernelKind::Conv: conv(k, kern); break;
         case KernelKind::Concat:
         case KernelKind::Slice: layout(k, kern); break;
       }
@@ -277,6 +357,9 @@ struct Emitter {
     out += fmt::format("  int64_t scratch = 0;\n");
     std::set<std::string> seen;
     for (auto& kern : g.kernels) {
+      if (kern.kind == KernelKind::Conv)
+        out += fmt::format("  scratch = std::max<int64_t>(scratch, {});  // im2col + GEMM packing\n",
+                           conv_scratch(g, g.nodes[kern.nodes[0]]));
       if (kern.kind != KernelKind::Gemm) continue;
       const Node& mm = g.nodes[kern.nodes[0]];
       const Type& ta = g.nodes[mm.in[0]].type;
@@ -297,6 +380,7 @@ struct Emitter {
 int64_t arena_floats(const Graph& g, int B) {
   int64_t scratch = 0;
   for (auto& kern : g.kernels) {
+    if (kern.kind == KernelKind::Conv) scratch = std::max(scratch, conv_scratch(g, g.nodes[kern.nodes[0]]));
     if (kern.kind != KernelKind::Gemm) continue;
     const Node& mm = g.nodes[kern.nodes[0]];
     const Type& ta = g.nodes[mm.in[0]].type;

@@ -105,6 +105,39 @@ std::vector<std::vector<double>> interpret_all(const Graph& g, const Model& m, c
         }
         break;
       }
+      case Op::Conv2d:
+      case Op::Conv2dBackData:
+      case Op::Conv2dBackFilter: {
+        // Direct convolution loops over y[b,o,i,j] += x[b,c,i*s+ki-p, j*s+kj-p] * w[o,c,ki,kj].
+        const bool fwd = n.op == Op::Conv2d, bd = n.op == Op::Conv2dBackData;
+        const Type& xt = fwd ? ty(0) : bd ? t : ty(0);
+        const Type& wt = fwd ? ty(1) : bd ? ty(1) : t;
+        const Type& yt = fwd ? t : bd ? ty(0) : ty(1);
+        const auto& X = fwd ? in(0) : bd ? out : in(0);
+        const auto& W = fwd ? in(1) : bd ? in(1) : out;
+        const auto& Y = fwd ? out : bd ? in(0) : in(1);
+        const int64_t C = xt.dims[0], H = xt.dims[1], Wd = xt.dims[2], O = wt.dims[0], K = wt.dims[2];
+        const int64_t Ho = yt.dims[1], Wo = yt.dims[2], s = n.i0, p = n.i1;
+        auto& Xm = const_cast<std::vector<double>&>(X);
+        auto& Wm = const_cast<std::vector<double>&>(W);
+        auto& Ym = const_cast<std::vector<double>&>(Y);
+        for (int64_t b = 0; b < B; ++b)
+          for (int64_t o = 0; o < O; ++o)
+            for (int64_t c = 0; c < C; ++c)
+              for (int64_t ki = 0; ki < K; ++ki)
+                for (int64_t kj = 0; kj < K; ++kj)
+                  for (int64_t i = 0; i < Ho; ++i)
+                    for (int64_t j = 0; j < Wo; ++j) {
+                      const int64_t hi = i * s + ki - p, wj = j * s + kj - p;
+                      if (hi < 0 || hi >= H || wj < 0 || wj >= Wd) continue;
+                      const int64_t xi = ((b * C + c) * H + hi) * Wd + wj, wi = ((o * C + c) * K + ki) * K + kj,
+                                    yi = ((b * O + o) * Ho + i) * Wo + j;
+                      if (fwd) Ym[yi] += Xm[xi] * Wm[wi];
+                      else if (bd) Xm[xi] += Ym[yi] * Wm[wi];
+                      else Wm[wi] += Ym[yi] * Xm[xi];
+                    }
+        break;
+      }
       case Op::Concat: {
         const int64_t rows = R * (N / t.dims.back()), W = t.dims.back();
         int64_t at_col = 0;

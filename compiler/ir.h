@@ -47,7 +47,8 @@ struct Node {
   Type type;
   std::vector<NodeId> in;
   double value = 0;          // Const: the value; InvBatch: scale (the node is scale / B)
-  int64_t i0 = 0, i1 = 0;    // Matmul: mode; Slice: start, length; Rand*: stream; UniformStep: i1 = T
+  int64_t i0 = 0, i1 = 0;    // Matmul: mode; Slice: start, length; Rand*: stream; UniformStep: i1 = T;
+                             // Conv2d*: stride, padding
   std::vector<float> data;   // ConstTensor and Lookup: the table
   std::string name;          // Input: the input's name; Param: the parameter's name
   int index = -1;            // Param: index into Model::params
@@ -55,11 +56,11 @@ struct Node {
 };
 
 // One fused loop nest, produced by passes/fuse.cpp. See that file for the kinds.
-enum class KernelKind { Elementwise, Gemm, Concat, Slice };
+enum class KernelKind { Elementwise, Gemm, Conv, Concat, Slice };
 
 struct Kernel {
   KernelKind kind;
-  std::vector<NodeId> nodes;    // in topological order; Gemm: nodes[0] is the matmul, the rest its epilogue
+  std::vector<NodeId> nodes;    // in topological order; Gemm/Conv: nodes[0] is the contraction, the rest its epilogue
   std::vector<NodeId> outputs;  // nodes whose values are stored to memory
   Type domain;                  // the iteration space of the elementwise part
   enum class Reduce { None, All, Batch, Features } reduce = Reduce::None;

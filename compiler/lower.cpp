@@ -803,6 +803,14 @@ const std::map<std::string, Builtin>& builtins() {
          n.i0 = kNN;
          return tensor(c.L.make(std::move(n), c.call.loc, "matmul"));
        }}},
+      {"conv2d", {{"x", "w", "stride", "padding"}, 2,
+                   "conv2d(x: [C,H,W], w: [O,C,K,K], stride = 1, padding = 0) -> [O,Ho,Wo]", [](BuiltinCall& c) {
+         Node n{Op::Conv2d};
+         n.in = {c.L.as_node(c.arg(0), c.locs[0], "conv2d"), c.L.as_node(c.arg(1), c.locs[1], "conv2d")};
+         n.i0 = c.arg(2).kind == Value::Kind::None ? 1 : c.L.as_int(c.arg(2), c.locs[2], "stride");
+         n.i1 = c.arg(3).kind == Value::Kind::None ? 0 : c.L.as_int(c.arg(3), c.locs[3], "padding");
+         return tensor(c.L.make(std::move(n), c.call.loc, "conv2d"));
+       }}},
       {"concat", {{}, -1, "concat(a, b, ...) joins on the last axis", [](BuiltinCall& c) {
          Node n{Op::Concat};
          for (size_t i = 0; i < c.args.size(); ++i) n.in.push_back(c.L.as_node(c.args[i], c.locs[i], "concat"));

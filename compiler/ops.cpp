@@ -86,6 +86,45 @@ std::string matmul_shape(const Node& n, const Types& in, Type& out) {
   return bad("unknown mode");
 }
 
+// Convolution legend: x [B,C,H,W], w [O,C,K,K], y [B,O,Ho,Wo] with
+// Ho = (H + 2 pad - K) / stride + 1 (and Wo alike). Attributes: i0 = stride, i1 = pad.
+std::string conv_out(const Type& x, const Type& w, int64_t stride, int64_t pad, Type& out) {
+  if (!x.batched || x.dims.size() != 3 || w.batched || w.dims.size() != 4)
+    return fmt::format("conv2d needs x [C,H,W] per sample and w [O,C,K,K], got {} and {}", x.str(), w.str());
+  if (w.dims[1] != x.dims[0])
+    return fmt::format("conv2d of {} with {}: the input has {} channels but the kernel expects {}", x.str(), w.str(),
+                       x.dims[0], w.dims[1]);
+  if (w.dims[2] != w.dims[3]) return fmt::format("conv2d kernels must be square, got {}", w.str());
+  if (stride < 1 || pad < 0) return fmt::format("conv2d needs stride >= 1 and padding >= 0, got {} and {}", stride, pad);
+  const int64_t K = w.dims[2], Ho = (x.dims[1] + 2 * pad - K) / stride + 1, Wo = (x.dims[2] + 2 * pad - K) / stride + 1;
+  if (x.dims[1] + 2 * pad < K || x.dims[2] + 2 * pad < K || Ho < 1 || Wo < 1)
+    return fmt::format("conv2d of {} with a {}x{} kernel and padding {} leaves no output", x.str(), K, K, pad);
+  out = Type{true, {w.dims[0], Ho, Wo}};
+  return "";
+}
+
+std::string conv_shape(const Node& n, const Types& in, Type& out) { return conv_out(in[0], in[1], n.i0, n.i1, out); }
+
+// (g [B,O,Ho,Wo], w [O,C,K,K]) -> x's type, preset on the node.
+std::string conv_back_data_shape(const Node& n, const Types& in, Type& out) {
+  Type y;
+  std::string e = conv_out(n.type, in[1], n.i0, n.i1, y);
+  if (!e.empty()) return e;
+  if (y != in[0]) return fmt::format("conv2d data gradient: {} does not match the output {}", in[0].str(), y.str());
+  out = n.type;
+  return "";
+}
+
+// (x [B,C,H,W], g [B,O,Ho,Wo]) -> w's type, preset on the node.
+std::string conv_back_filter_shape(const Node& n, const Types& in, Type& out) {
+  Type y;
+  std::string e = conv_out(in[0], n.type, n.i0, n.i1, y);
+  if (!e.empty()) return e;
+  if (y != in[1]) return fmt::format("conv2d filter gradient: {} does not match the output {}", in[1].str(), y.str());
+  out = n.type;
+  return "";
+}
+
 std::string concat_shape(const Node& n, const Types& in, Type& out) {
   out = in[0];
   if (out.dims.empty()) return fmt::format("cannot concatenate scalars {}", out.str());
@@ -153,6 +192,25 @@ void g_matmul(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {
     case kTN: d = {b.matmul(y, g, kNT), b.matmul(x, g, kNN)}; break;   // C = X^T G
   }
 }
+// Convolutions are bilinear; each of the three ops' adjoints is one of the others.
+NodeId conv_node(GB& b, Op op, NodeId a, NodeId c, const Node& like, const Type& preset) {
+  Node n{op};
+  n.in = {a, c};
+  n.i0 = like.i0;
+  n.i1 = like.i1;
+  n.type = preset;
+  return b.add(std::move(n));
+}
+void g_conv(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {  // y = conv(x, w)
+  d = {conv_node(b, Op::Conv2dBackData, g, n.in[1], n, b.type(n.in[0])),
+       conv_node(b, Op::Conv2dBackFilter, n.in[0], g, n, b.type(n.in[1]))};
+}
+void g_conv_back_data(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {  // y = BD(gy, w)
+  d = {conv_node(b, Op::Conv2d, g, n.in[1], n, Type{}), conv_node(b, Op::Conv2dBackFilter, g, n.in[0], n, b.type(n.in[1]))};
+}
+void g_conv_back_filter(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {  // y = BF(x, gy)
+  d = {conv_node(b, Op::Conv2dBackData, n.in[1], g, n, b.type(n.in[0])), conv_node(b, Op::Conv2d, n.in[0], g, n, Type{})};
+}
 void g_concat(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {
   int64_t at = 0;
   d.clear();
@@ -204,6 +262,10 @@ const OpRow kRows[] = {
     {Op::Lookup, "lookup", OpClass::Elementwise, 1, lookup_shape, nullptr, "vlookup<T>({table}, {0})", no_grad},
     {Op::SumTo, "sum_to", OpClass::Reduce, 1, sumto_shape, nullptr, nullptr, g_sumto},
     {Op::Matmul, "matmul", OpClass::Contraction, 2, matmul_shape, nullptr, nullptr, g_matmul},
+    {Op::Conv2d, "conv2d", OpClass::Contraction, 2, conv_shape, nullptr, nullptr, g_conv},
+    {Op::Conv2dBackData, "conv2d_back_data", OpClass::Contraction, 2, conv_back_data_shape, nullptr, nullptr, g_conv_back_data},
+    {Op::Conv2dBackFilter, "conv2d_back_filter", OpClass::Contraction, 2, conv_back_filter_shape, nullptr, nullptr,
+     g_conv_back_filter},
     {Op::Concat, "concat", OpClass::Layout, -1, concat_shape, nullptr, nullptr, g_concat},
     {Op::Slice, "slice", OpClass::Layout, 1, slice_shape, nullptr, nullptr, g_slice},
 };

@@ -11,6 +11,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <type_traits>
 
@@ -118,24 +119,73 @@ template <class F> inline void parallel_chunks(int64_t n, F&& f) {
 // each finished output tile. Type-erased for the same reason as parallel_chunks.
 using TileFn = void (*)(void* ctx, int i0, int i1, int j0, int j1);
 __attribute__((noinline)) inline void gemm_erased(int M, int N, int K, const float* A, int lda, bool ta, const float* Bm,
-                                                  int ldb, bool tb, float* C, int ldc, float* scratch, TileFn fn,
-                                                  void* ctx) {
+                                                  int ldb, bool tb, float* C, int ldc, bool accumulate, float* scratch,
+                                                  TileFn fn, void* ctx) {
   if (fn)
-    ddpm::gemm(M, N, K, A, lda, ta, Bm, ldb, tb, C, ldc, false, scratch,
+    ddpm::gemm(M, N, K, A, lda, ta, Bm, ldb, tb, C, ldc, accumulate, scratch,
                [&](int i0, int i1, int j0, int j1) { fn(ctx, i0, i1, j0, j1); });
   else
-    ddpm::gemm(M, N, K, A, lda, ta, Bm, ldb, tb, C, ldc, false, scratch);
+    ddpm::gemm(M, N, K, A, lda, ta, Bm, ldb, tb, C, ldc, accumulate, scratch);
 }
 inline void gemm_plain(int M, int N, int K, const float* A, int lda, bool ta, const float* Bm, int ldb, bool tb, float* C,
-                       int ldc, float* scratch) {
-  gemm_erased(M, N, K, A, lda, ta, Bm, ldb, tb, C, ldc, scratch, nullptr, nullptr);
+                       int ldc, float* scratch, bool accumulate = false) {
+  gemm_erased(M, N, K, A, lda, ta, Bm, ldb, tb, C, ldc, accumulate, scratch, nullptr, nullptr);
 }
 template <class F>
 inline void gemm_epilogue(int M, int N, int K, const float* A, int lda, bool ta, const float* Bm, int ldb, bool tb,
                           float* C, int ldc, float* scratch, F&& epi) {
   using Fn = std::remove_reference_t<F>;
-  gemm_erased(M, N, K, A, lda, ta, Bm, ldb, tb, C, ldc, scratch,
+  gemm_erased(M, N, K, A, lda, ta, Bm, ldb, tb, C, ldc, false, scratch,
               [](void* ctx, int i0, int i1, int j0, int j1) { (*static_cast<Fn*>(ctx))(i0, i1, j0, j1); }, (void*)&epi);
+}
+
+// Convolution legend: one sample x [C,H,W], kernel K×K, stride s, padding p, output
+// [Ho,Wo]; col is [C*K*K, Ho*Wo] with row (c*K + ki)*K + kj.
+// col[(c,ki,kj), (i,j)] = x[c, i*s+ki-p, j*s+kj-p] (0 outside). Parallel over rows.
+__attribute__((noinline)) inline void im2col(const float* x, int64_t C, int64_t H, int64_t W, int64_t K, int64_t s,
+                                             int64_t p, int64_t Ho, int64_t Wo, float* col) {
+  parallel_chunks((C * K * K + 7) / 8, [&](int64_t chunk) {
+    const int64_t r1 = std::min<int64_t>(C * K * K, (chunk + 1) * 8);
+    for (int64_t r = chunk * 8; r < r1; ++r) {
+      const int64_t c = r / (K * K), ki = (r / K) % K, kj = r % K;
+      float* dst = col + r * Ho * Wo;
+      for (int64_t i = 0; i < Ho; ++i) {
+        const int64_t h = i * s + ki - p;
+        float* d = dst + i * Wo;
+        if (h < 0 || h >= H) {
+          std::memset(d, 0, Wo * sizeof(float));
+          continue;
+        }
+        const float* src = x + (c * H + h) * W;
+        for (int64_t j = 0; j < Wo; ++j) {
+          const int64_t w = j * s + kj - p;
+          d[j] = (w >= 0 && w < W) ? src[w] : 0.0f;
+        }
+      }
+    }
+  });
+}
+
+// x[c, i*s+ki-p, j*s+kj-p] += col[(c,ki,kj), (i,j)], x zeroed first. Parallel over
+// channels (each channel's rows only touch that channel), fixed order within.
+__attribute__((noinline)) inline void col2im(const float* col, int64_t C, int64_t H, int64_t W, int64_t K, int64_t s,
+                                             int64_t p, int64_t Ho, int64_t Wo, float* x) {
+  parallel_chunks(C, [&](int64_t c) {
+    float* xc = x + c * H * W;
+    std::memset(xc, 0, H * W * sizeof(float));
+    for (int64_t ki = 0; ki < K; ++ki)
+      for (int64_t kj = 0; kj < K; ++kj) {
+        const float* src = col + ((c * K + ki) * K + kj) * Ho * Wo;
+        for (int64_t i = 0; i < Ho; ++i) {
+          const int64_t h = i * s + ki - p;
+          if (h < 0 || h >= H) continue;
+          for (int64_t j = 0; j < Wo; ++j) {
+            const int64_t w = j * s + kj - p;
+            if (w >= 0 && w < W) xc[h * W + w] += src[i * Wo + j];
+          }
+        }
+      }
+  });
 }
 
 // Elementwise: body(tag, b, j) for every element.

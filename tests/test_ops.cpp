@@ -60,6 +60,21 @@ const Type BN{true, {3}}, N{false, {3}}, Bs{true, {}}, S{false, {}};
 NodeId un(Ctx& c, Op op, const Type& t) { return c.b.unary(op, c.input(t)); }
 NodeId bin(Ctx& c, Op op, const Type& a, const Type& b) { return c.b.binary(op, c.input(a), c.input(b)); }
 
+// x [B,2,5,5], w [3,2,3,3]; for the gradient ops the output-shaped operand is built
+// from the forward shape rule.
+NodeId conv(Ctx& c, Op op, int64_t stride, int64_t pad) {
+  const Type x{true, {2, 5, 5}}, w{false, {3, 2, 3, 3}};
+  const int64_t o = (5 + 2 * pad - 3) / stride + 1;
+  const Type y{true, {3, o, o}};
+  Node n{op};
+  n.i0 = stride;
+  n.i1 = pad;
+  if (op == Op::Conv2d) n.in = {c.input(x), c.input(w)};
+  if (op == Op::Conv2dBackData) n.in = {c.input(y), c.input(w)}, n.type = x;
+  if (op == Op::Conv2dBackFilter) n.in = {c.input(x), c.input(y)}, n.type = w;
+  return c.b.add(std::move(n));
+}
+
 const std::vector<OpCase>& cases() {
   static const std::vector<OpCase> k = {
       {"neg", [](Ctx& c) { return un(c, Op::Neg, BN); }},
@@ -86,6 +101,16 @@ const std::vector<OpCase>& cases() {
       {"matmul NN", [](Ctx& c) { return c.b.matmul(c.input(BN), c.input(Type{false, {3, 4}}), kNN); }},
       {"matmul NT", [](Ctx& c) { return c.b.matmul(c.input(BN), c.input(Type{false, {4, 3}}), kNT); }},
       {"matmul TN", [](Ctx& c) { return c.b.matmul(c.input(BN), c.input(Type{true, {4}}), kTN); }},
+      {"conv2d 3x3 stride 1 pad 1", [](Ctx& c) { return conv(c, Op::Conv2d, 1, 1); }},
+      {"conv2d 3x3 stride 2 pad 1", [](Ctx& c) { return conv(c, Op::Conv2d, 2, 1); }},
+      {"conv2d 1x1", [](Ctx& c) {
+         Node n{Op::Conv2d};
+         n.in = {c.input(Type{true, {2, 4, 3}}), c.input(Type{false, {3, 2, 1, 1}})};
+         n.i0 = 1;
+         return c.b.add(std::move(n));
+       }},
+      {"conv2d_back_data stride 2", [](Ctx& c) { return conv(c, Op::Conv2dBackData, 2, 1); }},
+      {"conv2d_back_filter stride 2", [](Ctx& c) { return conv(c, Op::Conv2dBackFilter, 2, 1); }},
       {"concat", [](Ctx& c) { return c.b.concat({c.input(BN), c.input(Type{true, {2}})}); }},
       {"slice", [](Ctx& c) { return c.b.slice(c.input(Type{true, {5}}), 1, 3); }},
       {"lookup", [](Ctx& c) {

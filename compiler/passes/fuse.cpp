@@ -8,6 +8,8 @@
 //   Gemm         one matmul, followed by the elementwise ops that consume its
 //                output in the same domain (bias, activation, residual, diffusion
 //                update), applied per output tile as the GEMM epilogue.
+//   Conv         one convolution (forward, data gradient or filter gradient) as
+//                im2col + GEMM per sample; the forward one takes an epilogue too.
 //   Concat/Slice copies along the last axis.
 // Leaves are not computed by kernels: parameters and inputs live in the caller's
 // buffers, and constants are emitted inline. Random ops are elementwise leaves.
@@ -96,9 +98,11 @@ Graph fuse(const Graph& in) {
         int G = group[x];
         if (G < 0 || terminal[x]) continue;
         Kernel& k = groups[G];
-        if (k.kind != KernelKind::Elementwise && k.kind != KernelKind::Gemm) continue;
+        if (k.kind != KernelKind::Elementwise && k.kind != KernelKind::Gemm && k.kind != KernelKind::Conv) continue;
+        // Only the forward convolution writes its output tile by tile (the others scatter).
+        if (k.kind == KernelKind::Conv && g.nodes[k.nodes[0]].op != Op::Conv2d) continue;
         if (k.domain != node.type) continue;
-        if (k.kind == KernelKind::Gemm && k.reduce != Kernel::Reduce::None) continue;
+        if (k.kind != KernelKind::Elementwise && k.reduce != Kernel::Reduce::None) continue;
         if (can_join(G)) {
           chosen = G;
           break;
@@ -122,7 +126,7 @@ Graph fuse(const Graph& in) {
       groups[chosen].reduce = r;
       terminal[i] = true;
     } else if (row.cls == OpClass::Contraction) {
-      groups.push_back(Kernel{KernelKind::Gemm, {}, {}, node.type});
+      groups.push_back(Kernel{node.op == Op::Matmul ? KernelKind::Gemm : KernelKind::Conv, {}, {}, node.type});
       chosen = (int)groups.size() - 1;
     } else if (node.op == Op::Concat || node.op == Op::Slice) {
       groups.push_back(Kernel{node.op == Op::Concat ? KernelKind::Concat : KernelKind::Slice, {}, {}, node.type});
@@ -146,7 +150,7 @@ Graph fuse(const Graph& in) {
     for (NodeId x : g.nodes[i].in)
       if (group[x] >= 0 && group[x] != group[i]) stored[x] = true;
     Op op = g.nodes[i].op;
-    if (op == Op::Matmul || op == Op::SumTo || op == Op::Concat || op == Op::Slice) stored[i] = true;
+    if (op_row(op).cls == OpClass::Contraction || op == Op::SumTo || op == Op::Concat || op == Op::Slice) stored[i] = true;
   }
   for (auto& k : groups)
     for (NodeId id : k.nodes)
