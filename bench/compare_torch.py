@@ -332,9 +332,12 @@ def torch_env(threads, openblas_threads=None):
 
 
 TMP_DIR = None  # shown as TMP in the printed commands
+TOOLS_SHOWN = None  # (snapshot dir, the build's tools dir it was copied from)
 
 
 def cmd_str(changes, argv):
+    if TOOLS_SHOWN:
+        argv = [str(a).replace(TOOLS_SHOWN[0], TOOLS_SHOWN[1]) for a in argv]
     if TMP_DIR:
         argv = [str(a).replace(TMP_DIR, "TMP") for a in argv]
     rel = [os.path.relpath(a, REPO) if isinstance(a, str) and a.startswith(str(REPO) + "/") else str(a)
@@ -372,9 +375,9 @@ def ddpmc_env():
     return env, changes
 
 
-def ddpmc_train(build, model, threads, steps, log_every, out_dir, cache_dir):
+def ddpmc_train(tools, model, threads, steps, log_every, out_dir, cache_dir):
     env, changes = ddpmc_env()
-    argv = [build / "tools" / "ddpm-train", str(REPO / model), "--data", "moons", "--steps", str(steps),
+    argv = [tools / "ddpm-train", str(REPO / model), "--data", "moons", "--steps", str(steps),
             "--batch", "256", "--threads", str(threads), "--out", str(out_dir), "--log-every", str(log_every),
             "--ckpt-every", "0", "--grad-clip", "0", "--lr", "0.001", "--weight-decay", "0.01",
             "--ema-decay", "0.999", "--cache-dir", str(cache_dir)]
@@ -393,9 +396,9 @@ def ddpmc_train(build, model, threads, steps, log_every, out_dir, cache_dir):
             "command": cmd_str(changes, [str(a) for a in argv])}
 
 
-def ddpmc_sample(build, run_dir, threads, n, reps, out_npy):
+def ddpmc_sample(tools, run_dir, threads, n, reps, out_npy):
     env, changes = ddpmc_env()
-    argv = [build / "tools" / "ddpm-sample", str(run_dir), "--sampler", "ddpm", "-n", str(n), "--batch", "256",
+    argv = [tools / "ddpm-sample", str(run_dir), "--sampler", "ddpm", "-n", str(n), "--batch", "256",
             "--threads", str(threads), "--out", str(out_npy), "--no-png", "-q"]
     rates, lines = [], []
     calls = (n // 256) * T_STEPS
@@ -561,9 +564,18 @@ def orchestrate(args):
                    f"PyTorch is not usable; install it with: {TORCH_INSTALL}")
     probe = json.loads(p.stdout.split("PROBE ", 1)[1])
 
-    global TMP_DIR
+    global TMP_DIR, TOOLS_SHOWN
     tmp = Path(tempfile.mkdtemp(prefix="compare_torch."))
     TMP_DIR = str(tmp)
+    # Run a snapshot of the tools, so that a concurrent rebuild cannot swap them mid-run.
+    tools = tmp / "bin"
+    tools.mkdir()
+    tool_info = []
+    for tool in ("ddpm-train", "ddpm-sample"):
+        src = build / "tools" / tool
+        shutil.copy2(src, tools / tool)
+        tool_info.append(f"{tool} built {time.strftime('%Y-%m-%d %H:%M', time.localtime(src.stat().st_mtime))}")
+    TOOLS_SHOWN = (str(tools), str(build / "tools"))
     results = {}   # (model, threads) -> dict
     variants = []  # extra PyTorch configurations
     try:
@@ -577,8 +589,8 @@ def orchestrate(args):
             log(f"compare_torch: ddpmc moons, {threads} thread(s) ...")
             dd_load = loadavg()
             run_dir = tmp / f"moons-t{threads}"
-            tr = ddpmc_train(build, "models/moons.ddpm", threads, dd_steps, dd_log_every, run_dir, tmp / "cache")
-            sa = ddpmc_sample(build, run_dir, threads, dd_sample_n, dd_sample_reps, tmp / "samples.npy")
+            tr = ddpmc_train(tools, "models/moons.ddpm", threads, dd_steps, dd_log_every, run_dir, tmp / "cache")
+            sa = ddpmc_sample(tools, run_dir, threads, dd_sample_n, dd_sample_reps, tmp / "samples.npy")
             tr["load"] = dd_load
             results[("moons", threads)] = {"torch": tm, "ddpmc_train": tr, "ddpmc_sample": sa}
         if not args.no_unet:
@@ -606,7 +618,7 @@ def orchestrate(args):
     load_after = loadavg()
 
     report = make_report(args, build, probe, results, variants, scrubbed, load_before, load_after,
-                         time.time() - t_start, dict(moons=moons_work, unet=unet_work, dd_steps=dd_steps,
+                         time.time() - t_start, "; ".join(tool_info), dict(moons=moons_work, unet=unet_work, dd_steps=dd_steps,
                                                      dd_log_every=dd_log_every, dd_sample_n=dd_sample_n,
                                                      dd_sample_reps=dd_sample_reps))
     print(report)
@@ -617,7 +629,7 @@ def orchestrate(args):
     return 0
 
 
-def make_report(args, build, probe, results, variants, scrubbed, load_before, load_after, elapsed, work):
+def make_report(args, build, probe, results, variants, scrubbed, load_before, load_after, elapsed, tool_info, work):
     L = []
     ncores = os.cpu_count()
     try:
@@ -649,7 +661,8 @@ def make_report(args, build, probe, results, variants, scrubbed, load_before, lo
                 "normal user does not have)" if scrubbed else "nothing to remove")
              + "; threads T are set with `OMP_NUM_THREADS=T` (OpenBLAS's pthread build reads it too) and "
                "`torch.set_num_threads(T)`. The ddpmc tools get the same cleaned environment and `--threads T`.")
-    L.append(f"- ddpmc: {build}/tools (HEAD {git}{', working tree has uncommitted changes' if dirty else ''}).")
+    L.append(f"- ddpmc: {build}/tools ({tool_info}; run from a snapshot copy); repository HEAD {git}"
+             f"{' (the working tree has uncommitted changes)' if dirty else ''}.")
     L.append("")
 
     # --- main table ---
