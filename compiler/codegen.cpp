@@ -132,6 +132,23 @@ struct Emitter {
     if (!lines.empty()) out += fmt::format("//   spec: {}\n", lines);
   }
 
+  // A broadcast read (numpy rules) of `base` (type ti) in domain d, lane by lane:
+  // the index of domain element q in the input, as in broadcast_index().
+  std::string gather(const std::string& base, const Type& ti, const Type& d) {
+    const size_t n = d.dims.size(), off = n - ti.dims.size();
+    std::string idx;
+    int64_t inner = 1, istride = 1;
+    for (size_t k = n; k-- > 0;) {
+      const int64_t dk = d.dims[k], ik = k < off ? 1 : ti.dims[k - off];
+      if (ik != 1) idx += fmt::format("{}(q / {} % {}) * {}", idx.empty() ? "" : " + ", inner, dk, istride);
+      inner *= dk;
+      istride *= ik;
+    }
+    if (idx.empty()) idx = "0";
+    std::string batch = ti.batched ? fmt::format("b * {} + ", ti.numel()) : "";
+    return fmt::format("gat(tag, [&](int64_t q) {{ return {}[{}{}]; }}, j)", base, batch, idx);
+  }
+
   // Elementwise body: a generic lambda (tag, b, j, acc) computing the kernel's
   // members for element (b, j). `inside` marks nodes computed in this body.
   std::string body(const Kernel& kern, const std::vector<NodeId>& members, const std::string& cols,
@@ -147,7 +164,8 @@ struct Emitter {
       if (n.op == Op::InvBatch) return fmt::format("T({} / (float)e.B)", flt(n.value));
       if (n.op == Op::ConstTensor) {
         std::string t = table_name(n.data);
-        return n.type.dims.empty() ? fmt::format("T({}[0])", t) : fmt::format("ld<T>({} + j)", t);
+        if (n.type.dims.empty()) return fmt::format("T({}[0])", t);
+        return n.type.dims == kern.domain.dims ? fmt::format("ld<T>({} + j)", t) : gather(t, n.type, kern.domain);
       }
       if (n.op == Op::Input && (n.name == "t" || n.name == "s")) return fmt::format("T(e.{})", n.name);
       std::string p = ptr(x);
@@ -157,7 +175,7 @@ struct Emitter {
       if (ti.dims.empty() && !ti.batched) return fmt::format("T({}[0])", p);
       if (ti.dims.empty() && ti.batched) return fmt::format("T({}[b])", p);
       if (!ti.batched && ti.dims == d.dims) return fmt::format("ld<T>({} + j)", p);
-      DDPM_ICE(fmt::format("no access pattern for {} in domain {}", ti.str(), d.str()));
+      return gather(p, ti, d);
     };
     int r = 0;
     for (NodeId id : members) {
@@ -190,7 +208,30 @@ struct Emitter {
     return s;
   }
 
+  // A reduction that is not over everything, the batch, or the features (e.g. a
+  // conv bias gradient [B,C,H,W] -> [C,1,1]): one output element per task, each
+  // summing its inputs in a fixed order.
+  void reduce_general(size_t k, const Kernel& kern) {
+    const Node& n = g.nodes[kern.nodes[0]];
+    const Type& ti = g.nodes[n.in[0]].type;
+    header(k, kern, "sum to a broadcast shape,");
+    out += fmt::format("static void {}_k{}(const Env& e) {{\n", prefix, k);
+    std::string dims, keep;
+    const size_t nd = ti.dims.size(), off = nd - n.type.dims.size();
+    for (size_t d = 0; d < nd; ++d) {
+      const int64_t od = d < off ? 1 : n.type.dims[d - off];
+      dims += fmt::format("{}{}", d ? ", " : "", ti.dims[d]);
+      keep += fmt::format("{}{}", d ? ", " : "", od == ti.dims[d] ? 1 : 0);
+    }
+    out += fmt::format("  static const int64_t dims[] = {{{}}};\n  static const bool keep[] = {{{}}};\n", dims.empty() ? "1" : dims,
+                       keep.empty() ? "1" : keep);
+    out += fmt::format("  reduce_to({}, {}, e.B, {}, {}, {}, dims, keep);\n", ptr(n.in[0]), ptr(kern.nodes[0]),
+                       ti.batched ? "true" : "false", n.type.batched ? "true" : "false", nd);
+    out += "}\n\n";
+  }
+
   void elementwise(size_t k, const Kernel& kern) {
+    if (kern.reduce == Kernel::Reduce::General) return reduce_general(k, kern);
     auto [rows, cols] = rows_cols(kern.domain);
     const char* what = kern.reduce == Kernel::Reduce::None      ? "elementwise"
                        : kern.reduce == Kernel::Reduce::All     ? "elementwise + sum over everything,"
@@ -317,23 +358,41 @@ struct Emitter {
   void layout(size_t k, const Kernel& kern) {
     const NodeId id = kern.nodes[0];
     const Node& n = g.nodes[id];
-    header(k, kern, n.op == Op::Concat ? "concat on the last axis," : "slice on the last axis,");
-    out += fmt::format("static void {}_k{}(const Env& e) {{\n", prefix, k);
-    int64_t W = n.type.dims.back();
-    std::string rows = fmt::format("{}{}", n.type.batched ? "e.B * " : "", n.type.numel() / W);
-    if (n.op == Op::Concat) {
-      int64_t at = 0;
-      for (NodeId x : n.in) {
-        int64_t w = g.nodes[x].type.dims.back();
-        const Node& xn = g.nodes[x];
-        if (xn.op == Op::Const || xn.op == Op::ConstTensor || xn.op == Op::InvBatch)
-          DDPM_ICE("concat of a constant must be materialized first");
-        out += fmt::format("  copy_rows({}, {}, {}, {}, {} + {}, {});\n", rows, w, ptr(x), w, ptr(id), at, W);
-        at += w;
+    for (NodeId x : n.in) {
+      const Op op = g.nodes[x].op;
+      if (op == Op::Const || op == Op::ConstTensor || op == Op::InvBatch)
+        DDPM_ICE(fmt::format("{} of a constant must be materialized first", op_name(n.op)));
+    }
+    const std::string B = n.type.batched ? "e.B * " : "";
+    if (n.op == Op::Concat || n.op == Op::Slice) {
+      const int64_t a = layout_axis(n, n.type), W = dims_from(n.type, a);
+      header(k, kern, fmt::format("{} on axis {},", op_name(n.op), a));
+      out += fmt::format("static void {}_k{}(const Env& e) {{\n", prefix, k);
+      const std::string rows = fmt::format("{}{}", B, n.type.numel() / W);
+      if (n.op == Op::Concat) {
+        int64_t at = 0;
+        for (NodeId x : n.in) {
+          const int64_t w = dims_from(g.nodes[x].type, a);
+          out += fmt::format("  copy_rows({}, {}, {}, {}, {} + {}, {});\n", rows, w, ptr(x), w, ptr(id), at, W);
+          at += w;
+        }
+      } else {
+        const int64_t Wi = dims_from(g.nodes[n.in[0]].type, a);
+        const int64_t start = n.i0 * (a + 1 < (int64_t)n.type.dims.size() ? dims_from(n.type, a + 1) : 1);
+        out += fmt::format("  copy_rows({}, {}, {} + {}, {}, {}, {});\n", rows, W, ptr(n.in[0]), start, Wi, ptr(id), W);
       }
+    } else if (n.op == Op::Reshape) {
+      header(k, kern, "reshape (copy),");
+      out += fmt::format("static void {}_k{}(const Env& e) {{\n", prefix, k);
+      out += fmt::format("  copy_rows({}1, {}, {}, {}, {}, {});\n", B, n.type.numel(), ptr(n.in[0]), n.type.numel(), ptr(id),
+                         n.type.numel());
     } else {
-      int64_t Wi = g.nodes[n.in[0]].type.dims.back();
-      out += fmt::format("  copy_rows({}, {}, {} + {}, {}, {}, {});\n", rows, W, ptr(n.in[0]), n.i0, Wi, ptr(id), W);
+      const bool up = n.op == Op::Upsample2x;
+      const Type& small = up ? g.nodes[n.in[0]].type : n.type;
+      header(k, kern, up ? "nearest 2x upsampling," : "sum over 2x2 blocks,");
+      out += fmt::format("static void {}_k{}(const Env& e) {{\n", prefix, k);
+      out += fmt::format("  {}({}, {}, {}{}, {}, {});\n", up ? "upsample2x" : "pool2x_sum", ptr(n.in[0]), ptr(id), B,
+                         small.dims[0], small.dims[1], small.dims[2]);
     }
     out += "}\n\n";
   }
@@ -345,8 +404,7 @@ struct Emitter {
         case KernelKind::Elementwise: elementwise(k, kern); break;
         case KernelKind::Gemm: gemm(k, kern); break;
         case KernelKind::Conv: conv(k, kern); break;
-        case KernelKind::Concat:
-        case KernelKind::Slice: layout(k, kern); break;
+        case KernelKind::Layout: layout(k, kern); break;
       }
     }
     out += fmt::format("static void {}_run(const Env& e) {{\n", prefix);

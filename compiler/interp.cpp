@@ -14,10 +14,7 @@ namespace {
 
 // Reads input value v (of type ti) at element (b, j) of a domain of type d.
 double at(const Type& ti, const std::vector<double>& v, const Type& d, int64_t b, int64_t j) {
-  int64_t n = ti.numel();
-  if (ti.batched) return ti.dims.empty() ? v[b] : v[b * n + j];
-  return ti.dims.empty() ? v[0] : v[j];
-  (void)d;
+  return v[(ti.batched ? b * ti.numel() : 0) + broadcast_index(ti, d, j)];
 }
 
 }  // namespace
@@ -71,11 +68,7 @@ std::vector<std::vector<double>> interpret_all(const Graph& g, const Model& m, c
         const Type& ti = ty(0);
         const int64_t Ni = ti.numel(), Ri = ti.batched ? B : 1;
         for (int64_t b = 0; b < Ri; ++b)
-          for (int64_t j = 0; j < Ni; ++j) {
-            double v = in(0)[b * Ni + j];
-            int64_t ob = t.batched ? b : 0, oj = t.dims.empty() ? 0 : j;
-            out[ob * N + oj] += v;
-          }
+          for (int64_t j = 0; j < Ni; ++j) out[(t.batched ? b : 0) * N + broadcast_index(t, ti, j)] += in(0)[b * Ni + j];
         break;
       }
       case Op::Matmul: {
@@ -139,10 +132,10 @@ std::vector<std::vector<double>> interpret_all(const Graph& g, const Model& m, c
         break;
       }
       case Op::Concat: {
-        const int64_t rows = R * (N / t.dims.back()), W = t.dims.back();
+        const int64_t a = layout_axis(n, t), W = dims_from(t, a), rows = R * (N / W);
         int64_t at_col = 0;
         for (size_t k = 0; k < n.in.size(); ++k) {
-          int64_t w = ty((int)k).dims.back();
+          int64_t w = dims_from(ty((int)k), a);
           for (int64_t r = 0; r < rows; ++r)
             for (int64_t c = 0; c < w; ++c) out[r * W + at_col + c] = in((int)k)[r * w + c];
           at_col += w;
@@ -150,9 +143,25 @@ std::vector<std::vector<double>> interpret_all(const Graph& g, const Model& m, c
         break;
       }
       case Op::Slice: {
-        const int64_t W = t.dims.back(), Wi = ty(0).dims.back(), rows = R * (N / W);
+        const int64_t a = layout_axis(n, t), W = dims_from(t, a), Wi = dims_from(ty(0), a), rows = R * (N / W);
+        const int64_t start = n.i0 * (a + 1 < (int64_t)t.dims.size() ? dims_from(t, a + 1) : 1);
         for (int64_t r = 0; r < rows; ++r)
-          for (int64_t c = 0; c < W; ++c) out[r * W + c] = in(0)[r * Wi + n.i0 + c];
+          for (int64_t c = 0; c < W; ++c) out[r * W + c] = in(0)[r * Wi + start + c];
+        break;
+      }
+      case Op::Reshape: out = in(0); break;
+      case Op::Upsample2x:
+      case Op::Pool2xSum: {
+        const bool up = n.op == Op::Upsample2x;
+        const Type& small = up ? ty(0) : t;
+        const int64_t planes = R * small.dims[0], H = small.dims[1], W = small.dims[2];
+        for (int64_t q = 0; q < planes; ++q)
+          for (int64_t i = 0; i < 2 * H; ++i)
+            for (int64_t j = 0; j < 2 * W; ++j) {
+              const int64_t si = (q * H + i / 2) * W + j / 2, bi = (q * 2 * H + i) * 2 * W + j;
+              if (up) out[bi] = in(0)[si];
+              else out[si] += in(0)[bi];
+            }
         break;
       }
       default: {

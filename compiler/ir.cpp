@@ -37,7 +37,11 @@ static std::string attrs(const Node& n) {
     case Op::RandN: return fmt::format("stream {}", n.i0);
     case Op::UniformStep: return fmt::format("stream {}, 1..{}", n.i0, n.i1);
     case Op::Matmul: return n.i0 == kNN ? "NN" : n.i0 == kNT ? "NT" : "TN";
-    case Op::Slice: return fmt::format("[{}:{}]", n.i0, n.i0 + n.i1);
+    case Op::Slice: return fmt::format("[{}:{}] axis {}", n.i0, n.i0 + n.i1, n.axis);
+    case Op::Concat: return fmt::format("axis {}", n.axis);
+    case Op::Conv2d:
+    case Op::Conv2dBackData:
+    case Op::Conv2dBackFilter: return fmt::format("stride {}, padding {}", n.i0, n.i1);
     default: return "";
   }
 }

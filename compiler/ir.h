@@ -49,6 +49,7 @@ struct Node {
   double value = 0;          // Const: the value; InvBatch: scale (the node is scale / B)
   int64_t i0 = 0, i1 = 0;    // Matmul: mode; Slice: start, length; Rand*: stream; UniformStep: i1 = T;
                              // Conv2d*: stride, padding
+  int64_t axis = -1;         // Concat, Slice: the per-sample axis (-1: the last)
   std::vector<float> data;   // ConstTensor and Lookup: the table
   std::string name;          // Input: the input's name; Param: the parameter's name
   int index = -1;            // Param: index into Model::params
@@ -56,14 +57,14 @@ struct Node {
 };
 
 // One fused loop nest, produced by passes/fuse.cpp. See that file for the kinds.
-enum class KernelKind { Elementwise, Gemm, Conv, Concat, Slice };
+enum class KernelKind { Elementwise, Gemm, Conv, Layout };
 
 struct Kernel {
   KernelKind kind;
   std::vector<NodeId> nodes;    // in topological order; Gemm/Conv: nodes[0] is the contraction, the rest its epilogue
   std::vector<NodeId> outputs;  // nodes whose values are stored to memory
   Type domain;                  // the iteration space of the elementwise part
-  enum class Reduce { None, All, Batch, Features } reduce = Reduce::None;
+  enum class Reduce { None, All, Batch, Features, General } reduce = Reduce::None;
 };
 
 // Where a materialized value lives (passes/memplan.cpp).

@@ -3,6 +3,7 @@
 // read these rows; adding an op means adding a row here and a row in the op tests.
 #include "ops.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -11,11 +12,27 @@ namespace ddpmc {
 
 bool broadcast_type(const Type& a, const Type& b, Type& out) {
   out.batched = a.batched || b.batched;
-  if (a.dims == b.dims) out.dims = a.dims;
-  else if (a.dims.empty()) out.dims = b.dims;
-  else if (b.dims.empty()) out.dims = a.dims;
-  else return false;
+  const size_t n = std::max(a.dims.size(), b.dims.size());
+  out.dims.assign(n, 1);
+  for (size_t k = 0; k < n; ++k) {
+    int64_t da = k < n - a.dims.size() ? 1 : a.dims[k - (n - a.dims.size())];
+    int64_t db = k < n - b.dims.size() ? 1 : b.dims[k - (n - b.dims.size())];
+    if (da != db && da != 1 && db != 1) return false;
+    out.dims[k] = da == 1 ? db : da;
+  }
   return true;
+}
+
+int64_t broadcast_index(const Type& in, const Type& d, int64_t j) {
+  const size_t n = d.dims.size(), off = n - in.dims.size();
+  int64_t idx = 0, inner = 1, istride = 1;
+  for (size_t k = n; k-- > 0;) {
+    const int64_t dk = d.dims[k], ik = k < off ? 1 : in.dims[k - off];
+    if (ik != 1) idx += ((j / inner) % dk) * istride;
+    inner *= dk;
+    istride *= ik;
+  }
+  return idx;
 }
 
 namespace {
@@ -128,21 +145,50 @@ std::string conv_back_filter_shape(const Node& n, const Types& in, Type& out) {
 std::string concat_shape(const Node& n, const Types& in, Type& out) {
   out = in[0];
   if (out.dims.empty()) return fmt::format("cannot concatenate scalars {}", out.str());
+  const int64_t a = n.axis < 0 ? (int64_t)out.dims.size() - 1 : n.axis;
+  if (a >= (int64_t)out.dims.size()) return fmt::format("concat axis {} is out of range for {}", a, out.str());
   for (size_t i = 1; i < in.size(); ++i) {
     const Type& t = in[i];
     bool ok = t.batched == out.batched && t.dims.size() == out.dims.size();
-    for (size_t d = 0; ok && d + 1 < t.dims.size(); ++d) ok = t.dims[d] == out.dims[d];
-    if (!ok) return fmt::format("cannot concatenate {} and {} on the last axis", out.str(), t.str());
-    out.dims.back() += t.dims.back();
+    for (size_t d = 0; ok && d < t.dims.size(); ++d) ok = (int64_t)d == a || t.dims[d] == out.dims[d];
+    if (!ok) return fmt::format("cannot concatenate {} and {} on axis {}", out.str(), t.str(), a);
+    out.dims[a] += t.dims[a];
   }
   return "";
 }
 
 std::string slice_shape(const Node& n, const Types& in, Type& out) {
-  if (in[0].dims.empty() || n.i0 < 0 || n.i1 <= 0 || n.i0 + n.i1 > in[0].dims.back())
-    return fmt::format("slice [{}, {}) out of range for {}", n.i0, n.i0 + n.i1, in[0].str());
+  const int64_t a = n.axis < 0 ? (int64_t)in[0].dims.size() - 1 : n.axis;
+  if (in[0].dims.empty() || a >= (int64_t)in[0].dims.size() || n.i0 < 0 || n.i1 <= 0 || n.i0 + n.i1 > in[0].dims[a])
+    return fmt::format("slice [{}, {}) on axis {} out of range for {}", n.i0, n.i0 + n.i1, a, in[0].str());
   out = in[0];
-  out.dims.back() = n.i1;
+  out.dims[a] = n.i1;
+  return "";
+}
+
+std::string reshape_shape(const Node& n, const Types& in, Type& out) {
+  if (in[0].batched != n.type.batched || in[0].numel() != n.type.numel())
+    return fmt::format("cannot reshape {} ({} elements per sample) to {} ({})", in[0].str(), in[0].numel(), n.type.str(),
+                       n.type.numel());
+  out = n.type;
+  return "";
+}
+
+// Nearest-neighbour upsampling by 2 of [C,H,W] -> [C,2H,2W], and its adjoint, the
+// sum over 2x2 blocks [C,2H,2W] -> [C,H,W].
+std::string upsample_shape(const Node& n, const Types& in, Type& out) {
+  if (in[0].dims.size() != 3) return fmt::format("upsample needs [C,H,W] per sample, got {}", in[0].str());
+  out = in[0];
+  out.dims[1] *= 2;
+  out.dims[2] *= 2;
+  return "";
+}
+std::string pool_shape(const Node& n, const Types& in, Type& out) {
+  if (in[0].dims.size() != 3 || in[0].dims[1] % 2 || in[0].dims[2] % 2)
+    return fmt::format("2x2 pooling needs [C,H,W] with even H and W, got {}", in[0].str());
+  out = in[0];
+  out.dims[1] /= 2;
+  out.dims[2] /= 2;
   return "";
 }
 
@@ -212,28 +258,38 @@ void g_conv_back_filter(GB& b, const Node& n, NodeId, NodeId g, std::vector<Node
   d = {conv_node(b, Op::Conv2dBackData, n.in[1], g, n, b.type(n.in[0])), conv_node(b, Op::Conv2d, n.in[0], g, n, Type{})};
 }
 void g_concat(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {
+  const int64_t a = layout_axis(n, b.type(n.in[0]));
   int64_t at = 0;
   d.clear();
   for (NodeId in : n.in) {
-    int64_t len = b.type(in).dims.back();
-    d.push_back(b.slice(g, at, len));
+    int64_t len = b.type(in).dims[a];
+    d.push_back(b.slice(g, at, len, a));
     at += len;
   }
 }
 void g_slice(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {
   Type full = b.type(n.in[0]);
+  const int64_t a = layout_axis(n, full);
   std::vector<NodeId> parts;
   auto zero_part = [&](int64_t len) {
     Type t = full;
-    t.dims.back() = len;
+    t.dims[a] = len;
     parts.push_back(b.zeros(t));
   };
   if (n.i0 > 0) zero_part(n.i0);
   parts.push_back(g);
-  int64_t rest = full.dims.back() - n.i0 - n.i1;
+  int64_t rest = full.dims[a] - n.i0 - n.i1;
   if (rest > 0) zero_part(rest);
-  d = {parts.size() == 1 ? g : b.concat(parts)};
+  d = {parts.size() == 1 ? g : b.concat(parts, a)};
 }
+void g_reshape(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {
+  Node r{Op::Reshape};
+  r.in = {g};
+  r.type = b.type(n.in[0]);
+  d = {b.add(std::move(r))};
+}
+void g_upsample(GB& b, const Node&, NodeId, NodeId g, std::vector<NodeId>& d) { d = {b.unary(Op::Pool2xSum, g)}; }
+void g_pool(GB& b, const Node&, NodeId, NodeId g, std::vector<NodeId>& d) { d = {b.unary(Op::Upsample2x, g)}; }
 
 #define EW1(fn) [](const double* x) -> double { return fn; }
 const OpRow kRows[] = {
@@ -268,6 +324,9 @@ const OpRow kRows[] = {
      g_conv_back_filter},
     {Op::Concat, "concat", OpClass::Layout, -1, concat_shape, nullptr, nullptr, g_concat},
     {Op::Slice, "slice", OpClass::Layout, 1, slice_shape, nullptr, nullptr, g_slice},
+    {Op::Reshape, "reshape", OpClass::Layout, 1, reshape_shape, nullptr, nullptr, g_reshape},
+    {Op::Upsample2x, "upsample2x", OpClass::Layout, 1, upsample_shape, nullptr, nullptr, g_upsample},
+    {Op::Pool2xSum, "pool2x_sum", OpClass::Layout, 1, pool_shape, nullptr, nullptr, g_pool},
 };
 #undef EW1
 
@@ -334,17 +393,26 @@ NodeId Builder::matmul(NodeId a, NodeId b, int mode) {
   n.i0 = mode;
   return add(std::move(n));
 }
-NodeId Builder::slice(NodeId a, int64_t start, int64_t len) {
+NodeId Builder::slice(NodeId a, int64_t start, int64_t len, int64_t axis) {
   Node n{Op::Slice};
   n.in = {a};
   n.i0 = start;
   n.i1 = len;
+  n.axis = axis;
   return add(std::move(n));
 }
-NodeId Builder::concat(const std::vector<NodeId>& parts) {
+NodeId Builder::concat(const std::vector<NodeId>& parts, int64_t axis) {
   Node n{Op::Concat};
   n.in = parts;
+  n.axis = axis;
   return add(std::move(n));
+}
+
+int64_t layout_axis(const Node& n, const Type& t) { return n.axis < 0 ? (int64_t)t.dims.size() - 1 : n.axis; }
+int64_t dims_from(const Type& t, int64_t axis) {
+  int64_t p = 1;
+  for (size_t d = (size_t)axis; d < t.dims.size(); ++d) p *= t.dims[d];
+  return p;
 }
 
 }  // namespace ddpmc

@@ -38,9 +38,17 @@ const OpRow& op_row(Op op);
 inline const char* op_name(Op op) { return op_row(op).name; }
 inline bool is_elementwise(Op op) { return op_row(op).cls == OpClass::Elementwise; }
 
-// numpy-like broadcasting restricted to what codegen supports: equal dims, or one
-// side a scalar ([] or [B]); the result is batched if either side is.
+// numpy broadcasting of the per-sample dims (right-aligned; a dim of 1 or a
+// missing dim stretches); the result is batched if either side is.
 bool broadcast_type(const Type& a, const Type& b, Type& out);
+// For an input of type `in` broadcast to domain `d` (numpy rules), the index into
+// the input's per-sample values of the domain's per-sample element j.
+int64_t broadcast_index(const Type& in, const Type& d, int64_t j);
+
+// The per-sample axis a Concat or Slice works on, and the element counts before it
+// (outer, including the batch when batched) and from it on (inner) for a type.
+int64_t layout_axis(const Node& n, const Type& t);
+int64_t dims_from(const Type& t, int64_t axis);  // product of dims[axis:]
 
 // Creates nodes in a Graph, applying the op table's shape rules.
 class Builder {
@@ -62,8 +70,8 @@ class Builder {
   NodeId sum_to(NodeId a, const Type& t);
   NodeId broadcast(NodeId a, const Type& t);
   NodeId matmul(NodeId a, NodeId b, int mode);
-  NodeId slice(NodeId a, int64_t start, int64_t len);
-  NodeId concat(const std::vector<NodeId>& parts);
+  NodeId slice(NodeId a, int64_t start, int64_t len, int64_t axis = -1);
+  NodeId concat(const std::vector<NodeId>& parts, int64_t axis = -1);
   NodeId zeros(const Type& t) { return broadcast(cnst(0.0), t); }
 };
 

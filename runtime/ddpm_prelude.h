@@ -79,6 +79,14 @@ template <> inline V rstep<V>(uint64_t seed, uint64_t step, uint32_t stream, int
   return V::load_aligned(out);
 }
 
+// A broadcast read: lane k takes f(j + k).
+template <class F> inline float gat(float, F&& f, int64_t j) { return f(j); }
+template <class F> inline V gat(const V&, F&& f, int64_t j) {
+  alignas(64) float o[L];
+  for (int64_t k = 0; k < L; ++k) o[k] = f(j + k);
+  return V::load_aligned(o);
+}
+
 inline float hsum(float x) { return x; }
 inline float hsum(const V& x) { return simd::reduce_add(x); }
 
@@ -261,6 +269,65 @@ template <int R, class F> inline void reduce_features(int64_t rows, int64_t cols
       for (; j < cols; ++j) body(0.0f, b, j, sa);
       for (int k = 0; k < R; ++k) out[k][b] = hsum(va[k]) + sa[k];
     }
+  });
+}
+
+// out = in summed over the axes where keep[d] is false (and over the batch when the
+// input is batched and the output is not). dims are the input's per-sample dims.
+// One output element per task, its inputs summed in a fixed order (double).
+inline void reduce_to(const float* in, float* out, int64_t B, bool in_batched, bool out_batched, int nd,
+                      const int64_t* dims, const bool* keep) {
+  int64_t n_in = 1, n_out = 1;
+  for (int d = 0; d < nd; ++d) n_in *= dims[d], n_out *= keep[d] ? dims[d] : 1;
+  const int64_t rows_out = out_batched ? B : 1, rows_in = in_batched ? B : 1;
+  parallel_chunks(rows_out * n_out, [&](int64_t o) {
+    const int64_t ob = o / n_out;
+    int64_t rest = o % n_out, base = 0, stride = 1;
+    int64_t red_dims[8], red_strides[8];
+    int nred = 0;
+    for (int d = nd - 1; d >= 0; --d) {
+      if (keep[d]) {
+        base += (rest % dims[d]) * stride;
+        rest /= dims[d];
+      } else {
+        red_dims[nred] = dims[d];
+        red_strides[nred++] = stride;
+      }
+      stride *= dims[d];
+    }
+    int64_t n_red = 1;
+    for (int r = 0; r < nred; ++r) n_red *= red_dims[r];
+    double acc = 0;
+    for (int64_t b = out_batched ? ob : 0; b < (out_batched ? ob + 1 : rows_in); ++b)
+      for (int64_t c = 0; c < n_red; ++c) {
+        int64_t idx = base, q = c;
+        for (int r = 0; r < nred; ++r) {
+          idx += (q % red_dims[r]) * red_strides[r];
+          q /= red_dims[r];
+        }
+        acc += in[b * n_in + idx];
+      }
+    out[o] = (float)acc;
+  });
+}
+
+// Nearest 2x upsampling of `planes` planes [H,W] -> [2H,2W], and its adjoint.
+inline void upsample2x(const float* in, float* out, int64_t planes, int64_t H, int64_t W) {
+  parallel_chunks(planes, [&](int64_t q) {
+    for (int64_t i = 0; i < 2 * H; ++i) {
+      const float* src = in + (q * H + i / 2) * W;
+      float* dst = out + (q * 2 * H + i) * 2 * W;
+      for (int64_t j = 0; j < 2 * W; ++j) dst[j] = src[j / 2];
+    }
+  });
+}
+inline void pool2x_sum(const float* in, float* out, int64_t planes, int64_t H, int64_t W) {
+  parallel_chunks(planes, [&](int64_t q) {
+    for (int64_t i = 0; i < H; ++i)
+      for (int64_t j = 0; j < W; ++j) {
+        const float* s = in + (q * 2 * H + 2 * i) * 2 * W + 2 * j;
+        out[(q * H + i) * W + j] = (s[0] + s[1]) + (s[2 * W] + s[2 * W + 1]);
+      }
   });
 }
 

@@ -93,6 +93,11 @@ const std::vector<OpCase>& cases() {
       {"mul []*[B,N]", [](Ctx& c) { return bin(c, Op::Mul, S, BN); }},
       {"div [B,N]/[N]", [](Ctx& c) { return bin(c, Op::Div, BN, N); }, true},
       {"div [B]/[B,N]", [](Ctx& c) { return bin(c, Op::Div, Bs, BN); }, true},
+      {"add [B,C,H,W]+[C,1,1] (per channel)", [](Ctx& c) { return bin(c, Op::Add, Type{true, {2, 3, 4}}, Type{false, {2, 1, 1}}); }},
+      {"mul [B,C,1,1]*[B,C,H,W]", [](Ctx& c) { return bin(c, Op::Mul, Type{true, {2, 1, 1}}, Type{true, {2, 3, 4}}); }},
+      {"sub [W]-[B,C,H,W]", [](Ctx& c) { return bin(c, Op::Sub, Type{false, {4}}, Type{true, {2, 3, 4}}); }},
+      {"sum_to [B,C,H,W]->[C,1,1]", [](Ctx& c) { return c.b.sum_to(c.input(Type{true, {2, 3, 4}}), Type{false, {2, 1, 1}}); }},
+      {"sum_to [B,C,H,W]->[B,C,1,1]", [](Ctx& c) { return c.b.sum_to(c.input(Type{true, {2, 3, 4}}), Type{true, {2, 1, 1}}); }},
       {"broadcast [N]->[B,N]", [](Ctx& c) { return c.b.broadcast(c.input(N), BN); }},
       {"broadcast []->[B]", [](Ctx& c) { return c.b.broadcast(c.input(S), Bs); }},
       {"sum_to [B,N]->[N]", [](Ctx& c) { return c.b.sum_to(c.input(BN), N); }},
@@ -113,6 +118,16 @@ const std::vector<OpCase>& cases() {
       {"conv2d_back_filter stride 2", [](Ctx& c) { return conv(c, Op::Conv2dBackFilter, 2, 1); }},
       {"concat", [](Ctx& c) { return c.b.concat({c.input(BN), c.input(Type{true, {2}})}); }},
       {"slice", [](Ctx& c) { return c.b.slice(c.input(Type{true, {5}}), 1, 3); }},
+      {"concat on channels", [](Ctx& c) { return c.b.concat({c.input(Type{true, {2, 3, 2}}), c.input(Type{true, {1, 3, 2}})}, 0); }},
+      {"slice on channels", [](Ctx& c) { return c.b.slice(c.input(Type{true, {4, 2, 3}}), 1, 2, 0); }},
+      {"reshape", [](Ctx& c) {
+         Node n{Op::Reshape};
+         n.in = {c.input(Type{true, {2, 3, 2}})};
+         n.type = Type{true, {2, 6}};
+         return c.b.add(std::move(n));
+       }},
+      {"upsample2x", [](Ctx& c) { return c.b.unary(Op::Upsample2x, c.input(Type{true, {2, 3, 2}})); }},
+      {"pool2x_sum", [](Ctx& c) { return c.b.unary(Op::Pool2xSum, c.input(Type{true, {2, 4, 6}})); }},
       {"lookup", [](Ctx& c) {
          Node u{Op::UniformStep};
          u.type = Bs;

@@ -10,7 +10,7 @@
 //                update), applied per output tile as the GEMM epilogue.
 //   Conv         one convolution (forward, data gradient or filter gradient) as
 //                im2col + GEMM per sample; the forward one takes an epilogue too.
-//   Concat/Slice copies along the last axis.
+//   Layout       concat, slice, reshape, 2x upsampling and its adjoint: copies.
 // Leaves are not computed by kernels: parameters and inputs live in the caller's
 // buffers, and constants are emitted inline. Random ops are elementwise leaves.
 //
@@ -36,8 +36,9 @@ bool computed_elementwise(Op op) {
 
 Kernel::Reduce reduce_kind(const Type& from, const Type& to) {
   if (!to.batched && to.dims.empty()) return Kernel::Reduce::All;
-  if (!to.batched) return Kernel::Reduce::Batch;
-  return Kernel::Reduce::Features;
+  if (!to.batched && to.dims == from.dims) return Kernel::Reduce::Batch;
+  if (to.batched && to.dims.empty()) return Kernel::Reduce::Features;
+  return Kernel::Reduce::General;
 }
 
 }  // namespace
@@ -116,7 +117,8 @@ Graph fuse(const Graph& in) {
       NodeId x = node.in[0];
       Kernel::Reduce r = reduce_kind(g.nodes[x].type, node.type);
       int G = group[x];
-      if (G >= 0 && !terminal[x] && groups[G].kind == KernelKind::Elementwise && groups[G].domain == g.nodes[x].type &&
+      if (r != Kernel::Reduce::General && G >= 0 && !terminal[x] && groups[G].kind == KernelKind::Elementwise &&
+          groups[G].domain == g.nodes[x].type &&
           (groups[G].reduce == Kernel::Reduce::None || groups[G].reduce == r) && can_join(G)) {
         chosen = G;
       } else {
@@ -128,8 +130,8 @@ Graph fuse(const Graph& in) {
     } else if (row.cls == OpClass::Contraction) {
       groups.push_back(Kernel{node.op == Op::Matmul ? KernelKind::Gemm : KernelKind::Conv, {}, {}, node.type});
       chosen = (int)groups.size() - 1;
-    } else if (node.op == Op::Concat || node.op == Op::Slice) {
-      groups.push_back(Kernel{node.op == Op::Concat ? KernelKind::Concat : KernelKind::Slice, {}, {}, node.type});
+    } else if (row.cls == OpClass::Layout) {
+      groups.push_back(Kernel{KernelKind::Layout, {}, {}, node.type});
       chosen = (int)groups.size() - 1;
       terminal[i] = true;
     } else {
@@ -150,7 +152,7 @@ Graph fuse(const Graph& in) {
     for (NodeId x : g.nodes[i].in)
       if (group[x] >= 0 && group[x] != group[i]) stored[x] = true;
     Op op = g.nodes[i].op;
-    if (op_row(op).cls == OpClass::Contraction || op == Op::SumTo || op == Op::Concat || op == Op::Slice) stored[i] = true;
+    if (op_row(op).cls == OpClass::Contraction || op_row(op).cls == OpClass::Layout || op == Op::SumTo) stored[i] = true;
   }
   for (auto& k : groups)
     for (NodeId id : k.nodes)

@@ -19,13 +19,13 @@ namespace {
 
 // Floats are keyed by their bit patterns: tables can hold NaN (0/0 at step 0 of
 // beta/sqrt(1-abar)), and NaN would break the map's ordering and merge distinct nodes.
-using Key = std::tuple<int, std::vector<NodeId>, std::string, int64_t, int64_t, std::string, std::string, int, bool,
-                       std::vector<int64_t>>;
+using Key = std::tuple<int, std::vector<NodeId>, std::string, int64_t, int64_t, int64_t, std::string, std::string, int,
+                       bool, std::vector<int64_t>>;
 
 Key key_of(const Node& n) {
   std::string value(reinterpret_cast<const char*>(&n.value), sizeof n.value);
   std::string data(reinterpret_cast<const char*>(n.data.data()), n.data.size() * sizeof(float));
-  return {(int)n.op, n.in, value, n.i0, n.i1, data, n.name, n.index, n.type.batched, n.type.dims};
+  return {(int)n.op, n.in, value, n.i0, n.i1, n.axis, data, n.name, n.index, n.type.batched, n.type.dims};
 }
 
 bool is_const(const Node& n, double v) { return n.op == Op::Const && n.value == v; }

@@ -1127,7 +1127,7 @@ static void train_k3(const Env& e) {
   map_rows(rows, cols, body);
 }
 
-// train_k4: concat on the last axis, [B,64]
+// train_k4: concat on axis 0, [B,64]
 //   ops:  concat
 //   spec: models/moons.ddpm:21; std:24
 static void train_k4(const Env& e) {
@@ -1135,7 +1135,7 @@ static void train_k4(const Env& e) {
   copy_rows(e.B * 1, 32, (e.A + 96 * e.B), 32, (e.A + 128 * e.B) + 32, 64);
 }
 
-// train_k5: concat on the last axis, [B,66]
+// train_k5: concat on axis 0, [B,66]
 //   ops:  concat
 //   spec: models/moons.ddpm:10,21
 static void train_k5(const Env& e) {
@@ -1547,7 +1547,7 @@ static void loss_k3(const Env& e) {
   map_rows(rows, cols, body);
 }
 
-// loss_k4: concat on the last axis, [B,64]
+// loss_k4: concat on axis 0, [B,64]
 //   ops:  concat
 //   spec: models/moons.ddpm:21; std:24
 static void loss_k4(const Env& e) {
@@ -1555,7 +1555,7 @@ static void loss_k4(const Env& e) {
   copy_rows(e.B * 1, 32, (e.A + 96 * e.B), 32, (e.A + 128 * e.B) + 32, 64);
 }
 
-// loss_k5: concat on the last axis, [B,66]
+// loss_k5: concat on axis 0, [B,66]
 //   ops:  concat
 //   spec: models/moons.ddpm:10,21
 static void loss_k5(const Env& e) {
@@ -1721,7 +1721,7 @@ static void sampler_ddpm_k0(const Env& e) {
   map_rows(rows, cols, body);
 }
 
-// sampler_ddpm_k1: concat on the last axis, [B,64]
+// sampler_ddpm_k1: concat on axis 0, [B,64]
 //   ops:  concat
 //   spec: models/moons.ddpm:26; std:24
 static void sampler_ddpm_k1(const Env& e) {
@@ -1729,7 +1729,7 @@ static void sampler_ddpm_k1(const Env& e) {
   copy_rows(e.B * 1, 32, (e.A + 32 * e.B), 32, (e.A + 64 * e.B) + 32, 64);
 }
 
-// sampler_ddpm_k2: concat on the last axis, [B,66]
+// sampler_ddpm_k2: concat on axis 0, [B,66]
 //   ops:  concat
 //   spec: models/moons.ddpm:10,26
 static void sampler_ddpm_k2(const Env& e) {
@@ -1926,7 +1926,7 @@ static void sampler_ddim_k0(const Env& e) {
   map_rows(rows, cols, body);
 }
 
-// sampler_ddim_k1: concat on the last axis, [B,64]
+// sampler_ddim_k1: concat on axis 0, [B,64]
 //   ops:  concat
 //   spec: models/moons.ddpm:33; std:24
 static void sampler_ddim_k1(const Env& e) {
@@ -1934,7 +1934,7 @@ static void sampler_ddim_k1(const Env& e) {
   copy_rows(e.B * 1, 32, (e.A + 32 * e.B), 32, (e.A + 64 * e.B) + 32, 64);
 }
 
-// sampler_ddim_k2: concat on the last axis, [B,66]
+// sampler_ddim_k2: concat on axis 0, [B,66]
 //   ops:  concat
 //   spec: models/moons.ddpm:10,33
 static void sampler_ddim_k2(const Env& e) {
@@ -2132,7 +2132,7 @@ static void eps_k0(const Env& e) {
   map_rows(rows, cols, body);
 }
 
-// eps_k1: concat on the last axis, [B,64]
+// eps_k1: concat on axis 0, [B,64]
 //   ops:  concat
 //   spec: models/moons.ddpm:9; std:24
 static void eps_k1(const Env& e) {
@@ -2140,7 +2140,7 @@ static void eps_k1(const Env& e) {
   copy_rows(e.B * 1, 32, (e.A + 32 * e.B), 32, (e.A + 64 * e.B) + 32, 64);
 }
 
-// eps_k2: concat on the last axis, [B,66]
+// eps_k2: concat on axis 0, [B,66]
 //   ops:  concat
 //   spec: models/moons.ddpm:9,10
 static void eps_k2(const Env& e) {
