@@ -90,14 +90,14 @@ double prior_kl(const VlbSchedule& s, double x0) {
   return normal_kl(std::sqrt(abar) * x0, std::log(1.0 - abar), 0.0, 0.0);
 }
 
-TermSteps vlb_term_steps(int T, int steps, uint64_t seed) {
+TermSteps vlb_term_steps(int T, int steps, uint64_t seed, uint64_t key) {
   TermSteps r;
   const int n = T - 1;  // the terms t = 2..T
   if (steps <= 0 || steps >= n) {
     for (int t = T; t >= 2; --t) r.t.push_back(t);
     return r;
   }
-  const int o = std::min(n - 1, (int)(philox_uniform(seed, kOffsetStep, kVlbNoiseStream, 0) * n));
+  const int o = std::min(n - 1, (int)(philox_uniform(seed, kOffsetStep, kVlbNoiseStream, key) * n));
   for (int j = 0; j < steps; ++j) r.t.push_back(2 + (int)((o + (int64_t)j * n / steps) % n));
   std::sort(r.t.begin(), r.t.end(), std::greater<int>());
   r.weight = (double)n / steps;
@@ -108,7 +108,7 @@ TermSteps vlb_term_steps(int T, int steps, uint64_t seed) {
 VlbBatch vlb_bpd(const float* x0, int B, int64_t D, const VlbSchedule& s, const EpsFn& eps,
                  const VlbOptions& opt) {
   DDPM_CHECK(B >= 1 && D >= 1, fmt::format("batch {} x {}", B, D));
-  const TermSteps ts = vlb_term_steps(s.T, opt.steps, opt.seed);
+  const TermSteps ts = vlb_term_steps(s.T, opt.steps, opt.seed, (uint64_t)opt.first_index);
   std::vector<int> order = ts.t;
   order.push_back(1);
 

@@ -80,17 +80,20 @@ double prior_kl(const VlbSchedule& s, double x0);
 
 // The steps t in 2..T whose L_{t-1} terms are evaluated, and the weight each
 // term gets. steps K = 0 or K ≥ T − 1: every t, weight 1 (the exact sum). Otherwise
-// circular systematic sampling: an offset o uniform in {0..T−2} drawn from `seed`
-// and t_j = 2 + (o + ⌊j (T−1)/K⌋) mod (T−1), j = 0..K−1, each with weight (T−1)/K.
-// Every t is picked for exactly K of the T−1 offsets, so the weighted sum is an
-// unbiased estimate of Σ_{t=2..T} L_{t-1} over the offset. The t are returned in
-// decreasing order.
+// circular systematic sampling: an offset o uniform in {0..T−2} drawn from
+// (seed, key) and t_j = 2 + (o + ⌊j (T−1)/K⌋) mod (T−1), j = 0..K−1, each with
+// weight (T−1)/K. Every t is picked for exactly K of the T−1 offsets, so the
+// weighted sum is an unbiased estimate of Σ_{t=2..T} L_{t-1} over the offset. The
+// offset noise is large when a few small t carry most of the sum (they do for the
+// linear schedule), so vlb_bpd draws a fresh offset per batch (key = the batch's
+// first global image index) and callers should estimate the error across batches.
+// The t are returned in decreasing order.
 struct TermSteps {
   std::vector<int> t;
   double weight = 1;
   bool exact = true;
 };
-TermSteps vlb_term_steps(int T, int steps, uint64_t seed);
+TermSteps vlb_term_steps(int T, int steps, uint64_t seed, uint64_t key = 0);
 
 // ε_θ(x_t, t) for the whole batch: x_t and eps_out are [B, D] floats.
 using EpsFn = std::function<void(const float* x_t, int t, float* eps_out)>;
@@ -98,7 +101,7 @@ using EpsFn = std::function<void(const float* x_t, int t, float* eps_out)>;
 struct VlbOptions {
   uint64_t seed = 0;
   int steps = 0;            // K for vlb_term_steps; 0 = the full sum
-  int64_t first_index = 0;  // global index of image 0 of the batch (keys the noise)
+  int64_t first_index = 0;  // global index of image 0 of the batch (keys the noise and the offset)
   // Called after each ε evaluation with the number done and the total (T or K + 1),
   // for progress lines; may be empty.
   std::function<void(int done, int total, int t)> on_step;
