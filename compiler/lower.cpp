@@ -100,6 +100,7 @@ struct BuiltinCall {
   const Expr& call;
   std::vector<Value> args;  // by position in Builtin::params (None if not given)
   std::vector<Loc> locs;
+  std::map<std::string, std::pair<Value, Loc>> kw;  // variadic builtins: their keyword arguments
   const Value& arg(size_t i) const { return args[i]; }
 };
 
@@ -124,6 +125,7 @@ class Lowerer {
   NodeId param(const std::string& name, const Type& t, float bound, const Loc& loc);
   Frame& top() { return *stack_.back(); }
   int steps_T() const { return m_.diffusion.T; }
+  Value reduce(BuiltinCall& c, bool mean);
 
  private:
   const Program& prog_;
@@ -341,8 +343,14 @@ Value Lowerer::eval_call(const Expr& e) {
     BuiltinCall c{*this, e, {}, {}};
     if (B.required < 0) {
       for (auto& a : e.args) {
-        if (!a.name.empty())
-          user_error(a.loc, fmt::format("'{}' takes no keyword arguments", e.name), fmt::format("usage: {}", B.doc));
+        if (!a.name.empty()) {
+          bool known = false;
+          for (auto* p : B.params) known = known || a.name == p;
+          if (!known)
+            user_error(a.loc, fmt::format("'{}' has no argument named '{}'", e.name, a.name), fmt::format("usage: {}", B.doc));
+          c.kw[a.name] = {eval(*a.value), a.value->loc};
+          continue;
+        }
         c.args.push_back(eval(*a.value));
         c.locs.push_back(a.value->loc);
       }
@@ -788,6 +796,37 @@ Type shape_arg(BuiltinCall& c, size_t i, bool batched) {
   return t;
 }
 
+// sum/mean over everything (a scalar), or over one per-sample axis kept as size 1.
+Value Lowerer::reduce(BuiltinCall& c, bool mean) {
+  const char* what = mean ? "mean" : "sum";
+  NodeId x = as_node(c.arg(0), c.locs[0], what);
+  const Type t = b_->type(x);
+  Node s{Op::SumTo};
+  s.in = {x};
+  s.type = Type{false, {}};
+  double count = (double)t.numel();
+  if (c.arg(1).kind != Value::Kind::None) {
+    int64_t a = as_int(c.arg(1), c.locs[1], "axis");
+    const int64_t rank = (int64_t)t.dims.size();
+    if (a < 0) a += rank;
+    if (a < 0 || a >= rank)
+      user_error(c.locs[1], fmt::format("axis {} is out of range for shape {}", as_int(c.arg(1), c.locs[1], "axis"), t.str()),
+                 "axes count the per-sample dimensions; -1 is the last");
+    s.type = t;
+    s.type.dims[a] = 1;
+    count = (double)t.dims[a];
+  }
+  NodeId sum = make(std::move(s), c.call.loc, what);
+  if (!mean) return tensor(sum);
+  const bool per_batch = t.batched && !b_->type(sum).batched;
+  Node k{per_batch ? Op::InvBatch : Op::Const};
+  k.value = 1.0 / count;
+  NodeId scale = make(std::move(k), c.call.loc, what);
+  Node m{Op::Mul};
+  m.in = {sum, scale};
+  return tensor(make(std::move(m), c.call.loc, what));
+}
+
 const std::map<std::string, Builtin>& builtins() {
   static const std::map<std::string, Builtin> m = {
       {"exp", {{"x"}, 1, "exp(x): elementwise e to the x, of a tensor or a number", [](BuiltinCall& c) { return unary_builtin(c, Op::Exp, [](double x) { return std::exp(x); }); }}},
@@ -811,30 +850,36 @@ const std::map<std::string, Builtin>& builtins() {
          n.i1 = c.arg(3).kind == Value::Kind::None ? 0 : c.L.as_int(c.arg(3), c.locs[3], "padding");
          return tensor(c.L.make(std::move(n), c.call.loc, "conv2d"));
        }}},
-      {"concat", {{}, -1, "concat(a, b, ...) joins on the last axis", [](BuiltinCall& c) {
+      {"concat", {{"axis"}, -1, "concat(a, b, ..., axis = -1) joins per-sample tensors on an axis (0: channels)",
+                  [](BuiltinCall& c) {
          Node n{Op::Concat};
          for (size_t i = 0; i < c.args.size(); ++i) n.in.push_back(c.L.as_node(c.args[i], c.locs[i], "concat"));
+         if (auto it = c.kw.find("axis"); it != c.kw.end()) {
+           const int64_t rank = (int64_t)c.L.b_->type(n.in[0]).dims.size();
+           int64_t a = c.L.as_int(it->second.first, it->second.second, "axis");
+           if (a < 0) a += rank;
+           if (a < 0 || a >= rank)
+             user_error(it->second.second, fmt::format("axis {} is out of range for rank {}", a, rank),
+                        "axes count the per-sample dimensions; -1 is the last");
+           n.axis = a;
+         }
          return tensor(c.L.make(std::move(n), c.call.loc, "concat"));
        }}},
-      {"sum", {{"x"}, 1, "sum(x) adds every element of every sample", [](BuiltinCall& c) {
-         Node n{Op::SumTo};
-         n.in = {c.L.as_node(c.arg(0), c.locs[0], "sum")};
-         n.type = Type{false, {}};
-         return tensor(c.L.make(std::move(n), c.call.loc, "sum"));
+      {"sum", {{"x", "axis"}, 1, "sum(x) adds every element of every sample; sum(x, axis = k) one axis per sample, kept as size 1",
+               [](BuiltinCall& c) { return c.L.reduce(c, false); }}},
+      {"mean", {{"x", "axis"}, 1, "mean(x) averages every element of every sample; mean(x, axis = k) one axis per sample, kept as size 1",
+                [](BuiltinCall& c) { return c.L.reduce(c, true); }}},
+      {"reshape", {{"x", "shape"}, 2, "reshape(x, [d...]) reinterprets each sample with the same element count",
+                   [](BuiltinCall& c) {
+         Node n{Op::Reshape};
+         n.in = {c.L.as_node(c.arg(0), c.locs[0], "reshape")};
+         n.type = shape_arg(c, 1, c.L.b_->type(n.in[0]).batched);
+         return tensor(c.L.make(std::move(n), c.call.loc, "reshape"));
        }}},
-      {"mean", {{"x"}, 1, "mean(x) averages every element of every sample", [](BuiltinCall& c) {
-         NodeId x = c.L.as_node(c.arg(0), c.locs[0], "mean");
-         Type t = c.L.b_->type(x);
-         Node s{Op::SumTo};
-         s.in = {x};
-         s.type = Type{false, {}};
-         NodeId sum = c.L.make(std::move(s), c.call.loc, "mean");
-         Node k{t.batched ? Op::InvBatch : Op::Const};
-         k.value = 1.0 / (double)t.numel();
-         NodeId scale = c.L.make(std::move(k), c.call.loc, "mean");
-         Node m{Op::Mul};
-         m.in = {sum, scale};
-         return tensor(c.L.make(std::move(m), c.call.loc, "mean"));
+      {"upsample", {{"x"}, 1, "upsample(x: [C,H,W]) -> [C,2H,2W], nearest neighbour", [](BuiltinCall& c) {
+         Node n{Op::Upsample2x};
+         n.in = {c.L.as_node(c.arg(0), c.locs[0], "upsample")};
+         return tensor(c.L.make(std::move(n), c.call.loc, "upsample"));
        }}},
       {"param", {{"shape", "bound"}, 1, "param(shape, bound = b) is a parameter initialised U(-b, b)", [](BuiltinCall& c) {
          Type t = shape_arg(c, 0, false);
