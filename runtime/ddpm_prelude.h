@@ -150,12 +150,16 @@ inline void gemm_epilogue(int M, int N, int K, const float* A, int lda, bool ta,
 // Convolution legend: one sample x [C,H,W], kernel K×K, stride s, padding p, output
 // [Ho,Wo]; col is [C*K*K, Ho*Wo] with row (c*K + ki)*K + kj.
 // col[(c,ki,kj), (i,j)] = x[c, i*s+ki-p, j*s+kj-p] (0 outside). Parallel over rows.
+// The valid output columns of a row form one interval, copied without branches.
 __attribute__((noinline)) inline void im2col(const float* x, int64_t C, int64_t H, int64_t W, int64_t K, int64_t s,
                                              int64_t p, int64_t Ho, int64_t Wo, float* col) {
   parallel_chunks((C * K * K + 7) / 8, [&](int64_t chunk) {
     const int64_t r1 = std::min<int64_t>(C * K * K, (chunk + 1) * 8);
     for (int64_t r = chunk * 8; r < r1; ++r) {
       const int64_t c = r / (K * K), ki = (r / K) % K, kj = r % K;
+      // Columns j with 0 <= j*s + kj - p < W.
+      const int64_t j0 = std::min<int64_t>(Wo, std::max<int64_t>(0, (p - kj + s - 1) / s));
+      const int64_t j1 = std::max<int64_t>(j0, std::min<int64_t>(Wo, (W - 1 + p - kj) / s + 1));
       float* dst = col + r * Ho * Wo;
       for (int64_t i = 0; i < Ho; ++i) {
         const int64_t h = i * s + ki - p;
@@ -164,11 +168,14 @@ __attribute__((noinline)) inline void im2col(const float* x, int64_t C, int64_t 
           std::memset(d, 0, Wo * sizeof(float));
           continue;
         }
-        const float* src = x + (c * H + h) * W;
-        for (int64_t j = 0; j < Wo; ++j) {
-          const int64_t w = j * s + kj - p;
-          d[j] = (w >= 0 && w < W) ? src[w] : 0.0f;
+        const float* src = x + (c * H + h) * W + kj - p;
+        for (int64_t j = 0; j < j0; ++j) d[j] = 0.0f;
+        if (s == 1) {
+          std::memcpy(d + j0, src + j0, (j1 - j0) * sizeof(float));
+        } else {
+          for (int64_t j = j0; j < j1; ++j) d[j] = src[j * s];
         }
+        for (int64_t j = j1; j < Wo; ++j) d[j] = 0.0f;
       }
     }
   });
@@ -184,13 +191,17 @@ __attribute__((noinline)) inline void col2im(const float* col, int64_t C, int64_
     for (int64_t ki = 0; ki < K; ++ki)
       for (int64_t kj = 0; kj < K; ++kj) {
         const float* src = col + ((c * K + ki) * K + kj) * Ho * Wo;
+        const int64_t j0 = std::min<int64_t>(Wo, std::max<int64_t>(0, (p - kj + s - 1) / s));
+        const int64_t j1 = std::max<int64_t>(j0, std::min<int64_t>(Wo, (W - 1 + p - kj) / s + 1));
         for (int64_t i = 0; i < Ho; ++i) {
           const int64_t h = i * s + ki - p;
           if (h < 0 || h >= H) continue;
-          for (int64_t j = 0; j < Wo; ++j) {
-            const int64_t w = j * s + kj - p;
-            if (w >= 0 && w < W) xc[h * W + w] += src[i * Wo + j];
-          }
+          float* d = xc + h * W + kj - p;
+          const float* sr = src + i * Wo;
+          if (s == 1)
+            for (int64_t j = j0; j < j1; ++j) d[j] += sr[j];
+          else
+            for (int64_t j = j0; j < j1; ++j) d[j * s] += sr[j];
         }
       }
   });
@@ -280,6 +291,30 @@ inline void reduce_to(const float* in, float* out, int64_t B, bool in_batched, b
   int64_t n_in = 1, n_out = 1;
   for (int d = 0; d < nd; ++d) n_in *= dims[d], n_out *= keep[d] ? dims[d] : 1;
   const int64_t rows_out = out_batched ? B : 1, rows_in = in_batched ? B : 1;
+  // Fast path: kept axes all lead and reduced axes all trail (GroupNorm statistics,
+  // bias gradients), so each output sums contiguous blocks of `inner` floats.
+  int lead = 0;
+  while (lead < nd && keep[lead]) ++lead;
+  bool trailing = true;
+  for (int d = lead; d < nd; ++d) trailing = trailing && !keep[d];
+  if (trailing) {
+    const int64_t inner = n_in / n_out;
+    parallel_chunks(rows_out * n_out, [&](int64_t o) {
+      const int64_t ob = o / n_out, oj = o % n_out;
+      double acc = 0;
+      for (int64_t b = out_batched ? ob : 0; b < (out_batched ? ob + 1 : rows_in); ++b) {
+        const float* blk = in + b * n_in + oj * inner;
+        V va(0.0f);
+        int64_t k = 0;
+        for (; k + L <= inner; k += L) va += V::load_unaligned(blk + k);
+        float sa = 0.0f;
+        for (; k < inner; ++k) sa += blk[k];
+        acc += (double)hsum(va) + (double)sa;
+      }
+      out[o] = (float)acc;
+    });
+    return;
+  }
   parallel_chunks(rows_out * n_out, [&](int64_t o) {
     const int64_t ob = o / n_out;
     int64_t rest = o % n_out, base = 0, stride = 1;
