@@ -148,8 +148,10 @@ std::vector<float> load_images(const std::string& path, const ddpm::Module& mod,
     for (int64_t v : shape) s += (s.empty() ? "" : ", ") + std::to_string(v);
     user_error_noloc(fmt::format("data file {} has shape [{}], but the model's images are {} ({} values each)", file,
                                  s, mod.data_shape_string(), D),
-                     fmt::format("pass images as [N, {}] or [N, {}]", D,
-                                 mod.data_shape_string().substr(1, mod.data_shape_string().size() - 2)));
+                     mod->data_rank == 1 ? fmt::format("pass images as [N, {}]", D)
+                                         : fmt::format("pass images as [N, {}] or [N, {}]", D,
+                                                       mod.data_shape_string().substr(
+                                                           1, mod.data_shape_string().size() - 2)));
   }
   *available = shape[0];
   if (shape[0] < 1) user_error_noloc(fmt::format("data file {} holds no images (N = 0)", file), "");
