@@ -863,6 +863,21 @@ const std::map<std::string, Builtin>& builtins() {
                         "axes count the per-sample dimensions; -1 is the last");
            n.axis = a;
          }
+         // A targeted message for the classic U-Net mistake: a skip connection
+         // joining maps of different spatial sizes.
+         const Type& t0 = c.L.b_->type(n.in[0]);
+         const int64_t a = n.axis < 0 ? (int64_t)t0.dims.size() - 1 : n.axis;
+         for (size_t i = 1; i < n.in.size(); ++i) {
+           const Type& ti = c.L.b_->type(n.in[i]);
+           if (ti.dims.size() != t0.dims.size()) continue;
+           for (size_t d = 0; d < ti.dims.size(); ++d)
+             if ((int64_t)d != a && ti.dims[d] != t0.dims[d])
+               user_error(c.locs[i],
+                          fmt::format("shape mismatch in concat on axis {}: {} and {} differ on axis {} ({} against {})",
+                                      a, t0.str(), ti.str(), d, t0.dims[d], ti.dims[d]),
+                          "every axis but the joined one must match; in a U-Net skip connection, check that the up "
+                          "path's upsampling undoes the down path's strides");
+         }
          return tensor(c.L.make(std::move(n), c.call.loc, "concat"));
        }}},
       {"sum", {{"x", "axis"}, 1, "sum(x) adds every element of every sample; sum(x, axis = k) one axis per sample, kept as size 1",
