@@ -472,8 +472,10 @@ int train(const TrainConfig& cfg) {
       std::fflush(metrics.get());
       if (!cfg.quiet) {
         double run_sps = (step - start.step) / std::max(seconds_since(t0), 1e-9);
-        fmt::print(stderr, "{}step {}/{}  loss {:.4f}  {:.0f} steps/s  ETA {}{}", tty ? "\r" : "", step, cfg.steps,
-                   last_mean, sps, format_eta((cfg.steps - step) / run_sps), tty ? "   " : "\n");
+        double eta = (cfg.steps - step) / run_sps;
+        if (cfg.minutes > 0) eta = std::min(eta, std::max(0.0, cfg.minutes * 60 - seconds_since(t0)));
+        fmt::print(stderr, "{}step {}/{}  loss {:.4f}  {:.3g} steps/s  ETA {}{}", tty ? "\r" : "", step, cfg.steps,
+                   last_mean, sps, format_eta(eta), tty ? "   " : "\n");
         std::fflush(stderr);
       }
       window_loss = 0;
@@ -487,7 +489,7 @@ int train(const TrainConfig& cfg) {
   save(k, elapsed_total());
   if (tty) fmt::print(stderr, "\n");
   double dt = seconds_since(t0);
-  fmt::print(stderr, "{} {} steps in {:.1f} s ({:.0f} steps/s), loss {:.4f}; checkpoint at step {} in {}\n",
+  fmt::print(stderr, "{} {} steps in {:.1f} s ({:.3g} steps/s), loss {:.4f}; checkpoint at step {} in {}\n",
              timed_out ? "stopped by the time limit after" : "trained", k - start.step, dt,
              (k - start.step) / std::max(dt, 1e-9), last_mean, k, ckpt_path);
   return 0;
