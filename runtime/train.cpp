@@ -172,6 +172,9 @@ struct State {
   explicit State(int64_t P) : params(P), grads(P), ema(P), m(P), v(P) {}
 };
 
+// Steps per second for people: whole numbers when large, two decimals when small.
+std::string rate(double sps) { return sps >= 100 ? fmt::format("{:.0f}", sps) : fmt::format("{:.2f}", sps); }
+
 void init_params(const ddpm_module& m, uint64_t seed, float* params) {
   for (int i = 0; i < m.n_params; ++i) {
     const ddpm_param_info& p = m.params[i];
@@ -474,8 +477,8 @@ int train(const TrainConfig& cfg) {
         double run_sps = (step - start.step) / std::max(seconds_since(t0), 1e-9);
         double eta = (cfg.steps - step) / run_sps;
         if (cfg.minutes > 0) eta = std::min(eta, std::max(0.0, cfg.minutes * 60 - seconds_since(t0)));
-        fmt::print(stderr, "{}step {}/{}  loss {:.4f}  {:.3g} steps/s  ETA {}{}", tty ? "\r" : "", step, cfg.steps,
-                   last_mean, sps, format_eta(eta), tty ? "   " : "\n");
+        fmt::print(stderr, "{}step {}/{}  loss {:.4f}  {} steps/s  ETA {}{}", tty ? "\r" : "", step, cfg.steps,
+                   last_mean, rate(sps), format_eta(eta), tty ? "   " : "\n");
         std::fflush(stderr);
       }
       window_loss = 0;
@@ -489,9 +492,9 @@ int train(const TrainConfig& cfg) {
   save(k, elapsed_total());
   if (tty) fmt::print(stderr, "\n");
   double dt = seconds_since(t0);
-  fmt::print(stderr, "{} {} steps in {:.1f} s ({:.3g} steps/s), loss {:.4f}; checkpoint at step {} in {}\n",
+  fmt::print(stderr, "{} {} steps in {:.1f} s ({} steps/s), loss {:.4f}; checkpoint at step {} in {}\n",
              timed_out ? "stopped by the time limit after" : "trained", k - start.step, dt,
-             (k - start.step) / std::max(dt, 1e-9), last_mean, k, ckpt_path);
+             rate((k - start.step) / std::max(dt, 1e-9)), last_mean, k, ckpt_path);
   return 0;
 }
 
