@@ -1,4 +1,4 @@
-/* The versioned C ABI between a compiled ddpmc module (a .so) and the runtime.
+/* The versioned C ABI (version 2; version 2 added eps_eval) between a compiled ddpmc module (a .so) and the runtime.
  *
  * A module exports one symbol, `ddpm_module_v1`, returning a pointer to a static
  * ddpm_module. The module is stateless: the runtime owns every buffer (parameters,
@@ -19,7 +19,7 @@
 #define DDPM_ABI_H
 #include <stdint.h>
 
-#define DDPM_ABI_VERSION 1
+#define DDPM_ABI_VERSION 2
 
 #ifdef __cplusplus
 extern "C" {

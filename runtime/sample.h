@@ -12,7 +12,7 @@
 // Determinism: x_T depends only on (seed, global sample index), so deterministic
 // samplers (DDIM) give the same sample i for any --batch. The noise a stochastic
 // sampler draws inside the module is keyed by the element's position within the
-// call (ABI v1 has no element offset), so for DDPM the output depends on --batch;
+// call (the ABI has no element offset), so for DDPM the output depends on --batch;
 // for a fixed batch it is a pure function of (seed, i).
 #pragma once
 #include <cstdint>
