@@ -375,40 +375,48 @@ def ddpmc_env():
     return env, changes
 
 
-def ddpmc_train(tools, model, threads, steps, log_every, out_dir, cache_dir):
+def ddpmc_train(tools, model, data, batch, threads, steps, log_every, out_dir, cache_dir):
     env, changes = ddpmc_env()
-    argv = [tools / "ddpm-train", str(REPO / model), "--data", "moons", "--steps", str(steps),
-            "--batch", "256", "--threads", str(threads), "--out", str(out_dir), "--log-every", str(log_every),
+    argv = [tools / "ddpm-train", str(REPO / model), "--data", data, "--steps", str(steps),
+            "--batch", str(batch), "--threads", str(threads), "--out", str(out_dir), "--log-every", str(log_every),
             "--ckpt-every", "0", "--grad-clip", "0", "--lr", "0.001", "--weight-decay", "0.01",
             "--ema-decay", "0.999", "--cache-dir", str(cache_dir)]
-    p = run(argv, env, 600, f"ddpm-train ({threads} threads)")
-    m = re.search(r"trained (\d+) steps in ([\d.]+) s \((\d+) steps/s\)", p.stderr)
+    p = run(argv, env, 600, f"ddpm-train {model} ({threads} threads)")
+    m = re.search(r"trained (\d+) steps in ([\d.]+) s \(([\d.]+) steps/s\)", p.stderr)
     if not m:
         raise Fail(f"cannot find the 'trained N steps in X s (R steps/s)' line in ddpm-train's output:\n"
                    f"{p.stderr[-1500:]}")
-    windows = []
+    pm = re.search(r": (\d+) parameters, batch", p.stderr)
+    # Window rates from the elapsed_s column (ms resolution) of consecutive metrics lines.
+    windows, prev = [], (0, 0.0)
     with open(Path(out_dir) / "metrics.jsonl") as fh:
         for line in fh:
             rec = json.loads(line)
-            windows.append(rec["steps_per_s"])
-    return {"final_line": m.group(0), "end_to_end": int(m.group(1)) / float(m.group(2)),
+            step, el = int(rec["step"]), float(rec["elapsed_s"])
+            if el > prev[1]:
+                windows.append((step - prev[0]) / (el - prev[1]))
+            prev = (step, el)
+    return {"final_line": m.group(0), "end_to_end": int(m.group(1)) / max(float(m.group(2)), 1e-9),
+            "params": int(pm.group(1)) if pm else None,
             "printed_rate": float(m.group(3)), "windows": windows,
             "command": cmd_str(changes, [str(a) for a in argv])}
 
 
-def ddpmc_sample(tools, run_dir, threads, n, reps, out_npy):
+def ddpmc_sample(tools, run_dir, batch, threads, n, reps, out_npy, steps=T_STEPS):
     env, changes = ddpmc_env()
-    argv = [tools / "ddpm-sample", str(run_dir), "--sampler", "ddpm", "-n", str(n), "--batch", "256",
+    argv = [tools / "ddpm-sample", str(run_dir), "--sampler", "ddpm", "-n", str(n), "--batch", str(batch),
             "--threads", str(threads), "--out", str(out_npy), "--no-png", "-q"]
+    if steps != T_STEPS:
+        argv[4:4] = ["--steps", str(steps)]
     rates, lines = [], []
-    calls = (n // 256) * T_STEPS
+    calls = (n // batch) * steps
     for _ in range(reps):
         p = run(argv, env, 600, f"ddpm-sample ({threads} threads)")
         m = re.search(r"sampled .* \((\d+) steps, .*\) in ([\d.]+) s", p.stderr)
         if not m:
             raise Fail(f"cannot find the 'sampled ... in X s' line in ddpm-sample's output:\n{p.stderr[-1500:]}")
-        if int(m.group(1)) != T_STEPS:
-            raise Fail(f"ddpm-sample ran {m.group(1)} steps, expected {T_STEPS}")
+        if int(m.group(1)) != steps:
+            raise Fail(f"ddpm-sample ran {m.group(1)} steps, expected {steps}")
         rates.append(calls / float(m.group(2)))
         lines.append(m.group(0))
     return {"rates": rates, "lines": lines, "calls": calls, "command": cmd_str(changes, [str(a) for a in argv])}
@@ -542,6 +550,11 @@ def orchestrate(args):
     dd_steps = dd_log_every * (4 if q else 12)   # the first window is warm-up and is dropped
     dd_sample_n = 256 * (2 if q else 5)          # chunks of 1000 sampler calls at batch 256
     dd_sample_reps = 2 if q else 5
+    unet_spec = REPO / "models" / "fashion_unet.ddpm"
+    un_log_every = 1 if q else 2
+    un_steps = un_log_every * (3 if q else 7)    # first window dropped
+    un_sample_steps = 4 if q else 20             # strided DDPM: K sampler calls of the same cost
+    un_sample_reps = 2 if q else 3
     foreach = args.adamw == "foreach"
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
 
@@ -589,8 +602,9 @@ def orchestrate(args):
             log(f"compare_torch: ddpmc moons, {threads} thread(s) ...")
             dd_load = loadavg()
             run_dir = tmp / f"moons-t{threads}"
-            tr = ddpmc_train(tools, "models/moons.ddpm", threads, dd_steps, dd_log_every, run_dir, tmp / "cache")
-            sa = ddpmc_sample(tools, run_dir, threads, dd_sample_n, dd_sample_reps, tmp / "samples.npy")
+            tr = ddpmc_train(tools, "models/moons.ddpm", "moons", 256, threads, dd_steps, dd_log_every, run_dir,
+                             tmp / "cache")
+            sa = ddpmc_sample(tools, run_dir, 256, threads, dd_sample_n, dd_sample_reps, tmp / "samples.npy")
             tr["load"] = dd_load
             results[("moons", threads)] = {"torch": tm, "ddpmc_train": tr, "ddpmc_sample": sa}
         if not args.no_unet:
@@ -601,6 +615,24 @@ def orchestrate(args):
                 load_at_start = loadavg()
                 results[("unet", threads)] = {"torch": torch_worker(cfg, env, changes, 900)}
                 results[("unet", threads)]["torch"]["load"] = load_at_start
+                if not unet_spec.exists():
+                    results[("unet", threads)]["ddpmc_na"] = "not implemented yet"
+                    continue
+                log(f"compare_torch: ddpmc U-Net, {threads} thread(s) ...")
+                dd_load = loadavg()
+                run_dir = tmp / f"unet-t{threads}"
+                try:
+                    tr = ddpmc_train(tools, "models/fashion_unet.ddpm", "fashion-mnist", 64, threads, un_steps,
+                                     un_log_every, run_dir, tmp / "cache")
+                    tr["load"] = dd_load
+                    if tr["params"] != 691681:
+                        raise Fail(f"models/fashion_unet.ddpm has {tr['params']} parameters, not 691,681")
+                    sa = ddpmc_sample(tools, run_dir, 64, threads, 64, un_sample_reps, tmp / "samples.npy",
+                                      steps=un_sample_steps)
+                    results[("unet", threads)].update(ddpmc_train=tr, ddpmc_sample=sa)
+                except Fail as e:
+                    log(f"compare_torch: ddpmc U-Net failed; its column is n/a: {e}")
+                    results[("unet", threads)]["ddpmc_na"] = str(e).splitlines()[0][:150]
         if not args.no_variants and not q:
             models = ["moons"] + ([] if args.no_unet else ["unet"])
             for model in models:
@@ -620,7 +652,9 @@ def orchestrate(args):
     report = make_report(args, build, probe, results, variants, scrubbed, load_before, load_after,
                          time.time() - t_start, "; ".join(tool_info), dict(moons=moons_work, unet=unet_work, dd_steps=dd_steps,
                                                      dd_log_every=dd_log_every, dd_sample_n=dd_sample_n,
-                                                     dd_sample_reps=dd_sample_reps))
+                                                     dd_sample_reps=dd_sample_reps, un_steps=un_steps,
+                                                     un_log_every=un_log_every, un_sample_steps=un_sample_steps,
+                                                     un_sample_reps=un_sample_reps))
     print(report)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -676,7 +710,7 @@ def make_report(args, build, probe, results, variants, scrubbed, load_before, lo
                 if r is None:
                     continue
                 pt = median(r["torch"][kind])
-                if model == "moons":
+                if "ddpmc_train" in r:
                     dd = median(r["ddpmc_train"]["windows"][1:]) if kind == "train" else \
                         median(r["ddpmc_sample"]["rates"])
                 else:
@@ -684,7 +718,8 @@ def make_report(args, build, probe, results, variants, scrubbed, load_before, lo
                 rows[(model, kind, threads)] = (pt, dd)
                 label = f"{name}, {'training step' if kind == 'train' else 'DDPM sampler step'}, batch {batch}"
                 L.append(f"| {label} | {threads} | {fmt_rate(pt)} ({fmt_ms(pt)}) | "
-                         + (f"{fmt_rate(dd)} ({fmt_ms(dd)})" if dd else "n/a (not implemented yet)") + " | "
+                         + (f"{fmt_rate(dd)} ({fmt_ms(dd)})" if dd else f"n/a ({r.get('ddpmc_na', 'not run')})")
+                         + " | "
                          + (f"{dd / pt:.2f}×" if dd else "n/a") + " |")
     L.append("")
     L.append("Medians over timed blocks (spread and block sizes below). Ratio > 1 means ddpmc is faster.")
@@ -738,7 +773,8 @@ def make_report(args, build, probe, results, variants, scrubbed, load_before, lo
              f"moons batch, module train_step = t, eps, x_t, forward, loss, backward; AdamW lr 1e-3 wd 0.01; EMA "
              f"0.999). Gradient clipping is turned off (`--grad-clip 0`; ddpm-train clips at 1.0 by default) "
              f"because the PyTorch loop does not clip, and checkpoints only at the end (`--ckpt-every 0`). The "
-             f"table uses the median of the per-window steps/s in metrics.jsonl, first window (warm-up) dropped — "
+             f"table uses the median of the per-window rates in metrics.jsonl (steps between two lines ÷ the "
+             f"difference of their `elapsed_s`), first window (warm-up) dropped — "
              f"the same median-of-blocks method as the PyTorch side; the end-to-end figure of the final "
              f"'trained N steps in X s' line (which also includes the first-touch warm-up and the final "
              f"checkpoint write) is listed below.")
@@ -758,7 +794,8 @@ def make_report(args, build, probe, results, variants, scrubbed, load_before, lo
         if "ddpmc_train" in r:
             tr, sa = r["ddpmc_train"], r["ddpmc_sample"]
             L.append(f"| ddpmc {name} train, {threads} thr | {spread(tr['windows'][1:])}; end to end "
-                     f"{tr['end_to_end']:.0f} steps/s (`{tr['final_line']}`) | {work['dd_log_every']} steps | "
+                     f"{fmt_rate(tr['end_to_end'])} steps/s (`{tr['final_line']}`) | "
+                     f"{work['dd_log_every' if model == 'moons' else 'un_log_every']} steps | "
                      f"{tr.get('load', '')} |")
             L.append(f"| ddpmc {name} sampler, {threads} thr | {spread(sa['rates'])} | {sa['calls']} calls | |")
     L.append("")
@@ -774,7 +811,16 @@ def make_report(args, build, probe, results, variants, scrubbed, load_before, lo
                  f"{unet['torch']['data']}. Peak RSS of the U-Net worker processes: " +
                  ", ".join(f"{results[('unet', t)]['torch']['maxrss_mib']:.0f} MiB ({t} thr)"
                            for t in (1, 2) if ('unet', t) in results) + ".")
-        L.append("- The U-Net's ddpmc column is n/a: ddpmc cannot compile convolutions yet (issue 3).")
+        if "ddpmc_train" in unet:
+            L.append(f"- ddpmc U-Net: `models/fashion_unet.ddpm` ({unet['ddpmc_train']['params']:,} parameters), "
+                     f"`ddpm-train --data fashion-mnist --batch 64`, {work['un_steps']} steps with a metrics line "
+                     f"every {work['un_log_every']} (first window dropped, median of the rest; window rates from "
+                     f"the `elapsed_s` column); sampler: `ddpm-sample --sampler ddpm --steps "
+                     f"{work['un_sample_steps']} -n 64 --batch 64` — a strided chain of {work['un_sample_steps']} "
+                     f"calls of the `ddpm` sampler block, each the same work as one step of the full chain "
+                     f"(one network forward + the update), median of {work['un_sample_reps']} runs.")
+        else:
+            L.append(f"- The U-Net's ddpmc column is n/a: {unet.get('ddpmc_na', 'not run')}.")
     L.append("")
     L.append("## Commands")
     L.append("")
