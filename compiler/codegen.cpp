@@ -191,6 +191,9 @@ struct Emitter {
         expr = fmt::format("rnormal<T>(e.seed, e.step, {}, b * {} + j)", n.i0, cols);
       } else if (n.op == Op::UniformStep) {
         expr = fmt::format("rstep<T>(e.seed, e.step, {}, b * {} + j, {})", n.i0, cols, n.i1);
+      } else if (n.op == Op::Clip || n.op == Op::ClipMask) {
+        expr = fmt::format(fmt::runtime(op_row(n.op).emit), operand(n.in[0]), fmt::arg("lo", flt(n.value)),
+                           fmt::arg("hi", flt(n.value2)));
       } else if (n.op == Op::Lookup) {
         expr = fmt::format("vlookup<T>({}, {})", table_name(n.data), operand(n.in[0]));
       } else {

@@ -171,7 +171,7 @@ std::vector<std::vector<double>> interpret_all(const Graph& g, const Model& m, c
         for (int64_t b = 0; b < R; ++b)
           for (int64_t j = 0; j < N; ++j) {
             for (size_t k = 0; k < n.in.size(); ++k) x[k] = at(ty((int)k), in((int)k), t, b, j);
-            out[b * N + j] = row.eval(x);
+            out[b * N + j] = row.eval(n, x);
           }
       }
     }

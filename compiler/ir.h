@@ -46,7 +46,8 @@ struct Node {
   Op op;
   Type type;
   std::vector<NodeId> in;
-  double value = 0;          // Const: the value; InvBatch: scale (the node is scale / B)
+  double value = 0;          // Const: the value; InvBatch: scale (the node is scale / B); Clip*: low bound
+  double value2 = 0;         // Clip*: high bound
   int64_t i0 = 0, i1 = 0;    // Matmul: mode; Slice: start, length; Rand*: stream; UniformStep: i1 = T;
                              // Conv2d*: stride, padding
   int64_t axis = -1;         // Concat, Slice: the per-sample axis (-1: the last)

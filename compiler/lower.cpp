@@ -836,6 +836,18 @@ const std::map<std::string, Builtin>& builtins() {
       {"cos", {{"x"}, 1, "cos(x): elementwise cosine, of a tensor or a number", [](BuiltinCall& c) { return unary_builtin(c, Op::Cos, [](double x) { return std::cos(x); }); }}},
       {"sigmoid", {{"x"}, 1, "sigmoid(x): elementwise 1 / (1 + exp(-x)), of a tensor or a number", [](BuiltinCall& c) { return unary_builtin(c, Op::Sigmoid, [](double x) { return 1 / (1 + std::exp(-x)); }); }}},
       {"square", {{"x"}, 1, "square(x): elementwise x * x, of a tensor or a number", [](BuiltinCall& c) { return unary_builtin(c, Op::Square, [](double x) { return x * x; }); }}},
+      {"clip", {{"x", "lo", "hi"}, 3, "clip(x, lo, hi): elementwise min(max(x, lo), hi); lo and hi are numbers",
+                [](BuiltinCall& c) {
+         const double lo = c.L.as_number(c.arg(1), c.locs[1], "clip's lower bound");
+         const double hi = c.L.as_number(c.arg(2), c.locs[2], "clip's upper bound");
+         if (!(lo < hi)) user_error(c.locs[2], fmt::format("clip needs lo < hi, got {} and {}", lo, hi), "e.g. clip(x0, -1, 1)");
+         if (c.arg(0).kind == Value::Kind::Number) return number(std::min(std::max(c.arg(0).num, lo), hi));
+         Node n{Op::Clip};
+         n.in = {c.L.as_node(c.arg(0), c.locs[0], "clip")};
+         n.value = lo;
+         n.value2 = hi;
+         return tensor(c.L.make(std::move(n), c.call.loc, "clip"));
+       }}},
       {"matmul", {{"x", "w"}, 2, "matmul(x: [K], w: [K, N]) -> [N]", [](BuiltinCall& c) {
          Node n{Op::Matmul};
          n.in = {c.L.as_node(c.arg(0), c.locs[0], "matmul"), c.L.as_node(c.arg(1), c.locs[1], "matmul")};

@@ -226,6 +226,13 @@ void g_sigmoid(GB& b, const Node&, NodeId self, NodeId g, std::vector<NodeId>& d
 void g_square(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {
   d = {b.mul(g, b.mul(n.in[0], b.cnst(2.0)))};
 }
+void g_clip(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {
+  Node m{Op::ClipMask};
+  m.in = {n.in[0]};
+  m.value = n.value;
+  m.value2 = n.value2;
+  d = {b.mul(g, b.add(std::move(m)))};
+}
 void g_broadcast(GB&, const Node&, NodeId, NodeId g, std::vector<NodeId>& d) { d = {g}; }
 void g_sumto(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {
   d = {b.broadcast(g, b.type(n.in[0]))};
@@ -291,7 +298,7 @@ void g_reshape(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {
 void g_upsample(GB& b, const Node&, NodeId, NodeId g, std::vector<NodeId>& d) { d = {b.unary(Op::Pool2xSum, g)}; }
 void g_pool(GB& b, const Node&, NodeId, NodeId g, std::vector<NodeId>& d) { d = {b.unary(Op::Upsample2x, g)}; }
 
-#define EW1(fn) [](const double* x) -> double { return fn; }
+#define EW1(fn) [](const Node& n, const double* x) -> double { return fn; }
 const OpRow kRows[] = {
     // op, name, class, arity, shape, eval, emit, grad
     {Op::Input, "input", OpClass::Leaf, 0, leaf_shape, nullptr, nullptr, no_grad},
@@ -313,6 +320,11 @@ const OpRow kRows[] = {
     {Op::Cos, "cos", OpClass::Elementwise, 1, ew_shape, EW1(std::cos(x[0])), "vcos({0})", g_cos},
     {Op::Sigmoid, "sigmoid", OpClass::Elementwise, 1, ew_shape, EW1(sigmoid(x[0])), "vsigmoid({0})", g_sigmoid},
     {Op::Square, "square", OpClass::Elementwise, 1, ew_shape, EW1(x[0] * x[0]), "({0} * {0})", g_square},
+    // clip(x, lo, hi) and its derivative mask: 1 strictly inside (lo, hi), else 0.
+    {Op::Clip, "clip", OpClass::Elementwise, 1, ew_shape, EW1(std::min(std::max(x[0], n.value), n.value2)),
+     "vclip({0}, {lo}, {hi})", g_clip},
+    {Op::ClipMask, "clip_mask", OpClass::Elementwise, 1, ew_shape, EW1(x[0] > n.value && x[0] < n.value2 ? 1.0 : 0.0),
+     "vclip_mask({0}, {lo}, {hi})", no_grad},
     {Op::Broadcast, "broadcast", OpClass::Elementwise, 1, broadcast_shape, EW1(x[0]), "{0}", g_broadcast},
     // Lookup's element value is table[x]; eval and emit are special-cased on the table.
     {Op::Lookup, "lookup", OpClass::Elementwise, 1, lookup_shape, nullptr, "vlookup<T>({table}, {0})", no_grad},

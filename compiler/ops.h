@@ -25,8 +25,8 @@ struct OpRow {
   // Output type from input types and the node's attributes; "" on success, else
   // a message describing the mismatch in the user's terms.
   std::string (*shape)(const Node& n, const std::vector<Type>& in, Type& out);
-  // Elementwise ops: reference evaluation of one element, in double precision.
-  double (*eval)(const double* x);
+  // Elementwise ops: reference evaluation of one element of node n, in double precision.
+  double (*eval)(const Node& n, const double* x);
   // Elementwise ops: emitted C++; {0}, {1} name the inputs. Helpers are in runtime/ddpm_prelude.h.
   const char* emit;
   // Adjoint contributions: din[i] receives the gradient for input i (or -1 for none).

@@ -49,6 +49,13 @@ inline V vcos(const V& x) { return xsimd::cos(x); }
 inline float vsigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 inline V vsigmoid(const V& x) { return V(1.0f) / (V(1.0f) + xsimd::exp(-x)); }
 
+inline float vclip(float x, float lo, float hi) { return std::min(std::max(x, lo), hi); }
+inline V vclip(const V& x, float lo, float hi) { return xsimd::min(xsimd::max(x, V(lo)), V(hi)); }
+inline float vclip_mask(float x, float lo, float hi) { return x > lo && x < hi ? 1.0f : 0.0f; }
+inline V vclip_mask(const V& x, float lo, float hi) {
+  return xsimd::select(x > V(lo) && x < V(hi), V(1.0f), V(0.0f));
+}
+
 // table[t] for step values t (floats holding whole numbers).
 template <class T> inline T vlookup(const float* table, const T& t);
 template <> inline float vlookup<float>(const float* table, const float& t) { return table[(int)t]; }

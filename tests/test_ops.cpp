@@ -85,6 +85,13 @@ const std::vector<OpCase>& cases() {
       {"cos", [](Ctx& c) { return un(c, Op::Cos, BN); }},
       {"sigmoid", [](Ctx& c) { return un(c, Op::Sigmoid, BN); }},
       {"square", [](Ctx& c) { return un(c, Op::Square, BN); }},
+      {"clip", [](Ctx& c) {
+         Node n{Op::Clip};
+         n.in = {c.input(BN)};
+         n.value = -0.5;
+         n.value2 = 0.6;
+         return c.b.add(std::move(n));
+       }},
       {"add [B,N]+[B,N]", [](Ctx& c) { return bin(c, Op::Add, BN, BN); }},
       {"add [B,N]+[N]", [](Ctx& c) { return bin(c, Op::Add, BN, N); }},
       {"sub [B]-[B,N]", [](Ctx& c) { return bin(c, Op::Sub, Bs, BN); }},

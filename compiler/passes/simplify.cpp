@@ -25,6 +25,7 @@ using Key = std::tuple<int, std::vector<NodeId>, std::string, int64_t, int64_t, 
 Key key_of(const Node& n) {
   std::string value(reinterpret_cast<const char*>(&n.value), sizeof n.value);
   std::string data(reinterpret_cast<const char*>(n.data.data()), n.data.size() * sizeof(float));
+  value.append(reinterpret_cast<const char*>(&n.value2), sizeof n.value2);
   return {(int)n.op, n.in, value, n.i0, n.i1, n.axis, data, n.name, n.index, n.type.batched, n.type.dims};
 }
 
@@ -75,7 +76,7 @@ Graph simplify(const Graph& in) {
         double v[2];
         for (size_t k = 0; k < ins.size(); ++k) v[k] = ins[k]->value;
         Node c{Op::Const};
-        c.value = row.eval(v);
+        c.value = row.eval(n, v);
         c.locs = n.locs;
         out = intern(std::move(c));
       } else if (all_tensor_const && n.op != Op::Broadcast) {
@@ -87,7 +88,7 @@ Graph simplify(const Graph& in) {
         for (int64_t e = 0; e < len; ++e) {
           double v[2];
           for (size_t k = 0; k < ins.size(); ++k) v[k] = ins[k]->op == Op::Const ? ins[k]->value : ins[k]->data[e];
-          c.data.push_back((float)row.eval(v));
+          c.data.push_back((float)row.eval(n, v));
         }
         out = intern(std::move(c));
       } else if (any_lookup && lookup_ok && n.op != Op::Broadcast) {
@@ -101,7 +102,7 @@ Graph simplify(const Graph& in) {
         for (size_t e = 0; e < len; ++e) {
           double v[2];
           for (size_t k = 0; k < ins.size(); ++k) v[k] = ins[k]->op == Op::Const ? ins[k]->value : ins[k]->data[e];
-          c.data.push_back((float)row.eval(v));
+          c.data.push_back((float)row.eval(n, v));
         }
         out = intern(std::move(c));
       } else {
