@@ -559,6 +559,7 @@ def orchestrate(args):
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
 
     wait_for_load(args.wait_load, args.wait_minutes, log)
+    t_start = time.time()  # the run time excludes the wait
     load_before = loadavg()
     log(f"compare_torch: load average {load_before}; build dir {build}")
     scrubbed = {k: os.environ[k] for k in SCRUB_VARS if k in os.environ}
