@@ -53,13 +53,25 @@ ConvDims conv_dims(const Graph& g, const Node& n) {
   return {x.dims[0], x.dims[1], x.dims[2], w.dims[0], w.dims[2], y.dims[1], y.dims[2], n.i0, n.i1};
 }
 
-// Scratch of one convolution kernel: the im2col buffer of one sample plus GEMM packing.
-int64_t conv_scratch(const Graph& g, const Node& n) {
+// Convolutions split the batch into this many fixed slices that run in parallel.
+constexpr int64_t kConvChunks = 4;
+
+// Scratch of one slice of a convolution kernel: one sample's im2col buffer plus GEMM packing.
+int64_t conv_chunk_floats(const Graph& g, const Node& n) {
   const ConvDims d = conv_dims(g, n);
   size_t gs = n.op == Op::Conv2d           ? ddpm::gemm_scratch_floats((int)d.O, (int)d.hw(), (int)d.ckk())
               : n.op == Op::Conv2dBackData ? ddpm::gemm_scratch_floats((int)d.ckk(), (int)d.hw(), (int)d.O)
                                            : ddpm::gemm_scratch_floats((int)d.O, (int)d.ckk(), (int)d.hw());
   return d.col_floats() + (int64_t)(gs + 15) / 16 * 16;
+}
+
+// Scratch of a whole convolution kernel: every slice's, plus per-slice partial
+// filter gradients for the filter-gradient op.
+int64_t conv_scratch(const Graph& g, const Node& n) {
+  const ConvDims d = conv_dims(g, n);
+  int64_t s = kConvChunks * conv_chunk_floats(g, n);
+  if (n.op == Op::Conv2dBackFilter) s += kConvChunks * ((d.O * d.ckk() + 15) / 16 * 16);
+  return s;
 }
 
 struct Emitter {
@@ -314,8 +326,13 @@ struct Emitter {
     out += fmt::format("static void {}_k{}(const Env& e) {{\n", prefix, k);
     out += fmt::format("  // x [B,{},{},{}], w [{},{},{},{}], y [B,{},{},{}], stride {}, padding {}\n", d.C, d.H, d.W, d.O,
                        d.C, d.K, d.K, d.O, d.Ho, d.Wo, d.s, d.p);
-    out += fmt::format("  float* col = e.scratch;  // [{}, {}]\n  float* gs = e.scratch + {};\n", d.ckk(), d.hw(),
-                       d.col_floats());
+    // The batch is cut into kConvChunks fixed slices (never by thread count); each
+    // runs its samples in order with its own scratch, and the slices run in parallel.
+    out += fmt::format("  const int64_t nchunk = std::min<int64_t>(e.B, {});\n", kConvChunks);
+    out += "  parallel_chunks(nchunk, [&](int64_t c) {\n";
+    out += fmt::format("    float* col = e.scratch + c * {};  // [{}, {}]\n    float* gs = col + {};\n",
+                       conv_chunk_floats(g, cn), d.ckk(), d.hw(), d.col_floats());
+    out += "    const int64_t b0 = c * e.B / nchunk, b1 = (c + 1) * e.B / nchunk;\n";
     const int64_t xs = d.C * d.H * d.W, ys = d.O * d.Ho * d.Wo;
     std::string im2col = fmt::format("im2col({{x}} + b * {}, {}, {}, {}, {}, {}, {}, {}, {}, col);", xs, d.C, d.H, d.W,
                                      d.K, d.s, d.p, d.Ho, d.Wo);
@@ -323,37 +340,43 @@ struct Emitter {
       std::string x = ptr(cn.in[0]), w = ptr(cn.in[1]), y = ptr(kern.nodes[0]);
       std::vector<NodeId> epi(kern.nodes.begin() + 1, kern.nodes.end());
       if (!epi.empty()) {
-        out += fmt::format("  const int64_t cols = {};\n", ys);
-        out += "  " + body(kern, epi, "cols", nullptr, nullptr);
+        out += fmt::format("    const int64_t cols = {};\n", ys);
+        out += "    " + body(kern, epi, "cols", nullptr, nullptr);
       }
-      out += "  for (int64_t b = 0; b < e.B; ++b) {\n";
-      out += "    " + fmt::format(fmt::runtime(im2col), fmt::arg("x", x)) + "\n";
+      out += "    for (int64_t b = b0; b < b1; ++b) {\n";
+      out += "      " + fmt::format(fmt::runtime(im2col), fmt::arg("x", x)) + "\n";
       std::string call = fmt::format("{}, {}, {}, {}, {}, false, col, {}, false, {} + b * {}, {}, gs", d.O, d.hw(),
                                      d.ckk(), w, d.ckk(), d.hw(), y, ys, d.hw());
       if (epi.empty()) {
-        out += "    gemm_plain(" + call + ");\n";
+        out += "      gemm_plain(" + call + ");\n";
       } else {
-        out += "    gemm_epilogue(" + call + ", [&](int i0, int i1, int j0, int j1) {\n";
-        out += fmt::format("      for (int64_t i = i0; i < i1; ++i)\n        for_cols(i * {0} + j0, i * {0} + j1, "
+        out += "      gemm_epilogue(" + call + ", [&](int i0, int i1, int j0, int j1) {\n";
+        out += fmt::format("        for (int64_t i = i0; i < i1; ++i)\n          for_cols(i * {0} + j0, i * {0} + j1, "
                            "[&](auto tag, int64_t j) {{ body(tag, b, j, nullptr); }});\n", d.hw());
-        out += "    });\n";
+        out += "      });\n";
       }
-      out += "  }\n";
+      out += "    }\n  });\n";
     } else if (cn.op == Op::Conv2dBackData) {
       std::string gy = ptr(cn.in[0]), w = ptr(cn.in[1]), dx = ptr(kern.nodes[0]);
-      out += "  for (int64_t b = 0; b < e.B; ++b) {\n";
-      out += fmt::format("    gemm_plain({}, {}, {}, {}, {}, true, {} + b * {}, {}, false, col, {}, gs);\n", d.ckk(),
+      out += "    for (int64_t b = b0; b < b1; ++b) {\n";
+      out += fmt::format("      gemm_plain({}, {}, {}, {}, {}, true, {} + b * {}, {}, false, col, {}, gs);\n", d.ckk(),
                          d.hw(), d.O, w, d.ckk(), gy, ys, d.hw(), d.hw());
-      out += fmt::format("    col2im(col, {}, {}, {}, {}, {}, {}, {}, {}, {} + b * {});\n", d.C, d.H, d.W, d.K, d.s,
+      out += fmt::format("      col2im(col, {}, {}, {}, {}, {}, {}, {}, {}, {} + b * {});\n", d.C, d.H, d.W, d.K, d.s,
                          d.p, d.Ho, d.Wo, dx, xs);
-      out += "  }\n";
+      out += "    }\n  });\n";
     } else {
+      // Each slice sums its samples into its own partial dW; the partials are then
+      // added in slice order.
       std::string x = ptr(cn.in[0]), gy = ptr(cn.in[1]), dw = ptr(kern.nodes[0]);
-      out += "  for (int64_t b = 0; b < e.B; ++b) {\n";
-      out += "    " + fmt::format(fmt::runtime(im2col), fmt::arg("x", x)) + "\n";
-      out += fmt::format("    gemm_plain({}, {}, {}, {} + b * {}, {}, false, col, {}, true, {}, {}, gs, b > 0);\n", d.O,
-                         d.ckk(), d.hw(), gy, ys, d.hw(), d.hw(), dw, d.ckk());
-      out += "  }\n";
+      const int64_t wf = (d.O * d.ckk() + 15) / 16 * 16;
+      out += fmt::format("    float* part = e.scratch + {} * {} + c * {};\n", kConvChunks, conv_chunk_floats(g, cn), wf);
+      out += "    for (int64_t b = b0; b < b1; ++b) {\n";
+      out += "      " + fmt::format(fmt::runtime(im2col), fmt::arg("x", x)) + "\n";
+      out += fmt::format("      gemm_plain({}, {}, {}, {} + b * {}, {}, false, col, {}, true, part, {}, gs, b > b0);\n",
+                         d.O, d.ckk(), d.hw(), gy, ys, d.hw(), d.hw(), d.ckk());
+      out += "    }\n  });\n";
+      out += fmt::format("  sum_partials(e.scratch + {} * {}, nchunk, {}, {}, {});\n", kConvChunks,
+                         conv_chunk_floats(g, cn), wf, d.O * d.ckk(), dw);
     }
     out += "}\n\n";
   }

@@ -353,6 +353,18 @@ inline void reduce_to(const float* in, float* out, int64_t B, bool in_batched, b
   });
 }
 
+// out[i] = sum over k < n of parts[k * stride + i], in order of k (len floats).
+inline void sum_partials(const float* parts, int64_t n, int64_t stride, int64_t len, float* out) {
+  parallel_chunks((len + 4095) / 4096, [&](int64_t c) {
+    const int64_t i1 = std::min<int64_t>(len, (c + 1) * 4096);
+    for (int64_t i = c * 4096; i < i1; ++i) {
+      float acc = parts[i];
+      for (int64_t k = 1; k < n; ++k) acc += parts[k * stride + i];
+      out[i] = acc;
+    }
+  });
+}
+
 // Nearest 2x upsampling of `planes` planes [H,W] -> [2H,2W], and its adjoint.
 inline void upsample2x(const float* in, float* out, int64_t planes, int64_t H, int64_t W) {
   parallel_chunks(planes, [&](int64_t q) {
