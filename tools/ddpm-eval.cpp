@@ -33,6 +33,7 @@
 #include "runtime/npy.h"
 #include "runtime/safetensors.h"
 #include "runtime/vlb.h"
+#include "tool_main.h"
 
 namespace {
 
@@ -374,20 +375,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("-q,--quiet", cfg.quiet, "no progress line");
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    fmt::print(stderr, "ddpm-eval: error: {}\nhint: run `ddpm-eval --help` for usage\n", e.what());
-    return 2;
-  }
-  auto flag_error = [](const std::string& msg) {
-    fmt::print(stderr, "ddpm-eval: error: {}\nhint: run `ddpm-eval --help` for usage\n", msg);
-    return 2;
-  };
+  if (int rc = ddpm_tools::parse(app, argc, argv, "ddpm-eval"); rc >= 0) return rc;
+  auto flag_error = [](const std::string& msg) { return ddpm_tools::flag_error("ddpm-eval", msg); };
   if (!bpd) return flag_error("nothing to evaluate: pass --bpd (the variational bound in bits/dim)");
   if (cfg.n < 1) return flag_error(fmt::format("-n must be at least 1 (got {})", cfg.n));
   if (cfg.batch < 1) return flag_error(fmt::format("--batch must be at least 1 (got {})", cfg.batch));
@@ -395,17 +384,5 @@ int main(int argc, char** argv) {
   if (cfg.steps < 0) return flag_error(fmt::format("--steps must be >= 0 (got {})", cfg.steps));
   cfg.use_ema = weights == "ema";
 
-  try {
-    return evaluate(cfg);
-  } catch (const ddpmc::UserError& e) {
-    std::string msg = e.what();
-    fmt::print(stderr, "{}{}", msg, !msg.empty() && msg.back() == '\n' ? "" : "\n");
-    return 1;
-  } catch (const ddpmc::InternalError& e) {
-    fmt::print(stderr, "{}\n", e.what());
-    return 70;
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "ddpm-eval: internal error: {}\n", e.what());
-    return 70;
-  }
+  return ddpm_tools::guarded("ddpm-eval", [&] { return evaluate(cfg); });
 }

@@ -15,6 +15,7 @@
 
 #include "compiler/diag.h"
 #include "runtime/sample.h"
+#include "tool_main.h"
 
 int main(int argc, char** argv) {
   ddpm::SampleConfig cfg;
@@ -39,20 +40,8 @@ int main(int argc, char** argv) {
   app.add_flag("--no-png", no_png, "do not write a PNG");
   app.add_flag("-q,--quiet", cfg.quiet, "no progress line");
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    fmt::print(stderr, "ddpm-sample: error: {}\nhint: run `ddpm-sample --help` for usage\n", e.what());
-    return 2;
-  }
-  auto flag_error = [](const std::string& msg) {
-    fmt::print(stderr, "ddpm-sample: error: {}\nhint: run `ddpm-sample --help` for usage\n", msg);
-    return 2;
-  };
+  if (int rc = ddpm_tools::parse(app, argc, argv, "ddpm-sample"); rc >= 0) return rc;
+  auto flag_error = [](const std::string& msg) { return ddpm_tools::flag_error("ddpm-sample", msg); };
   if (cfg.n < 1) return flag_error(fmt::format("-n must be at least 1 (got {})", cfg.n));
   if (cfg.batch < 1) return flag_error(fmt::format("--batch must be at least 1 (got {})", cfg.batch));
   if (cfg.threads < 1) return flag_error(fmt::format("--threads must be at least 1 (got {})", cfg.threads));
@@ -65,17 +54,5 @@ int main(int argc, char** argv) {
   else if (cfg.out_png.empty())
     cfg.out_png = fs::path(cfg.out_npy).replace_extension(".png").string();
 
-  try {
-    return ddpm::sample(cfg);
-  } catch (const ddpmc::UserError& e) {
-    std::string msg = e.what();
-    fmt::print(stderr, "{}{}", msg, !msg.empty() && msg.back() == '\n' ? "" : "\n");
-    return 1;
-  } catch (const ddpmc::InternalError& e) {
-    fmt::print(stderr, "{}\n", e.what());
-    return 70;
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "ddpm-sample: internal error: {}\n", e.what());
-    return 70;
-  }
+  return ddpm_tools::guarded("ddpm-sample", [&] { return ddpm::sample(cfg); });
 }

@@ -18,6 +18,7 @@
 #include "compiler/diag.h"
 #include "runtime/data2d.h"
 #include "runtime/train.h"
+#include "tool_main.h"
 
 int main(int argc, char** argv) {
   ddpm::TrainConfig cfg;
@@ -50,21 +51,9 @@ int main(int argc, char** argv) {
   app.add_option("--cache-dir", cfg.cache_dir, "module cache (default: $DDPM_CACHE_DIR or ~/.cache/ddpmc)");
   app.add_flag("-q,--quiet", cfg.quiet, "no progress lines");
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    fmt::print(stderr, "ddpm-train: error: {}\nhint: run `ddpm-train --help` for usage\n", e.what());
-    return 2;
-  }
+  if (int rc = ddpm_tools::parse(app, argc, argv, "ddpm-train"); rc >= 0) return rc;
 
-  auto flag_error = [](const std::string& msg) {
-    fmt::print(stderr, "ddpm-train: error: {}\nhint: run `ddpm-train --help` for usage\n", msg);
-    return 2;
-  };
+  auto flag_error = [](const std::string& msg) { return ddpm_tools::flag_error("ddpm-train", msg); };
   if (cfg.steps < 1) return flag_error(fmt::format("--steps must be at least 1 (got {})", cfg.steps));
   if (cfg.batch < 1) return flag_error(fmt::format("--batch must be at least 1 (got {})", cfg.batch));
   if (cfg.threads < 1) return flag_error(fmt::format("--threads must be at least 1 (got {})", cfg.threads));
@@ -83,17 +72,5 @@ int main(int argc, char** argv) {
   }
   if (cfg.out.empty()) cfg.out = (std::filesystem::path("runs") / std::filesystem::path(cfg.model).stem()).string();
 
-  try {
-    return ddpm::train(cfg);
-  } catch (const ddpmc::UserError& e) {
-    std::string msg = e.what();
-    fmt::print(stderr, "{}{}", msg, !msg.empty() && msg.back() == '\n' ? "" : "\n");
-    return 1;
-  } catch (const ddpmc::InternalError& e) {
-    fmt::print(stderr, "{}\n", e.what());
-    return 70;
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "ddpm-train: internal error: {}\n", e.what());
-    return 70;
-  }
+  return ddpm_tools::guarded("ddpm-train", [&] { return ddpm::train(cfg); });
 }

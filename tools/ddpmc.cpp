@@ -9,6 +9,7 @@
 #include "diag.h"
 #include "driver.h"
 #include "pipeline.h"
+#include "tool_main.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"ddpmc: compile a diffusion-model spec into a fused C++/xsimd/TBB module", "ddpmc"};
@@ -27,14 +28,8 @@ int main(int argc, char** argv) {
   compile->add_option("--dump-after", dump_after, "print the IR after a pass (lower, autodiff, simplify, fuse, memplan, all)");
   compile->add_option("--cache-dir", cache_dir, "module cache (default $DDPM_CACHE_DIR or ~/.cache/ddpmc)");
   compile->add_flag("-v,--verbose", verbose, "print the C++ compiler command");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    if (e.get_exit_code() == 0) return app.exit(e);
-    fmt::print(stderr, "ddpmc: {}\nhint: run 'ddpmc --help' for usage\n", e.what());
-    return 2;
-  }
-  try {
+  if (int rc = ddpm_tools::parse(app, argc, argv, "ddpmc"); rc >= 0) return rc;
+  return ddpm_tools::guarded("ddpmc", [&] {
     if (*check) {
       std::string dump;
       if (!dump_after.empty()) {
@@ -55,15 +50,6 @@ int main(int argc, char** argv) {
       else
         fmt::print(stderr, "{}: compiled in {:.1f} s -> {}\n", spec, m.compile_seconds, out_so);
     }
-  } catch (const ddpmc::UserError& e) {
-    fmt::print(stderr, "{}", e.what());
-    return 1;
-  } catch (const ddpmc::InternalError& e) {
-    fmt::print(stderr, "{}\n", e.what());
-    return 70;
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "ddpmc: error: {}\n", e.what());
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }
