@@ -47,7 +47,7 @@ inline constexpr int kKCMax = 256;       // K-block length: 256 x 32 floats = 32
 inline constexpr int kKCSingle = 320;    // K up to this is done in one block (no C reload)
 inline constexpr int kTileRows = 144;    // cap on rows per tile (A block MC x KC lives in L2)
 inline constexpr int kTileCols = 256;    // cap on columns per tile
-inline constexpr double kFlopsPerTile = 1.0e6;  // split small problems until tiles are about this big
+inline constexpr double kFlopsPerTile = 1.0e7;  // split problems until tiles are about this big (smaller pieces lose more to threading than they gain)
 inline constexpr int kMaxWantTiles = 16;
 inline constexpr int kPrefetchM = 128;   // A read as [K,M]: prefetch this many rows of C ahead
 inline constexpr int kPrefetchK = 256;   // A read as [M,K]: prefetch this many k ahead in each row
