@@ -74,6 +74,37 @@ int64_t conv_scratch(const Graph& g, const Node& n) {
   return s;
 }
 
+// Per-sample scratch of a kernel that sums per channel into per-sample partials
+// (C floats per sum), else 0.
+int64_t channel_partials_per_sample(const Graph& g, const Kernel& kern) {
+  if (kern.reduce != Kernel::Reduce::Channels && kern.kind != KernelKind::Norm) return 0;
+  int64_t R = 0;
+  for (NodeId id : kern.nodes) R += g.nodes[id].op == Op::SumTo;
+  return R * kern.domain.dims[0];
+}
+
+// Options of an elementwise body.
+struct BodyOpts {
+  // > 0: the caller never lets a SIMD vector straddle two channels of this many
+  // elements, so per-channel operands ([C,1,1], [B,C,1,1]) are read as scalars.
+  int64_t chan_hw = 0;
+  bool stores = true;                      // store the kernel's outputs
+  const std::set<NodeId>* only = nullptr;  // emit only these members (no sums)
+  std::string ret;                         // a final statement, e.g. "return v7;"
+  std::string x_norm;                      // Norm kernels: the x of the normalization
+  std::string name = "body";               // the lambda's name
+};
+
+// Adds n spaces after every newline but a final one (for a lambda emitted nested).
+std::string indent(const std::string& s, int n) {
+  std::string r;
+  for (size_t i = 0; i < s.size(); ++i) {
+    r += s[i];
+    if (s[i] == '\n' && i + 1 < s.size()) r += std::string(n, ' ');
+  }
+  return r;
+}
+
 struct Emitter {
   const Graph& g;
   const std::string prefix;
@@ -161,14 +192,26 @@ struct Emitter {
     return fmt::format("gat(tag, [&](int64_t q) {{ return {}[{}{}]; }}, j)", base, batch, idx);
   }
 
+  // Does ti broadcast to domain d varying only along d's first per-sample axis?
+  static bool per_channel(const Type& ti, const Type& d) {
+    if (d.dims.size() < 2 || ti.dims.size() != d.dims.size() || ti.dims[0] != d.dims[0] || ti.dims[0] == 1) return false;
+    for (size_t k = 1; k < ti.dims.size(); ++k)
+      if (ti.dims[k] != 1) return false;
+    return true;
+  }
+
   // Elementwise body: a generic lambda (tag, b, j, acc) computing the kernel's
   // members for element (b, j). `inside` marks nodes computed in this body.
   std::string body(const Kernel& kern, const std::vector<NodeId>& members, const std::string& cols,
-                   std::vector<NodeId>* reduce_nodes, std::string* pre) {
-    std::set<NodeId> inside(members.begin(), members.end());
-    std::string s = "auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {\n";
+                   std::vector<NodeId>* reduce_nodes, const BodyOpts& o = {}) {
+    std::set<NodeId> inside;
+    for (NodeId id : members)
+      if (!o.only || o.only->count(id)) inside.insert(id);
+    const Type& d = kern.domain;
+    std::string s = "auto " + o.name + " = [&](auto tag, int64_t b, int64_t j, auto acc) {\n";
     s += "    using T = decltype(tag);\n";
     s += "    (void)b;\n    (void)acc;\n";
+    if (o.chan_hw > 0) s += fmt::format("    const int64_t ch = j / {};  // channel\n    (void)ch;\n", o.chan_hw);
     auto operand = [&](NodeId x) -> std::string {
       const Node& n = g.nodes[x];
       if (inside.count(x)) return fmt::format("v{}", x);
@@ -177,29 +220,38 @@ struct Emitter {
       if (n.op == Op::ConstTensor) {
         std::string t = table_name(n.data);
         if (n.type.dims.empty()) return fmt::format("T({}[0])", t);
-        return n.type.dims == kern.domain.dims ? fmt::format("ld<T>({} + j)", t) : gather(t, n.type, kern.domain);
+        if (o.chan_hw > 0 && per_channel(n.type, d)) return fmt::format("T({}[ch])", t);
+        return n.type.dims == d.dims ? fmt::format("ld<T>({} + j)", t) : gather(t, n.type, d);
       }
       if (n.op == Op::Input && (n.name == "t" || n.name == "s")) return fmt::format("T(e.{})", n.name);
       std::string p = ptr(x);
       const Type& ti = n.type;
-      const Type& d = kern.domain;
       if (ti == d) return fmt::format("ld<T>({} + b * {} + j)", p, cols);
       if (ti.dims.empty() && !ti.batched) return fmt::format("T({}[0])", p);
       if (ti.dims.empty() && ti.batched) return fmt::format("T({}[b])", p);
       if (!ti.batched && ti.dims == d.dims) return fmt::format("ld<T>({} + j)", p);
+      if (o.chan_hw > 0 && per_channel(ti, d))
+        return ti.batched ? fmt::format("T({}[b * {} + ch])", p, ti.dims[0]) : fmt::format("T({}[ch])", p);
       return gather(p, ti, d);
     };
     int r = 0;
     for (NodeId id : members) {
+      if (!inside.count(id)) continue;
       const Node& n = g.nodes[id];
       std::string expr;
       if (n.op == Op::Matmul) continue;  // computed by the GEMM; its members read it from memory
       if (n.op == Op::SumTo) {
+        if (o.only) continue;
         s += fmt::format("    acc[{}] += {};\n", r++, operand(n.in[0]));
         if (reduce_nodes) reduce_nodes->push_back(id);
         continue;
       }
-      if (n.op == Op::RandN) {
+      if (n.op == Op::GroupNorm) {
+        expr = fmt::format("(ld<T>({} + b * {} + j) - T(mean)) * T(rstd)", o.x_norm, cols);
+      } else if (n.op == Op::GroupNormBack) {
+        expr = fmt::format("T(rstd) * ({} - T(mdy) - (ld<T>({} + b * {} + j) - T(mean)) * T(rstd) * T(mdyx))",
+                           operand(n.in[1]), o.x_norm, cols);
+      } else if (n.op == Op::RandN) {
         expr = fmt::format("rnormal<T>(e.seed, e.step, {}, b * {} + j)", n.i0, cols);
       } else if (n.op == Op::UniformStep) {
         expr = fmt::format("rstep<T>(e.seed, e.step, {}, b * {} + j, {})", n.i0, cols, n.i1);
@@ -215,12 +267,99 @@ struct Emitter {
         expr = fmt::format(fmt::runtime(tmpl), a0, a1);
       }
       s += fmt::format("    const T v{} = {};\n", id, expr);
-      if (std::find(kern.outputs.begin(), kern.outputs.end(), id) != kern.outputs.end())
+      if (o.stores && std::find(kern.outputs.begin(), kern.outputs.end(), id) != kern.outputs.end())
         s += fmt::format("    st({} + b * {} + j, v{});\n", ptr(id), cols, id);
     }
+    if (!o.ret.empty()) s += "    " + o.ret + "\n";
     s += "  };\n";
-    (void)pre;
     return s;
+  }
+
+  // Does an elementwise kernel read a per-channel value (then it loops channel by
+  // channel and reads those values as scalars)?
+  bool reads_per_channel(const Kernel& kern, const std::vector<NodeId>& members) {
+    std::set<NodeId> inside(members.begin(), members.end());
+    for (NodeId id : members)
+      for (NodeId x : g.nodes[id].in)
+        if (!inside.count(x) && per_channel(g.nodes[x].type, kern.domain)) return true;
+    return false;
+  }
+
+  // A group normalization with the elementwise ops fused around it. Per (sample,
+  // group) row: the mean and variance of x, then (backward) the sums of dy and
+  // dy * xhat, then one sweep computing every member; the per-channel sums go to
+  // per-sample partials, added in sample order at the end.
+  void norm(size_t k, const Kernel& kern) {
+    NodeId fwd = -1, bwd = -1;
+    for (NodeId id : kern.nodes) {
+      if (g.nodes[id].op == Op::GroupNorm) fwd = id;
+      if (g.nodes[id].op == Op::GroupNormBack) bwd = id;
+    }
+    const Node& an = g.nodes[bwd >= 0 ? bwd : fwd];
+    const Type& d = kern.domain;
+    const int64_t N = d.numel(), C = d.dims[0], HW = N / C, G = an.i0, cpg = C / G, row = N / G;
+    const std::string X = ptr(an.in[0]);
+    header(k, kern, fwd >= 0 && bwd >= 0 ? "group norm, recomputed, and its gradient, fused,"
+                    : bwd >= 0           ? "group norm gradient, fused,"
+                                         : "group norm, fused,");
+    out += fmt::format("static void {}_k{}(const Env& e) {{\n", prefix, k);
+    out += fmt::format("  // x [B,{}] in {} groups of {} channels x {} elements; eps {}\n", d.str().substr(3, d.str().size() - 4),
+                       G, cpg, HW, flt(an.value));
+    std::vector<NodeId> reds;
+    for (NodeId id : kern.nodes)
+      if (g.nodes[id].op == Op::SumTo) reds.push_back(id);
+    const int R = (int)reds.size();
+    out += "  parallel_chunks(e.B * " + fmt::format("{}", G) + ", [&](int64_t task) {\n";
+    out += fmt::format("    const int64_t b = task / {0}, q = task % {0};\n", G);
+    out += fmt::format("    const float* xr = {} + b * {} + q * {};\n", X, N, row);
+    out += fmt::format("    const float mean = row_sum(xr, {0}) / {0}.0f;\n", row);
+    out += fmt::format("    const float rstd = 1.0f / std::sqrt(row_sqdev(xr, {0}, mean) / {0}.0f + {1});\n", row,
+                       flt(an.value));
+    BodyOpts o;
+    o.chan_hw = HW;
+    o.x_norm = X;
+    const std::string cols = fmt::format("{}", N);
+    if (bwd >= 0) {
+      // The members dy depends on, and the sums of dy and dy * xhat.
+      std::set<NodeId> need, inside(kern.nodes.begin(), kern.nodes.end());
+      std::vector<NodeId> st{g.nodes[bwd].in[1]};
+      while (!st.empty()) {
+        NodeId u = st.back();
+        st.pop_back();
+        if (!inside.count(u) || !need.insert(u).second) continue;
+        for (NodeId y : g.nodes[u].in) st.push_back(y);
+      }
+      BodyOpts po = o;
+      po.stores = false;
+      po.only = &need;
+      po.name = "body_dy";
+      po.ret = fmt::format("acc[0] += v{0};\n    acc[1] += v{0} * ((ld<T>({1} + b * {2} + j) - T(mean)) * T(rstd));",
+                           g.nodes[bwd].in[1], X, N);
+      std::string pb = body(kern, kern.nodes, cols, nullptr, po);
+      out += "    float mdy, mdyx;\n    {\n      " + indent(pb, 4);
+      out += fmt::format("      float sums[2];\n      row_channel_sums<2>(b, q * {}, (q + 1) * {}, {}, sums, body_dy);\n",
+                         cpg, cpg, HW);
+      out += fmt::format("      mdy = sums[0] / {0}.0f;\n      mdyx = sums[1] / {0}.0f;\n    }}\n", row);
+    } else {
+      out += "    const float mdy = 0.0f, mdyx = 0.0f;\n";
+    }
+    out += "    (void)mdy;\n    (void)mdyx;\n";
+    out += "    " + indent(body(kern, kern.nodes, cols, nullptr, o), 2);
+    if (R > 0) {
+      out += fmt::format("    float* part = e.scratch + b * {};  // [C, R] partial sums of sample b\n", C * R);
+      out += fmt::format("    channel_sums<{}>(b, q * {}, (q + 1) * {}, {}, part, body);\n", R, cpg, cpg, HW);
+    } else {
+      out += fmt::format("    for (int64_t c = q * {0}; c < (q + 1) * {0}; ++c)\n", cpg);
+      out += fmt::format("      for_cols(c * {0}, (c + 1) * {0}, [&](auto tag, int64_t j) {{ body(tag, b, j, nullptr); }});\n", HW);
+    }
+    out += "  });\n";
+    if (R > 0) {
+      std::string ptrs;
+      for (int i = 0; i < R; ++i) ptrs += fmt::format("{}{}", i ? ", " : "", ptr(reds[i]));
+      out += fmt::format("  float* const outs[{}] = {{{}}};\n", R, ptrs);
+      out += fmt::format("  sum_channel_partials<{}>(e.scratch, e.B, {}, outs);\n", R, C);
+    }
+    out += "}\n\n";
   }
 
   // A reduction that is not over everything, the batch, or the features (e.g. a
@@ -247,6 +386,9 @@ struct Emitter {
 
   void elementwise(size_t k, const Kernel& kern) {
     if (kern.reduce == Kernel::Reduce::General) return reduce_general(k, kern);
+    if (kern.reduce == Kernel::Reduce::Channels || (kern.reduce == Kernel::Reduce::None && kern.domain.batched &&
+                                                     reads_per_channel(kern, kern.nodes)))
+      return by_channel(k, kern);
     auto [rows, cols] = rows_cols(kern.domain);
     const char* what = kern.reduce == Kernel::Reduce::None      ? "elementwise"
                        : kern.reduce == Kernel::Reduce::All     ? "elementwise + sum over everything,"
@@ -256,7 +398,7 @@ struct Emitter {
     out += fmt::format("static void {}_k{}(const Env& e) {{\n", prefix, k);
     out += fmt::format("  const int64_t rows = {}, cols = {};\n", rows, cols);
     std::vector<NodeId> reds;
-    out += "  " + body(kern, kern.nodes, "cols", &reds, nullptr);
+    out += "  " + body(kern, kern.nodes, "cols", &reds);
     int R = (int)reds.size();
     switch (kern.reduce) {
       case Kernel::Reduce::None: out += "  map_rows(rows, cols, body);\n"; break;
@@ -265,6 +407,8 @@ struct Emitter {
         for (int i = 0; i < R; ++i) out += fmt::format("  {}[0] = sums[{}];\n", ptr(reds[i]), i);
         break;
       }
+      case Kernel::Reduce::Channels:
+      case Kernel::Reduce::General: DDPM_ICE("elementwise: reduction handled elsewhere");
       case Kernel::Reduce::Batch:
       case Kernel::Reduce::Features: {
         std::string ptrs;
@@ -274,6 +418,30 @@ struct Emitter {
                            kern.reduce == Kernel::Reduce::Batch ? "reduce_batch" : "reduce_features", R);
         break;
       }
+    }
+    out += "}\n\n";
+  }
+
+  // An elementwise kernel over [B,C,...] run channel by channel, so that
+  // per-channel operands are scalars; with per-channel sums to [C,1,...] (bias
+  // and GroupNorm-affine gradients) into per-sample partials, added in order.
+  void by_channel(size_t k, const Kernel& kern) {
+    const Type& d = kern.domain;
+    const int64_t N = d.numel(), C = d.dims[0], HW = N / C;
+    header(k, kern, kern.reduce == Kernel::Reduce::Channels ? "elementwise + per-channel sums," : "elementwise, by channel,");
+    out += fmt::format("static void {}_k{}(const Env& e) {{\n", prefix, k);
+    std::vector<NodeId> reds;
+    BodyOpts o;
+    o.chan_hw = HW;
+    out += "  " + body(kern, kern.nodes, fmt::format("{}", N), &reds, o);
+    const int R = (int)reds.size();
+    if (R == 0) {
+      out += fmt::format("  map_channels(e.B, {}, {}, body);\n", C, HW);
+    } else {
+      std::string ptrs;
+      for (int i = 0; i < R; ++i) ptrs += fmt::format("{}{}", i ? ", " : "", ptr(reds[i]));
+      out += fmt::format("  float* const outs[{}] = {{{}}};\n", R, ptrs);
+      out += fmt::format("  reduce_channels<{}>(e.B, {}, {}, e.scratch, outs, body);\n", R, C, HW);
     }
     out += "}\n\n";
   }
@@ -307,7 +475,7 @@ struct Emitter {
       out += "  " + call + ");\n";
     } else {
       out += fmt::format("  const int64_t cols = {};\n", N);
-      out += "  " + body(kern, epi, "cols", nullptr, nullptr);
+      out += "  " + body(kern, epi, "cols", nullptr);
       out += "  " + call + ",\n       [&](int i0, int i1, int j0, int j1) {\n";
       out += "         for (int64_t b = i0; b < i1; ++b) for_cols(j0, j1, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });\n";
       out += "       });\n";
@@ -341,7 +509,9 @@ struct Emitter {
       std::vector<NodeId> epi(kern.nodes.begin() + 1, kern.nodes.end());
       if (!epi.empty()) {
         out += fmt::format("    const int64_t cols = {};\n", ys);
-        out += "    " + body(kern, epi, "cols", nullptr, nullptr);
+        BodyOpts o;
+        o.chan_hw = d.hw();  // tiles are rows of one output channel
+        out += "    " + indent(body(kern, epi, "cols", nullptr, o), 2);
       }
       out += "    for (int64_t b = b0; b < b1; ++b) {\n";
       out += "      " + fmt::format(fmt::runtime(im2col), fmt::arg("x", x)) + "\n";
@@ -430,6 +600,7 @@ struct Emitter {
         case KernelKind::Elementwise: elementwise(k, kern); break;
         case KernelKind::Gemm: gemm(k, kern); break;
         case KernelKind::Conv: conv(k, kern); break;
+        case KernelKind::Norm: norm(k, kern); break;
         case KernelKind::Layout: layout(k, kern); break;
       }
     }
@@ -444,6 +615,8 @@ struct Emitter {
       if (kern.kind == KernelKind::Conv)
         out += fmt::format("  scratch = std::max<int64_t>(scratch, {});  // im2col + GEMM packing\n",
                            conv_scratch(g, g.nodes[kern.nodes[0]]));
+      if (int64_t cp = channel_partials_per_sample(g, kern); cp > 0 && seen.insert(fmt::format("cp{}", cp)).second)
+        out += fmt::format("  scratch = std::max<int64_t>(scratch, {} * (int64_t)B);  // per-channel partial sums\n", cp);
       if (kern.kind != KernelKind::Gemm) continue;
       const Node& mm = g.nodes[kern.nodes[0]];
       const Type& ta = g.nodes[mm.in[0]].type;
@@ -465,6 +638,7 @@ int64_t arena_floats(const Graph& g, int B) {
   int64_t scratch = 0;
   for (auto& kern : g.kernels) {
     if (kern.kind == KernelKind::Conv) scratch = std::max(scratch, conv_scratch(g, g.nodes[kern.nodes[0]]));
+    scratch = std::max(scratch, channel_partials_per_sample(g, kern) * B);
     if (kern.kind != KernelKind::Gemm) continue;
     const Node& mm = g.nodes[kern.nodes[0]];
     const Type& ta = g.nodes[mm.in[0]].type;

@@ -149,6 +149,33 @@ std::vector<std::vector<double>> interpret_all(const Graph& g, const Model& m, c
           for (int64_t c = 0; c < W; ++c) out[r * W + c] = in(0)[r * Wi + start + c];
         break;
       }
+      case Op::GroupNorm:
+      case Op::GroupNormBack: {
+        // Per (sample, group) row: mean, variance (two passes), then xhat or
+        // dx = rstd * (dy - mean(dy) - xhat * mean(dy * xhat)).
+        const int64_t G = n.i0, row = N / G;
+        for (int64_t b = 0; b < R; ++b)
+          for (int64_t q = 0; q < G; ++q) {
+            const double* x = in(0).data() + b * N + q * row;
+            double mean = 0, var = 0;
+            for (int64_t k = 0; k < row; ++k) mean += x[k];
+            mean /= row;
+            for (int64_t k = 0; k < row; ++k) var += (x[k] - mean) * (x[k] - mean);
+            const double rstd = 1.0 / std::sqrt(var / row + n.value);
+            double* o = out.data() + b * N + q * row;
+            if (n.op == Op::GroupNorm) {
+              for (int64_t k = 0; k < row; ++k) o[k] = (x[k] - mean) * rstd;
+              continue;
+            }
+            const double* dy = in(1).data() + b * N + q * row;
+            double mdy = 0, mdyx = 0;
+            for (int64_t k = 0; k < row; ++k) mdy += dy[k], mdyx += dy[k] * (x[k] - mean) * rstd;
+            mdy /= row;
+            mdyx /= row;
+            for (int64_t k = 0; k < row; ++k) o[k] = rstd * (dy[k] - mdy - (x[k] - mean) * rstd * mdyx);
+          }
+        break;
+      }
       case Op::Reshape: out = in(0); break;
       case Op::Upsample2x:
       case Op::Pool2xSum: {

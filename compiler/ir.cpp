@@ -42,6 +42,8 @@ static std::string attrs(const Node& n) {
     case Op::Conv2d:
     case Op::Conv2dBackData:
     case Op::Conv2dBackFilter: return fmt::format("stride {}, padding {}", n.i0, n.i1);
+    case Op::GroupNorm:
+    case Op::GroupNormBack: return fmt::format("{} groups, eps {}", n.i0, n.value);
     default: return "";
   }
 }

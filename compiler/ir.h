@@ -58,14 +58,16 @@ struct Node {
 };
 
 // One fused loop nest, produced by passes/fuse.cpp. See that file for the kinds.
-enum class KernelKind { Elementwise, Gemm, Conv, Layout };
+enum class KernelKind { Elementwise, Gemm, Conv, Norm, Layout };
 
 struct Kernel {
   KernelKind kind;
-  std::vector<NodeId> nodes;    // in topological order; Gemm/Conv: nodes[0] is the contraction, the rest its epilogue
+  std::vector<NodeId> nodes;    // in topological order; Gemm/Conv: nodes[0] is the contraction, the rest its epilogue;
+                                // Norm: at most one group_norm and one group_norm_back (of the same x) among them
   std::vector<NodeId> outputs;  // nodes whose values are stored to memory
   Type domain;                  // the iteration space of the elementwise part
-  enum class Reduce { None, All, Batch, Features, General } reduce = Reduce::None;
+  // Channels: [B,C,...] -> [C,1,...] (per-channel parameter gradients).
+  enum class Reduce { None, All, Batch, Features, Channels, General } reduce = Reduce::None;
 };
 
 // Where a materialized value lives (passes/memplan.cpp).

@@ -160,8 +160,12 @@ NodeId Lowerer::make(Node n, const Loc& loc, const char* what) {
     for (auto it = top().call_locs.rbegin(); it != top().call_locs.rend(); ++it) n.locs.push_back(*it);
   }
   NodeId id = b_->add(std::move(n), &err);
-  if (id < 0) user_error(loc, fmt::format("shape mismatch in {}: {}", what, err),
-                         "shapes are per sample with the batch axis B; they must be equal, or one side a scalar");
+  if (id < 0) {
+    const bool norm = std::string(what) == "normalize";
+    user_error(loc, fmt::format("{} in {}: {}", norm ? "bad shape" : "shape mismatch", what, err),
+               norm ? "the channel count (axis 0) must be a multiple of the number of groups"
+                    : "shapes are per sample with the batch axis B; they must be equal, or one side a scalar");
+  }
   return id;
 }
 
@@ -902,6 +906,16 @@ const std::map<std::string, Builtin>& builtins() {
          n.in = {c.L.as_node(c.arg(0), c.locs[0], "reshape")};
          n.type = shape_arg(c, 1, c.L.b_->type(n.in[0]).batched);
          return tensor(c.L.make(std::move(n), c.call.loc, "reshape"));
+       }}},
+      {"normalize", {{"x", "groups", "eps"}, 2,
+                     "normalize(x: [C,...], groups, eps = 1e-5): standardizes each group of C/groups channels of each sample",
+                     [](BuiltinCall& c) {
+         Node n{Op::GroupNorm};
+         n.in = {c.L.as_node(c.arg(0), c.locs[0], "normalize")};
+         n.i0 = c.L.as_int(c.arg(1), c.locs[1], "groups");
+         n.value = c.arg(2).kind == Value::Kind::None ? 1e-5 : c.L.as_number(c.arg(2), c.locs[2], "eps");
+         if (!(n.value > 0)) user_error(c.locs[2], "normalize needs eps > 0", "e.g. normalize(x, 8, eps = 1e-5)");
+         return tensor(c.L.make(std::move(n), c.call.loc, "normalize"));
        }}},
       {"upsample", {{"x"}, 1, "upsample(x: [C,H,W]) -> [C,2H,2W], nearest neighbour", [](BuiltinCall& c) {
          Node n{Op::Upsample2x};

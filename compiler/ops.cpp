@@ -192,6 +192,27 @@ std::string pool_shape(const Node& n, const Types& in, Type& out) {
   return "";
 }
 
+// Group normalization legend: x [B,C,rest...] per sample; G = i0 groups of C/G
+// consecutive channels; each (sample, group) row of C/G * prod(rest) elements is
+// standardized: xhat = (x - mean) / sqrt(var + eps), eps = value. The backward op
+// (x, dy) -> dx recomputes the row statistics from x.
+std::string gn_check(const Node& n, const Type& x) {
+  if (!x.batched || x.dims.size() < 2)
+    return fmt::format("group normalization needs [C,H,W] (or [C,N]) per sample, got {}", x.str());
+  if (n.i0 < 1 || x.dims[0] % n.i0)
+    return fmt::format("group normalization: {} channels do not split into {} equal groups", x.dims[0], n.i0);
+  return "";
+}
+std::string groupnorm_shape(const Node& n, const Types& in, Type& out) {
+  out = in[0];
+  return gn_check(n, in[0]);
+}
+std::string groupnorm_back_shape(const Node& n, const Types& in, Type& out) {
+  if (in[0] != in[1]) return fmt::format("group normalization gradient: {} and {} differ", in[0].str(), in[1].str());
+  out = in[0];
+  return gn_check(n, in[0]);
+}
+
 double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
 // Gradient rules. `self` is the node's own id (its output), g its adjoint.
@@ -295,6 +316,13 @@ void g_reshape(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {
   r.type = b.type(n.in[0]);
   d = {b.add(std::move(r))};
 }
+void g_groupnorm(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {
+  Node nb{Op::GroupNormBack};
+  nb.in = {n.in[0], g};
+  nb.i0 = n.i0;
+  nb.value = n.value;
+  d = {b.add(std::move(nb))};
+}
 void g_upsample(GB& b, const Node&, NodeId, NodeId g, std::vector<NodeId>& d) { d = {b.unary(Op::Pool2xSum, g)}; }
 void g_pool(GB& b, const Node&, NodeId, NodeId g, std::vector<NodeId>& d) { d = {b.unary(Op::Upsample2x, g)}; }
 
@@ -334,6 +362,8 @@ const OpRow kRows[] = {
     {Op::Conv2dBackData, "conv2d_back_data", OpClass::Contraction, 2, conv_back_data_shape, nullptr, nullptr, g_conv_back_data},
     {Op::Conv2dBackFilter, "conv2d_back_filter", OpClass::Contraction, 2, conv_back_filter_shape, nullptr, nullptr,
      g_conv_back_filter},
+    {Op::GroupNorm, "group_norm", OpClass::Norm, 1, groupnorm_shape, nullptr, nullptr, g_groupnorm},
+    {Op::GroupNormBack, "group_norm_back", OpClass::Norm, 2, groupnorm_back_shape, nullptr, nullptr, no_grad},
     {Op::Concat, "concat", OpClass::Layout, -1, concat_shape, nullptr, nullptr, g_concat},
     {Op::Slice, "slice", OpClass::Layout, 1, slice_shape, nullptr, nullptr, g_slice},
     {Op::Reshape, "reshape", OpClass::Layout, 1, reshape_shape, nullptr, nullptr, g_reshape},

@@ -13,7 +13,7 @@
 
 namespace ddpmc {
 
-enum class OpClass { Leaf, Elementwise, Reduce, Contraction, Layout };
+enum class OpClass { Leaf, Elementwise, Reduce, Contraction, Norm, Layout };
 
 class Builder;
 

@@ -12,7 +12,7 @@
 namespace ddpmc {
 
 const std::vector<std::string>& pass_names() {
-  static const std::vector<std::string> names = {"lower", "autodiff", "simplify", "fuse", "memplan"};
+  static const std::vector<std::string> names = {"lower", "autodiff", "simplify", "remat", "fuse", "memplan"};
   return names;
 }
 
@@ -30,6 +30,8 @@ struct Runner {
   Graph finish(Graph g) {
     g = simplify(g);
     after("simplify", g);
+    g = remat(g);
+    after("remat", g);
     g = fuse(g);
     after("fuse", g);
     g = memplan(g, m);
@@ -86,6 +88,10 @@ double graph_flops(const Graph& g, int B) {
       f += 2.0 * B * (double)y.numel() * (double)(x.dims[0] * w.dims[2] * w.dims[3]);
     } else if (row.cls == OpClass::Elementwise || n.op == Op::RandN || n.op == Op::UniformStep) {
       f += rows * n.type.numel();
+    } else if (row.cls == OpClass::Norm) {
+      // Statistics (3 per element) and the normalization (2); the backward op
+      // also sums dy and dy * xhat and combines them (7 more).
+      f += rows * n.type.numel() * (n.op == Op::GroupNorm ? 5 : 12);
     } else if (row.cls == OpClass::Reduce) {
       const Type& a = g.nodes[n.in[0]].type;
       f += (a.batched ? B : 1) * a.numel();

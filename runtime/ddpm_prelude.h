@@ -365,6 +365,99 @@ inline void sum_partials(const float* parts, int64_t n, int64_t stride, int64_t 
   });
 }
 
+// ---- Channel-wise drivers: domains [B, C, HW...] walked one channel at a time,
+// so that a SIMD vector never straddles two channels. Per-channel sums go to
+// per-sample partials part[(b * C + c) * R + r], added in sample order.
+
+// out_r[c] = sum over b of part[(b * C + c) * R + r], b ascending.
+template <int R> inline void sum_channel_partials(const float* part, int64_t B, int64_t C, float* const* out) {
+  parallel_chunks((C + 63) / 64, [&](int64_t t) {
+    const int64_t c1 = std::min<int64_t>(C, (t + 1) * 64);
+    for (int64_t c = t * 64; c < c1; ++c)
+      for (int r = 0; r < R; ++r) {
+        double acc = 0;
+        for (int64_t b = 0; b < B; ++b) acc += part[(b * C + c) * R + r];
+        out[r][c] = (float)acc;
+      }
+  });
+}
+
+// Channels per task: about 8K elements, fixed by the shape.
+inline int64_t channel_chunk(int64_t C, int64_t HW) {
+  const int64_t c = 8192 / (HW > 0 ? HW : 1);
+  return c < 1 ? 1 : c > C ? C : c;
+}
+
+// Elementwise: body(tag, b, j) for every element, channel by channel.
+template <class F> inline void map_channels(int64_t B, int64_t C, int64_t HW, F&& body) {
+  const int64_t cc = channel_chunk(C, HW), per = (C + cc - 1) / cc;
+  parallel_chunks(B * per, [&](int64_t t) {
+    const int64_t b = t / per, c0 = (t % per) * cc, c1 = std::min<int64_t>(C, c0 + cc);
+    for (int64_t c = c0; c < c1; ++c) for_cols(c * HW, (c + 1) * HW, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });
+  });
+}
+
+// Sums of sample b's channels [c0, c1) into part[c * R + r] (part is sample b's [C, R]).
+template <int R, class F> inline void channel_sums(int64_t b, int64_t c0, int64_t c1, int64_t HW, float* part, F&& body) {
+  for (int64_t c = c0; c < c1; ++c) {
+    V va[R];
+    float sa[R];
+    for (int k = 0; k < R; ++k) va[k] = V(0.0f), sa[k] = 0.0f;
+    int64_t j = c * HW;
+    for (; j + L <= (c + 1) * HW; j += L) body(V(0.0f), b, j, va);
+    for (; j < (c + 1) * HW; ++j) body(0.0f, b, j, sa);
+    for (int k = 0; k < R; ++k) part[c * R + k] = hsum(va[k]) + sa[k];
+  }
+}
+
+// Elementwise with per-channel sums: out_r [C] = sum over b and pixels.
+template <int R, class F>
+inline void reduce_channels(int64_t B, int64_t C, int64_t HW, float* part, float* const* out, F&& body) {
+  const int64_t cc = channel_chunk(C, HW), per = (C + cc - 1) / cc;
+  parallel_chunks(B * per, [&](int64_t t) {
+    const int64_t b = t / per, c0 = (t % per) * cc, c1 = std::min<int64_t>(C, c0 + cc);
+    channel_sums<R>(b, c0, c1, HW, part + b * C * R, body);
+  });
+  sum_channel_partials<R>(part, B, C, out);
+}
+
+// Sums over sample b's channels [c0, c1) together: sums[r] (double inside).
+template <int R, class F> inline void row_channel_sums(int64_t b, int64_t c0, int64_t c1, int64_t HW, float* sums, F&& body) {
+  double tot[R] = {};
+  for (int64_t c = c0; c < c1; ++c) {
+    V va[R];
+    float sa[R];
+    for (int k = 0; k < R; ++k) va[k] = V(0.0f), sa[k] = 0.0f;
+    int64_t j = c * HW;
+    for (; j + L <= (c + 1) * HW; j += L) body(V(0.0f), b, j, va);
+    for (; j < (c + 1) * HW; ++j) body(0.0f, b, j, sa);
+    for (int k = 0; k < R; ++k) tot[k] += (double)hsum(va[k]) + (double)sa[k];
+  }
+  for (int k = 0; k < R; ++k) sums[k] = (float)tot[k];
+}
+
+// Sum of n contiguous floats, and sum of squared deviations from m (fixed order).
+inline float row_sum(const float* x, int64_t n) {
+  V va(0.0f);
+  int64_t k = 0;
+  for (; k + L <= n; k += L) va += V::load_unaligned(x + k);
+  double s = hsum(va);
+  for (; k < n; ++k) s += x[k];
+  return (float)s;
+}
+inline float row_sqdev(const float* x, int64_t n, float m) {
+  V va(0.0f);
+  const V vm(m);
+  int64_t k = 0;
+  for (; k + L <= n; k += L) {
+    const V d = V::load_unaligned(x + k) - vm;
+    va = xsimd::fma(d, d, va);
+  }
+  double s = hsum(va);
+  for (; k < n; ++k) s += (double)(x[k] - m) * (x[k] - m);
+  return (float)s;
+}
+
 // Nearest 2x upsampling of `planes` planes [H,W] -> [2H,2W], and its adjoint.
 inline void upsample2x(const float* in, float* out, int64_t planes, int64_t H, int64_t W) {
   parallel_chunks(planes, [&](int64_t q) {

@@ -75,6 +75,14 @@ NodeId conv(Ctx& c, Op op, int64_t stride, int64_t pad) {
   return c.b.add(std::move(n));
 }
 
+NodeId gnorm(Ctx& c, NodeId x, int64_t groups) {
+  Node n{Op::GroupNorm};
+  n.in = {x};
+  n.i0 = groups;
+  n.value = 1e-5;
+  return c.b.add(std::move(n));
+}
+
 const std::vector<OpCase>& cases() {
   static const std::vector<OpCase> k = {
       {"neg", [](Ctx& c) { return un(c, Op::Neg, BN); }},
@@ -135,6 +143,16 @@ const std::vector<OpCase>& cases() {
        }},
       {"upsample2x", [](Ctx& c) { return c.b.unary(Op::Upsample2x, c.input(Type{true, {2, 3, 2}})); }},
       {"pool2x_sum", [](Ctx& c) { return c.b.unary(Op::Pool2xSum, c.input(Type{true, {2, 4, 6}})); }},
+      {"group_norm [B,4,3,2], 2 groups", [](Ctx& c) { return gnorm(c, c.input(Type{true, {4, 3, 2}}), 2); }},
+      {"group_norm [B,6,5], 3 groups (rows not a multiple of the SIMD width)",
+       [](Ctx& c) { return gnorm(c, c.input(Type{true, {6, 5}}), 3); }},
+      // The fused loop nest of a ResBlock: silu(normalize(x) * (1 + scale) + shift),
+      // with 28 elements per channel (one SIMD vector and a tail).
+      {"group_norm + affine + silu (fused, recomputed in the backward)", [](Ctx& c) {
+         const Type x{true, {4, 4, 7}}, pc{false, {4, 1, 1}};
+         NodeId a = c.b.add2(c.b.mul(gnorm(c, c.input(x), 2), c.b.add2(c.b.cnst(1.0), c.input(pc))), c.input(pc));
+         return c.b.mul(a, c.b.unary(Op::Sigmoid, a));
+       }},
       {"lookup", [](Ctx& c) {
          Node u{Op::UniformStep};
          u.type = Bs;

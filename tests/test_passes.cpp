@@ -153,6 +153,45 @@ TEST_CASE("fuse: the moons training step is a handful of kernels, in dependency 
   }
 }
 
+TEST_CASE("remat + fuse: each GroupNorm + affine + SiLU is one loop nest forward and one backward (U-Net)") {
+  Compiled c = compile_spec_file(source_path("models/fashion_unet.ddpm"));
+  const Graph& g = c.train;
+  // 9 ResBlocks with two group_norm each, and the output head's.
+  const int layers = 19;
+  int fwd = 0, bwd = 0;
+  for (auto& k : g.kernels) {
+    if (k.kind != KernelKind::Norm) continue;
+    std::multiset<Op> ops;
+    for (NodeId id : k.nodes) ops.insert(g.nodes[id].op);
+    if (ops.count(Op::GroupNormBack)) {
+      ++bwd;
+      // The forward values recomputed (normalize, sigmoid), the gradient chain,
+      // the scale and shift gradient sums, and the normalization's backward.
+      CHECK(ops.count(Op::GroupNormBack) == 1);
+      CHECK(ops.count(Op::GroupNorm) == 1);
+      CHECK(ops.count(Op::Sigmoid) == 1);
+      CHECK(ops.count(Op::SumTo) >= 2);
+    } else {
+      ++fwd;
+      CHECK(ops.count(Op::GroupNorm) == 1);
+      CHECK(ops.count(Op::Sigmoid) == 1);
+      // Only the SiLU output (the next convolution's input) is stored.
+      REQUIRE(k.outputs.size() == 1);
+      CHECK(g.nodes[k.outputs[0]].op == Op::Mul);
+    }
+  }
+  CHECK(fwd == layers);
+  CHECK(bwd == layers);
+  // No other kernel reads a normalized value, so the forward never stores one.
+  for (auto& n : g.nodes)
+    for (NodeId x : n.in)
+      if (g.nodes[x].op == Op::GroupNorm) CHECK(is_elementwise(n.op));
+  // The samplers run the forward nests only.
+  int sampler_norms = 0;
+  for (auto& k : c.samplers[0].second.kernels) sampler_norms += k.kind == KernelKind::Norm;
+  CHECK(sampler_norms == layers);
+}
+
 TEST_CASE("memplan: values that are live at the same time never share arena memory") {
   Compiled c = moons();
   for (const Graph* g : {&c.train, &c.loss, &c.samplers[0].second}) {

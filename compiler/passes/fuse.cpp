@@ -10,6 +10,13 @@
 //                update), applied per output tile as the GEMM epilogue.
 //   Conv         one convolution (forward, data gradient or filter gradient) as
 //                im2col + GEMM per sample; the forward one takes an epilogue too.
+//   Norm         a group normalization (forward, backward, or both of the same x)
+//                with the elementwise ops around it: per (sample, group) row,
+//                sweeps for the statistics, then one sweep computing every member.
+//                The forward one takes the affine map and SiLU as its epilogue; the
+//                backward one the gradient chain that produces its dy as a prologue
+//                (with the forward values remat copied into it) and the
+//                per-channel parameter-gradient sums.
 //   Layout       concat, slice, reshape, 2x upsampling and its adjoint: copies.
 // Leaves are not computed by kernels: parameters and inputs live in the caller's
 // buffers, and constants are emitted inline. Random ops are elementwise leaves.
@@ -38,6 +45,9 @@ Kernel::Reduce reduce_kind(const Type& from, const Type& to) {
   if (!to.batched && to.dims.empty()) return Kernel::Reduce::All;
   if (!to.batched && to.dims == from.dims) return Kernel::Reduce::Batch;
   if (to.batched && to.dims.empty()) return Kernel::Reduce::Features;
+  if (from.batched && !to.batched && from.dims.size() >= 2 && to.dims.size() == from.dims.size() &&
+      to.dims[0] == from.dims[0] && to.numel() == to.dims[0])
+    return Kernel::Reduce::Channels;
   return Kernel::Reduce::General;
 }
 
@@ -99,11 +109,11 @@ Graph fuse(const Graph& in) {
         int G = group[x];
         if (G < 0 || terminal[x]) continue;
         Kernel& k = groups[G];
-        if (k.kind != KernelKind::Elementwise && k.kind != KernelKind::Gemm && k.kind != KernelKind::Conv) continue;
+        if (k.kind == KernelKind::Layout) continue;
         // Only the forward convolution writes its output tile by tile (the others scatter).
         if (k.kind == KernelKind::Conv && g.nodes[k.nodes[0]].op != Op::Conv2d) continue;
         if (k.domain != node.type) continue;
-        if (k.kind != KernelKind::Elementwise && k.reduce != Kernel::Reduce::None) continue;
+        if ((k.kind == KernelKind::Gemm || k.kind == KernelKind::Conv) && k.reduce != Kernel::Reduce::None) continue;
         if (can_join(G)) {
           chosen = G;
           break;
@@ -117,8 +127,9 @@ Graph fuse(const Graph& in) {
       NodeId x = node.in[0];
       Kernel::Reduce r = reduce_kind(g.nodes[x].type, node.type);
       int G = group[x];
-      if (r != Kernel::Reduce::General && G >= 0 && !terminal[x] && groups[G].kind == KernelKind::Elementwise &&
-          groups[G].domain == g.nodes[x].type &&
+      const bool norm_ok = G >= 0 && groups[G].kind == KernelKind::Norm && r == Kernel::Reduce::Channels;
+      if (r != Kernel::Reduce::General && G >= 0 && !terminal[x] &&
+          (groups[G].kind == KernelKind::Elementwise || norm_ok) && groups[G].domain == g.nodes[x].type &&
           (groups[G].reduce == Kernel::Reduce::None || groups[G].reduce == r) && can_join(G)) {
         chosen = G;
       } else {
@@ -130,6 +141,36 @@ Graph fuse(const Graph& in) {
     } else if (row.cls == OpClass::Contraction) {
       groups.push_back(Kernel{node.op == Op::Matmul ? KernelKind::Gemm : KernelKind::Conv, {}, {}, node.type});
       chosen = (int)groups.size() - 1;
+    } else if (row.cls == OpClass::Norm) {
+      // group_norm starts a kernel. group_norm_back(x, dy) joins the kernel of dy:
+      // the remat copy of the forward normalization of x, or an elementwise chain
+      // (then its prologue).
+      if (node.op == Op::GroupNormBack) {
+        const int G = group[node.in[1]];
+        if (G >= 0 && !terminal[node.in[1]] && groups[G].domain == node.type && can_join(G)) {
+          Kernel& k = groups[G];
+          bool ok = false;
+          if (k.kind == KernelKind::Elementwise)
+            ok = k.reduce == Kernel::Reduce::None || k.reduce == Kernel::Reduce::Channels;
+          if (k.kind == KernelKind::Norm) {
+            ok = true;
+            for (NodeId m : k.nodes) {
+              const Node& mn = g.nodes[m];
+              if (mn.op == Op::GroupNormBack) ok = false;
+              if (mn.op == Op::GroupNorm && (mn.in[0] != node.in[0] || mn.i0 != node.i0 || mn.value != node.value))
+                ok = false;
+            }
+          }
+          if (ok) {
+            k.kind = KernelKind::Norm;
+            chosen = G;
+          }
+        }
+      }
+      if (chosen < 0) {
+        groups.push_back(Kernel{KernelKind::Norm, {}, {}, node.type});
+        chosen = (int)groups.size() - 1;
+      }
     } else if (row.cls == OpClass::Layout) {
       groups.push_back(Kernel{KernelKind::Layout, {}, {}, node.type});
       chosen = (int)groups.size() - 1;

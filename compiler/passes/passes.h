@@ -14,6 +14,11 @@ Graph autodiff(const Graph& loss, const Model& m);
 // identities and dead-code elimination.
 Graph simplify(const Graph& g);
 
+// Gives each group-normalization backward its own copy of the forward values its
+// gradient region reads (the normalization and the elementwise chain after it),
+// so that they are recomputed inside the backward loop nest instead of stored.
+Graph remat(const Graph& g);
+
 // Groups nodes into kernels (Graph::kernels): elementwise chains and their
 // reductions into one loop nest each, and elementwise consumers of a matmul into
 // its GEMM epilogue. Kernels are listed in execution order.
