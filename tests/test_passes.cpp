@@ -192,6 +192,16 @@ TEST_CASE("remat + fuse: each GroupNorm + affine + SiLU is one loop nest forward
   CHECK(sampler_norms == layers);
 }
 
+TEST_CASE("memplan: the U-Net training step at batch 64 fits in 200 MiB of arena") {
+  // DESIGN.md's memory target. The plan is deterministic, so this is a property
+  // of the compiler (kernel order, remat, liveness), not of the machine.
+  Compiled c = compile_spec_file(source_path("models/fashion_unet.ddpm"));
+  const double mib = (double)arena_floats(c.train, 64) * 4 / (1 << 20);
+  MESSAGE("U-Net training arena at batch 64: " << mib << " MiB");
+  CHECK(mib <= 200.0);
+  CHECK(mib > 50.0);  // the saved activations alone are more than this
+}
+
 TEST_CASE("memplan: values that are live at the same time never share arena memory") {
   Compiled c = moons();
   for (const Graph* g : {&c.train, &c.loss, &c.samplers[0].second}) {

@@ -199,37 +199,32 @@ Graph fuse(const Graph& in) {
     for (NodeId id : k.nodes)
       if (stored[id]) k.outputs.push_back(id);
 
-  // Topological order of kernels.
+  // Topological order of kernels: among the kernels whose inputs are ready, the
+  // one created first (by its first node) runs first. That follows the node order
+  // that autodiff produced, so a gradient is consumed soon after it is made
+  // (memplan's peak follows from this order).
   const int K = (int)groups.size();
-  std::vector<std::set<int>> preds(K);
+  std::vector<std::set<int>> preds(K), users(K);
   for (int i = 0; i < n; ++i)
     for (NodeId x : g.nodes[i].in)
-      if (group[x] >= 0 && group[i] >= 0 && group[x] != group[i]) preds[group[i]].insert(group[x]);
-  std::vector<int> order, state(K, 0);
-  std::vector<std::pair<int, size_t>> stack;
-  for (int s = 0; s < K; ++s) {
-    if (state[s]) continue;
-    stack.push_back({s, 0});
-    state[s] = 1;
-    while (!stack.empty()) {
-      auto& [v, it] = stack.back();
-      auto pit = preds[v].begin();
-      std::advance(pit, it);
-      if (pit != preds[v].end()) {
-        ++it;
-        int p = *pit;
-        if (state[p] == 1) DDPM_ICE("fuse produced a cycle between kernels");
-        if (state[p] == 0) {
-          state[p] = 1;
-          stack.push_back({p, 0});
-        }
-      } else {
-        state[v] = 2;
-        order.push_back(v);
-        stack.pop_back();
+      if (group[x] >= 0 && group[i] >= 0 && group[x] != group[i]) {
+        preds[group[i]].insert(group[x]);
+        users[group[x]].insert(group[i]);
       }
-    }
+  std::vector<int> order, waiting(K);
+  std::set<int> ready;
+  for (int G = 0; G < K; ++G) {
+    waiting[G] = (int)preds[G].size();
+    if (!waiting[G]) ready.insert(G);
   }
+  while (!ready.empty()) {
+    const int G = *ready.begin();
+    ready.erase(ready.begin());
+    order.push_back(G);
+    for (int U : users[G])
+      if (--waiting[U] == 0) ready.insert(U);
+  }
+  if ((int)order.size() != K) DDPM_ICE("fuse produced a cycle between kernels");
   for (int G : order) g.kernels.push_back(groups[G]);
   return g;
 }

@@ -12,6 +12,10 @@
 // then puts the copies, the gradient region and group_norm_back into one loop nest,
 // and the forward originals are no longer read by the backward, so not stored.
 //
+// The filter gradient of the convolution that reads silu(normalize(x) ...) also
+// reads the copy, so the forward value is stored only until the forward
+// convolution has read it; the copy is stored while the backward needs it.
+//
 // The gradient region of group_norm_back(x, dy): the elementwise ancestors of dy
 // in x's domain that are not forward values, plus the elementwise nodes computed
 // from them and forward values only (the per-channel parameter-gradient terms,
@@ -95,11 +99,18 @@ Graph remat(const Graph& in) {
       }
       if (any && ok) r.nodes.insert(i);
     }
+    // The filter gradients of convolutions that read a forward value (the conv
+    // after silu(group_norm(x))) read the copy too, so that value is only stored
+    // while the forward convolution and then the backward nest need it.
+    std::vector<NodeId> users;
+    for (NodeId i = 0; i < n; ++i)
+      if (in.nodes[i].op == Op::Conv2dBackFilter && fwd[in.nodes[i].in[0]] && region_of[i] < 0) users.push_back(i);
     // The forward values the region reads, with what they are computed from.
     std::set<NodeId> need;
     for (NodeId u : r.nodes)
       for (NodeId y : in.nodes[u].in)
         if (fwd[y]) need.insert(y);
+    for (NodeId u : users) need.insert(in.nodes[u].in[0]);
     std::vector<NodeId> work(need.begin(), need.end());
     while (!work.empty()) {
       NodeId u = work.back();
@@ -108,6 +119,7 @@ Graph remat(const Graph& in) {
         if (fwd[y] && need.insert(y).second) work.push_back(y);
     }
     r.first = *r.nodes.begin();
+    for (NodeId u : users) r.first = std::min(r.first, u);
     // Copies go right before the region's first node, so whatever they read
     // besides each other must come before it.
     bool placeable = true;
@@ -116,6 +128,7 @@ Graph remat(const Graph& in) {
     if (!placeable) continue;
     r.copies.assign(need.begin(), need.end());
     for (NodeId u : r.nodes) region_of[u] = (int)regions.size();
+    for (NodeId u : users) region_of[u] = (int)regions.size();
     regions.push_back(std::move(r));
   }
   if (regions.empty()) return in;
