@@ -56,21 +56,46 @@ ConvDims conv_dims(const Graph& g, const Node& n) {
 // Convolutions split the batch into this many fixed slices that run in parallel.
 constexpr int64_t kConvChunks = 4;
 
+// How a convolution op runs (see conv() for each path):
+//   Direct     1x1, stride 1, no padding: the input itself is the GEMM operand.
+//   Flipped    data gradient, stride 1: a convolution of dy with the flipped,
+//              transposed filter (im2col of dy + GEMM), no col2im.
+//   Im2col     the general case (the data gradient then scatters with col2im).
+enum class ConvPath { Direct, Flipped, Im2col };
+ConvPath conv_path(const Node& n, const ConvDims& d) {
+  if (d.K == 1 && d.s == 1 && d.p == 0) return ConvPath::Direct;
+  if (n.op == Op::Conv2dBackData && d.s == 1 && d.p <= d.K - 1) return ConvPath::Flipped;
+  return ConvPath::Im2col;
+}
+
+// Floats of one slice's im2col buffer.
+int64_t conv_col_floats(const Node& n, const ConvDims& d) {
+  switch (conv_path(n, d)) {
+    case ConvPath::Direct: return 0;
+    case ConvPath::Flipped: return (d.O * d.K * d.K * d.H * d.W + 15) / 16 * 16;
+    default: return d.col_floats();
+  }
+}
+
 // Scratch of one slice of a convolution kernel: one sample's im2col buffer plus GEMM packing.
 int64_t conv_chunk_floats(const Graph& g, const Node& n) {
   const ConvDims d = conv_dims(g, n);
-  size_t gs = n.op == Op::Conv2d           ? ddpm::gemm_scratch_floats((int)d.O, (int)d.hw(), (int)d.ckk())
-              : n.op == Op::Conv2dBackData ? ddpm::gemm_scratch_floats((int)d.ckk(), (int)d.hw(), (int)d.O)
-                                           : ddpm::gemm_scratch_floats((int)d.O, (int)d.ckk(), (int)d.hw());
-  return d.col_floats() + (int64_t)(gs + 15) / 16 * 16;
+  size_t gs = n.op == Op::Conv2d ? ddpm::gemm_scratch_floats((int)d.O, (int)d.hw(), (int)d.ckk())
+              : n.op == Op::Conv2dBackData
+                  ? (conv_path(n, d) == ConvPath::Flipped
+                         ? ddpm::gemm_scratch_floats((int)d.C, (int)(d.H * d.W), (int)(d.O * d.K * d.K))
+                         : ddpm::gemm_scratch_floats((int)d.ckk(), (int)d.hw(), (int)d.O))
+                  : ddpm::gemm_scratch_floats((int)d.O, (int)d.ckk(), (int)d.hw());
+  return conv_col_floats(n, d) + (int64_t)(gs + 15) / 16 * 16;
 }
 
 // Scratch of a whole convolution kernel: every slice's, plus per-slice partial
-// filter gradients for the filter-gradient op.
+// filter gradients for the filter-gradient op, or the flipped filter.
 int64_t conv_scratch(const Graph& g, const Node& n) {
   const ConvDims d = conv_dims(g, n);
   int64_t s = kConvChunks * conv_chunk_floats(g, n);
   if (n.op == Op::Conv2dBackFilter) s += kConvChunks * ((d.O * d.ckk() + 15) / 16 * 16);
+  if (n.op == Op::Conv2dBackData && conv_path(n, d) == ConvPath::Flipped) s += (d.O * d.ckk() + 15) / 16 * 16;
   return s;
 }
 
@@ -486,24 +511,42 @@ struct Emitter {
   void conv(size_t k, const Kernel& kern) {
     const Node& cn = g.nodes[kern.nodes[0]];
     const ConvDims d = conv_dims(g, cn);
-    const char* what = cn.op == Op::Conv2d ? (kern.nodes.size() > 1 ? "conv2d (im2col + GEMM) with fused epilogue,"
-                                                                     : "conv2d (im2col + GEMM),")
-                       : cn.op == Op::Conv2dBackData ? "conv2d data gradient (GEMM + col2im),"
-                                                     : "conv2d filter gradient (im2col + GEMM, summed over the batch),";
-    header(k, kern, what);
+    const ConvPath path = conv_path(cn, d);
+    const bool direct = path == ConvPath::Direct;
+    std::string what = cn.op == Op::Conv2d ? (direct ? "conv2d 1x1 (GEMM)" : "conv2d (im2col + GEMM)")
+                       : cn.op == Op::Conv2dBackData
+                           ? (direct ? "conv2d data gradient 1x1 (GEMM)"
+                              : path == ConvPath::Flipped ? "conv2d data gradient (im2col of dy + GEMM with the flipped filter)"
+                                                          : "conv2d data gradient (GEMM + col2im)")
+                           : (direct ? "conv2d filter gradient 1x1 (GEMM, summed over the batch)"
+                                     : "conv2d filter gradient (im2col + GEMM, summed over the batch)");
+    if (cn.op == Op::Conv2d && kern.nodes.size() > 1) what += " with fused epilogue";
+    header(k, kern, what + ",");
     out += fmt::format("static void {}_k{}(const Env& e) {{\n", prefix, k);
     out += fmt::format("  // x [B,{},{},{}], w [{},{},{},{}], y [B,{},{},{}], stride {}, padding {}\n", d.C, d.H, d.W, d.O,
                        d.C, d.K, d.K, d.O, d.Ho, d.Wo, d.s, d.p);
+    const int64_t xs = d.C * d.H * d.W, ys = d.O * d.Ho * d.Wo, chunk = conv_chunk_floats(g, cn);
+    if (path == ConvPath::Flipped) {
+      // wt[c, (o, ki, kj)] = w[o, c, K-1-ki, K-1-kj], after every slice's scratch.
+      out += fmt::format("  float* wt = e.scratch + {} * {};\n", kConvChunks, chunk);
+      out += fmt::format("  flip_filter({}, {}, {}, {}, wt);\n", ptr(cn.in[1]), d.O, d.C, d.K);
+    }
     // The batch is cut into kConvChunks fixed slices (never by thread count); each
     // runs its samples in order with its own scratch, and the slices run in parallel.
     out += fmt::format("  const int64_t nchunk = std::min<int64_t>(e.B, {});\n", kConvChunks);
     out += "  parallel_chunks(nchunk, [&](int64_t c) {\n";
-    out += fmt::format("    float* col = e.scratch + c * {};  // [{}, {}]\n    float* gs = col + {};\n",
-                       conv_chunk_floats(g, cn), d.ckk(), d.hw(), d.col_floats());
+    const int64_t colf = conv_col_floats(cn, d);
+    if (colf > 0)
+      out += fmt::format("    float* col = e.scratch + c * {};  // [{}, {}]\n    float* gs = col + {};\n", chunk,
+                         path == ConvPath::Flipped ? d.O * d.K * d.K : d.ckk(), path == ConvPath::Flipped ? d.H * d.W : d.hw(),
+                         colf);
+    else
+      out += fmt::format("    float* gs = e.scratch + c * {};\n", chunk);
     out += "    const int64_t b0 = c * e.B / nchunk, b1 = (c + 1) * e.B / nchunk;\n";
-    const int64_t xs = d.C * d.H * d.W, ys = d.O * d.Ho * d.Wo;
     std::string im2col = fmt::format("im2col({{x}} + b * {}, {}, {}, {}, {}, {}, {}, {}, {}, col);", xs, d.C, d.H, d.W,
                                      d.K, d.s, d.p, d.Ho, d.Wo);
+    // The GEMM operand [C*K*K, Ho*Wo] of sample b: the im2col buffer, or x itself.
+    auto operand = [&](const std::string& x) { return direct ? fmt::format("{} + b * {}", x, xs) : std::string("col"); };
     if (cn.op == Op::Conv2d) {
       std::string x = ptr(cn.in[0]), w = ptr(cn.in[1]), y = ptr(kern.nodes[0]);
       std::vector<NodeId> epi(kern.nodes.begin() + 1, kern.nodes.end());
@@ -514,9 +557,9 @@ struct Emitter {
         out += "    " + indent(body(kern, epi, "cols", nullptr, o), 2);
       }
       out += "    for (int64_t b = b0; b < b1; ++b) {\n";
-      out += "      " + fmt::format(fmt::runtime(im2col), fmt::arg("x", x)) + "\n";
-      std::string call = fmt::format("{}, {}, {}, {}, {}, false, col, {}, false, {} + b * {}, {}, gs", d.O, d.hw(),
-                                     d.ckk(), w, d.ckk(), d.hw(), y, ys, d.hw());
+      if (!direct) out += "      " + fmt::format(fmt::runtime(im2col), fmt::arg("x", x)) + "\n";
+      std::string call = fmt::format("{}, {}, {}, {}, {}, false, {}, {}, false, {} + b * {}, {}, gs", d.O, d.hw(),
+                                     d.ckk(), w, d.ckk(), operand(x), d.hw(), y, ys, d.hw());
       if (epi.empty()) {
         out += "      gemm_plain(" + call + ");\n";
       } else {
@@ -529,24 +572,35 @@ struct Emitter {
     } else if (cn.op == Op::Conv2dBackData) {
       std::string gy = ptr(cn.in[0]), w = ptr(cn.in[1]), dx = ptr(kern.nodes[0]);
       out += "    for (int64_t b = b0; b < b1; ++b) {\n";
-      out += fmt::format("      gemm_plain({}, {}, {}, {}, {}, true, {} + b * {}, {}, false, col, {}, gs);\n", d.ckk(),
-                         d.hw(), d.O, w, d.ckk(), gy, ys, d.hw(), d.hw());
-      out += fmt::format("      col2im(col, {}, {}, {}, {}, {}, {}, {}, {}, {} + b * {});\n", d.C, d.H, d.W, d.K, d.s,
-                         d.p, d.Ho, d.Wo, dx, xs);
+      if (path == ConvPath::Flipped) {
+        const int64_t okk = d.O * d.K * d.K, hw = d.H * d.W;
+        out += fmt::format("      im2col({} + b * {}, {}, {}, {}, {}, 1, {}, {}, {}, col);\n", gy, ys, d.O, d.Ho, d.Wo, d.K,
+                           d.K - 1 - d.p, d.H, d.W);
+        out += fmt::format("      gemm_plain({}, {}, {}, wt, {}, false, col, {}, false, {} + b * {}, {}, gs);\n", d.C, hw,
+                           okk, okk, hw, dx, xs, hw);
+      } else if (direct) {
+        out += fmt::format("      gemm_plain({}, {}, {}, {}, {}, true, {} + b * {}, {}, false, {} + b * {}, {}, gs);\n", d.C,
+                           d.hw(), d.O, w, d.C, gy, ys, d.hw(), dx, xs, d.hw());
+      } else {
+        out += fmt::format("      gemm_plain({}, {}, {}, {}, {}, true, {} + b * {}, {}, false, col, {}, gs);\n", d.ckk(),
+                           d.hw(), d.O, w, d.ckk(), gy, ys, d.hw(), d.hw());
+        out += fmt::format("      col2im(col, {}, {}, {}, {}, {}, {}, {}, {}, {} + b * {});\n", d.C, d.H, d.W, d.K, d.s,
+                           d.p, d.Ho, d.Wo, dx, xs);
+      }
       out += "    }\n  });\n";
     } else {
       // Each slice sums its samples into its own partial dW; the partials are then
       // added in slice order.
       std::string x = ptr(cn.in[0]), gy = ptr(cn.in[1]), dw = ptr(kern.nodes[0]);
       const int64_t wf = (d.O * d.ckk() + 15) / 16 * 16;
-      out += fmt::format("    float* part = e.scratch + {} * {} + c * {};\n", kConvChunks, conv_chunk_floats(g, cn), wf);
+      out += fmt::format("    float* part = e.scratch + {} * {} + c * {};\n", kConvChunks, chunk, wf);
       out += "    for (int64_t b = b0; b < b1; ++b) {\n";
-      out += "      " + fmt::format(fmt::runtime(im2col), fmt::arg("x", x)) + "\n";
-      out += fmt::format("      gemm_plain({}, {}, {}, {} + b * {}, {}, false, col, {}, true, part, {}, gs, b > b0);\n",
-                         d.O, d.ckk(), d.hw(), gy, ys, d.hw(), d.hw(), d.ckk());
+      if (!direct) out += "      " + fmt::format(fmt::runtime(im2col), fmt::arg("x", x)) + "\n";
+      out += fmt::format("      gemm_plain({}, {}, {}, {} + b * {}, {}, false, {}, {}, true, part, {}, gs, b > b0);\n",
+                         d.O, d.ckk(), d.hw(), gy, ys, d.hw(), operand(x), d.hw(), d.ckk());
       out += "    }\n  });\n";
-      out += fmt::format("  sum_partials(e.scratch + {} * {}, nchunk, {}, {}, {});\n", kConvChunks,
-                         conv_chunk_floats(g, cn), wf, d.O * d.ckk(), dw);
+      out += fmt::format("  sum_partials(e.scratch + {} * {}, nchunk, {}, {}, {});\n", kConvChunks, chunk, wf,
+                         d.O * d.ckk(), dw);
     }
     out += "}\n\n";
   }

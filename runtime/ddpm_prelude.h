@@ -188,6 +188,17 @@ __attribute__((noinline)) inline void im2col(const float* x, int64_t C, int64_t 
   });
 }
 
+// The filter of a stride-1 convolution's data gradient as a convolution:
+// wt[c, (o, ki, kj)] = w[o, c, K-1-ki, K-1-kj], so that
+// dx = conv(dy, wt) with padding K-1-p.
+inline void flip_filter(const float* w, int64_t O, int64_t C, int64_t K, float* wt) {
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t o = 0; o < O; ++o)
+      for (int64_t ki = 0; ki < K; ++ki)
+        for (int64_t kj = 0; kj < K; ++kj)
+          wt[((c * O + o) * K + ki) * K + kj] = w[((o * C + c) * K + (K - 1 - ki)) * K + (K - 1 - kj)];
+}
+
 // x[c, i*s+ki-p, j*s+kj-p] += col[(c,ki,kj), (i,j)], x zeroed first. Parallel over
 // channels (each channel's rows only touch that channel), fixed order within.
 __attribute__((noinline)) inline void col2im(const float* col, int64_t C, int64_t H, int64_t W, int64_t K, int64_t s,

@@ -123,6 +123,7 @@ const std::vector<OpCase>& cases() {
       {"matmul TN", [](Ctx& c) { return c.b.matmul(c.input(BN), c.input(Type{true, {4}}), kTN); }},
       {"conv2d 3x3 stride 1 pad 1", [](Ctx& c) { return conv(c, Op::Conv2d, 1, 1); }},
       {"conv2d 3x3 stride 2 pad 1", [](Ctx& c) { return conv(c, Op::Conv2d, 2, 1); }},
+      {"conv2d 3x3 stride 1 pad 0 (data gradient: flipped filter, padding 2)", [](Ctx& c) { return conv(c, Op::Conv2d, 1, 0); }},
       {"conv2d 1x1", [](Ctx& c) {
          Node n{Op::Conv2d};
          n.in = {c.input(Type{true, {2, 4, 3}}), c.input(Type{false, {3, 2, 1, 1}})};
