@@ -115,8 +115,9 @@ class DataSource {
         shape = {im.n, im.rows, im.cols};
         // A grey image model declares [1, H, W]; the file has no channel axis.
         if (want.size() == 3 && want[0] == 1) shape.insert(shape.begin() + 1, 1);
-        rows_.resize(im.pixels.size());
-        for (size_t i = 0; i < im.pixels.size(); ++i) rows_[i] = im.pixels[i] / 127.5f - 1.0f;
+        // Kept as bytes (a quarter of the memory: 47 MB instead of 188 for
+        // Fashion-MNIST) and scaled to [-1, 1] as each batch is drawn.
+        bytes_ = std::move(im.pixels);
       }
       bool ok = shape.size() == want.size() + 1 && std::equal(want.begin(), want.end(), shape.begin() + 1);
       if (!ok) {
@@ -149,7 +150,13 @@ class DataSource {
     for (int i = 0; i < B; ++i) {
       int64_t r = (int64_t)(philox_uniform(seed, step, kBatchPickStream, (uint64_t)i) * (double)N_);
       r = std::min(r, N_ - 1);
-      std::memcpy(x0 + (int64_t)i * D_, rows_.data() + r * D_, (size_t)D_ * sizeof(float));
+      float* dst = x0 + (int64_t)i * D_;
+      if (!bytes_.empty()) {
+        const uint8_t* src = bytes_.data() + r * D_;
+        for (int64_t k = 0; k < D_; ++k) dst[k] = src[k] / 127.5f - 1.0f;
+      } else {
+        std::memcpy(dst, rows_.data() + r * D_, (size_t)D_ * sizeof(float));
+      }
     }
   }
 
@@ -162,7 +169,8 @@ class DataSource {
  private:
   std::string name_;
   bool array_ = false;
-  std::vector<float> rows_;  // [N, D]
+  std::vector<float> rows_;     // [N, D] (.npy data)
+  std::vector<uint8_t> bytes_;  // [N, D] (IDX images, 0..255)
   int64_t N_ = 0, D_ = 0;
 };
 
