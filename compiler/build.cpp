@@ -62,6 +62,29 @@ void write_atomic(const fs::path& p, const std::string& text) {
   fs::rename(tmp, p);
 }
 
+// The prelude every module includes first (xsimd, oneTBB, the GEMM engine),
+// precompiled once per toolchain into DIR/pch-<hash>/ddpm_prelude.h.gch. GCC looks
+// for NAME.gch in each include directory before NAME itself, so modules compiled
+// with -I that directory first use it; if it is missing or does not match the
+// flags, GCC reads the header as usual. Returns the directory (it may be empty).
+fs::path precompiled_prelude(const fs::path& dir, const std::string& toolchain, bool verbose) {
+  const fs::path pdir = dir / ("pch-" + content_hash(toolchain));
+  const fs::path gch = pdir / "ddpm_prelude.h.gch";
+  std::error_code ec;
+  if (fs::exists(gch, ec)) return pdir;
+  fs::create_directories(pdir, ec);
+  const fs::path tmp = pdir / fmt::format("ddpm_prelude.h.gch.tmp{}", getpid());
+  // Only the compile flags: -shared is for the link.
+  std::string flags = kCxxFlags;
+  if (auto at = flags.find(" -shared"); at != std::string::npos) flags.erase(at, 8);
+  std::string cmd = fmt::format("'{}' {} -x c++-header '{}' -o '{}' > /dev/null 2>&1", DDPMC_CXX, flags,
+                                (fs::path(DDPMC_RUNTIME_INCLUDE_DIR) / "ddpm_prelude.h").string(), tmp.string());
+  if (verbose) fmt::print(stderr, "{}\n", cmd);
+  if (std::system(cmd.c_str()) == 0) fs::rename(tmp, gch, ec);
+  fs::remove(tmp, ec);  // a failed precompile only costs the speed-up
+  return pdir;
+}
+
 }  // namespace
 
 BuiltModule build_module(const std::string& spec_path, const BuildOptions& opt) {
@@ -100,10 +123,11 @@ BuiltModule build_compiled(const Compiled& c, const BuildOptions& opt) {
   } else {
     auto t0 = std::chrono::steady_clock::now();
     write_atomic(cpp, source);
+    const fs::path pch = precompiled_prelude(dir, toolchain, opt.verbose);
     fs::path tmp_so = dir / fmt::format("{}.so.tmp{}", cache_key, getpid());
     fs::path log = dir / (cache_key + ".log");
-    std::string cmd = fmt::format("'{}' {} -I'{}' '{}' -o '{}' -ltbb > '{}' 2>&1", DDPMC_CXX, kCxxFlags,
-                                  DDPMC_RUNTIME_INCLUDE_DIR, cpp.string(), tmp_so.string(), log.string());
+    std::string cmd = fmt::format("'{}' {} -I'{}' -I'{}' '{}' -o '{}' -ltbb > '{}' 2>&1", DDPMC_CXX, kCxxFlags,
+                                  pch.string(), DDPMC_RUNTIME_INCLUDE_DIR, cpp.string(), tmp_so.string(), log.string());
     if (opt.verbose) fmt::print(stderr, "{}\n", cmd);
     int rc = std::system(cmd.c_str());
     if (rc != 0) {
