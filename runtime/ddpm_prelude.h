@@ -160,6 +160,36 @@ inline void gemm_epilogue(int M, int N, int K, const float* A, int lda, bool ta,
 // The valid output columns of a row form one interval, copied without branches.
 __attribute__((noinline)) inline void im2col(const float* x, int64_t C, int64_t H, int64_t W, int64_t K, int64_t s,
                                              int64_t p, int64_t Ho, int64_t Wo, float* col) {
+  // A "same" stride-1 convolution: each col row is its input plane shifted by
+  // (ki - p, kj - p), copied as one block; then the rows and columns that fall
+  // outside the plane are zeroed.
+  if (s == 1 && Ho == H && Wo == W) {
+    parallel_chunks((C * K * K + 7) / 8, [&](int64_t chunk) {
+      const int64_t r1 = std::min<int64_t>(C * K * K, (chunk + 1) * 8), n = H * W;
+      for (int64_t r = chunk * 8; r < r1; ++r) {
+        const int64_t c = r / (K * K), dh = (r / K) % K - p, dw = r % K - p, off = dh * W + dw;
+        const float* xc = x + c * n;
+        float* dst = col + r * n;
+        const int64_t i0 = std::max<int64_t>(0, -dh), i1 = std::min<int64_t>(H, H - dh);
+        if (i1 <= i0) {
+          std::memset(dst, 0, n * sizeof(float));
+          continue;
+        }
+        const int64_t q0 = i0 * W, q1 = i1 * W;
+        const int64_t qa = std::max<int64_t>(q0, -off), qb = std::min<int64_t>(q1, n - off);
+        std::memset(dst, 0, qa * sizeof(float));
+        std::memcpy(dst + qa, xc + qa + off, (qb - qa) * sizeof(float));
+        std::memset(dst + qb, 0, (n - qb) * sizeof(float));
+        if (dw < 0)
+          for (int64_t i = i0; i < i1; ++i)
+            for (int64_t j = 0; j < -dw; ++j) dst[i * W + j] = 0.0f;
+        if (dw > 0)
+          for (int64_t i = i0; i < i1; ++i)
+            for (int64_t j = W - dw; j < W; ++j) dst[i * W + j] = 0.0f;
+      }
+    });
+    return;
+  }
   parallel_chunks((C * K * K + 7) / 8, [&](int64_t chunk) {
     const int64_t r1 = std::min<int64_t>(C * K * K, (chunk + 1) * 8);
     for (int64_t r = chunk * 8; r < r1; ++r) {
