@@ -25,6 +25,7 @@ namespace ddpmc {
 namespace {
 
 const char* kCxxFlags = "-std=c++20 -O2 -march=native -fPIC -shared -fvisibility=hidden -fno-math-errno";
+constexpr size_t kSplitKernels = 200;  // kernels over all entry points
 const char* kRuntimeHeaders[] = {"ddpm_prelude.h", "ddpm_abi.h", "gemm.h", "philox.h", "simd_shim.h"};
 
 std::string read_file(const fs::path& p) {
@@ -106,8 +107,15 @@ BuiltModule build_compiled(const Compiled& c, const BuildOptions& opt) {
   // flags, runtime headers), so any change to the compiler's output rebuilds.
   std::string toolchain = std::string(DDPMC_CXX) + " " + kCxxFlags + "\n";
   for (const char* h : kRuntimeHeaders) toolchain += read_file(fs::path(DDPMC_RUNTIME_INCLUDE_DIR) / h);
-  const std::string source = emit_module(c, out.spec_hash);
-  const std::string cache_key = content_hash(source + toolchain);
+  // Large modules (the U-Net: hundreds of kernels) are emitted as two translation
+  // units that the C++ compiler builds in parallel, then linked.
+  size_t kernels = c.train.kernels.size() + c.loss.kernels.size() + c.eps.kernels.size();
+  for (auto& s : c.samplers) kernels += s.second.kernels.size();
+  const bool split = kernels >= kSplitKernels && !c.samplers.empty();
+  const std::vector<std::string> parts = emit_module_parts(c, out.spec_hash, split);
+  std::string all;
+  for (auto& p : parts) all += p;
+  const std::string cache_key = content_hash(all + toolchain);
 
   const fs::path dir = opt.cache_dir.empty() ? default_cache_dir() : opt.cache_dir;
   std::error_code ec;
@@ -116,18 +124,31 @@ BuiltModule build_compiled(const Compiled& c, const BuildOptions& opt) {
                            "set DDPM_CACHE_DIR to a writable directory");
   const fs::path so = dir / (cache_key + ".so");
   const fs::path cpp = dir / (cache_key + ".cpp");
-  if (!opt.emit_cpp.empty()) write_atomic(opt.emit_cpp, source);
+  if (!opt.emit_cpp.empty()) write_atomic(opt.emit_cpp, split ? emit_module(c, out.spec_hash) : parts[0]);
 
   if (fs::exists(so)) {
     out.cache_hit = true;
   } else {
     auto t0 = std::chrono::steady_clock::now();
-    write_atomic(cpp, source);
+    write_atomic(cpp, parts[0]);
     const fs::path pch = precompiled_prelude(dir, toolchain, opt.verbose);
     fs::path tmp_so = dir / fmt::format("{}.so.tmp{}", cache_key, getpid());
     fs::path log = dir / (cache_key + ".log");
-    std::string cmd = fmt::format("'{}' {} -I'{}' -I'{}' '{}' -o '{}' -ltbb > '{}' 2>&1", DDPMC_CXX, kCxxFlags,
-                                  pch.string(), DDPMC_RUNTIME_INCLUDE_DIR, cpp.string(), tmp_so.string(), log.string());
+    const std::string cxx = fmt::format("'{}' {} -I'{}' -I'{}'", DDPMC_CXX, kCxxFlags, pch.string(),
+                                        DDPMC_RUNTIME_INCLUDE_DIR);
+    std::string cmd;
+    if (!split) {
+      cmd = fmt::format("{} '{}' -o '{}' -ltbb > '{}' 2>&1", cxx, cpp.string(), tmp_so.string(), log.string());
+    } else {
+      const fs::path cpp1 = dir / (cache_key + ".1.cpp");
+      write_atomic(cpp1, parts[1]);
+      const std::string o0 = tmp_so.string() + ".0.o", o1 = tmp_so.string() + ".1.o";
+      // Both objects at once; link only if both compiled.
+      cmd = fmt::format("{{ {0} -c '{1}' -o '{2}' & p=$!; {0} -c '{3}' -o '{4}'; r1=$?; wait $p; r0=$?; "
+                        "[ $r0 -eq 0 ] && [ $r1 -eq 0 ] && {0} '{2}' '{4}' -o '{5}' -ltbb; r=$?; rm -f '{2}' '{4}'; "
+                        "exit $r; }} > '{6}' 2>&1",
+                        cxx, cpp.string(), o0, cpp1.string(), o1, tmp_so.string(), log.string());
+    }
     if (opt.verbose) fmt::print(stderr, "{}\n", cmd);
     int rc = std::system(cmd.c_str());
     if (rc != 0) {

@@ -192,6 +192,29 @@ TEST_CASE("remat + fuse: each GroupNorm + affine + SiLU is one loop nest forward
   CHECK(sampler_norms == layers);
 }
 
+TEST_CASE("codegen: a large module splits into two translation units with disjoint kernels") {
+  Compiled c = compile_spec_file(source_path("models/fashion_unet.ddpm"));
+  const auto one = emit_module_parts(c, "h", false);
+  const auto two = emit_module_parts(c, "h", true);
+  REQUIRE(one.size() == 1);
+  REQUIRE(two.size() == 2);
+  auto count = [](const std::string& s, const std::string& w) {
+    size_t n = 0;
+    for (size_t at = s.find(w); at != std::string::npos; at = s.find(w, at + 1)) ++n;
+    return n;
+  };
+  for (const char* k : {"static void train_k", "static void loss_k", "static void sampler_ddpm_k", "static void eps_k"}) {
+    CAPTURE(k);
+    CHECK(count(one[0], k) > 0);
+    CHECK(count(two[0], k) + count(two[1], k) == count(one[0], k));
+  }
+  CHECK(count(two[0], "static void sampler_") == 0);
+  CHECK(count(two[1], "static void train_k") == 0);
+  // The descriptor (in part 0) points at part 1's entry points.
+  CHECK(count(two[0], "ddpm_part1::sampler_step") == 1);
+  CHECK(count(two[1], "int sampler_step(") == 1);
+}
+
 TEST_CASE("memplan: the U-Net training step at batch 64 fits in 200 MiB of arena") {
   // DESIGN.md's memory target. The plan is deterministic, so this is a property
   // of the compiler (kernel order, remat, liveness), not of the machine.
