@@ -478,24 +478,25 @@ template <int R, class F> inline void row_channel_sums(int64_t b, int64_t c0, in
 }
 
 // Sum of n contiguous floats, and sum of squared deviations from m (fixed order).
+// (The tail loops count t from nv = n rounded down to whole vectors.)
 inline float row_sum(const float* x, int64_t n) {
+  const int64_t nv = n / L * L;
   V va(0.0f);
-  int64_t k = 0;
-  for (; k + L <= n; k += L) va += V::load_unaligned(x + k);
+  for (int64_t k = 0; k < nv; k += L) va += V::load_unaligned(x + k);
   double s = hsum(va);
-  for (; k < n; ++k) s += x[k];
+  for (int64_t t = nv; t < n; ++t) s += x[t];
   return (float)s;
 }
 inline float row_sqdev(const float* x, int64_t n, float m) {
+  const int64_t nv = n / L * L;
   V va(0.0f);
   const V vm(m);
-  int64_t k = 0;
-  for (; k + L <= n; k += L) {
+  for (int64_t k = 0; k < nv; k += L) {
     const V d = V::load_unaligned(x + k) - vm;
     va = xsimd::fma(d, d, va);
   }
   double s = hsum(va);
-  for (; k < n; ++k) s += (double)(x[k] - m) * (x[k] - m);
+  for (int64_t t = nv; t < n; ++t) s += (double)(x[t] - m) * (x[t] - m);
   return (float)s;
 }
 
