@@ -6,9 +6,11 @@
 // vectorised optimizer kernels, and formats a log line every log_every steps.
 #include "train.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -172,6 +174,30 @@ class DataSource {
   std::vector<float> rows_;     // [N, D] (.npy data)
   std::vector<uint8_t> bytes_;  // [N, D] (IDX images, 0..255)
   int64_t N_ = 0, D_ = 0;
+};
+
+// Ctrl-C and SIGTERM during training: the first sets a flag that the loop reads
+// after each step (then it checkpoints and returns); the handler then restores
+// the default action, so a second signal stops the process at once.
+volatile sig_atomic_t g_stop_signal = 0;
+extern "C" void on_stop_signal(int sig) {
+  g_stop_signal = sig;
+  signal(sig, SIG_DFL);
+}
+struct StopSignals {
+  struct sigaction old_int {}, old_term {};
+  StopSignals() {
+    g_stop_signal = 0;
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+  }
+  ~StopSignals() {
+    sigaction(SIGINT, &old_int, nullptr);
+    sigaction(SIGTERM, &old_term, nullptr);
+  }
 };
 
 // The full optimizer state, in the module's flat [P] layout.
@@ -443,6 +469,8 @@ int train(const TrainConfig& cfg) {
     fmt::print(stderr, "training {} on {}: {} parameters, batch {}, {} thread{}, steps {}..{}\n", cfg.model,
                cfg.data, n_weights, B, cfg.threads, cfg.threads == 1 ? "" : "s", start.step + 1, cfg.steps);
 
+  StopSignals stop_signals;
+  bool interrupted = false;
   while (k < cfg.steps) {
     const int64_t step = k + 1;
     data.fill(seed, (uint64_t)step, B, x0.data());
@@ -472,7 +500,8 @@ int train(const TrainConfig& cfg) {
     window_loss += loss;
     ++window_n;
     if (cfg.minutes > 0 && seconds_since(t0) > cfg.minutes * 60) timed_out = true;
-    if (step % cfg.log_every == 0 || step == cfg.steps || timed_out) {
+    if (g_stop_signal) interrupted = true;
+    if (step % cfg.log_every == 0 || step == cfg.steps || timed_out || interrupted) {
       double wdt = seconds_since(window_t0);
       double sps = wdt > 0 ? window_n / wdt : 0;
       double total = elapsed_total();
@@ -493,17 +522,20 @@ int train(const TrainConfig& cfg) {
       window_n = 0;
       window_t0 = Clock::now();
     }
-    if (cfg.ckpt_every > 0 && step % cfg.ckpt_every == 0 && step != cfg.steps && !timed_out)
+    if (cfg.ckpt_every > 0 && step % cfg.ckpt_every == 0 && step != cfg.steps && !timed_out && !interrupted)
       save(step, elapsed_total());
-    if (timed_out) break;
+    if (timed_out || interrupted) break;
   }
   save(k, elapsed_total());
   if (tty) fmt::print(stderr, "\n");
   double dt = seconds_since(t0);
-  fmt::print(stderr, "{} {} steps in {:.1f} s ({} steps/s), loss {:.4f}; checkpoint at step {} in {}\n",
-             timed_out ? "stopped by the time limit after" : "trained", k - start.step, dt,
-             rate((k - start.step) / std::max(dt, 1e-9)), last_mean, k, ckpt_path);
-  return 0;
+  fmt::print(stderr, "{} {} steps in {:.1f} s ({} steps/s), loss {:.4f}; checkpoint at step {} in {}{}\n",
+             interrupted ? fmt::format("stopped by {} after", g_stop_signal == SIGTERM ? "SIGTERM" : "Ctrl-C")
+             : timed_out ? std::string("stopped by the time limit after")
+                         : std::string("trained"),
+             k - start.step, dt, rate((k - start.step) / std::max(dt, 1e-9)), last_mean, k, ckpt_path,
+             interrupted ? "; continue with --resume" : "");
+  return interrupted ? kTrainInterrupted : 0;
 }
 
 }  // namespace ddpm

@@ -44,10 +44,12 @@ struct TrainConfig {
 };
 
 // Exit codes of train() besides 0.
-constexpr int kTrainNonFinite = 3;  // the loss became NaN/Inf; the last good checkpoint is kept
+constexpr int kTrainNonFinite = 3;     // the loss became NaN/Inf; the last good checkpoint is kept
+constexpr int kTrainInterrupted = 130;  // SIGINT/SIGTERM: stopped after the current step, checkpoint written
 
 // Runs training. Returns 0 on success, kTrainNonFinite if the loss became
-// non-finite. Throws ddpmc::UserError for bad input (config, data, checkpoint).
+// non-finite, kTrainInterrupted after Ctrl-C or SIGTERM (the step in flight
+// finishes and a checkpoint is written; a second signal kills at once). Throws ddpmc::UserError for bad input (config, data, checkpoint).
 int train(const TrainConfig& cfg);
 
 }  // namespace ddpm

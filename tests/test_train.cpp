@@ -9,8 +9,13 @@
 // to fresh moons points, against an untrained model).
 #include <doctest/doctest.h>
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <thread>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -195,6 +200,36 @@ TEST_CASE("train: 200 steps straight equal 100 steps + resume to 200, bit for bi
   CHECK(ddpm::train(c) == 0);
   c.resume = false;
   CHECK(user_error_text([&] { ddpm::train(c); }).find("--resume") != std::string::npos);
+}
+
+TEST_CASE("train: Ctrl-C stops after the current step with a checkpoint, and --resume continues") {
+  fs::path d = fresh_dir("interrupt");
+  struct sigaction before {};
+  sigaction(SIGINT, nullptr, &before);
+  ddpm::TrainConfig c = base_config(d, 1000000);
+  c.log_every = 1;
+  // Once training has logged a few steps, this process gets SIGINT.
+  std::thread sender([&] {
+    for (int i = 0; i < 6000 && count_lines(d / "metrics.jsonl") < 5; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    kill(getpid(), SIGINT);
+  });
+  const int rc = ddpm::train(c);
+  sender.join();
+  CHECK(rc == ddpm::kTrainInterrupted);
+  const auto ck = ddpm::read_safetensors(ckpt_path(d));
+  const int64_t stopped = std::stoll(ck.metadata.at("step"));
+  CHECK(stopped >= 5);
+  CHECK(stopped < 1000000);
+  CHECK(count_lines(d / "metrics.jsonl") == stopped);  // every finished step was logged and kept
+  // The previous handler is back, and the run resumes from the checkpoint.
+  struct sigaction now {};
+  sigaction(SIGINT, nullptr, &now);
+  CHECK((now.sa_handler == before.sa_handler));
+  c.steps = stopped + 10;
+  c.resume = true;
+  CHECK(ddpm::train(c) == 0);
+  CHECK(ddpm::read_safetensors(ckpt_path(d)).metadata.at("step") == std::to_string(stopped + 10));
 }
 
 TEST_CASE("train: a NaN loss stops training and keeps the last good checkpoint") {
