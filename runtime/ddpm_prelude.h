@@ -104,6 +104,18 @@ template <class F> inline void for_cols(int64_t j0, int64_t j1, F&& f) {
   for (; j < j1; ++j) f(0.0f, j);
 }
 
+// What body adds into acc[0..R) over columns [j0, j1) of row b: SIMD lanes, then
+// the scalar tail, each summed in a fixed order; out[k] = lanes + tail (double).
+template <int R, class F> inline void sum_cols(int64_t b, int64_t j0, int64_t j1, double* out, F&& body) {
+  V va[R];
+  float sa[R];
+  for (int k = 0; k < R; ++k) va[k] = V(0.0f), sa[k] = 0.0f;
+  int64_t j = j0;
+  for (; j + L <= j1; j += L) body(V(0.0f), b, j, va);
+  for (; j < j1; ++j) body(0.0f, b, j, sa);
+  for (int k = 0; k < R; ++k) out[k] = (double)hsum(va[k]) + (double)sa[k];
+}
+
 // Rows per task: about 8K elements, fixed by the shape.
 inline int64_t row_chunk(int64_t rows, int64_t cols) {
   int64_t c = 8192 / (cols > 0 ? cols : 1);
@@ -278,13 +290,9 @@ template <int R, class F> inline void reduce_all(int64_t rows, int64_t cols, flo
       const int64_t r1 = (c + 1) * chunk < rows ? (c + 1) * chunk : rows;
       double acc[R] = {};
       for (int64_t b = c * chunk; b < r1; ++b) {
-        V va[R];
-        float sa[R];
-        for (int k = 0; k < R; ++k) va[k] = V(0.0f), sa[k] = 0.0f;
-        int64_t j = 0;
-        for (; j + L <= cols; j += L) body(V(0.0f), b, j, va);
-        for (; j < cols; ++j) body(0.0f, b, j, sa);
-        for (int k = 0; k < R; ++k) acc[k] += (double)hsum(va[k]) + (double)sa[k];
+        double s[R];
+        sum_cols<R>(b, 0, cols, s, body);
+        for (int k = 0; k < R; ++k) acc[k] += s[k];
       }
       for (int k = 0; k < R; ++k) partial[k][ci] = acc[k];
     });
@@ -320,13 +328,9 @@ template <int R, class F> inline void reduce_features(int64_t rows, int64_t cols
   parallel_chunks(n, [&](int64_t c) {
     const int64_t r1 = (c + 1) * chunk < rows ? (c + 1) * chunk : rows;
     for (int64_t b = c * chunk; b < r1; ++b) {
-      V va[R];
-      float sa[R];
-      for (int k = 0; k < R; ++k) va[k] = V(0.0f), sa[k] = 0.0f;
-      int64_t j = 0;
-      for (; j + L <= cols; j += L) body(V(0.0f), b, j, va);
-      for (; j < cols; ++j) body(0.0f, b, j, sa);
-      for (int k = 0; k < R; ++k) out[k][b] = hsum(va[k]) + sa[k];
+      double s[R];
+      sum_cols<R>(b, 0, cols, s, body);
+      for (int k = 0; k < R; ++k) out[k][b] = (float)s[k];
     }
   });
 }
@@ -441,13 +445,9 @@ template <class F> inline void map_channels(int64_t B, int64_t C, int64_t HW, F&
 // Sums of sample b's channels [c0, c1) into part[c * R + r] (part is sample b's [C, R]).
 template <int R, class F> inline void channel_sums(int64_t b, int64_t c0, int64_t c1, int64_t HW, float* part, F&& body) {
   for (int64_t c = c0; c < c1; ++c) {
-    V va[R];
-    float sa[R];
-    for (int k = 0; k < R; ++k) va[k] = V(0.0f), sa[k] = 0.0f;
-    int64_t j = c * HW;
-    for (; j + L <= (c + 1) * HW; j += L) body(V(0.0f), b, j, va);
-    for (; j < (c + 1) * HW; ++j) body(0.0f, b, j, sa);
-    for (int k = 0; k < R; ++k) part[c * R + k] = hsum(va[k]) + sa[k];
+    double s[R];
+    sum_cols<R>(b, c * HW, (c + 1) * HW, s, body);
+    for (int k = 0; k < R; ++k) part[c * R + k] = (float)s[k];
   }
 }
 
@@ -466,13 +466,9 @@ inline void reduce_channels(int64_t B, int64_t C, int64_t HW, float* part, float
 template <int R, class F> inline void row_channel_sums(int64_t b, int64_t c0, int64_t c1, int64_t HW, float* sums, F&& body) {
   double tot[R] = {};
   for (int64_t c = c0; c < c1; ++c) {
-    V va[R];
-    float sa[R];
-    for (int k = 0; k < R; ++k) va[k] = V(0.0f), sa[k] = 0.0f;
-    int64_t j = c * HW;
-    for (; j + L <= (c + 1) * HW; j += L) body(V(0.0f), b, j, va);
-    for (; j < (c + 1) * HW; ++j) body(0.0f, b, j, sa);
-    for (int k = 0; k < R; ++k) tot[k] += (double)hsum(va[k]) + (double)sa[k];
+    double s[R];
+    sum_cols<R>(b, c * HW, (c + 1) * HW, s, body);
+    for (int k = 0; k < R; ++k) tot[k] += s[k];
   }
   for (int k = 0; k < R; ++k) sums[k] = (float)tot[k];
 }

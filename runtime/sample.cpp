@@ -44,15 +44,16 @@ void validate(const SampleConfig& c) {
   if (c.steps < 0) user_error_noloc(fmt::format("--steps must be 0 (all) or more (got {})", c.steps), "");
 }
 
-// Loads the weights chosen by cfg.use_ema into params, checking the spec hash and
-// every tensor's presence and shape.
-void load_weights(const std::string& path, const Module& mod, bool use_ema, float* params) {
+
+}  // namespace
+
+std::string load_weights(const std::string& path, const Module& mod, bool use_ema, float* params) {
   const ddpm_module& m = mod.get();
   SafeTensors ck = read_safetensors(path);
   auto h = ck.metadata.find("spec_hash");
   if (h == ck.metadata.end())
     user_error_noloc(fmt::format("checkpoint {} has no spec_hash in its metadata; it is not a ddpmc checkpoint", path),
-                     "sample from a directory written by ddpm-train");
+                     "use a run directory written by ddpm-train");
   if (h->second != m.spec_hash)
     user_error_noloc(fmt::format("checkpoint {} has spec hash {}, but {} has spec hash {}", path, h->second,
                                  mod.so_path(), m.spec_hash),
@@ -71,9 +72,9 @@ void load_weights(const std::string& path, const Module& mod, bool use_ema, floa
                        "the file is from another model");
     std::copy(it->second.second.begin(), it->second.second.end(), params + p.offset);
   }
+  auto st = ck.metadata.find("step");
+  return st == ck.metadata.end() ? std::string() : st->second;
 }
-
-}  // namespace
 
 std::vector<int> sampling_steps(int T, int steps) {
   if (steps < 0 || steps > T)
@@ -86,20 +87,24 @@ std::vector<int> sampling_steps(int T, int steps) {
   return ts;
 }
 
+RunFiles run_files(const std::string& run_dir, const std::string& then) {
+  std::error_code ec;
+  if (!fs::is_directory(run_dir, ec))
+    user_error_noloc(fmt::format("run directory {} does not exist", run_dir),
+                     "pass the --out directory of a ddpm-train run");
+  RunFiles f{(fs::path(run_dir) / "module.so").string(), (fs::path(run_dir) / "checkpoint.safetensors").string()};
+  if (!fs::exists(f.so, ec) || !fs::exists(f.ckpt, ec))
+    user_error_noloc(fmt::format("{} is not a training run: {} is missing", run_dir,
+                                 fs::exists(f.so, ec) ? f.ckpt : f.so),
+                     "train first with `ddpm-train SPEC --out DIR`, then " + then);
+  return f;
+}
+
 std::vector<float> sample_to_vector(const SampleConfig& cfg) {
   validate(cfg);
   tbb::global_control threads_ctl(tbb::global_control::max_allowed_parallelism, (size_t)cfg.threads);
 
-  std::error_code ec;
-  if (!fs::is_directory(cfg.run_dir, ec))
-    user_error_noloc(fmt::format("run directory {} does not exist", cfg.run_dir),
-                     "pass the --out directory of a ddpm-train run");
-  const std::string so = (fs::path(cfg.run_dir) / "module.so").string();
-  const std::string ckpt = (fs::path(cfg.run_dir) / "checkpoint.safetensors").string();
-  if (!fs::exists(so, ec) || !fs::exists(ckpt, ec))
-    user_error_noloc(fmt::format("{} is not a training run: {} is missing", cfg.run_dir,
-                                 fs::exists(so, ec) ? ckpt : so),
-                     "train first with `ddpm-train SPEC --out DIR`, then sample from DIR");
+  const auto [so, ckpt] = run_files(cfg.run_dir, "sample from DIR");
   Module mod(so);
   const ddpm_module& m = mod.get();
   const int idx = mod.sampler_index(cfg.sampler);

@@ -43,6 +43,19 @@ std::vector<int> sampling_steps(int T, int steps);
 // out_npy / out_png when set). Throws ddpmc::UserError for bad input.
 std::vector<float> sample_to_vector(const SampleConfig& cfg);
 
+// The module and checkpoint of a ddpm-train output directory, or a user error
+// naming what is missing; `then` ends the hint ("sample from DIR").
+struct RunFiles {
+  std::string so, ckpt;
+};
+RunFiles run_files(const std::string& run_dir, const std::string& then);
+
+class Module;
+// Loads a checkpoint's weights (EMA or raw) into params [param_floats], checking
+// the spec hash and every tensor's presence and shape; returns its training step
+// ("" if it records none).
+std::string load_weights(const std::string& path, const Module& mod, bool use_ema, float* params);
+
 // The tool entry: sample_to_vector, then returns 0 (throws on bad input).
 int sample(const SampleConfig& cfg);
 

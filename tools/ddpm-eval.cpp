@@ -32,6 +32,7 @@
 #include "runtime/module.h"
 #include "runtime/npy.h"
 #include "runtime/safetensors.h"
+#include "runtime/sample.h"
 #include "runtime/vlb.h"
 #include "tool_main.h"
 
@@ -55,34 +56,6 @@ struct EvalConfig {
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// Loads the chosen weights into params (the checks of runtime/sample.cpp) and
-// returns the checkpoint's training step ("" if it has none).
-std::string load_weights(const std::string& path, const ddpm::Module& mod, bool use_ema, float* params) {
-  const ddpm_module& m = mod.get();
-  ddpm::SafeTensors ck = ddpm::read_safetensors(path);
-  auto h = ck.metadata.find("spec_hash");
-  if (h == ck.metadata.end())
-    user_error_noloc(fmt::format("checkpoint {} has no spec_hash in its metadata; it is not a ddpmc checkpoint", path),
-                     "evaluate a directory written by ddpm-train");
-  if (h->second != m.spec_hash)
-    user_error_noloc(fmt::format("checkpoint {} has spec hash {}, but {} has spec hash {}", path, h->second,
-                                 mod.so_path(), m.spec_hash),
-                     "the run directory mixes two models; re-run ddpm-train, or copy the matching module.so");
-  const std::string prefix = use_ema ? "ema/" : "param/";
-  for (int i = 0; i < m.n_params; ++i) {
-    const ddpm_param_info& p = m.params[i];
-    auto it = ck.tensors.find(prefix + p.name);
-    if (it == ck.tensors.end())
-      user_error_noloc(fmt::format("checkpoint {} has no tensor '{}{}'", path, prefix, p.name),
-                       "the file is incomplete or from another model");
-    if (it->second.first != std::vector<int64_t>(p.dims, p.dims + p.rank))
-      user_error_noloc(fmt::format("checkpoint {}: tensor '{}{}' does not have the model's shape", path, prefix, p.name),
-                       "the file is from another model");
-    std::copy(it->second.second.begin(), it->second.second.end(), params + p.offset);
-  }
-  auto st = ck.metadata.find("step");
-  return st == ck.metadata.end() ? "" : st->second;
-}
 
 // The data set to evaluate on: --data, or what config.json says was used for
 // training, with Fashion-MNIST's training file mapped to its test file.
@@ -217,16 +190,7 @@ double cluster_stderr_of(const std::vector<double>& v, int64_t size) {
 
 int evaluate(const EvalConfig& cfg) {
   tbb::global_control threads_ctl(tbb::global_control::max_allowed_parallelism, (size_t)cfg.threads);
-  std::error_code ec;
-  if (!fs::is_directory(cfg.run_dir, ec))
-    user_error_noloc(fmt::format("run directory {} does not exist", cfg.run_dir),
-                     "pass the --out directory of a ddpm-train run");
-  const std::string so = (fs::path(cfg.run_dir) / "module.so").string();
-  const std::string ckpt = (fs::path(cfg.run_dir) / "checkpoint.safetensors").string();
-  if (!fs::exists(so, ec) || !fs::exists(ckpt, ec))
-    user_error_noloc(fmt::format("{} is not a training run: {} is missing", cfg.run_dir,
-                                 fs::exists(so, ec) ? ckpt : so),
-                     "train first with `ddpm-train SPEC --out DIR`, then evaluate DIR");
+  const auto [so, ckpt] = ddpm::run_files(cfg.run_dir, "evaluate DIR");
   ddpm::Module mod(so);
   const ddpm_module& m = mod.get();
   if (m.data_rank == 1 && m.data_dims[0] == 2)
@@ -253,7 +217,7 @@ int evaluate(const EvalConfig& cfg) {
     fmt::print(stderr, "note: {} holds {} images; evaluating all of them instead of -n {}\n", data, available, cfg.n);
 
   ddpm::AlignedFloats params(m.param_floats);
-  const std::string ckpt_step = load_weights(ckpt, mod, cfg.use_ema, params.data());
+  const std::string ckpt_step = ddpm::load_weights(ckpt, mod, cfg.use_ema, params.data());
 
   const int B = (int)std::min<int64_t>(cfg.batch, N);
   ddpm::AlignedBuffer arena = ddpm::alloc_arena(m, 2 + m.n_samplers, B);
