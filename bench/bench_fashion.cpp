@@ -77,7 +77,7 @@ void BM_fashion_sampler_step(benchmark::State& state) {
   std::vector<float> x = data((int64_t)B * m.mod->data_numel), out(x.size());
   uint64_t step = 1;
   for (auto _ : state) {
-    m.mod->sampler_step(0, arena.data(), B, m.params.data(), x.data(), 500, 499, 7, step++, out.data());
+    m.mod->sampler_step(0, arena.data(), B, m.params.data(), x.data(), 500, 499, 7, step++, out.data(), 0);
     benchmark::DoNotOptimize(out.data());
   }
   state.counters["GFLOP/s"] = benchmark::Counter(

@@ -64,7 +64,7 @@ void BM_moons_sampler_step(benchmark::State& state) {
   std::vector<float> x = data(B), out(B * 2);
   uint64_t step = 1;
   for (auto _ : state) {
-    m.mod->sampler_step(sampler, arena.data(), B, m.params.data(), x.data(), 500, 499, 7, step++, out.data());
+    m.mod->sampler_step(sampler, arena.data(), B, m.params.data(), x.data(), 500, 499, 7, step++, out.data(), 0);
     benchmark::DoNotOptimize(out.data());
   }
   state.SetLabel(m.mod->sampler_names[sampler]);

@@ -277,9 +277,9 @@ struct Emitter {
         expr = fmt::format("T(rstd) * ({} - T(mdy) - (ld<T>({} + b * {} + j) - T(mean)) * T(rstd) * T(mdyx))",
                            operand(n.in[1]), o.x_norm, cols);
       } else if (n.op == Op::RandN) {
-        expr = fmt::format("rnormal<T>(e.seed, e.step, {}, b * {} + j)", n.i0, cols);
+        expr = fmt::format("rnormal<T>(e.seed, e.step, {}, (e.row0 + b) * {} + j)", n.i0, cols);
       } else if (n.op == Op::UniformStep) {
-        expr = fmt::format("rstep<T>(e.seed, e.step, {}, b * {} + j, {})", n.i0, cols, n.i1);
+        expr = fmt::format("rstep<T>(e.seed, e.step, {}, (e.row0 + b) * {} + j, {})", n.i0, cols, n.i1);
       } else if (n.op == Op::Clip || n.op == Op::ClipMask) {
         expr = fmt::format(fmt::runtime(op_row(n.op).emit), operand(n.in[0]), fmt::arg("lo", flt(n.value)),
                            fmt::arg("hi", flt(n.value2)));
@@ -741,7 +741,7 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
     s += "// Everything a kernel reads besides its own arena slices.\n";
     s += "struct Env {\n  int64_t B;\n  float* A;        // arena\n  float* scratch;  // kernel scratch (GEMM packing)\n";
     s += "  const float* params;\n  float* grads;\n  const float* in_data;\n  const float* in_x;\n";
-    s += "  float t, s;\n  uint64_t seed, step;\n  float* loss;\n  float* x_out;\n};\n\n";
+    s += "  float t, s;\n  uint64_t seed, step;\n  int64_t row0;    // global index of sample 0 (samplers)\n  float* loss;\n  float* x_out;\n};\n\n";
     return s;
   };
   auto tables = [&](const Part& pt) {
@@ -756,10 +756,10 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
       c.model.has_eps ? fmt::format("    case {}: return eps_arena_floats(B) * 4 + 64;\n", c.samplers.size() + 2) : "";
   std::string sampler_entries;
   sampler_entries += "int sampler_step(int sampler, void* arena, int B, const float* params, const float* x_in, int t, int s,\n"
-       "                 uint64_t seed, uint64_t step, float* x_out) {\n"
+       "                 uint64_t seed, uint64_t step, float* x_out, int64_t row0) {\n"
        "  if (B < 1 || t < 1 || t > " + fmt::format("{}", m.diffusion.T) + " || s < 0 || s >= t) return 1;\n"
        "  Env e{};\n  e.B = B;\n  e.A = align64(arena);\n  e.params = params;\n  e.in_x = x_in;\n"
-       "  e.t = (float)t;\n  e.s = (float)s;\n  e.seed = seed;\n  e.step = step;\n  e.x_out = x_out;\n"
+       "  e.t = (float)t;\n  e.s = (float)s;\n  e.seed = seed;\n  e.step = step;\n  e.row0 = row0;\n  e.x_out = x_out;\n"
        "  switch (sampler) {\n";
   for (size_t i = 0; i < c.samplers.size(); ++i) {
     const Graph& g = c.samplers[i].second;
@@ -791,7 +791,7 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
     s += "}  // namespace\n\nnamespace ddpm_part1 {\n"
          "int64_t arena_bytes(int entry, int B);\n"
          "int sampler_step(int sampler, void* arena, int B, const float* params, const float* x_in, int t, int s,\n"
-         "                 uint64_t seed, uint64_t step, float* x_out);\n";
+         "                 uint64_t seed, uint64_t step, float* x_out, int64_t row0);\n";
     if (c.model.has_eps) s += "int eps_eval(void* arena, int B, const float* params, const float* x, int t, float* eps);\n";
     s += "}  // namespace ddpm_part1\n\nnamespace {\n\n";
   }

@@ -1,4 +1,4 @@
-/* The versioned C ABI (version 2; version 2 added eps_eval) between a compiled ddpmc module (a .so) and the runtime.
+/* The versioned C ABI (version 3; version 2 added eps_eval, version 3 sampler_step's row0) between a compiled ddpmc module (a .so) and the runtime.
  *
  * A module exports one symbol, `ddpm_module_v1`, returning a pointer to a static
  * ddpm_module. The module is stateless: the runtime owns every buffer (parameters,
@@ -19,7 +19,10 @@
 #define DDPM_ABI_H
 #include <stdint.h>
 
-#define DDPM_ABI_VERSION 2
+#define DDPM_ABI_VERSION 3
+/* The oldest module version the runtime still loads (version 2: sampler_step
+ * without row0, see ddpm_sampler_step_v2). */
+#define DDPM_ABI_MIN_VERSION 2
 
 #ifdef __cplusplus
 extern "C" {
@@ -73,9 +76,12 @@ typedef struct ddpm_module {
                    uint64_t step, float* loss);
 
   /* One reverse step of sampler i from step t to step s < t. x_in and x_out are
-   * [B, D] and may not alias. step is the RNG counter for this call. */
+   * [B, D] and may not alias. step is the RNG counter for this call; row0 is the
+   * index of x_in's first sample in the whole set being sampled: random numbers
+   * are keyed by the element (row0 + b) * D + j, so a sample's noise does not
+   * depend on how the set is cut into batches. */
   int (*sampler_step)(int sampler, void* arena, int B, const float* params, const float* x_in,
-                      int t, int s, uint64_t seed, uint64_t step, float* x_out);
+                      int t, int s, uint64_t seed, uint64_t step, float* x_out, int64_t row0);
 
   /* The noise prediction eps_theta(x, t) of the spec's noise-predictor net: the one
    * `net` declared as (x: <data shape>, t: step) -> <data shape>. NULL when the spec
@@ -85,6 +91,10 @@ typedef struct ddpm_module {
 } ddpm_module;
 
 typedef const ddpm_module* (*ddpm_module_fn)(void);
+
+/* sampler_step of a version-2 module (no row0: elements keyed by b * D + j). */
+typedef int (*ddpm_sampler_step_v2)(int sampler, void* arena, int B, const float* params, const float* x_in,
+                                    int t, int s, uint64_t seed, uint64_t step, float* x_out);
 
 #ifdef __cplusplus
 }

@@ -57,14 +57,14 @@ Module::Module(const std::string& so_path) : so_path_(so_path) {
     ddpmc::user_error_noloc(fmt::format("{}: ddpm_module_v1() returned no module", so_path),
                             "rebuild it with `ddpmc compile`");
   }
-  if (m_->abi_version != DDPM_ABI_VERSION) {
+  if (m_->abi_version < DDPM_ABI_MIN_VERSION || m_->abi_version > DDPM_ABI_VERSION) {
     int got = m_->abi_version;
     m_ = nullptr;
     dlclose(handle_);
     handle_ = nullptr;
     ddpmc::user_error_noloc(
-        fmt::format("{} was built for module ABI version {}, but this runtime expects version {}",
-                    so_path, got, DDPM_ABI_VERSION),
+        fmt::format("{} was built for module ABI version {}, but this runtime loads versions {} to {}",
+                    so_path, got, DDPM_ABI_MIN_VERSION, DDPM_ABI_VERSION),
         "recompile the spec with `ddpmc compile SPEC -o FILE.so` (or pass the .ddpm spec)");
   }
 }

@@ -136,8 +136,17 @@ std::vector<float> sample_to_vector(const SampleConfig& cfg) {
       x[e] = (float)philox_normal(cfg.seed, kNoiseStep, kNoiseStream, (uint64_t)(g0 * D + e));
     for (int i = K; i >= 1; --i) {
       const int t = ts[i], s = ts[i - 1];
-      const uint64_t counter = ((uint64_t)g0 << 32) | (uint32_t)t;
-      int rc = m.sampler_step(idx, arena.data(), b, params.data(), x.data(), t, s, cfg.seed, counter, xn.data());
+      // Version 3 modules key noise by the global sample index (row0), so the
+      // result does not depend on --batch; version 2 ones by the index in the
+      // call, made distinct per chunk through the counter.
+      int rc;
+      if (m.abi_version >= 3) {
+        rc = m.sampler_step(idx, arena.data(), b, params.data(), x.data(), t, s, cfg.seed, (uint64_t)t, xn.data(), g0);
+      } else {
+        const uint64_t counter = ((uint64_t)g0 << 32) | (uint32_t)t;
+        rc = reinterpret_cast<ddpm_sampler_step_v2>(reinterpret_cast<void (*)(void)>(m.sampler_step))(idx, arena.data(), b, params.data(), x.data(), t,
+                                                                     s, cfg.seed, counter, xn.data());
+      }
       if (rc != 0) DDPM_ICE(fmt::format("module sampler_step returned {} (sampler {}, t = {})", rc, cfg.sampler, t));
       std::swap(x, xn);
       ++calls;

@@ -68,7 +68,7 @@ void check_module(const char* spec, int B) {
   tbb::global_control gc(tbb::global_control::max_allowed_parallelism, 2);
   auto step = [&](uint64_t s) {
     REQUIRE(mod->train_step(ta.data(), B, params.data(), x.data(), 7, s, grads.data(), &loss) == 0);
-    REQUIRE(mod->sampler_step(0, sa.data(), B, params.data(), x.data(), 500, 499, 7, s, out.data()) == 0);
+    REQUIRE(mod->sampler_step(0, sa.data(), B, params.data(), x.data(), 500, 499, 7, s, out.data(), 0) == 0);
   };
   step(1);  // warm-up: starts the thread pool
   // Calls to operator new during a step would show up here.

@@ -83,7 +83,7 @@ TEST_CASE("compiled: moons sampler steps match the interpreter") {
     for (auto [t, s] : {std::pair{1000, 999}, {500, 480}, {1, 0}}) {
       ddpm::AlignedBuffer arena(f.mod->arena_bytes(1 + si, B));
       std::vector<float> out(B * 2);
-      REQUIRE(f.mod->sampler_step(si, arena.data(), B, f.params.data(), x.data(), t, s, 3, 9, out.data()) == 0);
+      REQUIRE(f.mod->sampler_step(si, arena.data(), B, f.params.data(), x.data(), t, s, 3, 9, out.data(), 0) == 0);
       ddpmc::InterpEnv e;
       e.B = B;
       e.seed = 3;
@@ -110,7 +110,7 @@ TEST_CASE("compiled: moons results are bitwise identical at 1 and 2 threads") {
     REQUIRE(f.mod->train_step(arena.data(), B, f.params.data(), x.data(), 1, 2, grads.data(), &loss) == 0);
     ddpm::AlignedBuffer sa(f.mod->arena_bytes(1, B));
     xs.assign(B * 2, 0.0f);
-    REQUIRE(f.mod->sampler_step(0, sa.data(), B, f.params.data(), x.data(), 700, 699, 1, 2, xs.data()) == 0);
+    REQUIRE(f.mod->sampler_step(0, sa.data(), B, f.params.data(), x.data(), 700, 699, 1, 2, xs.data(), 0) == 0);
   };
   std::vector<float> g1, g2, x1, x2;
   float l1 = 0, l2 = 0;

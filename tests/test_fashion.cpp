@@ -79,7 +79,7 @@ TEST_CASE("fashion: U-Net sampler step matches the interpreter; 1 and 2 threads 
     tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
     ddpm::AlignedBuffer sa(u.mod->arena_bytes(1, B)), ta(u.mod->arena_bytes(0, B));
     REQUIRE(u.mod->sampler_step(0, sa.data(), B, u.params.data(), x.data(), 600, 599, 1, 2,
-                                (threads == 1 ? out1 : out2).data()) == 0);
+                                (threads == 1 ? out1 : out2).data(), 0) == 0);
     REQUIRE(u.mod->train_step(ta.data(), B, u.params.data(), x.data(), 1, 2, (threads == 1 ? g1 : g2).data(),
                               threads == 1 ? &l1 : &l2) == 0);
   }

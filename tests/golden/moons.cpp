@@ -18,6 +18,7 @@ struct Env {
   const float* in_x;
   float t, s;
   uint64_t seed, step;
+  int64_t row0;    // global index of sample 0 (samplers)
   float* loss;
   float* x_out;
 };
@@ -1066,7 +1067,7 @@ static void train_k0(const Env& e) {
     using T = decltype(tag);
     (void)b;
     (void)acc;
-    const T v1 = rstep<T>(e.seed, e.step, 1, b * cols + j, 1000);
+    const T v1 = rstep<T>(e.seed, e.step, 1, (e.row0 + b) * cols + j, 1000);
     st((e.A + 0 * e.B) + b * cols + j, v1);
     const T v3 = vlookup<T>(tab0, v1);
     st((e.A + 16 * e.B) + b * cols + j, v3);
@@ -1085,7 +1086,7 @@ static void train_k1(const Env& e) {
     using T = decltype(tag);
     (void)b;
     (void)acc;
-    const T v2 = rnormal<T>(e.seed, e.step, 2, b * cols + j);
+    const T v2 = rnormal<T>(e.seed, e.step, 2, (e.row0 + b) * cols + j);
     st((e.A + 48 * e.B) + b * cols + j, v2);
     const T v7 = (T((e.A + 32 * e.B)[b]) * v2);
     st((e.A + 64 * e.B) + b * cols + j, v7);
@@ -1486,7 +1487,7 @@ static void loss_k0(const Env& e) {
     using T = decltype(tag);
     (void)b;
     (void)acc;
-    const T v1 = rstep<T>(e.seed, e.step, 1, b * cols + j, 1000);
+    const T v1 = rstep<T>(e.seed, e.step, 1, (e.row0 + b) * cols + j, 1000);
     st((e.A + 0 * e.B) + b * cols + j, v1);
     const T v3 = vlookup<T>(tab0, v1);
     st((e.A + 16 * e.B) + b * cols + j, v3);
@@ -1505,7 +1506,7 @@ static void loss_k1(const Env& e) {
     using T = decltype(tag);
     (void)b;
     (void)acc;
-    const T v2 = rnormal<T>(e.seed, e.step, 2, b * cols + j);
+    const T v2 = rnormal<T>(e.seed, e.step, 2, (e.row0 + b) * cols + j);
     st((e.A + 48 * e.B) + b * cols + j, v2);
     const T v6 = (T((e.A + 32 * e.B)[b]) * v2);
     st((e.A + 64 * e.B) + b * cols + j, v6);
@@ -1854,7 +1855,7 @@ static void sampler_ddpm_k9(const Env& e) {
     using T = decltype(tag);
     (void)b;
     (void)acc;
-    const T v36 = rnormal<T>(e.seed, e.step, 1, b * cols + j);
+    const T v36 = rnormal<T>(e.seed, e.step, 1, (e.row0 + b) * cols + j);
     const T v37 = (T((e.A + 32 * e.B)[b]) * v36);
     st((e.A + 48 * e.B) + b * cols + j, v37);
   };
@@ -2294,7 +2295,7 @@ int loss_eval(void* arena, int B, const float* params, const float* x0, uint64_t
 }
 
 int sampler_step(int sampler, void* arena, int B, const float* params, const float* x_in, int t, int s,
-                 uint64_t seed, uint64_t step, float* x_out) {
+                 uint64_t seed, uint64_t step, float* x_out, int64_t row0) {
   if (B < 1 || t < 1 || t > 1000 || s < 0 || s >= t) return 1;
   Env e{};
   e.B = B;
@@ -2305,6 +2306,7 @@ int sampler_step(int sampler, void* arena, int B, const float* params, const flo
   e.s = (float)s;
   e.seed = seed;
   e.step = step;
+  e.row0 = row0;
   e.x_out = x_out;
   switch (sampler) {
     case 0:
