@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -81,7 +82,17 @@ fs::path precompiled_prelude(const fs::path& dir, const std::string& toolchain, 
   std::string cmd = fmt::format("'{}' {} -x c++-header '{}' -o '{}' > /dev/null 2>&1", DDPMC_CXX, flags,
                                 (fs::path(DDPMC_RUNTIME_INCLUDE_DIR) / "ddpm_prelude.h").string(), tmp.string());
   if (verbose) fmt::print(stderr, "{}\n", cmd);
-  if (std::system(cmd.c_str()) == 0) fs::rename(tmp, gch, ec);
+  if (std::system(cmd.c_str()) == 0) {
+    fs::rename(tmp, gch, ec);
+    // Headers for other toolchains (about 100 MB each) are stale now; a build
+    // that still names one falls back to the plain header if it is gone.
+    std::vector<fs::path> stale;
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+      const std::string name = entry.path().filename().string();
+      if (name.rfind("pch-", 0) == 0 && entry.path() != pdir) stale.push_back(entry.path());
+    }
+    for (const auto& p : stale) fs::remove_all(p, ec);
+  }
   fs::remove(tmp, ec);  // a failed precompile only costs the speed-up
   return pdir;
 }

@@ -82,7 +82,7 @@ std::string matmul_shape(const Node& n, const Types& in, Type& out) {
   auto bad = [&](const char* why) {
     return fmt::format("matmul of {} and {}: {}", a.str(), b.str(), why);
   };
-  if (a.dims.size() != 2 - a.batched || b.dims.size() != 2 - b.batched)
+  if ((int)a.dims.size() != 2 - (int)a.batched || (int)b.dims.size() != 2 - (int)b.batched)
     return bad("operands must be matrices ([B,K] activations or [K,N] weights)");
   switch (n.i0) {
     case kNN:
