@@ -77,15 +77,23 @@ int64_t conv_col_floats(const Node& n, const ConvDims& d) {
   }
 }
 
+// The per-sample GEMM C[M,N] = A[M,K] B[K,N] of a convolution op on its path;
+// conv() emits exactly these sizes, and the scratch is planned from them.
+struct GemmDims {
+  int64_t M, N, K;
+};
+GemmDims conv_gemm(const Node& n, const ConvDims& d) {
+  if (n.op == Op::Conv2d) return {d.O, d.hw(), d.ckk()};
+  if (n.op == Op::Conv2dBackFilter) return {d.O, d.ckk(), d.hw()};
+  if (conv_path(n, d) == ConvPath::Flipped) return {d.C, d.H * d.W, d.O * d.K * d.K};
+  return {d.ckk(), d.hw(), d.O};
+}
+
 // Scratch of one slice of a convolution kernel: one sample's im2col buffer plus GEMM packing.
 int64_t conv_chunk_floats(const Graph& g, const Node& n) {
   const ConvDims d = conv_dims(g, n);
-  size_t gs = n.op == Op::Conv2d ? ddpm::gemm_scratch_floats((int)d.O, (int)d.hw(), (int)d.ckk())
-              : n.op == Op::Conv2dBackData
-                  ? (conv_path(n, d) == ConvPath::Flipped
-                         ? ddpm::gemm_scratch_floats((int)d.C, (int)(d.H * d.W), (int)(d.O * d.K * d.K))
-                         : ddpm::gemm_scratch_floats((int)d.ckk(), (int)d.hw(), (int)d.O))
-                  : ddpm::gemm_scratch_floats((int)d.O, (int)d.ckk(), (int)d.hw());
+  const GemmDims m = conv_gemm(n, d);
+  const size_t gs = ddpm::gemm_scratch_floats((int)m.M, (int)m.N, (int)m.K);
   return conv_col_floats(n, d) + (int64_t)(gs + 15) / 16 * 16;
 }
 
@@ -272,10 +280,9 @@ struct Emitter {
         continue;
       }
       if (n.op == Op::GroupNorm) {
-        expr = fmt::format("(ld<T>({} + b * {} + j) - T(mean)) * T(rstd)", o.x_norm, cols);
+        expr = xhat(o.x_norm, cols);
       } else if (n.op == Op::GroupNormBack) {
-        expr = fmt::format("T(rstd) * ({} - T(mdy) - (ld<T>({} + b * {} + j) - T(mean)) * T(rstd) * T(mdyx))",
-                           operand(n.in[1]), o.x_norm, cols);
+        expr = fmt::format("T(rstd) * ({} - T(mdy) - {} * T(mdyx))", operand(n.in[1]), xhat(o.x_norm, cols));
       } else if (n.op == Op::RandN) {
         expr = fmt::format("rnormal<T>(e.seed, e.step, {}, (e.row0 + b) * {} + j)", n.i0, cols);
       } else if (n.op == Op::UniformStep) {
@@ -298,6 +305,18 @@ struct Emitter {
     if (!o.ret.empty()) s += "    " + o.ret + "\n";
     s += "  };\n";
     return s;
+  }
+
+  // `float* const outs[R] = {...};`: where each of a kernel's sums is stored.
+  std::string outs_decl(const std::vector<NodeId>& reds) {
+    std::string ptrs;
+    for (size_t i = 0; i < reds.size(); ++i) ptrs += fmt::format("{}{}", i ? ", " : "", ptr(reds[i]));
+    return fmt::format("  float* const outs[{}] = {{{}}};\n", reds.size(), ptrs);
+  }
+
+  // Norm kernels: the normalized value of element (b, j), from x and the row's statistics.
+  static std::string xhat(const std::string& x, const std::string& cols) {
+    return fmt::format("(ld<T>({} + b * {} + j) - T(mean)) * T(rstd)", x, cols);
   }
 
   // Does an elementwise kernel read a per-channel value (then it loops channel by
@@ -358,8 +377,7 @@ struct Emitter {
       po.stores = false;
       po.only = &need;
       po.name = "body_dy";
-      po.ret = fmt::format("acc[0] += v{0};\n    acc[1] += v{0} * ((ld<T>({1} + b * {2} + j) - T(mean)) * T(rstd));",
-                           g.nodes[bwd].in[1], X, N);
+      po.ret = fmt::format("acc[0] += v{0};\n    acc[1] += v{0} * ({1});", g.nodes[bwd].in[1], xhat(X, cols));
       std::string pb = body(kern, kern.nodes, cols, nullptr, po);
       out += "    float mdy, mdyx;\n    {\n      " + indent(pb, 4);
       out += fmt::format("      float sums[2];\n      row_channel_sums<2>(b, q * {}, (q + 1) * {}, {}, sums, body_dy);\n",
@@ -379,9 +397,7 @@ struct Emitter {
     }
     out += "  });\n";
     if (R > 0) {
-      std::string ptrs;
-      for (int i = 0; i < R; ++i) ptrs += fmt::format("{}{}", i ? ", " : "", ptr(reds[i]));
-      out += fmt::format("  float* const outs[{}] = {{{}}};\n", R, ptrs);
+      out += outs_decl(reds);
       out += fmt::format("  sum_channel_partials<{}>(e.scratch, e.B, {}, outs);\n", R, C);
     }
     out += "}\n\n";
@@ -436,9 +452,7 @@ struct Emitter {
       case Kernel::Reduce::General: DDPM_ICE("elementwise: reduction handled elsewhere");
       case Kernel::Reduce::Batch:
       case Kernel::Reduce::Features: {
-        std::string ptrs;
-        for (int i = 0; i < R; ++i) ptrs += fmt::format("{}{}", i ? ", " : "", ptr(reds[i]));
-        out += fmt::format("  float* const outs[{}] = {{{}}};\n", R, ptrs);
+        out += outs_decl(reds);
         out += fmt::format("  {}<{}>(rows, cols, outs, body);\n",
                            kern.reduce == Kernel::Reduce::Batch ? "reduce_batch" : "reduce_features", R);
         break;
@@ -463,9 +477,7 @@ struct Emitter {
     if (R == 0) {
       out += fmt::format("  map_channels(e.B, {}, {}, body);\n", C, HW);
     } else {
-      std::string ptrs;
-      for (int i = 0; i < R; ++i) ptrs += fmt::format("{}{}", i ? ", " : "", ptr(reds[i]));
-      out += fmt::format("  float* const outs[{}] = {{{}}};\n", R, ptrs);
+      out += outs_decl(reds);
       out += fmt::format("  reduce_channels<{}>(e.B, {}, {}, e.scratch, outs, body);\n", R, C, HW);
     }
     out += "}\n\n";
@@ -526,6 +538,7 @@ struct Emitter {
     out += fmt::format("  // x [B,{},{},{}], w [{},{},{},{}], y [B,{},{},{}], stride {}, padding {}\n", d.C, d.H, d.W, d.O,
                        d.C, d.K, d.K, d.O, d.Ho, d.Wo, d.s, d.p);
     const int64_t xs = d.C * d.H * d.W, ys = d.O * d.Ho * d.Wo, chunk = conv_chunk_floats(g, cn);
+    const GemmDims gm = conv_gemm(cn, d);
     if (path == ConvPath::Flipped) {
       // wt[c, (o, ki, kj)] = w[o, c, K-1-ki, K-1-kj], after every slice's scratch.
       out += fmt::format("  float* wt = e.scratch + {} * {};\n", kConvChunks, chunk);
@@ -558,8 +571,8 @@ struct Emitter {
       }
       out += "    for (int64_t b = b0; b < b1; ++b) {\n";
       if (!direct) out += "      " + fmt::format(fmt::runtime(im2col), fmt::arg("x", x)) + "\n";
-      std::string call = fmt::format("{}, {}, {}, {}, {}, false, {}, {}, false, {} + b * {}, {}, gs", d.O, d.hw(),
-                                     d.ckk(), w, d.ckk(), operand(x), d.hw(), y, ys, d.hw());
+      std::string call = fmt::format("{}, {}, {}, {}, {}, false, {}, {}, false, {} + b * {}, {}, gs", gm.M, gm.N,
+                                     gm.K, w, gm.K, operand(x), gm.N, y, ys, gm.N);
       if (epi.empty()) {
         out += "      gemm_plain(" + call + ");\n";
       } else {
@@ -573,17 +586,16 @@ struct Emitter {
       std::string gy = ptr(cn.in[0]), w = ptr(cn.in[1]), dx = ptr(kern.nodes[0]);
       out += "    for (int64_t b = b0; b < b1; ++b) {\n";
       if (path == ConvPath::Flipped) {
-        const int64_t okk = d.O * d.K * d.K, hw = d.H * d.W;
         out += fmt::format("      im2col({} + b * {}, {}, {}, {}, {}, 1, {}, {}, {}, col);\n", gy, ys, d.O, d.Ho, d.Wo, d.K,
                            d.K - 1 - d.p, d.H, d.W);
-        out += fmt::format("      gemm_plain({}, {}, {}, wt, {}, false, col, {}, false, {} + b * {}, {}, gs);\n", d.C, hw,
-                           okk, okk, hw, dx, xs, hw);
+        out += fmt::format("      gemm_plain({}, {}, {}, wt, {}, false, col, {}, false, {} + b * {}, {}, gs);\n", gm.M, gm.N,
+                           gm.K, gm.K, gm.N, dx, xs, gm.N);
       } else if (direct) {
-        out += fmt::format("      gemm_plain({}, {}, {}, {}, {}, true, {} + b * {}, {}, false, {} + b * {}, {}, gs);\n", d.C,
-                           d.hw(), d.O, w, d.C, gy, ys, d.hw(), dx, xs, d.hw());
+        out += fmt::format("      gemm_plain({}, {}, {}, {}, {}, true, {} + b * {}, {}, false, {} + b * {}, {}, gs);\n", gm.M,
+                           gm.N, gm.K, w, gm.M, gy, ys, gm.N, dx, xs, gm.N);
       } else {
-        out += fmt::format("      gemm_plain({}, {}, {}, {}, {}, true, {} + b * {}, {}, false, col, {}, gs);\n", d.ckk(),
-                           d.hw(), d.O, w, d.ckk(), gy, ys, d.hw(), d.hw());
+        out += fmt::format("      gemm_plain({}, {}, {}, {}, {}, true, {} + b * {}, {}, false, col, {}, gs);\n", gm.M,
+                           gm.N, gm.K, w, gm.M, gy, ys, gm.N, gm.N);
         out += fmt::format("      col2im(col, {}, {}, {}, {}, {}, {}, {}, {}, {} + b * {});\n", d.C, d.H, d.W, d.K, d.s,
                            d.p, d.Ho, d.Wo, dx, xs);
       }
@@ -597,7 +609,7 @@ struct Emitter {
       out += "    for (int64_t b = b0; b < b1; ++b) {\n";
       if (!direct) out += "      " + fmt::format(fmt::runtime(im2col), fmt::arg("x", x)) + "\n";
       out += fmt::format("      gemm_plain({}, {}, {}, {} + b * {}, {}, false, {}, {}, true, part, {}, gs, b > b0);\n",
-                         d.O, d.ckk(), d.hw(), gy, ys, d.hw(), operand(x), d.hw(), d.ckk());
+                         gm.M, gm.N, gm.K, gy, ys, gm.K, operand(x), gm.K, gm.N);
       out += "    }\n  });\n";
       out += fmt::format("  sum_partials(e.scratch + {} * {}, nchunk, {}, {}, {});\n", kConvChunks, chunk, wf,
                          d.O * d.ckk(), dw);

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "codegen.h"
+#include "ops.h"
 #include "pipeline.h"
 
 namespace ddpmc {
@@ -28,8 +29,7 @@ CheckReport report(const Compiled& c, int batch) {
   r.flops_per_step = graph_flops(c.train, batch);
   r.arena_bytes = arena_floats(c.train, batch) * 4;
   int prim_ops = 0;
-  for (auto& n : c.train.nodes) prim_ops += n.op != Op::Input && n.op != Op::Param && n.op != Op::Const &&
-                                            n.op != Op::ConstTensor && n.op != Op::InvBatch;
+  for (auto& n : c.train.nodes) prim_ops += !is_leaf_value(n.op);
   std::string s = fmt::format("{}: ok\n", c.model.spec_path);
   s += fmt::format("  parameters      {} in {} tensors ({:.1f} KiB)\n", thousands(r.n_params), c.model.params.size(),
                    r.n_params * 4 / 1024.0);

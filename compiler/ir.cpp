@@ -26,6 +26,27 @@ NodeId Graph::add(Node n) {
   return (NodeId)nodes.size() - 1;
 }
 
+Graph remove_dead(const Graph& g) {
+  std::vector<bool> live(g.nodes.size(), false);
+  for (NodeId o : g.outputs) live[o] = true;
+  for (int i = (int)g.nodes.size() - 1; i >= 0; --i)
+    if (live[i])
+      for (NodeId x : g.nodes[i].in) live[x] = true;
+  Graph out;
+  out.name = g.name;
+  out.input_names = g.input_names;
+  out.output_names = g.output_names;
+  std::vector<NodeId> remap(g.nodes.size(), -1);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (!live[i]) continue;
+    Node n = g.nodes[i];
+    for (NodeId& x : n.in) x = remap[x];
+    remap[i] = out.add(std::move(n));
+  }
+  for (NodeId o : g.outputs) out.outputs.push_back(remap[o]);
+  return out;
+}
+
 static std::string attrs(const Node& n) {
   switch (n.op) {
     case Op::Input: return n.name;

@@ -127,6 +127,9 @@ struct Model {
 };
 
 std::string print_graph(const Graph& g);
+// The nodes the outputs need, in the same order (dead-code elimination; used by
+// simplify, and by remat after it gives the backward its own copies).
+Graph remove_dead(const Graph& g);
 // Checks SSA order, arity, and that every node's type is what its op's shape rule gives.
 // Throws InternalError: a failure here is a compiler bug, not a user error.
 void verify(const Graph& g, const Model& p);

@@ -37,6 +37,10 @@ struct OpRow {
 const OpRow& op_row(Op op);
 inline const char* op_name(Op op) { return op_row(op).name; }
 inline bool is_elementwise(Op op) { return op_row(op).cls == OpClass::Elementwise; }
+// Values no kernel computes: the caller's buffers and constants emitted inline.
+inline bool is_leaf_value(Op op) {
+  return op == Op::Input || op == Op::Param || op == Op::Const || op == Op::ConstTensor || op == Op::InvBatch;
+}
 
 // numpy broadcasting of the per-sample dims (right-aligned; a dim of 1 or a
 // missing dim stretches); the result is batched if either side is.

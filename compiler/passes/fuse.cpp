@@ -34,9 +34,6 @@
 namespace ddpmc {
 namespace {
 
-bool is_leaf_value(Op op) {
-  return op == Op::Input || op == Op::Param || op == Op::Const || op == Op::ConstTensor || op == Op::InvBatch;
-}
 bool computed_elementwise(Op op) {
   return is_elementwise(op) || op == Op::RandN || op == Op::UniformStep;
 }

@@ -31,9 +31,6 @@ namespace ddpmc {
 
 namespace {
 
-bool is_leaf_value(Op op) {
-  return op == Op::Input || op == Op::Param || op == Op::Const || op == Op::ConstTensor || op == Op::InvBatch;
-}
 
 }  // namespace
 
@@ -155,26 +152,8 @@ Graph remat(const Graph& in) {
     map[i] = g.add(std::move(u));
   }
   for (NodeId o : in.outputs) g.outputs.push_back(map[o]);
-  // The originals the regions read may now be dead: drop what no output needs.
-  std::vector<bool> live(g.nodes.size(), false);
-  for (NodeId o : g.outputs) live[o] = true;
-  for (NodeId i = (NodeId)g.nodes.size(); i-- > 0;)
-    if (live[i])
-      for (NodeId y : g.nodes[i].in) live[y] = true;
-  Graph h;
-  h.name = g.name;
-  h.input_names = g.input_names;
-  h.output_names = g.output_names;
-  std::vector<NodeId> re(g.nodes.size(), -1);
-  for (NodeId i = 0; i < (NodeId)g.nodes.size(); ++i) {
-    const Node& u = g.nodes[i];
-    if (!live[i] && u.op != Op::Input && u.op != Op::Param) continue;
-    Node c = u;
-    for (NodeId& y : c.in) y = re[y];
-    re[i] = h.add(std::move(c));
-  }
-  for (NodeId o : g.outputs) h.outputs.push_back(re[o]);
-  return h;
+  // The originals the regions read may now be dead.
+  return remove_dead(g);
 }
 
 }  // namespace ddpmc

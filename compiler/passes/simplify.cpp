@@ -132,27 +132,7 @@ Graph simplify(const Graph& in) {
     g.outputs.push_back(map[in.outputs[k]]);
     g.output_names.push_back(in.output_names[k]);
   }
-  // Dead-code elimination: keep what the outputs need, in the same order.
-  std::vector<bool> live(g.nodes.size(), false);
-  for (NodeId o : g.outputs) live[o] = true;
-  for (int i = (int)g.nodes.size() - 1; i >= 0; --i)
-    if (live[i])
-      for (NodeId x : g.nodes[i].in) live[x] = true;
-  Graph out;
-  out.name = g.name;
-  out.input_names = g.input_names;
-  std::vector<NodeId> remap(g.nodes.size(), -1);
-  for (size_t i = 0; i < g.nodes.size(); ++i) {
-    if (!live[i]) continue;
-    Node n = g.nodes[i];
-    for (NodeId& x : n.in) x = remap[x];
-    remap[i] = out.add(std::move(n));
-  }
-  for (size_t k = 0; k < g.outputs.size(); ++k) {
-    out.outputs.push_back(remap[g.outputs[k]]);
-    out.output_names.push_back(g.output_names[k]);
-  }
-  return out;
+  return remove_dead(g);
 }
 
 }  // namespace ddpmc
