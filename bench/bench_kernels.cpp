@@ -19,27 +19,14 @@
 
 #include "runtime/gemm.h"
 #include "runtime/simd_shim.h"
+#include "fma_peak.h"
 
 namespace {
 
 using ddpm::simd::batch;
 
-// 2 FMA pipes x 4 cycles latency need at least 8 independent chains; 12 leaves slack.
-constexpr int kChains = 12;
+using ddpm_bench::fma_chains;
 constexpr int64_t kFmaIters = 1 << 20;
-
-[[gnu::noinline]] float fma_chains(int64_t iters, float seed) {
-  batch acc[kChains];
-  for (int c = 0; c < kChains; ++c) acc[c] = batch(seed + c);
-  batch x(0.999999f), y(1e-7f);
-  for (int64_t i = 0; i < iters; ++i) {
-#pragma GCC unroll 12
-    for (int c = 0; c < kChains; ++c) acc[c] = xsimd::fma(acc[c], x, y);
-  }
-  batch s = acc[0];
-  for (int c = 1; c < kChains; ++c) s += acc[c];
-  return ddpm::simd::reduce_add(s);
-}
 
 void BM_fma_peak(benchmark::State& state) {
   int nthreads = static_cast<int>(state.range(0));
@@ -52,7 +39,7 @@ void BM_fma_peak(benchmark::State& state) {
     for (auto& w : workers) w.join();
     benchmark::DoNotOptimize(out.data());
   }
-  double flops = 2.0 * kChains * ddpm::simd::kLanes * kFmaIters * nthreads;
+  double flops = ddpm_bench::flops_per_call(kFmaIters) * nthreads;
   state.counters["GFLOPS"] = benchmark::Counter(flops * 1e-9 * state.iterations(), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_fma_peak)->Name("BM_fma_peak/threads:1")->Arg(1)->UseRealTime()->Unit(benchmark::kMillisecond);

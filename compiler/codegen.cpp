@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "ops.h"
+#include "runtime/conv.h"
 #include "runtime/gemm.h"
 
 namespace ddpmc {
@@ -57,13 +58,30 @@ ConvDims conv_dims(const Graph& g, const Node& n) {
 constexpr int64_t kConvChunks = 4;
 
 // How a convolution op runs (see conv() for each path):
-//   Direct     1x1, stride 1, no padding: the input itself is the GEMM operand.
+//   Blocked    runtime/conv.h: register-blocked direct convolution from a zero-padded copy
+//              of each sample (forward, stride-1 data gradient as a forward pass of dy
+//              with the flipped filter, filter gradient). Needs K in {1, 3}, stride 1 or
+//              2, and at least 16 output channels (they fill the vector lanes).
+//   Gemm1x1    1x1, stride 1, no padding: the input itself is the GEMM operand.
 //   Flipped    data gradient, stride 1: a convolution of dy with the flipped,
 //              transposed filter (im2col of dy + GEMM), no col2im.
 //   Im2col     the general case (the data gradient then scatters with col2im).
-enum class ConvPath { Direct, Flipped, Im2col };
+enum class ConvPath { Blocked, Gemm1x1, Flipped, Im2col };
+
+ddpm::conv::Shape conv_shape(const ConvDims& d) {
+  return {(int)d.C, (int)d.H, (int)d.W, (int)d.O, (int)d.K, (int)d.s, (int)d.p, (int)d.Ho, (int)d.Wo};
+}
+// The shape of a stride-1 data gradient as a forward convolution of dy [O,Ho,Wo] into dx [C,H,W].
+ddpm::conv::Shape dgrad_shape(const ConvDims& d) {
+  return {(int)d.O, (int)d.Ho, (int)d.Wo, (int)d.C, (int)d.K, 1, (int)(d.K - 1 - d.p), (int)d.H, (int)d.W};
+}
+
 ConvPath conv_path(const Node& n, const ConvDims& d) {
-  if (d.K == 1 && d.s == 1 && d.p == 0) return ConvPath::Direct;
+  const bool same = 2 * d.p == d.K - 1;
+  if (ddpm::conv::supported(conv_shape(d)) && same) {
+    if (n.op == Op::Conv2dBackData ? d.s == 1 && d.C >= 16 : d.O >= 16) return ConvPath::Blocked;
+  }
+  if (d.K == 1 && d.s == 1 && d.p == 0) return ConvPath::Gemm1x1;
   if (n.op == Op::Conv2dBackData && d.s == 1 && d.p <= d.K - 1) return ConvPath::Flipped;
   return ConvPath::Im2col;
 }
@@ -71,13 +89,14 @@ ConvPath conv_path(const Node& n, const ConvDims& d) {
 // Floats of one slice's im2col buffer.
 int64_t conv_col_floats(const Node& n, const ConvDims& d) {
   switch (conv_path(n, d)) {
-    case ConvPath::Direct: return 0;
+    case ConvPath::Blocked:
+    case ConvPath::Gemm1x1: return 0;
     case ConvPath::Flipped: return (d.O * d.K * d.K * d.H * d.W + 15) / 16 * 16;
     default: return d.col_floats();
   }
 }
 
-// The per-sample GEMM C[M,N] = A[M,K] B[K,N] of a convolution op on its path;
+// The per-sample GEMM C[M,N] = A[M,K] B[K,N] of a convolution op on a GEMM path;
 // conv() emits exactly these sizes, and the scratch is planned from them.
 struct GemmDims {
   int64_t M, N, K;
@@ -89,21 +108,36 @@ GemmDims conv_gemm(const Node& n, const ConvDims& d) {
   return {d.ckk(), d.hw(), d.O};
 }
 
-// Scratch of one slice of a convolution kernel: one sample's im2col buffer plus GEMM packing.
+// Scratch of one slice of a convolution kernel. Blocked: the padded sample (and, for the
+// filter gradient, the transposed dy and the slice's partial gradient). GEMM paths: one
+// sample's im2col buffer plus GEMM packing.
 int64_t conv_chunk_floats(const Graph& g, const Node& n) {
   const ConvDims d = conv_dims(g, n);
+  if (conv_path(n, d) == ConvPath::Blocked) {
+    if (n.op == Op::Conv2dBackData) return ddpm::conv::padded_floats(dgrad_shape(d));
+    const ddpm::conv::Shape cs = conv_shape(d);
+    if (n.op == Op::Conv2d) return ddpm::conv::padded_floats(cs);
+    return ddpm::conv::padded_floats(cs) + ddpm::conv::dyt_floats(cs) + ddpm::conv::grad_t_floats(cs);
+  }
   const GemmDims m = conv_gemm(n, d);
   const size_t gs = ddpm::gemm_scratch_floats((int)m.M, (int)m.N, (int)m.K);
   return conv_col_floats(n, d) + (int64_t)(gs + 15) / 16 * 16;
 }
 
-// Scratch of a whole convolution kernel: every slice's, plus per-slice partial
-// filter gradients for the filter-gradient op, or the flipped filter.
+// Scratch of a whole convolution kernel: every slice's, plus the packed filter (Blocked
+// forward and data gradient), per-slice partial filter gradients (GEMM filter gradient),
+// or the flipped filter (Flipped).
 int64_t conv_scratch(const Graph& g, const Node& n) {
   const ConvDims d = conv_dims(g, n);
+  const ConvPath path = conv_path(n, d);
   int64_t s = kConvChunks * conv_chunk_floats(g, n);
+  if (path == ConvPath::Blocked) {
+    if (n.op == Op::Conv2d) s += ddpm::conv::packed_filter_floats(conv_shape(d));
+    if (n.op == Op::Conv2dBackData) s += ddpm::conv::packed_filter_floats(dgrad_shape(d));
+    return s;
+  }
   if (n.op == Op::Conv2dBackFilter) s += kConvChunks * ((d.O * d.ckk() + 15) / 16 * 16);
-  if (n.op == Op::Conv2dBackData && conv_path(n, d) == ConvPath::Flipped) s += (d.O * d.ckk() + 15) / 16 * 16;
+  if (n.op == Op::Conv2dBackData && path == ConvPath::Flipped) s += (d.O * d.ckk() + 15) / 16 * 16;
   return s;
 }
 
@@ -520,11 +554,69 @@ struct Emitter {
     out += "}\n\n";
   }
 
+  // A convolution on the Blocked path (runtime/conv.h). The batch is cut into kConvChunks
+  // fixed slices that run in parallel, each with its own padded-sample scratch; the filter is
+  // packed once before them, and filter-gradient slices are added in slice order after them.
+  void conv_blocked(size_t k, const Kernel& kern) {
+    const Node& cn = g.nodes[kern.nodes[0]];
+    const ConvDims d = conv_dims(g, cn);
+    const bool fused = cn.op == Op::Conv2d && kern.nodes.size() > 1;
+    header(k, kern, cn.op == Op::Conv2d ? (fused ? "conv2d (direct, register-blocked) with fused epilogue," : "conv2d (direct, register-blocked),")
+                    : cn.op == Op::Conv2dBackData ? "conv2d data gradient (direct: dy with the flipped filter),"
+                                                  : "conv2d filter gradient (direct, summed over the batch in slice order),");
+    out += fmt::format("static void {}_k{}(const Env& e) {{\n", prefix, k);
+    out += fmt::format("  // x [B,{},{},{}], w [{},{},{},{}], y [B,{},{},{}], stride {}, padding {}\n", d.C, d.H, d.W, d.O,
+                       d.C, d.K, d.K, d.O, d.Ho, d.Wo, d.s, d.p);
+    const bool dgrad = cn.op == Op::Conv2dBackData;
+    const ddpm::conv::Shape cs = dgrad ? dgrad_shape(d) : conv_shape(d);
+    out += fmt::format("  const ddpm::conv::Shape d{{{}, {}, {}, {}, {}, {}, {}, {}, {}}};\n", cs.C, cs.H, cs.W, cs.O, cs.K, cs.s,
+                       cs.p, cs.Ho, cs.Wo);
+    const int64_t chunk = conv_chunk_floats(g, cn);
+    // The input of the convolution as computed: x (forward, filter gradient) or dy (data gradient).
+    const std::string in = ptr(cn.in[0]);
+    const int64_t is = (int64_t)cs.C * cs.H * cs.W;
+    const std::string fill = fmt::format(
+        "[&](int64_t b, int ch, int h, float* dst) {{ std::memcpy(dst, {} + b * {} + ((int64_t)ch * {} + h) * {}, {}); }}", in,
+        is, cs.H, cs.W, cs.W * 4);
+    if (cn.op != Op::Conv2dBackFilter) {
+      out += fmt::format("  float* wp = e.scratch + {} * {};\n", kConvChunks, chunk);
+      out += fmt::format("  ddpm::conv::pack_filter(d, {}, {}, wp);\n", ptr(cn.in[1]), dgrad ? "true" : "false");
+    }
+    out += fmt::format("  const int64_t nchunk = std::min<int64_t>(e.B, {});\n", kConvChunks);
+    out += "  parallel_chunks(nchunk, [&](int64_t c) {\n";
+    out += "    const int64_t b0 = c * e.B / nchunk, b1 = (c + 1) * e.B / nchunk;\n";
+    out += fmt::format("    float* xp = e.scratch + c * {};\n", chunk);
+    if (cn.op == Op::Conv2dBackFilter) {
+      const int64_t xpf = ddpm::conv::padded_floats(cs), dyf = ddpm::conv::dyt_floats(cs);
+      out += fmt::format("    ddpm::conv::grad_range(d, {}, b0, b1, xp, xp + {}, xp + {},\n      {});\n  }});\n",
+                         ptr(cn.in[1]), xpf, xpf + dyf, fill);
+      out += fmt::format("  ddpm::conv::sum_grad_partials(d, e.scratch + {}, nchunk, {}, {});\n", xpf + dyf, chunk,
+                         ptr(kern.nodes[0]));
+      out += "}\n\n";
+      return;
+    }
+    std::string epi = "[](int64_t) {}";
+    if (fused) {
+      std::vector<NodeId> rest(kern.nodes.begin() + 1, kern.nodes.end());
+      out += fmt::format("    const int64_t cols = {};\n", d.O * d.hw());
+      BodyOpts o;
+      o.chan_hw = d.hw();  // vectors never straddle two output channels
+      out += "    " + indent(body(kern, rest, "cols", nullptr, o), 2);
+      epi = fmt::format("[&](int64_t b) {{\n        for (int64_t i = 0; i < {0}; ++i)\n          for_cols(i * {1}, (i + 1) * {1}, "
+                        "[&](auto tag, int64_t j) {{ body(tag, b, j, nullptr); }});\n      }}",
+                        d.O, d.hw());
+    }
+    out += fmt::format("    ddpm::conv::forward_range(d, wp, {}, b0, b1, xp,\n      {},\n      {});\n", ptr(kern.nodes[0]), fill,
+                       epi);
+    out += "  });\n}\n\n";
+  }
+
   void conv(size_t k, const Kernel& kern) {
     const Node& cn = g.nodes[kern.nodes[0]];
     const ConvDims d = conv_dims(g, cn);
     const ConvPath path = conv_path(cn, d);
-    const bool direct = path == ConvPath::Direct;
+    if (path == ConvPath::Blocked) return conv_blocked(k, kern);
+    const bool direct = path == ConvPath::Gemm1x1;
     std::string what = cn.op == Op::Conv2d ? (direct ? "conv2d 1x1 (GEMM)" : "conv2d (im2col + GEMM)")
                        : cn.op == Op::Conv2dBackData
                            ? (direct ? "conv2d data gradient 1x1 (GEMM)"

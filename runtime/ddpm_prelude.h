@@ -20,6 +20,7 @@
 #include <tbb/partitioner.h>
 #include <xsimd/xsimd.hpp>
 
+#include "conv.h"
 #include "ddpm_abi.h"
 #include "gemm.h"
 #include "philox.h"

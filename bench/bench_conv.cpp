@@ -1,0 +1,130 @@
+// One benchmark per convolution shape of the fashion U-Net (models/fashion_unet.ddpm) and per
+// direction: forward, data gradient and filter gradient, on one thread, over 8 samples, timing the
+// same runtime/conv.h (or prelude im2col + GEMM) calls a generated module makes for that layer.
+// Counters: GFLOP/s of the layer's useful FLOPs (2 * O * C*K*K * Ho*Wo per sample and direction)
+// and "peak%" against the one-core FMA peak measured at start-up (bench/fma_peak.h), so the next
+// person sees which layer is slow. The U-Net has 64 samples per step; times here are per 8.
+//
+// Name legend: BM_conv/<C>to<O>@<H>/k<K>s<S>/<dir> with dir fwd | dgrad | wgrad.
+#include <benchmark/benchmark.h>
+#include <tbb/global_control.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "fma_peak.h"
+#include "runtime/conv.h"
+#include "runtime/ddpm_prelude.h"
+
+namespace {
+
+using ddpm::conv::Shape;
+constexpr int kSamples = 8;
+
+struct Layer {
+  int C, H, O, K, s;
+  int count;  // how many convolutions of this shape one U-Net step has
+};
+
+// Every distinct convolution shape of the U-Net (resolution H is the input's).
+const Layer kLayers[] = {
+    {1, 28, 32, 3, 1, 1},    // stem
+    {32, 28, 32, 3, 1, 7},   // resblocks at 28 (4 down, 3 up)
+    {32, 28, 64, 3, 2, 1},   // down 28 -> 14
+    {64, 14, 64, 3, 1, 9},   // resblocks at 14, up-conv 7 -> 14
+    {64, 14, 64, 3, 2, 1},   // down 14 -> 7
+    {64, 7, 64, 3, 1, 2},    // resblock at 7
+    {128, 14, 64, 3, 1, 1},  // resblock_proj at 14, first conv
+    {128, 14, 64, 1, 1, 1},  // resblock_proj at 14, 1x1 skip
+    {64, 28, 32, 3, 1, 2},   // up-conv 14 -> 28 and resblock_proj at 28, first conv
+    {64, 28, 32, 1, 1, 1},   // resblock_proj at 28, 1x1 skip
+    {32, 28, 1, 3, 1, 1},    // output conv
+};
+
+Shape shape_of(const Layer& l) {
+  const int p = (l.K - 1) / 2, Ho = (l.H + 2 * p - l.K) / l.s + 1;
+  return Shape{l.C, l.H, l.H, l.O, l.K, l.s, p, Ho, Ho};
+}
+
+std::vector<float> rand_vec(size_t n) {
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(rng);
+  return v;
+}
+
+enum class Dir { fwd, dgrad, wgrad };
+
+void BM_conv(benchmark::State& state, Layer l, Dir dir) {
+  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, 1);
+  const Shape d = shape_of(l);
+  const int64_t xs = int64_t(d.C) * d.H * d.W, ys = int64_t(d.O) * d.Ho * d.Wo;
+  auto x = rand_vec(kSamples * xs), dy = rand_vec(kSamples * ys), w = rand_vec(d.O * d.ckk());
+  std::vector<float> out(std::max<int64_t>(kSamples * std::max(xs, ys), d.O * d.ckk()));
+  // Stride-1 data gradient: the forward kernel on dy with the flipped filter.
+  const Shape t{d.O, d.Ho, d.Wo, d.C, d.K, 1, d.K - 1 - d.p, d.H, d.W};
+  const bool gemm_path = dir == Dir::dgrad && d.s != 1;
+  const Shape& used = dir == Dir::dgrad ? t : d;
+  auto xp = ddpm::aligned_alloc_floats(ddpm::conv::padded_floats(used));
+  auto wp = ddpm::aligned_alloc_floats(ddpm::conv::packed_filter_floats(used));
+  auto dyT = ddpm::aligned_alloc_floats(ddpm::conv::dyt_floats(d));
+  auto gT = ddpm::aligned_alloc_floats(ddpm::conv::grad_t_floats(d));
+  const int gm = d.C * d.K * d.K, gn = d.Ho * d.Wo, gk = d.O;
+  auto col = ddpm::aligned_alloc_floats(int64_t(gm) * gn);
+  auto gs = ddpm::aligned_alloc_floats(ddpm::gemm_scratch_floats(gm, gn, gk));
+  auto run = [&] {
+    if (dir == Dir::fwd) {
+      ddpm::conv::pack_filter(d, w.data(), false, wp.get());
+      ddpm::conv::forward_range(
+          d, wp.get(), out.data(), 0, kSamples, xp.get(),
+          [&](int64_t b, int c, int h, float* dst) { std::memcpy(dst, x.data() + b * xs + (int64_t(c) * d.H + h) * d.W, 4 * d.W); },
+          [](int64_t) {});
+    } else if (gemm_path) {
+      // Strided data gradient: col = W^T dy per sample, then col2im (as the module does).
+      for (int b = 0; b < kSamples; ++b) {
+        ddpm::gen::gemm_plain(gm, gn, gk, w.data(), gm, true, dy.data() + b * ys, gn, false, col.get(), gn, gs.get());
+        ddpm::gen::col2im(col.get(), d.C, d.H, d.W, d.K, d.s, d.p, d.Ho, d.Wo, out.data() + b * xs);
+      }
+    } else if (dir == Dir::dgrad) {
+      ddpm::conv::pack_filter(t, w.data(), true, wp.get());
+      ddpm::conv::forward_range(
+          t, wp.get(), out.data(), 0, kSamples, xp.get(),
+          [&](int64_t b, int c, int h, float* dst) { std::memcpy(dst, dy.data() + b * ys + (int64_t(c) * d.Ho + h) * d.Wo, 4 * d.Wo); },
+          [](int64_t) {});
+    } else {
+      ddpm::conv::grad_range(
+          d, dy.data(), 0, kSamples, xp.get(), dyT.get(), gT.get(),
+          [&](int64_t b, int c, int h, float* dst) { std::memcpy(dst, x.data() + b * xs + (int64_t(c) * d.H + h) * d.W, 4 * d.W); });
+      ddpm::conv::sum_grad_partials(d, gT.get(), 1, 0, out.data());
+    }
+  };
+  run();
+  for (auto _ : state) {
+    run();
+    benchmark::ClobberMemory();
+  }
+  const double flops = 2.0 * d.O * d.ckk() * d.Ho * d.Wo * kSamples;
+  state.counters["GFLOPS"] = benchmark::Counter(flops * 1e-9 * state.iterations(), benchmark::Counter::kIsRate);
+  state.counters["peak%"] = benchmark::Counter(flops * 1e-9 * state.iterations() * 100.0 / ddpm_bench::fma_peak_gflops_1core(),
+                                               benchmark::Counter::kIsRate);
+  state.SetLabel(gemm_path ? "GEMM + col2im" : "conv.h");
+}
+
+int register_all() {
+  ddpm_bench::fma_peak_gflops_1core();
+  for (const Layer& l : kLayers)
+    for (Dir dir : {Dir::fwd, Dir::dgrad, Dir::wgrad}) {
+      const char* dn = dir == Dir::fwd ? "fwd" : dir == Dir::dgrad ? "dgrad" : "wgrad";
+      std::string name = "BM_conv/" + std::to_string(l.C) + "to" + std::to_string(l.O) + "@" + std::to_string(l.H) +
+                         "/k" + std::to_string(l.K) + "s" + std::to_string(l.s) + "/" + dn;
+      benchmark::RegisterBenchmark(name.c_str(), BM_conv, l, dir)->UseRealTime()->Unit(benchmark::kMicrosecond);
+    }
+  return 0;
+}
+const int kRegistered = register_all();
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,48 @@
+// The machine's fp32 FMA peak on one core, measured with plain xsimd: independent accumulator
+// chains, no memory traffic. bench_kernels reports it; bench_conv divides by it for "% of peak".
+#pragma once
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+
+#include "runtime/simd_shim.h"
+
+namespace ddpm_bench {
+
+// 2 FMA pipes x 4 cycles latency need at least 8 independent chains; 12 leaves slack.
+inline constexpr int kChains = 12;
+
+[[gnu::noinline]] inline float fma_chains(int64_t iters, float seed) {
+  using ddpm::simd::batch;
+  batch acc[kChains];
+  for (int c = 0; c < kChains; ++c) acc[c] = batch(seed + c);
+  batch x(0.999999f), y(1e-7f);
+  for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 12
+    for (int c = 0; c < kChains; ++c) acc[c] = xsimd::fma(acc[c], x, y);
+  }
+  batch s = acc[0];
+  for (int c = 1; c < kChains; ++c) s += acc[c];
+  return ddpm::simd::reduce_add(s);
+}
+
+inline double flops_per_call(int64_t iters) { return 2.0 * kChains * ddpm::simd::kLanes * iters; }
+
+// GFLOP/s of one core: the best of 5 short runs (the best, since a shared VM only ever slows it).
+inline double fma_peak_gflops_1core() {
+  static const double peak = [] {
+    double best = 0;
+    for (int rep = 0; rep < 5; ++rep) {
+      constexpr int64_t iters = 1 << 20;
+      auto t0 = std::chrono::steady_clock::now();
+      volatile float sink = fma_chains(iters, 1.f + rep);
+      (void)sink;
+      double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      best = std::max(best, flops_per_call(iters) / s * 1e-9);
+    }
+    return best;
+  }();
+  return peak;
+}
+
+}  // namespace ddpm_bench

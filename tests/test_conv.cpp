@@ -1,0 +1,157 @@
+// runtime/conv.h against a naive convolution in double: the forward pass, the stride-1 data
+// gradient (forward pass of dy with the flipped filter) and the filter gradient summed over
+// samples, at every U-Net shape class: 3x3 and 1x1, stride 1 and 2, channel counts that are
+// and are not multiples of the 16/32/64-lane blocks, and widths that leave partial pixel blocks.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "conv.h"
+
+namespace {
+
+using ddpm::conv::Shape;
+
+Shape shape(int C, int H, int O, int K, int s) {
+  const int p = (K - 1) / 2, Ho = (H + 2 * p - K) / s + 1;
+  return Shape{C, H, H, O, K, s, p, Ho, Ho};
+}
+
+std::vector<float> rand_vec(size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(rng);
+  return v;
+}
+
+double xat(const Shape& d, const std::vector<float>& x, int b, int c, int h, int w) {
+  if (h < 0 || h >= d.H || w < 0 || w >= d.W) return 0;
+  return x[((size_t(b) * d.C + c) * d.H + h) * d.W + w];
+}
+
+// y[b,o,i,j] = sum w[o,c,ki,kj] x[b,c,i*s+ki-p,j*s+kj-p]
+std::vector<double> ref_forward(const Shape& d, int B, const std::vector<float>& x, const std::vector<float>& w) {
+  std::vector<double> y(size_t(B) * d.O * d.Ho * d.Wo);
+  for (int b = 0; b < B; ++b)
+    for (int o = 0; o < d.O; ++o)
+      for (int i = 0; i < d.Ho; ++i)
+        for (int j = 0; j < d.Wo; ++j) {
+          double s = 0;
+          for (int c = 0; c < d.C; ++c)
+            for (int ki = 0; ki < d.K; ++ki)
+              for (int kj = 0; kj < d.K; ++kj)
+                s += w[((size_t(o) * d.C + c) * d.K + ki) * d.K + kj] *
+                     xat(d, x, b, c, i * d.s + ki - d.p, j * d.s + kj - d.p);
+          y[((size_t(b) * d.O + o) * d.Ho + i) * d.Wo + j] = s;
+        }
+  return y;
+}
+
+void check_close(const std::vector<float>& got, const std::vector<double>& want, double tol) {
+  REQUIRE(got.size() >= want.size());
+  double worst = 0;
+  for (size_t i = 0; i < want.size(); ++i) worst = std::max(worst, std::abs(got[i] - want[i]) / (1 + std::abs(want[i])));
+  CHECK(worst < tol);
+}
+
+void check_forward(const Shape& d, int B) {
+  INFO("C ", d.C, " H ", d.H, " O ", d.O, " K ", d.K, " s ", d.s);
+  auto x = rand_vec(size_t(B) * d.C * d.H * d.W, 1), w = rand_vec(size_t(d.O) * d.ckk(), 2);
+  auto xp = ddpm::aligned_alloc_floats(ddpm::conv::padded_floats(d));
+  auto wp = ddpm::aligned_alloc_floats(ddpm::conv::packed_filter_floats(d));
+  ddpm::conv::pack_filter(d, w.data(), false, wp.get());
+  std::vector<float> y(size_t(B) * d.O * d.Ho * d.Wo, NAN);
+  for (int b = 0; b < B; ++b) {
+    ddpm::conv::pad_copy(d, x.data() + size_t(b) * d.C * d.H * d.W, xp.get());
+    ddpm::conv::forward_sample(d, xp.get(), wp.get(), y.data() + size_t(b) * d.O * d.Ho * d.Wo);
+  }
+  check_close(y, ref_forward(d, B, x, w), 1e-5);
+}
+
+}  // namespace
+
+TEST_CASE("conv.h forward matches the naive convolution") {
+  check_forward(shape(32, 28, 32, 3, 1), 2);
+  check_forward(shape(64, 14, 64, 3, 1), 2);
+  check_forward(shape(64, 7, 64, 3, 1), 2);   // 7-pixel x 64-channel blocks
+  check_forward(shape(32, 28, 64, 3, 2), 2);  // stride 2
+  check_forward(shape(64, 14, 64, 3, 2), 2);
+  check_forward(shape(1, 28, 32, 3, 1), 2);   // the stem
+  check_forward(shape(32, 28, 1, 3, 1), 2);   // one output channel (16-lane block, 15 padded)
+  check_forward(shape(128, 14, 64, 1, 1), 2); // 1x1
+  check_forward(shape(5, 9, 40, 3, 1), 3);    // partial pixel and channel blocks
+  check_forward(shape(3, 11, 20, 3, 2), 1);
+}
+
+TEST_CASE("conv.h stride-1 data gradient is the forward pass with the flipped filter") {
+  for (auto d : {shape(32, 28, 32, 3, 1), shape(64, 7, 64, 3, 1), shape(64, 14, 32, 1, 1), shape(5, 9, 40, 3, 1)}) {
+    INFO("C ", d.C, " O ", d.O, " K ", d.K);
+    const int B = 2;
+    auto dy = rand_vec(size_t(B) * d.O * d.Ho * d.Wo, 3), w = rand_vec(size_t(d.O) * d.ckk(), 4);
+    // dx[b,c,h,w] = sum_{o,ki,kj} w[o,c,ki,kj] dy[b,o,h+p-ki,w+p-kj]
+    std::vector<double> want(size_t(B) * d.C * d.H * d.W);
+    for (int b = 0; b < B; ++b)
+      for (int c = 0; c < d.C; ++c)
+        for (int h = 0; h < d.H; ++h)
+          for (int x = 0; x < d.W; ++x) {
+            double s = 0;
+            for (int o = 0; o < d.O; ++o)
+              for (int ki = 0; ki < d.K; ++ki)
+                for (int kj = 0; kj < d.K; ++kj) {
+                  const int i = h + d.p - ki, j = x + d.p - kj;
+                  if (i < 0 || i >= d.Ho || j < 0 || j >= d.Wo) continue;
+                  s += double(w[((size_t(o) * d.C + c) * d.K + ki) * d.K + kj]) *
+                       dy[((size_t(b) * d.O + o) * d.Ho + i) * d.Wo + j];
+                }
+            want[((size_t(b) * d.C + c) * d.H + h) * d.W + x] = s;
+          }
+    const Shape t{d.O, d.Ho, d.Wo, d.C, d.K, 1, d.K - 1 - d.p, d.H, d.W};
+    auto xp = ddpm::aligned_alloc_floats(ddpm::conv::padded_floats(t));
+    auto wp = ddpm::aligned_alloc_floats(ddpm::conv::packed_filter_floats(t));
+    ddpm::conv::pack_filter(t, w.data(), true, wp.get());
+    std::vector<float> dx(want.size(), NAN);
+    for (int b = 0; b < B; ++b) {
+      ddpm::conv::pad_copy(t, dy.data() + size_t(b) * d.O * d.Ho * d.Wo, xp.get());
+      ddpm::conv::forward_sample(t, xp.get(), wp.get(), dx.data() + size_t(b) * d.C * d.H * d.W);
+    }
+    check_close(dx, want, 1e-5);
+  }
+}
+
+TEST_CASE("conv.h filter gradient matches the naive sum over samples and pixels") {
+  for (auto d : {shape(32, 28, 32, 3, 1), shape(64, 14, 64, 3, 2), shape(64, 7, 64, 3, 1), shape(1, 28, 32, 3, 1),
+                 shape(32, 28, 1, 3, 1), shape(128, 14, 64, 1, 1), shape(5, 9, 40, 3, 1), shape(3, 11, 20, 3, 2)}) {
+    INFO("C ", d.C, " H ", d.H, " O ", d.O, " K ", d.K, " s ", d.s);
+    const int B = 3;
+    auto x = rand_vec(size_t(B) * d.C * d.H * d.W, 5), dy = rand_vec(size_t(B) * d.O * d.Ho * d.Wo, 6);
+    std::vector<double> want(size_t(d.O) * d.ckk());
+    for (int o = 0; o < d.O; ++o)
+      for (int c = 0; c < d.C; ++c)
+        for (int ki = 0; ki < d.K; ++ki)
+          for (int kj = 0; kj < d.K; ++kj) {
+            double s = 0;
+            for (int b = 0; b < B; ++b)
+              for (int i = 0; i < d.Ho; ++i)
+                for (int j = 0; j < d.Wo; ++j)
+                  s += dy[((size_t(b) * d.O + o) * d.Ho + i) * d.Wo + j] *
+                       xat(d, x, b, c, i * d.s + ki - d.p, j * d.s + kj - d.p);
+            want[((size_t(o) * d.C + c) * d.K + ki) * d.K + kj] = s;
+          }
+    // Two partials (samples {0} and {1, 2}) added in order, as the generated code's slices are.
+    const int64_t gf = ddpm::conv::grad_t_floats(d);
+    auto xp = ddpm::aligned_alloc_floats(ddpm::conv::padded_floats(d));
+    auto dyT = ddpm::aligned_alloc_floats(ddpm::conv::dyt_floats(d));
+    auto parts = ddpm::aligned_alloc_floats(2 * gf);
+    for (int b = 0; b < B; ++b) {
+      ddpm::conv::pad_copy(d, x.data() + size_t(b) * d.C * d.H * d.W, xp.get());
+      ddpm::conv::transpose_dy(d, dy.data() + size_t(b) * d.O * d.Ho * d.Wo, dyT.get());
+      ddpm::conv::grad_sample(d, xp.get(), dyT.get(), parts.get() + (b > 0) * gf, b == 0 || b == 1);
+    }
+    std::vector<float> dw(want.size(), NAN);
+    ddpm::conv::sum_grad_partials(d, parts.get(), 2, gf, dw.data());
+    check_close(dw, want, 1e-4);
+  }
+}
