@@ -125,9 +125,14 @@ inline void fwd_kernel(const float* xp, int64_t plane, int Wp, int C, int K, con
         batch bv[NV];
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) bv[v] = batch::load_aligned(wk + v * kL);
+        // Hide that tap kw+1 reads what tap kw read one pixel later: left visible, GCC keeps
+        // those scalars in (and spills them from) the registers the accumulators need, instead
+        // of folding each load into its FMA as an embedded broadcast.
+        const float* xk = xr + kw;
+        asm("" : "+r"(xk));
 #pragma GCC unroll 16
         for (int r = 0; r < MR; ++r) {
-          batch a(xr[kw + r * S]);
+          batch a(xk[r * S]);
 #pragma GCC unroll 4
           for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(a, bv[v], acc[r][v]);
         }
@@ -238,6 +243,7 @@ inline void grad_kernel(const float* const* xr, int Ho, int Wo, int Wp, const fl
 #pragma GCC unroll 8
       for (int g = 0; g < G; ++g) {
         const float* xg = x[g] + ro + wo * S;
+        asm("" : "+r"(xg));  // as in fwd_kernel: no reuse of pixel wo's loads at wo+1
 #pragma GCC unroll 4
         for (int kw = 0; kw < KW; ++kw) {
           batch a(xg[kw]);
