@@ -71,6 +71,52 @@ void adamw_step(float* params, const float* grads, float* m, float* v, int64_t P
   });
 }
 
+void optimizer_step(float* params, const float* grads, float* m, float* v, float* ema, int64_t P, int64_t step,
+                    const AdamWConfig& cfg, float grad_scale, float ema_decay) {
+  const double bc1 = 1.0 - std::pow((double)cfg.beta1, (double)step);
+  const double bc2 = 1.0 - std::pow((double)cfg.beta2, (double)step);
+  const float decay = (float)(1.0 - (double)cfg.lr * cfg.weight_decay);
+  const float b1 = cfg.beta1, b2 = cfg.beta2, omb1 = 1.0f - b1, omb2 = 1.0f - b2;
+  const float step_size = (float)(cfg.lr / bc1);
+  const float inv_sqrt_bc2 = (float)(1.0 / std::sqrt(bc2));
+  const float eps = cfg.eps, ed = ema_decay, omed = 1.0f - ema_decay, sc = grad_scale;
+  const bool scale = grad_scale < 1.0f;  // clip_grad_norm scales only then
+
+  for_chunks(P, [&](int64_t begin, int64_t end) {
+    int64_t i = begin;
+    const batch vb1(b1), vb2(b2), vomb1(omb1), vomb2(omb2), vdecay(decay), vstep(step_size), vinv(inv_sqrt_bc2),
+        veps(eps), ved(ed), vomed(omed), vsc(sc);
+    for (; i + (int64_t)batch::size <= end; i += batch::size) {
+      batch g = batch::load_unaligned(grads + i);
+      if (scale) g = g * vsc;
+      batch mi = vb1 * batch::load_unaligned(m + i) + vomb1 * g;
+      batch vi = vb2 * batch::load_unaligned(v + i) + vomb2 * (g * g);
+      batch p = batch::load_unaligned(params + i) * vdecay;
+      p = p - vstep * (mi / (xsimd::sqrt(vi) * vinv + veps));
+      mi.store_unaligned(m + i);
+      vi.store_unaligned(v + i);
+      p.store_unaligned(params + i);
+      (ved * batch::load_unaligned(ema + i) + vomed * p).store_unaligned(ema + i);
+    }
+    for (; i < end; ++i) {
+      const float g = scale ? grads[i] * sc : grads[i];
+      const float mi = b1 * m[i] + omb1 * g;
+      const float vi = b2 * v[i] + omb2 * (g * g);
+      m[i] = mi;
+      v[i] = vi;
+      const float p = params[i] * decay - step_size * (mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps));
+      params[i] = p;
+      ema[i] = ed * ema[i] + omed * p;
+    }
+  });
+}
+
+float clip_coefficient(float norm, float max_norm) {
+  if (!(max_norm > 0)) return 1.0f;
+  const float coef = (float)((double)max_norm / ((double)norm + 1e-6));
+  return coef < 1.0f ? coef : 1.0f;
+}
+
 void ema_update(float* ema, const float* params, int64_t P, float decay) {
   const float omd = 1.0f - decay;
   for_chunks(P, [&](int64_t begin, int64_t end) {
@@ -109,7 +155,7 @@ float grad_global_norm(const float* grads, int64_t P) {
 
 float clip_grad_norm(float* grads, int64_t P, float max_norm) {
   const float norm = grad_global_norm(grads, P);
-  const float coef = (float)((double)max_norm / ((double)norm + 1e-6));
+  const float coef = clip_coefficient(norm, max_norm);
   if (coef < 1.0f) {
     for_chunks(P, [&](int64_t begin, int64_t end) {
       int64_t i = begin;

@@ -1,6 +1,7 @@
 // Optimizer and weight averaging over the flat [P] parameter layout (ddpm_abi.h):
-// after each module train_step the trainer clips the gradients, applies AdamW to
-// params with moments m and v, and updates the EMA copy used for sampling.
+// after each module train_step the trainer takes the gradients' global norm, then
+// optimizer_step clips them, applies AdamW to params with moments m and v, and updates
+// the EMA copy used for sampling, in one pass.
 //
 // Every routine is elementwise or a fixed-order reduction over fixed 16384-float
 // chunks (xsimd batches + scalar tail, tbb::parallel_for with a static
@@ -23,6 +24,18 @@ struct AdamWConfig {
 //   p -= lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
 void adamw_step(float* params, const float* grads, float* m, float* v, int64_t P, int64_t step,
                 const AdamWConfig& cfg);
+
+// The whole optimizer in one pass over the parameters, as the training loop runs it:
+//   g = grads * grad_scale (when grad_scale < 1: gradient clipping), the AdamW step above on
+//   params, m, v, then ema = ema_decay * ema + (1 - ema_decay) * params.
+// Bitwise identical to clip_grad_norm (with that scale) + adamw_step + ema_update; grads is
+// left unscaled.
+void optimizer_step(float* params, const float* grads, float* m, float* v, float* ema, int64_t P, int64_t step,
+                    const AdamWConfig& cfg, float grad_scale, float ema_decay);
+
+// The factor clip_grad_norm applies for a global norm: max_norm / (norm + 1e-6) when that is
+// below 1, else 1 (also 1 when max_norm <= 0, clipping off).
+float clip_coefficient(float norm, float max_norm);
 
 // ema = decay * ema + (1 - decay) * params.
 void ema_update(float* ema, const float* params, int64_t P, float decay);

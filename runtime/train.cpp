@@ -477,7 +477,7 @@ int train(const TrainConfig& cfg) {
     int rc = m.train_step(arena.data(), B, st.params.data(), x0.data(), seed, (uint64_t)step, st.grads.data(), &loss);
     if (rc != 0) DDPM_ICE(fmt::format("module train_step returned {} at step {}", rc, step));
     float gnorm = 0;
-    if (cfg.grad_clip > 0) gnorm = clip_grad_norm(st.grads.data(), P, cfg.grad_clip);
+    if (cfg.grad_clip > 0) gnorm = grad_global_norm(st.grads.data(), P);
     if (!std::isfinite(loss) || !std::isfinite(gnorm)) {
       if (tty) fmt::print(stderr, "\n");
       std::string what = std::isfinite(loss) ? fmt::format("gradient norm is {}", gnorm)
@@ -492,9 +492,9 @@ int train(const TrainConfig& cfg) {
     }
     AdamWConfig oc = cfg.opt;
     if (cfg.warmup > 0 && step < cfg.warmup) oc.lr = cfg.opt.lr * (float)step / (float)cfg.warmup;
-    adamw_step(st.params.data(), st.grads.data(), st.m.data(), st.v.data(), P, step, oc);
     float decay = std::min(cfg.ema_decay, (float)(1 + step) / (float)(10 + step));
-    ema_update(st.ema.data(), st.params.data(), P, decay);
+    optimizer_step(st.params.data(), st.grads.data(), st.m.data(), st.v.data(), st.ema.data(), P, step, oc,
+                   clip_coefficient(gnorm, cfg.grad_clip), decay);
     k = step;
 
     window_loss += loss;

@@ -678,3 +678,32 @@ TEST_CASE("runtime: IDX images and labels, gzip or plain") {
     CHECK(msg.find("apt-get install dataset-fashion-mnist") != std::string::npos);
   }
 }
+
+TEST_CASE("runtime: the fused optimizer pass equals clip + AdamW + EMA bit for bit") {
+  const int64_t P = 16384 * 2 + 37;  // two full chunks and a tail that is not a multiple of the lanes
+  for (float max_norm : {0.0f, 1.0f, 1e6f}) {  // off, clipping, a bound that never clips
+    INFO("max_norm " << max_norm);
+    std::vector<float> p1 = randn(P, 4, 1.0f), m1(P, 0.0f), v1(P, 0.0f), e1 = randn(P, 5, 1.0f);
+    std::vector<float> p2 = p1, m2 = m1, v2 = v1, e2 = e1;
+    ddpm::AdamWConfig cfg;
+    cfg.weight_decay = 0.01f;
+    for (int t = 1; t <= 3; ++t) {
+      std::vector<float> g = randn(P, 10 + t, 0.5f), g2 = g;
+      if (max_norm > 0) ddpm::clip_grad_norm(g.data(), P, max_norm);
+      ddpm::adamw_step(p1.data(), g.data(), m1.data(), v1.data(), P, t, cfg);
+      ddpm::ema_update(e1.data(), p1.data(), P, 0.99f);
+      const float norm = ddpm::grad_global_norm(g2.data(), P);
+      const float coef = ddpm::clip_coefficient(norm, max_norm);
+      if (max_norm == 1.0f) CHECK(coef < 1.0f);
+      if (max_norm != 1.0f) CHECK(coef == 1.0f);
+      ddpm::optimizer_step(p2.data(), g2.data(), m2.data(), v2.data(), e2.data(), P, t, cfg, coef, 0.99f);
+    }
+    auto same = [](const std::vector<float>& x, const std::vector<float>& y) {
+      return std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0;
+    };
+    CHECK(same(p1, p2));
+    CHECK(same(m1, m2));
+    CHECK(same(v1, v2));
+    CHECK(same(e1, e2));
+  }
+}
