@@ -387,7 +387,7 @@ struct Emitter {
     for (NodeId id : kern.nodes)
       if (g.nodes[id].op == Op::SumTo) reds.push_back(id);
     const int R = (int)reds.size();
-    out += "  parallel_chunks(e.B * " + fmt::format("{}", G) + ", [&](int64_t task) {\n";
+    out += fmt::format("  parallel_chunks(e.B * {}, e.B * {}, [&](int64_t task) {{\n", G, N);
     out += fmt::format("    const int64_t b = task / {0}, q = task % {0};\n", G);
     out += fmt::format("    const float* xr = {} + b * {} + q * {};\n", X, N, row);
     out += fmt::format("    const float mean = row_sum(xr, {0}) / {0}.0f;\n", row);

@@ -143,6 +143,18 @@ template <class F> inline void parallel_chunks(int64_t n, F&& f) {
   parallel_chunks_erased(n, [](void* ctx, int64_t c) { (*static_cast<Fn*>(ctx))(c); }, (void*)&f);
 }
 
+// Below this many elements a loop's chunks run in order on the calling thread: waking a
+// second thread costs more than it saves (moons' [256, 128] activations stay on one thread,
+// the U-Net's maps go parallel). The partition is the same either way, so results are too.
+constexpr int64_t kMinParallelElems = 65536;
+template <class F> inline void parallel_chunks(int64_t n, int64_t elems, F&& f) {
+  if (elems < kMinParallelElems) {
+    for (int64_t c = 0; c < n; ++c) f(c);
+    return;
+  }
+  parallel_chunks(n, std::forward<F>(f));
+}
+
 // C = op(A) op(B) through the GEMM engine (gemm.h), with epi(i0, i1, j0, j1) run on
 // each finished output tile. Type-erased for the same reason as parallel_chunks.
 using TileFn = void (*)(void* ctx, int i0, int i1, int j0, int j1);
@@ -271,7 +283,7 @@ __attribute__((noinline)) inline void col2im(const float* col, int64_t C, int64_
 // Elementwise: body(tag, b, j) for every element.
 template <class F> inline void map_rows(int64_t rows, int64_t cols, F&& body) {
   const int64_t chunk = row_chunk(rows, cols), n = (rows + chunk - 1) / chunk;
-  parallel_chunks(n, [&](int64_t c) {
+  parallel_chunks(n, rows * cols, [&](int64_t c) {
     const int64_t r1 = (c + 1) * chunk < rows ? (c + 1) * chunk : rows;
     for (int64_t b = c * chunk; b < r1; ++b) for_cols(0, cols, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });
   });
@@ -286,7 +298,7 @@ template <int R, class F> inline void reduce_all(int64_t rows, int64_t cols, flo
   for (int64_t c0 = 0; c0 < n; c0 += 64) {
     const int64_t m = n - c0 < 64 ? n - c0 : 64;
     double partial[R][64];
-    parallel_chunks(m, [&](int64_t ci) {
+    parallel_chunks(m, rows * cols, [&](int64_t ci) {
       const int64_t c = c0 + ci;
       const int64_t r1 = (c + 1) * chunk < rows ? (c + 1) * chunk : rows;
       double acc[R] = {};
@@ -307,7 +319,7 @@ template <int R, class F> inline void reduce_all(int64_t rows, int64_t cols, flo
 // of L, each summing its rows in order.
 template <int R, class F> inline void reduce_batch(int64_t rows, int64_t cols, float* const* out, F&& body) {
   const int64_t full = cols / L, tail = cols - full * L, n = full + (tail ? 1 : 0);
-  parallel_chunks(n, [&](int64_t c) {
+  parallel_chunks(n, rows * cols, [&](int64_t c) {
     if (c < full) {
       V acc[R];
       for (int k = 0; k < R; ++k) acc[k] = V(0.0f);
@@ -326,7 +338,7 @@ template <int R, class F> inline void reduce_batch(int64_t rows, int64_t cols, f
 // Reduction over each row's features: out_k[b] = sum over columns j.
 template <int R, class F> inline void reduce_features(int64_t rows, int64_t cols, float* const* out, F&& body) {
   const int64_t chunk = row_chunk(rows, cols), n = (rows + chunk - 1) / chunk;
-  parallel_chunks(n, [&](int64_t c) {
+  parallel_chunks(n, rows * cols, [&](int64_t c) {
     const int64_t r1 = (c + 1) * chunk < rows ? (c + 1) * chunk : rows;
     for (int64_t b = c * chunk; b < r1; ++b) {
       double s[R];
@@ -352,7 +364,7 @@ inline void reduce_to(const float* in, float* out, int64_t B, bool in_batched, b
   for (int d = lead; d < nd; ++d) trailing = trailing && !keep[d];
   if (trailing) {
     const int64_t inner = n_in / n_out;
-    parallel_chunks(rows_out * n_out, [&](int64_t o) {
+    parallel_chunks(rows_out * n_out, rows_in * n_in, [&](int64_t o) {
       const int64_t ob = o / n_out, oj = o % n_out;
       double acc = 0;
       for (int64_t b = out_batched ? ob : 0; b < (out_batched ? ob + 1 : rows_in); ++b) {
@@ -368,7 +380,7 @@ inline void reduce_to(const float* in, float* out, int64_t B, bool in_batched, b
     });
     return;
   }
-  parallel_chunks(rows_out * n_out, [&](int64_t o) {
+  parallel_chunks(rows_out * n_out, rows_in * n_in, [&](int64_t o) {
     const int64_t ob = o / n_out;
     int64_t rest = o % n_out, base = 0, stride = 1;
     int64_t red_dims[8], red_strides[8];
@@ -401,7 +413,7 @@ inline void reduce_to(const float* in, float* out, int64_t B, bool in_batched, b
 
 // out[i] = sum over k < n of parts[k * stride + i], in order of k (len floats).
 inline void sum_partials(const float* parts, int64_t n, int64_t stride, int64_t len, float* out) {
-  parallel_chunks((len + 4095) / 4096, [&](int64_t c) {
+  parallel_chunks((len + 4095) / 4096, len * n, [&](int64_t c) {
     const int64_t i1 = std::min<int64_t>(len, (c + 1) * 4096);
     for (int64_t i = c * 4096; i < i1; ++i) {
       float acc = parts[i];
@@ -417,7 +429,7 @@ inline void sum_partials(const float* parts, int64_t n, int64_t stride, int64_t 
 
 // out_r[c] = sum over b of part[(b * C + c) * R + r], b ascending.
 template <int R> inline void sum_channel_partials(const float* part, int64_t B, int64_t C, float* const* out) {
-  parallel_chunks((C + 63) / 64, [&](int64_t t) {
+  parallel_chunks((C + 63) / 64, B * C * R, [&](int64_t t) {
     const int64_t c1 = std::min<int64_t>(C, (t + 1) * 64);
     for (int64_t c = t * 64; c < c1; ++c)
       for (int r = 0; r < R; ++r) {
@@ -437,7 +449,7 @@ inline int64_t channel_chunk(int64_t C, int64_t HW) {
 // Elementwise: body(tag, b, j) for every element, channel by channel.
 template <class F> inline void map_channels(int64_t B, int64_t C, int64_t HW, F&& body) {
   const int64_t cc = channel_chunk(C, HW), per = (C + cc - 1) / cc;
-  parallel_chunks(B * per, [&](int64_t t) {
+  parallel_chunks(B * per, B * C * HW, [&](int64_t t) {
     const int64_t b = t / per, c0 = (t % per) * cc, c1 = std::min<int64_t>(C, c0 + cc);
     for (int64_t c = c0; c < c1; ++c) for_cols(c * HW, (c + 1) * HW, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });
   });
@@ -456,7 +468,7 @@ template <int R, class F> inline void channel_sums(int64_t b, int64_t c0, int64_
 template <int R, class F>
 inline void reduce_channels(int64_t B, int64_t C, int64_t HW, float* part, float* const* out, F&& body) {
   const int64_t cc = channel_chunk(C, HW), per = (C + cc - 1) / cc;
-  parallel_chunks(B * per, [&](int64_t t) {
+  parallel_chunks(B * per, B * C * HW, [&](int64_t t) {
     const int64_t b = t / per, c0 = (t % per) * cc, c1 = std::min<int64_t>(C, c0 + cc);
     channel_sums<R>(b, c0, c1, HW, part + b * C * R, body);
   });
@@ -499,7 +511,7 @@ inline float row_sqdev(const float* x, int64_t n, float m) {
 
 // Nearest 2x upsampling of `planes` planes [H,W] -> [2H,2W], and its adjoint.
 inline void upsample2x(const float* in, float* out, int64_t planes, int64_t H, int64_t W) {
-  parallel_chunks(planes, [&](int64_t q) {
+  parallel_chunks(planes, planes * H * W * 4, [&](int64_t q) {
     for (int64_t i = 0; i < 2 * H; ++i) {
       const float* src = in + (q * H + i / 2) * W;
       float* dst = out + (q * 2 * H + i) * 2 * W;
@@ -508,7 +520,7 @@ inline void upsample2x(const float* in, float* out, int64_t planes, int64_t H, i
   });
 }
 inline void pool2x_sum(const float* in, float* out, int64_t planes, int64_t H, int64_t W) {
-  parallel_chunks(planes, [&](int64_t q) {
+  parallel_chunks(planes, planes * H * W * 4, [&](int64_t q) {
     for (int64_t i = 0; i < H; ++i)
       for (int64_t j = 0; j < W; ++j) {
         const float* s = in + (q * 2 * H + 2 * i) * 2 * W + 2 * j;
@@ -520,7 +532,7 @@ inline void pool2x_sum(const float* in, float* out, int64_t planes, int64_t H, i
 // Copies rows of `width` floats from src (row stride src_ld) to dst (stride dst_ld).
 inline void copy_rows(int64_t rows, int64_t width, const float* src, int64_t src_ld, float* dst, int64_t dst_ld) {
   const int64_t chunk = row_chunk(rows, width), n = (rows + chunk - 1) / chunk;
-  parallel_chunks(n, [&](int64_t c) {
+  parallel_chunks(n, rows * width, [&](int64_t c) {
     const int64_t r1 = (c + 1) * chunk < rows ? (c + 1) * chunk : rows;
     for (int64_t r = c * chunk; r < r1; ++r) std::memcpy(dst + r * dst_ld, src + r * src_ld, width * sizeof(float));
   });
