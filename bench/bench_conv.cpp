@@ -65,7 +65,9 @@ void BM_conv(benchmark::State& state, Layer l, Dir dir) {
   std::vector<float> out(std::max<int64_t>(kSamples * std::max(xs, ys), d.O * d.ckk()));
   // Stride-1 data gradient: the forward kernel on dy with the flipped filter.
   const Shape t{d.O, d.Ho, d.Wo, d.C, d.K, 1, d.K - 1 - d.p, d.H, d.W};
-  const bool gemm_path = dir == Dir::dgrad && d.s != 1;
+  // The path the generated module takes for this layer (compiler/codegen.cpp, conv_path):
+  // conv.h needs >= 16 output channels (in the lanes); the strided data gradient is GEMM + col2im.
+  const bool gemm_path = dir == Dir::dgrad ? d.s != 1 : d.O < 16;
   const Shape& used = dir == Dir::dgrad ? t : d;
   auto xp = ddpm::aligned_alloc_floats(ddpm::conv::padded_floats(used));
   auto wp = ddpm::aligned_alloc_floats(ddpm::conv::packed_filter_floats(used));
@@ -73,9 +75,20 @@ void BM_conv(benchmark::State& state, Layer l, Dir dir) {
   auto gT = ddpm::aligned_alloc_floats(ddpm::conv::grad_t_floats(d));
   const int gm = d.C * d.K * d.K, gn = d.Ho * d.Wo, gk = d.O;
   auto col = ddpm::aligned_alloc_floats(int64_t(gm) * gn);
-  auto gs = ddpm::aligned_alloc_floats(ddpm::gemm_scratch_floats(gm, gn, gk));
+  auto gs = ddpm::aligned_alloc_floats(std::max({ddpm::gemm_scratch_floats(gm, gn, gk), ddpm::gemm_scratch_floats(d.O, gn, gm),
+                                                  ddpm::gemm_scratch_floats(d.O, gm, gn)}));
   auto run = [&] {
-    if (dir == Dir::fwd) {
+    if (gemm_path && dir != Dir::dgrad) {
+      // Fewer than 16 output channels: im2col + GEMM per sample (forward), summed over samples (filter).
+      for (int b = 0; b < kSamples; ++b) {
+        ddpm::gen::im2col(x.data() + b * xs, d.C, d.H, d.W, d.K, d.s, d.p, d.Ho, d.Wo, col.get());
+        if (dir == Dir::fwd)
+          ddpm::gen::gemm_plain(d.O, gn, gm, w.data(), gm, false, col.get(), gn, false, out.data() + b * ys, gn, gs.get());
+        else
+          ddpm::gen::gemm_plain(d.O, gm, gn, dy.data() + b * ys, gn, false, col.get(), gn, true, out.data(), gm, gs.get(),
+                                b > 0);
+      }
+    } else if (dir == Dir::fwd) {
       ddpm::conv::pack_filter(d, w.data(), false, wp.get());
       ddpm::conv::forward_range(
           d, wp.get(), out.data(), 0, kSamples, xp.get(),
@@ -109,13 +122,14 @@ void BM_conv(benchmark::State& state, Layer l, Dir dir) {
   state.counters["GFLOPS"] = benchmark::Counter(flops * 1e-9 * state.iterations(), benchmark::Counter::kIsRate);
   state.counters["peak%"] = benchmark::Counter(flops * 1e-9 * state.iterations() * 100.0 / ddpm_bench::fma_peak_gflops_1core(),
                                                benchmark::Counter::kIsRate);
-  state.SetLabel(gemm_path ? "GEMM + col2im" : "conv.h");
+  state.SetLabel(!gemm_path ? "conv.h" : dir == Dir::dgrad ? "GEMM + col2im" : "im2col + GEMM");
 }
 
 int register_all() {
   ddpm_bench::fma_peak_gflops_1core();
   for (const Layer& l : kLayers)
     for (Dir dir : {Dir::fwd, Dir::dgrad, Dir::wgrad}) {
+      if (dir == Dir::dgrad && l.C == 1) continue;  // the stem's input (x_t) needs no gradient
       const char* dn = dir == Dir::fwd ? "fwd" : dir == Dir::dgrad ? "dgrad" : "wgrad";
       std::string name = "BM_conv/" + std::to_string(l.C) + "to" + std::to_string(l.O) + "@" + std::to_string(l.H) +
                          "/k" + std::to_string(l.K) + "s" + std::to_string(l.s) + "/" + dn;
