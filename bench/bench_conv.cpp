@@ -16,6 +16,7 @@
 #include "fma_peak.h"
 #include "runtime/conv.h"
 #include "runtime/ddpm_prelude.h"
+#include "runtime/winograd.h"
 
 namespace {
 
@@ -55,7 +56,7 @@ std::vector<float> rand_vec(size_t n) {
   return v;
 }
 
-enum class Dir { fwd, dgrad, wgrad };
+enum class Dir { fwd, dgrad, wgrad, wino };
 
 void BM_conv(benchmark::State& state, Layer l, Dir dir) {
   tbb::global_control gc(tbb::global_control::max_allowed_parallelism, 1);
@@ -77,8 +78,17 @@ void BM_conv(benchmark::State& state, Layer l, Dir dir) {
   auto col = ddpm::aligned_alloc_floats(int64_t(gm) * gn);
   auto gs = ddpm::aligned_alloc_floats(std::max({ddpm::gemm_scratch_floats(gm, gn, gk), ddpm::gemm_scratch_floats(d.O, gn, gm),
                                                   ddpm::gemm_scratch_floats(d.O, gm, gn)}));
+  const bool wino_ok = ddpm::wino::applies(d);
+  auto U = ddpm::aligned_alloc_floats(wino_ok ? ddpm::wino::filter_floats(d) : 0);
+  auto wscratch = ddpm::aligned_alloc_floats(wino_ok ? ddpm::wino::slice_floats(d) : 0);
   auto run = [&] {
-    if (gemm_path && dir != Dir::dgrad) {
+    if (dir == Dir::wino) {
+      ddpm::wino::pack_filter(d, w.data(), false, U.get());
+      ddpm::wino::forward_range(
+          d, U.get(), out.data(), 0, kSamples, wscratch.get(),
+          [&](int64_t b, int c, int h, float* dst) { std::memcpy(dst, x.data() + b * xs + (int64_t(c) * d.H + h) * d.W, 4 * d.W); },
+          [](int64_t) {});
+    } else if (gemm_path && dir != Dir::dgrad) {
       // Fewer than 16 output channels: im2col + GEMM per sample (forward), summed over samples (filter).
       for (int b = 0; b < kSamples; ++b) {
         ddpm::gen::im2col(x.data() + b * xs, d.C, d.H, d.W, d.K, d.s, d.p, d.Ho, d.Wo, col.get());
@@ -122,15 +132,16 @@ void BM_conv(benchmark::State& state, Layer l, Dir dir) {
   state.counters["GFLOPS"] = benchmark::Counter(flops * 1e-9 * state.iterations(), benchmark::Counter::kIsRate);
   state.counters["peak%"] = benchmark::Counter(flops * 1e-9 * state.iterations() * 100.0 / ddpm_bench::fma_peak_gflops_1core(),
                                                benchmark::Counter::kIsRate);
-  state.SetLabel(!gemm_path ? "conv.h" : dir == Dir::dgrad ? "GEMM + col2im" : "im2col + GEMM");
+  state.SetLabel(dir == Dir::wino ? "winograd.h" : !gemm_path ? "conv.h" : dir == Dir::dgrad ? "GEMM + col2im" : "im2col + GEMM");
 }
 
 int register_all() {
   ddpm_bench::fma_peak_gflops_1core();
   for (const Layer& l : kLayers)
-    for (Dir dir : {Dir::fwd, Dir::dgrad, Dir::wgrad}) {
+    for (Dir dir : {Dir::fwd, Dir::wino, Dir::dgrad, Dir::wgrad}) {
       if (dir == Dir::dgrad && l.C == 1) continue;  // the stem's input (x_t) needs no gradient
-      const char* dn = dir == Dir::fwd ? "fwd" : dir == Dir::dgrad ? "dgrad" : "wgrad";
+      if (dir == Dir::wino && !ddpm::wino::applies(shape_of(l))) continue;
+      const char* dn = dir == Dir::fwd ? "fwd" : dir == Dir::wino ? "fwd_winograd" : dir == Dir::dgrad ? "dgrad" : "wgrad";
       std::string name = "BM_conv/" + std::to_string(l.C) + "to" + std::to_string(l.O) + "@" + std::to_string(l.H) +
                          "/k" + std::to_string(l.K) + "s" + std::to_string(l.s) + "/" + dn;
       // CPU time, not wall time: one thread, and on a shared VM the wall clock counts other processes.

@@ -14,6 +14,7 @@
 #include "ops.h"
 #include "runtime/conv.h"
 #include "runtime/gemm.h"
+#include "runtime/winograd.h"
 
 namespace ddpmc {
 namespace {
@@ -58,6 +59,9 @@ ConvDims conv_dims(const Graph& g, const Node& n) {
 constexpr int64_t kConvChunks = 4;
 
 // How a convolution op runs (see conv() for each path):
+//   Winograd   runtime/winograd.h: F(2x2,3x3) for the forward pass and the data gradient of
+//              3x3 stride-1 "same" layers of at least 14x14 and 16 channels (2.25x fewer
+//              multiplies; where bench_conv measures it faster than Blocked).
 //   Blocked    runtime/conv.h: register-blocked direct convolution from a zero-padded copy
 //              of each sample (forward, stride-1 data gradient as a forward pass of dy
 //              with the flipped filter, filter gradient). Needs K in {1, 3}, stride 1 or
@@ -66,7 +70,7 @@ constexpr int64_t kConvChunks = 4;
 //   Flipped    data gradient, stride 1: a convolution of dy with the flipped,
 //              transposed filter (im2col of dy + GEMM), no col2im.
 //   Im2col     the general case (the data gradient then scatters with col2im).
-enum class ConvPath { Blocked, Gemm1x1, Flipped, Im2col };
+enum class ConvPath { Winograd, Blocked, Gemm1x1, Flipped, Im2col };
 
 ddpm::conv::Shape conv_shape(const ConvDims& d) {
   return {(int)d.C, (int)d.H, (int)d.W, (int)d.O, (int)d.K, (int)d.s, (int)d.p, (int)d.Ho, (int)d.Wo};
@@ -78,6 +82,8 @@ ddpm::conv::Shape dgrad_shape(const ConvDims& d) {
 
 ConvPath conv_path(const Node& n, const ConvDims& d) {
   const bool same = 2 * d.p == d.K - 1;
+  if (n.op == Op::Conv2d && ddpm::wino::worthwhile(conv_shape(d))) return ConvPath::Winograd;
+  if (n.op == Op::Conv2dBackData && d.s == 1 && same && ddpm::wino::worthwhile(dgrad_shape(d))) return ConvPath::Winograd;
   if (ddpm::conv::supported(conv_shape(d)) && same) {
     if (n.op == Op::Conv2dBackData ? d.s == 1 && d.C >= 16 : d.O >= 16) return ConvPath::Blocked;
   }
@@ -89,6 +95,7 @@ ConvPath conv_path(const Node& n, const ConvDims& d) {
 // Floats of one slice's im2col buffer.
 int64_t conv_col_floats(const Node& n, const ConvDims& d) {
   switch (conv_path(n, d)) {
+    case ConvPath::Winograd:
     case ConvPath::Blocked:
     case ConvPath::Gemm1x1: return 0;
     case ConvPath::Flipped: return (d.O * d.K * d.K * d.H * d.W + 15) / 16 * 16;
@@ -113,6 +120,8 @@ GemmDims conv_gemm(const Node& n, const ConvDims& d) {
 // sample's im2col buffer plus GEMM packing.
 int64_t conv_chunk_floats(const Graph& g, const Node& n) {
   const ConvDims d = conv_dims(g, n);
+  if (conv_path(n, d) == ConvPath::Winograd)
+    return ddpm::wino::slice_floats(n.op == Op::Conv2dBackData ? dgrad_shape(d) : conv_shape(d));
   if (conv_path(n, d) == ConvPath::Blocked) {
     if (n.op == Op::Conv2dBackData) return ddpm::conv::padded_floats(dgrad_shape(d));
     const ddpm::conv::Shape cs = conv_shape(d);
@@ -131,6 +140,8 @@ int64_t conv_scratch(const Graph& g, const Node& n) {
   const ConvDims d = conv_dims(g, n);
   const ConvPath path = conv_path(n, d);
   int64_t s = kConvChunks * conv_chunk_floats(g, n);
+  if (path == ConvPath::Winograd)
+    return s + ddpm::wino::filter_floats(n.op == Op::Conv2dBackData ? dgrad_shape(d) : conv_shape(d));
   if (path == ConvPath::Blocked) {
     if (n.op == Op::Conv2d) s += ddpm::conv::packed_filter_floats(conv_shape(d));
     if (n.op == Op::Conv2dBackData) s += ddpm::conv::packed_filter_floats(dgrad_shape(d));
@@ -561,8 +572,11 @@ struct Emitter {
     const Node& cn = g.nodes[kern.nodes[0]];
     const ConvDims d = conv_dims(g, cn);
     const bool fused = cn.op == Op::Conv2d && kern.nodes.size() > 1;
-    header(k, kern, cn.op == Op::Conv2d ? (fused ? "conv2d (direct, register-blocked) with fused epilogue," : "conv2d (direct, register-blocked),")
-                    : cn.op == Op::Conv2dBackData ? "conv2d data gradient (direct: dy with the flipped filter),"
+    const bool wino = conv_path(cn, d) == ConvPath::Winograd;
+    const std::string ns = wino ? "ddpm::wino" : "ddpm::conv";
+    const std::string how = wino ? "Winograd F(2x2,3x3)" : "direct, register-blocked";
+    header(k, kern, cn.op == Op::Conv2d ? fmt::format("conv2d ({}){},", how, fused ? " with fused epilogue" : "")
+                    : cn.op == Op::Conv2dBackData ? fmt::format("conv2d data gradient ({}: dy with the flipped filter),", how)
                                                   : "conv2d filter gradient (direct, summed over the batch in slice order),");
     out += fmt::format("static void {}_k{}(const Env& e) {{\n", prefix, k);
     out += fmt::format("  // x [B,{},{},{}], w [{},{},{},{}], y [B,{},{},{}], stride {}, padding {}\n", d.C, d.H, d.W, d.O,
@@ -580,7 +594,7 @@ struct Emitter {
         is, cs.H, cs.W, cs.W * 4);
     if (cn.op != Op::Conv2dBackFilter) {
       out += fmt::format("  float* wp = e.scratch + {} * {};\n", kConvChunks, chunk);
-      out += fmt::format("  ddpm::conv::pack_filter(d, {}, {}, wp);\n", ptr(cn.in[1]), dgrad ? "true" : "false");
+      out += fmt::format("  {}::pack_filter(d, {}, {}, wp);\n", ns, ptr(cn.in[1]), dgrad ? "true" : "false");
     }
     out += fmt::format("  const int64_t nchunk = std::min<int64_t>(e.B, {});\n", kConvChunks);
     out += "  parallel_chunks(nchunk, [&](int64_t c) {\n";
@@ -606,7 +620,7 @@ struct Emitter {
                         "[&](auto tag, int64_t j) {{ body(tag, b, j, nullptr); }});\n      }}",
                         d.O, d.hw());
     }
-    out += fmt::format("    ddpm::conv::forward_range(d, wp, {}, b0, b1, xp,\n      {},\n      {});\n", ptr(kern.nodes[0]), fill,
+    out += fmt::format("    {}::forward_range(d, wp, {}, b0, b1, xp,\n      {},\n      {});\n", ns, ptr(kern.nodes[0]), fill,
                        epi);
     out += "  });\n}\n\n";
   }
@@ -615,7 +629,7 @@ struct Emitter {
     const Node& cn = g.nodes[kern.nodes[0]];
     const ConvDims d = conv_dims(g, cn);
     const ConvPath path = conv_path(cn, d);
-    if (path == ConvPath::Blocked) return conv_blocked(k, kern);
+    if (path == ConvPath::Blocked || path == ConvPath::Winograd) return conv_blocked(k, kern);
     const bool direct = path == ConvPath::Gemm1x1;
     std::string what = cn.op == Op::Conv2d ? (direct ? "conv2d 1x1 (GEMM)" : "conv2d (im2col + GEMM)")
                        : cn.op == Op::Conv2dBackData

@@ -21,6 +21,7 @@
 #include <xsimd/xsimd.hpp>
 
 #include "conv.h"
+#include "winograd.h"
 #include "ddpm_abi.h"
 #include "gemm.h"
 #include "philox.h"

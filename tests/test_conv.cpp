@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "conv.h"
+#include "winograd.h"
 
 namespace {
 
@@ -153,5 +154,43 @@ TEST_CASE("conv.h filter gradient matches the naive sum over samples and pixels"
     std::vector<float> dw(want.size(), NAN);
     ddpm::conv::sum_grad_partials(d, parts.get(), 2, gf, dw.data());
     check_close(dw, want, 1e-4);
+  }
+}
+
+TEST_CASE("winograd.h F(2x2,3x3) forward and data gradient match the naive convolution") {
+  for (auto d : {shape(32, 28, 32, 3, 1), shape(64, 14, 64, 3, 1), shape(64, 7, 64, 3, 1), shape(128, 14, 64, 3, 1),
+                 shape(5, 9, 40, 3, 1), shape(3, 11, 20, 3, 1)}) {
+    INFO("C ", d.C, " H ", d.H, " O ", d.O);
+    REQUIRE(ddpm::wino::applies(d));
+    const int B = 2;
+    auto x = rand_vec(size_t(B) * d.C * d.H * d.W, 7), w = rand_vec(size_t(d.O) * d.ckk(), 8);
+    auto U = ddpm::aligned_alloc_floats(ddpm::wino::filter_floats(d));
+    auto scratch = ddpm::aligned_alloc_floats(ddpm::wino::slice_floats(d));
+    ddpm::wino::pack_filter(d, w.data(), false, U.get());
+    std::vector<float> y(size_t(B) * d.O * d.Ho * d.Wo, NAN);
+    ddpm::wino::forward_range(
+        d, U.get(), y.data(), 0, B, scratch.get(),
+        [&](int64_t b, int c, int h, float* dst) {
+          std::memcpy(dst, x.data() + ((size_t(b) * d.C + c) * d.H + h) * d.W, sizeof(float) * d.W);
+        },
+        [](int64_t) {});
+    // F(2x2,3x3) adds a few float roundings per term: 3e-5 relative at 1,152 taps.
+    check_close(y, ref_forward(d, B, x, w), 3e-5);
+
+    // Data gradient of a convolution with C = d.O, O = d.C: the flipped filter of w' [d.C][d.O][3][3].
+    const Shape t{d.C, d.H, d.W, d.O, 3, 1, 1, d.H, d.W};
+    auto wf = rand_vec(size_t(d.C) * d.O * 9, 9);            // w' [d.C][d.O][3][3] (its O = d.C, its C = d.O)
+    std::vector<float> wflip(size_t(d.O) * d.C * 9);         // the explicit flipped, transposed filter [d.O][d.C]
+    for (int o = 0; o < d.O; ++o)
+      for (int c = 0; c < d.C; ++c)
+        for (int k = 0; k < 9; ++k) wflip[(size_t(o) * d.C + c) * 9 + k] = wf[(size_t(c) * d.O + o) * 9 + (8 - k)];
+    ddpm::wino::pack_filter(t, wf.data(), true, U.get());
+    ddpm::wino::forward_range(
+        t, U.get(), y.data(), 0, B, scratch.get(),
+        [&](int64_t b, int c, int h, float* dst) {
+          std::memcpy(dst, x.data() + ((size_t(b) * d.C + c) * d.H + h) * d.W, sizeof(float) * d.W);
+        },
+        [](int64_t) {});
+    check_close(y, ref_forward(d, B, x, wflip), 3e-5);
   }
 }

@@ -1,0 +1,219 @@
+// Winograd F(2x2, 3x3) convolutions for the 3x3, stride-1, "same" layers (Lavin & Gray 2016):
+// each 2x2 output tile is A^T [ (G g G^T) . (B^T d B) ] A, so the channel sums become 16
+// independent GEMMs (one per position xi of the 4x4 transformed tile) with 2.25x fewer
+// multiplies than the direct convolution in conv.h. Used for the forward pass and for the
+// stride-1 data gradient (the forward pass of dy with the flipped filter); the filter gradient
+// stays direct.
+//
+// Dimension legend (one sample; d = conv::Shape with K = 3, s = 1, p = 1)
+//   th x tw tiles (T = th*tw), th = ceil(Ho/2); the padded input xw is [C][2th+2][2tw+2].
+//   U [16][C][Op]   transformed filter, output channels in lanes (Op = O rounded up to 32).
+//   V [16][C][Tp]   transformed input, tiles contiguous (Tp = T + kTileSlack).
+//   M [16][Tp][Op]  the 16 GEMM results, output channels contiguous.
+//   yT [Tp*4][Op]   output pixels of each tile (2x2, row-major in the tile), channels contiguous,
+//                   transposed into y [O][Ho][Wo] at the end.
+// Determinism: fixed loops only; each output element is one fixed sequence of operations.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "conv.h"
+#include "simd_shim.h"
+
+namespace ddpm::wino {
+
+using batch = simd::batch;
+using conv::Shape;
+inline constexpr int kL = static_cast<int>(simd::kLanes);
+inline constexpr int kMR = 14, kNV = 2, kOB = kNV * 16;  // GEMM register block: 14 tiles x 32 channels
+inline constexpr int kTileSlack = 16;
+
+inline bool applies(const Shape& d) {
+  return d.K == 3 && d.s == 1 && d.p == 1 && d.Ho == d.H && d.Wo == d.W && d.O >= 16;
+}
+// Where it beats conv.h's direct kernel (bench_conv, 1 thread): 1.3-1.6x at 14x14 and 28x28 with
+// 32-128 input channels; slower at 7x7 (16 tiles fill 28 register rows, transforms use 4 of 16
+// lanes) and for the 1-channel stem (the transforms outweigh the 9-tap GEMM).
+inline bool worthwhile(const Shape& d) { return applies(d) && d.Ho >= 14 && d.C >= 16; }
+
+inline int tiles_h(const Shape& d) { return (d.Ho + 1) / 2; }
+inline int tiles_w(const Shape& d) { return (d.Wo + 1) / 2; }
+inline int64_t ntiles(const Shape& d) { return int64_t(tiles_h(d)) * tiles_w(d); }
+inline int64_t tp(const Shape& d) { return ntiles(d) + kTileSlack; }
+inline int64_t op(const Shape& d) { return (d.O + kOB - 1) / kOB * kOB; }
+inline int hw_(const Shape& d) { return 2 * tiles_h(d) + 2; }
+inline int ww_(const Shape& d) { return (2 * tiles_w(d) + 2 + 15) / 16 * 16 + 32; }  // room for 32-float loads
+
+inline int64_t filter_floats(const Shape& d) { return conv::round16(16 * d.C * op(d)); }
+inline int64_t xw_floats(const Shape& d) { return conv::round16(int64_t(d.C) * hw_(d) * ww_(d)); }
+inline int64_t v_floats(const Shape& d) { return conv::round16(16 * d.C * tp(d)); }
+inline int64_t m_floats(const Shape& d) { return conv::round16(16 * tp(d) * op(d)); }
+inline int64_t yt_floats(const Shape& d) { return conv::round16(tp(d) * 4 * op(d)); }
+// Scratch of one slice: xw, V, M, yT.
+inline int64_t slice_floats(const Shape& d) { return xw_floats(d) + v_floats(d) + m_floats(d) + yt_floats(d); }
+
+// U[xi][c][o] = (G g G^T)[xi] for g = w[o][c] (or, with flip, the data-gradient filter
+// w[c][o][2-kh][2-kw] of the convolution with d.C = its O and d.O = its C; see conv::pack_filter).
+inline void pack_filter(const Shape& d, const float* w, bool flip, float* U) {
+  const int64_t Op = op(d);
+  std::memset(U, 0, sizeof(float) * 16 * d.C * Op);
+  for (int o = 0; o < d.O; ++o)
+    for (int c = 0; c < d.C; ++c) {
+      double g[3][3], t[4][3];
+      for (int kh = 0; kh < 3; ++kh)
+        for (int kw = 0; kw < 3; ++kw)
+          g[kh][kw] = flip ? w[((int64_t(c) * d.O + o) * 3 + (2 - kh)) * 3 + (2 - kw)] : w[((int64_t(o) * d.C + c) * 3 + kh) * 3 + kw];
+      for (int j = 0; j < 3; ++j) {  // t = G g
+        t[0][j] = g[0][j];
+        t[1][j] = 0.5 * (g[0][j] + g[1][j] + g[2][j]);
+        t[2][j] = 0.5 * (g[0][j] - g[1][j] + g[2][j]);
+        t[3][j] = g[2][j];
+      }
+      for (int i = 0; i < 4; ++i) {  // u = t G^T
+        const double u[4] = {t[i][0], 0.5 * (t[i][0] + t[i][1] + t[i][2]), 0.5 * (t[i][0] - t[i][1] + t[i][2]), t[i][2]};
+        for (int j = 0; j < 4; ++j) U[(int64_t(i * 4 + j) * d.C + c) * Op + o] = float(u[j]);
+      }
+    }
+}
+
+// The even lanes of the 32 floats at p: p[0], p[2], ..., p[30].
+inline batch even_lanes(const float* p) {
+#if defined(__AVX512F__)
+  if constexpr (kL == 16) {
+    const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    return _mm512_permutex2var_ps(_mm512_loadu_ps(p), idx, _mm512_loadu_ps(p + 16));
+  }
+#endif
+  alignas(64) float t[kL];
+  for (int l = 0; l < kL; ++l) t[l] = p[2 * l];
+  return batch::load_aligned(t);
+}
+
+// V[xi][c][t] = (B^T d B)[xi] for the 4x4 input patch d of tile t (rows 2i.., columns 2j..).
+inline void input_transform(const Shape& d, const float* xw, float* V) {
+  const int th = tiles_h(d), tw = tiles_w(d), Hw = hw_(d), Ww = ww_(d);
+  const int64_t Tp = tp(d), cstride = Tp, xstride = int64_t(d.C) * Tp;  // V[xi] is xstride apart
+  for (int c = 0; c < d.C; ++c) {
+    const float* xc = xw + int64_t(c) * Hw * Ww;
+    for (int i = 0; i < th; ++i)
+      for (int j0 = 0; j0 < tw; j0 += kL) {
+        const int n = std::min(kL, tw - j0);
+        batch dd[4][4];
+        for (int a = 0; a < 4; ++a)
+          for (int b = 0; b < 4; ++b) dd[a][b] = even_lanes(xc + int64_t(2 * i + a) * Ww + 2 * j0 + b);
+        batch t[4][4];
+        for (int b = 0; b < 4; ++b) {  // t = B^T d (over rows a)
+          t[0][b] = dd[0][b] - dd[2][b];
+          t[1][b] = dd[1][b] + dd[2][b];
+          t[2][b] = dd[2][b] - dd[1][b];
+          t[3][b] = dd[1][b] - dd[3][b];
+        }
+        float* dst = V + int64_t(c) * cstride + int64_t(i) * tw + j0;
+        for (int a = 0; a < 4; ++a) {  // v = t B (over columns b)
+          const batch v[4] = {t[a][0] - t[a][2], t[a][1] + t[a][2], t[a][2] - t[a][1], t[a][1] - t[a][3]};
+          for (int b = 0; b < 4; ++b) simd::store_partial(dst + (a * 4 + b) * xstride, v[b], n);
+        }
+      }
+  }
+}
+
+// M[xi][t][o-block] = sum over c of V[xi][c][t] * U[xi][c][o-block] for tiles t0 .. t0+13.
+inline void gemm_block(int C, const float* V, int64_t Tp, const float* U, int64_t Op, float* M) {
+  batch acc[kMR][kNV];
+#pragma GCC unroll 16
+  for (int r = 0; r < kMR; ++r)
+#pragma GCC unroll 2
+    for (int v = 0; v < kNV; ++v) acc[r][v] = batch(0.f);
+  for (int c = 0; c < C; ++c) {
+    batch bv[kNV];
+#pragma GCC unroll 2
+    for (int v = 0; v < kNV; ++v) bv[v] = batch::load_aligned(U + int64_t(c) * Op + v * kL);
+    const float* vc = V + int64_t(c) * Tp;
+    asm("" : "+r"(vc));  // as in conv::fwd_kernel: fold each load into its FMA
+#pragma GCC unroll 16
+    for (int r = 0; r < kMR; ++r) {
+      batch a(vc[r]);
+#pragma GCC unroll 2
+      for (int v = 0; v < kNV; ++v) acc[r][v] = xsimd::fma(a, bv[v], acc[r][v]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < kMR; ++r)
+#pragma GCC unroll 2
+    for (int v = 0; v < kNV; ++v) acc[r][v].store_aligned(M + r * Op + v * kL);
+}
+
+// One sample: y [O][Ho][Wo] from its padded input xw, with V, M, yT as scratch.
+inline void forward_sample(const Shape& d, const float* xw, const float* U, float* V, float* M, float* yT, float* y) {
+  const int64_t T = ntiles(d), Tp = tp(d), Op = op(d);
+  input_transform(d, xw, V);
+  for (int xi = 0; xi < 16; ++xi)
+    for (int64_t t0 = 0; t0 < T; t0 += kMR)
+      for (int64_t ob = 0; ob < Op; ob += kOB)
+        gemm_block(d.C, V + int64_t(xi) * d.C * Tp + t0, Tp, U + int64_t(xi) * d.C * Op + ob, Op,
+                   M + (int64_t(xi) * Tp + t0) * Op + ob);
+  // Output transform, channels in lanes: yT[4t + 2a + b][o] = (A^T m A)[a][b].
+  const int64_t ms = Tp * Op;
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t o = 0; o < Op; o += kL) {
+      const float* m = M + t * Op + o;
+      batch s[2][4];
+      for (int b = 0; b < 4; ++b) {
+        const batch m0 = batch::load_aligned(m + (0 * 4 + b) * ms), m1 = batch::load_aligned(m + (1 * 4 + b) * ms),
+                    m2 = batch::load_aligned(m + (2 * 4 + b) * ms), m3 = batch::load_aligned(m + (3 * 4 + b) * ms);
+        s[0][b] = m0 + m1 + m2;
+        s[1][b] = m1 - m2 - m3;
+      }
+      float* dst = yT + t * 4 * Op + o;
+      for (int a = 0; a < 2; ++a) {
+        (s[a][0] + s[a][1] + s[a][2]).store_aligned(dst + (2 * a) * Op);
+        (s[a][1] - s[a][2] - s[a][3]).store_aligned(dst + (2 * a + 1) * Op);
+      }
+    }
+  // yT -> y [O][Ho][Wo], 16 channels x 16 pixels of a row at a time.
+  const int tw = tiles_w(d);
+  const int64_t HW = int64_t(d.Ho) * d.Wo;
+  for (int h = 0; h < d.Ho; ++h)
+    for (int w0 = 0; w0 < d.Wo; w0 += kL) {
+      const int n = std::min(kL, d.Wo - w0);
+      for (int o0 = 0; o0 < d.O; o0 += kL) {
+        batch r[kL];
+        for (int l = 0; l < kL; ++l) {
+          const int w = std::min(w0 + l, d.Wo - 1);
+          const int64_t t = int64_t(h / 2) * tw + w / 2, q = 4 * t + 2 * (h % 2) + (w % 2);
+          r[l] = batch::load_aligned(yT + q * Op + o0);
+        }
+        simd::transpose(r);
+        const int on = std::min(kL, d.O - o0);
+        for (int l = 0; l < on; ++l) simd::store_partial(y + (o0 + l) * HW + int64_t(h) * d.Wo + w0, r[l], n);
+      }
+    }
+}
+
+// xw[c][h+1][w+1] = row (c, h) as written by fill(c, h, dst) (W floats), zero elsewhere.
+template <class Fill>
+inline void pad_tiles(const Shape& d, float* xw, Fill&& fill) {
+  const int Hw = hw_(d), Ww = ww_(d);
+  std::memset(xw, 0, sizeof(float) * d.C * Hw * Ww);
+  for (int c = 0; c < d.C; ++c)
+    for (int h = 0; h < d.H; ++h) fill(c, h, xw + (int64_t(c) * Hw + h + 1) * Ww + 1);
+}
+
+// Samples [b0, b1) in order, as conv::forward_range (scratch: this slice's slice_floats).
+template <class Fill, class Epi>
+inline void forward_range(const Shape& d, const float* U, float* y, int64_t b0, int64_t b1, float* scratch, Fill&& fill,
+                          Epi&& epi) {
+  float* xw = scratch;
+  float* V = xw + xw_floats(d);
+  float* M = V + v_floats(d);
+  float* yT = M + m_floats(d);
+  const int64_t ys = int64_t(d.O) * d.Ho * d.Wo;
+  for (int64_t b = b0; b < b1; ++b) {
+    pad_tiles(d, xw, [&](int c, int h, float* dst) { fill(b, c, h, dst); });
+    forward_sample(d, xw, U, V, M, yT, y + b * ys);
+    epi(b);
+  }
+}
+
+}  // namespace ddpm::wino
