@@ -1,11 +1,14 @@
 // One benchmark per convolution shape of the fashion U-Net (models/fashion_unet.ddpm) and per
 // direction: forward, data gradient and filter gradient, on one thread, over 8 samples, timing the
-// same runtime/conv.h (or prelude im2col + GEMM) calls a generated module makes for that layer.
+// same runtime/conv.h, winograd.h (or prelude im2col + GEMM) calls a generated module makes.
 // Counters: GFLOP/s of the layer's useful FLOPs (2 * O * C*K*K * Ho*Wo per sample and direction)
 // and "peak%" against the one-core FMA peak measured at start-up (bench/fma_peak.h), so the next
 // person sees which layer is slow. The U-Net has 64 samples per step; times here are per 8.
 //
-// Name legend: BM_conv/<C>to<O>@<H>/k<K>s<S>/<dir> with dir fwd | dgrad | wgrad.
+// Name legend: BM_conv/<C>to<O>@<H>/k<K>s<S>/<dir> with dir fwd | dgrad | wgrad (the direct
+// conv.h kernels, or im2col/GEMM where the module uses those) and fwd_winograd | wgrad_winograd
+// (winograd.h, for every 3x3 stride-1 layer, so both can be compared; the module uses Winograd
+// where wino::worthwhile() says so: the data gradient then runs the Winograd forward kernel).
 #include <benchmark/benchmark.h>
 #include <tbb/global_control.h>
 
@@ -17,6 +20,7 @@
 #include "runtime/conv.h"
 #include "runtime/ddpm_prelude.h"
 #include "runtime/winograd.h"
+#include "runtime/winograd_wgrad.h"
 
 namespace {
 
@@ -56,7 +60,7 @@ std::vector<float> rand_vec(size_t n) {
   return v;
 }
 
-enum class Dir { fwd, dgrad, wgrad, wino };
+enum class Dir { fwd, dgrad, wgrad, wino, wino_wgrad };
 
 void BM_conv(benchmark::State& state, Layer l, Dir dir) {
   tbb::global_control gc(tbb::global_control::max_allowed_parallelism, 1);
@@ -81,8 +85,14 @@ void BM_conv(benchmark::State& state, Layer l, Dir dir) {
   const bool wino_ok = ddpm::wino::applies(d);
   auto U = ddpm::aligned_alloc_floats(wino_ok ? ddpm::wino::filter_floats(d) : 0);
   auto wscratch = ddpm::aligned_alloc_floats(wino_ok ? ddpm::wino::slice_floats(d) : 0);
+  auto wgscratch = ddpm::aligned_alloc_floats(wino_ok ? ddpm::wino::wgrad_slice_floats(d) : 0);
   auto run = [&] {
-    if (dir == Dir::wino) {
+    if (dir == Dir::wino_wgrad) {
+      ddpm::wino::wgrad_range(d, dy.data(), 0, kSamples, wgscratch.get(), [&](int64_t b, int c, int h, float* dst) {
+        std::memcpy(dst, x.data() + b * xs + (int64_t(c) * d.H + h) * d.W, 4 * d.W);
+      });
+      ddpm::wino::sum_and_transform(d, wgscratch.get() + ddpm::wino::wgrad_partial_offset(d), 1, 0, out.data());
+    } else if (dir == Dir::wino) {
       ddpm::wino::pack_filter(d, w.data(), false, U.get());
       ddpm::wino::forward_range(
           d, U.get(), out.data(), 0, kSamples, wscratch.get(),
@@ -132,16 +142,20 @@ void BM_conv(benchmark::State& state, Layer l, Dir dir) {
   state.counters["GFLOPS"] = benchmark::Counter(flops * 1e-9 * state.iterations(), benchmark::Counter::kIsRate);
   state.counters["peak%"] = benchmark::Counter(flops * 1e-9 * state.iterations() * 100.0 / ddpm_bench::fma_peak_gflops_1core(),
                                                benchmark::Counter::kIsRate);
-  state.SetLabel(dir == Dir::wino ? "winograd.h" : !gemm_path ? "conv.h" : dir == Dir::dgrad ? "GEMM + col2im" : "im2col + GEMM");
+  state.SetLabel(dir == Dir::wino || dir == Dir::wino_wgrad ? "winograd" : !gemm_path ? "conv.h" : dir == Dir::dgrad ? "GEMM + col2im" : "im2col + GEMM");
 }
 
 int register_all() {
   ddpm_bench::fma_peak_gflops_1core();
   for (const Layer& l : kLayers)
-    for (Dir dir : {Dir::fwd, Dir::wino, Dir::dgrad, Dir::wgrad}) {
+    for (Dir dir : {Dir::fwd, Dir::wino, Dir::dgrad, Dir::wgrad, Dir::wino_wgrad}) {
       if (dir == Dir::dgrad && l.C == 1) continue;  // the stem's input (x_t) needs no gradient
-      if (dir == Dir::wino && !ddpm::wino::applies(shape_of(l))) continue;
-      const char* dn = dir == Dir::fwd ? "fwd" : dir == Dir::wino ? "fwd_winograd" : dir == Dir::dgrad ? "dgrad" : "wgrad";
+      if ((dir == Dir::wino || dir == Dir::wino_wgrad) && !ddpm::wino::applies(shape_of(l))) continue;
+      const char* dn = dir == Dir::fwd          ? "fwd"
+                       : dir == Dir::wino       ? "fwd_winograd"
+                       : dir == Dir::dgrad      ? "dgrad"
+                       : dir == Dir::wino_wgrad ? "wgrad_winograd"
+                                                : "wgrad";
       std::string name = "BM_conv/" + std::to_string(l.C) + "to" + std::to_string(l.O) + "@" + std::to_string(l.H) +
                          "/k" + std::to_string(l.K) + "s" + std::to_string(l.s) + "/" + dn;
       // CPU time, not wall time: one thread, and on a shared VM the wall clock counts other processes.

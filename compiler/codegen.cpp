@@ -15,6 +15,7 @@
 #include "runtime/conv.h"
 #include "runtime/gemm.h"
 #include "runtime/winograd.h"
+#include "runtime/winograd_wgrad.h"
 
 namespace ddpmc {
 namespace {
@@ -59,9 +60,10 @@ ConvDims conv_dims(const Graph& g, const Node& n) {
 constexpr int64_t kConvChunks = 4;
 
 // How a convolution op runs (see conv() for each path):
-//   Winograd   runtime/winograd.h: F(2x2,3x3) for the forward pass and the data gradient of
-//              3x3 stride-1 "same" layers of at least 14x14 and 16 channels (2.25x fewer
-//              multiplies; where bench_conv measures it faster than Blocked).
+//   Winograd   runtime/winograd.h, winograd_wgrad.h: F(2x2,3x3) for the forward pass, the data
+//              gradient and the filter gradient of 3x3 stride-1 "same" layers of at least
+//              14x14 and 16 channels (2.25x fewer multiplies; where bench_conv measures it
+//              faster than Blocked).
 //   Blocked    runtime/conv.h: register-blocked direct convolution from a zero-padded copy
 //              of each sample (forward, stride-1 data gradient as a forward pass of dy
 //              with the flipped filter, filter gradient). Needs K in {1, 3}, stride 1 or
@@ -82,7 +84,7 @@ ddpm::conv::Shape dgrad_shape(const ConvDims& d) {
 
 ConvPath conv_path(const Node& n, const ConvDims& d) {
   const bool same = 2 * d.p == d.K - 1;
-  if (n.op == Op::Conv2d && ddpm::wino::worthwhile(conv_shape(d))) return ConvPath::Winograd;
+  if (n.op != Op::Conv2dBackData && ddpm::wino::worthwhile(conv_shape(d))) return ConvPath::Winograd;
   if (n.op == Op::Conv2dBackData && d.s == 1 && same && ddpm::wino::worthwhile(dgrad_shape(d))) return ConvPath::Winograd;
   if (ddpm::conv::supported(conv_shape(d)) && same) {
     if (n.op == Op::Conv2dBackData ? d.s == 1 && d.C >= 16 : d.O >= 16) return ConvPath::Blocked;
@@ -120,8 +122,10 @@ GemmDims conv_gemm(const Node& n, const ConvDims& d) {
 // sample's im2col buffer plus GEMM packing.
 int64_t conv_chunk_floats(const Graph& g, const Node& n) {
   const ConvDims d = conv_dims(g, n);
-  if (conv_path(n, d) == ConvPath::Winograd)
+  if (conv_path(n, d) == ConvPath::Winograd) {
+    if (n.op == Op::Conv2dBackFilter) return ddpm::wino::wgrad_slice_floats(conv_shape(d));
     return ddpm::wino::slice_floats(n.op == Op::Conv2dBackData ? dgrad_shape(d) : conv_shape(d));
+  }
   if (conv_path(n, d) == ConvPath::Blocked) {
     if (n.op == Op::Conv2dBackData) return ddpm::conv::padded_floats(dgrad_shape(d));
     const ddpm::conv::Shape cs = conv_shape(d);
@@ -140,6 +144,7 @@ int64_t conv_scratch(const Graph& g, const Node& n) {
   const ConvDims d = conv_dims(g, n);
   const ConvPath path = conv_path(n, d);
   int64_t s = kConvChunks * conv_chunk_floats(g, n);
+  if (path == ConvPath::Winograd && n.op == Op::Conv2dBackFilter) return s;
   if (path == ConvPath::Winograd)
     return s + ddpm::wino::filter_floats(n.op == Op::Conv2dBackData ? dgrad_shape(d) : conv_shape(d));
   if (path == ConvPath::Blocked) {
@@ -577,7 +582,7 @@ struct Emitter {
     const std::string how = wino ? "Winograd F(2x2,3x3)" : "direct, register-blocked";
     header(k, kern, cn.op == Op::Conv2d ? fmt::format("conv2d ({}){},", how, fused ? " with fused epilogue" : "")
                     : cn.op == Op::Conv2dBackData ? fmt::format("conv2d data gradient ({}: dy with the flipped filter),", how)
-                                                  : "conv2d filter gradient (direct, summed over the batch in slice order),");
+                                                  : fmt::format("conv2d filter gradient ({}, summed over the batch in slice order),", how));
     out += fmt::format("static void {}_k{}(const Env& e) {{\n", prefix, k);
     out += fmt::format("  // x [B,{},{},{}], w [{},{},{},{}], y [B,{},{},{}], stride {}, padding {}\n", d.C, d.H, d.W, d.O,
                        d.C, d.K, d.K, d.O, d.Ho, d.Wo, d.s, d.p);
@@ -600,6 +605,13 @@ struct Emitter {
     out += "  parallel_chunks(nchunk, [&](int64_t c) {\n";
     out += "    const int64_t b0 = c * e.B / nchunk, b1 = (c + 1) * e.B / nchunk;\n";
     out += fmt::format("    float* xp = e.scratch + c * {};\n", chunk);
+    if (cn.op == Op::Conv2dBackFilter && wino) {
+      out += fmt::format("    ddpm::wino::wgrad_range(d, {}, b0, b1, xp,\n      {});\n  }});\n", ptr(cn.in[1]), fill);
+      out += fmt::format("  ddpm::wino::sum_and_transform(d, e.scratch + {}, nchunk, {}, {});\n",
+                         ddpm::wino::wgrad_partial_offset(cs), chunk, ptr(kern.nodes[0]));
+      out += "}\n\n";
+      return;
+    }
     if (cn.op == Op::Conv2dBackFilter) {
       const int64_t xpf = ddpm::conv::padded_floats(cs), dyf = ddpm::conv::dyt_floats(cs);
       out += fmt::format("    ddpm::conv::grad_range(d, {}, b0, b1, xp, xp + {}, xp + {},\n      {});\n  }});\n",

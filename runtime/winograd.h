@@ -99,20 +99,24 @@ inline void input_transform(const Shape& d, const float* xw, float* V) {
     for (int i = 0; i < th; ++i)
       for (int j0 = 0; j0 < tw; j0 += kL) {
         const int n = std::min(kL, tw - j0);
-        batch dd[4][4];
-        for (int a = 0; a < 4; ++a)
-          for (int b = 0; b < 4; ++b) dd[a][b] = even_lanes(xc + int64_t(2 * i + a) * Ww + 2 * j0 + b);
         batch t[4][4];
-        for (int b = 0; b < 4; ++b) {  // t = B^T d (over rows a)
-          t[0][b] = dd[0][b] - dd[2][b];
-          t[1][b] = dd[1][b] + dd[2][b];
-          t[2][b] = dd[2][b] - dd[1][b];
-          t[3][b] = dd[1][b] - dd[3][b];
+        const float* x0 = xc + int64_t(2 * i) * Ww + 2 * j0;
+#pragma GCC unroll 4
+        for (int b = 0; b < 4; ++b) {  // t = B^T d (over rows a), one column b at a time
+          const batch d0 = even_lanes(x0 + b), d1 = even_lanes(x0 + Ww + b), d2 = even_lanes(x0 + 2 * Ww + b),
+                      d3 = even_lanes(x0 + 3 * Ww + b);
+          t[0][b] = d0 - d2;
+          t[1][b] = d1 + d2;
+          t[2][b] = d2 - d1;
+          t[3][b] = d1 - d3;
         }
         float* dst = V + int64_t(c) * cstride + int64_t(i) * tw + j0;
+#pragma GCC unroll 4
         for (int a = 0; a < 4; ++a) {  // v = t B (over columns b)
-          const batch v[4] = {t[a][0] - t[a][2], t[a][1] + t[a][2], t[a][2] - t[a][1], t[a][1] - t[a][3]};
-          for (int b = 0; b < 4; ++b) simd::store_partial(dst + (a * 4 + b) * xstride, v[b], n);
+          simd::store_partial(dst + (a * 4 + 0) * xstride, t[a][0] - t[a][2], n);
+          simd::store_partial(dst + (a * 4 + 1) * xstride, t[a][1] + t[a][2], n);
+          simd::store_partial(dst + (a * 4 + 2) * xstride, t[a][2] - t[a][1], n);
+          simd::store_partial(dst + (a * 4 + 3) * xstride, t[a][1] - t[a][3], n);
         }
       }
   }
