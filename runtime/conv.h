@@ -62,24 +62,18 @@ inline int64_t out_pad(const Shape& d) {
 inline int64_t padded_floats(const Shape& d) { return round16(d.C * d.plane() + kSlack); }
 inline int64_t packed_filter_floats(const Shape& d) { return round16(out_pad(d) * d.ckk()); }
 
-// xp[c][h+p][w+p] = row(c, h)[w], zero elsewhere. fill(c, h, dst) writes the W floats of input
-// row (c, h) to dst, so a caller can compute the input while it is copied (a fused prologue).
+// xp[c][h+p][w+p] = row(c, h)[w]: fill(c, h, dst) writes the W floats of input row (c, h) to
+// dst, so a caller can compute the input while it is copied (a fused prologue). The zero border
+// and the over-read room are cleared once per call by clear_input: filling a sample writes only
+// the interior, so they stay zero for the slice's other samples.
+inline void clear_input(const Shape& d, float* xp) { std::memset(xp, 0, sizeof(float) * padded_floats(d)); }
 template <class Fill>
 inline void pad_input(const Shape& d, float* xp, Fill&& fill) {
-  const int Wp = d.Wp(), p = d.p;
-  for (int c = 0; c < d.C; ++c) {
-    float* pc = xp + c * d.plane();
-    if (p > 0) std::memset(pc, 0, sizeof(float) * p * Wp);
-    for (int h = 0; h < d.H; ++h) {
-      float* r = pc + int64_t(h + p) * Wp;
-      for (int j = 0; j < p; ++j) r[j] = r[p + d.W + j] = 0.f;
-      fill(c, h, r + p);
-    }
-    if (p > 0) std::memset(pc + int64_t(p + d.H) * Wp, 0, sizeof(float) * p * Wp);
-  }
-  std::memset(xp + d.C * d.plane(), 0, sizeof(float) * kSlack);
+  for (int c = 0; c < d.C; ++c)
+    for (int h = 0; h < d.H; ++h) fill(c, h, xp + c * d.plane() + int64_t(h + d.p) * d.Wp() + d.p);
 }
 inline void pad_copy(const Shape& d, const float* x, float* xp) {
+  clear_input(d, xp);
   pad_input(d, xp, [&](int c, int h, float* dst) {
     std::memcpy(dst, x + (int64_t(c) * d.H + h) * d.W, sizeof(float) * d.W);
   });
@@ -184,6 +178,7 @@ template <class Fill, class Epi>
 inline void forward_range(const Shape& d, const float* wp, float* y, int64_t b0, int64_t b1, float* xp, Fill&& fill,
                           Epi&& epi) {
   const int64_t ys = int64_t(d.O) * d.Ho * d.Wo;
+  clear_input(d, xp);
   for (int64_t b = b0; b < b1; ++b) {
     pad_input(d, xp, [&](int c, int h, float* dst) { fill(b, c, h, dst); });
     forward_sample(d, xp, wp, y + b * ys);
@@ -293,6 +288,7 @@ template <class Fill>
 inline void grad_range(const Shape& d, const float* dy, int64_t b0, int64_t b1, float* xp, float* dyT, float* gT,
                        Fill&& fill) {
   const int64_t ys = int64_t(d.O) * d.Ho * d.Wo;
+  clear_input(d, xp);
   for (int64_t b = b0; b < b1; ++b) {
     pad_input(d, xp, [&](int c, int h, float* dst) { fill(b, c, h, dst); });
     transpose_dy(d, dy + b * ys, dyT);

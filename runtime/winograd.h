@@ -195,11 +195,13 @@ inline void forward_sample(const Shape& d, const float* xw, const float* U, floa
     }
 }
 
-// xw[c][h+1][w+1] = row (c, h) as written by fill(c, h, dst) (W floats), zero elsewhere.
+// xw[c][h+1][w+1] = row (c, h) as written by fill(c, h, dst) (W floats). Everything else in xw
+// (the zero border and the over-read room) is cleared once per call by clear_tiles: filling a
+// sample never writes outside the interior, so it stays zero for the slice's other samples.
+inline void clear_tiles(const Shape& d, float* xw) { std::memset(xw, 0, sizeof(float) * xw_floats(d)); }
 template <class Fill>
 inline void pad_tiles(const Shape& d, float* xw, Fill&& fill) {
   const int Hw = hw_(d), Ww = ww_(d);
-  std::memset(xw, 0, sizeof(float) * d.C * Hw * Ww);
   for (int c = 0; c < d.C; ++c)
     for (int h = 0; h < d.H; ++h) fill(c, h, xw + (int64_t(c) * Hw + h + 1) * Ww + 1);
 }
@@ -213,6 +215,7 @@ inline void forward_range(const Shape& d, const float* U, float* y, int64_t b0, 
   float* M = V + v_floats(d);
   float* yT = M + m_floats(d);
   const int64_t ys = int64_t(d.O) * d.Ho * d.Wo;
+  clear_tiles(d, xw);
   for (int64_t b = b0; b < b1; ++b) {
     pad_tiles(d, xw, [&](int c, int h, float* dst) { fill(b, c, h, dst); });
     forward_sample(d, xw, U, V, M, yT, y + b * ys);

@@ -146,6 +146,7 @@ inline void wgrad_range(const Shape& d, const float* dy, int64_t b0, int64_t b1,
   if (Cp > d.C)  // channels past C stay zero so the padded register rows add nothing
     for (int xi = 0; xi < 16; ++xi)
       for (int64_t t = 0; t < T; ++t) std::memset(Vt + (xi * Tp + t) * Cp + d.C, 0, sizeof(float) * (Cp - d.C));
+  clear_tiles(d, xw);
   for (int64_t b = b0; b < b1; ++b) {
     pad_tiles(d, xw, [&](int c, int h, float* dst) { fill(b, c, h, dst); });
     input_transform_t(d, xw, Vt);
