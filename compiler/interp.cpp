@@ -103,12 +103,13 @@ std::vector<std::vector<double>> interpret_all(const Graph& g, const Model& m, c
       case Op::Conv2dBackFilter: {
         // Direct convolution loops over y[b,o,i,j] += x[b,c,i*s+ki-p, j*s+kj-p] * w[o,c,ki,kj].
         const bool fwd = n.op == Op::Conv2d, bd = n.op == Op::Conv2dBackData;
-        const Type& xt = fwd ? ty(0) : bd ? t : ty(0);
-        const Type& wt = fwd ? ty(1) : bd ? ty(1) : t;
-        const Type& yt = fwd ? t : bd ? ty(0) : ty(1);
-        const auto& X = fwd ? in(0) : bd ? out : in(0);
-        const auto& W = fwd ? in(1) : bd ? in(1) : out;
-        const auto& Y = fwd ? out : bd ? in(0) : in(1);
+        const ConvRoles r = conv_roles(n.op);
+        const Type& xt = r.x < 0 ? t : ty(r.x);
+        const Type& wt = r.w < 0 ? t : ty(r.w);
+        const Type& yt = r.y < 0 ? t : ty(r.y);
+        const auto& X = r.x < 0 ? out : in(r.x);
+        const auto& W = r.w < 0 ? out : in(r.w);
+        const auto& Y = r.y < 0 ? out : in(r.y);
         const int64_t C = xt.dims[0], H = xt.dims[1], Wd = xt.dims[2], O = wt.dims[0], K = wt.dims[2];
         const int64_t Ho = yt.dims[1], Wo = yt.dims[2], s = n.i0, p = n.i1;
         auto& Xm = const_cast<std::vector<double>&>(X);

@@ -35,6 +35,19 @@ struct OpRow {
 };
 
 const OpRow& op_row(Op op);
+
+// The operand roles of a convolution node (conv2d and its two gradients): which of its values
+// is the input x [C,H,W], the filter w [O,C,K,K] and the output y [O,Ho,Wo], as an index into
+// the node's inputs, or -1 for the node's own value. The one place that knows which is which.
+struct ConvRoles {
+  int x, w, y;
+};
+inline ConvRoles conv_roles(Op op) {
+  if (op == Op::Conv2d) return {0, 1, -1};
+  if (op == Op::Conv2dBackData) return {-1, 1, 0};
+  return {0, -1, 1};  // Conv2dBackFilter
+}
+inline bool is_conv(Op op) { return op == Op::Conv2d || op == Op::Conv2dBackData || op == Op::Conv2dBackFilter; }
 inline const char* op_name(Op op) { return op_row(op).name; }
 inline bool is_elementwise(Op op) { return op_row(op).cls == OpClass::Elementwise; }
 // Values no kernel computes: the caller's buffers and constants emitted inline.

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "conv_plan.h"
 #include "frontend.h"
 #include "lower.h"
 #include "ops.h"
@@ -80,12 +81,11 @@ double graph_flops(const Graph& g, int B) {
       double k = n.i0 == kNN ? a.dims[0] : n.i0 == kNT ? a.dims[0] : B;
       double out = n.i0 == kTN ? (double)a.dims[0] * b.dims[0] : rows * n.type.numel();
       f += 2 * out * k;
-    } else if (n.op == Op::Conv2d || n.op == Op::Conv2dBackData || n.op == Op::Conv2dBackFilter) {
-      // 2 * B * O * Ho * Wo * C * K * K for each of the three.
-      const Type& x = n.op == Op::Conv2dBackData ? n.type : g.nodes[n.in[0]].type;
-      const Type& w = n.op == Op::Conv2dBackFilter ? n.type : g.nodes[n.in[1]].type;
-      const Type& y = n.op == Op::Conv2d ? n.type : n.op == Op::Conv2dBackData ? g.nodes[n.in[0]].type : g.nodes[n.in[1]].type;
-      f += 2.0 * B * (double)y.numel() * (double)(x.dims[0] * w.dims[2] * w.dims[3]);
+    } else if (is_conv(n.op)) {
+      // 2 * B * O * Ho * Wo * C * K * K for each of the three (the direct convolution's count,
+      // whatever path runs it: Winograd layers do fewer multiplies than this).
+      const ConvDims d = conv_dims(g, n);
+      f += 2.0 * B * (double)(d.O * d.hw()) * (double)d.ckk();
     } else if (row.cls == OpClass::Elementwise || n.op == Op::RandN || n.op == Op::UniformStep) {
       f += rows * n.type.numel();
     } else if (row.cls == OpClass::Norm) {

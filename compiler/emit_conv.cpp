@@ -1,0 +1,181 @@
+// Convolution kernel emitters (see emitter.h): each convolution node becomes one kernel on the
+// path compiler/conv_plan.cpp chose for it: Winograd (runtime/winograd.h, winograd_wgrad.h),
+// the register-blocked direct kernels (runtime/conv.h), or im2col + GEMM.
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "conv_plan.h"
+#include "emitter.h"
+#include "ops.h"
+#include "runtime/winograd.h"
+#include "runtime/winograd_wgrad.h"
+
+namespace ddpmc {
+
+// A convolution on the Blocked path (runtime/conv.h). The batch is cut into kConvChunks
+// fixed slices that run in parallel, each with its own padded-sample scratch; the filter is
+// packed once before them, and filter-gradient slices are added in slice order after them.
+void Emitter::conv_blocked(size_t k, const Kernel& kern) {
+  const Node& cn = g.nodes[kern.nodes[0]];
+  const ConvDims d = conv_dims(g, cn);
+  const bool fused = cn.op == Op::Conv2d && kern.nodes.size() > 1;
+  const bool wino = conv_path(cn, d) == ConvPath::Winograd;
+  const std::string ns = wino ? "ddpm::wino" : "ddpm::conv";
+  const std::string how = wino ? "Winograd F(2x2,3x3)" : "direct, register-blocked";
+  header(k, kern, cn.op == Op::Conv2d ? fmt::format("conv2d ({}){},", how, fused ? " with fused epilogue" : "")
+                  : cn.op == Op::Conv2dBackData ? fmt::format("conv2d data gradient ({}: dy with the flipped filter),", how)
+                                                : fmt::format("conv2d filter gradient ({}, summed over the batch in slice order),", how));
+  out += fmt::format("static void {}_k{}(const Env& e) {{\n", prefix, k);
+  out += fmt::format("  // x [B,{},{},{}], w [{},{},{},{}], y [B,{},{},{}], stride {}, padding {}\n", d.C, d.H, d.W, d.O,
+                     d.C, d.K, d.K, d.O, d.Ho, d.Wo, d.s, d.p);
+  const bool dgrad = cn.op == Op::Conv2dBackData;
+  const ddpm::conv::Shape cs = dgrad ? dgrad_shape(d) : conv_shape(d);
+  out += fmt::format("  const ddpm::conv::Shape d{{{}, {}, {}, {}, {}, {}, {}, {}, {}}};\n", cs.C, cs.H, cs.W, cs.O, cs.K, cs.s,
+                     cs.p, cs.Ho, cs.Wo);
+  const int64_t chunk = conv_chunk_floats(g, cn);
+  // The input of the convolution as computed: x (forward, filter gradient) or dy (data gradient).
+  const std::string in = ptr(cn.in[0]);
+  const int64_t is = (int64_t)cs.C * cs.H * cs.W;
+  const std::string fill = fmt::format(
+      "[&](int64_t b, int ch, int h, float* dst) {{ std::memcpy(dst, {} + b * {} + ((int64_t)ch * {} + h) * {}, {}); }}", in,
+      is, cs.H, cs.W, cs.W * 4);
+  if (cn.op != Op::Conv2dBackFilter) {
+    out += fmt::format("  float* wp = e.scratch + {} * {};\n", kConvChunks, chunk);
+    out += fmt::format("  {}::pack_filter(d, {}, {}, wp);\n", ns, ptr(cn.in[1]), dgrad ? "true" : "false");
+  }
+  out += fmt::format("  const int64_t nchunk = std::min<int64_t>(e.B, {});\n", kConvChunks);
+  out += "  parallel_chunks(nchunk, [&](int64_t c) {\n";
+  out += "    const int64_t b0 = c * e.B / nchunk, b1 = (c + 1) * e.B / nchunk;\n";
+  out += fmt::format("    float* xp = e.scratch + c * {};\n", chunk);
+  if (cn.op == Op::Conv2dBackFilter && wino) {
+    out += fmt::format("    ddpm::wino::wgrad_range(d, {}, b0, b1, xp,\n      {});\n  }});\n", ptr(cn.in[1]), fill);
+    out += fmt::format("  ddpm::wino::sum_and_transform(d, e.scratch + {}, nchunk, {}, {});\n",
+                       ddpm::wino::wgrad_partial_offset(cs), chunk, ptr(kern.nodes[0]));
+    out += "}\n\n";
+    return;
+  }
+  if (cn.op == Op::Conv2dBackFilter) {
+    const int64_t xpf = ddpm::conv::padded_floats(cs), dyf = ddpm::conv::dyt_floats(cs);
+    out += fmt::format("    ddpm::conv::grad_range(d, {}, b0, b1, xp, xp + {}, xp + {},\n      {});\n  }});\n",
+                       ptr(cn.in[1]), xpf, xpf + dyf, fill);
+    out += fmt::format("  ddpm::conv::sum_grad_partials(d, e.scratch + {}, nchunk, {}, {});\n", xpf + dyf, chunk,
+                       ptr(kern.nodes[0]));
+    out += "}\n\n";
+    return;
+  }
+  std::string epi = "[](int64_t) {}";
+  if (fused) {
+    std::vector<NodeId> rest(kern.nodes.begin() + 1, kern.nodes.end());
+    out += fmt::format("    const int64_t cols = {};\n", d.O * d.hw());
+    BodyOpts o;
+    o.chan_hw = d.hw();  // vectors never straddle two output channels
+    out += "    " + indent(body(kern, rest, "cols", nullptr, o), 2);
+    epi = fmt::format("[&](int64_t b) {{\n        for (int64_t i = 0; i < {0}; ++i)\n          for_cols(i * {1}, (i + 1) * {1}, "
+                      "[&](auto tag, int64_t j) {{ body(tag, b, j, nullptr); }});\n      }}",
+                      d.O, d.hw());
+  }
+  out += fmt::format("    {}::forward_range(d, wp, {}, b0, b1, xp,\n      {},\n      {});\n", ns, ptr(kern.nodes[0]), fill,
+                     epi);
+  out += "  });\n}\n\n";
+}
+
+void Emitter::conv(size_t k, const Kernel& kern) {
+  const Node& cn = g.nodes[kern.nodes[0]];
+  const ConvDims d = conv_dims(g, cn);
+  const ConvPath path = conv_path(cn, d);
+  if (path == ConvPath::Blocked || path == ConvPath::Winograd) return conv_blocked(k, kern);
+  const bool direct = path == ConvPath::Gemm1x1;
+  std::string what = cn.op == Op::Conv2d ? (direct ? "conv2d 1x1 (GEMM)" : "conv2d (im2col + GEMM)")
+                     : cn.op == Op::Conv2dBackData
+                         ? (direct ? "conv2d data gradient 1x1 (GEMM)"
+                            : path == ConvPath::Flipped ? "conv2d data gradient (im2col of dy + GEMM with the flipped filter)"
+                                                        : "conv2d data gradient (GEMM + col2im)")
+                         : (direct ? "conv2d filter gradient 1x1 (GEMM, summed over the batch)"
+                                   : "conv2d filter gradient (im2col + GEMM, summed over the batch)");
+  if (cn.op == Op::Conv2d && kern.nodes.size() > 1) what += " with fused epilogue";
+  header(k, kern, what + ",");
+  out += fmt::format("static void {}_k{}(const Env& e) {{\n", prefix, k);
+  out += fmt::format("  // x [B,{},{},{}], w [{},{},{},{}], y [B,{},{},{}], stride {}, padding {}\n", d.C, d.H, d.W, d.O,
+                     d.C, d.K, d.K, d.O, d.Ho, d.Wo, d.s, d.p);
+  const int64_t xs = d.C * d.H * d.W, ys = d.O * d.Ho * d.Wo, chunk = conv_chunk_floats(g, cn);
+  const GemmDims gm = conv_gemm(cn, d);
+  if (path == ConvPath::Flipped) {
+    // wt[c, (o, ki, kj)] = w[o, c, K-1-ki, K-1-kj], after every slice's scratch.
+    out += fmt::format("  float* wt = e.scratch + {} * {};\n", kConvChunks, chunk);
+    out += fmt::format("  flip_filter({}, {}, {}, {}, wt);\n", ptr(cn.in[1]), d.O, d.C, d.K);
+  }
+  // The batch is cut into kConvChunks fixed slices (never by thread count); each
+  // runs its samples in order with its own scratch, and the slices run in parallel.
+  out += fmt::format("  const int64_t nchunk = std::min<int64_t>(e.B, {});\n", kConvChunks);
+  out += "  parallel_chunks(nchunk, [&](int64_t c) {\n";
+  const int64_t colf = conv_col_floats(cn, d);
+  if (colf > 0)
+    out += fmt::format("    float* col = e.scratch + c * {};  // [{}, {}]\n    float* gs = col + {};\n", chunk,
+                       path == ConvPath::Flipped ? d.O * d.K * d.K : d.ckk(), path == ConvPath::Flipped ? d.H * d.W : d.hw(),
+                       colf);
+  else
+    out += fmt::format("    float* gs = e.scratch + c * {};\n", chunk);
+  out += "    const int64_t b0 = c * e.B / nchunk, b1 = (c + 1) * e.B / nchunk;\n";
+  std::string im2col = fmt::format("im2col({{x}} + b * {}, {}, {}, {}, {}, {}, {}, {}, {}, col);", xs, d.C, d.H, d.W,
+                                   d.K, d.s, d.p, d.Ho, d.Wo);
+  // The GEMM operand [C*K*K, Ho*Wo] of sample b: the im2col buffer, or x itself.
+  auto operand = [&](const std::string& x) { return direct ? fmt::format("{} + b * {}", x, xs) : std::string("col"); };
+  if (cn.op == Op::Conv2d) {
+    std::string x = ptr(cn.in[0]), w = ptr(cn.in[1]), y = ptr(kern.nodes[0]);
+    std::vector<NodeId> epi(kern.nodes.begin() + 1, kern.nodes.end());
+    if (!epi.empty()) {
+      out += fmt::format("    const int64_t cols = {};\n", ys);
+      BodyOpts o;
+      o.chan_hw = d.hw();  // tiles are rows of one output channel
+      out += "    " + indent(body(kern, epi, "cols", nullptr, o), 2);
+    }
+    out += "    for (int64_t b = b0; b < b1; ++b) {\n";
+    if (!direct) out += "      " + fmt::format(fmt::runtime(im2col), fmt::arg("x", x)) + "\n";
+    std::string call = fmt::format("{}, {}, {}, {}, {}, false, {}, {}, false, {} + b * {}, {}, gs", gm.M, gm.N,
+                                   gm.K, w, gm.K, operand(x), gm.N, y, ys, gm.N);
+    if (epi.empty()) {
+      out += "      gemm_plain(" + call + ");\n";
+    } else {
+      out += "      gemm_epilogue(" + call + ", [&](int i0, int i1, int j0, int j1) {\n";
+      out += fmt::format("        for (int64_t i = i0; i < i1; ++i)\n          for_cols(i * {0} + j0, i * {0} + j1, "
+                         "[&](auto tag, int64_t j) {{ body(tag, b, j, nullptr); }});\n", d.hw());
+      out += "      });\n";
+    }
+    out += "    }\n  });\n";
+  } else if (cn.op == Op::Conv2dBackData) {
+    std::string gy = ptr(cn.in[0]), w = ptr(cn.in[1]), dx = ptr(kern.nodes[0]);
+    out += "    for (int64_t b = b0; b < b1; ++b) {\n";
+    if (path == ConvPath::Flipped) {
+      out += fmt::format("      im2col({} + b * {}, {}, {}, {}, {}, 1, {}, {}, {}, col);\n", gy, ys, d.O, d.Ho, d.Wo, d.K,
+                         d.K - 1 - d.p, d.H, d.W);
+      out += fmt::format("      gemm_plain({}, {}, {}, wt, {}, false, col, {}, false, {} + b * {}, {}, gs);\n", gm.M, gm.N,
+                         gm.K, gm.K, gm.N, dx, xs, gm.N);
+    } else if (direct) {
+      out += fmt::format("      gemm_plain({}, {}, {}, {}, {}, true, {} + b * {}, {}, false, {} + b * {}, {}, gs);\n", gm.M,
+                         gm.N, gm.K, w, gm.M, gy, ys, gm.N, dx, xs, gm.N);
+    } else {
+      out += fmt::format("      gemm_plain({}, {}, {}, {}, {}, true, {} + b * {}, {}, false, col, {}, gs);\n", gm.M,
+                         gm.N, gm.K, w, gm.M, gy, ys, gm.N, gm.N);
+      out += fmt::format("      col2im(col, {}, {}, {}, {}, {}, {}, {}, {}, {} + b * {});\n", d.C, d.H, d.W, d.K, d.s,
+                         d.p, d.Ho, d.Wo, dx, xs);
+    }
+    out += "    }\n  });\n";
+  } else {
+    // Each slice sums its samples into its own partial dW; the partials are then
+    // added in slice order.
+    std::string x = ptr(cn.in[0]), gy = ptr(cn.in[1]), dw = ptr(kern.nodes[0]);
+    const int64_t wf = (d.O * d.ckk() + 15) / 16 * 16;
+    out += fmt::format("    float* part = e.scratch + {} * {} + c * {};\n", kConvChunks, chunk, wf);
+    out += "    for (int64_t b = b0; b < b1; ++b) {\n";
+    if (!direct) out += "      " + fmt::format(fmt::runtime(im2col), fmt::arg("x", x)) + "\n";
+    out += fmt::format("      gemm_plain({}, {}, {}, {} + b * {}, {}, false, {}, {}, true, part, {}, gs, b > b0);\n",
+                       gm.M, gm.N, gm.K, gy, ys, gm.K, operand(x), gm.K, gm.N);
+    out += "    }\n  });\n";
+    out += fmt::format("  sum_partials(e.scratch + {} * {}, nchunk, {}, {}, {});\n", kConvChunks, chunk, wf,
+                       d.O * d.ckk(), dw);
+  }
+  out += "}\n\n";
+}
+
+}  // namespace ddpmc
