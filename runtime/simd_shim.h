@@ -48,7 +48,7 @@ inline void store_partial(float* p, const batch& x, int n) noexcept {
 
 // In-place transpose of a kLanes x kLanes block held as kLanes row vectors: afterwards r[i] lane j
 // holds what r[j] lane i held before.
-inline void transpose(batch (&r)[kLanes]) noexcept {
+__attribute__((always_inline)) inline void transpose(batch (&r)[kLanes]) noexcept {
 #if defined(__AVX512F__)
   if constexpr (kLanes == 16) {
     // maskz forms with a full mask: the plain intrinsics trip GCC 12's -Wmaybe-uninitialized.
