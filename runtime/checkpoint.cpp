@@ -9,7 +9,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "compiler/diag.h"
+#include "common/diag.h"
 #include "data_source.h"
 #include "npy.h"
 #include "philox.h"

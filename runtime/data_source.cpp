@@ -8,7 +8,7 @@
 
 #include <fmt/format.h>
 
-#include "compiler/diag.h"
+#include "common/diag.h"
 #include "data2d.h"
 #include "idx.h"
 #include "module.h"

@@ -13,7 +13,7 @@
 #include <fmt/format.h>
 
 #include "compiler/build.h"
-#include "compiler/diag.h"
+#include "common/diag.h"
 
 namespace ddpm {
 

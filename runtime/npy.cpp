@@ -18,7 +18,7 @@
 #include <fstream>
 #include <limits>
 
-#include "compiler/diag.h"
+#include "common/diag.h"
 
 namespace ddpm {
 

@@ -9,7 +9,7 @@
 #include <memory>
 #include <vector>
 
-#include "compiler/diag.h"
+#include "common/diag.h"
 #include "npy.h"
 
 namespace ddpm {

@@ -9,7 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "compiler/diag.h"
+#include "common/diag.h"
 #include "npy.h"
 
 namespace ddpm {

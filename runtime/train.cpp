@@ -24,7 +24,7 @@
 #include <oneapi/tbb/global_control.h>
 
 #include "checkpoint.h"
-#include "compiler/diag.h"
+#include "common/diag.h"
 #include "data_source.h"
 #include "module.h"
 

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "compiler/diag.h"
+#include "common/diag.h"
 #include "runtime/data2d.h"
 #include "runtime/idx.h"
 #include "runtime/npy.h"

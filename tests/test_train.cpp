@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "compiler/build.h"
-#include "compiler/diag.h"
+#include "common/diag.h"
 #include "runtime/data2d.h"
 #include "runtime/module.h"
 #include "runtime/npy.h"

@@ -27,7 +27,7 @@
 #include <nlohmann/json.hpp>
 #include <oneapi/tbb/global_control.h>
 
-#include "compiler/diag.h"
+#include "common/diag.h"
 #include "runtime/idx.h"
 #include "runtime/module.h"
 #include "runtime/npy.h"

@@ -15,7 +15,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
-#include "compiler/diag.h"
+#include "common/diag.h"
 #include "runtime/data2d.h"
 #include "runtime/train.h"
 #include "tool_main.h"

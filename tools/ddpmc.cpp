@@ -6,7 +6,7 @@
 #include <fmt/format.h>
 
 #include "build.h"
-#include "diag.h"
+#include "common/diag.h"
 #include "driver.h"
 #include "pipeline.h"
 #include "tool_main.h"
