@@ -1,6 +1,6 @@
 // Module builder (see build.h): compile the spec, emit C++, build a .so with the
-// system C++ compiler, cache it by content hash. Cache writes are atomic (build to
-// a temporary name, then rename), so concurrent builds of one spec are safe.
+// system C++ compiler, cache it by content hash. Cache writes are atomic and durable
+// (common/atomic_file.h: temp file, fsync, rename), so concurrent builds of one spec are safe.
 #include "build.h"
 
 #include <sys/wait.h>
@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "codegen.h"
+#include "common/atomic_file.h"
 #include "diag.h"
 #include "pipeline.h"
 
@@ -51,17 +52,6 @@ std::string default_cache_dir() {
   if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return std::string(x) + "/ddpmc";
   if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.cache/ddpmc";
   return "/tmp/ddpmc-cache";
-}
-
-void write_atomic(const fs::path& p, const std::string& text) {
-  fs::path tmp = p;
-  tmp += fmt::format(".tmp{}", getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary);
-    f << text;
-    if (!f) user_error_noloc(fmt::format("cannot write '{}'", tmp.string()), "check that the directory is writable");
-  }
-  fs::rename(tmp, p);
 }
 
 // The prelude every module includes first (xsimd, oneTBB, the GEMM engine),
@@ -135,13 +125,13 @@ BuiltModule build_compiled(const Compiled& c, const BuildOptions& opt) {
                            "set DDPM_CACHE_DIR to a writable directory");
   const fs::path so = dir / (cache_key + ".so");
   const fs::path cpp = dir / (cache_key + ".cpp");
-  if (!opt.emit_cpp.empty()) write_atomic(opt.emit_cpp, split ? emit_module(c, out.spec_hash) : parts[0]);
+  if (!opt.emit_cpp.empty()) write_file_atomic(opt.emit_cpp, split ? emit_module(c, out.spec_hash) : parts[0], "generated C++");
 
   if (fs::exists(so)) {
     out.cache_hit = true;
   } else {
     auto t0 = std::chrono::steady_clock::now();
-    write_atomic(cpp, parts[0]);
+    write_file_atomic(cpp.string(), parts[0], "generated C++");
     const fs::path pch = precompiled_prelude(dir, toolchain, opt.verbose);
     fs::path tmp_so = dir / fmt::format("{}.so.tmp{}", cache_key, getpid());
     fs::path log = dir / (cache_key + ".log");
@@ -152,7 +142,7 @@ BuiltModule build_compiled(const Compiled& c, const BuildOptions& opt) {
       cmd = fmt::format("{} '{}' -o '{}' -ltbb > '{}' 2>&1", cxx, cpp.string(), tmp_so.string(), log.string());
     } else {
       const fs::path cpp1 = dir / (cache_key + ".1.cpp");
-      write_atomic(cpp1, parts[1]);
+      write_file_atomic(cpp1.string(), parts[1], "generated C++");
       const std::string o0 = tmp_so.string() + ".0.o", o1 = tmp_so.string() + ".1.o";
       // Both objects at once; link only if both compiled.
       cmd = fmt::format("{{ {0} -c '{1}' -o '{2}' & p=$!; {0} -c '{3}' -o '{4}'; r1=$?; wait $p; r0=$?; "
@@ -168,7 +158,7 @@ BuiltModule build_compiled(const Compiled& c, const BuildOptions& opt) {
       DDPM_ICE(fmt::format("the C++ compiler failed on the generated module {} (exit {}); full log in {}:\n{}",
                            cpp.string(), WEXITSTATUS(rc), log.string(), text));
     }
-    fs::rename(tmp_so, so);
+    durable_rename(tmp_so.string(), so.string(), "module");
     out.compile_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   out.so_path = so.string();
@@ -176,7 +166,7 @@ BuiltModule build_compiled(const Compiled& c, const BuildOptions& opt) {
     fs::path tmp = opt.output_so + fmt::format(".tmp{}", getpid());
     fs::copy_file(so, tmp, fs::copy_options::overwrite_existing, ec);
     if (ec) user_error_noloc(fmt::format("cannot write '{}': {}", opt.output_so, ec.message()), "check the -o path");
-    fs::rename(tmp, opt.output_so);
+    durable_rename(tmp.string(), opt.output_so, "module");
   }
   return out;
 }

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "common/atomic_file.h"
 #include "common/diag.h"
 #include "data_source.h"
 #include "npy.h"
@@ -150,7 +151,7 @@ void copy_module(const std::string& from, const std::string& to) {
   if (!in) user_error_noloc(fmt::format("cannot read module {}", from), "");
   std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   // A fresh file renamed into place: a process that has the old module mapped keeps it.
-  AtomicFile f(to, "module");
+  ddpmc::AtomicFile f(to, "module");
   f.write(bytes.data(), bytes.size());
   f.commit();
   fs::permissions(to, fs::perms::owner_exec | fs::perms::group_exec | fs::perms::others_exec,
@@ -188,9 +189,7 @@ void write_config(const std::string& path, const TrainConfig& c, const ddpm_modu
   j["param_floats"] = m.param_floats;
   j["data_dims"] = std::vector<int>(m.data_dims, m.data_dims + m.data_rank);
   std::string text = j.dump(2) + "\n";
-  AtomicFile f(path, "config");
-  f.write(text.data(), text.size());
-  f.commit();
+  ddpmc::write_file_atomic(path, text, "config");
 }
 
 }  // namespace ddpm
