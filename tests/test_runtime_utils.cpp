@@ -21,7 +21,7 @@
 #include "runtime/idx.h"
 #include "runtime/npy.h"
 #include "runtime/optim.h"
-#include "runtime/philox.h"
+#include "common/prelude/philox.h"
 #include "runtime/png.h"
 #include "runtime/safetensors.h"
 #include "runtime/swd.h"

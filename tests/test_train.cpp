@@ -27,7 +27,7 @@
 #include "runtime/data2d.h"
 #include "runtime/module.h"
 #include "runtime/npy.h"
-#include "runtime/philox.h"
+#include "common/prelude/philox.h"
 #include "runtime/safetensors.h"
 #include "runtime/sample.h"
 #include "runtime/swd.h"
