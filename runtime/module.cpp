@@ -1,5 +1,5 @@
-// Module loading (dlopen + ABI check), the cached spec → .so path, and aligned
-// buffers. See module.h for where this sits in the data flow.
+// Module loading (dlopen + ABI check) and aligned buffers. See module.h for
+// where this sits in the data flow.
 #include "module.h"
 
 #include <dlfcn.h>
@@ -12,7 +12,6 @@
 
 #include <fmt/format.h>
 
-#include "compiler/build.h"
 #include "common/diag.h"
 
 namespace ddpm {
@@ -109,20 +108,6 @@ std::string Module::data_shape_string() const {
     s += std::to_string(m_->data_dims[i]);
   }
   return s + "]";
-}
-
-Module load_module_for(const std::string& spec_or_so, const std::string& cache_dir) {
-  if (fs::path(spec_or_so).extension() == ".ddpm") {
-    ddpmc::BuildOptions opt;
-    opt.cache_dir = cache_dir;
-    ddpmc::BuiltModule b = ddpmc::build_module(spec_or_so, opt);
-    if (b.cache_hit)
-      fmt::print(stderr, "using cached module for {} ({})\n", spec_or_so, b.so_path);
-    else
-      fmt::print(stderr, "compiled {} in {:.1f} s\n", spec_or_so, b.compile_seconds);
-    return Module(b.so_path);
-  }
-  return Module(spec_or_so);
 }
 
 void AlignedBuffer::Free::operator()(void* p) const { std::free(p); }

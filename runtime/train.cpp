@@ -118,7 +118,12 @@ int train(const TrainConfig& cfg) {
   validate(cfg);
   tbb::global_control threads_ctl(tbb::global_control::max_allowed_parallelism, (size_t)cfg.threads);
 
-  Module mod = load_module_for(cfg.model, cfg.cache_dir);
+  const std::string so = cfg.module_so.empty() ? cfg.model : cfg.module_so;
+  if (fs::path(so).extension() == ".ddpm")
+    user_error_noloc(fmt::format("{} is a spec; the runtime trains compiled modules", so),
+                     "compile it with `ddpmc compile SPEC -o FILE.so`, or train with the ddpm-train tool, which "
+                     "compiles it");
+  Module mod(so);
   check_module(mod);
   const ddpm_module& m = mod.get();
   DataSource data(cfg.data, mod);
