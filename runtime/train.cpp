@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include <fmt/format.h>
@@ -25,6 +26,7 @@
 
 #include "checkpoint.h"
 #include "common/diag.h"
+#include "common/file_lock.h"
 #include "data_source.h"
 #include "module.h"
 
@@ -136,6 +138,15 @@ int train(const TrainConfig& cfg) {
   if (ec || !fs::is_directory(out))
     user_error_noloc(fmt::format("cannot create the output directory {}: {}", out, ec.message()),
                      "choose another --out");
+  // One trainer per run directory: a second one would interleave checkpoints.
+  const std::string lock_path = (fs::path(out) / "train.lock").string();
+  std::optional<ddpmc::FileLock> run_lock = ddpmc::FileLock::try_lock(lock_path);
+  if (!run_lock) {
+    std::string pid = ddpmc::FileLock::holder(lock_path);
+    user_error_noloc(fmt::format("{} is in use by another ddpm-train{}; wait for it or choose another --out", out,
+                                 pid.empty() ? "" : " (pid " + pid + ")"),
+                     "");
+  }
   if (!cfg.resume && fs::exists(ckpt_path, ec))
     user_error_noloc(fmt::format("{} already holds a checkpoint", out),
                      "pass --resume to continue that run, or choose another --out directory");

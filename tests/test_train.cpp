@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "common/file_lock.h"
 #include "compiler/build.h"
 #include "common/diag.h"
 #include "runtime/data2d.h"
