@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "common/diag.h"
+#include "common/elf_check.h"
 
 namespace ddpm {
 
@@ -26,6 +27,10 @@ Module::Module(const std::string& so_path) : so_path_(so_path) {
   if (fs::is_directory(so_path, ec))
     ddpmc::user_error_noloc(fmt::format("{} is a directory, not a module file", so_path),
                             "pass a .so built by `ddpmc compile`, or a .ddpm spec");
+  // A truncated file would crash dlopen with SIGBUS.
+  if (std::string e = ddpmc::elf_problem(so_path); !e.empty())
+    ddpmc::user_error_noloc(fmt::format("cannot load {}: {}", so_path, e),
+                            "rebuild it with `ddpmc compile SPEC -o FILE.so` (or train again into this directory)");
   // dlopen searches the library path for names without a slash; we mean the file.
   std::string open_path = so_path.find('/') == std::string::npos ? "./" + so_path : so_path;
   dlerror();
