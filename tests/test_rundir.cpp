@@ -12,7 +12,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
 #include <thread>
@@ -132,4 +134,56 @@ TEST_CASE("rundir: SIGKILL during checkpoint writes always leaves a checkpoint -
   CHECK(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
   CHECK(ddpm::read_safetensors(ckpt).metadata.at("step") == std::to_string(last_step + 3));
+}
+
+namespace {
+
+// Runs `cmd` under strace and checks that every rename it does moves a file it
+// fsynced first, and fsyncs the target's directory after. Returns the renamed
+// targets.
+std::vector<std::string> renames_after_fsync(const std::string& cmd, const fs::path& log) {
+  const std::string st = "strace -f -y -e trace=fsync,rename,renameat,renameat2 -o '" + log.string() + "' " + cmd;
+  REQUIRE(std::system(st.c_str()) == 0);
+  std::ifstream in(log);
+  std::string line;
+  std::vector<std::string> fsynced, renamed;
+  while (std::getline(in, line)) {
+    auto f = line.find("fsync(");
+    if (f != std::string::npos) {
+      auto a = line.find('<', f), b = line.find('>', a);
+      if (a != std::string::npos && b != std::string::npos) fsynced.push_back(line.substr(a + 1, b - a - 1));
+      continue;
+    }
+    auto r = line.find("rename(\"");
+    if (r == std::string::npos) continue;
+    auto a = r + 8, b = line.find('"', a);
+    auto c = line.find('"', b + 1) + 1, d = line.find('"', c);
+    const std::string from = line.substr(a, b - a), to = line.substr(c, d - c);
+    CHECK_MESSAGE(std::find(fsynced.begin(), fsynced.end(), from) != fsynced.end(), "renamed without fsync: ", from);
+    renamed.push_back(to);
+  }
+  // The last rename's directory is fsynced after it.
+  if (!renamed.empty()) CHECK(fsynced.back() == fs::path(renamed.back()).parent_path().string());
+  return renamed;
+}
+
+}  // namespace
+
+TEST_CASE("rundir: module and checkpoint files are fsynced before their rename") {
+  REQUIRE_MESSAGE(std::system("strace -V > /dev/null 2>&1") == 0, "strace is missing; tools/deps.sh installs it");
+  const fs::path d = fresh_dir("fsync");
+  fs::create_directories(d);
+  const std::string bin = std::string(DDPM_BINARY_DIR) + "/tools/";
+  auto renamed = renames_after_fsync("'" + bin + "ddpm-train' '" + moons_module() +
+                                         "' --steps 3 --batch 8 --threads 1 -q --out '" + (d / "run").string() + "'",
+                                     d / "train.strace");
+  auto has = [&](const fs::path& p) { return std::find(renamed.begin(), renamed.end(), p.string()) != renamed.end(); };
+  CHECK(has(d / "run" / "module.so"));
+  CHECK(has(d / "run" / "checkpoint.safetensors"));
+  // `ddpmc compile -o` copies the cached module out the same way.
+  renamed = renames_after_fsync("'" + bin + "ddpmc' compile '" + ddpm_test::source_path("models/moons.ddpm") +
+                                    "' --cache-dir '" + ddpm_test::test_build_options().cache_dir + "' -o '" +
+                                    (d / "out.so").string() + "' 2> /dev/null",
+                                d / "compile.strace");
+  CHECK(has(d / "out.so"));
 }
