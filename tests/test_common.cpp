@@ -7,6 +7,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "common/atomic_file.h"
 #include "common/diag.h"
@@ -77,4 +78,34 @@ TEST_CASE("common: durable_rename moves a finished file over the target") {
   ddpmc::durable_rename(tmp.string(), target.string(), "module");
   CHECK(slurp(target) == "module bytes");
   CHECK(!fs::exists(tmp));
+}
+
+TEST_CASE("common: diagnostics cap long source lines and escape non-printing bytes") {
+  ddpmc::Sources sources;
+  // A 10,000-byte line with the error at column 5001.
+  std::string line(5000, 'a');
+  line += "X" + std::string(4999, 'b');
+  const ddpmc::SourceFile* f = sources.add("long.ddpm", line + "\n");
+  std::string msg = ddpmc::format_diagnostic(ddpmc::Loc{f, 1, 5001}, "bad", "fix it");
+  auto lines = [](const std::string& s) {
+    std::vector<std::string> v;
+    std::istringstream in(s);
+    for (std::string l; std::getline(in, l);) v.push_back(l);
+    return v;
+  }(msg);
+  REQUIRE(lines.size() == 4);
+  CHECK(lines[1].size() < 200);
+  CHECK(lines[1].rfind("  ...", 0) == 0);
+  CHECK(lines[1].substr(lines[1].size() - 3) == "...");
+  // The caret is under the X.
+  CHECK(lines[1][lines[2].size() - 1] == 'X');
+
+  // Binary bytes are escaped, UTF-8 is kept, and the caret still lines up.
+  const ddpmc::SourceFile* g = sources.add("bin.ddpm", std::string("a\x01\xff\xc3\xa9 Y z\n"));
+  msg = ddpmc::format_diagnostic(ddpmc::Loc{g, 1, 7}, "bad", "fix it");
+  CHECK(msg.find("  a\\x01\\xff\xc3\xa9 Y z\n") != std::string::npos);
+  CHECK(msg.find(std::string("\x01")) == std::string::npos);
+  CHECK(msg.find("\n             ^\n") != std::string::npos);  // 2 + a + \x01 \xff é + space = 13 columns
+  ddpmc::EchoedLine e = ddpmc::echo_source_line("\tx", 2);
+  CHECK(e.caret == "\t");
 }
