@@ -70,6 +70,7 @@ std::map<std::string, std::string> checkpoint_metadata(const TrainConfig& cfg, c
           {"beta1", float_str(cfg.opt.beta1)}, {"beta2", float_str(cfg.opt.beta2)},
           {"eps", float_str(cfg.opt.eps)}, {"ema_decay", float_str(cfg.ema_decay)},
           {"grad_clip", float_str(cfg.grad_clip)}, {"warmup", std::to_string(cfg.warmup)},
+          {"lr_schedule", cfg.lr_schedule},
           {"step", "0"}, {"elapsed_s", "0"}};
 }
 
@@ -178,6 +179,8 @@ void write_config(const std::string& path, const TrainConfig& c, const ddpm_modu
   j["ckpt_every"] = c.ckpt_every;
   j["log_every"] = c.log_every;
   j["warmup"] = c.warmup;
+  j["lr_schedule"] = c.lr_schedule;
+  j["sample_every"] = c.sample_every;
   j["minutes"] = c.minutes;
   j["resume"] = c.resume;
   j["resumed_from_step"] = start_step;

@@ -29,6 +29,7 @@
 #include "common/file_lock.h"
 #include "data_source.h"
 #include "module.h"
+#include "previews.h"
 
 namespace ddpm {
 
@@ -112,9 +113,20 @@ void validate(const TrainConfig& c) {
   if (!(c.grad_clip >= 0)) bad(fmt::format("--grad-clip must be >= 0 (got {}; 0 turns it off)", c.grad_clip), "");
   if (!(c.minutes >= 0)) bad(fmt::format("--minutes must be >= 0 (got {})", c.minutes), "");
   if (c.warmup < 0) bad(fmt::format("--warmup must be >= 0 (got {})", c.warmup), "");
+  if (c.lr_schedule != "constant" && c.lr_schedule != "cosine")
+    bad(fmt::format("unknown --lr-schedule '{}'", c.lr_schedule), "use constant or cosine");
+  if (c.sample_every < 0) bad(fmt::format("--sample-every must be >= 0 (got {})", c.sample_every), "0 turns it off");
 }
 
 }  // namespace
+
+float learning_rate(const TrainConfig& cfg, int64_t step) {
+  const float lr = cfg.opt.lr;
+  if (cfg.warmup > 0 && step < cfg.warmup) return lr * (float)step / (float)cfg.warmup;
+  if (cfg.lr_schedule != "cosine" || cfg.steps <= cfg.warmup) return lr;
+  const double progress = (double)(step - cfg.warmup) / (double)(cfg.steps - cfg.warmup);
+  return (float)(lr * 0.5 * (1.0 + std::cos(M_PI * std::min(1.0, std::max(0.0, progress)))));
+}
 
 int train(const TrainConfig& cfg) {
   validate(cfg);
@@ -185,6 +197,7 @@ int train(const TrainConfig& cfg) {
     meta["elapsed_s"] = fmt::format("{:.3f}", elapsed);
     write_safetensors(ckpt_path, views, meta);
     last_ckpt = step;
+    write_loss_plot(out);
   };
 
   const bool tty = isatty(fileno(stderr)) && !cfg.quiet;
@@ -202,6 +215,9 @@ int train(const TrainConfig& cfg) {
   if (!cfg.quiet)
     fmt::print(stderr, "training {} on {}: {} parameters, batch {}, {} thread{}, steps {}..{}\n", cfg.model,
                cfg.data, n_weights, B, cfg.threads, cfg.threads == 1 ? "" : "s", start.step + 1, cfg.steps);
+
+  std::optional<SamplePreviews> previews;
+  if (cfg.sample_every > 0) previews.emplace(mod, out, cfg.quiet);
 
   StopSignals stop_signals;
   bool interrupted = false;
@@ -225,11 +241,12 @@ int train(const TrainConfig& cfg) {
       return kTrainNonFinite;
     }
     AdamWConfig oc = cfg.opt;
-    if (cfg.warmup > 0 && step < cfg.warmup) oc.lr = cfg.opt.lr * (float)step / (float)cfg.warmup;
+    oc.lr = learning_rate(cfg, step);
     adamw_step(st.params.data(), st.grads.data(), st.m.data(), st.v.data(), P, step, oc);
     float decay = std::min(cfg.ema_decay, (float)(1 + step) / (float)(10 + step));
     ema_update(st.ema.data(), st.params.data(), P, decay);
     k = step;
+    if (previews && previews->enabled() && step % cfg.sample_every == 0) previews->write(step, st.ema.data());
 
     window_loss += loss;
     ++window_n;

@@ -9,7 +9,8 @@
 // and the thread count does not change the result.
 //
 // Outputs in `out`: module.so, checkpoint.safetensors (atomic), metrics.jsonl
-// (appended), config.json. Progress goes to stderr.
+// (appended), config.json, loss.png (redrawn at each checkpoint), train.lock and,
+// with sample_every, samples/step_NNNNNNN.png. Progress goes to stderr.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -42,8 +43,19 @@ struct TrainConfig {
   bool resume = false;
   double minutes = 0;      // wall-time bound; 0 = none
   int warmup = 0;          // linear learning-rate warm-up over this many steps
+  // After the warm-up: "constant" keeps opt.lr; "cosine" decays it to 0 at `steps`
+  // along half a cosine (learning_rate below).
+  std::string lr_schedule = "constant";
+  // Every this many steps (0 = never), a preview of samples from the EMA weights is
+  // written to out/samples/step_NNNNNNN.png (a scatter plot or an image grid).
+  int64_t sample_every = 0;
   bool quiet = false;      // no progress lines (errors and the summary are still printed)
 };
+
+// The learning rate at training step `step` (1-based): opt.lr * step / warmup
+// during the warm-up, then opt.lr ("constant") or
+// opt.lr * (1 + cos(pi * (step - warmup) / (steps - warmup))) / 2 ("cosine").
+float learning_rate(const TrainConfig& cfg, int64_t step);
 
 // Exit codes of train() besides 0.
 constexpr int kTrainNonFinite = 3;     // the loss became NaN/Inf; the last good checkpoint is kept

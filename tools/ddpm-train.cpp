@@ -42,6 +42,12 @@ int main(int argc, char** argv) {
   app.add_option("--ema-decay", cfg.ema_decay, "EMA decay of the sampling weights")->capture_default_str();
   app.add_option("--grad-clip", cfg.grad_clip, "max global gradient norm; 0 = off")->capture_default_str();
   app.add_option("--warmup", cfg.warmup, "linear learning-rate warm-up steps")->capture_default_str();
+  app.add_option("--lr-schedule", cfg.lr_schedule, "after the warm-up: constant, or cosine (decays to 0 at --steps)")
+      ->check(CLI::IsMember({"constant", "cosine"}))
+      ->capture_default_str();
+  app.add_option("--sample-every", cfg.sample_every,
+                 "write a preview of samples from the EMA weights to OUT/samples/ every N steps; 0 = never")
+      ->capture_default_str();
   app.add_option("--seed", cfg.seed, "random seed (a resumed run keeps its checkpoint's seed)")->capture_default_str();
   app.add_flag("--resume", cfg.resume, "continue the run in --out from its checkpoint");
   app.add_option("--minutes", cfg.minutes, "stop (with a checkpoint) after this much wall time; 0 = no limit")
