@@ -71,7 +71,7 @@ fs::path precompiled_prelude(const fs::path& dir, const std::string& toolchain, 
   std::string flags = cxx_flags;
   if (auto at = flags.find(" -shared"); at != std::string::npos) flags.erase(at, 8);
   std::string cmd = fmt::format("'{}' {} -x c++-header '{}' -o '{}' > /dev/null 2>&1", DDPMC_CXX, flags,
-                                (fs::path(DDPMC_RUNTIME_INCLUDE_DIR) / "ddpm_prelude.h").string(), tmp.string());
+                                (fs::path(prelude_dir()) / "ddpm_prelude.h").string(), tmp.string());
   if (verbose) fmt::print(stderr, "{}\n", cmd);
   if (std::system(cmd.c_str()) == 0) {
     fs::rename(tmp, gch, ec);
@@ -89,6 +89,18 @@ fs::path precompiled_prelude(const fs::path& dir, const std::string& toolchain, 
 }
 
 }  // namespace
+
+std::string prelude_dir() {
+  if (const char* d = std::getenv("DDPMC_PRELUDE_DIR"); d && *d) return d;
+  // An installed ddpmc (PREFIX/bin/ddpmc) uses PREFIX/include/ddpmc.
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const fs::path installed = (exe.parent_path() / DDPMC_PRELUDE_FROM_BIN).lexically_normal();
+    if (fs::exists(installed / "ddpm_prelude.h", ec)) return installed.string();
+  }
+  return DDPMC_RUNTIME_INCLUDE_DIR;
+}
 
 BuiltModule build_module(const std::string& spec_path, const BuildOptions& opt) {
   std::string dump;
@@ -109,7 +121,7 @@ BuiltModule build_compiled(const Compiled& c, const BuildOptions& opt) {
   // flags, runtime headers), so any change to the compiler's output rebuilds.
   const std::string cxx_flags = std::string(kCxxFlags) + " " + target_cpu_flags();
   std::string toolchain = std::string(DDPMC_CXX) + " " + cxx_flags + "\n";
-  for (const char* h : kRuntimeHeaders) toolchain += read_file(fs::path(DDPMC_RUNTIME_INCLUDE_DIR) / h);
+  for (const char* h : kRuntimeHeaders) toolchain += read_file(fs::path(prelude_dir()) / h);
   // Large modules (the U-Net: hundreds of kernels) are emitted as two translation
   // units that the C++ compiler builds in parallel, then linked.
   size_t kernels = c.train.kernels.size() + c.loss.kernels.size() + c.eps.kernels.size();
@@ -155,7 +167,7 @@ BuiltModule build_compiled(const Compiled& c, const BuildOptions& opt) {
     // This build's own log: an error never shows another build's output.
     fs::path log = dir / fmt::format("{}.{}.log", cache_key, getpid());
     const std::string cxx = fmt::format("'{}' {} -I'{}' -I'{}'", DDPMC_CXX, cxx_flags, pch.string(),
-                                        DDPMC_RUNTIME_INCLUDE_DIR);
+                                        prelude_dir());
     std::string cmd;
     if (!split) {
       cmd = fmt::format("{} '{}' -o '{}' -ltbb > '{}' 2>&1", cxx, cpp.string(), tmp_so.string(), log.string());
