@@ -29,14 +29,9 @@
 extern char** environ;
 
 namespace fs = std::filesystem;
+using ddpm_test::moons_module;
 
 namespace {
-
-const std::string& moons_module() {
-  static const std::string so =
-      ddpmc::build_module(ddpm_test::source_path("models/moons.ddpm"), ddpm_test::test_build_options()).so_path;
-  return so;
-}
 
 fs::path fresh_dir(const std::string& name) {
   fs::path p = fs::path(DDPM_BINARY_DIR) / "test-rundir" / name;

@@ -16,14 +16,9 @@
 #include "test_support.h"
 
 namespace fs = std::filesystem;
+using ddpm_test::moons_module;
 
 namespace {
-
-const std::string& moons_module() {
-  static const std::string so =
-      ddpmc::build_module(ddpm_test::source_path("models/moons.ddpm"), ddpm_test::test_build_options()).so_path;
-  return so;
-}
 
 ddpm::TrainConfig config(const std::string& name, int64_t steps) {
   fs::path out = fs::path(DDPM_BINARY_DIR) / "test-train-aids" / name;
