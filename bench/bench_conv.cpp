@@ -1,6 +1,6 @@
 // One benchmark per convolution shape of the fashion U-Net (models/fashion_unet.ddpm) and per
 // direction: forward, data gradient and filter gradient, on one thread, over 8 samples, timing the
-// same runtime/conv.h, winograd.h (or prelude im2col + GEMM) calls a generated module makes.
+// same common/prelude/conv.h, winograd.h (or prelude im2col + GEMM) calls a generated module makes.
 // Counters: GFLOP/s of the layer's useful FLOPs (2 * O * C*K*K * Ho*Wo per sample and direction)
 // and "peak%" against the one-core FMA peak measured at start-up (bench/fma_peak.h), so the next
 // person sees which layer is slow. The U-Net has 64 samples per step; times here are per 8.
@@ -17,10 +17,10 @@
 #include <vector>
 
 #include "fma_peak.h"
-#include "runtime/conv.h"
-#include "runtime/ddpm_prelude.h"
-#include "runtime/winograd.h"
-#include "runtime/winograd_wgrad.h"
+#include "common/prelude/conv.h"
+#include "common/prelude/ddpm_prelude.h"
+#include "common/prelude/winograd.h"
+#include "common/prelude/winograd_wgrad.h"
 
 namespace {
 

@@ -5,7 +5,7 @@
 #include <chrono>
 #include <cstdint>
 
-#include "runtime/simd_shim.h"
+#include "common/prelude/simd_shim.h"
 
 namespace ddpm_bench {
 

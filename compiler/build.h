@@ -30,6 +30,11 @@ struct BuiltModule {
 // output attached) if the system C++ compiler fails.
 BuiltModule build_module(const std::string& spec_path, const BuildOptions& opt = {});
 
+// The folder of the generated-code headers (common/prelude) that modules are
+// compiled against: $DDPMC_PRELUDE_DIR if set; else, for an installed ddpmc,
+// PREFIX/include/ddpmc next to PREFIX/bin; else the source tree's common/prelude.
+std::string prelude_dir();
+
 struct Compiled;
 // The same for an already compiled model (tests build hand-made graphs this way).
 BuiltModule build_compiled(const Compiled& c, const BuildOptions& opt = {});

@@ -11,12 +11,10 @@
 
 #include <fmt/format.h>
 
+#include "common/prelude/gemm.h"
 #include "conv_plan.h"
 #include "emitter.h"
 #include "ops.h"
-#include "runtime/gemm.h"
-#include "runtime/winograd.h"
-#include "runtime/winograd_wgrad.h"
 
 namespace ddpmc {
 

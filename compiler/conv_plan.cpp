@@ -3,9 +3,9 @@
 #include "conv_plan.h"
 
 #include "ops.h"
-#include "runtime/gemm.h"
-#include "runtime/winograd.h"
-#include "runtime/winograd_wgrad.h"
+#include "common/prelude/gemm.h"
+#include "common/prelude/winograd.h"
+#include "common/prelude/winograd_wgrad.h"
 
 namespace ddpmc {
 

@@ -8,7 +8,7 @@
 #include <cstdint>
 
 #include "ir.h"
-#include "runtime/conv.h"
+#include "common/prelude/conv.h"
 
 namespace ddpmc {
 
@@ -24,11 +24,11 @@ ConvDims conv_dims(const Graph& g, const Node& n);
 inline constexpr int64_t kConvChunks = 4;
 
 // How a convolution op runs (see conv() for each path):
-//   Winograd   runtime/winograd.h, winograd_wgrad.h: F(2x2,3x3) for the forward pass, the data
+//   Winograd   common/prelude/winograd.h, winograd_wgrad.h: F(2x2,3x3) for the forward pass, the data
 //              gradient and the filter gradient of 3x3 stride-1 "same" layers of at least
 //              14x14 and 16 channels (2.25x fewer multiplies; where bench_conv measures it
 //              faster than Blocked).
-//   Blocked    runtime/conv.h: register-blocked direct convolution from a zero-padded copy
+//   Blocked    common/prelude/conv.h: register-blocked direct convolution from a zero-padded copy
 //              of each sample (forward, stride-1 data gradient as a forward pass of dy
 //              with the flipped filter, filter gradient). Needs K in {1, 3}, stride 1 or
 //              2, and at least 16 output channels (they fill the vector lanes).

@@ -1,6 +1,6 @@
 // Convolution kernel emitters (see emitter.h): each convolution node becomes one kernel on the
-// path compiler/conv_plan.cpp chose for it: Winograd (runtime/winograd.h, winograd_wgrad.h),
-// the register-blocked direct kernels (runtime/conv.h), or im2col + GEMM.
+// path compiler/conv_plan.cpp chose for it: Winograd (common/prelude/winograd.h, winograd_wgrad.h),
+// the register-blocked direct kernels (common/prelude/conv.h), or im2col + GEMM.
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -8,12 +8,12 @@
 #include "conv_plan.h"
 #include "emitter.h"
 #include "ops.h"
-#include "runtime/winograd.h"
-#include "runtime/winograd_wgrad.h"
+#include "common/prelude/winograd.h"
+#include "common/prelude/winograd_wgrad.h"
 
 namespace ddpmc {
 
-// A convolution on the Blocked path (runtime/conv.h). The batch is cut into kConvChunks
+// A convolution on the Blocked path (common/prelude/conv.h). The batch is cut into kConvChunks
 // fixed slices that run in parallel, each with its own padded-sample scratch; the filter is
 // packed once before them, and filter-gradient slices are added in slice order after them.
 void Emitter::conv_blocked(size_t k, const Kernel& kern) {

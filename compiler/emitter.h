@@ -106,7 +106,7 @@ struct Emitter {
 
   void gemm(size_t k, const Kernel& kern);
 
-  // A convolution on the Blocked path (runtime/conv.h). The batch is cut into kConvChunks
+  // A convolution on the Blocked path (common/prelude/conv.h). The batch is cut into kConvChunks
   // fixed slices that run in parallel, each with its own padded-sample scratch; the filter is
   // packed once before them, and filter-gradient slices are added in slice order after them.
   void conv_blocked(size_t k, const Kernel& kern);

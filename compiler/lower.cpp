@@ -71,6 +71,21 @@ size_t edit_distance(const std::string& a, const std::string& b) {
   return d[b.size()];
 }
 
+std::string shape_hint(const std::string& what, const std::string& err);
+
+// The most elements one tensor may have (per sample when batched): 2^31 floats,
+// 8 GiB. Larger sizes are mistakes (a typo'd exponent), reported at the spec line.
+constexpr double kMaxTensorElements = 2147483648.0;
+
+void check_size(const std::vector<int64_t>& dims, const Loc& loc, const std::string& what) {
+  double n = 1;
+  for (int64_t d : dims) n *= (double)d;
+  if (n > kMaxTensorElements)
+    user_error(loc, fmt::format("{} has {:.4g} elements{}, more than ddpmc allows (2^31 = 2,147,483,648)", what, n,
+                                " (" + fmt::format("{:.4g}", n * 4 / 1073741824.0) + " GiB of floats)"),
+               "check the sizes: a parameter of 1e15 floats would not fit in any machine's memory");
+}
+
 std::string shape_str(const Type& t) {
   // Users write per-sample shapes; show the batch axis as B.
   return t.str();
@@ -160,13 +175,31 @@ NodeId Lowerer::make(Node n, const Loc& loc, const char* what) {
     for (auto it = top().call_locs.rbegin(); it != top().call_locs.rend(); ++it) n.locs.push_back(*it);
   }
   NodeId id = b_->add(std::move(n), &err);
+  if (id >= 0) check_size(b_->type(id).dims, loc, fmt::format("the result of {}", what));
   if (id < 0) {
     const bool norm = std::string(what) == "normalize";
     user_error(loc, fmt::format("{} in {}: {}", norm ? "bad shape" : "shape mismatch", what, err),
-               norm ? "the channel count (axis 0) must be a multiple of the number of groups"
-                    : "shapes are per sample with the batch axis B; they must be equal, or one side a scalar");
+               shape_hint(what, err));
   }
   return id;
+}
+
+// A hint that applies to the shape error `err` of op `what`.
+std::string shape_hint(const std::string& what, const std::string& err) {
+  auto has = [&](const char* s) { return err.find(s) != std::string::npos; };
+  if (what == "matmul") {
+    if (has("inner dimensions"))
+      return "matmul(x, w) multiplies [B,K] by [K,N]: the weight's first axis must be the input's last, as in "
+             "param([dim(x, -1), N])";
+    return "write matmul(x, w) with the per-sample activations x ([B,K]) first and a [K,N] weight second";
+  }
+  if (what == "normalize") {
+    if (has("equal groups")) return "the channel count (axis 0) must be a multiple of the number of groups";
+    return "normalize (and group_norm) take feature maps: [C,H,W] or [C,N] per sample, channels first";
+  }
+  if (has("do not match") || has("cannot broadcast"))
+    return "shapes are per sample with the batch axis B; they must be equal, or one side a scalar";
+  return "shapes are per sample (the batch axis B is implicit); check the operands' shapes against the operation";
 }
 
 NodeId Lowerer::as_node(const Value& v, const Loc& loc, const char* what) {
@@ -240,14 +273,12 @@ Value Lowerer::lookup(const std::string& name, const Loc& loc) {
 
 Value Lowerer::binary(const Expr& e, const Value& a, const Value& b) {
   if (a.kind == Value::Kind::Number && b.kind == Value::Kind::Number) {
-    switch (e.op) {
-      case '+': return number(a.num + b.num);
-      case '-': return number(a.num - b.num);
-      case '*': return number(a.num * b.num);
-      case '/':
-        if (b.num == 0) user_error(e.loc, "division by zero in a compile-time expression", "check the divisor");
-        return number(a.num / b.num);
-    }
+    if (e.op == '/' && b.num == 0) user_error(e.loc, "division by zero in a compile-time expression", "check the divisor");
+    const double r = e.op == '+' ? a.num + b.num : e.op == '-' ? a.num - b.num : e.op == '*' ? a.num * b.num : a.num / b.num;
+    if (!std::isfinite(r))
+      user_error(e.loc, fmt::format("{} {} {} overflows to infinity in a compile-time expression", a.num, e.op, b.num),
+                 "numbers in a spec are doubles; check the magnitudes");
+    return number(r);
   }
   const char* what = e.op == '+' ? "'+'" : e.op == '-' ? "'-'" : e.op == '*' ? "'*'" : "'/'";
   NodeId x = as_node(a, e.items[0]->loc, what), y = as_node(b, e.items[1]->loc, what);
@@ -332,6 +363,13 @@ void Lowerer::check_type(const TypeAnn& ann, const Value& v, const Loc& loc, con
     return;
   }
   Type want{true, std::vector<int64_t>(ann.dims.begin(), ann.dims.end())};
+  if (v.kind == Value::Kind::Tensor && !b_->type(v.node).batched && b_->type(v.node).dims == want.dims)
+    user_error(loc,
+               fmt::format("shape mismatch: {} is declared {} per sample, but got {} with no batch axis (one value "
+                           "shared by every sample)",
+                           what, type_ann_str(ann), shape_str(b_->type(v.node))),
+               "a value computed only from parameters and constants is the same for every sample; combine it "
+               "with the per-sample input (for example x + p)");
   if (v.kind != Value::Kind::Tensor || b_->type(v.node) != want)
     user_error(loc,
                fmt::format("shape mismatch: {} is declared {} per sample but got {}", what, type_ann_str(ann),
@@ -408,9 +446,13 @@ Value Lowerer::eval_call(const Expr& e) {
       if (size_t d = edit_distance(e.name, k); d < bestd) bestd = d, best = k;
     for (auto& [k, _] : builtins())
       if (size_t d = edit_distance(e.name, k); d < bestd) bestd = d, best = k;
-    user_error(e.loc, fmt::format("unknown name '{}'", e.name),
-               best.empty() ? "define it with `fn`, or `import std` for linear, silu and sinusoidal"
-                            : fmt::format("did you mean '{}'?", best));
+    std::string std_fns;  // the standard library's functions, when it is imported
+    for (auto& [k, def] : defs_)
+      if (def->name_loc.file && def->name_loc.file->path == "std") std_fns += (std_fns.empty() ? "" : ", ") + k;
+    std::string hint = !best.empty()    ? fmt::format("did you mean '{}'?", best)
+                       : !std_fns.empty() ? "define it with `fn`; the imported standard library has " + std_fns
+                                          : "define it with `fn`, or `import std` for linear, silu and sinusoidal";
+    user_error(e.loc, fmt::format("unknown name '{}'", e.name), hint);
   }
   return call_user(*it->second, e);
 }
@@ -619,6 +661,7 @@ void Lowerer::collect() {
     if (data_->type.kind != TypeAnn::Kind::Tensor)
       user_error(data_->type.loc, "data must be a tensor shape", "write e.g. data x0: [2] or data x0: [1, 28, 28]");
     data_type_ = Type{true, std::vector<int64_t>(data_->type.dims.begin(), data_->type.dims.end())};
+    check_size(data_type_.dims, data_->loc, "a sample of this data");
     m_.data = data_type_;
     m_.data_name = data_->name;
   }
@@ -778,7 +821,15 @@ void Lowerer::run() {
 
 Value unary_builtin(BuiltinCall& c, Op op, double (*f)(double)) {
   const Value& a = c.arg(0);
-  if (a.kind == Value::Kind::Number) return number(f(a.num));
+  if (a.kind == Value::Kind::Number) {
+    const double r = f(a.num);
+    if (!std::isfinite(r))
+      user_error(c.call.loc, fmt::format("{}({}) is {}", c.call.name, a.num, std::isnan(r) ? "NaN" : r > 0 ? "infinite" : "-infinite"),
+                 c.call.name == "sqrt"  ? "sqrt needs an argument >= 0"
+                 : c.call.name == "log" ? "log needs an argument > 0"
+                                        : "the argument is too large for a finite result");
+    return number(r);
+  }
   Node n{op};
   n.in = {c.L.as_node(a, c.locs[0], c.call.name.c_str())};
   return tensor(c.L.make(std::move(n), c.call.loc, c.call.name.c_str()));
@@ -790,13 +841,23 @@ Type shape_arg(BuiltinCall& c, size_t i, bool batched) {
   if (v.kind == Value::Kind::Number) {
     t.dims.push_back(c.L.as_int(v, c.locs[i], "a shape"));
   } else if (v.kind == Value::Kind::List) {
-    for (double d : v.list) t.dims.push_back((int64_t)d);
+    std::string got;
+    for (double d : v.list) got += fmt::format("{}{}", got.empty() ? "" : ", ", d);
+    for (double d : v.list) {
+      // Checked before the conversion: a NaN or 1e300 has no int64_t value.
+      if (!(d >= 1 && d <= kMaxTensorElements && d == std::floor(d)))
+        user_error(c.locs[i], fmt::format("shape sizes must be positive whole numbers, got [{}]", got),
+                   "e.g. param([64, 128])");
+      t.dims.push_back((int64_t)d);
+    }
   } else {
     user_error(c.locs[i], fmt::format("a shape must be a list of sizes, got {}", kind_name(v)), "e.g. [64, 128]");
   }
   for (size_t k = 0; k < t.dims.size(); ++k)
-    if (t.dims[k] <= 0 || (double)t.dims[k] != (k < v.list.size() ? v.list[k] : (double)t.dims[k]))
-      user_error(c.locs[i], "shape sizes must be positive whole numbers", "e.g. param([64, 128])");
+    if (t.dims[k] <= 0)
+      user_error(c.locs[i], fmt::format("shape sizes must be positive whole numbers, got {}", t.dims[k]),
+                 "e.g. param([64, 128])");
+  check_size(t.dims, c.locs[i], "this shape");
   return t;
 }
 
@@ -981,6 +1042,12 @@ Model lower(const Program& program, const std::string& spec_path) {
   for (auto& s : m.samplers) verify(s.second, m);
   if (m.has_eps) verify(m.eps, m);
   return m;
+}
+
+std::vector<std::string> builtin_names() {
+  std::vector<std::string> names;
+  for (auto& [name, _] : builtins()) names.push_back(name);
+  return names;
 }
 
 }  // namespace ddpmc

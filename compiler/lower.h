@@ -14,4 +14,8 @@ namespace ddpmc {
 
 Model lower(const Program& program, const std::string& spec_path);
 
+// The builtin functions' names (exp, matmul, clip, ...), sorted; the language
+// reference's table of builtins must list exactly these (tests/test_docs.cpp).
+std::vector<std::string> builtin_names();
+
 }  // namespace ddpmc

@@ -81,10 +81,17 @@ class Parser {
     user_error(brace.loc, "unterminated block: this '{' is never closed", hint);
   }
 
-  void enter(const Loc& loc) {
-    if (++depth_ > kMaxExprDepth)
-      user_error(loc, fmt::format("expression is too deep: more than {} nested levels", kMaxExprDepth),
-                 "split it into several assignments, such as 'a = ...' followed by 'b = f(a)'");
+  // Each nesting level and each operator of a chain (a + b + c nests to the
+  // left) counts; `in_chain` says which one went over the limit, for the message.
+  void enter(const Loc& loc, bool in_chain = false) {
+    if (++depth_ <= kMaxExprDepth) return;
+    if (in_chain)
+      user_error(loc, fmt::format("expression is too long: more than {} operators and nesting levels in one "
+                                  "expression", kMaxExprDepth),
+                 "split the chain into several assignments, such as 'a = x1 + ... + x100' followed by "
+                 "'b = a + x101 + ...'");
+    user_error(loc, fmt::format("expression is too deep: more than {} nested levels", kMaxExprDepth),
+               "split it into several assignments, such as 'a = ...' followed by 'b = f(a)'");
   }
   void leave(int n = 1) { depth_ -= n; }
 
@@ -335,7 +342,7 @@ class Parser {
     int chain = 0;
     while (at(Tok::Plus) || at(Tok::Minus)) {
       const Token& op = advance();
-      enter(op.loc);
+      enter(op.loc, true);
       ++chain;
       ExprP rhs = term();
       ExprP b = node(ExprKind::Binary, op.loc);
@@ -353,7 +360,7 @@ class Parser {
     int chain = 0;
     while (at(Tok::Star) || at(Tok::Slash)) {
       const Token& op = advance();
-      enter(op.loc);
+      enter(op.loc, true);
       ++chain;
       ExprP rhs = unary();
       ExprP b = node(ExprKind::Binary, op.loc);

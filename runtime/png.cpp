@@ -9,7 +9,8 @@
 #include <memory>
 #include <vector>
 
-#include "compiler/diag.h"
+#include "common/atomic_file.h"
+#include "common/diag.h"
 #include "npy.h"
 
 namespace ddpm {
@@ -36,69 +37,9 @@ void write_png_rgb(const std::string& path, int w, int h, const uint8_t* rgb) {
   int err = 0;
   std::unique_ptr<void, void (*)(void*)> buf(spng_get_png_buffer(ctx.get(), &len, &err), std::free);
   check(err, "spng_get_png_buffer");
-  AtomicFile f(path, "PNG image");
+  ddpmc::AtomicFile f(path, "PNG image");
   f.write(buf.get(), len);
   f.commit();
-}
-
-void write_scatter_png(const std::string& path, const float* xy, int64_t n, int size_px, float lim) {
-  DDPM_CHECK(size_px >= 16 && size_px <= 8192, "scatter size out of range");
-  const int S = size_px;
-
-  if (!(lim > 0)) {
-    std::vector<float> r;
-    r.reserve((size_t)n);
-    for (int64_t i = 0; i < n; ++i) {
-      float x = xy[2 * i], y = xy[2 * i + 1];
-      if (std::isfinite(x) && std::isfinite(y)) r.push_back(std::max(std::fabs(x), std::fabs(y)));
-    }
-    float q = 0;
-    if (!r.empty()) {
-      size_t k = std::min(r.size() - 1, (size_t)(0.995 * (double)r.size()));
-      std::nth_element(r.begin(), r.begin() + (std::ptrdiff_t)k, r.end());
-      q = r[k];
-    }
-    lim = q > 0 ? 1.1f * q : 1.0f;
-  }
-
-  // Accumulate dot coverage: each point stamps a disc of radius `rad` pixels.
-  std::vector<uint32_t> count((size_t)S * S, 0);
-  const int rad = std::max(1, S / 256);
-  const double scale = S / (2.0 * lim);
-  for (int64_t i = 0; i < n; ++i) {
-    double x = xy[2 * i], y = xy[2 * i + 1];
-    if (!std::isfinite(x) || !std::isfinite(y)) continue;
-    double fx = (x + lim) * scale, fy = (lim - y) * scale;
-    if (fx < 0 || fy < 0 || fx >= S || fy >= S) continue;
-    int cx = (int)fx, cy = (int)fy;
-    for (int dy = -rad; dy <= rad; ++dy)
-      for (int dx = -rad; dx <= rad; ++dx) {
-        int px = cx + dx, py = cy + dy;
-        if (dx * dx + dy * dy > rad * rad + rad || px < 0 || py < 0 || px >= S || py >= S) continue;
-        ++count[(size_t)py * S + px];
-      }
-  }
-
-  std::vector<uint8_t> rgb((size_t)S * S * 3, 255);
-  // Axes through the origin, light grey.
-  const int ox = (int)std::floor(lim * scale), oy = (int)std::floor(lim * scale);
-  for (int t = 0; t < S; ++t) {
-    for (int ch = 0; ch < 3; ++ch) {
-      if (ox >= 0 && ox < S) rgb[((size_t)t * S + ox) * 3 + ch] = 205;
-      if (oy >= 0 && oy < S) rgb[((size_t)oy * S + t) * 3 + ch] = 205;
-    }
-  }
-  // Each covering point adds opacity 0.3 of dark blue: alpha = 1 - 0.7^count.
-  const double ink[3] = {18, 38, 120};
-  for (size_t p = 0; p < count.size(); ++p) {
-    if (!count[p]) continue;
-    double a = 1.0 - std::pow(0.7, (double)count[p]);
-    for (int ch = 0; ch < 3; ++ch) {
-      double bg = rgb[p * 3 + ch];
-      rgb[p * 3 + ch] = (uint8_t)std::lround(bg * (1 - a) + ink[ch] * a);
-    }
-  }
-  write_png_rgb(path, S, S, rgb.data());
 }
 
 void write_image_grid_png(const std::string& path, const float* images, int64_t n, int c, int h,

@@ -13,10 +13,11 @@
 #include <fmt/format.h>
 #include <oneapi/tbb/global_control.h>
 
-#include "compiler/diag.h"
+#include "common/diag.h"
 #include "module.h"
 #include "npy.h"
 #include "philox.h"
+#include "plot.h"
 #include "png.h"
 #include "safetensors.h"
 
@@ -100,6 +101,71 @@ RunFiles run_files(const std::string& run_dir, const std::string& then) {
   return f;
 }
 
+std::vector<float> run_sampler(const Module& mod, const float* params, int idx, const std::vector<int>& ts, int64_t N,
+                               int batch, uint64_t seed, bool quiet) {
+  const ddpm_module& m = mod.get();
+  const int K = (int)ts.size() - 1;
+  const int64_t D = m.data_numel;
+  const int B = (int)std::min<int64_t>(batch, N);
+  AlignedBuffer arena = alloc_arena(m, 1 + idx, B);
+  AlignedFloats x((int64_t)B * D), xn((int64_t)B * D);
+  std::vector<float> out((size_t)(N * D));
+
+  const bool tty = isatty(fileno(stderr)) && !quiet;
+  const int64_t n_chunks = (N + B - 1) / B;
+  const int64_t total_calls = n_chunks * K;
+  const Clock::time_point t0 = Clock::now();
+  Clock::time_point last_print = t0;
+  int64_t calls = 0;
+  for (int64_t c = 0; c < n_chunks; ++c) {
+    const int64_t g0 = c * B;
+    const int b = (int)std::min<int64_t>(B, N - g0);
+    for (int64_t e = 0; e < (int64_t)b * D; ++e)
+      x[e] = (float)philox_normal(seed, kNoiseStep, kNoiseStream, (uint64_t)(g0 * D + e));
+    for (int i = K; i >= 1; --i) {
+      const int t = ts[i], s = ts[i - 1];
+      // Version 3 modules key noise by the global sample index (row0), so the
+      // result does not depend on --batch; version 2 ones by the index in the
+      // call, made distinct per chunk through the counter.
+      int rc;
+      if (m.abi_version >= 3) {
+        rc = m.sampler_step(idx, arena.data(), b, params, x.data(), t, s, seed, (uint64_t)t, xn.data(), g0);
+      } else {
+        const uint64_t counter = ((uint64_t)g0 << 32) | (uint32_t)t;
+        rc = reinterpret_cast<ddpm_sampler_step_v2>(reinterpret_cast<void (*)(void)>(m.sampler_step))(
+            idx, arena.data(), b, params, x.data(), t, s, seed, counter, xn.data());
+      }
+      if (rc != 0)
+        DDPM_ICE(fmt::format("module sampler_step returned {} (sampler {}, t = {})", rc, m.sampler_names[idx], t));
+      std::swap(x, xn);
+      ++calls;
+      if (!quiet && seconds_since(last_print) > (tty ? 0.25 : 5.0)) {
+        double el = seconds_since(t0);
+        fmt::print(stderr, "{}sampling {} points: chunk {}/{}, step {}/{}  {:.0f} steps/s  ETA {:.0f} s{}",
+                   tty ? "\r" : "", N, c + 1, n_chunks, K - i + 1, K, calls / el, (total_calls - calls) * el / calls,
+                   tty ? "   " : "\n");
+        last_print = Clock::now();
+      }
+    }
+    std::copy(x.data(), x.data() + (int64_t)b * D, out.begin() + g0 * D);
+  }
+  if (tty && seconds_since(t0) > 0.25) fmt::print(stderr, "\n");
+  return out;
+}
+
+bool write_samples_png(const std::string& path, const Module& mod, const float* samples, int64_t n) {
+  const ddpm_module& m = mod.get();
+  if (m.data_rank == 1 && m.data_dims[0] == 2) {
+    write_scatter_png(path, samples, n);
+    return true;
+  }
+  if (m.data_rank == 3 && (m.data_dims[0] == 1 || m.data_dims[0] == 3)) {
+    write_image_grid_png(path, samples, std::min<int64_t>(n, 256), m.data_dims[0], m.data_dims[1], m.data_dims[2]);
+    return true;
+  }
+  return false;
+}
+
 std::vector<float> sample_to_vector(const SampleConfig& cfg) {
   validate(cfg);
   tbb::global_control threads_ctl(tbb::global_control::max_allowed_parallelism, (size_t)cfg.threads);
@@ -116,51 +182,9 @@ std::vector<float> sample_to_vector(const SampleConfig& cfg) {
 
   AlignedFloats params(m.param_floats);
   load_weights(ckpt, mod, cfg.use_ema, params.data());
-
-  const int64_t N = cfg.n, D = m.data_numel;
-  const int B = (int)std::min<int64_t>(cfg.batch, N);
-  AlignedBuffer arena = alloc_arena(m, 1 + idx, B);
-  AlignedFloats x((int64_t)B * D), xn((int64_t)B * D);
-  std::vector<float> out((size_t)(N * D));
-
-  const bool tty = isatty(fileno(stderr)) && !cfg.quiet;
-  const int64_t n_chunks = (N + B - 1) / B;
-  const int64_t total_calls = n_chunks * K;
+  const int64_t N = cfg.n;
   const Clock::time_point t0 = Clock::now();
-  Clock::time_point last_print = t0;
-  int64_t calls = 0;
-  for (int64_t c = 0; c < n_chunks; ++c) {
-    const int64_t g0 = c * B;
-    const int b = (int)std::min<int64_t>(B, N - g0);
-    for (int64_t e = 0; e < (int64_t)b * D; ++e)
-      x[e] = (float)philox_normal(cfg.seed, kNoiseStep, kNoiseStream, (uint64_t)(g0 * D + e));
-    for (int i = K; i >= 1; --i) {
-      const int t = ts[i], s = ts[i - 1];
-      // Version 3 modules key noise by the global sample index (row0), so the
-      // result does not depend on --batch; version 2 ones by the index in the
-      // call, made distinct per chunk through the counter.
-      int rc;
-      if (m.abi_version >= 3) {
-        rc = m.sampler_step(idx, arena.data(), b, params.data(), x.data(), t, s, cfg.seed, (uint64_t)t, xn.data(), g0);
-      } else {
-        const uint64_t counter = ((uint64_t)g0 << 32) | (uint32_t)t;
-        rc = reinterpret_cast<ddpm_sampler_step_v2>(reinterpret_cast<void (*)(void)>(m.sampler_step))(idx, arena.data(), b, params.data(), x.data(), t,
-                                                                     s, cfg.seed, counter, xn.data());
-      }
-      if (rc != 0) DDPM_ICE(fmt::format("module sampler_step returned {} (sampler {}, t = {})", rc, cfg.sampler, t));
-      std::swap(x, xn);
-      ++calls;
-      if (!cfg.quiet && seconds_since(last_print) > (tty ? 0.25 : 5.0)) {
-        double el = seconds_since(t0);
-        fmt::print(stderr, "{}sampling {} points: chunk {}/{}, step {}/{}  {:.0f} steps/s  ETA {:.0f} s{}",
-                   tty ? "\r" : "", N, c + 1, n_chunks, K - i + 1, K, calls / el, (total_calls - calls) * el / calls,
-                   tty ? "   " : "\n");
-        last_print = Clock::now();
-      }
-    }
-    std::copy(x.data(), x.data() + (int64_t)b * D, out.begin() + g0 * D);
-  }
-  if (tty && seconds_since(t0) > 0.25) fmt::print(stderr, "\n");
+  std::vector<float> out = run_sampler(mod, params.data(), idx, ts, N, cfg.batch, cfg.seed, cfg.quiet);
   const double dt = seconds_since(t0);
 
   int64_t bad = std::count_if(out.begin(), out.end(), [](float v) { return !std::isfinite(v); });
@@ -176,17 +200,11 @@ std::vector<float> sample_to_vector(const SampleConfig& cfg) {
     wrote += " " + cfg.out_npy;
   }
   if (!cfg.out_png.empty()) {
-    if (m.data_rank == 1 && m.data_dims[0] == 2) {
-      write_scatter_png(cfg.out_png, out.data(), N);
+    if (write_samples_png(cfg.out_png, mod, out.data(), N))
       wrote += " " + cfg.out_png;
-    } else if (m.data_rank == 3 && (m.data_dims[0] == 1 || m.data_dims[0] == 3)) {
-      write_image_grid_png(cfg.out_png, out.data(), std::min<int64_t>(N, 256), m.data_dims[0], m.data_dims[1],
-                           m.data_dims[2]);
-      wrote += " " + cfg.out_png;
-    } else {
+    else
       fmt::print(stderr, "note: no PNG for samples of shape {} (only [2] points and [1|3, H, W] images)\n",
                  mod.data_shape_string());
-    }
   }
   fmt::print(stderr, "sampled {} x {} with {} ({} steps, {} weights) in {:.2f} s{}{}\n", N,
              mod.data_shape_string(), cfg.sampler, K, cfg.use_ema ? "EMA" : "raw", dt,

@@ -56,6 +56,16 @@ class Module;
 // ("" if it records none).
 std::string load_weights(const std::string& path, const Module& mod, bool use_ema, float* params);
 
+// Runs sampler `idx` of `mod` with the weights `params` over the step sequence
+// `ts` (sampling_steps) for N samples, `batch` at a time, from x_T keyed by
+// (seed, sample index). Progress goes to stderr unless `quiet`.
+std::vector<float> run_sampler(const Module& mod, const float* params, int idx, const std::vector<int>& ts, int64_t N,
+                               int batch, uint64_t seed, bool quiet);
+
+// A scatter plot ([2] points) or an image grid ([1|3, H, W], at most 256 images)
+// of n samples; false (nothing written) for any other data shape.
+bool write_samples_png(const std::string& path, const Module& mod, const float* samples, int64_t n);
+
 // The tool entry: sample_to_vector, then returns 0 (throws on bad input).
 int sample(const SampleConfig& cfg);
 

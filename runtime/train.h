@@ -1,6 +1,6 @@
 // The training loop (Algorithm 1 of Ho et al. 2020) around a compiled module.
 //
-// Data flow: spec or .so → Module; parameters initialised from Philox (or restored
+// Data flow: compiled .so → Module; parameters initialised from Philox (or restored
 // from a checkpoint); then for every step k = 1..steps: a batch x0 (a pure function
 // of (seed, k)) → module train_step (loss and gradients; t and ε are drawn inside
 // the module from (seed, k)) → optional global-norm clipping → AdamW → EMA.
@@ -9,7 +9,8 @@
 // and the thread count does not change the result.
 //
 // Outputs in `out`: module.so, checkpoint.safetensors (atomic), metrics.jsonl
-// (appended), config.json. Progress goes to stderr.
+// (appended), config.json, loss.png (redrawn at each checkpoint), train.lock and,
+// with sample_every, samples/step_NNNNNNN.png. Progress goes to stderr.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -19,7 +20,10 @@
 namespace ddpm {
 
 struct TrainConfig {
-  std::string model;       // a .ddpm spec (built through the cache) or a compiled .so
+  std::string model;       // what the user named: a .ddpm spec or a compiled .so (for messages and config.json)
+  // The compiled module to load; empty means `model` itself (which must then be a
+  // .so: the runtime does not compile specs, tools/spec_module.h does).
+  std::string module_so;
   // a built-in 2-D set (moons, swissroll, 8gaussians, checkerboard), a path to an
   // .npy [N, ...] or IDX image file (*idx3-ubyte[.gz], scaled to [-1, 1]), or
   // "fashion-mnist" (the Debian dataset-fashion-mnist training images)
@@ -39,9 +43,19 @@ struct TrainConfig {
   bool resume = false;
   double minutes = 0;      // wall-time bound; 0 = none
   int warmup = 0;          // linear learning-rate warm-up over this many steps
-  std::string cache_dir;   // module cache; empty = the builder's default
+  // After the warm-up: "constant" keeps opt.lr; "cosine" decays it to 0 at `steps`
+  // along half a cosine (learning_rate below).
+  std::string lr_schedule = "constant";
+  // Every this many steps (0 = never), a preview of samples from the EMA weights is
+  // written to out/samples/step_NNNNNNN.png (a scatter plot or an image grid).
+  int64_t sample_every = 0;
   bool quiet = false;      // no progress lines (errors and the summary are still printed)
 };
+
+// The learning rate at training step `step` (1-based): opt.lr * step / warmup
+// during the warm-up, then opt.lr ("constant") or
+// opt.lr * (1 + cos(pi * (step - warmup) / (steps - warmup))) / 2 ("cosine").
+float learning_rate(const TrainConfig& cfg, int64_t step);
 
 // Exit codes of train() besides 0.
 constexpr int kTrainNonFinite = 3;     // the loss became NaN/Inf; the last good checkpoint is kept

@@ -1,4 +1,4 @@
-// runtime/conv.h against a naive convolution in double: the forward pass, the stride-1 data
+// common/prelude/conv.h against a naive convolution in double: the forward pass, the stride-1 data
 // gradient (forward pass of dy with the flipped filter) and the filter gradient summed over
 // samples, at every U-Net shape class: 3x3 and 1x1, stride 1 and 2, channel counts that are
 // and are not multiples of the 16/32/64-lane blocks, and widths that leave partial pixel blocks.

@@ -4,18 +4,20 @@
 // each one is run through check_spec_text() under the label "README.md:<line>"
 // (<line> is the block's first spec line), so an error message points into the
 // README. Blocks tagged anything else (```text for fragments and output) are
-// skipped. The moons model, the reference's first example, must also check with
+// skipped. The table of builtins lists exactly the compiler's builtins. The moons model, the reference's first example, must also check with
 // its documented parameter count.
 #include <doctest/doctest.h>
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
-#include "compiler/diag.h"
+#include "common/diag.h"
 #include "compiler/driver.h"
+#include "compiler/lower.h"
 
 namespace fs = std::filesystem;
 
@@ -126,4 +128,27 @@ TEST_CASE("docs: fenced block extraction") {
   CHECK(blocks[0].text == "data x0: [2]\n");
   CHECK(blocks[1].line == 9);
   CHECK(blocks[1].text == "  indented\n");
+}
+
+TEST_CASE("docs: the table of builtins lists every builtin and nothing else") {
+  std::ifstream in(kReadme);
+  std::string line;
+  bool in_section = false;
+  std::set<std::string> documented;
+  while (std::getline(in, line)) {
+    if (line.rfind("## ", 0) == 0) in_section = line == "## Builtins";
+    if (!in_section || line.rfind("| `", 0) != 0) continue;
+    // The first column: one or more `name`s.
+    const std::string first = line.substr(1, line.find('|', 1) - 1);
+    for (size_t a = first.find('`'); a != std::string::npos; a = first.find('`', a + 1)) {
+      size_t b = first.find('`', a + 1);
+      documented.insert(first.substr(a + 1, b - a - 1));
+      a = b;
+    }
+  }
+  const std::vector<std::string> names = ddpmc::builtin_names();
+  const std::set<std::string> builtins(names.begin(), names.end());
+  REQUIRE(builtins.size() > 10);
+  for (const std::string& b : builtins) CHECK_MESSAGE(documented.count(b), "builtin not in the reference: ", b);
+  for (const std::string& d : documented) CHECK_MESSAGE(builtins.count(d), "documented but not a builtin: ", d);
 }

@@ -4,7 +4,9 @@
 // basename. The harness runs check_spec_file() on the file and requires a UserError
 // (never an InternalError, never success) whose first line, with the path reduced
 // to its basename, is exactly the expected text, followed by the source line, a
-// caret line and a non-empty hint. Helper files that cases import live in
+// caret line and a non-empty hint. A second line `# hint: TEXT` requires the hint
+// to contain TEXT, `# hint-not: TEXT` requires it not to (a hint must apply to the
+// case). Helper files that cases import live in
 // tests/errors/inc/ and are not cases themselves. Adding a case means adding a file.
 #include <doctest/doctest.h>
 
@@ -16,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "compiler/diag.h"
+#include "common/diag.h"
 #include "compiler/driver.h"
 
 namespace fs = std::filesystem;
@@ -37,6 +39,15 @@ std::vector<fs::path> error_cases() {
 std::string first_line(const fs::path& p) {
   std::ifstream in(p);
   std::string line;
+  std::getline(in, line);
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  return line;
+}
+
+std::string second_line(const fs::path& p) {
+  std::ifstream in(p);
+  std::string line;
+  std::getline(in, line);
   std::getline(in, line);
   if (!line.empty() && line.back() == '\r') line.pop_back();
   return line;
@@ -86,6 +97,9 @@ void check_case(const fs::path& path) {
   auto hint = std::find_if(lines.begin(), lines.end(), [](const std::string& l) { return l.rfind("hint: ", 0) == 0; });
   REQUIRE(hint != lines.end());
   CHECK(hint->size() > std::string("hint: ").size() + 10);
+  const std::string second = second_line(path);
+  if (second.rfind("# hint: ", 0) == 0) CHECK(hint->find(second.substr(8)) != std::string::npos);
+  if (second.rfind("# hint-not: ", 0) == 0) CHECK(hint->find(second.substr(12)) == std::string::npos);
   // House style: messages start in lower case.
   auto pos = lines[0].find(": error: ");
   REQUIRE(pos != std::string::npos);

@@ -16,12 +16,12 @@
 #include <string>
 #include <vector>
 
-#include "compiler/diag.h"
+#include "common/diag.h"
 #include "runtime/data2d.h"
 #include "runtime/idx.h"
 #include "runtime/npy.h"
 #include "runtime/optim.h"
-#include "runtime/philox.h"
+#include "common/prelude/philox.h"
 #include "runtime/png.h"
 #include "runtime/safetensors.h"
 #include "runtime/swd.h"
@@ -385,47 +385,6 @@ Decoded decode_png(const std::string& path) {
 }
 
 }  // namespace
-
-TEST_CASE("runtime: scatter PNG puts dark dots where the points are, y up") {
-  std::string dir = scratch("png_scatter");
-  // 2000 points in a tight cluster at (1, 1) and one lone point at (-1, -1).
-  std::vector<float> xy;
-  for (int i = 0; i < 2000; ++i) {
-    xy.push_back(1.0f + 0.01f * (float)ddpm::philox_normal(0, 0, 1, 2 * i));
-    xy.push_back(1.0f + 0.01f * (float)ddpm::philox_normal(0, 0, 1, 2 * i + 1));
-  }
-  xy.push_back(-1.0f);
-  xy.push_back(-1.0f);
-  std::string path = dir + "/s.png";
-  ddpm::write_scatter_png(path, xy.data(), (int64_t)xy.size() / 2, 512, 2.0f);
-  Decoded d = decode_png(path);
-  REQUIRE(d.w == 512);
-  REQUIRE(d.h == 512);
-  // (1, 1) maps to column (1+2)/4*512 = 384 and row (2-1)/4*512 = 128.
-  const uint8_t* dense = d.at(384, 128);
-  CHECK(dense[0] < 40);
-  CHECK(dense[2] > dense[0]);
-  // The lone point (-1, -1) at column 128, row 384 is lighter than the cluster but still inked.
-  const uint8_t* lone = d.at(128, 384);
-  CHECK(lone[0] < 255);
-  CHECK(lone[0] > dense[0]);
-  // The mirrored position (1, -1) stays empty: y points up.
-  CHECK(d.at(384, 384)[0] == 255);
-  CHECK(d.at(5, 5)[0] == 255);
-  // Light grey axes through the origin.
-  CHECK(d.at(256, 20)[0] == d.at(256, 20)[2]);
-  CHECK(d.at(256, 20)[0] < 255);
-  CHECK(d.at(256, 20)[0] > 150);
-  CHECK(d.at(20, 256)[0] < 255);
-
-  // Auto limits keep the data on the canvas.
-  ddpm::write_scatter_png(dir + "/auto.png", xy.data(), (int64_t)xy.size() / 2, 256);
-  Decoded a = decode_png(dir + "/auto.png");
-  CHECK(a.w == 256);
-  int64_t inked = 0;
-  for (size_t i = 0; i < a.rgb.size(); i += 3) inked += a.rgb[i] < 100;
-  CHECK(inked > 0);
-}
 
 TEST_CASE("runtime: image grid PNG lays out tiles row-major with padding and scaling") {
   std::string dir = scratch("png_grid");

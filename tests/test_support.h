@@ -19,6 +19,12 @@ inline ddpmc::BuildOptions test_build_options() {
   return o;
 }
 
+// models/moons.ddpm compiled through the test cache (once per test process).
+inline const std::string& moons_module() {
+  static const std::string so = ddpmc::build_module(source_path("models/moons.ddpm"), test_build_options()).so_path;
+  return so;
+}
+
 inline std::vector<float> uniform_floats(size_t n, float lo, float hi, uint32_t seed) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> d(lo, hi);

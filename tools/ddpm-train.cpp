@@ -15,9 +15,10 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
-#include "compiler/diag.h"
+#include "common/diag.h"
 #include "runtime/data2d.h"
 #include "runtime/train.h"
+#include "spec_module.h"
 #include "tool_main.h"
 
 int main(int argc, char** argv) {
@@ -41,6 +42,12 @@ int main(int argc, char** argv) {
   app.add_option("--ema-decay", cfg.ema_decay, "EMA decay of the sampling weights")->capture_default_str();
   app.add_option("--grad-clip", cfg.grad_clip, "max global gradient norm; 0 = off")->capture_default_str();
   app.add_option("--warmup", cfg.warmup, "linear learning-rate warm-up steps")->capture_default_str();
+  app.add_option("--lr-schedule", cfg.lr_schedule, "after the warm-up: constant, or cosine (decays to 0 at --steps)")
+      ->check(CLI::IsMember({"constant", "cosine"}))
+      ->capture_default_str();
+  app.add_option("--sample-every", cfg.sample_every,
+                 "write a preview of samples from the EMA weights to OUT/samples/ every N steps; 0 = never")
+      ->capture_default_str();
   app.add_option("--seed", cfg.seed, "random seed (a resumed run keeps its checkpoint's seed)")->capture_default_str();
   app.add_flag("--resume", cfg.resume, "continue the run in --out from its checkpoint");
   app.add_option("--minutes", cfg.minutes, "stop (with a checkpoint) after this much wall time; 0 = no limit")
@@ -48,7 +55,8 @@ int main(int argc, char** argv) {
   app.add_option("--ckpt-every", cfg.ckpt_every, "checkpoint every N steps (and at the end); 0 = only at the end")
       ->capture_default_str();
   app.add_option("--log-every", cfg.log_every, "progress and metrics line every N steps")->capture_default_str();
-  app.add_option("--cache-dir", cfg.cache_dir, "module cache (default: $DDPM_CACHE_DIR or ~/.cache/ddpmc)");
+  std::string cache_dir;
+  app.add_option("--cache-dir", cache_dir, "module cache (default: $DDPM_CACHE_DIR or ~/.cache/ddpmc)");
   app.add_flag("-q,--quiet", cfg.quiet, "no progress lines");
 
   if (int rc = ddpm_tools::parse(app, argc, argv, "ddpm-train"); rc >= 0) return rc;
@@ -72,5 +80,8 @@ int main(int argc, char** argv) {
   }
   if (cfg.out.empty()) cfg.out = (std::filesystem::path("runs") / std::filesystem::path(cfg.model).stem()).string();
 
-  return ddpm_tools::guarded("ddpm-train", [&] { return ddpm::train(cfg); });
+  return ddpm_tools::guarded("ddpm-train", [&] {
+    cfg.module_so = ddpm_tools::module_for(cfg.model, cache_dir);
+    return ddpm::train(cfg);
+  });
 }

@@ -13,6 +13,9 @@ Graph autodiff(const Graph& loss, const Model& m);
 // diffusion arithmetic on schedule tables into single table lookups), algebraic
 // identities and dead-code elimination.
 Graph simplify(const Graph& g);
+// Throws a UserError at the node's spec location if a constant of g is NaN or
+// infinite, or a table lookup is at a step its step input can take (simplify runs it).
+void check_constants(const Graph& g);
 
 // Gives each group-normalization backward its own copy of the forward values its
 // gradient region reads (the normalization and the elementwise chain after it),

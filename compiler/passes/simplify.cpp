@@ -6,11 +6,16 @@
 //   - identities: x + 0, x * 1, x - 0, x / 1, -(-x), broadcast to the same type;
 //   - common-subexpression elimination (random ops are keyed by their stream, so
 //     merging two of them is exact);
-// followed by dead-code elimination from the outputs.
+// followed by dead-code elimination from the outputs. Then check_constants: a
+// constant that came out NaN or infinite, or a table that does at a step its
+// lookup can read, is a user error at the spec line that computes it.
 #include <cmath>
 #include <map>
 #include <tuple>
 
+#include <fmt/format.h>
+
+#include "diag.h"
 #include "ops.h"
 #include "passes.h"
 
@@ -132,7 +137,64 @@ Graph simplify(const Graph& in) {
     g.outputs.push_back(map[in.outputs[k]]);
     g.output_names.push_back(in.output_names[k]);
   }
-  return remove_dead(g);
+  Graph out = remove_dead(g);
+  check_constants(out);
+  return out;
+}
+
+namespace {
+
+// The steps a lookup can see: a sampler's t and the loss's uniform_step() are
+// 1..T, a sampler's s is 0..T-1; anything else, 0..T.
+struct StepRange {
+  int64_t lo, hi;
+  std::string who;
+};
+StepRange step_range(const Graph& g, const Node& lookup) {
+  const Node& step = g.nodes[lookup.in[0]];
+  const int64_t T = (int64_t)lookup.data.size() - 1;
+  if (step.op == Op::UniformStep) return {1, T, "uniform_step()"};
+  if (step.op == Op::Input && step.name == "t") return {1, T, "the step t"};
+  if (step.op == Op::Input && step.name == "s") return {0, T - 1, "the step s"};
+  return {0, T, "a step"};
+}
+
+std::string non_finite(double v) { return std::isnan(v) ? "NaN" : v > 0 ? "infinite" : "-infinite"; }
+
+const char* kConstHint = "check the arguments: sqrt needs x >= 0, log needs x > 0, and a division by zero is infinite";
+
+}  // namespace
+
+void check_constants(const Graph& g) {
+  for (const Node& n : g.nodes) {
+    const Loc loc = n.locs.empty() ? Loc{} : n.locs[0];
+    if (n.op == Op::Const && !std::isfinite(n.value))
+      user_error(loc, fmt::format("this constant is {} when it is computed at compile time", non_finite(n.value)),
+                 kConstHint);
+    if (n.op == Op::ConstTensor)
+      for (size_t e = 0; e < n.data.size(); ++e)
+        if (!std::isfinite(n.data[e]))
+          user_error(loc, fmt::format("this constant is {} at element {} when it is computed at compile time",
+                                      non_finite(n.data[e]), e),
+                     kConstHint);
+    // A table (folded at compile time) that is not finite, or a division by a
+    // table that is zero, at a step the lookup can read.
+    const bool div = n.op == Op::Div && g.nodes[n.in[1]].op == Op::Lookup;
+    const Node& tab = div ? g.nodes[n.in[1]] : n;
+    if ((n.op != Op::Lookup && !div) || tab.data.empty()) continue;
+    const StepRange r = step_range(g, tab);
+    const std::string hint = fmt::format("schedule tables are evaluated at compile time for steps {}..{}; keep "
+                                         "divisors and square-root arguments away from 0 there (for example use "
+                                         "abar_prev, or clip)", r.lo, r.hi);
+    for (int64_t k = r.lo; k <= r.hi; ++k) {
+      if (!div && !std::isfinite(tab.data[k]))
+        user_error(loc, fmt::format("this schedule expression is {} at step {}, which {} can take",
+                                    non_finite(tab.data[k]), k, r.who), hint);
+      if (div && tab.data[k] == 0)
+        user_error(loc, fmt::format("this divides by a schedule expression that is 0 at step {}, which {} can take",
+                                    k, r.who), hint);
+    }
+  }
 }
 
 }  // namespace ddpmc

@@ -51,6 +51,14 @@ class InternalError : public std::logic_error {
   explicit InternalError(const std::string& formatted) : std::logic_error(formatted) {}
 };
 
+// A source line as a diagnostic shows it: at most about 120 bytes around column
+// `col` (with "..." where it is cut), control bytes and invalid UTF-8 escaped as
+// \xNN, and the spaces (and tabs) that put a caret under column `col`.
+struct EchoedLine {
+  std::string text, caret;
+};
+EchoedLine echo_source_line(const std::string& line, int col);
+
 // Formats the message described at the top of this file.
 std::string format_diagnostic(const Loc& loc, const std::string& message, const std::string& hint);
 

@@ -1,0 +1,269 @@
+// Cairo plots (see plot.h): a small axis helper (ranges, ticks, labels) and the
+// two plots built on it.
+#include "plot.h"
+
+#include <cairo.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "common/atomic_file.h"
+#include "common/diag.h"
+
+namespace ddpm {
+
+namespace {
+
+struct Surface {
+  cairo_surface_t* s;
+  cairo_t* cr;
+  Surface(int w, int h) : s(cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h)), cr(cairo_create(s)) {
+    cairo_set_source_rgb(cr, 1, 1, 1);
+    cairo_paint(cr);
+    cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+    cairo_set_font_size(cr, 12);
+  }
+  ~Surface() {
+    cairo_destroy(cr);
+    cairo_surface_destroy(s);
+  }
+  Surface(const Surface&) = delete;
+  Surface& operator=(const Surface&) = delete;
+
+  void save(const std::string& path) {
+    cairo_surface_flush(s);
+    std::string png;
+    auto append = [](void* closure, const unsigned char* data, unsigned int len) {
+      static_cast<std::string*>(closure)->append(reinterpret_cast<const char*>(data), len);
+      return CAIRO_STATUS_SUCCESS;
+    };
+    cairo_status_t st = cairo_surface_write_to_png_stream(s, append, &png);
+    if (st != CAIRO_STATUS_SUCCESS) DDPM_ICE(fmt::format("cairo could not encode {}: {}", path, cairo_status_to_string(st)));
+    ddpmc::write_file_atomic(path, png, "PNG image");
+  }
+};
+
+// One axis: a data range mapped onto a pixel range, linear or log10.
+struct Axis {
+  double lo, hi;  // data
+  double p0, p1;  // pixels (p0 is where lo goes)
+  bool log = false;
+  double to_px(double v) const {
+    double a = log ? std::log10(v) : v, l = log ? std::log10(lo) : lo, h = log ? std::log10(hi) : hi;
+    return p0 + (a - l) / (h - l) * (p1 - p0);
+  }
+  std::vector<double> ticks(int max_ticks) const {
+    if (!log) return nice_ticks(lo, hi, max_ticks);
+    std::vector<double> t;
+    // Within about two decades: 1, 2 and 5 times each power of ten.
+    for (int k = (int)std::floor(std::log10(lo)); k <= (int)std::ceil(std::log10(hi)); ++k)
+      for (double m : {1.0, 2.0, 5.0})
+        if (double v = m * std::pow(10.0, k); v >= lo && v <= hi) t.push_back(v);
+    if ((int)t.size() <= max_ticks + 2) return t;
+    t.clear();
+    const int step = std::max(1, (int)std::ceil((std::log10(hi) - std::log10(lo)) / max_ticks));
+    for (int k = (int)std::ceil(std::log10(lo)); k <= (int)std::floor(std::log10(hi)); k += step)
+      t.push_back(std::pow(10.0, k));
+    return t;
+  }
+};
+
+std::string label(double v) {
+  if (v == 0) return "0";
+  const double a = std::fabs(v);
+  if (a >= 1e5 || a < 1e-4) return fmt::format("{:.0e}", v);
+  return fmt::format("{:g}", std::round(v * 1e6) / 1e6);
+}
+
+// Pads a range that is empty or a point, so the axis has a length.
+void widen(double& lo, double& hi, bool log) {
+  if (hi > lo) return;
+  if (log) {
+    lo /= 2;
+    hi *= 2;
+  } else {
+    double d = lo == 0 ? 1 : std::fabs(lo) * 0.1;
+    lo -= d;
+    hi += d;
+  }
+}
+
+void text(cairo_t* cr, const std::string& s, double x, double y, double ax, double ay) {
+  cairo_text_extents_t e;
+  cairo_text_extents(cr, s.c_str(), &e);
+  cairo_move_to(cr, x - e.width * ax - e.x_bearing, y - e.height * ay - e.y_bearing);
+  cairo_show_text(cr, s.c_str());
+}
+
+// Frame, grid lines at the ticks, ticks, tick labels and the axis names.
+void draw_axes(cairo_t* cr, const PlotArea& a, const Axis& x, const Axis& y, const std::string& xname,
+               const std::string& yname) {
+  cairo_set_line_width(cr, 1);
+  for (double t : x.ticks(8)) {
+    const double px = std::round(x.to_px(t)) + 0.5;
+    cairo_set_source_rgb(cr, 0.93, 0.93, 0.93);
+    cairo_move_to(cr, px, a.y0);
+    cairo_line_to(cr, px, a.y1);
+    cairo_stroke(cr);
+    cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
+    cairo_move_to(cr, px, a.y1);
+    cairo_line_to(cr, px, a.y1 + 5);
+    cairo_stroke(cr);
+    text(cr, label(t), px, a.y1 + 8, 0.5, 0);
+  }
+  for (double t : y.ticks(6)) {
+    const double py = std::round(y.to_px(t)) + 0.5;
+    cairo_set_source_rgb(cr, 0.93, 0.93, 0.93);
+    cairo_move_to(cr, a.x0, py);
+    cairo_line_to(cr, a.x1, py);
+    cairo_stroke(cr);
+    cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
+    cairo_move_to(cr, a.x0 - 5, py);
+    cairo_line_to(cr, a.x0, py);
+    cairo_stroke(cr);
+    text(cr, label(t), a.x0 - 8, py, 1, 0.5);
+  }
+  cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
+  cairo_rectangle(cr, a.x0 + 0.5, a.y0 + 0.5, a.x1 - a.x0 - 1, a.y1 - a.y0 - 1);
+  cairo_stroke(cr);
+  text(cr, xname, (a.x0 + a.x1) / 2, a.y1 + 26, 0.5, 0);
+  cairo_save(cr);
+  // Rotated a quarter turn, the text's top edge faces the canvas's left edge.
+  cairo_translate(cr, 4, (a.y0 + a.y1) / 2);
+  cairo_rotate(cr, -M_PI / 2);
+  text(cr, yname, 0, 0, 0.5, 0);
+  cairo_restore(cr);
+}
+
+void draw_series(cairo_t* cr, const PlotArea& a, const Axis& x, const Axis& y, const std::vector<double>& xs,
+                 const std::vector<double>& ys, double r, double g, double b) {
+  cairo_save(cr);
+  cairo_rectangle(cr, a.x0, a.y0, a.x1 - a.x0, a.y1 - a.y0);
+  cairo_clip(cr);
+  cairo_set_source_rgb(cr, r, g, b);
+  cairo_set_line_width(cr, 1.5);
+  bool pen = false;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    if (!std::isfinite(ys[i]) || (y.log && ys[i] <= 0)) {
+      pen = false;
+      continue;
+    }
+    if (pen)
+      cairo_line_to(cr, x.to_px(xs[i]), y.to_px(ys[i]));
+    else
+      cairo_move_to(cr, x.to_px(xs[i]), y.to_px(ys[i]));
+    pen = true;
+  }
+  if (xs.size() == 1) cairo_arc(cr, x.to_px(xs[0]), y.to_px(ys[0]), 2, 0, 2 * M_PI);
+  cairo_stroke(cr);
+  cairo_restore(cr);
+}
+
+}  // namespace
+
+std::vector<double> nice_ticks(double lo, double hi, int max_ticks) {
+  std::vector<double> t;
+  if (!(hi > lo) || max_ticks < 1) return t;
+  const double raw = (hi - lo) / max_ticks;
+  const double p = std::pow(10.0, std::floor(std::log10(raw)));
+  double step = p;
+  for (double m : {1.0, 2.0, 5.0, 10.0})
+    if (m * p >= raw) {
+      step = m * p;
+      break;
+    }
+  for (double v = std::ceil(lo / step) * step; v <= hi + step * 1e-9; v += step)
+    t.push_back(std::fabs(v) < step * 1e-9 ? 0.0 : v);
+  return t;
+}
+
+PlotArea scatter_area(int size_px) {
+  return {64.0, 16.0, size_px - 24.0, size_px - 48.0};
+}
+
+void write_scatter_png(const std::string& path, const float* xy, int64_t n, int size_px, float lim) {
+  DDPM_CHECK(size_px >= 128 && size_px <= 8192, "scatter size out of range");
+  if (!(lim > 0)) {
+    std::vector<float> r;
+    r.reserve((size_t)n);
+    for (int64_t i = 0; i < n; ++i) {
+      float x = xy[2 * i], y = xy[2 * i + 1];
+      if (std::isfinite(x) && std::isfinite(y)) r.push_back(std::max(std::fabs(x), std::fabs(y)));
+    }
+    float q = 0;
+    if (!r.empty()) {
+      size_t k = std::min(r.size() - 1, (size_t)(0.995 * (double)r.size()));
+      std::nth_element(r.begin(), r.begin() + (std::ptrdiff_t)k, r.end());
+      q = r[k];
+    }
+    lim = q > 0 ? 1.1f * q : 1.0f;
+  }
+  Surface s(size_px, size_px);
+  const PlotArea a = scatter_area(size_px);
+  const Axis x{-lim, lim, a.x0, a.x1}, y{-lim, lim, a.y1, a.y0};
+  draw_axes(s.cr, a, x, y, "x[0]", "x[1]");
+  cairo_t* cr = s.cr;
+  cairo_save(cr);
+  cairo_rectangle(cr, a.x0 + 1, a.y0 + 1, a.x1 - a.x0 - 2, a.y1 - a.y0 - 2);
+  cairo_clip(cr);
+  // Lines through the origin.
+  cairo_set_source_rgb(cr, 0.8, 0.8, 0.8);
+  cairo_move_to(cr, std::round(x.to_px(0)) + 0.5, a.y0);
+  cairo_line_to(cr, std::round(x.to_px(0)) + 0.5, a.y1);
+  cairo_move_to(cr, a.x0, std::round(y.to_px(0)) + 0.5);
+  cairo_line_to(cr, a.x1, std::round(y.to_px(0)) + 0.5);
+  cairo_stroke(cr);
+  const double rad = std::max(1.5, size_px / 300.0);
+  cairo_set_source_rgba(cr, 18 / 255.0, 38 / 255.0, 120 / 255.0, 0.3);
+  for (int64_t i = 0; i < n; ++i) {
+    double px = xy[2 * i], py = xy[2 * i + 1];
+    if (!std::isfinite(px) || !std::isfinite(py) || std::fabs(px) > lim || std::fabs(py) > lim) continue;
+    cairo_new_sub_path(cr);
+    cairo_arc(cr, x.to_px(px), y.to_px(py), rad, 0, 2 * M_PI);
+    cairo_fill(cr);
+  }
+  cairo_restore(cr);
+  s.save(path);
+}
+
+void write_training_plot_png(const std::string& path, const std::vector<double>& steps,
+                             const std::vector<double>& loss, const std::vector<double>& lr, int width, int height) {
+  DDPM_CHECK(!steps.empty() && steps.size() == loss.size() && steps.size() == lr.size(), "bad training curves");
+  DDPM_CHECK(width >= 200 && height >= 200 && width <= 8192 && height <= 8192, "plot size out of range");
+  Surface s(width, height);
+  double x_lo = steps.front(), x_hi = steps.back();
+  widen(x_lo, x_hi, false);
+  const double mid = height / 2.0;
+  const PlotArea top{80, 32, width - 36.0, mid - 44}, bottom{80, mid + 32, width - 36.0, height - 48.0};
+
+  auto range = [](const std::vector<double>& v, bool log, double& lo, double& hi) {
+    lo = INFINITY;
+    hi = -INFINITY;
+    for (double e : v)
+      if (std::isfinite(e) && (!log || e > 0)) lo = std::min(lo, e), hi = std::max(hi, e);
+    if (!(lo <= hi)) lo = log ? 0.1 : 0, hi = 1;
+    widen(lo, hi, log);
+  };
+  bool log = std::all_of(loss.begin(), loss.end(), [](double v) { return !std::isfinite(v) || v > 0; });
+  double l_lo, l_hi, r_lo, r_hi;
+  range(loss, log, l_lo, l_hi);
+  range(lr, false, r_lo, r_hi);
+  r_lo = std::min(r_lo, 0.0);
+  const Axis x1{x_lo, x_hi, top.x0, top.x1}, y1{l_lo, l_hi, top.y1, top.y0, log};
+  const Axis x2{x_lo, x_hi, bottom.x0, bottom.x1}, y2{r_lo, r_hi * 1.05, bottom.y1, bottom.y0};
+  draw_axes(s.cr, top, x1, y1, "step", log ? "loss (log scale)" : "loss");
+  draw_series(s.cr, top, x1, y1, steps, loss, 0.07, 0.15, 0.47);
+  draw_axes(s.cr, bottom, x2, y2, "step", "learning rate");
+  draw_series(s.cr, bottom, x2, y2, steps, lr, 0.75, 0.3, 0.05);
+  cairo_set_source_rgb(s.cr, 0, 0, 0);
+  cairo_set_font_size(s.cr, 14);
+  text(s.cr, fmt::format("training loss (last {:.4g} at step {:g})", loss.back(), steps.back()), width / 2.0, 10, 0.5,
+       0);
+  text(s.cr, "learning rate", width / 2.0, mid + 10, 0.5, 0);
+  s.save(path);
+}
+
+}  // namespace ddpm
