@@ -122,41 +122,58 @@ inline void input_transform(const Shape& d, const float* xw, float* V) {
   }
 }
 
-// M[xi][t][o-block] = sum over c of V[xi][c][t] * U[xi][c][o-block] for tiles t0 .. t0+13.
+// M[xi][t][o-block] = sum over c of V[xi][c][t] * U[xi][c][o-block] for tiles t0 .. t0+MR-1 and
+// NV vectors of output channels.
+template <int MR, int NV>
 inline void gemm_block(int C, const float* V, int64_t Tp, const float* U, int64_t Op, float* M) {
-  batch acc[kMR][kNV];
+  batch acc[MR][NV];
 #pragma GCC unroll 16
-  for (int r = 0; r < kMR; ++r)
-#pragma GCC unroll 2
-    for (int v = 0; v < kNV; ++v) acc[r][v] = batch(0.f);
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = batch(0.f);
   for (int c = 0; c < C; ++c) {
-    batch bv[kNV];
-#pragma GCC unroll 2
-    for (int v = 0; v < kNV; ++v) bv[v] = batch::load_aligned(U + int64_t(c) * Op + v * kL);
+    batch bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = batch::load_aligned(U + int64_t(c) * Op + v * kL);
     const float* vc = V + int64_t(c) * Tp;
     asm("" : "+r"(vc));  // as in conv::fwd_kernel: fold each load into its FMA
 #pragma GCC unroll 16
-    for (int r = 0; r < kMR; ++r) {
+    for (int r = 0; r < MR; ++r) {
       batch a(vc[r]);
-#pragma GCC unroll 2
-      for (int v = 0; v < kNV; ++v) acc[r][v] = xsimd::fma(a, bv[v], acc[r][v]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(a, bv[v], acc[r][v]);
     }
   }
 #pragma GCC unroll 16
-  for (int r = 0; r < kMR; ++r)
-#pragma GCC unroll 2
-    for (int v = 0; v < kNV; ++v) acc[r][v].store_aligned(M + r * Op + v * kL);
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v].store_aligned(M + r * Op + v * kL);
+}
+
+// All 16 GEMMs of a sample. Blocks of 14 tiles x 32 channels, or 7 tiles x 64 channels when
+// that wastes fewer register rows (14x14 outputs: 49 tiles = 7 x 7, not 4 x 14 with 7 idle).
+inline void gemms(const Shape& d, const float* V, const float* U, float* M) {
+  const int64_t T = ntiles(d), Tp = tp(d), Op = op(d);
+  const bool wide = Op % 64 == 0 && T % 7 == 0 && T % 14 != 0;
+  for (int xi = 0; xi < 16; ++xi) {
+    const float* Vx = V + int64_t(xi) * d.C * Tp;
+    const float* Ux = U + int64_t(xi) * d.C * Op;
+    float* Mx = M + int64_t(xi) * Tp * Op;
+    if (wide) {
+      for (int64_t t0 = 0; t0 < T; t0 += 7)
+        for (int64_t ob = 0; ob < Op; ob += 64) gemm_block<7, 4>(d.C, Vx + t0, Tp, Ux + ob, Op, Mx + t0 * Op + ob);
+    } else {
+      for (int64_t t0 = 0; t0 < T; t0 += kMR)
+        for (int64_t ob = 0; ob < Op; ob += kOB) gemm_block<kMR, kNV>(d.C, Vx + t0, Tp, Ux + ob, Op, Mx + t0 * Op + ob);
+    }
+  }
 }
 
 // One sample: y [O][Ho][Wo] from its padded input xw, with V, M, yT as scratch.
 inline void forward_sample(const Shape& d, const float* xw, const float* U, float* V, float* M, float* yT, float* y) {
   const int64_t T = ntiles(d), Tp = tp(d), Op = op(d);
   input_transform(d, xw, V);
-  for (int xi = 0; xi < 16; ++xi)
-    for (int64_t t0 = 0; t0 < T; t0 += kMR)
-      for (int64_t ob = 0; ob < Op; ob += kOB)
-        gemm_block(d.C, V + int64_t(xi) * d.C * Tp + t0, Tp, U + int64_t(xi) * d.C * Op + ob, Op,
-                   M + (int64_t(xi) * Tp + t0) * Op + ob);
+  gemms(d, V, U, M);
   // Output transform, channels in lanes: yT[4t + 2a + b][o] = (A^T m A)[a][b].
   const int64_t ms = Tp * Op;
   for (int64_t t = 0; t < T; ++t)
