@@ -10,7 +10,7 @@
 //   U [16][C][Op]   transformed filter, output channels in lanes (Op = O rounded up to 32).
 //   V [16][C][Tp]   transformed input, tiles contiguous (Tp = T + kTileSlack).
 //   M [16][Tp][Op]  the 16 GEMM results, output channels contiguous.
-//   yT [Tp*4][Op]   output pixels of each tile (2x2, row-major in the tile), channels contiguous,
+//   yT [2th][2tw][Op]  the output plane (padded to whole tiles), channels contiguous,
 //                   transposed into y [O][Ho][Wo] at the end.
 // Determinism: fixed loops only; each output element is one fixed sequence of operations.
 #pragma once
@@ -174,8 +174,8 @@ inline void forward_sample(const Shape& d, const float* xw, const float* U, floa
   const int64_t T = ntiles(d), Tp = tp(d), Op = op(d);
   input_transform(d, xw, V);
   gemms(d, V, U, M);
-  // Output transform, channels in lanes: yT[4t + 2a + b][o] = (A^T m A)[a][b].
-  const int64_t ms = Tp * Op;
+  // Output transform, channels in lanes: yT[2i+a][2j+b][o] = (A^T m A)[a][b] for tile t = (i, j).
+  const int64_t ms = Tp * Op, tw = tiles_w(d), Wq = 2 * tw;
   for (int64_t t = 0; t < T; ++t)
     for (int64_t o = 0; o < Op; o += kL) {
       const float* m = M + t * Op + o;
@@ -186,25 +186,23 @@ inline void forward_sample(const Shape& d, const float* xw, const float* U, floa
         s[0][b] = m0 + m1 + m2;
         s[1][b] = m1 - m2 - m3;
       }
-      float* dst = yT + t * 4 * Op + o;
+      // Pixel (2i+a, 2j+b) of the tile's 2x2 block, in the row-major padded output plane.
+      float* dst = yT + ((2 * (t / tw)) * Wq + 2 * (t % tw)) * Op + o;
       for (int a = 0; a < 2; ++a) {
-        (s[a][0] + s[a][1] + s[a][2]).store_aligned(dst + (2 * a) * Op);
-        (s[a][1] - s[a][2] - s[a][3]).store_aligned(dst + (2 * a + 1) * Op);
+        (s[a][0] + s[a][1] + s[a][2]).store_aligned(dst + a * Wq * Op);
+        (s[a][1] - s[a][2] - s[a][3]).store_aligned(dst + (a * Wq + 1) * Op);
       }
     }
-  // yT -> y [O][Ho][Wo], 16 channels x 16 pixels of a row at a time.
-  const int tw = tiles_w(d);
+  // yT -> y [O][Ho][Wo], 16 channels x 16 pixels of a row at a time (consecutive pixels of yT).
   const int64_t HW = int64_t(d.Ho) * d.Wo;
   for (int h = 0; h < d.Ho; ++h)
     for (int w0 = 0; w0 < d.Wo; w0 += kL) {
       const int n = std::min(kL, d.Wo - w0);
+      const float* row = yT + (int64_t(h) * Wq + w0) * Op;
       for (int o0 = 0; o0 < d.O; o0 += kL) {
         batch r[kL];
-        for (int l = 0; l < kL; ++l) {
-          const int w = std::min(w0 + l, d.Wo - 1);
-          const int64_t t = int64_t(h / 2) * tw + w / 2, q = 4 * t + 2 * (h % 2) + (w % 2);
-          r[l] = batch::load_aligned(yT + q * Op + o0);
-        }
+#pragma GCC unroll 16
+        for (int l = 0; l < kL; ++l) r[l] = batch::load_aligned(row + std::min(l, n - 1) * Op + o0);
         simd::transpose(r);
         const int on = std::min(kL, d.O - o0);
         for (int l = 0; l < on; ++l) simd::store_partial(y + (o0 + l) * HW + int64_t(h) * d.Wo + w0, r[l], n);
