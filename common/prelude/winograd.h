@@ -90,34 +90,77 @@ inline batch even_lanes(const float* p) {
   return batch::load_aligned(t);
 }
 
+// Lanes [0, tw) hold p[0], p[2], ..., p[2tw-2] and lanes [tw, 2tw) hold q[0], q[2], ...: two rows
+// of tiles in one vector, for rows of at most 8 tiles (one 16-float load per row). The permutation
+// is built once per transform.
+struct EvenLanes2 {
+  int tw;
+#if defined(__AVX512F__)
+  __m512i idx;
+#endif
+  explicit EvenLanes2(int tw_) : tw(tw_) {
+#if defined(__AVX512F__)
+    alignas(64) int ix[16];
+    for (int l = 0; l < 16; ++l) ix[l] = l < tw ? 2 * l : l < 2 * tw ? 16 + 2 * (l - tw) : 0;
+    idx = _mm512_load_si512(ix);
+#endif
+  }
+  batch operator()(const float* p, const float* q) const {
+#if defined(__AVX512F__)
+    if constexpr (kL == 16) return _mm512_permutex2var_ps(_mm512_loadu_ps(p), idx, _mm512_loadu_ps(q));
+#endif
+    alignas(64) float t[kL] = {};
+    for (int l = 0; l < kL && l < 2 * tw; ++l) t[l] = l < tw ? p[2 * l] : q[2 * (l - tw)];
+    return batch::load_aligned(t);
+  }
+};
+
+// The transform of one vector of tiles: rows r0 (and r1, when two rows share the vector) of
+// plane xc, tiles from column 2*j0; `n` tiles are stored from dst (V[0][c][first tile]).
+template <class Load>
+inline void transform_tiles(Load&& load, float* dst, int64_t xstride, int n) {
+  batch t[4][4];
+#pragma GCC unroll 4
+  for (int b = 0; b < 4; ++b) {  // t = B^T d (over rows a), one column b at a time
+    const batch d0 = load(0, b), d1 = load(1, b), d2 = load(2, b), d3 = load(3, b);
+    t[0][b] = d0 - d2;
+    t[1][b] = d1 + d2;
+    t[2][b] = d2 - d1;
+    t[3][b] = d1 - d3;
+  }
+#pragma GCC unroll 4
+  for (int a = 0; a < 4; ++a) {  // v = t B (over columns b)
+    simd::store_partial(dst + (a * 4 + 0) * xstride, t[a][0] - t[a][2], n);
+    simd::store_partial(dst + (a * 4 + 1) * xstride, t[a][1] + t[a][2], n);
+    simd::store_partial(dst + (a * 4 + 2) * xstride, t[a][2] - t[a][1], n);
+    simd::store_partial(dst + (a * 4 + 3) * xstride, t[a][1] - t[a][3], n);
+  }
+}
+
 // V[xi][c][t] = (B^T d B)[xi] for the 4x4 input patch d of tile t (rows 2i.., columns 2j..).
+// Tiles run along the lanes: 16 of a tile row at a time, or two whole rows of up to 7 tiles.
 inline void input_transform(const Shape& d, const float* xw, float* V) {
   const int th = tiles_h(d), tw = tiles_w(d), Hw = hw_(d), Ww = ww_(d);
-  const int64_t Tp = tp(d), cstride = Tp, xstride = int64_t(d.C) * Tp;  // V[xi] is xstride apart
+  const int64_t Tp = tp(d), xstride = int64_t(d.C) * Tp;  // V[xi] is xstride apart
+  const EvenLanes2 two(tw);
   for (int c = 0; c < d.C; ++c) {
     const float* xc = xw + int64_t(c) * Hw * Ww;
+    float* vc = V + int64_t(c) * Tp;
+    if (2 * tw <= kL) {
+      for (int i = 0; i < th; i += 2) {
+        // Row i+1 past the last tile row reads zero padding rows; those lanes are not stored.
+        const float* x0 = xc + int64_t(2 * i) * Ww;
+        const float* x1 = x0 + 2 * Ww;
+        transform_tiles([&](int a, int b) { return two(x0 + a * Ww + b, x1 + a * Ww + b); },
+                        vc + int64_t(i) * tw, xstride, tw * std::min(2, th - i));
+      }
+      continue;
+    }
     for (int i = 0; i < th; ++i)
       for (int j0 = 0; j0 < tw; j0 += kL) {
-        const int n = std::min(kL, tw - j0);
-        batch t[4][4];
         const float* x0 = xc + int64_t(2 * i) * Ww + 2 * j0;
-#pragma GCC unroll 4
-        for (int b = 0; b < 4; ++b) {  // t = B^T d (over rows a), one column b at a time
-          const batch d0 = even_lanes(x0 + b), d1 = even_lanes(x0 + Ww + b), d2 = even_lanes(x0 + 2 * Ww + b),
-                      d3 = even_lanes(x0 + 3 * Ww + b);
-          t[0][b] = d0 - d2;
-          t[1][b] = d1 + d2;
-          t[2][b] = d2 - d1;
-          t[3][b] = d1 - d3;
-        }
-        float* dst = V + int64_t(c) * cstride + int64_t(i) * tw + j0;
-#pragma GCC unroll 4
-        for (int a = 0; a < 4; ++a) {  // v = t B (over columns b)
-          simd::store_partial(dst + (a * 4 + 0) * xstride, t[a][0] - t[a][2], n);
-          simd::store_partial(dst + (a * 4 + 1) * xstride, t[a][1] + t[a][2], n);
-          simd::store_partial(dst + (a * 4 + 2) * xstride, t[a][2] - t[a][1], n);
-          simd::store_partial(dst + (a * 4 + 3) * xstride, t[a][1] - t[a][3], n);
-        }
+        transform_tiles([&](int a, int b) { return even_lanes(x0 + a * Ww + b); }, vc + int64_t(i) * tw + j0, xstride,
+                        std::min(kL, tw - j0));
       }
   }
 }
