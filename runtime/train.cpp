@@ -10,6 +10,9 @@
 
 #include <signal.h>
 #include <unistd.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <algorithm>
 #include <chrono>
@@ -187,6 +190,11 @@ int train(const TrainConfig& cfg) {
   if (!metrics) user_error_noloc(fmt::format("cannot open {} for writing", metrics_path), "");
 
   AlignedFloats x0((int64_t)B * m.data_numel);
+#if defined(__GLIBC__)
+  // Building the module (the compiler runs in this process) and reading the data freed
+  // megabytes that glibc keeps; hand them back before the arena makes the long-lived peak.
+  malloc_trim(0);
+#endif
   AlignedBuffer arena = alloc_arena(m, 0, B);
 
   std::map<std::string, std::string> meta = checkpoint_metadata(cfg, m, seed);
