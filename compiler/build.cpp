@@ -27,7 +27,7 @@ namespace {
 
 const char* kCxxFlags = "-std=c++20 -O2 -march=native -fPIC -shared -fvisibility=hidden -fno-math-errno";
 constexpr size_t kSplitKernels = 200;  // kernels over all entry points
-const char* kRuntimeHeaders[] = {"ddpm_prelude.h", "ddpm_abi.h", "gemm.h", "philox.h", "simd_shim.h"};
+const char* kRuntimeHeaders[] = {"ddpm_prelude.h", "ddpm_prelude_rows.h", "ddpm_abi.h", "gemm.h", "philox.h", "simd_shim.h"};
 
 std::string read_file(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);

@@ -58,7 +58,7 @@ struct Node {
 };
 
 // One fused loop nest, produced by passes/fuse.cpp. See that file for the kinds.
-enum class KernelKind { Elementwise, Gemm, Conv, Norm, Layout };
+enum class KernelKind { Elementwise, Gemm, Conv, Norm, Layout, Call };
 
 struct Kernel {
   KernelKind kind;

@@ -20,6 +20,35 @@ static Value unary_builtin(BuiltinCall& c, Op op, double (*f)(double)) {
   return tensor(c.L.make(std::move(n), c.call.loc, c.call.name.c_str()));
 }
 
+// An elementwise op of two or three operands (tensors or numbers, broadcast);
+// on numbers only, computed at compile time by the op's own row.
+static Value nary_builtin(BuiltinCall& c, Op op) {
+  const size_t k = c.args.size();
+  bool numbers = true;
+  for (size_t i = 0; i < k; ++i) numbers = numbers && c.arg(i).kind == Value::Kind::Number;
+  Node n{op};
+  if (numbers) {
+    double x[3];
+    for (size_t i = 0; i < k; ++i) x[i] = c.arg(i).num;
+    return number(op_row(op).eval(n, x));
+  }
+  for (size_t i = 0; i < k; ++i) n.in.push_back(c.L.as_node(c.arg(i), c.locs[i], c.call.name.c_str()));
+  return tensor(c.L.make(std::move(n), c.call.loc, c.call.name.c_str()));
+}
+
+// An op that a prelude function computes whole (softmax, transpose, bmm): its
+// operands are batched activations, never numbers.
+static Value call_builtin(BuiltinCall& c, Op op) {
+  Node n{op};
+  for (size_t i = 0; i < c.args.size(); ++i) {
+    if (c.arg(i).kind != Value::Kind::Tensor)
+      user_error(c.locs[i], fmt::format("{} expects a tensor, got {}", c.call.name, kind_name(c.arg(i))),
+                 "it works on activations, e.g. the output of linear(...)");
+    n.in.push_back(c.arg(i).node);
+  }
+  return tensor(c.L.make(std::move(n), c.call.loc, c.call.name.c_str()));
+}
+
 static Type shape_arg(BuiltinCall& c, size_t i, bool batched) {
   const Value& v = c.arg(i);
   Type t{batched, {}};
@@ -76,6 +105,30 @@ const std::map<std::string, Builtin>& builtins() {
       {"cos", {{"x"}, 1, "cos(x): elementwise cosine, of a tensor or a number", [](BuiltinCall& c) { return unary_builtin(c, Op::Cos, [](double x) { return std::cos(x); }); }}},
       {"sigmoid", {{"x"}, 1, "sigmoid(x): elementwise 1 / (1 + exp(-x)), of a tensor or a number", [](BuiltinCall& c) { return unary_builtin(c, Op::Sigmoid, [](double x) { return 1 / (1 + std::exp(-x)); }); }}},
       {"square", {{"x"}, 1, "square(x): elementwise x * x, of a tensor or a number", [](BuiltinCall& c) { return unary_builtin(c, Op::Square, [](double x) { return x * x; }); }}},
+      {"tanh", {{"x"}, 1, "tanh(x): elementwise hyperbolic tangent, of a tensor or a number", [](BuiltinCall& c) { return nary_builtin(c, Op::Tanh); }}},
+      {"abs", {{"x"}, 1, "abs(x): elementwise |x|, of a tensor or a number", [](BuiltinCall& c) { return nary_builtin(c, Op::Abs); }}},
+      {"relu", {{"x"}, 1, "relu(x): elementwise max(x, 0), of a tensor or a number", [](BuiltinCall& c) { return nary_builtin(c, Op::Relu); }}},
+      {"maximum", {{"a", "b"}, 2, "maximum(a, b): elementwise larger of a and b (broadcast)", [](BuiltinCall& c) { return nary_builtin(c, Op::Maximum); }}},
+      {"minimum", {{"a", "b"}, 2, "minimum(a, b): elementwise smaller of a and b (broadcast)", [](BuiltinCall& c) { return nary_builtin(c, Op::Minimum); }}},
+      {"less", {{"a", "b"}, 2, "less(a, b): 1 where a < b, else 0", [](BuiltinCall& c) { return nary_builtin(c, Op::Less); }}},
+      {"less_equal", {{"a", "b"}, 2, "less_equal(a, b): 1 where a <= b, else 0", [](BuiltinCall& c) { return nary_builtin(c, Op::LessEqual); }}},
+      {"greater", {{"a", "b"}, 2, "greater(a, b): 1 where a > b, else 0", [](BuiltinCall& c) { return nary_builtin(c, Op::Greater); }}},
+      {"greater_equal", {{"a", "b"}, 2, "greater_equal(a, b): 1 where a >= b, else 0", [](BuiltinCall& c) { return nary_builtin(c, Op::GreaterEqual); }}},
+      {"equal", {{"a", "b"}, 2, "equal(a, b): 1 where a == b, else 0", [](BuiltinCall& c) { return nary_builtin(c, Op::Equal); }}},
+      {"where", {{"cond", "a", "b"}, 3, "where(cond, a, b): a where cond is nonzero, else b (broadcast)", [](BuiltinCall& c) { return nary_builtin(c, Op::Where); }}},
+      {"stop_gradient", {{"x"}, 1, "stop_gradient(x): x in the forward pass; no gradient flows through it", [](BuiltinCall& c) {
+         if (c.arg(0).kind == Value::Kind::Number) return c.arg(0);
+         return nary_builtin(c, Op::StopGradient);
+       }}},
+      {"softmax", {{"x"}, 1, "softmax(x): over the last axis of batched activations, max-shifted", [](BuiltinCall& c) { return call_builtin(c, Op::Softmax); }}},
+      {"transpose", {{"x"}, 1, "transpose(x: [...,M,K]) -> [...,K,M], batched activations", [](BuiltinCall& c) { return call_builtin(c, Op::Transpose); }}},
+      {"bmm", {{"a", "b"}, 2, "bmm(a: [...,M,K], b: [...,K,N]) -> [...,M,N], per sample (batched matrix product)", [](BuiltinCall& c) { return call_builtin(c, Op::Bmm); }}},
+      {"uniform", {{"shape"}, 0, "uniform() is U(0, 1) noise shaped like the data; uniform([d...]) per sample, uniform([]) one per sample", [](BuiltinCall& c) {
+         Node n{Op::RandU};
+         n.type = c.arg(0).kind == Value::Kind::None ? c.L.data_type_ : shape_arg(c, 0, true);
+         n.i0 = c.L.next_stream_++;
+         return tensor(c.L.make(std::move(n), c.call.loc, "uniform"));
+       }}},
       {"clip", {{"x", "lo", "hi"}, 3, "clip(x, lo, hi): elementwise min(max(x, lo), hi); lo and hi are numbers",
                 [](BuiltinCall& c) {
          const double lo = c.L.as_number(c.arg(1), c.locs[1], "clip's lower bound");
