@@ -25,10 +25,14 @@ NodeId Lowerer::make(Node n, const Loc& loc, const char* what) {
   }
   NodeId id = b_->add(std::move(n), &err);
   if (id < 0) {
-    const bool norm = std::string(what) == "normalize";
-    user_error(loc, fmt::format("{} in {}: {}", norm ? "bad shape" : "shape mismatch", what, err),
-               norm ? "the channel count (axis 0) must be a multiple of the number of groups"
-                    : "shapes are per sample with the batch axis B; they must be equal, or one side a scalar");
+    const std::string w = what;
+    const bool norm = w == "normalize";
+    const char* hint = norm ? "the channel count (axis 0) must be a multiple of the number of groups"
+                       : w == "bmm" ? "bmm multiplies each sample's [...,M,K] by its [...,K,N]; transpose(x) swaps the last two axes"
+                       : w == "transpose" || w == "softmax"
+                           ? "it works on activations (batched); transpose needs at least two per-sample axes"
+                           : "shapes are per sample with the batch axis B; they must be equal, or one side a scalar";
+    user_error(loc, fmt::format("{} in {}: {}", norm ? "bad shape" : "shape mismatch", what, err), hint);
   }
   return id;
 }
