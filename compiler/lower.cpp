@@ -50,6 +50,10 @@ NodeId Lowerer::as_node(const Value& v, const Loc& loc, const char* what) {
 }
 
 double Lowerer::as_number(const Value& v, const Loc& loc, const char* what) {
+  if (v.kind == Value::Kind::Tensor && !v.arg.empty())
+    user_error(loc, fmt::format("{} must be a compile-time number, but '{}' is a sampling-time argument", what, v.arg),
+               "sampling-time arguments are set per call (ddpm-sample --arg); shapes, sizes and bounds must be "
+               "known when the module is built");
   if (v.kind != Value::Kind::Number)
     user_error(loc, fmt::format("{} must be a compile-time number, got {}", what, kind_name(v)),
                "use a literal or an expression of literals, dim(x, -1), T or pi");
@@ -85,6 +89,22 @@ NodeId Lowerer::param(const std::string& name, const Type& t, float bound, const
   n.name = name;
   n.index = idx;
   return make(std::move(n), loc, "param");
+}
+
+Value Lowerer::step_flag(const std::string& which, const Loc& loc) {
+  if (!sampler_)
+    user_error(loc, fmt::format("{}_step() is only defined in a sampler", which),
+                "the loss trains on single steps; use it in a `sampler` block");
+  auto it = flags_.find(which);
+  if (it == flags_.end()) {
+    Node n{Op::Input};
+    n.type = Type{false, {}};
+    n.name = "flag/" + which;
+    n.locs = {loc};
+    graph_->input_names.push_back(n.name);
+    it = flags_.emplace(which, b_->add(std::move(n))).first;
+  }
+  return tensor(it->second);
 }
 
 Value Lowerer::lookup(const std::string& name, const Loc& loc) {
@@ -127,7 +147,9 @@ Value Lowerer::binary(const Expr& e, const Value& a, const Value& b) {
   if (!broadcast_type(b_->type(x), b_->type(y), t))
     user_error(e.loc, fmt::format("shape mismatch: {} {} {}", shape_str(b_->type(x)), e.op, shape_str(b_->type(y))),
                "elementwise operands must have the same shape per sample, or one must be a scalar");
-  return tensor(make(std::move(n), e.loc, what));
+  Value r = tensor(make(std::move(n), e.loc, what));
+  r.arg = a.arg.empty() ? b.arg : a.arg;  // computed from a sampling-time argument
+  return r;
 }
 
 Value Lowerer::eval(const Expr& e) {
@@ -151,7 +173,9 @@ Value Lowerer::eval(const Expr& e) {
       if (a.kind == Value::Kind::Number) return number(-a.num);
       Node n{Op::Neg};
       n.in = {as_node(a, e.items[0]->loc, "'-'")};
-      return tensor(make(std::move(n), e.loc, "'-'"));
+      Value r = tensor(make(std::move(n), e.loc, "'-'"));
+      r.arg = a.arg;
+      return r;
     }
     case ExprKind::Binary: {
       Value a = eval(*e.items[0]);

@@ -129,6 +129,8 @@ const std::map<std::string, Builtin>& builtins() {
          n.i0 = c.L.next_stream_++;
          return tensor(c.L.make(std::move(n), c.call.loc, "uniform"));
        }}},
+      {"first_step", {{}, 0, "first_step() is 1 on a sampler's first step (t = T, or the first of a strided sequence), else 0", [](BuiltinCall& c) { return c.L.step_flag("first", c.call.loc); }}},
+      {"last_step", {{}, 0, "last_step() is 1 on a sampler's last step (s = 0), else 0", [](BuiltinCall& c) { return c.L.step_flag("last", c.call.loc); }}},
       {"clip", {{"x", "lo", "hi"}, 3, "clip(x, lo, hi): elementwise min(max(x, lo), hi); lo and hi are numbers",
                 [](BuiltinCall& c) {
          const double lo = c.L.as_number(c.arg(1), c.locs[1], "clip's lower bound");

@@ -143,17 +143,51 @@ Graph Lowerer::lower_entry(const FuncDef& f, const std::string& graph_name) {
   if (f.kind == DefKind::Loss) {
     fr.vars[data_->name] = input("data", data_type_, data_->loc, false);
   } else {
-    if (f.params.size() != 3)
+    if (f.params.size() < 3)
       user_error(f.name_loc,
                  fmt::format("wrong number of parameters: sampler '{}' must take (x, t, s), it takes {}", f.name, f.params.size()),
-                 "x is the current sample, t the current step and s the step to go to");
-    for (auto& p : f.params)
-      if (p.type || p.default_value)
-        user_error(p.loc, fmt::format("sampler parameter '{}' takes no type or default", p.name),
+                 "x is the current sample, t the current step and s the step to go to; sampling-time "
+                 "arguments follow with defaults, as in (x, t, s, w = 3)");
+    for (size_t i = 0; i < 3; ++i)
+      if (f.params[i].type || f.params[i].default_value)
+        user_error(f.params[i].loc, fmt::format("sampler parameter '{}' takes no type or default", f.params[i].name),
                    "x has the data's shape and t, s are steps; write `sampler name(x, t, s)`");
     fr.vars[f.params[0].name] = input("x", data_type_, f.params[0].loc, false);
     fr.vars[f.params[1].name] = input("t", Type{true, {}}, f.params[1].loc, true);
     fr.vars[f.params[2].name] = input("s", Type{true, {}}, f.params[2].loc, true);
+    sampler_ = &f;
+    flags_.clear();
+    sampler_info_ = SamplerInfo{};
+    // Sampling-time arguments: scalars the caller passes on each step, with defaults.
+    for (size_t i = 3; i < f.params.size(); ++i) {
+      const ParamDecl& p = f.params[i];
+      if (p.type || !p.default_value)
+        user_error(p.loc, fmt::format("sampling-time argument '{}' of sampler '{}' needs a default and no type", p.name, f.name),
+                   fmt::format("write it as `{} = 1.0`; ddpm-sample --arg {}=VALUE overrides the default", p.name, p.name));
+      Frame dflt;
+      stack_.push_back(&dflt);
+      const double v = as_number(eval(*p.default_value), p.default_value->loc, "a sampling-time argument's default");
+      stack_.pop_back();
+      Value a = input("arg/" + p.name, Type{false, {}}, p.loc, false);
+      g.nodes[a.node].i0 = (int64_t)sampler_info_.args.size();
+      a.arg = p.name;
+      fr.vars[p.name] = a;
+      sampler_info_.args.push_back({p.name, v});
+    }
+    // State: zero before the first step, then what the previous step left in the variable.
+    for (const ParamDecl& p : f.state) {
+      if (!p.type || p.default_value)
+        user_error(p.loc, fmt::format("state '{}' of sampler '{}' needs a type and no default", p.name, f.name),
+                   fmt::format("write e.g. state({}: {}) (data-shaped) or state({}: step); state starts at zero", p.name,
+                               type_ann_str(data_->type), p.name));
+      const bool step = p.type->kind == TypeAnn::Kind::Step;
+      Type t{true, step ? std::vector<int64_t>{} : std::vector<int64_t>(p.type->dims.begin(), p.type->dims.end())};
+      Value v = input("state/" + p.name, t, p.loc, step);
+      g.nodes[v.node].i0 = sampler_info_.state_floats;
+      fr.vars[p.name] = v;
+      sampler_info_.state.push_back({p.name, t, step, sampler_info_.state_floats});
+      sampler_info_.state_floats += t.numel();
+    }
   }
   Value r = run_body(f);
   const Loc& rloc = f.body.back().value->loc;
@@ -173,6 +207,18 @@ Graph Lowerer::lower_entry(const FuncDef& f, const std::string& graph_name) {
                  "a sampler returns the next sample x_s");
     g.outputs = {r.node};
     g.output_names = {"x_out"};
+    for (size_t k = 0; k < f.state.size(); ++k) {
+      const ParamDecl& p = f.state[k];
+      const Value& v = fr.vars[p.name];
+      if (v.kind == Value::Kind::Tensor && g.nodes[v.node].op == Op::Input && g.nodes[v.node].name == "state/" + p.name)
+        user_error(p.loc, fmt::format("state '{}' of sampler '{}' is read but never written", p.name, f.name),
+                   fmt::format("assign the value the next step should see, e.g. `{} = ...` before the return", p.name));
+      check_type(*p.type, v, p.loc, fmt::format("the value left in state '{}'", p.name));
+      g.outputs.push_back(v.node);
+      g.output_names.push_back("state/" + p.name);
+    }
+    m_.sampler_info.push_back(sampler_info_);
+    sampler_ = nullptr;
   }
   stack_.clear();
   b_.reset();
@@ -210,7 +256,29 @@ Graph Lowerer::lower_eps(const FuncDef& net) {
     call.args.push_back(std::move(arg));
   }
   Value r = call_user(net, call);
-  g.outputs = {r.node};
+  // The declared prediction, converted to eps with x_t = a x0 + s eps, a = sqrt(abar_t),
+  // s = sqrt(1 - abar_t): from x0, eps = (x_t - a x0) / s; from v = a eps - s x0,
+  // eps = a v + s x_t. The coefficients are tables indexed by t.
+  NodeId out = r.node;
+  if (!net.predicts.empty() && net.predicts != "eps") {
+    const auto& abar = m_.diffusion.abar;
+    auto table = [&](auto f) {
+      Node n{Op::Lookup};
+      n.in = {fr.vars["t"].node};
+      for (size_t k = 0; k < abar.size(); ++k) n.data.push_back((float)(k == 0 ? 0.0 : f(abar[k])));
+      return make(std::move(n), net.predicts_loc, "a prediction conversion");
+    };
+    const NodeId x = fr.vars["x"].node;
+    if (net.predicts == "x0") {
+      NodeId a = table([](double ab) { return std::sqrt(ab) / std::sqrt(1 - ab); });
+      NodeId inv_s = table([](double ab) { return 1 / std::sqrt(1 - ab); });
+      out = b_->binary(Op::Sub, b_->mul(inv_s, x), b_->mul(a, out));
+    } else {
+      NodeId a = table([](double ab) { return std::sqrt(ab); }), s = table([](double ab) { return std::sqrt(1 - ab); });
+      out = b_->add2(b_->mul(a, out), b_->mul(s, x));
+    }
+  }
+  g.outputs = {out};
   g.output_names = {"eps"};
   stack_.clear();
   b_.reset();
@@ -254,6 +322,8 @@ void Lowerer::run() {
   if (eps_nets.size() == 1) {
     const size_t before = m_.params.size();
     Graph eps = lower_eps(*eps_nets[0]);
+    const std::string& pr = eps_nets[0]->predicts;
+    m_.eps_predicts = pr == "x0" ? Prediction::X0 : pr == "v" ? Prediction::V : Prediction::Eps;
     if (m_.params.size() == before) {  // only if it uses the trained parameters
       m_.eps = std::move(eps);
       m_.has_eps = true;

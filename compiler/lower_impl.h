@@ -23,6 +23,7 @@ struct Value {
   std::vector<double> list;
   NodeId node = -1;
   bool is_step = false;  // a tensor of step indices (t, s, uniform_step())
+  std::string arg;       // a sampler's sampling-time argument: its name
   const std::vector<double>* table = nullptr;
   std::string str;  // String; Table: its name
 };
@@ -123,6 +124,8 @@ class Lowerer {
   Frame& top() { return *stack_.back(); }
   int steps_T() const { return m_.diffusion.T; }
   Value reduce(BuiltinCall& c, bool mean);
+  // first_step() / last_step(): 1 on the sampler's first (last) step, else 0.
+  Value step_flag(const std::string& which, const Loc& loc);
 
  private:
   const Program& prog_;
@@ -133,6 +136,9 @@ class Lowerer {
   std::map<std::string, int> param_index_;
   std::vector<Loc> param_locs_;
   const DataDecl* data_ = nullptr;
+  const FuncDef* sampler_ = nullptr;       // the sampler being lowered, if any
+  std::map<std::string, NodeId> flags_;    // its first/last-step flag inputs
+  SamplerInfo sampler_info_;
 
   void collect();
   void lower_diffusion(const DiffusionDecl& d);

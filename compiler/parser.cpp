@@ -235,10 +235,22 @@ class Parser {
         fail_expected(fmt::format("'(' after '{} {}'", kw.text, d.name),
                       fmt::format("write the parameter list, even if it is empty: '{} {}() {{ ... }}'", kw.text,
                                   d.name));
-      params(d, std::string(kw.text));
+      params(d, std::string(kw.text), d.params);
       if (kind != DefKind::Sampler && at(Tok::Arrow)) {
         advance();
         d.result = type_ann();
+        if (kind == DefKind::Net && at(Tok::Name) && cur().text == "predicts") {
+          advance();
+          if (!at(Tok::Name) || (cur().text != "eps" && cur().text != "x0" && cur().text != "v"))
+            fail_expected("'eps', 'x0' or 'v' after 'predicts'",
+                          "a net predicts the noise (eps), the clean data (x0) or v = sqrt(abar) eps - sqrt(1 - abar) x0");
+          d.predicts = cur().text;
+          d.predicts_loc = advance().loc;
+        }
+      }
+      if (kind == DefKind::Sampler && at(Tok::Name) && cur().text == "state" && peek(1).kind == Tok::LParen) {
+        advance();
+        params(d, "sampler state of", d.state);
       }
     }
     if (!at(Tok::LBrace)) {
@@ -256,7 +268,7 @@ class Parser {
     m.defs.push_back(std::move(d));
   }
 
-  void params(FuncDef& d, const std::string& kw) {
+  void params(FuncDef& d, const std::string& kw, std::vector<ParamDecl>& into) {
     advance();  // '('
     if (at(Tok::RParen)) {
       advance();
@@ -268,11 +280,12 @@ class Parser {
       ParamDecl p;
       p.name = cur().text;
       p.loc = advance().loc;
-      for (const ParamDecl& q : d.params)
-        if (q.name == p.name)
-          user_error(p.loc, fmt::format("duplicate parameter '{}' in '{} {}'", p.name, kw, d.name),
-                     fmt::format("'{}' is already a parameter at {}; give each parameter its own name", p.name,
-                                 where(q.loc)));
+      for (const auto* list : {&d.params, &d.state})
+        for (const ParamDecl& q : *list)
+          if (q.name == p.name)
+            user_error(p.loc, fmt::format("duplicate parameter '{}' in '{} {}'", p.name, kw, d.name),
+                       fmt::format("'{}' is already a parameter at {}; give each parameter its own name", p.name,
+                                   where(q.loc)));
       if (at(Tok::Colon)) {
         advance();
         p.type = type_ann();
@@ -281,13 +294,13 @@ class Parser {
         advance();
         p.default_value = expr();
       }
-      d.params.push_back(std::move(p));
+      into.push_back(std::move(p));
       if (at(Tok::Comma)) {
         advance();
         continue;
       }
       if (at(Tok::RParen)) break;
-      fail_expected(fmt::format("',' or ')' after the parameter '{}'", d.params.back().name),
+      fail_expected(fmt::format("',' or ')' after the parameter '{}'", into.back().name),
                     "separate parameters with ',' and close the list with ')'");
     }
     advance();  // ')'

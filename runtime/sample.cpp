@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -76,6 +77,35 @@ std::string load_weights(const std::string& path, const Module& mod, bool use_em
   return st == ck.metadata.end() ? std::string() : st->second;
 }
 
+std::vector<float> sampler_args(const ddpm_module& m, int idx, const std::vector<std::string>& settings) {
+  std::vector<float> v;
+  std::string known;
+  const ddpm_sampler_info* si = m.abi_version >= 4 ? &m.sampler_info[idx] : nullptr;
+  const int n = si ? si->n_args : 0;
+  for (int k = 0; k < n; ++k) {
+    v.push_back(si->arg_defaults[k]);
+    known += fmt::format("{}{} (default {})", k ? ", " : "", si->arg_names[k], si->arg_defaults[k]);
+  }
+  const std::string name = m.sampler_names[idx];
+  const std::string list = n ? fmt::format("sampler '{}' takes: {}", name, known)
+                             : fmt::format("sampler '{}' takes no arguments", name);
+  for (const std::string& s : settings) {
+    const size_t eq = s.find('=');
+    if (eq == std::string::npos || eq == 0)
+      user_error_noloc(fmt::format("--arg '{}' is not NAME=VALUE", s), list);
+    const std::string key = s.substr(0, eq), val = s.substr(eq + 1);
+    int k = 0;
+    while (k < n && key != si->arg_names[k]) ++k;
+    if (k == n) user_error_noloc(fmt::format("sampler '{}' has no argument '{}'", name, key), list);
+    char* end = nullptr;
+    const float f = std::strtof(val.c_str(), &end);
+    if (val.empty() || *end != '\0' || !std::isfinite(f))
+      user_error_noloc(fmt::format("--arg {}: '{}' is not a number", key, val), list);
+    v[k] = f;
+  }
+  return v;
+}
+
 std::vector<int> sampling_steps(int T, int steps) {
   if (steps < 0 || steps > T)
     user_error_noloc(fmt::format("--steps {} is out of range: the model has T = {} diffusion steps", steps, T),
@@ -113,6 +143,8 @@ std::vector<float> sample_to_vector(const SampleConfig& cfg) {
                      "available samplers: " + mod.sampler_list());
   const std::vector<int> ts = sampling_steps(m.T, cfg.steps);
   const int K = (int)ts.size() - 1;
+  const std::vector<float> args = sampler_args(m, idx, cfg.args);
+  const int64_t S = m.abi_version >= 4 ? m.sampler_info[idx].state_floats : 0;
 
   AlignedFloats params(m.param_floats);
   load_weights(ckpt, mod, cfg.use_ema, params.data());
@@ -120,7 +152,7 @@ std::vector<float> sample_to_vector(const SampleConfig& cfg) {
   const int64_t N = cfg.n, D = m.data_numel;
   const int B = (int)std::min<int64_t>(cfg.batch, N);
   AlignedBuffer arena = alloc_arena(m, 1 + idx, B);
-  AlignedFloats x((int64_t)B * D), xn((int64_t)B * D);
+  AlignedFloats x((int64_t)B * D), xn((int64_t)B * D), st((int64_t)B * S), stn((int64_t)B * S);
   std::vector<float> out((size_t)(N * D));
 
   const bool tty = isatty(fileno(stderr)) && !cfg.quiet;
@@ -134,13 +166,21 @@ std::vector<float> sample_to_vector(const SampleConfig& cfg) {
     const int b = (int)std::min<int64_t>(B, N - g0);
     for (int64_t e = 0; e < (int64_t)b * D; ++e)
       x[e] = (float)philox_normal(cfg.seed, kNoiseStep, kNoiseStream, (uint64_t)(g0 * D + e));
+    std::fill(st.data(), st.data() + st.size(), 0.0f);
     for (int i = K; i >= 1; --i) {
       const int t = ts[i], s = ts[i - 1];
-      // Version 3 modules key noise by the global sample index (row0), so the
+      // Version 3+ modules key noise by the global sample index (row0), so the
       // result does not depend on --batch; version 2 ones by the index in the
-      // call, made distinct per chunk through the counter.
+      // call, made distinct per chunk through the counter. Version 4 modules also
+      // take the sampler's arguments and carry its state (the state of a chunk
+      // of b samples is laid out for batch b).
       int rc;
-      if (m.abi_version >= 3) {
+      if (m.abi_version >= 4) {
+        const int flags = (i == K ? DDPM_STEP_FIRST : 0) | (i == 1 ? DDPM_STEP_LAST : 0);
+        rc = m.sampler_step4(idx, arena.data(), b, params.data(), x.data(), t, s, cfg.seed, (uint64_t)t, xn.data(), g0,
+                             args.data(), st.data(), stn.data(), flags);
+        std::swap(st, stn);
+      } else if (m.abi_version >= 3) {
         rc = m.sampler_step(idx, arena.data(), b, params.data(), x.data(), t, s, cfg.seed, (uint64_t)t, xn.data(), g0);
       } else {
         const uint64_t counter = ((uint64_t)g0 << 32) | (uint32_t)t;

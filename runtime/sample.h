@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "ddpm_abi.h"
+
 namespace ddpm {
 
 struct SampleConfig {
@@ -33,7 +35,15 @@ struct SampleConfig {
   std::string out_npy;      // empty: not written
   std::string out_png;      // empty: not written
   bool quiet = false;       // no progress line
+  // Sampling-time arguments, "name=value" as given on the command line (--arg);
+  // the sampler's declared defaults fill the rest.
+  std::vector<std::string> args;
 };
+
+// The argument vector for sampler `idx` of module m: its defaults, overridden by
+// "name=value" settings. An unknown name or a malformed setting is a one-line
+// user error that lists the sampler's arguments.
+std::vector<float> sampler_args(const ddpm_module& m, int idx, const std::vector<std::string>& settings);
 
 // The step sequence t_K > ... > t_1 > t_0 = 0 as a vector [t_0, t_1, ..., t_K].
 // Throws ddpmc::UserError unless 0 <= steps <= T.
