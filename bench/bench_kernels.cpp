@@ -2,7 +2,7 @@
 //
 // BM_fma_peak measures the machine's fp32 FMA peak with plain xsimd (independent accumulator chains,
 // no memory traffic); /threads:2 runs one copy per core and reports the aggregate. BM_gemm measures
-// runtime/gemm.h on the shapes the models use, at 1 and 2 TBB threads (tbb::global_control set inside
+// common/prelude/gemm.h on the shapes the models use, at 1 and 2 TBB threads (tbb::global_control set inside
 // the benchmark; the count is in the name), timing only the gemm call. Both report GFLOP/s as the
 // "GFLOPS" counter, so the GEMM figures can be read as a fraction of the measured peak.
 //
@@ -17,8 +17,8 @@
 
 #include <tbb/global_control.h>
 
-#include "runtime/gemm.h"
-#include "runtime/simd_shim.h"
+#include "common/prelude/gemm.h"
+#include "common/prelude/simd_shim.h"
 
 namespace {
 

@@ -1,6 +1,9 @@
 // Module builder (see build.h): compile the spec, emit C++, build a .so with the
-// system C++ compiler, cache it by content hash. Cache writes are atomic (build to
-// a temporary name, then rename), so concurrent builds of one spec are safe.
+// system C++ compiler, cache it by content hash. Cache writes are atomic and durable
+// (common/atomic_file.h: temp file, fsync, rename). A cached module is used only
+// if it loads with the right ABI and spec hash (a broken one is rebuilt once, with
+// a note); concurrent builds of one module take a lock, so one builds and the others
+// wait. The cache layout, key and size bound are described in cache.h.
 #include "build.h"
 
 #include <sys/wait.h>
@@ -11,12 +14,16 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <vector>
 
 #include <fmt/format.h>
 
 #include "codegen.h"
+#include "cache.h"
+#include "common/atomic_file.h"
+#include "common/file_lock.h"
 #include "diag.h"
 #include "pipeline.h"
 
@@ -25,7 +32,8 @@ namespace fs = std::filesystem;
 namespace ddpmc {
 namespace {
 
-const char* kCxxFlags = "-std=c++20 -O2 -march=native -fPIC -shared -fvisibility=hidden -fno-math-errno";
+// The target CPU flags (cache.h: target_cpu_flags) follow these.
+const char* kCxxFlags = "-std=c++20 -O2 -fPIC -shared -fvisibility=hidden -fno-math-errno";
 constexpr size_t kSplitKernels = 200;  // kernels over all entry points
 const char* kRuntimeHeaders[] = {"ddpm_prelude.h", "ddpm_prelude_rows.h", "ddpm_abi.h", "gemm.h", "philox.h", "simd_shim.h"};
 
@@ -46,30 +54,13 @@ std::string content_hash(const std::string& s) {
   return fmt::format("{:016x}{:016x}", h1, h2);
 }
 
-std::string default_cache_dir() {
-  if (const char* d = std::getenv("DDPM_CACHE_DIR"); d && *d) return d;
-  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return std::string(x) + "/ddpmc";
-  if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.cache/ddpmc";
-  return "/tmp/ddpmc-cache";
-}
-
-void write_atomic(const fs::path& p, const std::string& text) {
-  fs::path tmp = p;
-  tmp += fmt::format(".tmp{}", getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary);
-    f << text;
-    if (!f) user_error_noloc(fmt::format("cannot write '{}'", tmp.string()), "check that the directory is writable");
-  }
-  fs::rename(tmp, p);
-}
-
 // The prelude every module includes first (xsimd, oneTBB, the GEMM engine),
 // precompiled once per toolchain into DIR/pch-<hash>/ddpm_prelude.h.gch. GCC looks
 // for NAME.gch in each include directory before NAME itself, so modules compiled
 // with -I that directory first use it; if it is missing or does not match the
 // flags, GCC reads the header as usual. Returns the directory (it may be empty).
-fs::path precompiled_prelude(const fs::path& dir, const std::string& toolchain, bool verbose) {
+fs::path precompiled_prelude(const fs::path& dir, const std::string& toolchain, const std::string& cxx_flags,
+                             bool verbose) {
   const fs::path pdir = dir / ("pch-" + content_hash(toolchain));
   const fs::path gch = pdir / "ddpm_prelude.h.gch";
   std::error_code ec;
@@ -77,7 +68,7 @@ fs::path precompiled_prelude(const fs::path& dir, const std::string& toolchain, 
   fs::create_directories(pdir, ec);
   const fs::path tmp = pdir / fmt::format("ddpm_prelude.h.gch.tmp{}", getpid());
   // Only the compile flags: -shared is for the link.
-  std::string flags = kCxxFlags;
+  std::string flags = cxx_flags;
   if (auto at = flags.find(" -shared"); at != std::string::npos) flags.erase(at, 8);
   std::string cmd = fmt::format("'{}' {} -x c++-header '{}' -o '{}' > /dev/null 2>&1", DDPMC_CXX, flags,
                                 (fs::path(DDPMC_RUNTIME_INCLUDE_DIR) / "ddpm_prelude.h").string(), tmp.string());
@@ -116,7 +107,8 @@ BuiltModule build_compiled(const Compiled& c, const BuildOptions& opt) {
   out.spec_hash = content_hash(key);
   // The cache is keyed by the generated source itself plus the toolchain (compiler,
   // flags, runtime headers), so any change to the compiler's output rebuilds.
-  std::string toolchain = std::string(DDPMC_CXX) + " " + kCxxFlags + "\n";
+  const std::string cxx_flags = std::string(kCxxFlags) + " " + target_cpu_flags();
+  std::string toolchain = std::string(DDPMC_CXX) + " " + cxx_flags + "\n";
   for (const char* h : kRuntimeHeaders) toolchain += read_file(fs::path(DDPMC_RUNTIME_INCLUDE_DIR) / h);
   // Large modules (the U-Net: hundreds of kernels) are emitted as two translation
   // units that the C++ compiler builds in parallel, then linked.
@@ -135,24 +127,41 @@ BuiltModule build_compiled(const Compiled& c, const BuildOptions& opt) {
                            "set DDPM_CACHE_DIR to a writable directory");
   const fs::path so = dir / (cache_key + ".so");
   const fs::path cpp = dir / (cache_key + ".cpp");
-  if (!opt.emit_cpp.empty()) write_atomic(opt.emit_cpp, split ? emit_module(c, out.spec_hash) : parts[0]);
+  if (!opt.emit_cpp.empty()) write_file_atomic(opt.emit_cpp, split ? emit_module(c, out.spec_hash) : parts[0], "generated C++");
 
-  if (fs::exists(so)) {
+  const std::string key_path = (dir / cache_key).string();
+  std::string problem = module_problem(so.string(), out.spec_hash);
+  std::optional<FileLock> lock;
+  if (!problem.empty()) {
+    // One process builds; the others wait for it and then use its module.
+    lock = FileLock::try_lock(key_path + ".lock");
+    if (!lock) {
+      std::string pid = FileLock::holder(key_path + ".lock");
+      fmt::print(stderr, "waiting for another build of this module{}\n", pid.empty() ? "" : " (pid " + pid + ")");
+      lock = FileLock::lock(key_path + ".lock");
+    }
+    problem = module_problem(so.string(), out.spec_hash);
+  }
+  if (problem.empty()) {
     out.cache_hit = true;
+    fs::last_write_time(so, fs::file_time_type::clock::now(), ec);  // last use, for pruning
   } else {
+    if (fs::exists(so, ec))
+      fmt::print(stderr, "note: the cached module {} is broken ({}); rebuilding it\n", so.string(), problem);
     auto t0 = std::chrono::steady_clock::now();
-    write_atomic(cpp, parts[0]);
-    const fs::path pch = precompiled_prelude(dir, toolchain, opt.verbose);
+    write_file_atomic(cpp.string(), parts[0], "generated C++");
+    const fs::path pch = precompiled_prelude(dir, toolchain, cxx_flags, opt.verbose);
     fs::path tmp_so = dir / fmt::format("{}.so.tmp{}", cache_key, getpid());
-    fs::path log = dir / (cache_key + ".log");
-    const std::string cxx = fmt::format("'{}' {} -I'{}' -I'{}'", DDPMC_CXX, kCxxFlags, pch.string(),
+    // This build's own log: an error never shows another build's output.
+    fs::path log = dir / fmt::format("{}.{}.log", cache_key, getpid());
+    const std::string cxx = fmt::format("'{}' {} -I'{}' -I'{}'", DDPMC_CXX, cxx_flags, pch.string(),
                                         DDPMC_RUNTIME_INCLUDE_DIR);
     std::string cmd;
     if (!split) {
       cmd = fmt::format("{} '{}' -o '{}' -ltbb > '{}' 2>&1", cxx, cpp.string(), tmp_so.string(), log.string());
     } else {
       const fs::path cpp1 = dir / (cache_key + ".1.cpp");
-      write_atomic(cpp1, parts[1]);
+      write_file_atomic(cpp1.string(), parts[1], "generated C++");
       const std::string o0 = tmp_so.string() + ".0.o", o1 = tmp_so.string() + ".1.o";
       // Both objects at once; link only if both compiled.
       cmd = fmt::format("{{ {0} -c '{1}' -o '{2}' & p=$!; {0} -c '{3}' -o '{4}'; r1=$?; wait $p; r0=$?; "
@@ -165,18 +174,23 @@ BuiltModule build_compiled(const Compiled& c, const BuildOptions& opt) {
     if (rc != 0) {
       std::string text = read_file(log);
       if (text.size() > 4000) text = text.substr(0, 4000) + "\n...";
+      fs::remove(tmp_so, ec);
       DDPM_ICE(fmt::format("the C++ compiler failed on the generated module {} (exit {}); full log in {}:\n{}",
                            cpp.string(), WEXITSTATUS(rc), log.string(), text));
     }
-    fs::rename(tmp_so, so);
+    fs::remove(log, ec);
+    durable_rename(tmp_so.string(), so.string(), "module");
+    if (std::string p = module_problem(so.string(), out.spec_hash); !p.empty())
+      DDPM_ICE(fmt::format("the module just built, {}, is unusable: {}", so.string(), p));
     out.compile_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    prune_cache(dir.string(), default_cache_cap(), std::nullopt, cache_key);
   }
   out.so_path = so.string();
   if (!opt.output_so.empty()) {
     fs::path tmp = opt.output_so + fmt::format(".tmp{}", getpid());
     fs::copy_file(so, tmp, fs::copy_options::overwrite_existing, ec);
     if (ec) user_error_noloc(fmt::format("cannot write '{}': {}", opt.output_so, ec.message()), "check the -o path");
-    fs::rename(tmp, opt.output_so);
+    durable_rename(tmp.string(), opt.output_so, "module");
   }
   return out;
 }

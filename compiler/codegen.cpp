@@ -12,7 +12,7 @@
 #include <fmt/format.h>
 
 #include "ops.h"
-#include "runtime/gemm.h"
+#include "common/prelude/gemm.h"
 
 namespace ddpmc {
 namespace {

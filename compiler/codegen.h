@@ -1,5 +1,5 @@
 // Code generation: planned graphs → one readable, deterministic C++ translation
-// unit implementing the module C ABI (runtime/ddpm_abi.h) with xsimd and oneTBB.
+// unit implementing the module C ABI (common/prelude/ddpm_abi.h) with xsimd and oneTBB.
 //
 // Each kernel becomes one static function named <entry>_k<index>, preceded by a
 // comment naming its kind, domain, the ops it fuses and the spec lines they come

@@ -7,7 +7,7 @@
 #include <fmt/format.h>
 
 #include "ops.h"
-#include "runtime/philox.h"
+#include "common/prelude/philox.h"
 
 namespace ddpmc {
 namespace {

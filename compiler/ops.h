@@ -31,7 +31,7 @@ struct OpRow {
   std::string (*shape)(const Node& n, const std::vector<Type>& in, Type& out);
   // Elementwise ops: reference evaluation of one element of node n, in double precision.
   double (*eval)(const Node& n, const double* x);
-  // Elementwise ops: emitted C++; {0}, {1}, {2} name the inputs. Helpers are in runtime/ddpm_prelude*.h.
+  // Elementwise ops: emitted C++; {0}, {1}, {2} name the inputs. Helpers are in common/prelude/ddpm_prelude*.h.
   const char* emit;
   // Adjoint contributions: din[i] receives the gradient for input i (or -1 for none).
   // Contributions may have a broadcast type; autodiff sums them back to the input's type.

@@ -17,7 +17,7 @@
 
 #include <cmath>
 
-#include "compiler/diag.h"
+#include "common/diag.h"
 #include "philox.h"
 
 namespace ddpm {

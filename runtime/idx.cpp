@@ -11,7 +11,7 @@
 #include <filesystem>
 #include <memory>
 
-#include "compiler/diag.h"
+#include "common/diag.h"
 
 namespace ddpm {
 namespace {

@@ -1,5 +1,5 @@
-// Module loading (dlopen + ABI check), the cached spec → .so path, and aligned
-// buffers. See module.h for where this sits in the data flow.
+// Module loading (dlopen + ABI check) and aligned buffers. See module.h for
+// where this sits in the data flow.
 #include "module.h"
 
 #include <dlfcn.h>
@@ -12,8 +12,8 @@
 
 #include <fmt/format.h>
 
-#include "compiler/build.h"
-#include "compiler/diag.h"
+#include "common/diag.h"
+#include "common/elf_check.h"
 
 namespace ddpm {
 
@@ -27,6 +27,10 @@ Module::Module(const std::string& so_path) : so_path_(so_path) {
   if (fs::is_directory(so_path, ec))
     ddpmc::user_error_noloc(fmt::format("{} is a directory, not a module file", so_path),
                             "pass a .so built by `ddpmc compile`, or a .ddpm spec");
+  // A truncated file would crash dlopen with SIGBUS.
+  if (std::string e = ddpmc::elf_problem(so_path); !e.empty())
+    ddpmc::user_error_noloc(fmt::format("cannot load {}: {}", so_path, e),
+                            "rebuild it with `ddpmc compile SPEC -o FILE.so` (or train again into this directory)");
   // dlopen searches the library path for names without a slash; we mean the file.
   std::string open_path = so_path.find('/') == std::string::npos ? "./" + so_path : so_path;
   dlerror();
@@ -109,20 +113,6 @@ std::string Module::data_shape_string() const {
     s += std::to_string(m_->data_dims[i]);
   }
   return s + "]";
-}
-
-Module load_module_for(const std::string& spec_or_so, const std::string& cache_dir) {
-  if (fs::path(spec_or_so).extension() == ".ddpm") {
-    ddpmc::BuildOptions opt;
-    opt.cache_dir = cache_dir;
-    ddpmc::BuiltModule b = ddpmc::build_module(spec_or_so, opt);
-    if (b.cache_hit)
-      fmt::print(stderr, "using cached module for {} ({})\n", spec_or_so, b.so_path);
-    else
-      fmt::print(stderr, "compiled {} in {:.1f} s\n", spec_or_so, b.compile_seconds);
-    return Module(b.so_path);
-  }
-  return Module(spec_or_so);
 }
 
 void AlignedBuffer::Free::operator()(void* p) const { std::free(p); }

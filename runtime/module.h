@@ -1,7 +1,7 @@
 // Loading compiled modules, and the aligned buffers the runtime hands to them.
 //
-// Data flow: a spec file goes through ddpmc::build_module (compile, or a cache
-// hit) to a .so; Module dlopens it, finds `ddpm_module_v1` and checks the ABI
+// Data flow: the tools build a spec into a .so (tools/spec_module.h, through the
+// module cache); Module dlopens it, finds `ddpm_module_v1` and checks the ABI
 // version. The trainer and the sampler then own every buffer the module reads or
 // writes: parameters, gradients, EMA and Adam moments ([P] floats each), the data
 // batch, and one arena per entry point sized by arena_bytes(entry, B). All of
@@ -48,12 +48,6 @@ class Module {
   const ddpm_module* m_ = nullptr;
   std::string so_path_;
 };
-
-// Loads `spec_or_so`: a path ending in ".ddpm" is built through the module cache
-// (ddpmc::build_module; `cache_dir` empty means the builder's default) and the
-// outcome is reported on stderr ("compiled X in 2.3 s" or "using cached module");
-// any other path is loaded directly as a compiled .so.
-Module load_module_for(const std::string& spec_or_so, const std::string& cache_dir = "");
 
 // A zero-initialised, 64-byte-aligned block of bytes. Move-only.
 class AlignedBuffer {

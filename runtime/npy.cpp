@@ -1,4 +1,4 @@
-// NumPy .npy reader and writer, and the atomic file writer (see npy.h).
+// NumPy .npy reader and writer (see npy.h).
 //
 // Format (NEP 1, version 1.0): "\x93NUMPY", major 1, minor 0, a little-endian
 // uint16 header length, then an ASCII Python dict literal
@@ -18,67 +18,12 @@
 #include <fstream>
 #include <limits>
 
-#include "compiler/diag.h"
+#include "common/atomic_file.h"
+#include "common/diag.h"
 
 namespace ddpm {
 
 static_assert(std::endian::native == std::endian::little, "ddpmc assumes a little-endian host");
-
-// ---------------------------------------------------------------- AtomicFile
-
-AtomicFile::AtomicFile(std::string path, std::string what)
-    : path_(std::move(path)), tmp_(path_ + ".tmp"), what_(std::move(what)) {
-  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0) fail("create");
-}
-
-AtomicFile::~AtomicFile() {
-  if (fd_ >= 0) ::close(fd_);
-  if (!committed_) ::unlink(tmp_.c_str());
-}
-
-void AtomicFile::fail(const std::string& action) {
-  std::string err = std::strerror(errno);
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
-  ::unlink(tmp_.c_str());
-  ddpmc::user_error_noloc("cannot write " + what_ + " '" + path_ + "': cannot " + action +
-                              " temp file '" + tmp_ + "': " + err,
-                          "check that the directory exists, is writable and has free space");
-}
-
-void AtomicFile::write(const void* data, size_t bytes) {
-  const char* p = static_cast<const char*>(data);
-  while (bytes > 0) {
-    ssize_t k = ::write(fd_, p, bytes);
-    if (k < 0) {
-      if (errno == EINTR) continue;
-      fail("write");
-    }
-    p += k;
-    bytes -= (size_t)k;
-  }
-}
-
-void AtomicFile::commit() {
-  if (::fsync(fd_) != 0) fail("fsync");
-  if (::close(fd_) != 0) {
-    fd_ = -1;
-    fail("close");
-  }
-  fd_ = -1;
-  if (::rename(tmp_.c_str(), path_.c_str()) != 0) fail("rename");
-  committed_ = true;
-  // Make the rename itself durable. A failure here leaves a complete file, so it
-  // is not reported.
-  std::filesystem::path dir = std::filesystem::path(path_).parent_path();
-  if (dir.empty()) dir = ".";
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-}
 
 // ---------------------------------------------------------------- write_npy
 
@@ -99,7 +44,7 @@ void write_npy(const std::string& path, const float* data, const std::vector<int
   dict += '\n';
   uint16_t hlen = (uint16_t)dict.size();
 
-  AtomicFile f(path, "samples file");
+  ddpmc::AtomicFile f(path, "samples file");
   f.write("\x93NUMPY\x01\x00", 8);
   f.write(&hlen, 2);
   f.write(dict.data(), dict.size());

@@ -9,7 +9,8 @@
 #include <memory>
 #include <vector>
 
-#include "compiler/diag.h"
+#include "common/atomic_file.h"
+#include "common/diag.h"
 #include "npy.h"
 
 namespace ddpm {
@@ -36,7 +37,7 @@ void write_png_rgb(const std::string& path, int w, int h, const uint8_t* rgb) {
   int err = 0;
   std::unique_ptr<void, void (*)(void*)> buf(spng_get_png_buffer(ctx.get(), &len, &err), std::free);
   check(err, "spng_get_png_buffer");
-  AtomicFile f(path, "PNG image");
+  ddpmc::AtomicFile f(path, "PNG image");
   f.write(buf.get(), len);
   f.commit();
 }

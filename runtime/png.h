@@ -2,7 +2,7 @@
 //
 // ddpm-sample (and the trainer's periodic previews) turn a [N, 2] sample array
 // into a scatter plot, or an [N, C, H, W] image batch in [-1, 1] into a grid.
-// Encoding is libspng; files are written atomically (AtomicFile, npy.h).
+// Encoding is libspng; files are written atomically (common/atomic_file.h).
 #pragma once
 #include <cstdint>
 #include <string>

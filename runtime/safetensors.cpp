@@ -1,5 +1,5 @@
 // safetensors reader and writer (format in safetensors.h). Writes go through
-// AtomicFile (npy.h); reads load the whole file and validate every field before
+// AtomicFile (common/atomic_file.h); reads load the whole file and validate every field before
 // copying tensor data out.
 #include "safetensors.h"
 
@@ -9,7 +9,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "compiler/diag.h"
+#include "common/atomic_file.h"
+#include "common/diag.h"
 #include "npy.h"
 
 namespace ddpm {
@@ -40,7 +41,7 @@ void write_safetensors(const std::string& path, const std::vector<TensorView>& t
   text.append((8 - text.size() % 8) % 8, ' ');
   uint64_t n = text.size();
 
-  AtomicFile f(path, "checkpoint");
+  ddpmc::AtomicFile f(path, "checkpoint");
   f.write(&n, 8);
   f.write(text.data(), text.size());
   for (size_t i = 0; i < tensors.size(); ++i)

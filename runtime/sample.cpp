@@ -14,7 +14,7 @@
 #include <fmt/format.h>
 #include <oneapi/tbb/global_control.h>
 
-#include "compiler/diag.h"
+#include "common/diag.h"
 #include "module.h"
 #include "npy.h"
 #include "philox.h"

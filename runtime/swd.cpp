@@ -11,7 +11,7 @@
 #include <cmath>
 #include <vector>
 
-#include "compiler/diag.h"
+#include "common/diag.h"
 #include "philox.h"
 
 namespace ddpm {

@@ -1,6 +1,6 @@
 // The training loop (Algorithm 1 of Ho et al. 2020) around a compiled module.
 //
-// Data flow: spec or .so → Module; parameters initialised from Philox (or restored
+// Data flow: compiled .so → Module; parameters initialised from Philox (or restored
 // from a checkpoint); then for every step k = 1..steps: a batch x0 (a pure function
 // of (seed, k)) → module train_step (loss and gradients; t and ε are drawn inside
 // the module from (seed, k)) → optional global-norm clipping → AdamW → EMA.
@@ -19,7 +19,10 @@
 namespace ddpm {
 
 struct TrainConfig {
-  std::string model;       // a .ddpm spec (built through the cache) or a compiled .so
+  std::string model;       // what the user named: a .ddpm spec or a compiled .so (for messages and config.json)
+  // The compiled module to load; empty means `model` itself (which must then be a
+  // .so: the runtime does not compile specs, tools/spec_module.h does).
+  std::string module_so;
   // a built-in 2-D set (moons, swissroll, 8gaussians, checkerboard), a path to an
   // .npy [N, ...] or IDX image file (*idx3-ubyte[.gz], scaled to [-1, 1]), or
   // "fashion-mnist" (the Debian dataset-fashion-mnist training images)
@@ -39,7 +42,6 @@ struct TrainConfig {
   bool resume = false;
   double minutes = 0;      // wall-time bound; 0 = none
   int warmup = 0;          // linear learning-rate warm-up over this many steps
-  std::string cache_dir;   // module cache; empty = the builder's default
   bool quiet = false;      // no progress lines (errors and the summary are still printed)
 };
 

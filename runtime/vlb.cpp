@@ -11,7 +11,7 @@
 #include <oneapi/tbb/blocked_range.h>
 #include <oneapi/tbb/parallel_for.h>
 
-#include "compiler/diag.h"
+#include "common/diag.h"
 #include "philox.h"
 
 namespace ddpm {

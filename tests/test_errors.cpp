@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "compiler/diag.h"
+#include "common/diag.h"
 #include "compiler/driver.h"
 
 namespace fs = std::filesystem;

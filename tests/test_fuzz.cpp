@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "compiler/diag.h"
+#include "common/diag.h"
 #include "compiler/driver.h"
 #include "compiler/frontend.h"
 #include "compiler/lexer.h"

@@ -1,4 +1,4 @@
-// Tests for runtime/gemm.h, the GEMM engine generated modules call.
+// Tests for common/prelude/gemm.h, the GEMM engine generated modules call.
 //
 // Every result is checked against a naive double-precision reference on random data: many shapes
 // (1, odd, K = 0, the MLP and small im2col shapes), all four transpose combinations, accumulate on
@@ -17,7 +17,7 @@
 
 #include <tbb/global_control.h>
 
-#include "runtime/gemm.h"
+#include "common/prelude/gemm.h"
 
 namespace {
 

@@ -11,7 +11,7 @@
 #include <fstream>
 #include <string>
 
-#include "compiler/diag.h"
+#include "common/diag.h"
 #include "compiler/frontend.h"
 #include "compiler/lexer.h"
 #include "compiler/parser.h"

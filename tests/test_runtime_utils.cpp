@@ -16,12 +16,12 @@
 #include <string>
 #include <vector>
 
-#include "compiler/diag.h"
+#include "common/diag.h"
 #include "runtime/data2d.h"
 #include "runtime/idx.h"
 #include "runtime/npy.h"
 #include "runtime/optim.h"
-#include "runtime/philox.h"
+#include "common/prelude/philox.h"
 #include "runtime/png.h"
 #include "runtime/safetensors.h"
 #include "runtime/swd.h"

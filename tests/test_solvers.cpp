@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "compiler/diag.h"
+#include "common/diag.h"
 #include "interp.h"
 #include "test_support.h"
 #include "runtime/data2d.h"
@@ -19,6 +19,7 @@
 #include "runtime/sample.h"
 #include "runtime/swd.h"
 #include "runtime/train.h"
+#include "tools/spec_module.h"
 
 namespace fs = std::filesystem;
 
@@ -31,7 +32,7 @@ const fs::path& trained_run() {
     fs::create_directories(p.parent_path());
     ddpm::TrainConfig c;
     c.model = std::string(DDPM_SOURCE_DIR) + "/models/moons_solvers.ddpm";
-    c.cache_dir = std::string(DDPM_BINARY_DIR) + "/test-cache";
+    c.module_so = ddpm_tools::module_for(c.model, std::string(DDPM_BINARY_DIR) + "/test-cache");
     c.data = "moons";
     c.steps = 6000;
     c.batch = 256;

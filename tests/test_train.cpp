@@ -22,16 +22,18 @@
 #include <string>
 #include <vector>
 
+#include "common/file_lock.h"
 #include "compiler/build.h"
-#include "compiler/diag.h"
+#include "common/diag.h"
 #include "runtime/data2d.h"
 #include "runtime/module.h"
 #include "runtime/npy.h"
-#include "runtime/philox.h"
+#include "common/prelude/philox.h"
 #include "runtime/safetensors.h"
 #include "runtime/sample.h"
 #include "runtime/swd.h"
 #include "runtime/train.h"
+#include "tools/spec_module.h"
 
 namespace fs = std::filesystem;
 
@@ -153,6 +155,13 @@ TEST_CASE("train: module loading errors are one-line user errors") {
   e = user_error_text([&] { ddpm::Module m(no_symbol); });
   CHECK(e.find("not a ddpmc module") != std::string::npos);
   CHECK(e.find(no_symbol) != std::string::npos);
+
+  // The runtime loads compiled modules; building a spec is the tools' job.
+  ddpm::TrainConfig spec_cfg = base_config(dir / "spec-run", 10);
+  spec_cfg.model = moons_spec();
+  e = user_error_text([&] { ddpm::train(spec_cfg); });
+  CHECK(e.find("runtime trains compiled modules") != std::string::npos);
+  CHECK(e.find("ddpmc compile") != std::string::npos);
 
   ddpm::Module m(moons_so());
   CHECK(m->abi_version == DDPM_ABI_VERSION);
@@ -412,7 +421,7 @@ TEST_CASE("train: moons samples approach the data (sliced Wasserstein)") {
   REQUIRE(ddpm::train(c) == 0);
   c = base_config(trained, 3000);
   c.model = moons_spec();  // through the module cache, as ddpm-train does
-  c.cache_dir = cache_dir();
+  c.module_so = ddpm_tools::module_for(moons_spec(), cache_dir());
   c.batch = 256;
   c.log_every = 500;
   REQUIRE(ddpm::train(c) == 0);

@@ -27,7 +27,8 @@
 #include <nlohmann/json.hpp>
 #include <oneapi/tbb/global_control.h>
 
-#include "compiler/diag.h"
+#include "common/atomic_file.h"
+#include "common/diag.h"
 #include "runtime/idx.h"
 #include "runtime/module.h"
 #include "runtime/npy.h"
@@ -306,9 +307,7 @@ int evaluate(const EvalConfig& cfg) {
   j["seconds"] = seconds;
   const std::string out = (fs::path(cfg.run_dir) / "eval.json").string();
   const std::string text = j.dump(2) + "\n";
-  ddpm::AtomicFile f(out, "evaluation");
-  f.write(text.data(), text.size());
-  f.commit();
+  ddpmc::write_file_atomic(out, text, "evaluation");
   if (!cfg.quiet)
     fmt::print(stderr, "evaluated {} images x {} ({} weights, {} eps evaluations each) in {:.1f} s; wrote {}\n", N,
                mod.data_shape_string(), cfg.use_ema ? "EMA" : "raw", evals_per_chunk, seconds, out);

@@ -14,7 +14,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
-#include "compiler/diag.h"
+#include "common/diag.h"
 #include "runtime/sample.h"
 #include "tool_main.h"
 

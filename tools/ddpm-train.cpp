@@ -15,9 +15,10 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
-#include "compiler/diag.h"
+#include "common/diag.h"
 #include "runtime/data2d.h"
 #include "runtime/train.h"
+#include "spec_module.h"
 #include "tool_main.h"
 
 int main(int argc, char** argv) {
@@ -48,7 +49,8 @@ int main(int argc, char** argv) {
   app.add_option("--ckpt-every", cfg.ckpt_every, "checkpoint every N steps (and at the end); 0 = only at the end")
       ->capture_default_str();
   app.add_option("--log-every", cfg.log_every, "progress and metrics line every N steps")->capture_default_str();
-  app.add_option("--cache-dir", cfg.cache_dir, "module cache (default: $DDPM_CACHE_DIR or ~/.cache/ddpmc)");
+  std::string cache_dir;
+  app.add_option("--cache-dir", cache_dir, "module cache (default: $DDPM_CACHE_DIR or ~/.cache/ddpmc)");
   app.add_flag("-q,--quiet", cfg.quiet, "no progress lines");
 
   if (int rc = ddpm_tools::parse(app, argc, argv, "ddpm-train"); rc >= 0) return rc;
@@ -72,5 +74,8 @@ int main(int argc, char** argv) {
   }
   if (cfg.out.empty()) cfg.out = (std::filesystem::path("runs") / std::filesystem::path(cfg.model).stem()).string();
 
-  return ddpm_tools::guarded("ddpm-train", [&] { return ddpm::train(cfg); });
+  return ddpm_tools::guarded("ddpm-train", [&] {
+    cfg.module_so = ddpm_tools::module_for(cfg.model, cache_dir);
+    return ddpm::train(cfg);
+  });
 }

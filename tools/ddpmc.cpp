@@ -1,12 +1,14 @@
 // ddpmc: the compiler's command line.
 //   ddpmc check   SPEC [--batch N]                     parse, type-check, plan; print the report
 //   ddpmc compile SPEC -o OUT.so [--emit-cpp F] [--dump-after PASS] [--cache-dir D] [-v]
+//   ddpmc cache [--cache-dir D] [--prune [--older-than DAYS] [--max-mb MB]]   list or prune the module cache
 // Exit codes: 0 ok, 1 error in the spec or input, 2 bad command line, 70 internal error.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 #include "build.h"
-#include "diag.h"
+#include "cache_command.h"
+#include "common/diag.h"
 #include "driver.h"
 #include "pipeline.h"
 #include "tool_main.h"
@@ -28,7 +30,10 @@ int main(int argc, char** argv) {
   compile->add_option("--dump-after", dump_after, "print the IR after a pass (lower, autodiff, simplify, fuse, memplan, all)");
   compile->add_option("--cache-dir", cache_dir, "module cache (default $DDPM_CACHE_DIR or ~/.cache/ddpmc)");
   compile->add_flag("-v,--verbose", verbose, "print the C++ compiler command");
+  ddpm_tools::CacheCommand cache_cmd;
+  auto* cache = ddpm_tools::add_cache_command(app, cache_cmd);
   if (int rc = ddpm_tools::parse(app, argc, argv, "ddpmc"); rc >= 0) return rc;
+  if (*cache) return ddpm_tools::guarded("ddpmc", [&] { return ddpm_tools::run_cache_command(cache_cmd); });
   return ddpm_tools::guarded("ddpmc", [&] {
     if (*check) {
       std::string dump;

@@ -7,7 +7,7 @@
 
 #include <string>
 
-#include "diag.h"
+#include "common/diag.h"
 
 namespace ddpm_tools {
 

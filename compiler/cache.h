@@ -1,0 +1,62 @@
+// The module cache: where the module builder (build.h) keeps compiled modules,
+// and what it checks and bounds about them.
+//
+// Layout of the cache directory: KEY.so (the module), KEY.cpp and KEY.1.cpp (its
+// generated C++), KEY.lock (held while KEY is being built), KEY.PID.log (a build's
+// compiler output, kept only when that build fails) and pch-HASH/ (the
+// precompiled prelude of the current toolchain). KEY hashes the generated C++ and
+// the toolchain, which names the target's real CPU features (target_cpu_flags),
+// never the text -march=native, so a cache shared between machines cannot hand
+// one machine another's instructions. A module's last use is the mtime of its
+// .so (a cache hit touches it); the cache is bounded by least-recently-used
+// eviction after each build (default_cache_cap).
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ddpmc {
+
+// $DDPM_CACHE_DIR, else $XDG_CACHE_HOME/ddpmc, else ~/.cache/ddpmc.
+std::string default_cache_dir();
+
+// The C++ compiler's expansion of -march=`march` ("native" by default, or
+// $DDPMC_MARCH): "-march=znver3 -mmmx ... -mtune=znver3". Modules are compiled
+// with exactly these flags and keyed by them. Throws a UserError if the compiler
+// does not know the target.
+std::string target_cpu_flags(const std::string& march);
+// target_cpu_flags($DDPMC_MARCH or "native").
+std::string target_cpu_flags();
+
+// "" if `so` loads, exports ddpm_module_v1 with this ABI version and has spec
+// hash `spec_hash`; otherwise what is wrong with it, in a few words.
+std::string module_problem(const std::string& so, const std::string& spec_hash);
+
+struct CacheEntry {
+  std::string key;      // the file name stem; "pch-…" for a precompiled prelude
+  std::string spec;     // the spec the module was generated from ("" if unknown)
+  uint64_t bytes = 0;   // all of the entry's files
+  std::filesystem::file_time_type used;  // mtime of the .so (of the folder for pch-…)
+};
+
+// Every module (and precompiled prelude) in `dir`, most recently used first.
+std::vector<CacheEntry> list_cache(const std::string& dir);
+
+// The default bound on the cache's size: $DDPM_CACHE_MAX_MB megabytes, else 2 GiB.
+uint64_t default_cache_cap();
+
+struct PruneResult {
+  int removed = 0;
+  uint64_t bytes = 0;
+};
+
+// Removes modules unused for longer than `older_than` (if given), then the least
+// recently used ones until the cache holds at most `max_bytes`. Never removes the
+// entry `keep` (the module just built) or a module another process is building.
+PruneResult prune_cache(const std::string& dir, uint64_t max_bytes,
+                        std::optional<std::chrono::seconds> older_than = std::nullopt, const std::string& keep = "");
+
+}  // namespace ddpmc

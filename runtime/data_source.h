@@ -1,0 +1,38 @@
+// Where a training batch x0 comes from: a built-in 2-D set, or rows of an array
+// (.npy, or IDX images scaled to [-1, 1]) picked by Philox from (seed, step).
+// Either way a batch is a pure function of (seed, step), which is what makes
+// `ddpm-train --resume` bit-exact. The trainer (train.cpp) owns one DataSource.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ddpm {
+
+class Module;
+
+class DataSource {
+ public:
+  // `spec` is a built-in set name, "fashion-mnist", or a path to an .npy / IDX
+  // file. Throws ddpmc::UserError if it does not exist or does not match the
+  // module's data shape.
+  DataSource(const std::string& spec, const Module& mod);
+
+  // Writes B samples (B * data_numel floats) for training step `step` into x0.
+  void fill(uint64_t seed, uint64_t step, int B, float* x0) const;
+
+  // "moons, swissroll, ...": the built-in sets, for messages.
+  static std::string names();
+
+ private:
+  std::string name_;
+  bool array_ = false;
+  std::vector<float> rows_;     // [N, D] (.npy data)
+  std::vector<uint8_t> bytes_;  // [N, D] (IDX images, 0..255)
+  int64_t N_ = 0, D_ = 0;
+};
+
+// "[2, 3]".
+std::string shape_string(const std::vector<int64_t>& s);
+
+}  // namespace ddpm

@@ -1,0 +1,67 @@
+// `ddpmc cache` (see cache_command.h).
+#include "cache_command.h"
+
+#include <chrono>
+#include <ctime>
+
+#include <fmt/format.h>
+
+#include "cache.h"
+#include "common/diag.h"
+
+namespace ddpm_tools {
+
+namespace {
+
+std::string mib(uint64_t bytes) { return fmt::format("{:.1f} MiB", bytes / 1048576.0); }
+
+std::string when(std::filesystem::file_time_type t) {
+  auto sys = std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::file_clock::to_sys(t));
+  std::time_t tt = std::chrono::system_clock::to_time_t(sys);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M", std::localtime(&tt));
+  return buf;
+}
+
+}  // namespace
+
+CLI::App* add_cache_command(CLI::App& app, CacheCommand& c) {
+  auto* sub = app.add_subcommand("cache", "list the module cache, or prune it");
+  sub->add_option("--cache-dir", c.dir, "module cache (default $DDPM_CACHE_DIR or ~/.cache/ddpmc)");
+  sub->add_flag("--prune", c.prune, "remove old modules, then the least recently used down to --max-mb");
+  sub->add_option("--older-than", c.older_than_days, "with --prune: remove modules unused for this many days")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--max-mb", c.max_mb, "with --prune: the size to prune down to (default: the cap)")
+      ->check(CLI::NonNegativeNumber);
+  return sub;
+}
+
+int run_cache_command(const CacheCommand& c) {
+  const std::string dir = c.dir.empty() ? ddpmc::default_cache_dir() : c.dir;
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) {
+    fmt::print("{}: empty (no cache directory yet)\n", dir);
+    return 0;
+  }
+  const uint64_t cap = ddpmc::default_cache_cap();
+  if (c.prune) {
+    const uint64_t max_bytes = c.max_mb >= 0 ? (uint64_t)c.max_mb << 20 : cap;
+    auto older = std::chrono::seconds((int64_t)(c.older_than_days * 86400));
+    ddpmc::PruneResult r = ddpmc::prune_cache(dir, max_bytes, older);
+    fmt::print("removed {} module{} ({})\n", r.removed, r.removed == 1 ? "" : "s", mib(r.bytes));
+  }
+  uint64_t total = 0;
+  int modules = 0;
+  for (const ddpmc::CacheEntry& e : ddpmc::list_cache(dir)) {
+    total += e.bytes;
+    modules += e.key.rfind("pch-", 0) != 0;
+    fmt::print("{}  {:>10}  {}  {}\n", e.key.substr(0, 16), mib(e.bytes), when(e.used),
+               e.spec.empty() ? "(unknown spec)" : e.spec);
+  }
+  fmt::print("{}: {} module{}, {} (cap {}; set DDPM_CACHE_MAX_MB to change it)\n", dir, modules,
+             modules == 1 ? "" : "s", mib(total), mib(cap));
+  return 0;
+}
+
+}  // namespace ddpm_tools
