@@ -54,9 +54,10 @@ struct Stmt {
   ExprP value;
 };
 
-// A type annotation on a net parameter or result: `[2]`, `[1, 28, 28]` or `step`.
+// A type annotation on a net parameter or result: `[2]`, `[1, 28, 28]`, `step`, or
+// `label` (a class index: the declared label, or a sampler's class argument).
 struct TypeAnn {
-  enum class Kind { Tensor, Step } kind = Kind::Tensor;
+  enum class Kind { Tensor, Step, Label } kind = Kind::Tensor;
   Loc loc;
   std::vector<long long> dims;  // Tensor only; the batch axis is implicit and not written
 };
@@ -108,6 +109,14 @@ struct DataDecl {
   TypeAnn type;
 };
 
+// `label y: 10`: a class index in 0..classes-1 per training sample, read beside the data.
+struct LabelDecl {
+  std::string name;
+  Loc loc;
+  long long classes = 0;
+  Loc classes_loc;
+};
+
 // `import std` or `import "path/to/file.ddpm"`
 struct ImportDecl {
   std::string path;  // as written, without quotes
@@ -120,6 +129,7 @@ struct Module {
   std::vector<ImportDecl> imports;
   std::vector<DiffusionDecl> diffusions;  // more than one is a (lowering) error
   std::vector<DataDecl> datas;
+  std::vector<LabelDecl> labels;
   std::vector<FuncDef> defs;
 };
 

@@ -793,6 +793,7 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
     s += "struct Env {\n  int64_t B;\n  float* A;        // arena\n  float* scratch;  // kernel scratch (GEMM packing)\n";
     s += "  const float* params;\n  float* grads;\n  const float* in_data;\n  const float* in_x;\n";
     s += "  float t, s;\n  uint64_t seed, step;\n  int64_t row0;    // global index of sample 0 (samplers)\n  float* loss;\n  float* x_out;\n";
+    s += "  const float* in_label;  // training: class indices [B] (a spec with a label)\n";
     s += "  const float* args;      // samplers: sampling-time arguments\n  const float* state_in;  // samplers: state from the previous step\n";
     s += "  float* state_out;       // samplers: state for the next step\n  float first, last;      // samplers: 1 on the first / last step\n};\n\n";
     return s;
@@ -885,17 +886,24 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
   if (!split) s += eps_arena_case;
   s += split ? "    default: return ddpm_part1::arena_bytes(entry, B);\n  }\n}\n\n" : "    default: return -1;\n  }\n}\n\n";
   s += align;
-  s += "int train_step(void* arena, int B, const float* params, const float* x0, uint64_t seed, uint64_t step,\n"
-       "               float* grads, float* loss) {\n"
-       "  if (B < 1) return 1;\n"
+  const std::string need_labels = m.label_classes > 0 ? "  if (!labels) return 3;\n" : "";
+  s += "int train_step_labels(void* arena, int B, const float* params, const float* x0, const float* labels,\n"
+       "                      uint64_t seed, uint64_t step, float* grads, float* loss) {\n"
+       "  if (B < 1) return 1;\n" + need_labels +
        "  Env e{};\n  e.B = B;\n  e.A = align64(arena);\n"
        "  e.scratch = e.A + " + fmt::format("{} * (int64_t)B + {}", c.train.arena_per_sample, c.train.arena_fixed) +
-       ";\n  e.params = params;\n  e.grads = grads;\n  e.in_data = x0;\n  e.seed = seed;\n  e.step = step;\n  e.loss = loss;\n  train_run(e);\n  return 0;\n}\n\n";
-  s += "int loss_eval(void* arena, int B, const float* params, const float* x0, uint64_t seed, uint64_t step, float* loss) {\n"
-       "  if (B < 1) return 1;\n"
+       ";\n  e.params = params;\n  e.grads = grads;\n  e.in_data = x0;\n  e.in_label = labels;\n  e.seed = seed;\n  e.step = step;\n  e.loss = loss;\n  train_run(e);\n  return 0;\n}\n\n";
+  s += "int train_step(void* arena, int B, const float* params, const float* x0, uint64_t seed, uint64_t step,\n"
+       "               float* grads, float* loss) {\n"
+       "  return train_step_labels(arena, B, params, x0, nullptr, seed, step, grads, loss);\n}\n\n";
+  s += "int loss_eval_labels(void* arena, int B, const float* params, const float* x0, const float* labels, uint64_t seed,\n"
+       "                     uint64_t step, float* loss) {\n"
+       "  if (B < 1) return 1;\n" + need_labels +
        "  Env e{};\n  e.B = B;\n  e.A = align64(arena);\n"
        "  e.scratch = e.A + " + fmt::format("{} * (int64_t)B + {}", c.loss.arena_per_sample, c.loss.arena_fixed) +
-       ";\n  e.params = params;\n  e.in_data = x0;\n  e.seed = seed;\n  e.step = step;\n  e.loss = loss;\n  loss_run(e);\n  return 0;\n}\n\n";
+       ";\n  e.params = params;\n  e.in_data = x0;\n  e.in_label = labels;\n  e.seed = seed;\n  e.step = step;\n  e.loss = loss;\n  loss_run(e);\n  return 0;\n}\n\n";
+  s += "int loss_eval(void* arena, int B, const float* params, const float* x0, uint64_t seed, uint64_t step, float* loss) {\n"
+       "  return loss_eval_labels(arena, B, params, x0, nullptr, seed, step, loss);\n}\n\n";
   if (!split) s += sampler_entries;
 
   // Descriptor.
@@ -921,10 +929,11 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
   s += fmt::format("    {}, kSamplers,\n", c.samplers.size());
   s += fmt::format("    arena_bytes, train_step, loss_eval, {}sampler_step, {},\n", q,
                    c.model.has_eps ? q + "eps_eval" : "nullptr");
-  s += fmt::format("    {}kSamplerInfo, {}sampler_step4, {},\n}};\n\n", q, q,
+  s += fmt::format("    {}kSamplerInfo, {}sampler_step4, {},\n", q, q,
                    c.model.eps_predicts == Prediction::X0  ? "DDPM_PREDICTS_X0"
                    : c.model.eps_predicts == Prediction::V ? "DDPM_PREDICTS_V"
                                                            : "DDPM_PREDICTS_EPS");
+  s += fmt::format("    {}, train_step_labels, loss_eval_labels,\n}};\n\n", m.label_classes);
   s += "}  // namespace\n\n";
   s += "extern \"C\" __attribute__((visibility(\"default\"))) const ddpm_module* ddpm_module_v1(void) { return &kModule; }\n";
   out.push_back(std::move(s));

@@ -139,6 +139,7 @@ struct Model {
   Diffusion diffusion;
   std::string data_name;
   Type data;                 // batched
+  int64_t label_classes = 0; // `label y: K`: K, else 0 (the loss reads input "label", [B] class indices)
   std::vector<ParamInfo> params;
   int64_t param_floats = 0;
   Graph loss;                                        // output "loss"

@@ -113,6 +113,9 @@ Value Lowerer::lookup(const std::string& name, const Loc& loc) {
   if (auto it = globals_.find(name); it != globals_.end()) return it->second;
   if (defs_.count(name) || builtins().count(name))
     user_error(loc, fmt::format("'{}' is a function, not a value", name), fmt::format("call it: {}(...)", name));
+  if (label_ && name == label_->name)
+    user_error(loc, fmt::format("'{}' is the training label, which only the loss sees", name),
+               "a sampler takes its class as an argument, e.g. `sampler cfg(x, t, s, w = 3, class = 0)`");
   std::string best;
   size_t bestd = 3;
   auto consider = [&](const std::string& c) {
@@ -211,12 +214,25 @@ Value Lowerer::eval(const Expr& e) {
 
 std::string Lowerer::type_ann_str(const TypeAnn& ann) {
   if (ann.kind == TypeAnn::Kind::Step) return "step";
+  if (ann.kind == TypeAnn::Kind::Label) return "label";
   std::string s = "[";
   for (size_t i = 0; i < ann.dims.size(); ++i) s += fmt::format("{}{}", i ? "," : "", ann.dims[i]);
   return s + "]";
 }
 
 void Lowerer::check_type(const TypeAnn& ann, const Value& v, const Loc& loc, const std::string& what) {
+  if (ann.kind == TypeAnn::Kind::Label) {
+    if (!label_)
+      user_error(ann.loc, fmt::format("{} is declared `label`, but the spec declares no label", what),
+                 "declare one next to the data, e.g. `label y: 10`, and train with labels (--labels, or fashion-mnist)");
+    if (v.kind == Value::Kind::Number) return;  // a fixed class, e.g. the null class of guidance
+    if (v.kind != Value::Kind::Tensor || !b_->type(v.node).dims.empty())
+      user_error(loc,
+                 fmt::format("{} must be a class index (one number per sample), got {}", what,
+                             v.kind == Value::Kind::Tensor ? shape_str(b_->type(v.node)) : kind_name(v)),
+                 fmt::format("pass the label ({}), a sampler's class argument, or a number", label_->name));
+    return;
+  }
   if (ann.kind == TypeAnn::Kind::Step) {
     if (v.kind != Value::Kind::Tensor || !v.is_step)
       user_error(loc, fmt::format("{} must be a step, got {}", what, kind_name(v)),

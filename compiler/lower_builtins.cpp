@@ -129,6 +129,43 @@ const std::map<std::string, Builtin>& builtins() {
          n.i0 = c.L.next_stream_++;
          return tensor(c.L.make(std::move(n), c.call.loc, "uniform"));
        }}},
+      {"embed", {{"y", "classes", "size"}, 3,
+                 "embed(y, classes, size): a learned vector of `size` per class index y in 0..classes-1 ([B] -> [B,size])",
+                 [](BuiltinCall& c) {
+         const int64_t k = c.L.as_int(c.arg(1), c.locs[1], "the number of classes");
+         const int64_t size = c.L.as_int(c.arg(2), c.locs[2], "the embedding size");
+         if (k < 1 || k > 1000000 || size < 1 || size > 1000000)
+           user_error(k < 1 || k > 1000000 ? c.locs[1] : c.locs[2],
+                      fmt::format("embed needs 1..1000000 classes and size, got {} and {}", k, size), "e.g. embed(y, 10, 128)");
+         const Value& y = c.arg(0);
+         if (y.classes > 0 && k < y.classes)
+           user_error(c.locs[1],
+                      fmt::format("wrong embedding size: embed has {} rows, but label '{}' has {} classes", k,
+                                  c.L.label_->name, y.classes),
+                      fmt::format("give it at least {} rows ({} with a null class for guidance)", y.classes, y.classes + 1));
+         NodeId yn = c.L.as_node(y, c.locs[0], "embed");
+         const Type& yt = c.L.b_->type(yn);
+         if (!yt.dims.empty())
+           user_error(c.locs[0], fmt::format("embed takes one class index per sample, got {}", yt.str()),
+                      "pass the label, a sampler's class argument, or a number");
+         if (!yt.batched) yn = c.L.b_->broadcast(yn, Type{true, {}});
+         // One-hot rows (y == 0..k-1) times a [k, size] table: the gradient sums into
+         // each class's row in batch order (the GEMM's fixed reduction).
+         Node ks{Op::ConstTensor};
+         ks.type = Type{false, {k}};
+         for (int64_t i = 0; i < k; ++i) ks.data.push_back((float)i);
+         NodeId classes = c.L.make(std::move(ks), c.call.loc, "embed");
+         Node eq{Op::Equal};
+         eq.in = {yn, classes};
+         NodeId onehot = c.L.make(std::move(eq), c.call.loc, "embed");
+         Frame& f = c.L.top();
+         const std::string path = fmt::format("{}{}embed.{}", f.path, f.path.empty() ? "" : "/", f.calls["embed"]++);
+         NodeId w = c.L.param(path + "/w", Type{false, {k, size}}, 1.0f, c.call.loc);
+         Node mm{Op::Matmul};
+         mm.in = {onehot, w};
+         mm.i0 = kNN;
+         return tensor(c.L.make(std::move(mm), c.call.loc, "embed"));
+       }}},
       {"first_step", {{}, 0, "first_step() is 1 on a sampler's first step (t = T, or the first of a strided sequence), else 0", [](BuiltinCall& c) { return c.L.step_flag("first", c.call.loc); }}},
       {"last_step", {{}, 0, "last_step() is 1 on a sampler's last step (s = 0), else 0", [](BuiltinCall& c) { return c.L.step_flag("last", c.call.loc); }}},
       {"clip", {{"x", "lo", "hi"}, 3, "clip(x, lo, hi): elementwise min(max(x, lo), hi); lo and hi are numbers",

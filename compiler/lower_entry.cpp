@@ -77,6 +77,12 @@ void Lowerer::collect() {
                    fmt::format("the first one is at {}:{}", data_->loc.file->path, data_->loc.line));
       data_ = &d;
     }
+    for (auto& d : mod.labels) {
+      if (label_)
+        user_error(d.loc, fmt::format("duplicate definition: label '{}' (a spec has at most one label)", d.name),
+                   fmt::format("the first one is at {}:{}", label_->loc.file->path, label_->loc.line));
+      label_ = &d;
+    }
     for (auto& f : mod.defs) {
       std::string key = f.kind == DefKind::Loss ? std::string("loss") : f.name;
       if (f.kind == DefKind::Sampler) key = "sampler " + f.name;
@@ -119,6 +125,7 @@ void Lowerer::collect() {
     data_type_ = Type{true, std::vector<int64_t>(data_->type.dims.begin(), data_->type.dims.end())};
     m_.data = data_type_;
     m_.data_name = data_->name;
+    if (label_) m_.label_classes = label_->classes;
   }
 }
 
@@ -142,6 +149,13 @@ Graph Lowerer::lower_entry(const FuncDef& f, const std::string& graph_name) {
   };
   if (f.kind == DefKind::Loss) {
     fr.vars[data_->name] = input("data", data_type_, data_->loc, false);
+    if (label_) {
+      if (label_->name == data_->name)
+        user_error(label_->loc, fmt::format("label '{}' has the data's name", label_->name), "name it e.g. `label y: 10`");
+      Value y = input("label", Type{true, {}}, label_->loc, false);
+      y.classes = label_->classes;
+      fr.vars[label_->name] = y;
+    }
   } else {
     if (f.params.size() < 3)
       user_error(f.name_loc,

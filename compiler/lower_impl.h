@@ -24,6 +24,7 @@ struct Value {
   NodeId node = -1;
   bool is_step = false;  // a tensor of step indices (t, s, uniform_step())
   std::string arg;       // a sampler's sampling-time argument: its name
+  int64_t classes = 0;   // the declared label: its number of classes
   const std::vector<double>* table = nullptr;
   std::string str;  // String; Table: its name
 };
@@ -136,6 +137,9 @@ class Lowerer {
   std::map<std::string, int> param_index_;
   std::vector<Loc> param_locs_;
   const DataDecl* data_ = nullptr;
+ public:
+  const LabelDecl* label_ = nullptr;  // `label y: K`, if declared
+ private:
   const FuncDef* sampler_ = nullptr;       // the sampler being lowered, if any
   std::map<std::string, NodeId> flags_;    // its first/last-step flag inputs
   SamplerInfo sampler_info_;

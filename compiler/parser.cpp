@@ -23,11 +23,11 @@ const char* kExprHint =
     "or these combined with + - * / and parentheses";
 const char* kTypeHint =
     "a type is a per-sample shape such as '[2]' or '[1, 28, 28]' (the batch axis is implicit), "
-    "or 'step' for a diffusion step";
+    "'step' for a diffusion step, or 'label' for a class index";
 
 bool is_item_keyword(std::string_view s) {
-  return s == "import" || s == "diffusion" || s == "data" || s == "fn" || s == "net" || s == "loss" ||
-         s == "sampler";
+  return s == "import" || s == "diffusion" || s == "data" || s == "label" || s == "fn" || s == "net" ||
+         s == "loss" || s == "sampler";
 }
 
 std::string where(const Loc& l) { return fmt::format("line {}, column {}", l.line, l.col); }
@@ -95,6 +95,7 @@ class Parser {
       if (t.text == "import") return import_decl(m);
       if (t.text == "diffusion") return diffusion_decl(m);
       if (t.text == "data") return data_decl(m);
+      if (t.text == "label") return label_decl(m);
       if (t.text == "fn") return func_def(m, DefKind::Fn);
       if (t.text == "net") return func_def(m, DefKind::Net);
       if (t.text == "loss") return func_def(m, DefKind::Loss);
@@ -110,7 +111,7 @@ class Parser {
     if (t.kind == Tok::RBrace)
       user_error(t.loc, "unexpected '}' at top level", "remove it; it does not close any open block");
     user_error(t.loc,
-               fmt::format("expected 'import', 'diffusion', 'data', 'fn', 'net', 'loss' or 'sampler', found {}",
+               fmt::format("expected 'import', 'diffusion', 'data', 'label', 'fn', 'net', 'loss' or 'sampler', found {}",
                            describe(t)),
                "each top-level item starts with one of these keywords");
   }
@@ -176,12 +177,33 @@ class Parser {
     m.datas.push_back(std::move(d));
   }
 
+  void label_decl(Module& m) {
+    LabelDecl d;
+    d.loc = advance().loc;
+    if (!at(Tok::Name)) fail_expected("a name after 'label'", "declare a class label as 'label y: 10' (ten classes)");
+    d.name = advance().text;
+    if (!at(Tok::Colon))
+      fail_expected(fmt::format("':' after 'label {}'", d.name),
+                    fmt::format("give the number of classes, as in 'label {}: 10'", d.name));
+    advance();
+    d.classes_loc = cur().loc;
+    if (!at(Tok::Int) || cur().number < 1 || cur().number > 1000000)
+      fail_expected("a number of classes (1 to 1000000)", fmt::format("write e.g. 'label {}: 10'", d.name));
+    d.classes = (long long)advance().number;
+    m.labels.push_back(std::move(d));
+  }
+
   TypeAnn type_ann() {
     TypeAnn t;
     t.loc = cur().loc;
     if (at_name("step")) {
       advance();
       t.kind = TypeAnn::Kind::Step;
+      return t;
+    }
+    if (at_name("label")) {
+      advance();
+      t.kind = TypeAnn::Kind::Label;
       return t;
     }
     if (!at(Tok::LBracket)) fail_expected("a type", kTypeHint);

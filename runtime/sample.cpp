@@ -130,8 +130,53 @@ RunFiles run_files(const std::string& run_dir, const std::string& then) {
   return f;
 }
 
+namespace {
+
+// --class all: one run per class with the same starting noise, then one output.
+std::vector<float> sample_each_class(const SampleConfig& cfg) {
+  const auto [so, ckpt] = run_files(cfg.run_dir, "sample from DIR");
+  Module mod(so);
+  const ddpm_module& m = mod.get();
+  const int K = m.abi_version >= 4 ? m.label_classes : 0;
+  if (K == 0)
+    user_error_noloc(fmt::format("--class all: the model in {} declares no label", cfg.run_dir),
+                     "sample a class-conditional model (one with `label y: K`)");
+  const int idx = mod.sampler_index(cfg.sampler);
+  bool has_class = false;
+  for (int k = 0; idx >= 0 && k < m.sampler_info[idx].n_args; ++k) has_class |= std::string(m.sampler_info[idx].arg_names[k]) == "class";
+  if (idx >= 0 && !has_class)
+    user_error_noloc(fmt::format("--class all: sampler '{}' has no argument 'class'", cfg.sampler),
+                     "use a sampler declared with a class argument, e.g. sampler cfg(x, t, s, w = 3, class = 0)");
+  std::vector<float> all;
+  for (int c = 0; c < K; ++c) {
+    SampleConfig one = cfg;
+    one.class_all = false;
+    one.out_npy.clear();
+    one.out_png.clear();
+    one.quiet = true;
+    one.args.push_back(fmt::format("class={}", c));
+    std::vector<float> x = sample_to_vector(one);
+    all.insert(all.end(), x.begin(), x.end());
+  }
+  std::vector<int64_t> shape = {K * cfg.n};
+  for (int r = 0; r < m.data_rank; ++r) shape.push_back(m.data_dims[r]);
+  if (!cfg.out_npy.empty()) write_npy(cfg.out_npy, all.data(), shape);
+  if (!cfg.out_png.empty()) {
+    if (m.data_rank == 3 && (m.data_dims[0] == 1 || m.data_dims[0] == 3))
+      write_image_grid_png(cfg.out_png, all.data(), K * cfg.n, m.data_dims[0], m.data_dims[1], m.data_dims[2], (int)cfg.n);
+    else if (m.data_rank == 1 && m.data_dims[0] == 2)
+      write_scatter_png(cfg.out_png, all.data(), K * cfg.n);
+  }
+  fmt::print(stderr, "sampled {} x {} per class for {} classes with {}, one grid row per class{}{}\n", cfg.n,
+             mod.data_shape_string(), K, cfg.sampler, cfg.out_png.empty() ? "" : "; wrote ", cfg.out_png);
+  return all;
+}
+
+}  // namespace
+
 std::vector<float> sample_to_vector(const SampleConfig& cfg) {
   validate(cfg);
+  if (cfg.class_all) return sample_each_class(cfg);
   tbb::global_control threads_ctl(tbb::global_control::max_allowed_parallelism, (size_t)cfg.threads);
 
   const auto [so, ckpt] = run_files(cfg.run_dir, "sample from DIR");

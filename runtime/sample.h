@@ -38,6 +38,10 @@ struct SampleConfig {
   // Sampling-time arguments, "name=value" as given on the command line (--arg);
   // the sampler's declared defaults fill the rest.
   std::vector<std::string> args;
+  // --class all: for a model with a label of K classes, n samples of each class
+  // (the sampler's `class` argument set to 0..K-1), written as one grid row per
+  // class; the samples are [K * n, ...], class by class.
+  bool class_all = false;
 };
 
 // The argument vector for sampler `idx` of module m: its defaults, overridden by

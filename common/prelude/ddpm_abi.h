@@ -1,5 +1,6 @@
 /* The versioned C ABI (version 4; version 2 added eps_eval, version 3 sampler_step's row0,
- * version 4 sampler arguments and state, and the declared prediction of eps_eval's net)
+ * version 4 sampler arguments and state, the declared prediction of eps_eval's net,
+ * and class labels)
  * between a compiled ddpmc module (a .so) and the runtime.
  *
  * A module exports one symbol, `ddpm_module_v1`, returning a pointer to a static
@@ -125,6 +126,14 @@ typedef struct ddpm_module {
    * it (`-> [..] predicts v`; undeclared means eps). eps_eval always returns eps: the
    * module converts the prediction with the schedule. */
   int eps_predicts;
+  /* The spec's class label (`label y: K`): K, or 0 when it declares none. A model
+   * with a label trains through the *_labels entries, which take labels[B], each
+   * sample's class index 0..K-1 as a float; train_step and loss_eval then return 3. */
+  int label_classes;
+  int (*train_step_labels)(void* arena, int B, const float* params, const float* x0, const float* labels,
+                           uint64_t seed, uint64_t step, float* grads, float* loss);
+  int (*loss_eval_labels)(void* arena, int B, const float* params, const float* x0, const float* labels,
+                          uint64_t seed, uint64_t step, float* loss);
 } ddpm_module;
 
 typedef const ddpm_module* (*ddpm_module_fn)(void);
