@@ -4,13 +4,13 @@
 // 1e-3, and bitwise-identical results at 1 and 2 threads. test_alloc.cpp checks
 // that its steps allocate nothing.
 #include <doctest/doctest.h>
-#include <tbb/global_control.h>
 
 #include <cstring>
 
 #include "interp.h"
 #include "module.h"
 #include "test_support.h"
+#include "test_threads.h"
 
 using namespace ddpm_test;
 
@@ -82,29 +82,6 @@ TEST_CASE("attention: the block is in the model, and its training step matches t
 
 TEST_CASE("attention: sampler step matches the interpreter; 1 and 2 threads are bitwise identical") {
   auto& a = attn();
-  const int B = 5, D = 32;
-  auto x = uniform_floats(B * D, -1, 1, 9);
-  std::vector<float> out1(B * D), out2(B * D), g1(a.mod->param_floats), g2(a.mod->param_floats);
-  float l1 = 0, l2 = 0;
-  for (int threads : {1, 2}) {
-    tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
-    ddpm::AlignedBuffer sa(a.mod->arena_bytes(1, B)), ta(a.mod->arena_bytes(0, B));
-    REQUIRE(a.mod->sampler_step(0, sa.data(), B, a.params.data(), x.data(), 60, 40, 1, 2,
-                                (threads == 1 ? out1 : out2).data(), 0) == 0);
-    REQUIRE(a.mod->train_step(ta.data(), B, a.params.data(), x.data(), 1, 2, (threads == 1 ? g1 : g2).data(),
-                              threads == 1 ? &l1 : &l2) == 0);
-  }
-  CHECK(std::memcmp(out1.data(), out2.data(), out1.size() * sizeof(float)) == 0);
-  CHECK(std::memcmp(g1.data(), g2.data(), g1.size() * sizeof(float)) == 0);
-  CHECK(std::memcmp(&l1, &l2, sizeof(float)) == 0);
-  ddpmc::InterpEnv e;
-  e.B = B;
-  e.seed = 1;
-  e.step = 2;
-  e.params.assign(a.params.begin(), a.params.end());
-  e.inputs["x"] = std::vector<double>(x.begin(), x.end());
-  e.inputs["t"] = std::vector<double>(B, 60);
-  e.inputs["s"] = std::vector<double>(B, 40);
-  auto ref = ddpmc::interpret(a.c.samplers[0].second, a.c.model, e);
-  CHECK(rel_error(out1.data(), ref[0].data(), out1.size()) <= 1e-3);
+  const int B = 5;
+  check_threads_and_sampler(a.c, a.mod, a.params, uniform_floats(B * 32, -1, 1, 9), B, 60, 40);
 }
