@@ -39,15 +39,9 @@ inline V veq(const V& a, const V& b) { return xsimd::select(a == b, V(1.0f), V(0
 inline float vwhere(float c, float a, float b) { return c != 0.0f ? a : b; }
 inline V vwhere(const V& c, const V& a, const V& b) { return xsimd::select(c != V(0.0f), a, b); }
 
-// Uniform in (0, 1) for elements e0, e0+1, ... (one per lane); see philox.h.
-template <class T> inline T runiform(uint64_t seed, uint64_t step, uint32_t stream, int64_t e0);
-template <> inline float runiform<float>(uint64_t seed, uint64_t step, uint32_t stream, int64_t e0) {
-  return (float)philox_uniform(seed, step, stream, (uint64_t)e0);
-}
-template <> inline V runiform<V>(uint64_t seed, uint64_t step, uint32_t stream, int64_t e0) {
-  alignas(64) float out[L];
-  for (int64_t k = 0; k < L; ++k) out[k] = (float)philox_uniform(seed, step, stream, (uint64_t)(e0 + k));
-  return V::load_aligned(out);
+// Uniform in (0, 1) for elements e0, e0+1, ... (one per lane, through gat); see philox.h.
+template <class T> inline T runiform(uint64_t seed, uint64_t step, uint32_t stream, int64_t e0) {
+  return gat(T(), [&](int64_t e) { return (float)philox_uniform(seed, step, stream, (uint64_t)e); }, e0);
 }
 
 // Runs f(i) for i in [0, n) in fixed chunks of about 8K elements of work each.
