@@ -18,6 +18,7 @@
 #include "philox.h"
 #include "runtime/sample.h"
 #include "runtime/train.h"
+#include "test_runs.h"
 #include "tools/spec_module.h"
 
 namespace fs = std::filesystem;
@@ -25,12 +26,6 @@ namespace fs = std::filesystem;
 namespace {
 
 const fs::path kDir = fs::path(DDPM_BINARY_DIR) / "test-conditioning";
-
-std::string cond_so() {
-  static const std::string so = ddpm_tools::module_for(std::string(DDPM_SOURCE_DIR) + "/tests/specs/cond2d.ddpm",
-                                                       std::string(DDPM_BINARY_DIR) + "/test-cache");
-  return so;
-}
 
 // N points: class 0 around (-1.5, 0), class 1 around (1.5, 0), alternating.
 void write_clusters(const fs::path& x_path, const fs::path& y_path, int64_t n, int64_t n_labels, float bad_label = -1) {
@@ -47,19 +42,8 @@ void write_clusters(const fs::path& x_path, const fs::path& y_path, int64_t n, i
 }
 
 ddpm::TrainConfig config(const std::string& data, const std::string& labels, const fs::path& out, int64_t steps) {
-  ddpm::TrainConfig c;
-  c.model = "cond2d.ddpm";
-  c.module_so = cond_so();
-  c.data = data;
+  ddpm::TrainConfig c = ddpm_test::run_config("tests/specs/cond2d.ddpm", data, out, steps, 128, 3);
   c.labels = labels;
-  c.steps = steps;
-  c.batch = 128;
-  c.threads = 2;
-  c.out = out.string();
-  c.seed = 3;
-  c.log_every = 1000;
-  c.ckpt_every = 100000;
-  c.quiet = true;
   return c;
 }
 
@@ -86,13 +70,7 @@ TEST_CASE("conditioning: labels reach the net; each class samples where its data
   fs::remove_all(run);
   REQUIRE(ddpm::train(config(x.string(), y.string(), run, 2500)) == 0);
   auto mean_x = [&](const std::string& cls) {
-    ddpm::SampleConfig s;
-    s.run_dir = run.string();
-    s.sampler = "cfg";
-    s.steps = 50;
-    s.n = 400;
-    s.threads = 2;
-    s.quiet = true;
+    ddpm::SampleConfig s = ddpm_test::draw_config(run, "cfg", 50, 400);
     s.args = {"class=" + cls, "w=1"};
     std::vector<float> v = ddpm::sample_to_vector(s);
     double m = 0;
@@ -104,13 +82,7 @@ TEST_CASE("conditioning: labels reach the net; each class samples where its data
   CHECK(m0 < -1.0);
   CHECK(m1 > 1.0);
   // --class all: both classes, class by class, with one grid row each.
-  ddpm::SampleConfig s;
-  s.run_dir = run.string();
-  s.sampler = "cfg";
-  s.steps = 20;
-  s.n = 100;
-  s.threads = 2;
-  s.quiet = true;
+  ddpm::SampleConfig s = ddpm_test::draw_config(run, "cfg", 20, 100);
   s.class_all = true;
   s.out_npy = (kDir / "all.npy").string();
   std::vector<float> all = ddpm::sample_to_vector(s);

@@ -14,27 +14,15 @@
 #include "runtime/sample.h"
 #include "runtime/swd.h"
 #include "runtime/train.h"
+#include "test_runs.h"
 #include "test_support.h"
-#include "tools/spec_module.h"
 
 namespace fs = std::filesystem;
 using namespace ddpm_test;
 
 TEST_CASE("models: moons_cosine_v (v-prediction, cosine schedule) samples near the data") {
   const fs::path run = fs::path(DDPM_BINARY_DIR) / "test-models" / "moons_cosine_v";
-  fs::remove_all(run);
-  fs::create_directories(run.parent_path());
-  ddpm::TrainConfig c;
-  c.model = source_path("models/moons_cosine_v.ddpm");
-  c.module_so = ddpm_tools::module_for(c.model, std::string(DDPM_BINARY_DIR) + "/test-cache");
-  c.data = "moons";
-  c.steps = 3000;
-  c.batch = 256;
-  c.threads = 2;
-  c.out = run.string();
-  c.seed = 5;
-  c.log_every = 1000;
-  c.quiet = true;
+  const ddpm::TrainConfig c = run_config("models/moons_cosine_v.ddpm", "moons", run, 3000, 256, 5);
   REQUIRE(ddpm::train(c) == 0);
   ddpm::Module mod(c.module_so);
   CHECK(mod->eps_predicts == DDPM_PREDICTS_V);
@@ -42,14 +30,7 @@ TEST_CASE("models: moons_cosine_v (v-prediction, cosine schedule) samples near t
   std::vector<float> ref(n * 2);
   ddpm::sample_2d("moons", n, 777, 0, ref.data());
   for (const char* sampler : {"ddim", "ddpm"}) {
-    ddpm::SampleConfig s;
-    s.run_dir = run.string();
-    s.sampler = sampler;
-    s.steps = std::string(sampler) == "ddim" ? 50 : 0;
-    s.n = n;
-    s.threads = 2;
-    s.quiet = true;
-    auto x = ddpm::sample_to_vector(s);
+    auto x = ddpm::sample_to_vector(draw_config(run, sampler, std::string(sampler) == "ddim" ? 50 : 0, n));
     const double w = ddpm::sliced_wasserstein_2d(x.data(), n, ref.data(), n);
     MESSAGE(std::string(sampler) << ": SWD to fresh moons " << w << " (N(0, I) is about 0.22 away)");
     CHECK(w < 0.11);

@@ -19,7 +19,7 @@
 #include "runtime/sample.h"
 #include "runtime/swd.h"
 #include "runtime/train.h"
-#include "tools/spec_module.h"
+#include "test_runs.h"
 
 namespace fs = std::filesystem;
 
@@ -28,36 +28,16 @@ namespace {
 const fs::path& trained_run() {
   static const fs::path dir = [] {
     fs::path p = fs::path(DDPM_BINARY_DIR) / "test-solvers" / "moons";
-    fs::remove_all(p);
-    fs::create_directories(p.parent_path());
-    ddpm::TrainConfig c;
-    c.model = std::string(DDPM_SOURCE_DIR) + "/models/moons_solvers.ddpm";
-    c.module_so = ddpm_tools::module_for(c.model, std::string(DDPM_BINARY_DIR) + "/test-cache");
-    c.data = "moons";
-    c.steps = 6000;
-    c.batch = 256;
-    c.threads = 2;
-    c.out = p.string();
-    c.seed = 11;
-    c.log_every = 1000;
-    c.ckpt_every = 100000;
-    c.quiet = true;
-    REQUIRE(ddpm::train(c) == 0);
+    REQUIRE(ddpm::train(ddpm_test::run_config("models/moons_solvers.ddpm", "moons", p, 6000, 256, 11)) == 0);
     return p;
   }();
   return dir;
 }
 
 std::vector<float> draw(const std::string& sampler, int steps, int n, std::vector<std::string> args = {}) {
-  ddpm::SampleConfig s;
-  s.run_dir = trained_run().string();
-  s.sampler = sampler;
-  s.steps = steps;
-  s.n = n;
+  ddpm::SampleConfig s = ddpm_test::draw_config(trained_run(), sampler, steps, n);
   s.batch = 1000;
-  s.threads = 2;
   s.seed = 3;
-  s.quiet = true;
   s.args = std::move(args);
   return ddpm::sample_to_vector(s);
 }
