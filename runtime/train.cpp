@@ -143,7 +143,8 @@ int train(const TrainConfig& cfg) {
   Module mod(so);
   check_module(mod);
   const ddpm_module& m = mod.get();
-  DataSource data(cfg.data, mod);
+  DataSource data(cfg.data, mod, cfg.labels);
+  const bool labelled = m.abi_version >= 4 && m.label_classes > 0;
 
   const std::string out = cfg.out;
   const std::string ckpt_path = (fs::path(out) / "checkpoint.safetensors").string();
@@ -189,7 +190,7 @@ int train(const TrainConfig& cfg) {
                                                 &std::fclose);
   if (!metrics) user_error_noloc(fmt::format("cannot open {} for writing", metrics_path), "");
 
-  AlignedFloats x0((int64_t)B * m.data_numel);
+  AlignedFloats x0((int64_t)B * m.data_numel), labels(labelled ? B : 0);
 #if defined(__GLIBC__)
   // Building the module (the compiler runs in this process) and reading the data freed
   // megabytes that glibc keeps; hand them back before the arena makes the long-lived peak.
@@ -231,8 +232,11 @@ int train(const TrainConfig& cfg) {
   bool interrupted = false;
   while (k < cfg.steps) {
     const int64_t step = k + 1;
-    data.fill(seed, (uint64_t)step, B, x0.data());
-    int rc = m.train_step(arena.data(), B, st.params.data(), x0.data(), seed, (uint64_t)step, st.grads.data(), &loss);
+    data.fill(seed, (uint64_t)step, B, x0.data(), labelled ? labels.data() : nullptr);
+    int rc = labelled ? m.train_step_labels(arena.data(), B, st.params.data(), x0.data(), labels.data(), seed,
+                                            (uint64_t)step, st.grads.data(), &loss)
+                      : m.train_step(arena.data(), B, st.params.data(), x0.data(), seed, (uint64_t)step, st.grads.data(),
+                                     &loss);
     if (rc != 0) DDPM_ICE(fmt::format("module train_step returned {} at step {}", rc, step));
     float gnorm = 0;
     if (cfg.grad_clip > 0) gnorm = grad_global_norm(st.grads.data(), P);

@@ -550,3 +550,5 @@ inline void copy_rows(int64_t rows, int64_t width, const float* src, int64_t src
 }
 
 }  // namespace ddpm::gen
+
+#include "ddpm_prelude_rows.h"
