@@ -7,8 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/deps.sh
 jobs=$(nproc)
-# Third-party leaks LeakSanitizer would report in the sanitizer build (see the file).
-export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 for cfg in "build Release OFF" "build-asan Debug ON"; do
   set -- $cfg
   echo "== tests in $1 ($2, sanitizers $3) =="
