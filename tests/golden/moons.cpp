@@ -21,6 +21,7 @@ struct Env {
   int64_t row0;    // global index of sample 0 (samplers)
   float* loss;
   float* x_out;
+  const float* in_label;  // training: class indices [B] (a spec with a label)
   const float* args;      // samplers: sampling-time arguments
   const float* state_in;  // samplers: state from the previous step
   float* state_out;       // samplers: state for the next step
@@ -2266,8 +2267,8 @@ int64_t arena_bytes(int entry, int B) {
 
 float* align64(void* p) { return (float*)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
 
-int train_step(void* arena, int B, const float* params, const float* x0, uint64_t seed, uint64_t step,
-               float* grads, float* loss) {
+int train_step_labels(void* arena, int B, const float* params, const float* x0, const float* labels,
+                      uint64_t seed, uint64_t step, float* grads, float* loss) {
   if (B < 1) return 1;
   Env e{};
   e.B = B;
@@ -2276,6 +2277,7 @@ int train_step(void* arena, int B, const float* params, const float* x0, uint64_
   e.params = params;
   e.grads = grads;
   e.in_data = x0;
+  e.in_label = labels;
   e.seed = seed;
   e.step = step;
   e.loss = loss;
@@ -2283,7 +2285,13 @@ int train_step(void* arena, int B, const float* params, const float* x0, uint64_
   return 0;
 }
 
-int loss_eval(void* arena, int B, const float* params, const float* x0, uint64_t seed, uint64_t step, float* loss) {
+int train_step(void* arena, int B, const float* params, const float* x0, uint64_t seed, uint64_t step,
+               float* grads, float* loss) {
+  return train_step_labels(arena, B, params, x0, nullptr, seed, step, grads, loss);
+}
+
+int loss_eval_labels(void* arena, int B, const float* params, const float* x0, const float* labels, uint64_t seed,
+                     uint64_t step, float* loss) {
   if (B < 1) return 1;
   Env e{};
   e.B = B;
@@ -2291,11 +2299,16 @@ int loss_eval(void* arena, int B, const float* params, const float* x0, uint64_t
   e.scratch = e.A + 528 * (int64_t)B + 16;
   e.params = params;
   e.in_data = x0;
+  e.in_label = labels;
   e.seed = seed;
   e.step = step;
   e.loss = loss;
   loss_run(e);
   return 0;
+}
+
+int loss_eval(void* arena, int B, const float* params, const float* x0, uint64_t seed, uint64_t step, float* loss) {
+  return loss_eval_labels(arena, B, params, x0, nullptr, seed, step, loss);
 }
 
 const char* const kArgNames0[] = {nullptr};
@@ -2383,6 +2396,7 @@ const ddpm_module kModule = {
     2, kSamplers,
     arena_bytes, train_step, loss_eval, sampler_step, eps_eval,
     kSamplerInfo, sampler_step4, DDPM_PREDICTS_EPS,
+    0, train_step_labels, loss_eval_labels,
 };
 
 }  // namespace
