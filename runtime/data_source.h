@@ -18,8 +18,10 @@ class DataSource {
   // module's data shape.
   DataSource(const std::string& spec, const Module& mod);
 
-  // Writes B samples (B * data_numel floats) for training step `step` into x0.
-  void fill(uint64_t seed, uint64_t step, int B, float* x0) const;
+  // Writes rows [row0, row0 + B) of training step `step`'s batch (B * data_numel
+  // floats) into x0. Row i depends only on (seed, step, i), so a slice of a batch
+  // holds the same rows as the whole batch does.
+  void fill(uint64_t seed, uint64_t step, int B, float* x0, int64_t row0 = 0) const;
 
   // "moons, swissroll, ...": the built-in sets, for messages.
   static std::string names();
