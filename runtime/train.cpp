@@ -278,19 +278,21 @@ int train(const TrainConfig& cfg) {
       if (tty) fmt::print(stderr, "\n");
       std::string what = std::isfinite(loss) ? fmt::format("gradient norm is {}", gnorm)
                                              : fmt::format("loss is {}", loss);
+      // Under mpirun: which slice, and so which rank, saw it first.
+      std::string at = std::to_string(step);
       const std::vector<float>& sl = sliced.slice_losses();
       for (int s = 0; s < run.slices && world.distributed(); ++s)
         if (!std::isfinite(sl[(size_t)s])) {
-          what += fmt::format(" (slice {} on rank {})", s, sliced.owner(s));
+          at += fmt::format(" (slice {} on rank {})", s, sliced.owner(s));
           break;
         }
       if (!lead) return kTrainNonFinite;
       if (last_ckpt >= 0)
         fmt::print(stderr, "error: {} at step {}; the last good checkpoint (step {}) is kept in {}; hint: {}\n",
-                   what, step, last_ckpt, out, kHint);
+                   what, at, last_ckpt, out, kHint);
       else
         fmt::print(stderr, "error: {} at step {}; no checkpoint had been written yet in {}; hint: {}\n", what,
-                   step, out, kHint);
+                   at, out, kHint);
       return kTrainNonFinite;
     }
     AdamWConfig oc = cfg.opt;

@@ -55,7 +55,7 @@ std::string tool(const char* name) { return std::string(DDPM_BINARY_DIR) + "/too
 // ranks: OpenMPI keeps its allocations until exit.
 std::string launcher(int np) {
   if (np == 0) return "";
-  return fmt::format("ASAN_OPTIONS=detect_leaks=0 {} --allow-run-as-root --oversubscribe -np {} ", DDPM_MPIEXEC, np);
+  return fmt::format("env ASAN_OPTIONS=detect_leaks=0 {} --allow-run-as-root --oversubscribe -np {} ", DDPM_MPIEXEC, np);
 }
 
 struct Run {
@@ -164,7 +164,7 @@ TEST_CASE("dist: the slice tree adds the same nodes whatever the number of ranks
   CHECK(t != ((v[0] + v[1]) + v[2]) + v[3]);
 }
 
-TEST_CASE("dist: moons, 200 steps: 1 process x 2 threads, 2 x 1 and 4 x 1 give the same bits; resume across rank counts") {
+TEST_CASE("dist: moons, 200 steps: 1 process x 2 threads, 2 x 1 and 4 x 1 give the same bits, and resume across rank counts") {
   const std::string so = moons_module();
   const fs::path d = fresh_dir("moons");
   const std::string flags = "--data moons --steps 200 --batch 64 --slices 4 --seed 3 --ckpt-every 100";
@@ -258,7 +258,7 @@ TEST_CASE("dist: a rank killed mid-run stops the job with a message naming it, a
   CHECK(r.err.find(fmt::format("the last good checkpoint (step {}) is kept", step)) != std::string::npos);
 }
 
-TEST_CASE("dist: a NaN on one rank stops every rank with status 3; ranks that disagree refuse to start") {
+TEST_CASE("dist: a NaN on one rank stops every rank with status 3, and ranks that disagree refuse to start") {
   const std::string so = moons_module();
   const fs::path d = fresh_dir("faults");
   // Every odd row of the data is NaN, so both slices of the first step draw some
