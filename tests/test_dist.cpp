@@ -307,3 +307,26 @@ TEST_CASE("dist: mpirun -np 2 ddpm-sample writes the same .npy and PNG as one pr
     CHECK(read_file(d / (one + ".png")) == read_file(d / (two + ".png")));
   }
 }
+
+TEST_CASE("dist: Ctrl-C to mpirun stops every rank after the same step with a checkpoint, and --resume continues") {
+  const std::string so = moons_module();
+  const fs::path d = fresh_dir("interrupt"), out = d / "run";
+  const std::string flags = "--data moons --batch 64 --slices 2 --threads 1 --ckpt-every 20 --log-every 20";
+  // mpirun runs in the background of a shell that sends it SIGINT once a checkpoint exists.
+  const std::string cmd = fmt::format(
+      "sh -c '{} --steps 100000000 & pid=$!; i=0; while [ ! -f {} ] && [ $i -lt 6000 ]; do sleep 0.02; i=$((i+1)); "
+      "done; sleep 0.3; kill -INT $pid; wait $pid'",
+      train_cmd(2, so, out, flags), (out / "checkpoint.safetensors").string());
+  Run r = run(cmd, d / "interrupt.log");
+  INFO(r.err);
+  CHECK(r.status != 0);
+  CHECK(r.err.find("continue with --resume") != std::string::npos);
+  const int64_t stopped = std::stoll(checkpoint(out).metadata.at("step"));
+  CHECK(stopped >= 20);
+  // The last metrics line is the stop step: rank 0 logged it, and wrote the checkpoint there.
+  const std::string metrics = read_file(out / "metrics.jsonl");
+  CHECK(metrics.find(fmt::format("{{\"step\": {},", stopped)) != std::string::npos);
+  Run again = run(train_cmd(2, so, out, flags + fmt::format(" --steps {} --resume", stopped + 5)), d / "resume.log");
+  REQUIRE_MESSAGE(again.status == 0, again.err);
+  CHECK(checkpoint(out).metadata.at("step") == std::to_string(stopped + 5));
+}
