@@ -18,8 +18,9 @@ echo "load before: $(uptime)"
 run() {  # name launcher threads model data batch steps
   local name=$1 launch=$2 threads=$3 model=$4 data=$5 batch=$6 steps=$7
   local line
+  n=$((n + 1))
   line=$($launch $train "$model" --data "$data" --batch "$batch" --steps "$steps" --slices 2 --threads "$threads" \
-           --ckpt-every 0 --log-every 1000000 --quiet --out "$out/run$((++n))" 2>&1 | grep -E '^trained ' | cut -d';' -f1)
+           --ckpt-every 0 --log-every 1000000 --quiet --out "$out/run$n" 2>&1 | grep -E '^trained ' | cut -d';' -f1)
   echo "$name: $line"
 }
 n=0
