@@ -12,6 +12,7 @@
 #include "common/atomic_file.h"
 #include "common/diag.h"
 #include "data_source.h"
+#include "dist.h"
 #include "npy.h"
 #include "philox.h"
 
@@ -66,6 +67,7 @@ std::map<std::string, std::string> checkpoint_metadata(const TrainConfig& cfg, c
   return {{"format", kCheckpointFormat}, {"rng", "philox4x32-10"},
           {"seed", std::to_string(seed)}, {"spec_hash", m.spec_hash},
           {"data", cfg.data},            {"batch", std::to_string(cfg.batch)},
+          {"slices", std::to_string(cfg.slices)},
           {"lr", float_str(cfg.opt.lr)}, {"weight_decay", float_str(cfg.opt.weight_decay)},
           {"beta1", float_str(cfg.opt.beta1)}, {"beta2", float_str(cfg.opt.beta2)},
           {"eps", float_str(cfg.opt.eps)}, {"ema_decay", float_str(cfg.ema_decay)},
@@ -113,6 +115,11 @@ ResumeInfo load_checkpoint(const std::string& path, const Module& mod, const Tra
                                  meta("step"), meta("seed")),
                      "the file is damaged; start a new run in another --out directory");
   }
+  auto sl = ck.metadata.find("slices");
+  info.slices = sl == ck.metadata.end() ? 1 : std::atoi(sl->second.c_str());
+  if (info.slices < 1)
+    user_error_noloc(fmt::format("checkpoint {} has a malformed slices '{}' in its metadata", path, sl->second),
+                     "the file is damaged; start a new run in another --out directory");
   auto el = ck.metadata.find("elapsed_s");
   if (el != ck.metadata.end()) info.elapsed_s = std::atof(el->second.c_str());
 
@@ -166,6 +173,8 @@ void write_config(const std::string& path, const TrainConfig& c, const ddpm_modu
   j["data"] = c.data;
   j["steps"] = c.steps;
   j["batch"] = c.batch;
+  j["slices"] = c.slices;
+  j["processes"] = dist().size();
   j["threads"] = c.threads;
   j["out"] = c.out;
   j["seed"] = seed;

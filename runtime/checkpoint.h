@@ -4,7 +4,7 @@
 //
 // A checkpoint is a safetensors file (safetensors.h) with tensors param/<name>,
 // ema/<name>, adam_m/<name>, adam_v/<name> and string metadata (format, seed,
-// step, spec_hash, data, batch, optimizer settings, elapsed_s). It is written
+// step, spec_hash, data, batch, slices, optimizer settings, elapsed_s). It is written
 // atomically, so a crash keeps the previous one.
 #pragma once
 #include <cstdint>
@@ -37,6 +37,7 @@ std::map<std::string, std::string> checkpoint_metadata(const TrainConfig& cfg, c
 struct ResumeInfo {
   int64_t step = 0;
   double elapsed_s = 0;
+  int slices = 0;  // the run's --slices (1 for checkpoints written before slices existed); 0 = not resumed
 };
 
 // Restores params/EMA/moments from `path` into `s`; validates format, spec hash,

@@ -103,10 +103,10 @@ const std::vector<std::string>& dataset_2d_names() {
   return names;
 }
 
-void sample_2d(const std::string& name, int64_t n, uint64_t seed, uint64_t step, float* out) {
+void sample_2d(const std::string& name, int64_t n, uint64_t seed, uint64_t step, float* out, int64_t i0) {
   for (const auto& d : kDatasets) {
     if (name != d.name) continue;
-    for (int64_t i = 0; i < n; ++i) d.fn(PointRng{seed, step, d.stream, i}, out + 2 * i);
+    for (int64_t i = 0; i < n; ++i) d.fn(PointRng{seed, step, d.stream, i0 + i}, out + 2 * i);
     return;
   }
   std::string valid;

@@ -14,9 +14,9 @@
 
 namespace ddpm {
 
-// Fills out[n, 2] with n points of data set `name` for training step `step`.
-// Throws ddpmc::UserError listing the valid names if `name` is unknown.
-void sample_2d(const std::string& name, int64_t n, uint64_t seed, uint64_t step, float* out);
+// Fills out[n, 2] with points i0 .. i0 + n - 1 of data set `name` for training
+// step `step`. Throws ddpmc::UserError listing the valid names if `name` is unknown.
+void sample_2d(const std::string& name, int64_t n, uint64_t seed, uint64_t step, float* out, int64_t i0 = 0);
 
 // The valid names, in a stable order: moons, swissroll, 8gaussians, checkerboard.
 const std::vector<std::string>& dataset_2d_names();

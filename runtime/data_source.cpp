@@ -142,13 +142,13 @@ DataSource::DataSource(const std::string& spec, const Module& mod, const std::st
                      "pass --data with an .npy array of matching shape");
 }
 
-void DataSource::fill(uint64_t seed, uint64_t step, int B, float* x0, float* labels) const {
+void DataSource::fill(uint64_t seed, uint64_t step, int B, float* x0, float* labels, int64_t row0) const {
   if (!array_) {
-    sample_2d(name_, B, seed, step, x0);
+    sample_2d(name_, B, seed, step, x0, row0);
     return;
   }
   for (int i = 0; i < B; ++i) {
-    int64_t r = (int64_t)(philox_uniform(seed, step, kBatchPickStream, (uint64_t)i) * (double)N_);
+    int64_t r = (int64_t)(philox_uniform(seed, step, kBatchPickStream, (uint64_t)(row0 + i)) * (double)N_);
     r = std::min(r, N_ - 1);
     float* dst = x0 + (int64_t)i * D_;
     if (labels && !labels_.empty()) labels[i] = (float)labels_[r];

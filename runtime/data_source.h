@@ -25,9 +25,11 @@ class DataSource {
   // than the samples, or outside 0..K-1 (or the model has none and labels are given).
   DataSource(const std::string& spec, const Module& mod, const std::string& labels = "");
 
-  // Writes B samples (B * data_numel floats) for training step `step` into x0, and
-  // their class indices into labels[B] when the model has a label.
-  void fill(uint64_t seed, uint64_t step, int B, float* x0, float* labels = nullptr) const;
+  // Writes rows [row0, row0 + B) of training step `step`'s batch (B * data_numel
+  // floats) into x0, and their class indices into labels[B] when the model has a
+  // label. Row i depends only on (seed, step, i), so a slice of a batch holds the
+  // same rows as the whole batch does.
+  void fill(uint64_t seed, uint64_t step, int B, float* x0, float* labels = nullptr, int64_t row0 = 0) const;
 
   // "moons, swissroll, ...": the built-in sets, for messages.
   static std::string names();

@@ -15,6 +15,7 @@
 #include <oneapi/tbb/global_control.h>
 
 #include "common/diag.h"
+#include "dist.h"
 #include "module.h"
 #include "npy.h"
 #include "philox.h"
@@ -132,12 +133,12 @@ RunFiles run_files(const std::string& run_dir, const std::string& then) {
 }
 
 std::vector<float> run_sampler(const Module& mod, const float* params, int idx, const std::vector<int>& ts, int64_t N,
-                               int batch, uint64_t seed, bool quiet, const float* args) {
+                               int batch, uint64_t seed, bool quiet, const float* args, int64_t first) {
   const ddpm_module& m = mod.get();
   const int K = (int)ts.size() - 1;
   const int64_t D = m.data_numel;
   const int64_t S = m.abi_version >= 4 ? m.sampler_info[idx].state_floats : 0;
-  const int B = (int)std::min<int64_t>(batch, N);
+  const int B = (int)std::max<int64_t>(1, std::min<int64_t>(batch, N));
   AlignedBuffer arena = alloc_arena(m, 1 + idx, B);
   AlignedFloats x((int64_t)B * D), xn((int64_t)B * D), st((int64_t)B * S), stn((int64_t)B * S);
   std::vector<float> out((size_t)(N * D));
@@ -149,8 +150,8 @@ std::vector<float> run_sampler(const Module& mod, const float* params, int idx, 
   Clock::time_point last_print = t0;
   int64_t calls = 0;
   for (int64_t c = 0; c < n_chunks; ++c) {
-    const int64_t g0 = c * B;
-    const int b = (int)std::min<int64_t>(B, N - g0);
+    const int64_t l0 = c * B, g0 = first + l0;  // in this call's samples, and in the whole set
+    const int b = (int)std::min<int64_t>(B, N - l0);
     for (int64_t e = 0; e < (int64_t)b * D; ++e)
       x[e] = (float)philox_normal(seed, kNoiseStep, kNoiseStream, (uint64_t)(g0 * D + e));
     std::fill(st.data(), st.data() + (int64_t)B * S, 0.0f);
@@ -186,7 +187,7 @@ std::vector<float> run_sampler(const Module& mod, const float* params, int idx, 
         last_print = Clock::now();
       }
     }
-    std::copy(x.data(), x.data() + (int64_t)b * D, out.begin() + g0 * D);
+    std::copy(x.data(), x.data() + (int64_t)b * D, out.begin() + l0 * D);
   }
   if (tty && seconds_since(t0) > 0.25) fmt::print(stderr, "\n");
   return out;
@@ -268,8 +269,33 @@ std::vector<float> sample_to_vector(const SampleConfig& cfg) {
   AlignedFloats params(m.param_floats);
   load_weights(ckpt, mod, cfg.use_ema, params.data());
   const int64_t N = cfg.n;
+  // Under mpirun, rank r samples the global indices [N*r/size, N*(r+1)/size)
+  // and rank 0 gathers them; the noise is keyed by the global index (row0).
+  const Dist& world = dist();
+  world.require_same("the module's spec hash", m.spec_hash);
+  std::string arg_list;
+  for (const std::string& a : cfg.args) arg_list += a + ";";
+  world.require_same("the sampling flags", fmt::format("sampler={} steps={} n={} seed={} ema={} args={}", cfg.sampler,
+                                                       cfg.steps, cfg.n, cfg.seed, cfg.use_ema, arg_list));
+  if (world.distributed() && m.abi_version < 3)
+    user_error_noloc(fmt::format("{} is an ABI version {} module, whose noise depends on how the samples are cut; "
+                                 "it cannot be sampled under mpirun", so, m.abi_version),
+                     "sample it in one process, or retrain with this ddpmc");
+  std::vector<int64_t> counts((size_t)world.size());
+  for (int r = 0; r < world.size(); ++r) counts[r] = (N * (r + 1) / world.size() - N * r / world.size()) * m.data_numel;
+  const int64_t first = N * world.rank() / world.size();
+  const bool lead = world.rank() == 0;
   const Clock::time_point t0 = Clock::now();
-  std::vector<float> out = run_sampler(mod, params.data(), idx, ts, N, cfg.batch, cfg.seed, cfg.quiet, args.data());
+  std::vector<float> mine = run_sampler(mod, params.data(), idx, ts, counts[world.rank()] / m.data_numel, cfg.batch,
+                                        cfg.seed, cfg.quiet || !lead, args.data(), first);
+  std::vector<float> out;
+  if (!world.distributed()) {
+    out = std::move(mine);
+  } else {
+    if (lead) out.resize((size_t)(N * m.data_numel));
+    world.gather(mine.data(), out.data(), counts);
+    if (!lead) return mine;
+  }
   const double dt = seconds_since(t0);
 
   int64_t bad = std::count_if(out.begin(), out.end(), [](float v) { return !std::isfinite(v); });
@@ -291,8 +317,9 @@ std::vector<float> sample_to_vector(const SampleConfig& cfg) {
       fmt::print(stderr, "note: no PNG for samples of shape {} (only [2] points and [1|3, H, W] images)\n",
                  mod.data_shape_string());
   }
-  fmt::print(stderr, "sampled {} x {} with {} ({} steps, {} weights) in {:.2f} s{}{}\n", N,
-             mod.data_shape_string(), cfg.sampler, K, cfg.use_ema ? "EMA" : "raw", dt,
+  fmt::print(stderr, "sampled {} x {} with {} ({} steps, {} weights{}) in {:.2f} s{}{}\n", N,
+             mod.data_shape_string(), cfg.sampler, K, cfg.use_ema ? "EMA" : "raw",
+             world.distributed() ? fmt::format(", {} processes", world.size()) : "", dt,
              wrote.empty() ? "" : "; wrote", wrote);
   return out;
 }

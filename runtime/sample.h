@@ -9,11 +9,11 @@
 // Step sequence: K = steps (0 means T): t_i = round(i * T / K), and step i goes
 // from t_i to t_{i-1}. For K = T that is t = T..1, s = t - 1.
 //
-// Determinism: x_T depends only on (seed, global sample index), so deterministic
-// samplers (DDIM) give the same sample i for any --batch. The noise a stochastic
-// sampler draws inside the module is keyed by the element's position within the
-// call (the ABI has no element offset), so for DDPM the output depends on --batch;
-// for a fixed batch it is a pure function of (seed, i).
+// Determinism: x_T depends only on (seed, global sample index), and an ABI
+// version 3 module keys the noise it draws by the global index too (row0), so
+// sample i does not depend on --batch or on the number of processes. A version 2
+// module keys it by the position within the call, so there DDPM samples depend on
+// --batch (and such modules are not sampled under mpirun).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -54,7 +54,9 @@ std::vector<float> sampler_args(const ddpm_module& m, int idx, const std::vector
 std::vector<int> sampling_steps(int T, int steps);
 
 // Runs the sampler and returns the samples [n, data_numel] (also written to
-// out_npy / out_png when set). Throws ddpmc::UserError for bad input.
+// out_npy / out_png when set). Under mpirun (dist.h) each rank samples its share
+// of the global indices and rank 0 gathers and writes them; other ranks return
+// their own share. Throws ddpmc::UserError for bad input.
 std::vector<float> sample_to_vector(const SampleConfig& cfg);
 
 // The module and checkpoint of a ddpm-train output directory, or a user error
@@ -73,10 +75,11 @@ std::string load_weights(const std::string& path, const Module& mod, bool use_em
 // Runs sampler `idx` of `mod` with the weights `params` over the step sequence
 // `ts` (sampling_steps) for N samples, `batch` at a time, from x_T keyed by
 // (seed, sample index), with the sampler's arguments `args` (ABI 4; nullptr: its
-// defaults) and its per-sample state carried from step to step. Progress goes to
-// stderr unless `quiet`.
+// defaults) and its per-sample state carried from step to step. The samples are
+// those of global indices first .. first + N - 1 of the whole set (a rank's share
+// under mpirun). Progress goes to stderr unless `quiet`.
 std::vector<float> run_sampler(const Module& mod, const float* params, int idx, const std::vector<int>& ts, int64_t N,
-                               int batch, uint64_t seed, bool quiet, const float* args = nullptr);
+                               int batch, uint64_t seed, bool quiet, const float* args = nullptr, int64_t first = 0);
 
 // A scatter plot ([2] points) or an image grid ([1|3, H, W], at most 256 images)
 // of n samples; false (nothing written) for any other data shape.

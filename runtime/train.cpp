@@ -31,8 +31,10 @@
 #include "common/diag.h"
 #include "common/file_lock.h"
 #include "data_source.h"
+#include "dist.h"
 #include "module.h"
 #include "previews.h"
+#include "sliced_step.h"
 
 namespace ddpm {
 
@@ -119,6 +121,33 @@ void validate(const TrainConfig& c) {
   if (c.lr_schedule != "constant" && c.lr_schedule != "cosine")
     bad(fmt::format("unknown --lr-schedule '{}'", c.lr_schedule), "use constant or cosine");
   if (c.sample_every < 0) bad(fmt::format("--sample-every must be >= 0 (got {})", c.sample_every), "0 turns it off");
+  if (c.slices < 0) bad(fmt::format("--slices must be >= 0 (got {})", c.slices), "0 picks the number of ranks");
+}
+
+// What every rank of a job must agree on: whatever changes the arithmetic.
+std::string run_fingerprint(const TrainConfig& c) {
+  return fmt::format("data={} steps={} batch={} slices={} seed={} lr={} wd={} b1={} b2={} eps={} ema={} clip={} "
+                     "warmup={} schedule={} resume={}",
+                     c.data, c.steps, c.batch, c.slices, c.seed, c.opt.lr, c.opt.weight_decay, c.opt.beta1,
+                     c.opt.beta2, c.opt.eps, c.ema_decay, c.grad_clip, c.warmup, c.lr_schedule, c.resume);
+}
+
+// The slice count of this run: the flag, else the checkpoint's, else the rank count;
+// it must divide the batch and be at least the number of ranks.
+int resolve_slices(const TrainConfig& c, int from_checkpoint, int ranks) {
+  int S = c.slices > 0 ? c.slices : from_checkpoint > 0 ? from_checkpoint : ranks;
+  if (c.slices > 0 && from_checkpoint > 0 && c.slices != from_checkpoint && dist().rank() == 0)
+    fmt::print(stderr, "note: the checkpoint was trained with --slices {}, continuing with --slices {}\n",
+               from_checkpoint, c.slices);
+  if (S < ranks)
+    user_error_noloc(fmt::format("{} ranks but the batch is cut into {} slice{}: each rank needs a slice at least",
+                                 ranks, S, S == 1 ? "" : "s"),
+                     fmt::format("pass --slices {} (or another multiple of the rank count that divides --batch)",
+                                 ranks));
+  if (c.batch % S != 0)
+    user_error_noloc(fmt::format("--batch {} is not a multiple of the slice count {}", c.batch, S),
+                     "choose a batch that --slices divides");
+  return S;
 }
 
 }  // namespace
@@ -134,6 +163,8 @@ float learning_rate(const TrainConfig& cfg, int64_t step) {
 int train(const TrainConfig& cfg) {
   validate(cfg);
   tbb::global_control threads_ctl(tbb::global_control::max_allowed_parallelism, (size_t)cfg.threads);
+  const Dist& world = dist();
+  const bool lead = world.rank() == 0;  // rank 0 writes every file and prints progress
 
   const std::string so = cfg.module_so.empty() ? cfg.model : cfg.module_so;
   if (fs::path(so).extension() == ".ddpm")
@@ -143,29 +174,33 @@ int train(const TrainConfig& cfg) {
   Module mod(so);
   check_module(mod);
   const ddpm_module& m = mod.get();
+  world.require_same("the module's spec hash", m.spec_hash);
+  world.require_same("the training flags", run_fingerprint(cfg));
   DataSource data(cfg.data, mod, cfg.labels);
-  const bool labelled = m.abi_version >= 4 && m.label_classes > 0;
 
   const std::string out = cfg.out;
   const std::string ckpt_path = (fs::path(out) / "checkpoint.safetensors").string();
   const std::string metrics_path = (fs::path(out) / "metrics.jsonl").string();
   std::error_code ec;
-  fs::create_directories(out, ec);
-  if (ec || !fs::is_directory(out))
-    user_error_noloc(fmt::format("cannot create the output directory {}: {}", out, ec.message()),
-                     "choose another --out");
-  // One trainer per run directory: a second one would interleave checkpoints.
-  const std::string lock_path = (fs::path(out) / "train.lock").string();
-  std::optional<ddpmc::FileLock> run_lock = ddpmc::FileLock::try_lock(lock_path);
-  if (!run_lock) {
-    std::string pid = ddpmc::FileLock::holder(lock_path);
-    user_error_noloc(fmt::format("{} is in use by another ddpm-train{}; wait for it or choose another --out", out,
-                                 pid.empty() ? "" : " (pid " + pid + ")"),
-                     "");
+  std::optional<ddpmc::FileLock> run_lock;
+  if (lead) {
+    fs::create_directories(out, ec);
+    if (ec || !fs::is_directory(out))
+      user_error_noloc(fmt::format("cannot create the output directory {}: {}", out, ec.message()),
+                       "choose another --out");
+    // One trainer per run directory: a second one would interleave checkpoints.
+    const std::string lock_path = (fs::path(out) / "train.lock").string();
+    run_lock = ddpmc::FileLock::try_lock(lock_path);
+    if (!run_lock) {
+      std::string pid = ddpmc::FileLock::holder(lock_path);
+      user_error_noloc(fmt::format("{} is in use by another ddpm-train{}; wait for it or choose another --out", out,
+                                   pid.empty() ? "" : " (pid " + pid + ")"),
+                       "");
+    }
+    if (!cfg.resume && fs::exists(ckpt_path, ec))
+      user_error_noloc(fmt::format("{} already holds a checkpoint", out),
+                       "pass --resume to continue that run, or choose another --out directory");
   }
-  if (!cfg.resume && fs::exists(ckpt_path, ec))
-    user_error_noloc(fmt::format("{} already holds a checkpoint", out),
-                     "pass --resume to continue that run, or choose another --out directory");
 
   const int64_t P = m.param_floats;
   const int B = cfg.batch;
@@ -173,43 +208,52 @@ int train(const TrainConfig& cfg) {
   uint64_t seed = cfg.seed;
   ResumeInfo start;
   if (cfg.resume) {
-    start = load_checkpoint(ckpt_path, mod, cfg, st, seed);
+    // Rank 0 reads the checkpoint and hands the state to the others (no shared
+    // file system is needed).
+    if (lead) start = load_checkpoint(ckpt_path, mod, cfg, st, seed);
+    for (AlignedFloats* a : {&st.params, &st.ema, &st.m, &st.v}) world.broadcast(a->data(), P * sizeof(float));
+    world.broadcast(&start, sizeof start);
+    world.broadcast(&seed, sizeof seed);
   } else {
     init_params(m, seed, st.params.data());
     std::copy(st.params.data(), st.params.data() + P, st.ema.data());
   }
+  TrainConfig run = cfg;
+  run.slices = resolve_slices(cfg, start.slices, world.size());
   if (start.step >= cfg.steps) {
-    fmt::print(stderr, "{} is already at step {} (--steps {}); nothing to do\n", ckpt_path, start.step, cfg.steps);
+    if (lead)
+      fmt::print(stderr, "{} is already at step {} (--steps {}); nothing to do\n", ckpt_path, start.step, cfg.steps);
     return 0;
   }
 
-  copy_module(mod.so_path(), (fs::path(out) / "module.so").string());
-  write_config((fs::path(out) / "config.json").string(), cfg, m, seed, start.step);
-
-  std::unique_ptr<FILE, int (*)(FILE*)> metrics(std::fopen(metrics_path.c_str(), cfg.resume ? "a" : "w"),
-                                                &std::fclose);
-  if (!metrics) user_error_noloc(fmt::format("cannot open {} for writing", metrics_path), "");
-
-  AlignedFloats x0((int64_t)B * m.data_numel), labels(labelled ? B : 0);
+  std::unique_ptr<FILE, int (*)(FILE*)> metrics(nullptr, &std::fclose);
+  if (lead) {
+    copy_module(mod.so_path(), (fs::path(out) / "module.so").string());
+    write_config((fs::path(out) / "config.json").string(), run, m, seed, start.step);
+    metrics.reset(std::fopen(metrics_path.c_str(), cfg.resume ? "a" : "w"));
+    if (!metrics) user_error_noloc(fmt::format("cannot open {} for writing", metrics_path), "");
+  }
 #if defined(__GLIBC__)
   // Building the module (the compiler runs in this process) and reading the data freed
   // megabytes that glibc keeps; hand them back before the arena makes the long-lived peak.
   malloc_trim(0);
 #endif
-  AlignedBuffer arena = alloc_arena(m, 0, B);
+  SlicedStep sliced(mod, data, B, run.slices);
 
-  std::map<std::string, std::string> meta = checkpoint_metadata(cfg, m, seed);
+  std::map<std::string, std::string> meta = checkpoint_metadata(run, m, seed);
   const std::vector<TensorView> views = checkpoint_views(m, st);
   int64_t last_ckpt = cfg.resume ? start.step : -1;
   auto save = [&](int64_t step, double elapsed) {
+    last_ckpt = step;
+    if (!lead) return;
     meta["step"] = std::to_string(step);
     meta["elapsed_s"] = fmt::format("{:.3f}", elapsed);
     write_safetensors(ckpt_path, views, meta);
-    last_ckpt = step;
     write_loss_plot(out);
   };
 
-  const bool tty = isatty(fileno(stderr)) && !cfg.quiet;
+  const bool tty = lead && isatty(fileno(stderr)) && !cfg.quiet;
+  const bool talk = lead && !cfg.quiet;
   const Clock::time_point t0 = Clock::now();
   Clock::time_point window_t0 = t0;
   double window_loss = 0;
@@ -221,35 +265,42 @@ int train(const TrainConfig& cfg) {
 
   int64_t n_weights = 0;
   for (int i = 0; i < m.n_params; ++i) n_weights += m.params[i].numel;
-  if (!cfg.quiet)
-    fmt::print(stderr, "training {} on {}: {} parameters, batch {}, {} thread{}, steps {}..{}\n", cfg.model,
-               cfg.data, n_weights, B, cfg.threads, cfg.threads == 1 ? "" : "s", start.step + 1, cfg.steps);
+  if (talk)
+    fmt::print(stderr, "training {} on {}: {} parameters, batch {}{}, {} thread{}{}, steps {}..{}\n", cfg.model,
+               cfg.data, n_weights, B, run.slices > 1 ? fmt::format(" in {} slices", run.slices) : "",
+               cfg.threads, cfg.threads == 1 ? "" : "s",
+               world.distributed() ? fmt::format(" x {} processes", world.size()) : "", start.step + 1, cfg.steps);
 
   std::optional<SamplePreviews> previews;
-  if (cfg.sample_every > 0) previews.emplace(mod, out, cfg.quiet);
+  if (lead && cfg.sample_every > 0) previews.emplace(mod, out, cfg.quiet);
 
   StopSignals stop_signals;
   bool interrupted = false;
   while (k < cfg.steps) {
     const int64_t step = k + 1;
-    data.fill(seed, (uint64_t)step, B, x0.data(), labelled ? labels.data() : nullptr);
-    int rc = labelled ? m.train_step_labels(arena.data(), B, st.params.data(), x0.data(), labels.data(), seed,
-                                            (uint64_t)step, st.grads.data(), &loss)
-                      : m.train_step(arena.data(), B, st.params.data(), x0.data(), seed, (uint64_t)step, st.grads.data(),
-                                     &loss);
-    if (rc != 0) DDPM_ICE(fmt::format("module train_step returned {} at step {}", rc, step));
+    world.set_step(step, last_ckpt);
+    sliced.run(st.params.data(), seed, (uint64_t)step, st.grads.data(), &loss);
     float gnorm = 0;
     if (cfg.grad_clip > 0) gnorm = grad_global_norm(st.grads.data(), P);
     if (!std::isfinite(loss) || !std::isfinite(gnorm)) {
       if (tty) fmt::print(stderr, "\n");
       std::string what = std::isfinite(loss) ? fmt::format("gradient norm is {}", gnorm)
                                              : fmt::format("loss is {}", loss);
+      // Under mpirun: which slice, and so which rank, saw it first.
+      std::string at = std::to_string(step);
+      const std::vector<float>& sl = sliced.slice_losses();
+      for (int s = 0; s < run.slices && world.distributed(); ++s)
+        if (!std::isfinite(sl[(size_t)s])) {
+          at += fmt::format(" (slice {} on rank {})", s, sliced.owner(s));
+          break;
+        }
+      if (!lead) return kTrainNonFinite;
       if (last_ckpt >= 0)
         fmt::print(stderr, "error: {} at step {}; the last good checkpoint (step {}) is kept in {}; hint: {}\n",
-                   what, step, last_ckpt, out, kHint);
+                   what, at, last_ckpt, out, kHint);
       else
         fmt::print(stderr, "error: {} at step {}; no checkpoint had been written yet in {}; hint: {}\n", what,
-                   step, out, kHint);
+                   at, out, kHint);
       return kTrainNonFinite;
     }
     AdamWConfig oc = cfg.opt;
@@ -262,9 +313,12 @@ int train(const TrainConfig& cfg) {
 
     window_loss += loss;
     ++window_n;
-    if (cfg.minutes > 0 && seconds_since(t0) > cfg.minutes * 60) timed_out = true;
-    if (g_stop_signal) interrupted = true;
-    if (step % cfg.log_every == 0 || step == cfg.steps || timed_out || interrupted) {
+    // Every rank stops at the same step: the first to time out or see a signal decides.
+    const int stop = world.any((cfg.minutes > 0 && seconds_since(t0) > cfg.minutes * 60 ? 1 : 0) |
+                               (g_stop_signal ? 2 : 0));
+    timed_out = stop & 1;
+    interrupted = stop & 2;
+    if (lead && (step % cfg.log_every == 0 || step == cfg.steps || timed_out || interrupted)) {
       double wdt = seconds_since(window_t0);
       double sps = wdt > 0 ? window_n / wdt : 0;
       double total = elapsed_total();
@@ -273,7 +327,7 @@ int train(const TrainConfig& cfg) {
                  "{{\"step\": {}, \"loss\": {:.6g}, \"lr\": {:.6g}, \"steps_per_s\": {:.1f}, \"elapsed_s\": {:.3f}}}\n",
                  step, last_mean, oc.lr, sps, total);
       std::fflush(metrics.get());
-      if (!cfg.quiet) {
+      if (talk) {
         double run_sps = (step - start.step) / std::max(seconds_since(t0), 1e-9);
         double eta = (cfg.steps - step) / run_sps;
         if (cfg.minutes > 0) eta = std::min(eta, std::max(0.0, cfg.minutes * 60 - seconds_since(t0)));
@@ -292,7 +346,8 @@ int train(const TrainConfig& cfg) {
   save(k, elapsed_total());
   if (tty) fmt::print(stderr, "\n");
   double dt = seconds_since(t0);
-  fmt::print(stderr, "{} {} steps in {:.1f} s ({} steps/s), loss {:.4f}; checkpoint at step {} in {}{}\n",
+  if (lead)
+    fmt::print(stderr, "{} {} steps in {:.1f} s ({} steps/s), loss {:.4f}; checkpoint at step {} in {}{}\n",
              interrupted ? fmt::format("stopped by {} after", g_stop_signal == SIGTERM ? "SIGTERM" : "Ctrl-C")
              : timed_out ? std::string("stopped by the time limit after")
                          : std::string("trained"),

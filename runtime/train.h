@@ -4,6 +4,9 @@
 // from a checkpoint); then for every step k = 1..steps: a batch x0 (a pure function
 // of (seed, k)) → module train_step (loss and gradients; t and ε are drawn inside
 // the module from (seed, k)) → optional global-norm clipping → AdamW → EMA.
+// Under mpirun (dist.h) each rank computes whole slices of the batch and the
+// gradients are added in slice order (sliced_step.h); every rank runs the same
+// optimizer step, and only rank 0 writes files.
 // Because every random number is counter-based, the whole state after step k is a
 // function of (spec, config, k): resuming from a checkpoint continues bit-exactly,
 // and the thread count does not change the result.
@@ -30,8 +33,14 @@ struct TrainConfig {
   std::string data;
   std::string labels;      // .npy class indices [N] for a model with a label ("": IDX data finds its label file)
   int64_t steps = 5000;    // the TOTAL number of steps (a resumed run continues up to it)
-  int batch = 256;
-  int threads = 1;
+  int batch = 256;         // the global batch, over all ranks
+  // The batch is cut into this many equal slices, computed by the ranks of an
+  // mpirun job and added in a fixed order (sliced_step.h): the weights depend on
+  // (seed, batch, slices), never on the number of processes or threads. 0 = the
+  // checkpoint's value on --resume, else the number of ranks (1 without mpirun,
+  // which is the unsliced step).
+  int slices = 0;
+  int threads = 1;         // per process
   std::string out;         // run directory, created if needed
   uint64_t seed = 0;
   AdamWConfig opt;

@@ -2,6 +2,7 @@
 //
 //   ddpm-sample runs/moons --sampler ddim --steps 50 -n 2000 --out x.npy --png x.png
 //   ddpm-sample runs/fashion_cond --sampler cfg --arg w=3 --arg class=7
+//   mpirun -np 4 ddpm-sample runs/moons ...   (each rank samples a quarter; rank 0 writes the files)
 //
 // Reads RUN_DIR/module.so and RUN_DIR/checkpoint.safetensors written by
 // ddpm-train and writes the samples as .npy (and a PNG). Exit codes: 0 ok, 1 bad
@@ -16,9 +17,11 @@
 
 #include "common/diag.h"
 #include "runtime/sample.h"
+#include "dist_main.h"
 #include "tool_main.h"
 
 int main(int argc, char** argv) {
+  ddpm::DistSession session(&argc, &argv, "ddpm-sample");
   ddpm::SampleConfig cfg;
   cfg.threads = (int)std::max(1u, std::thread::hardware_concurrency());
   std::string weights = "ema";
@@ -63,5 +66,5 @@ int main(int argc, char** argv) {
   else if (cfg.out_png.empty())
     cfg.out_png = fs::path(cfg.out_npy).replace_extension(".png").string();
 
-  return ddpm_tools::guarded("ddpm-sample", [&] { return ddpm::sample(cfg); });
+  return ddpm_tools::run_distributed(session, "ddpm-sample", [&] { return ddpm::sample(cfg); });
 }

@@ -1,6 +1,7 @@
 // ddpm-train: the command line over ddpm::train (runtime/train.h).
 //
 //   ddpm-train MODEL --data moons --steps 4000 --batch 256 --threads 2 --out runs/moons
+//   mpirun -np 4 ddpm-train MODEL ... --batch 256 --slices 4     (data-parallel; --batch is global)
 //
 // MODEL is a .ddpm spec (compiled through the module cache) or a compiled .so.
 // The run directory receives module.so, checkpoint.safetensors, metrics.jsonl and
@@ -19,9 +20,11 @@
 #include "runtime/data2d.h"
 #include "runtime/train.h"
 #include "spec_module.h"
+#include "dist_main.h"
 #include "tool_main.h"
 
 int main(int argc, char** argv) {
+  ddpm::DistSession session(&argc, &argv, "ddpm-train");
   ddpm::TrainConfig cfg;
   cfg.threads = (int)std::max(1u, std::thread::hardware_concurrency());
   cfg.data = "moons";
@@ -36,8 +39,14 @@ int main(int argc, char** argv) {
                  "class labels for a model with a `label`: an .npy [N] of indices (IDX images use their label file)");
   app.add_option("--steps", cfg.steps, "total number of training steps (a resumed run continues up to it)")
       ->capture_default_str();
-  app.add_option("--batch", cfg.batch, "batch size")->capture_default_str();
-  app.add_option("--threads", cfg.threads, "worker threads (default: all cores)")->capture_default_str();
+  app.add_option("--batch", cfg.batch, "batch size (under mpirun: the global batch, over all processes)")
+      ->capture_default_str();
+  app.add_option("--slices", cfg.slices,
+                 "cut the batch into this many slices, added in a fixed order: the same --slices gives the same "
+                 "weights with any number of processes (0: the checkpoint's on --resume, else the number of "
+                 "processes)")
+      ->capture_default_str();
+  app.add_option("--threads", cfg.threads, "worker threads per process (default: all cores)")->capture_default_str();
   app.add_option("--out", cfg.out, "run directory (default: runs/<model name>)");
   app.add_option("--lr", cfg.opt.lr, "AdamW learning rate")->capture_default_str();
   app.add_option("--weight-decay", cfg.opt.weight_decay, "AdamW weight decay")->capture_default_str();
@@ -67,6 +76,7 @@ int main(int argc, char** argv) {
   if (cfg.steps < 1) return flag_error(fmt::format("--steps must be at least 1 (got {})", cfg.steps));
   if (cfg.batch < 1) return flag_error(fmt::format("--batch must be at least 1 (got {})", cfg.batch));
   if (cfg.threads < 1) return flag_error(fmt::format("--threads must be at least 1 (got {})", cfg.threads));
+  if (cfg.slices < 0) return flag_error(fmt::format("--slices must be >= 0 (got {})", cfg.slices));
   if (cfg.log_every < 1) return flag_error(fmt::format("--log-every must be at least 1 (got {})", cfg.log_every));
   if (cfg.ckpt_every < 0) return flag_error(fmt::format("--ckpt-every must be >= 0 (got {})", cfg.ckpt_every));
   {
@@ -82,7 +92,7 @@ int main(int argc, char** argv) {
   }
   if (cfg.out.empty()) cfg.out = (std::filesystem::path("runs") / std::filesystem::path(cfg.model).stem()).string();
 
-  return ddpm_tools::guarded("ddpm-train", [&] {
+  return ddpm_tools::run_distributed(session, "ddpm-train", [&] {
     cfg.module_so = ddpm_tools::module_for(cfg.model, cache_dir);
     return ddpm::train(cfg);
   });
