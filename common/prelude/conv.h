@@ -54,7 +54,7 @@ inline FwdBlock fwd_block(const Shape& d) {
   return {14, 2};
 }
 inline int64_t out_pad(const Shape& d) {
-  const int ob = 16 * fwd_block(d).nv;
+  const int ob = kL * fwd_block(d).nv;
   return (d.O + ob - 1) / ob * ob;
 }
 
@@ -84,7 +84,7 @@ inline void pad_copy(const Shape& d, const float* x, float* xp) {
 // data gradient: this call's shape d has d.C = the original O and d.O = the original C, and
 // wp[cb][(o,kh,kw)][l] = w[o][cb*OB+l][K-1-kh][K-1-kw].
 inline void pack_filter(const Shape& d, const float* w, bool flip, float* wp) {
-  const int OB = 16 * fwd_block(d).nv, K = d.K;
+  const int OB = kL * fwd_block(d).nv, K = d.K;
   const int64_t ckk = d.ckk(), Op = out_pad(d);
   for (int64_t o = 0; o < Op; ++o) {
     float* dst = wp + (o / OB) * ckk * OB + o % OB;
