@@ -2,8 +2,10 @@
 // training step and DDPM sampler step at batch 64, and a single 3x3 convolution
 // layer (bench/conv_layer.ddpm) forward (loss_eval) and forward + backward
 // (train_step), at 1 and 2 threads. Counters: GFLOP/s from the compiler's FLOP
-// count of the same graph; compare with BM_fma_peak in bench_kernels. Only the
-// module call is timed.
+// count of the same graph (the direct convolution's FLOPs, also for layers that run
+// as Winograd), and peak% against T times the one-core FMA peak measured at start-up
+// (bench/fma_peak.h; BM_fma_peak in bench_kernels measures the 2-thread peak). Only
+// the module call is timed.
 #include <benchmark/benchmark.h>
 #include <tbb/global_control.h>
 
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include "build.h"
+#include "fma_peak.h"
 #include "module.h"
 #include "pipeline.h"
 
@@ -45,6 +48,14 @@ std::vector<float> data(int64_t n) {
   return x;
 }
 
+// GFLOP/s and % of the FMA peak of `threads` cores for a call of `flops` FLOPs.
+void rate_counters(benchmark::State& state, double flops, int threads) {
+  const double gflops = flops * state.iterations() / 1e9;
+  state.counters["GFLOP/s"] = benchmark::Counter(gflops, benchmark::Counter::kIsRate);
+  state.counters["peak%"] =
+      benchmark::Counter(gflops * 100.0 / (threads * ddpm_bench::fma_peak_gflops_1core()), benchmark::Counter::kIsRate);
+}
+
 void train(benchmark::State& state, const char* spec, bool backward) {
   auto& m = model(spec);
   const int B = (int)state.range(0), threads = (int)state.range(1);
@@ -61,8 +72,7 @@ void train(benchmark::State& state, const char* spec, bool backward) {
       m.mod->loss_eval(arena.data(), B, m.params.data(), x.data(), 7, step++, &loss);
     benchmark::DoNotOptimize(loss);
   }
-  const double flops = ddpmc::graph_flops(backward ? m.c.train : m.c.loss, B);
-  state.counters["GFLOP/s"] = benchmark::Counter(flops * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+  rate_counters(state, ddpmc::graph_flops(backward ? m.c.train : m.c.loss, B), threads);
 }
 
 void BM_fashion_train_step(benchmark::State& s) { train(s, "models/fashion_unet.ddpm", true); }
@@ -80,8 +90,7 @@ void BM_fashion_sampler_step(benchmark::State& state) {
     m.mod->sampler_step(0, arena.data(), B, m.params.data(), x.data(), 500, 499, 7, step++, out.data(), 0);
     benchmark::DoNotOptimize(out.data());
   }
-  state.counters["GFLOP/s"] = benchmark::Counter(
-      ddpmc::graph_flops(m.c.samplers[0].second, B) * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+  rate_counters(state, ddpmc::graph_flops(m.c.samplers[0].second, B), threads);
 }
 
 }  // namespace

@@ -14,7 +14,8 @@ Workloads (see bench/README.md for the details and the fairness notes):
 
 Each PyTorch figure in the table is the fastest of the configurations a user could
 pick for that thread count (OMP_NUM_THREADS=T; at 2 threads also OpenBLAS held to 1
-and the untouched default; for the U-Net also channels_last); all are listed.
+and the untouched default; ATEN_CPU_CAPABILITY=avx512; for the U-Net also
+channels_last); all are listed.
 
 PyTorch runs in child processes of this script with a clean environment: the
 machine-specific OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed, and the
@@ -327,7 +328,7 @@ class Fail(Exception):
     pass
 
 
-def torch_env(threads, openblas_threads=None):
+def torch_env(threads, openblas_threads=None, extra=None):
     """The environment of a PyTorch worker: the inherited one minus the machine-specific
     OpenBLAS settings and inherited thread settings; OMP_NUM_THREADS=threads (OpenBLAS's
     pthread build falls back to OMP_NUM_THREADS when OPENBLAS_NUM_THREADS is unset)."""
@@ -339,6 +340,9 @@ def torch_env(threads, openblas_threads=None):
     if openblas_threads is not None:
         env["OPENBLAS_NUM_THREADS"] = str(openblas_threads)
         changes.append(f"OPENBLAS_NUM_THREADS={openblas_threads}")
+    for k, v in (extra or {}).items():
+        env[k] = v
+        changes.append(f"{k}={v}")
     return env, changes
 
 
@@ -609,18 +613,22 @@ def orchestrate(args):
         """The PyTorch configurations a user could pick for this thread count:
         (label, env threads, OPENBLAS_NUM_THREADS, set_num_threads, channels_last).
         Each row of the table compares against the fastest of them."""
-        cs = [(f"OMP_NUM_THREADS={threads} (OpenBLAS follows)", threads, None, True, False)]
+        cs = [(f"OMP_NUM_THREADS={threads} (OpenBLAS follows)", threads, None, True, False, None)]
         if threads == 2 and not args.no_variants and not q:
-            cs.append(("OMP_NUM_THREADS=2, OpenBLAS held to 1", 2, 1, True, False))
-            cs.append(("untouched default (no thread variables, no set_num_threads)", None, None, False, False))
+            cs.append(("OMP_NUM_THREADS=2, OpenBLAS held to 1", 2, 1, True, False, None))
+            cs.append(("untouched default (no thread variables, no set_num_threads)", None, None, False, False, None))
+        if not args.no_variants and not q:
+            # Debian's build runs its own elementwise kernels at AVX2 unless told otherwise.
+            cs.append((f"OMP_NUM_THREADS={threads}, OpenBLAS held to 1, ATEN_CPU_CAPABILITY=avx512", threads, 1, True,
+                       False, {"ATEN_CPU_CAPABILITY": "avx512"}))
         if model == "unet" and not args.no_variants and not q:
-            cs.append((f"OMP_NUM_THREADS={threads}, OpenBLAS held to 1, channels_last", threads, 1, True, True))
+            cs.append((f"OMP_NUM_THREADS={threads}, OpenBLAS held to 1, channels_last", threads, 1, True, True, None))
         return cs
 
     def run_torch(model, threads, work):
         out = []
-        for label, et, obt, st, cl in torch_configs(model, threads):
-            env, changes = torch_env(et, obt)
+        for label, et, obt, st, cl, extra in torch_configs(model, threads):
+            env, changes = torch_env(et, obt, extra)
             cfg = dict(model=model, threads=et or 0, set_threads=st, foreach=foreach, work=work, channels_last=cl)
             log(f"compare_torch: PyTorch {model}, {threads} thread(s): {label} ...")
             load_at_start = loadavg()

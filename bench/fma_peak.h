@@ -5,15 +5,17 @@
 #include <chrono>
 #include <cstdint>
 
-#include "common/prelude/simd_shim.h"
+#include <xsimd/xsimd.hpp>
 
 namespace ddpm_bench {
 
 // 2 FMA pipes x 4 cycles latency need at least 8 independent chains; 12 leaves slack.
 inline constexpr int kChains = 12;
 
+// Plain xsimd (not the prelude's shim, which clashes with runtime/module.h in one translation unit).
+using batch = xsimd::batch<float>;
+
 [[gnu::noinline]] inline float fma_chains(int64_t iters, float seed) {
-  using ddpm::simd::batch;
   batch acc[kChains];
   for (int c = 0; c < kChains; ++c) acc[c] = batch(seed + c);
   batch x(0.999999f), y(1e-7f);
@@ -23,10 +25,14 @@ inline constexpr int kChains = 12;
   }
   batch s = acc[0];
   for (int c = 1; c < kChains; ++c) s += acc[c];
-  return ddpm::simd::reduce_add(s);
+  alignas(64) float lanes[batch::size];
+  s.store_aligned(lanes);
+  float total = 0;
+  for (float v : lanes) total += v;
+  return total;
 }
 
-inline double flops_per_call(int64_t iters) { return 2.0 * kChains * ddpm::simd::kLanes * iters; }
+inline double flops_per_call(int64_t iters) { return 2.0 * kChains * batch::size * iters; }
 
 // GFLOP/s of one core: the best of 5 short runs (the best, since a shared VM only ever slows it).
 inline double fma_peak_gflops_1core() {

@@ -54,9 +54,10 @@ struct Stmt {
   ExprP value;
 };
 
-// A type annotation on a net parameter or result: `[2]`, `[1, 28, 28]` or `step`.
+// A type annotation on a net parameter or result: `[2]`, `[1, 28, 28]`, `step`, or
+// `label` (a class index: the declared label, or a sampler's class argument).
 struct TypeAnn {
-  enum class Kind { Tensor, Step } kind = Kind::Tensor;
+  enum class Kind { Tensor, Step, Label } kind = Kind::Tensor;
   Loc loc;
   std::vector<long long> dims;  // Tensor only; the batch axis is implicit and not written
 };
@@ -78,6 +79,13 @@ struct FuncDef {
   Loc name_loc;  // of the name (== loc for loss)
   std::vector<ParamDecl> params;
   std::optional<TypeAnn> result;  // `-> [2]`
+  // `net ... -> [2] predicts v`: what a net predicts ("eps", "x0" or "v"; "" when
+  // not declared) and where it says so.
+  std::string predicts;
+  Loc predicts_loc;
+  // `sampler name(x, t, s) state(d: [2], t_prev: step) { ... }`: per-sample values
+  // carried from one sampler step to the next (typed; zero before the first step).
+  std::vector<ParamDecl> state;
   std::vector<Stmt> body;
   Loc end_loc;  // of the closing brace
 };
@@ -101,6 +109,14 @@ struct DataDecl {
   TypeAnn type;
 };
 
+// `label y: 10`: a class index in 0..classes-1 per training sample, read beside the data.
+struct LabelDecl {
+  std::string name;
+  Loc loc;
+  long long classes = 0;
+  Loc classes_loc;
+};
+
 // `import std` or `import "path/to/file.ddpm"`
 struct ImportDecl {
   std::string path;  // as written, without quotes
@@ -113,6 +129,7 @@ struct Module {
   std::vector<ImportDecl> imports;
   std::vector<DiffusionDecl> diffusions;  // more than one is a (lowering) error
   std::vector<DataDecl> datas;
+  std::vector<LabelDecl> labels;
   std::vector<FuncDef> defs;
 };
 

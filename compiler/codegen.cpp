@@ -24,12 +24,8 @@ int64_t arena_floats(const Graph& g, int B) {
     if (kern.kind == KernelKind::Conv) scratch = std::max(scratch, conv_scratch(g, g.nodes[kern.nodes[0]]));
     scratch = std::max(scratch, channel_partials_per_sample(g, kern) * B);
     if (kern.kind != KernelKind::Gemm) continue;
-    const Node& mm = g.nodes[kern.nodes[0]];
-    const Type& ta = g.nodes[mm.in[0]].type;
-    const Type& tb = g.nodes[mm.in[1]].type;
-    int64_t s = mm.i0 == kNN   ? ddpm::gemm_scratch_floats(B, (int)tb.dims[1], (int)ta.dims[0])
-                : mm.i0 == kNT ? ddpm::gemm_scratch_floats(B, (int)tb.dims[0], (int)ta.dims[0])
-                               : ddpm::gemm_scratch_floats((int)ta.dims[0], (int)tb.dims[0], B);
+    const MatmulDims md = matmul_dims(g, g.nodes[kern.nodes[0]]);
+    int64_t s = ddpm::gemm_scratch_floats((int)md.m(B), (int)md.N, (int)md.k(B));
     scratch = std::max(scratch, s);
   }
   return g.arena_per_sample * B + g.arena_fixed + (scratch + 15) / 16 * 16;
@@ -71,7 +67,10 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
     s += "// Everything a kernel reads besides its own arena slices.\n";
     s += "struct Env {\n  int64_t B;\n  float* A;        // arena\n  float* scratch;  // kernel scratch (GEMM packing)\n";
     s += "  const float* params;\n  float* grads;\n  const float* in_data;\n  const float* in_x;\n";
-    s += "  float t, s;\n  uint64_t seed, step;\n  int64_t row0;    // global index of sample 0 (samplers)\n  float* loss;\n  float* x_out;\n};\n\n";
+    s += "  float t, s;\n  uint64_t seed, step;\n  int64_t row0;    // global index of sample 0 (samplers)\n  float* loss;\n  float* x_out;\n";
+    s += "  const float* in_label;  // training: class indices [B] (a spec with a label)\n";
+    s += "  const float* args;      // samplers: sampling-time arguments\n  const float* state_in;  // samplers: state from the previous step\n";
+    s += "  float* state_out;       // samplers: state for the next step\n  float first, last;      // samplers: 1 on the first / last step\n};\n\n";
     return s;
   };
   auto tables = [&](const Part& pt) {
@@ -84,12 +83,33 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
     sampler_arena_cases += fmt::format("    case {}: return sampler_{}_arena_floats(B) * 4 + 64;\n", i + 1, c.samplers[i].first);
   std::string eps_arena_case =
       c.model.has_eps ? fmt::format("    case {}: return eps_arena_floats(B) * 4 + 64;\n", c.samplers.size() + 2) : "";
-  std::string sampler_entries;
-  sampler_entries += "int sampler_step(int sampler, void* arena, int B, const float* params, const float* x_in, int t, int s,\n"
-       "                 uint64_t seed, uint64_t step, float* x_out, int64_t row0) {\n"
+  // Sampler descriptors (ABI 4): arguments with defaults, and state sizes.
+  std::string sampler_infos;
+  for (size_t i = 0; i < c.samplers.size(); ++i) {
+    const SamplerInfo& si = m.sampler_info.at(i);
+    std::string names, defaults;
+    for (auto& a : si.args) names += fmt::format("\"{}\", ", a.name), defaults += flt(a.default_value) + ", ";
+    sampler_infos += fmt::format("const char* const kArgNames{}[] = {{{}nullptr}};\nconst float kArgDefaults{}[] = {{{}0.0f}};\n", i,
+                                 names, i, defaults);
+  }
+  // Split: part 0's descriptor links to it, so it needs external linkage.
+  sampler_infos += split ? "extern const ddpm_sampler_info kSamplerInfo[];\nconst ddpm_sampler_info kSamplerInfo[] = {\n"
+                         : "const ddpm_sampler_info kSamplerInfo[] = {\n";
+  for (size_t i = 0; i < c.samplers.size(); ++i)
+    sampler_infos += fmt::format("    {{\"{}\", {}, kArgNames{}, kArgDefaults{}, {}}},\n", c.samplers[i].first,
+                                 m.sampler_info[i].args.size(), i, i, m.sampler_info[i].state_floats);
+  sampler_infos += "    {nullptr, 0, nullptr, nullptr, 0}};\n\n";
+  std::string sampler_entries = sampler_infos;
+  sampler_entries += "int sampler_step4(int sampler, void* arena, int B, const float* params, const float* x_in, int t, int s,\n"
+       "                  uint64_t seed, uint64_t step, float* x_out, int64_t row0, const float* args,\n"
+       "                  const float* state_in, float* state_out, int flags) {\n"
        "  if (B < 1 || t < 1 || t > " + fmt::format("{}", m.diffusion.T) + " || s < 0 || s >= t) return 1;\n"
+       "  if (sampler < 0 || sampler >= " + fmt::format("{}", c.samplers.size()) + ") return 2;\n"
+       "  if (kSamplerInfo[sampler].state_floats > 0 && (!state_in || !state_out)) return 3;\n"
        "  Env e{};\n  e.B = B;\n  e.A = align64(arena);\n  e.params = params;\n  e.in_x = x_in;\n"
        "  e.t = (float)t;\n  e.s = (float)s;\n  e.seed = seed;\n  e.step = step;\n  e.row0 = row0;\n  e.x_out = x_out;\n"
+       "  e.args = args ? args : kSamplerInfo[sampler].arg_defaults;\n  e.state_in = state_in;\n  e.state_out = state_out;\n"
+       "  e.first = (flags & DDPM_STEP_FIRST) ? 1.0f : 0.0f;\n  e.last = (flags & DDPM_STEP_LAST) ? 1.0f : 0.0f;\n"
        "  switch (sampler) {\n";
   for (size_t i = 0; i < c.samplers.size(); ++i) {
     const Graph& g = c.samplers[i].second;
@@ -97,6 +117,11 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
                      i, g.arena_per_sample, g.arena_fixed, c.samplers[i].first);
   }
   sampler_entries += "    default: return 2;\n  }\n}\n\n";
+  sampler_entries += "// The ABI 3 entry: the sampler's default arguments; samplers with state need sampler_step4.\n"
+       "int sampler_step(int sampler, void* arena, int B, const float* params, const float* x_in, int t, int s,\n"
+       "                 uint64_t seed, uint64_t step, float* x_out, int64_t row0) {\n"
+       "  return sampler_step4(sampler, arena, B, params, x_in, t, s, seed, step, x_out, row0, nullptr, nullptr, nullptr,\n"
+       "                       s == 0 ? DDPM_STEP_LAST : 0);\n}\n\n";
   if (c.model.has_eps) {
     sampler_entries += "int eps_eval(void* arena, int B, const float* params, const float* x, int t, float* eps) {\n"
          "  if (B < 1 || t < 1 || t > " + fmt::format("{}", m.diffusion.T) + ") return 1;\n"
@@ -121,7 +146,11 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
     s += "}  // namespace\n\nnamespace ddpm_part1 {\n"
          "int64_t arena_bytes(int entry, int B);\n"
          "int sampler_step(int sampler, void* arena, int B, const float* params, const float* x_in, int t, int s,\n"
-         "                 uint64_t seed, uint64_t step, float* x_out, int64_t row0);\n";
+         "                 uint64_t seed, uint64_t step, float* x_out, int64_t row0);\n"
+         "int sampler_step4(int sampler, void* arena, int B, const float* params, const float* x_in, int t, int s,\n"
+         "                  uint64_t seed, uint64_t step, float* x_out, int64_t row0, const float* args,\n"
+         "                  const float* state_in, float* state_out, int flags);\n"
+         "extern const ddpm_sampler_info kSamplerInfo[];\n";
     if (c.model.has_eps) s += "int eps_eval(void* arena, int B, const float* params, const float* x, int t, float* eps);\n";
     s += "}  // namespace ddpm_part1\n\nnamespace {\n\n";
   }
@@ -132,17 +161,24 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
   if (!split) s += eps_arena_case;
   s += split ? "    default: return ddpm_part1::arena_bytes(entry, B);\n  }\n}\n\n" : "    default: return -1;\n  }\n}\n\n";
   s += align;
-  s += "int train_step(void* arena, int B, const float* params, const float* x0, uint64_t seed, uint64_t step,\n"
-       "               float* grads, float* loss) {\n"
-       "  if (B < 1) return 1;\n"
+  const std::string need_labels = m.label_classes > 0 ? "  if (!labels) return 3;\n" : "";
+  s += "int train_step_labels(void* arena, int B, const float* params, const float* x0, const float* labels,\n"
+       "                      uint64_t seed, uint64_t step, float* grads, float* loss) {\n"
+       "  if (B < 1) return 1;\n" + need_labels +
        "  Env e{};\n  e.B = B;\n  e.A = align64(arena);\n"
        "  e.scratch = e.A + " + fmt::format("{} * (int64_t)B + {}", c.train.arena_per_sample, c.train.arena_fixed) +
-       ";\n  e.params = params;\n  e.grads = grads;\n  e.in_data = x0;\n  e.seed = seed;\n  e.step = step;\n  e.loss = loss;\n  train_run(e);\n  return 0;\n}\n\n";
-  s += "int loss_eval(void* arena, int B, const float* params, const float* x0, uint64_t seed, uint64_t step, float* loss) {\n"
-       "  if (B < 1) return 1;\n"
+       ";\n  e.params = params;\n  e.grads = grads;\n  e.in_data = x0;\n  e.in_label = labels;\n  e.seed = seed;\n  e.step = step;\n  e.loss = loss;\n  train_run(e);\n  return 0;\n}\n\n";
+  s += "int train_step(void* arena, int B, const float* params, const float* x0, uint64_t seed, uint64_t step,\n"
+       "               float* grads, float* loss) {\n"
+       "  return train_step_labels(arena, B, params, x0, nullptr, seed, step, grads, loss);\n}\n\n";
+  s += "int loss_eval_labels(void* arena, int B, const float* params, const float* x0, const float* labels, uint64_t seed,\n"
+       "                     uint64_t step, float* loss) {\n"
+       "  if (B < 1) return 1;\n" + need_labels +
        "  Env e{};\n  e.B = B;\n  e.A = align64(arena);\n"
        "  e.scratch = e.A + " + fmt::format("{} * (int64_t)B + {}", c.loss.arena_per_sample, c.loss.arena_fixed) +
-       ";\n  e.params = params;\n  e.in_data = x0;\n  e.seed = seed;\n  e.step = step;\n  e.loss = loss;\n  loss_run(e);\n  return 0;\n}\n\n";
+       ";\n  e.params = params;\n  e.in_data = x0;\n  e.in_label = labels;\n  e.seed = seed;\n  e.step = step;\n  e.loss = loss;\n  loss_run(e);\n  return 0;\n}\n\n";
+  s += "int loss_eval(void* arena, int B, const float* params, const float* x0, uint64_t seed, uint64_t step, float* loss) {\n"
+       "  return loss_eval_labels(arena, B, params, x0, nullptr, seed, step, loss);\n}\n\n";
   if (!split) s += sampler_entries;
 
   // Descriptor.
@@ -166,8 +202,13 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
   s += fmt::format("    {}, {{{}}}, {},\n", m.data.dims.size(), ddims, m.data.numel());
   s += fmt::format("    {}, kParams, {},\n", m.params.size(), m.param_floats);
   s += fmt::format("    {}, kSamplers,\n", c.samplers.size());
-  s += fmt::format("    arena_bytes, train_step, loss_eval, {}sampler_step, {},\n}};\n\n", q,
+  s += fmt::format("    arena_bytes, train_step, loss_eval, {}sampler_step, {},\n", q,
                    c.model.has_eps ? q + "eps_eval" : "nullptr");
+  s += fmt::format("    {}kSamplerInfo, {}sampler_step4, {},\n", q, q,
+                   c.model.eps_predicts == Prediction::X0  ? "DDPM_PREDICTS_X0"
+                   : c.model.eps_predicts == Prediction::V ? "DDPM_PREDICTS_V"
+                                                           : "DDPM_PREDICTS_EPS");
+  s += fmt::format("    {}, train_step_labels, loss_eval_labels,\n}};\n\n", m.label_classes);
   s += "}  // namespace\n\n";
   s += "extern \"C\" __attribute__((visibility(\"default\"))) const ddpm_module* ddpm_module_v1(void) { return &kModule; }\n";
   out.push_back(std::move(s));

@@ -36,6 +36,21 @@ std::pair<std::string, std::string> rows_cols(const Type& d) {
 
 // Per-sample scratch of a kernel that sums per channel into per-sample partials
 // (C floats per sum), else 0.
+std::string MatmulDims::batch_rows(const std::string& B) const {
+  return rows == 1 ? B : fmt::format("{} * {}", B, rows);
+}
+std::string MatmulDims::m(const std::string& B) const { return tn ? fmt::format("{}", M) : batch_rows(B); }
+std::string MatmulDims::k(const std::string& B) const { return tn ? batch_rows(B) : fmt::format("{}", K); }
+
+MatmulDims matmul_dims(const Graph& g, const Node& mm) {
+  const Type& ta = g.nodes[mm.in[0]].type;
+  const Type& tb = g.nodes[mm.in[1]].type;
+  const int64_t ka = ta.dims.back(), rows = ta.numel() / ka;
+  if (mm.i0 == kNN) return {rows, tb.dims[1], ka, 0, false};
+  if (mm.i0 == kNT) return {rows, tb.dims[0], ka, 0, false};
+  return {rows, tb.dims.back(), 0, ka, true};
+}
+
 int64_t channel_partials_per_sample(const Graph& g, const Kernel& kern) {
   if (kern.reduce != Kernel::Reduce::Channels && kern.kind != KernelKind::Norm) return 0;
   int64_t R = 0;
@@ -75,8 +90,17 @@ std::string Emitter::ptr(NodeId id) {
                             : fmt::format("(e.A + {} * e.B + {})", g.arena_per_sample, s.fixed);
     case Slot::Where::Param: return fmt::format("(e.params + {})", s.fixed);
     case Slot::Where::Grad: return fmt::format("(e.grads + {})", s.fixed);
-    case Slot::Where::Input: return fmt::format("e.in_{}", n.name);
-    case Slot::Where::Output: return "e.x_out";
+    case Slot::Where::Input:
+      // A sampler's arguments, state and step flags (lower_entry.cpp); i0 is the
+      // argument's index or the state variable's per-sample offset.
+      if (n.name.rfind("arg/", 0) == 0) return fmt::format("(e.args + {})", n.i0);
+      if (n.name.rfind("state/", 0) == 0) return fmt::format("(e.state_in + {} * e.B)", n.i0);
+      if (n.name == "flag/first") return "(&e.first)";
+      if (n.name == "flag/last") return "(&e.last)";
+      return fmt::format("e.in_{}", n.name);
+    case Slot::Where::Output:
+      if (s.index > 0) return fmt::format("(e.state_out + {} * e.B)", s.per_sample);
+      return "e.x_out";
     case Slot::Where::Loss: return "e.loss";
     default: DDPM_ICE(fmt::format("{}: value %{} ({}) has no storage", g.name, id, op_name(n.op)));
   }
@@ -194,6 +218,8 @@ std::string Emitter::body(const Kernel& kern, const std::vector<NodeId>& members
       expr = fmt::format("T(rstd) * ({} - T(mdy) - {} * T(mdyx))", operand(n.in[1]), xhat(o.x_norm, cols));
     } else if (n.op == Op::RandN) {
       expr = fmt::format("rnormal<T>(e.seed, e.step, {}, (e.row0 + b) * {} + j)", n.i0, cols);
+    } else if (n.op == Op::RandU) {
+      expr = fmt::format("runiform<T>(e.seed, e.step, {}, (e.row0 + b) * {} + j)", n.i0, cols);
     } else if (n.op == Op::UniformStep) {
       expr = fmt::format("rstep<T>(e.seed, e.step, {}, (e.row0 + b) * {} + j, {})", n.i0, cols, n.i1);
     } else if (n.op == Op::Clip || n.op == Op::ClipMask) {
@@ -204,8 +230,9 @@ std::string Emitter::body(const Kernel& kern, const std::vector<NodeId>& members
     } else {
       const char* tmpl = op_row(n.op).emit;
       DDPM_CHECK(tmpl, std::string("no emitted code for ") + op_name(n.op));
-      std::string a0 = n.in.size() > 0 ? operand(n.in[0]) : "", a1 = n.in.size() > 1 ? operand(n.in[1]) : "";
-      expr = fmt::format(fmt::runtime(tmpl), a0, a1);
+      std::string a[3];
+      for (size_t q = 0; q < n.in.size() && q < 3; ++q) a[q] = operand(n.in[q]);
+      expr = fmt::format(fmt::runtime(tmpl), a[0], a[1], a[2]);
     }
     s += fmt::format("    const T v{} = {};\n", id, expr);
     if (o.stores && std::find(kern.outputs.begin(), kern.outputs.end(), id) != kern.outputs.end())
@@ -396,18 +423,10 @@ void Emitter::gemm(size_t k, const Kernel& kern) {
   const Node& mm = g.nodes[kern.nodes[0]];
   const Type& ta = g.nodes[mm.in[0]].type;
   const Type& tb = g.nodes[mm.in[1]].type;
-  std::string M, N, K, lda, ldb;
-  bool transA = false, transB = false;
-  if (mm.i0 == kNN) {
-    M = "e.B", K = fmt::format("{}", ta.dims[0]), N = fmt::format("{}", tb.dims[1]);
-    lda = K, ldb = N;
-  } else if (mm.i0 == kNT) {
-    M = "e.B", K = fmt::format("{}", ta.dims[0]), N = fmt::format("{}", tb.dims[0]);
-    lda = K, ldb = K, transB = true;
-  } else {
-    M = fmt::format("{}", ta.dims[0]), K = "e.B", N = fmt::format("{}", tb.dims[0]);
-    lda = M, ldb = N, transA = true;
-  }
+  const MatmulDims md = matmul_dims(g, mm);
+  const std::string M = md.m("e.B"), K = md.k("e.B"), N = fmt::format("{}", md.N);
+  const bool transA = mm.i0 == kTN, transB = mm.i0 == kNT;
+  const std::string lda = mm.i0 == kTN ? M : K, ldb = mm.i0 == kNT ? K : N;
   header(k, kern, kern.nodes.size() > 1 ? "GEMM with fused epilogue," : "GEMM");
   out += fmt::format("static void {}_k{}(const Env& e) {{\n", prefix, k);
   out += fmt::format("  // C[{},{}] = {}{} x {}{}\n", M, N, ta.str(), transA ? "^T" : "", tb.str(),
@@ -471,6 +490,26 @@ void Emitter::layout(size_t k, const Kernel& kern) {
   out += "}\n\n";
 }
 
+void Emitter::call(size_t k, const Kernel& kern) {
+  const NodeId id = kern.nodes[0];
+  const Node& n = g.nodes[id];
+  const Type& t0 = g.nodes[n.in[0]].type;
+  for (NodeId x : n.in)
+    if (is_leaf_value(g.nodes[x].op) && g.nodes[x].op != Op::Input)
+      DDPM_ICE(fmt::format("{} of a constant or parameter must be materialized first", op_name(n.op)));
+  const size_t r = t0.dims.size();
+  const int64_t kk = t0.dims.back(), m = r >= 2 ? t0.dims[r - 2] : 1, mats = t0.numel() / (m * kk);
+  std::string ins[2];
+  for (size_t q = 0; q < n.in.size() && q < 2; ++q) ins[q] = ptr(n.in[q]);
+  header(k, kern, fmt::format("{},", op_name(n.op)));
+  out += fmt::format("static void {}_k{}(const Env& e) {{\n", prefix, k);
+  out += "  " +
+         fmt::format(fmt::runtime(op_row(n.op).emit), ins[0], ins[1], fmt::arg("y", ptr(id)),
+                     fmt::arg("mats", fmt::format("(e.B * {})", mats)), fmt::arg("m", m), fmt::arg("k", kk),
+                     fmt::arg("n", n.type.dims.back())) +
+         ";\n}\n\n";
+}
+
 void Emitter::kernels() {
   for (size_t k = 0; k < g.kernels.size(); ++k) {
     const Kernel& kern = g.kernels[k];
@@ -480,6 +519,7 @@ void Emitter::kernels() {
       case KernelKind::Conv: conv(k, kern); break;
       case KernelKind::Norm: norm(k, kern); break;
       case KernelKind::Layout: layout(k, kern); break;
+      case KernelKind::Call: call(k, kern); break;
     }
   }
   out += fmt::format("static void {}_run(const Env& e) {{\n", prefix);
@@ -496,12 +536,8 @@ void Emitter::kernels() {
     if (int64_t cp = channel_partials_per_sample(g, kern); cp > 0 && seen.insert(fmt::format("cp{}", cp)).second)
       out += fmt::format("  scratch = std::max<int64_t>(scratch, {} * (int64_t)B);  // per-channel partial sums\n", cp);
     if (kern.kind != KernelKind::Gemm) continue;
-    const Node& mm = g.nodes[kern.nodes[0]];
-    const Type& ta = g.nodes[mm.in[0]].type;
-    const Type& tb = g.nodes[mm.in[1]].type;
-    std::string args = mm.i0 == kNN   ? fmt::format("B, {}, {}", tb.dims[1], ta.dims[0])
-                       : mm.i0 == kNT ? fmt::format("B, {}, {}", tb.dims[0], ta.dims[0])
-                                      : fmt::format("{}, {}, B", ta.dims[0], tb.dims[0]);
+    const MatmulDims md = matmul_dims(g, g.nodes[kern.nodes[0]]);
+    const std::string args = fmt::format("{}, {}, {}", md.m("B"), md.N, md.k("B"));
     if (seen.insert(args).second)
       out += fmt::format("  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats({}));\n", args);
   }

@@ -31,6 +31,20 @@ int64_t channel_partials_per_sample(const Graph& g, const Kernel& kern);
 // Adds n spaces after every newline but a final one (for a lambda emitted nested).
 std::string indent(const std::string& s, int n);
 
+// The GEMM C[M,N] = op(A)[M,K] op(B)[K,N] of a matmul node, with the batch
+// factored out: activations [B,...,K] are B * rows rows, so M = B * rows (NN, NT)
+// or K = B * rows (TN, which contracts over the batch).
+struct MatmulDims {
+  int64_t rows, N, K, M;  // NN/NT: M = B * rows, K given; TN: K = B * rows, M given
+  bool tn;
+  std::string batch_rows(const std::string& B) const;
+  std::string m(const std::string& B) const;
+  std::string k(const std::string& B) const;
+  int64_t m(int64_t B) const { return tn ? M : B * rows; }
+  int64_t k(int64_t B) const { return tn ? B * rows : K; }
+};
+MatmulDims matmul_dims(const Graph& g, const Node& mm);
+
 // Options of an elementwise body.
 struct BodyOpts {
   // > 0: the caller never lets a SIMD vector straddle two channels of this many
@@ -114,6 +128,9 @@ struct Emitter {
   void conv(size_t k, const Kernel& kern);
 
   void layout(size_t k, const Kernel& kern);
+
+  // One op computed by one prelude call (ops.h, OpClass::Call).
+  void call(size_t k, const Kernel& kern);
 
   void kernels();
 };

@@ -53,6 +53,10 @@ std::vector<std::vector<double>> interpret_all(const Graph& g, const Model& m, c
         for (int64_t e = 0; e < R * N; ++e)
           out[e] = (float)ddpm::philox_normal(env.seed, env.step, (uint32_t)n.i0, (uint64_t)e);
         break;
+      case Op::RandU:
+        for (int64_t e = 0; e < R * N; ++e)
+          out[e] = (float)ddpm::philox_uniform(env.seed, env.step, (uint32_t)n.i0, (uint64_t)e);
+        break;
       case Op::UniformStep:
         for (int64_t e = 0; e < R * N; ++e)
           out[e] = ddpm::philox_step(env.seed, env.step, (uint32_t)n.i0, (uint64_t)e, (int)n.i1);
@@ -72,30 +76,73 @@ std::vector<std::vector<double>> interpret_all(const Graph& g, const Model& m, c
         break;
       }
       case Op::Matmul: {
+        // Activations [B,...,K] are rows: M = B * prod(leading axes).
         const auto &X = in(0), &Y = in(1);
         const Type &tx = ty(0), &tyy = ty(1);
-        if (n.i0 == kNN) {  // [B,K] x [K,N]
-          int64_t K = tx.dims[0];
-          for (int64_t b = 0; b < B; ++b)
-            for (int64_t j = 0; j < N; ++j) {
+        const int64_t Kx = tx.dims.back(), M = B * tx.numel() / Kx;
+        if (n.i0 == kNN) {  // [M,K] x [K,N]
+          const int64_t Nn = tyy.dims[1];
+          for (int64_t r = 0; r < M; ++r)
+            for (int64_t j = 0; j < Nn; ++j) {
               double s = 0;
-              for (int64_t k = 0; k < K; ++k) s += X[b * K + k] * Y[k * N + j];
-              out[b * N + j] = s;
+              for (int64_t k = 0; k < Kx; ++k) s += X[r * Kx + k] * Y[k * Nn + j];
+              out[r * Nn + j] = s;
             }
-        } else if (n.i0 == kNT) {  // [B,Nn] x [K,Nn]^T -> [B,K]
-          int64_t Nn = tx.dims[0];
-          for (int64_t b = 0; b < B; ++b)
-            for (int64_t k = 0; k < N; ++k) {
+        } else if (n.i0 == kNT) {  // [M,Nn] x [K,Nn]^T -> [M,K]
+          const int64_t K = tyy.dims[0];
+          for (int64_t r = 0; r < M; ++r)
+            for (int64_t k = 0; k < K; ++k) {
               double s = 0;
-              for (int64_t j = 0; j < Nn; ++j) s += X[b * Nn + j] * Y[k * Nn + j];
-              out[b * N + k] = s;
+              for (int64_t j = 0; j < Kx; ++j) s += X[r * Kx + j] * Y[k * Kx + j];
+              out[r * K + k] = s;
             }
-        } else {  // [B,K]^T x [B,Nn] -> [K,Nn]
-          int64_t K = tx.dims[0], Nn = tyy.dims[0];
-          for (int64_t b = 0; b < B; ++b)
-            for (int64_t k = 0; k < K; ++k)
-              for (int64_t j = 0; j < Nn; ++j) out[k * Nn + j] += X[b * K + k] * Y[b * Nn + j];
+        } else {  // [M,K]^T x [M,Nn] -> [K,Nn]
+          const int64_t Nn = tyy.dims.back();
+          for (int64_t r = 0; r < M; ++r)
+            for (int64_t k = 0; k < Kx; ++k)
+              for (int64_t j = 0; j < Nn; ++j) out[k * Nn + j] += X[r * Kx + k] * Y[r * Nn + j];
         }
+        break;
+      }
+      case Op::Softmax:
+      case Op::SoftmaxBack: {
+        // Rows of the last axis: y = exp(x - max) / sum; dx = y * (dy - sum(dy * y)).
+        const int64_t k = t.dims.back(), rows = R * N / k;
+        for (int64_t r = 0; r < rows; ++r) {
+          const double* x = in(0).data() + r * k;
+          double* o = out.data() + r * k;
+          if (n.op == Op::Softmax) {
+            double m = x[0], s = 0;
+            for (int64_t j = 1; j < k; ++j) m = std::max(m, x[j]);
+            for (int64_t j = 0; j < k; ++j) s += (o[j] = std::exp(x[j] - m));
+            for (int64_t j = 0; j < k; ++j) o[j] /= s;
+          } else {
+            const double* dy = in(1).data() + r * k;
+            double s = 0;
+            for (int64_t j = 0; j < k; ++j) s += dy[j] * x[j];
+            for (int64_t j = 0; j < k; ++j) o[j] = x[j] * (dy[j] - s);
+          }
+        }
+        break;
+      }
+      case Op::Transpose: {
+        const Type& ti = ty(0);
+        const int64_t m = ti.dims[ti.dims.size() - 2], k = ti.dims.back(), mats = R * N / (m * k);
+        for (int64_t i = 0; i < mats; ++i)
+          for (int64_t r = 0; r < m; ++r)
+            for (int64_t c = 0; c < k; ++c) out[i * m * k + c * m + r] = in(0)[i * m * k + r * k + c];
+        break;
+      }
+      case Op::Bmm: {
+        const Type& ta = ty(0);
+        const int64_t m = ta.dims[ta.dims.size() - 2], k = ta.dims.back(), nn = t.dims.back(), mats = R * N / (m * nn);
+        for (int64_t i = 0; i < mats; ++i)
+          for (int64_t r = 0; r < m; ++r)
+            for (int64_t j = 0; j < nn; ++j) {
+              double s = 0;
+              for (int64_t p = 0; p < k; ++p) s += in(0)[(i * m + r) * k + p] * in(1)[(i * k + p) * nn + j];
+              out[(i * m + r) * nn + j] = s;
+            }
         break;
       }
       case Op::Conv2d:
@@ -195,7 +242,7 @@ std::vector<std::vector<double>> interpret_all(const Graph& g, const Model& m, c
       default: {
         if (row.cls != OpClass::Elementwise || !row.eval)
           DDPM_ICE(fmt::format("interpreter: no evaluation for {}", row.name));
-        double x[2];
+        double x[3];  // up to three operands (where)
         for (int64_t b = 0; b < R; ++b)
           for (int64_t j = 0; j < N; ++j) {
             for (size_t k = 0; k < n.in.size(); ++k) x[k] = at(ty((int)k), in((int)k), t, b, j);

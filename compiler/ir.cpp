@@ -55,7 +55,8 @@ static std::string attrs(const Node& n) {
     case Op::InvBatch: return fmt::format("{}/B", n.value);
     case Op::ConstTensor: return fmt::format("{} values", n.data.size());
     case Op::Lookup: return fmt::format("table of {}", n.data.size());
-    case Op::RandN: return fmt::format("stream {}", n.i0);
+    case Op::RandN:
+    case Op::RandU: return fmt::format("stream {}", n.i0);
     case Op::UniformStep: return fmt::format("stream {}, 1..{}", n.i0, n.i1);
     case Op::Matmul: return n.i0 == kNN ? "NN" : n.i0 == kNT ? "NT" : "TN";
     case Op::Slice: return fmt::format("[{}:{}] axis {}", n.i0, n.i0 + n.i1, n.axis);

@@ -58,7 +58,7 @@ struct Node {
 };
 
 // One fused loop nest, produced by passes/fuse.cpp. See that file for the kinds.
-enum class KernelKind { Elementwise, Gemm, Conv, Norm, Layout };
+enum class KernelKind { Elementwise, Gemm, Conv, Norm, Layout, Call };
 
 struct Kernel {
   KernelKind kind;
@@ -102,6 +102,30 @@ struct ParamInfo {
   int64_t offset = 0; // in the flat parameter array, 16-float aligned
 };
 
+// What a sampler declares besides (x, t, s): sampling-time arguments (scalars the
+// runtime passes on each call, with defaults) and state (per-sample values carried
+// from one step to the next, zero before the first). State lives in the caller's
+// [S * B] buffers, variable k at per-sample offset state[k].offset (block layout:
+// the variable's B * numel floats from offset * B on).
+struct SamplerArg {
+  std::string name;
+  double default_value;
+};
+struct StateVar {
+  std::string name;
+  Type type;       // batched
+  bool step;       // declared `step`
+  int64_t offset;  // per-sample floats before it
+};
+struct SamplerInfo {
+  std::vector<SamplerArg> args;
+  std::vector<StateVar> state;
+  int64_t state_floats = 0;  // per sample
+};
+
+// What a net predicts; ddpm-eval converts x0 and v predictions to eps.
+enum class Prediction { Eps, X0, V };
+
 struct Diffusion {
   int T = 0;
   std::string schedule;
@@ -115,13 +139,16 @@ struct Model {
   Diffusion diffusion;
   std::string data_name;
   Type data;                 // batched
+  int64_t label_classes = 0; // `label y: K`: K, else 0 (the loss reads input "label", [B] class indices)
   std::vector<ParamInfo> params;
   int64_t param_floats = 0;
   Graph loss;                                        // output "loss"
-  std::vector<std::pair<std::string, Graph>> samplers;  // output "x_out"
+  std::vector<std::pair<std::string, Graph>> samplers;  // outputs "x_out", then "state/<name>" per state variable
+  std::vector<SamplerInfo> sampler_info;                // parallel to samplers
   // eps_theta(x, t) alone, for the variational bound: the net declared
   // (x: <data shape>, t: step) -> <data shape>, if the spec has exactly one. Output "eps".
   bool has_eps = false;
+  Prediction eps_predicts = Prediction::Eps;  // what the eps graph's net predicts (declared, default eps)
   Graph eps;
   std::vector<Loc> loss_locs;
 };

@@ -77,30 +77,65 @@ std::string sumto_shape(const Node& n, const Types& in, Type& out) {
   return "";
 }
 
+// Matmul legend: activations are batched [..., K] (any rank: the leading axes act
+// as more rows, M = B * prod(leading)); weights are [K, N].
 std::string matmul_shape(const Node& n, const Types& in, Type& out) {
   const Type &a = in[0], &b = in[1];
   auto bad = [&](const char* why) {
     return fmt::format("matmul of {} and {}: {}", a.str(), b.str(), why);
   };
-  if ((int)a.dims.size() != 2 - (int)a.batched || (int)b.dims.size() != 2 - (int)b.batched)
-    return bad("operands must be matrices ([B,K] activations or [K,N] weights)");
+  if (!a.batched || a.dims.empty()) return bad("the first operand must be batched activations [B,...,K]");
+  const int64_t ka = a.dims.back();
   switch (n.i0) {
     case kNN:
-      if (!a.batched || b.batched) return bad("expected [B,K] times [K,N]");
-      if (a.dims[0] != b.dims[0])
-        return bad(fmt::format("inner dimensions {} and {} differ", a.dims[0], b.dims[0]).c_str());
-      out = Type{true, {b.dims[1]}};
+      if (b.batched || b.dims.size() != 2) return bad("expected [B,...,K] times a weight [K,N]");
+      if (ka != b.dims[0]) return bad(fmt::format("inner dimensions {} and {} differ", ka, b.dims[0]).c_str());
+      out = a;
+      out.dims.back() = b.dims[1];
       return "";
     case kNT:
-      if (!a.batched || b.batched || a.dims[0] != b.dims[1]) return bad("expected [B,N] times [K,N]^T");
-      out = Type{true, {b.dims[0]}};
+      if (b.batched || b.dims.size() != 2 || ka != b.dims[1]) return bad("expected [B,...,N] times [K,N]^T");
+      out = a;
+      out.dims.back() = b.dims[0];
       return "";
-    case kTN:
-      if (!a.batched || !b.batched) return bad("expected [B,K]^T times [B,N]");
-      out = Type{false, {a.dims[0], b.dims[0]}};
+    case kTN: {
+      std::vector<int64_t> la(a.dims.begin(), a.dims.end() - 1), lb(b.dims.begin(), b.dims.end() - (b.dims.empty() ? 0 : 1));
+      if (!b.batched || b.dims.empty() || la != lb) return bad("expected [B,...,K]^T times [B,...,N]");
+      out = Type{false, {ka, b.dims.back()}};
       return "";
+    }
   }
   return bad("unknown mode");
+}
+
+// Call ops work on the last axis (softmax) or the last two (transpose, bmm) of
+// batched values; the leading axes index independent matrices.
+std::string softmax_shape(const Node& n, const Types& in, Type& out) {
+  if (!in[0].batched || in[0].dims.empty())
+    return fmt::format("softmax works over the last axis of batched activations, got {}", in[0].str());
+  if (in.size() > 1 && in[1] != in[0]) return fmt::format("softmax gradient: {} and {} differ", in[0].str(), in[1].str());
+  out = in[0];
+  return "";
+}
+std::string transpose_shape(const Node& n, const Types& in, Type& out) {
+  if (!in[0].batched || in[0].dims.size() < 2)
+    return fmt::format("transpose swaps the last two axes of batched activations [B,...,M,K], got {}", in[0].str());
+  out = in[0];
+  std::swap(out.dims[out.dims.size() - 1], out.dims[out.dims.size() - 2]);
+  return "";
+}
+std::string bmm_shape(const Node& n, const Types& in, Type& out) {
+  const Type &a = in[0], &b = in[1];
+  if (!a.batched || !b.batched || a.dims.size() < 2 || a.dims.size() != b.dims.size())
+    return fmt::format("bmm multiplies batched matrices [B,...,M,K] and [B,...,K,N] of one rank, got {} and {}", a.str(), b.str());
+  const size_t r = a.dims.size();
+  for (size_t d = 0; d + 2 < r; ++d)
+    if (a.dims[d] != b.dims[d]) return fmt::format("bmm of {} and {}: the leading axes differ", a.str(), b.str());
+  if (a.dims[r - 1] != b.dims[r - 2])
+    return fmt::format("bmm of {} and {}: inner dimensions {} and {} differ", a.str(), b.str(), a.dims[r - 1], b.dims[r - 2]);
+  out = a;
+  out.dims[r - 1] = b.dims[r - 1];
+  return "";
 }
 
 // Convolution legend: x [B,C,H,W], w [O,C,K,K], y [B,O,Ho,Wo] with
@@ -196,9 +231,10 @@ std::string pool_shape(const Node& n, const Types& in, Type& out) {
 // consecutive channels; each (sample, group) row of C/G * prod(rest) elements is
 // standardized: xhat = (x - mean) / sqrt(var + eps), eps = value. The backward op
 // (x, dy) -> dx recomputes the row statistics from x.
+// A rank-1 x [N] is N channels of one element each: normalize(x, 1) is LayerNorm.
 std::string gn_check(const Node& n, const Type& x) {
-  if (!x.batched || x.dims.size() < 2)
-    return fmt::format("group normalization needs [C,H,W] (or [C,N]) per sample, got {}", x.str());
+  if (!x.batched || x.dims.empty())
+    return fmt::format("group normalization needs [C,H,W], [C,N] or [N] per sample, got {}", x.str());
   if (n.i0 < 1 || x.dims[0] % n.i0)
     return fmt::format("group normalization: {} channels do not split into {} equal groups", x.dims[0], n.i0);
   return "";
@@ -323,6 +359,39 @@ void g_groupnorm(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d)
   nb.value = n.value;
   d = {b.add(std::move(nb))};
 }
+// maximum/minimum: the gradient goes to the operand that was taken (a on ties).
+void g_max(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {
+  d = {b.mul(g, b.binary(Op::GreaterEqual, n.in[0], n.in[1])), b.mul(g, b.binary(Op::Less, n.in[0], n.in[1]))};
+}
+void g_min(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {
+  d = {b.mul(g, b.binary(Op::LessEqual, n.in[0], n.in[1])), b.mul(g, b.binary(Op::Greater, n.in[0], n.in[1]))};
+}
+void g_abs(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {
+  NodeId z = b.cnst(0.0);
+  d = {b.mul(g, b.binary(Op::Sub, b.binary(Op::Greater, n.in[0], z), b.binary(Op::Less, n.in[0], z)))};
+}
+void g_relu(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {
+  d = {b.mul(g, b.binary(Op::Greater, n.in[0], b.cnst(0.0)))};
+}
+void g_tanh(GB& b, const Node&, NodeId self, NodeId g, std::vector<NodeId>& d) {
+  d = {b.mul(g, b.binary(Op::Sub, b.cnst(1.0), b.unary(Op::Square, self)))};
+}
+NodeId where_node(GB& b, NodeId c, NodeId x, NodeId y) {
+  Node n{Op::Where};
+  n.in = {c, x, y};
+  return b.add(std::move(n));
+}
+void g_where(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {
+  NodeId z = b.cnst(0.0);
+  d = {-1, where_node(b, n.in[0], g, z), where_node(b, n.in[0], z, g)};
+}
+void g_softmax(GB& b, const Node&, NodeId self, NodeId g, std::vector<NodeId>& d) {
+  d = {b.binary(Op::SoftmaxBack, self, g)};
+}
+void g_transpose(GB& b, const Node&, NodeId, NodeId g, std::vector<NodeId>& d) { d = {b.transpose(g)}; }
+void g_bmm(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {  // C = A B
+  d = {b.bmm(g, b.transpose(n.in[1])), b.bmm(b.transpose(n.in[0]), g)};
+}
 void g_upsample(GB& b, const Node&, NodeId, NodeId g, std::vector<NodeId>& d) { d = {b.unary(Op::Pool2xSum, g)}; }
 void g_pool(GB& b, const Node&, NodeId, NodeId g, std::vector<NodeId>& d) { d = {b.unary(Op::Upsample2x, g)}; }
 
@@ -336,6 +405,7 @@ const OpRow kRows[] = {
     {Op::InvBatch, "inv_batch", OpClass::Leaf, 0, leaf_shape, nullptr, nullptr, no_grad},
     {Op::RandN, "randn", OpClass::Leaf, 0, leaf_shape, nullptr, nullptr, no_grad},
     {Op::UniformStep, "uniform_step", OpClass::Leaf, 0, leaf_shape, nullptr, nullptr, no_grad},
+    {Op::RandU, "rand_uniform", OpClass::Leaf, 0, leaf_shape, nullptr, nullptr, no_grad},
     {Op::Add, "add", OpClass::Elementwise, 2, ew_shape, EW1(x[0] + x[1]), "({0} + {1})", g_add},
     {Op::Sub, "sub", OpClass::Elementwise, 2, ew_shape, EW1(x[0] - x[1]), "({0} - {1})", g_sub},
     {Op::Mul, "mul", OpClass::Elementwise, 2, ew_shape, EW1(x[0] * x[1]), "({0} * {1})", g_mul},
@@ -356,6 +426,20 @@ const OpRow kRows[] = {
     {Op::Broadcast, "broadcast", OpClass::Elementwise, 1, broadcast_shape, EW1(x[0]), "{0}", g_broadcast},
     // Lookup's element value is table[x]; eval and emit are special-cased on the table.
     {Op::Lookup, "lookup", OpClass::Elementwise, 1, lookup_shape, nullptr, "vlookup<T>({table}, {0})", no_grad},
+    {Op::StopGradient, "stop_gradient", OpClass::Elementwise, 1, ew_shape, EW1(x[0]), "{0}", no_grad},
+    {Op::Maximum, "maximum", OpClass::Elementwise, 2, ew_shape, EW1(std::max(x[0], x[1])), "vmax({0}, {1})", g_max},
+    {Op::Minimum, "minimum", OpClass::Elementwise, 2, ew_shape, EW1(std::min(x[0], x[1])), "vmin({0}, {1})", g_min},
+    {Op::Abs, "abs", OpClass::Elementwise, 1, ew_shape, EW1(std::abs(x[0])), "vabs({0})", g_abs},
+    {Op::Relu, "relu", OpClass::Elementwise, 1, ew_shape, EW1(std::max(x[0], 0.0)), "vrelu({0})", g_relu},
+    {Op::Tanh, "tanh", OpClass::Elementwise, 1, ew_shape, EW1(std::tanh(x[0])), "vtanh({0})", g_tanh},
+    // Comparisons: 1 where they hold, else 0; no gradient.
+    {Op::Less, "less", OpClass::Elementwise, 2, ew_shape, EW1(x[0] < x[1] ? 1.0 : 0.0), "vlt({0}, {1})", no_grad},
+    {Op::LessEqual, "less_equal", OpClass::Elementwise, 2, ew_shape, EW1(x[0] <= x[1] ? 1.0 : 0.0), "vle({0}, {1})", no_grad},
+    {Op::Greater, "greater", OpClass::Elementwise, 2, ew_shape, EW1(x[0] > x[1] ? 1.0 : 0.0), "vgt({0}, {1})", no_grad},
+    {Op::GreaterEqual, "greater_equal", OpClass::Elementwise, 2, ew_shape, EW1(x[0] >= x[1] ? 1.0 : 0.0), "vge({0}, {1})",
+     no_grad},
+    {Op::Equal, "equal", OpClass::Elementwise, 2, ew_shape, EW1(x[0] == x[1] ? 1.0 : 0.0), "veq({0}, {1})", no_grad},
+    {Op::Where, "where", OpClass::Elementwise, 3, ew_shape, EW1(x[0] != 0 ? x[1] : x[2]), "vwhere({0}, {1}, {2})", g_where},
     {Op::SumTo, "sum_to", OpClass::Reduce, 1, sumto_shape, nullptr, nullptr, g_sumto},
     {Op::Matmul, "matmul", OpClass::Contraction, 2, matmul_shape, nullptr, nullptr, g_matmul},
     {Op::Conv2d, "conv2d", OpClass::Contraction, 2, conv_shape, nullptr, nullptr, g_conv},
@@ -369,6 +453,13 @@ const OpRow kRows[] = {
     {Op::Reshape, "reshape", OpClass::Layout, 1, reshape_shape, nullptr, nullptr, g_reshape},
     {Op::Upsample2x, "upsample2x", OpClass::Layout, 1, upsample_shape, nullptr, nullptr, g_upsample},
     {Op::Pool2xSum, "pool2x_sum", OpClass::Layout, 1, pool_shape, nullptr, nullptr, g_pool},
+    {Op::Softmax, "softmax", OpClass::Call, 1, softmax_shape, nullptr, "softmax_rows({0}, {y}, {mats} * {m}, {k})", g_softmax},
+    // (y, dy) -> dx = y * (dy - sum(dy * y)) over the last axis.
+    {Op::SoftmaxBack, "softmax_back", OpClass::Call, 2, softmax_shape, nullptr,
+     "softmax_back_rows({0}, {1}, {y}, {mats} * {m}, {k})", no_grad},
+    {Op::Transpose, "transpose", OpClass::Call, 1, transpose_shape, nullptr, "transpose_mats({0}, {y}, {mats}, {m}, {k})",
+     g_transpose},
+    {Op::Bmm, "bmm", OpClass::Call, 2, bmm_shape, nullptr, "bmm_mats({0}, {1}, {y}, {mats}, {m}, {k}, {n})", g_bmm},
 };
 #undef EW1
 

@@ -13,7 +13,11 @@
 
 namespace ddpmc {
 
-enum class OpClass { Leaf, Elementwise, Reduce, Contraction, Norm, Layout };
+// Call: a standalone kernel that one prelude function computes (softmax, transpose,
+// batched matmul); `emit` is then that call, with {0}, {1} the inputs, {y} the
+// output, and the sizes {mats} (batch times the leading axes), {m} × {k} (the first
+// input's last two axes; m = 1 for rank 1) and {n} (the output's last axis).
+enum class OpClass { Leaf, Elementwise, Reduce, Contraction, Norm, Layout, Call };
 
 class Builder;
 
@@ -27,7 +31,7 @@ struct OpRow {
   std::string (*shape)(const Node& n, const std::vector<Type>& in, Type& out);
   // Elementwise ops: reference evaluation of one element of node n, in double precision.
   double (*eval)(const Node& n, const double* x);
-  // Elementwise ops: emitted C++; {0}, {1} name the inputs. Helpers are in common/prelude/ddpm_prelude.h.
+  // Elementwise ops: emitted C++; {0}, {1}, {2} name the inputs. Helpers are in common/prelude/ddpm_prelude*.h.
   const char* emit;
   // Adjoint contributions: din[i] receives the gradient for input i (or -1 for none).
   // Contributions may have a broadcast type; autodiff sums them back to the input's type.
@@ -87,6 +91,8 @@ class Builder {
   NodeId sum_to(NodeId a, const Type& t);
   NodeId broadcast(NodeId a, const Type& t);
   NodeId matmul(NodeId a, NodeId b, int mode);
+  NodeId transpose(NodeId a) { return unary(Op::Transpose, a); }
+  NodeId bmm(NodeId a, NodeId b) { return binary(Op::Bmm, a, b); }
   NodeId slice(NodeId a, int64_t start, int64_t len, int64_t axis = -1);
   NodeId concat(const std::vector<NodeId>& parts, int64_t axis = -1);
   NodeId zeros(const Type& t) { return broadcast(cnst(0.0), t); }

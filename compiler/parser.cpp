@@ -23,11 +23,11 @@ const char* kExprHint =
     "or these combined with + - * / and parentheses";
 const char* kTypeHint =
     "a type is a per-sample shape such as '[2]' or '[1, 28, 28]' (the batch axis is implicit), "
-    "or 'step' for a diffusion step";
+    "'step' for a diffusion step, or 'label' for a class index";
 
 bool is_item_keyword(std::string_view s) {
-  return s == "import" || s == "diffusion" || s == "data" || s == "fn" || s == "net" || s == "loss" ||
-         s == "sampler";
+  return s == "import" || s == "diffusion" || s == "data" || s == "label" || s == "fn" || s == "net" ||
+         s == "loss" || s == "sampler";
 }
 
 std::string where(const Loc& l) { return fmt::format("line {}, column {}", l.line, l.col); }
@@ -102,6 +102,7 @@ class Parser {
       if (t.text == "import") return import_decl(m);
       if (t.text == "diffusion") return diffusion_decl(m);
       if (t.text == "data") return data_decl(m);
+      if (t.text == "label") return label_decl(m);
       if (t.text == "fn") return func_def(m, DefKind::Fn);
       if (t.text == "net") return func_def(m, DefKind::Net);
       if (t.text == "loss") return func_def(m, DefKind::Loss);
@@ -117,7 +118,7 @@ class Parser {
     if (t.kind == Tok::RBrace)
       user_error(t.loc, "unexpected '}' at top level", "remove it; it does not close any open block");
     user_error(t.loc,
-               fmt::format("expected 'import', 'diffusion', 'data', 'fn', 'net', 'loss' or 'sampler', found {}",
+               fmt::format("expected 'import', 'diffusion', 'data', 'label', 'fn', 'net', 'loss' or 'sampler', found {}",
                            describe(t)),
                "each top-level item starts with one of these keywords");
   }
@@ -183,12 +184,33 @@ class Parser {
     m.datas.push_back(std::move(d));
   }
 
+  void label_decl(Module& m) {
+    LabelDecl d;
+    d.loc = advance().loc;
+    if (!at(Tok::Name)) fail_expected("a name after 'label'", "declare a class label as 'label y: 10' (ten classes)");
+    d.name = advance().text;
+    if (!at(Tok::Colon))
+      fail_expected(fmt::format("':' after 'label {}'", d.name),
+                    fmt::format("give the number of classes, as in 'label {}: 10'", d.name));
+    advance();
+    d.classes_loc = cur().loc;
+    if (!at(Tok::Int) || cur().number < 1 || cur().number > 1000000)
+      fail_expected("a number of classes (1 to 1000000)", fmt::format("write e.g. 'label {}: 10'", d.name));
+    d.classes = (long long)advance().number;
+    m.labels.push_back(std::move(d));
+  }
+
   TypeAnn type_ann() {
     TypeAnn t;
     t.loc = cur().loc;
     if (at_name("step")) {
       advance();
       t.kind = TypeAnn::Kind::Step;
+      return t;
+    }
+    if (at_name("label")) {
+      advance();
+      t.kind = TypeAnn::Kind::Label;
       return t;
     }
     if (!at(Tok::LBracket)) fail_expected("a type", kTypeHint);
@@ -242,10 +264,22 @@ class Parser {
         fail_expected(fmt::format("'(' after '{} {}'", kw.text, d.name),
                       fmt::format("write the parameter list, even if it is empty: '{} {}() {{ ... }}'", kw.text,
                                   d.name));
-      params(d, std::string(kw.text));
+      params(d, std::string(kw.text), d.params);
       if (kind != DefKind::Sampler && at(Tok::Arrow)) {
         advance();
         d.result = type_ann();
+        if (kind == DefKind::Net && at(Tok::Name) && cur().text == "predicts") {
+          advance();
+          if (!at(Tok::Name) || (cur().text != "eps" && cur().text != "x0" && cur().text != "v"))
+            fail_expected("'eps', 'x0' or 'v' after 'predicts'",
+                          "a net predicts the noise (eps), the clean data (x0) or v = sqrt(abar) eps - sqrt(1 - abar) x0");
+          d.predicts = cur().text;
+          d.predicts_loc = advance().loc;
+        }
+      }
+      if (kind == DefKind::Sampler && at(Tok::Name) && cur().text == "state" && peek(1).kind == Tok::LParen) {
+        advance();
+        params(d, "sampler state of", d.state);
       }
     }
     if (!at(Tok::LBrace)) {
@@ -263,7 +297,7 @@ class Parser {
     m.defs.push_back(std::move(d));
   }
 
-  void params(FuncDef& d, const std::string& kw) {
+  void params(FuncDef& d, const std::string& kw, std::vector<ParamDecl>& into) {
     advance();  // '('
     if (at(Tok::RParen)) {
       advance();
@@ -275,11 +309,12 @@ class Parser {
       ParamDecl p;
       p.name = cur().text;
       p.loc = advance().loc;
-      for (const ParamDecl& q : d.params)
-        if (q.name == p.name)
-          user_error(p.loc, fmt::format("duplicate parameter '{}' in '{} {}'", p.name, kw, d.name),
-                     fmt::format("'{}' is already a parameter at {}; give each parameter its own name", p.name,
-                                 where(q.loc)));
+      for (const auto* list : {&d.params, &d.state})
+        for (const ParamDecl& q : *list)
+          if (q.name == p.name)
+            user_error(p.loc, fmt::format("duplicate parameter '{}' in '{} {}'", p.name, kw, d.name),
+                       fmt::format("'{}' is already a parameter at {}; give each parameter its own name", p.name,
+                                   where(q.loc)));
       if (at(Tok::Colon)) {
         advance();
         p.type = type_ann();
@@ -288,13 +323,13 @@ class Parser {
         advance();
         p.default_value = expr();
       }
-      d.params.push_back(std::move(p));
+      into.push_back(std::move(p));
       if (at(Tok::Comma)) {
         advance();
         continue;
       }
       if (at(Tok::RParen)) break;
-      fail_expected(fmt::format("',' or ')' after the parameter '{}'", d.params.back().name),
+      fail_expected(fmt::format("',' or ')' after the parameter '{}'", into.back().name),
                     "separate parameters with ',' and close the list with ')'");
     }
     advance();  // ')'

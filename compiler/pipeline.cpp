@@ -78,15 +78,21 @@ double graph_flops(const Graph& g, int B) {
     if (n.op == Op::Matmul) {
       const Type& a = g.nodes[n.in[0]].type;
       const Type& b = g.nodes[n.in[1]].type;
-      double k = n.i0 == kNN ? a.dims[0] : n.i0 == kNT ? a.dims[0] : B;
-      double out = n.i0 == kTN ? (double)a.dims[0] * b.dims[0] : rows * n.type.numel();
+      // Activations [B,...,K] are B * prod(leading) rows of K.
+      double k = n.i0 == kTN ? B * (double)a.numel() / a.dims.back() : a.dims.back();
+      double out = n.i0 == kTN ? (double)a.dims.back() * b.dims.back() : rows * n.type.numel();
       f += 2 * out * k;
     } else if (is_conv(n.op)) {
       // 2 * B * O * Ho * Wo * C * K * K for each of the three (the direct convolution's count,
       // whatever path runs it: Winograd layers do fewer multiplies than this).
       const ConvDims d = conv_dims(g, n);
       f += 2.0 * B * (double)(d.O * d.hw()) * (double)d.ckk();
-    } else if (row.cls == OpClass::Elementwise || n.op == Op::RandN || n.op == Op::UniformStep) {
+    } else if (n.op == Op::Bmm) {
+      const Type& a = g.nodes[n.in[0]].type;
+      f += 2.0 * rows * n.type.numel() * a.dims.back();
+    } else if (row.cls == OpClass::Call) {
+      f += rows * n.type.numel() * (n.op == Op::Transpose ? 0 : 4);
+    } else if (row.cls == OpClass::Elementwise || n.op == Op::RandN || n.op == Op::RandU || n.op == Op::UniformStep) {
       f += rows * n.type.numel();
     } else if (row.cls == OpClass::Norm) {
       // Statistics (3 per element) and the normalization (2); the backward op

@@ -3,6 +3,7 @@
 #include "data_source.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 
@@ -30,8 +31,47 @@ std::string shape_string(const std::vector<int64_t>& s) {
   return r + "]";
 }
 
-DataSource::DataSource(const std::string& spec, const Module& mod) : name_(spec) {
+namespace {
+
+// Class indices from an IDX label file or an .npy array; every one checked
+// against 0..K-1 and the count against the n samples.
+std::vector<int32_t> read_labels(const std::string& path, int64_t n, int K, const std::string& data_path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec))
+    user_error_noloc(fmt::format("label file {} does not exist (the model conditions on a label with {} classes)", path, K),
+                     fs::path(path).extension() == ".npy" ? "pass --labels with an .npy array of N class indices"
+                                                          : "put the IDX label file next to the images, or pass --labels FILE.npy");
+  std::vector<int32_t> out;
+  if (fs::path(path).extension() == ".npy") {
+    NpyArray a = read_npy(path);
+    if (a.shape.size() != 1)
+      user_error_noloc(fmt::format("label file {} has shape {}; labels are one class index per sample, [N]", path,
+                                   shape_string(a.shape)),
+                       "save the labels as a 1-D array");
+    for (float v : a.data) out.push_back(v == std::floor(v) && std::abs(v) < 2e9 ? (int32_t)v : -1);
+  } else {
+    for (uint8_t v : read_idx_labels(path)) out.push_back(v);
+  }
+  if ((int64_t)out.size() < n)
+    user_error_noloc(fmt::format("label file {} holds {} labels but {} has {} samples", path, out.size(), data_path, n),
+                     "use the label file that belongs to the data");
+  for (size_t i = 0; i < out.size(); ++i)
+    if (out[i] < 0 || out[i] >= K)
+      user_error_noloc(fmt::format("label file {}: label {} of sample {} is outside the model's classes 0..{}", path,
+                                   i < out.size() ? std::to_string(out[i]) : "?", i, K - 1),
+                       "labels are whole numbers 0..K-1 for `label y: K`; check the file or the spec");
+  out.resize((size_t)n);
+  return out;
+}
+
+}  // namespace
+
+DataSource::DataSource(const std::string& spec, const Module& mod, const std::string& labels) : name_(spec) {
   const ddpm_module& m = mod.get();
+  const int K = m.abi_version >= 4 ? m.label_classes : 0;
+  if (K == 0 && !labels.empty())
+    user_error_noloc(fmt::format("--labels {} given, but the model declares no label", labels),
+                     "declare one next to the data (`label y: 10`) to train a class-conditional model");
   D_ = m.data_numel;
   const std::vector<int64_t> want(m.data_dims, m.data_dims + m.data_rank);
   std::string path = spec == "fashion-mnist" ? std::string(kFashionMnistDir) + "/train-images-idx3-ubyte.gz" : spec;
@@ -71,8 +111,27 @@ DataSource::DataSource(const std::string& spec, const Module& mod) : name_(spec)
     N_ = shape[0];
     if (N_ < 1) user_error_noloc(fmt::format("data file {} holds no samples (N = 0)", path), "");
     array_ = true;
+    if (K > 0) {
+      std::string lp = labels;
+      if (lp.empty() && is_idx) {
+        // train-images-idx3-ubyte[.gz] -> train-labels-idx1-ubyte[.gz]
+        lp = path;
+        const size_t at = lp.rfind("images-idx3");
+        if (at != std::string::npos) lp.replace(at, 11, "labels-idx1");
+        std::error_code e2;
+        if (!fs::exists(lp, e2) && lp.ends_with(".gz") && fs::exists(lp.substr(0, lp.size() - 3), e2))
+          lp = lp.substr(0, lp.size() - 3);
+      }
+      if (lp.empty())
+        user_error_noloc(fmt::format("the model conditions on a label with {} classes, but {} comes without labels", K, path),
+                         "pass --labels FILE.npy with one class index per sample");
+      labels_ = read_labels(lp, N_, K, path);
+    }
     return;
   }
+  if (K > 0)
+    user_error_noloc(fmt::format("the model conditions on a label with {} classes, but data set '{}' has no labels", K, spec),
+                     "train it on labelled data: fashion-mnist, IDX images with their label file, or .npy with --labels");
   const auto& valid = dataset_2d_names();
   if (std::find(valid.begin(), valid.end(), spec) == valid.end())
     user_error_noloc(fmt::format("unknown data set '{}'", spec),
@@ -83,7 +142,7 @@ DataSource::DataSource(const std::string& spec, const Module& mod) : name_(spec)
                      "pass --data with an .npy array of matching shape");
 }
 
-void DataSource::fill(uint64_t seed, uint64_t step, int B, float* x0, int64_t row0) const {
+void DataSource::fill(uint64_t seed, uint64_t step, int B, float* x0, float* labels, int64_t row0) const {
   if (!array_) {
     sample_2d(name_, B, seed, step, x0, row0);
     return;
@@ -92,6 +151,7 @@ void DataSource::fill(uint64_t seed, uint64_t step, int B, float* x0, int64_t ro
     int64_t r = (int64_t)(philox_uniform(seed, step, kBatchPickStream, (uint64_t)(row0 + i)) * (double)N_);
     r = std::min(r, N_ - 1);
     float* dst = x0 + (int64_t)i * D_;
+    if (labels && !labels_.empty()) labels[i] = (float)labels_[r];
     if (!bytes_.empty()) {
       const uint8_t* src = bytes_.data() + r * D_;
       for (int64_t k = 0; k < D_; ++k) dst[k] = src[k] / 127.5f - 1.0f;

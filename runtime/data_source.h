@@ -1,5 +1,8 @@
 // Where a training batch x0 comes from: a built-in 2-D set, or rows of an array
 // (.npy, or IDX images scaled to [-1, 1]) picked by Philox from (seed, step).
+// A model with a class label (`label y: K`) also gets each row's label: from the
+// IDX label file next to IDX images (train-images-idx3 -> train-labels-idx1), or
+// from --labels FILE.npy ([N] whole numbers) for .npy data.
 // Either way a batch is a pure function of (seed, step), which is what makes
 // `ddpm-train --resume` bit-exact. The trainer (train.cpp) owns one DataSource.
 #pragma once
@@ -16,12 +19,17 @@ class DataSource {
   // `spec` is a built-in set name, "fashion-mnist", or a path to an .npy / IDX
   // file. Throws ddpmc::UserError if it does not exist or does not match the
   // module's data shape.
-  DataSource(const std::string& spec, const Module& mod);
+  // `labels` is an .npy file of class indices, or "" (IDX images find theirs).
+  // Throws ddpmc::UserError if it does not exist or does not match the module's
+  // data shape, or if the model has a label and the labels are missing, fewer
+  // than the samples, or outside 0..K-1 (or the model has none and labels are given).
+  DataSource(const std::string& spec, const Module& mod, const std::string& labels = "");
 
   // Writes rows [row0, row0 + B) of training step `step`'s batch (B * data_numel
-  // floats) into x0. Row i depends only on (seed, step, i), so a slice of a batch
-  // holds the same rows as the whole batch does.
-  void fill(uint64_t seed, uint64_t step, int B, float* x0, int64_t row0 = 0) const;
+  // floats) into x0, and their class indices into labels[B] when the model has a
+  // label. Row i depends only on (seed, step, i), so a slice of a batch holds the
+  // same rows as the whole batch does.
+  void fill(uint64_t seed, uint64_t step, int B, float* x0, float* labels = nullptr, int64_t row0 = 0) const;
 
   // "moons, swissroll, ...": the built-in sets, for messages.
   static std::string names();
@@ -31,6 +39,7 @@ class DataSource {
   bool array_ = false;
   std::vector<float> rows_;     // [N, D] (.npy data)
   std::vector<uint8_t> bytes_;  // [N, D] (IDX images, 0..255)
+  std::vector<int32_t> labels_; // [N] class indices (a model with a label)
   int64_t N_ = 0, D_ = 0;
 };
 

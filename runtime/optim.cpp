@@ -38,45 +38,12 @@ void for_chunks(int64_t P, Body body) {
       tbb::static_partitioner{});
 }
 
-}  // namespace
-
-void adamw_step(float* params, const float* grads, float* m, float* v, int64_t P, int64_t step,
-                const AdamWConfig& cfg) {
-  const double bc1 = 1.0 - std::pow((double)cfg.beta1, (double)step);
-  const double bc2 = 1.0 - std::pow((double)cfg.beta2, (double)step);
-  const float decay = (float)(1.0 - (double)cfg.lr * cfg.weight_decay);
-  const float b1 = cfg.beta1, b2 = cfg.beta2, omb1 = 1.0f - b1, omb2 = 1.0f - b2;
-  const float step_size = (float)(cfg.lr / bc1);
-  const float inv_sqrt_bc2 = (float)(1.0 / std::sqrt(bc2));
-  const float eps = cfg.eps;
-
-  for_chunks(P, [&](int64_t begin, int64_t end) {
-    int64_t i = begin;
-    const batch vb1(b1), vb2(b2), vomb1(omb1), vomb2(omb2), vdecay(decay), vstep(step_size),
-        vinv(inv_sqrt_bc2), veps(eps);
-    for (; i + (int64_t)batch::size <= end; i += batch::size) {
-      batch g = batch::load_unaligned(grads + i);
-      batch mi = vb1 * batch::load_unaligned(m + i) + vomb1 * g;
-      batch vi = vb2 * batch::load_unaligned(v + i) + vomb2 * (g * g);
-      batch p = batch::load_unaligned(params + i) * vdecay;
-      p = p - vstep * (mi / (xsimd::sqrt(vi) * vinv + veps));
-      mi.store_unaligned(m + i);
-      vi.store_unaligned(v + i);
-      p.store_unaligned(params + i);
-    }
-    for (; i < end; ++i) {
-      const float g = grads[i];
-      const float mi = b1 * m[i] + omb1 * g;
-      const float vi = b2 * v[i] + omb2 * (g * g);
-      m[i] = mi;
-      v[i] = vi;
-      params[i] = params[i] * decay - step_size * (mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps));
-    }
-  });
-}
-
-void optimizer_step(float* params, const float* grads, float* m, float* v, float* ema, int64_t P, int64_t step,
-                    const AdamWConfig& cfg, float grad_scale, float ema_decay) {
+// The AdamW step (and with kEma the EMA update from the new parameters) over [0, P), with the
+// gradients scaled by grad_scale when it is below 1: the one loop behind adamw_step and
+// optimizer_step.
+template <bool kEma>
+void update(float* params, const float* grads, float* m, float* v, float* ema, int64_t P, int64_t step,
+            const AdamWConfig& cfg, float grad_scale, float ema_decay) {
   const double bc1 = 1.0 - std::pow((double)cfg.beta1, (double)step);
   const double bc2 = 1.0 - std::pow((double)cfg.beta2, (double)step);
   const float decay = (float)(1.0 - (double)cfg.lr * cfg.weight_decay);
@@ -100,7 +67,7 @@ void optimizer_step(float* params, const float* grads, float* m, float* v, float
       mi.store_unaligned(m + i);
       vi.store_unaligned(v + i);
       p.store_unaligned(params + i);
-      (ved * batch::load_unaligned(ema + i) + vomed * p).store_unaligned(ema + i);
+      if constexpr (kEma) (ved * batch::load_unaligned(ema + i) + vomed * p).store_unaligned(ema + i);
     }
     for (; i < end; ++i) {
       const float g = scale ? grads[i] * sc : grads[i];
@@ -110,9 +77,21 @@ void optimizer_step(float* params, const float* grads, float* m, float* v, float
       v[i] = vi;
       const float p = params[i] * decay - step_size * (mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps));
       params[i] = p;
-      ema[i] = ed * ema[i] + omed * p;
+      if constexpr (kEma) ema[i] = ed * ema[i] + omed * p;
     }
   });
+}
+
+}  // namespace
+
+void adamw_step(float* params, const float* grads, float* m, float* v, int64_t P, int64_t step,
+                const AdamWConfig& cfg) {
+  update<false>(params, grads, m, v, nullptr, P, step, cfg, 1.0f, 0.0f);
+}
+
+void optimizer_step(float* params, const float* grads, float* m, float* v, float* ema, int64_t P, int64_t step,
+                    const AdamWConfig& cfg, float grad_scale, float ema_decay) {
+  update<true>(params, grads, m, v, ema, P, step, cfg, grad_scale, ema_decay);
 }
 
 float clip_coefficient(float norm, float max_norm) {

@@ -8,9 +8,11 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <oneapi/tbb/global_control.h>
 
 #include "common/diag.h"
@@ -78,6 +80,35 @@ std::string load_weights(const std::string& path, const Module& mod, bool use_em
   return st == ck.metadata.end() ? std::string() : st->second;
 }
 
+std::vector<float> sampler_args(const ddpm_module& m, int idx, const std::vector<std::string>& settings) {
+  std::vector<float> v;
+  std::string known;
+  const ddpm_sampler_info* si = m.abi_version >= 4 ? &m.sampler_info[idx] : nullptr;
+  const int n = si ? si->n_args : 0;
+  for (int k = 0; k < n; ++k) {
+    v.push_back(si->arg_defaults[k]);
+    known += fmt::format("{}{} (default {})", k ? ", " : "", si->arg_names[k], si->arg_defaults[k]);
+  }
+  const std::string name = m.sampler_names[idx];
+  const std::string list = n ? fmt::format("sampler '{}' takes: {}", name, known)
+                             : fmt::format("sampler '{}' takes no arguments", name);
+  for (const std::string& s : settings) {
+    const size_t eq = s.find('=');
+    if (eq == std::string::npos || eq == 0)
+      user_error_noloc(fmt::format("--arg '{}' is not NAME=VALUE", s), list);
+    const std::string key = s.substr(0, eq), val = s.substr(eq + 1);
+    int k = 0;
+    while (k < n && key != si->arg_names[k]) ++k;
+    if (k == n) user_error_noloc(fmt::format("sampler '{}' has no argument '{}'", name, key), list);
+    char* end = nullptr;
+    const float f = std::strtof(val.c_str(), &end);
+    if (val.empty() || *end != '\0' || !std::isfinite(f))
+      user_error_noloc(fmt::format("--arg {}: '{}' is not a number", key, val), list);
+    v[k] = f;
+  }
+  return v;
+}
+
 std::vector<int> sampling_steps(int T, int steps) {
   if (steps < 0 || steps > T)
     user_error_noloc(fmt::format("--steps {} is out of range: the model has T = {} diffusion steps", steps, T),
@@ -103,13 +134,14 @@ RunFiles run_files(const std::string& run_dir, const std::string& then) {
 }
 
 std::vector<float> run_sampler(const Module& mod, const float* params, int idx, const std::vector<int>& ts, int64_t N,
-                               int batch, uint64_t seed, bool quiet, int64_t first) {
+                               int batch, uint64_t seed, bool quiet, const float* args, int64_t first) {
   const ddpm_module& m = mod.get();
   const int K = (int)ts.size() - 1;
   const int64_t D = m.data_numel;
+  const int64_t S = m.abi_version >= 4 ? m.sampler_info[idx].state_floats : 0;
   const int B = (int)std::max<int64_t>(1, std::min<int64_t>(batch, N));
   AlignedBuffer arena = alloc_arena(m, 1 + idx, B);
-  AlignedFloats x((int64_t)B * D), xn((int64_t)B * D);
+  AlignedFloats x((int64_t)B * D), xn((int64_t)B * D), st((int64_t)B * S), stn((int64_t)B * S);
   std::vector<float> out((size_t)(N * D));
 
   const bool tty = isatty(fileno(stderr)) && !quiet;
@@ -123,13 +155,21 @@ std::vector<float> run_sampler(const Module& mod, const float* params, int idx, 
     const int b = (int)std::min<int64_t>(B, N - l0);
     for (int64_t e = 0; e < (int64_t)b * D; ++e)
       x[e] = (float)philox_normal(seed, kNoiseStep, kNoiseStream, (uint64_t)(g0 * D + e));
+    std::fill(st.data(), st.data() + (int64_t)B * S, 0.0f);
     for (int i = K; i >= 1; --i) {
       const int t = ts[i], s = ts[i - 1];
-      // Version 3 modules key noise by the global sample index (row0), so the
+      // Version 3+ modules key noise by the global sample index (row0), so the
       // result does not depend on --batch; version 2 ones by the index in the
-      // call, made distinct per chunk through the counter.
+      // call, made distinct per chunk through the counter. Version 4 modules also
+      // take the sampler's arguments (nullptr: its defaults) and carry its state
+      // (the state of a chunk of b samples is laid out for batch b).
       int rc;
-      if (m.abi_version >= 3) {
+      if (m.abi_version >= 4) {
+        const int flags = (i == K ? DDPM_STEP_FIRST : 0) | (i == 1 ? DDPM_STEP_LAST : 0);
+        rc = m.sampler_step4(idx, arena.data(), b, params, x.data(), t, s, seed, (uint64_t)t, xn.data(), g0, args,
+                             st.data(), stn.data(), flags);
+        std::swap(st, stn);
+      } else if (m.abi_version >= 3) {
         rc = m.sampler_step(idx, arena.data(), b, params, x.data(), t, s, seed, (uint64_t)t, xn.data(), g0);
       } else {
         const uint64_t counter = ((uint64_t)g0 << 32) | (uint32_t)t;
@@ -167,8 +207,53 @@ bool write_samples_png(const std::string& path, const Module& mod, const float* 
   return false;
 }
 
+namespace {
+
+// --class all: one run per class with the same starting noise, then one output.
+std::vector<float> sample_each_class(const SampleConfig& cfg) {
+  const auto [so, ckpt] = run_files(cfg.run_dir, "sample from DIR");
+  Module mod(so);
+  const ddpm_module& m = mod.get();
+  const int K = m.abi_version >= 4 ? m.label_classes : 0;
+  if (K == 0)
+    user_error_noloc(fmt::format("--class all: the model in {} declares no label", cfg.run_dir),
+                     "sample a class-conditional model (one with `label y: K`)");
+  const int idx = mod.sampler_index(cfg.sampler);
+  bool has_class = false;
+  for (int k = 0; idx >= 0 && k < m.sampler_info[idx].n_args; ++k) has_class |= std::string(m.sampler_info[idx].arg_names[k]) == "class";
+  if (idx >= 0 && !has_class)
+    user_error_noloc(fmt::format("--class all: sampler '{}' has no argument 'class'", cfg.sampler),
+                     "use a sampler declared with a class argument, e.g. sampler cfg(x, t, s, w = 3, class = 0)");
+  std::vector<float> all;
+  for (int c = 0; c < K; ++c) {
+    SampleConfig one = cfg;
+    one.class_all = false;
+    one.out_npy.clear();
+    one.out_png.clear();
+    one.quiet = true;
+    one.args.push_back(fmt::format("class={}", c));
+    std::vector<float> x = sample_to_vector(one);
+    all.insert(all.end(), x.begin(), x.end());
+  }
+  std::vector<int64_t> shape = {K * cfg.n};
+  for (int r = 0; r < m.data_rank; ++r) shape.push_back(m.data_dims[r]);
+  if (!cfg.out_npy.empty()) write_npy(cfg.out_npy, all.data(), shape);
+  if (!cfg.out_png.empty()) {
+    if (m.data_rank == 3 && (m.data_dims[0] == 1 || m.data_dims[0] == 3))
+      write_image_grid_png(cfg.out_png, all.data(), K * cfg.n, m.data_dims[0], m.data_dims[1], m.data_dims[2], (int)cfg.n);
+    else if (m.data_rank == 1 && m.data_dims[0] == 2)
+      write_scatter_png(cfg.out_png, all.data(), K * cfg.n);
+  }
+  fmt::print(stderr, "sampled {} x {} per class for {} classes with {}, one grid row per class{}{}\n", cfg.n,
+             mod.data_shape_string(), K, cfg.sampler, cfg.out_png.empty() ? "" : "; wrote ", cfg.out_png);
+  return all;
+}
+
+}  // namespace
+
 std::vector<float> sample_to_vector(const SampleConfig& cfg) {
   validate(cfg);
+  if (cfg.class_all) return sample_each_class(cfg);
   tbb::global_control threads_ctl(tbb::global_control::max_allowed_parallelism, (size_t)cfg.threads);
 
   const auto [so, ckpt] = run_files(cfg.run_dir, "sample from DIR");
@@ -180,6 +265,7 @@ std::vector<float> sample_to_vector(const SampleConfig& cfg) {
                      "available samplers: " + mod.sampler_list());
   const std::vector<int> ts = sampling_steps(m.T, cfg.steps);
   const int K = (int)ts.size() - 1;
+  const std::vector<float> args = sampler_args(m, idx, cfg.args);
 
   AlignedFloats params(m.param_floats);
   load_weights(ckpt, mod, cfg.use_ema, params.data());
@@ -188,8 +274,9 @@ std::vector<float> sample_to_vector(const SampleConfig& cfg) {
   // and rank 0 gathers them; the noise is keyed by the global index (row0).
   const Dist& world = dist();
   world.require_same("the module's spec hash", m.spec_hash);
-  world.require_same("the sampling flags", fmt::format("sampler={} steps={} n={} seed={} ema={}", cfg.sampler,
-                                                       cfg.steps, cfg.n, cfg.seed, cfg.use_ema));
+  world.require_same("the sampling flags", fmt::format("sampler={} steps={} n={} seed={} ema={} args={}", cfg.sampler,
+                                                       cfg.steps, cfg.n, cfg.seed, cfg.use_ema,
+                                                       fmt::join(args, ",")));
   if (world.distributed() && m.abi_version < 3)
     user_error_noloc(fmt::format("{} is an ABI version {} module, whose noise depends on how the samples are cut; "
                                  "it cannot be sampled under mpirun", so, m.abi_version),
@@ -200,7 +287,7 @@ std::vector<float> sample_to_vector(const SampleConfig& cfg) {
   const bool lead = world.rank() == 0;
   const Clock::time_point t0 = Clock::now();
   std::vector<float> mine = run_sampler(mod, params.data(), idx, ts, counts[world.rank()] / m.data_numel, cfg.batch,
-                                        cfg.seed, cfg.quiet || !lead, first);
+                                        cfg.seed, cfg.quiet || !lead, args.data(), first);
   std::vector<float> out;
   if (!world.distributed()) {
     out = std::move(mine);

@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "ddpm_abi.h"
+
 namespace ddpm {
 
 struct SampleConfig {
@@ -33,7 +35,19 @@ struct SampleConfig {
   std::string out_npy;      // empty: not written
   std::string out_png;      // empty: not written
   bool quiet = false;       // no progress line
+  // Sampling-time arguments, "name=value" as given on the command line (--arg);
+  // the sampler's declared defaults fill the rest.
+  std::vector<std::string> args;
+  // --class all: for a model with a label of K classes, n samples of each class
+  // (the sampler's `class` argument set to 0..K-1), written as one grid row per
+  // class; the samples are [K * n, ...], class by class.
+  bool class_all = false;
 };
+
+// The argument vector for sampler `idx` of module m: its defaults, overridden by
+// "name=value" settings. An unknown name or a malformed setting is a one-line
+// user error that lists the sampler's arguments.
+std::vector<float> sampler_args(const ddpm_module& m, int idx, const std::vector<std::string>& settings);
 
 // The step sequence t_K > ... > t_1 > t_0 = 0 as a vector [t_0, t_1, ..., t_K].
 // Throws ddpmc::UserError unless 0 <= steps <= T.
@@ -60,11 +74,12 @@ std::string load_weights(const std::string& path, const Module& mod, bool use_em
 
 // Runs sampler `idx` of `mod` with the weights `params` over the step sequence
 // `ts` (sampling_steps) for N samples, `batch` at a time, from x_T keyed by
-// (seed, sample index). The samples are those of global indices first ..
-// first + N - 1 of the whole set (a rank's share under mpirun). Progress goes to
-// stderr unless `quiet`.
+// (seed, sample index), with the sampler's arguments `args` (ABI 4; nullptr: its
+// defaults) and its per-sample state carried from step to step. The samples are
+// those of global indices first .. first + N - 1 of the whole set (a rank's share
+// under mpirun). Progress goes to stderr unless `quiet`.
 std::vector<float> run_sampler(const Module& mod, const float* params, int idx, const std::vector<int>& ts, int64_t N,
-                               int batch, uint64_t seed, bool quiet, int64_t first = 0);
+                               int batch, uint64_t seed, bool quiet, const float* args = nullptr, int64_t first = 0);
 
 // A scatter plot ([2] points) or an image grid ([1|3, H, W], at most 256 images)
 // of n samples; false (nothing written) for any other data shape.

@@ -10,6 +10,9 @@
 
 #include <signal.h>
 #include <unistd.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <algorithm>
 #include <chrono>
@@ -124,9 +127,9 @@ void validate(const TrainConfig& c) {
 // What every rank of a job must agree on: whatever changes the arithmetic.
 std::string run_fingerprint(const TrainConfig& c) {
   return fmt::format("data={} steps={} batch={} slices={} seed={} lr={} wd={} b1={} b2={} eps={} ema={} clip={} "
-                     "warmup={} schedule={} resume={}",
+                     "warmup={} schedule={} resume={} labels={}",
                      c.data, c.steps, c.batch, c.slices, c.seed, c.opt.lr, c.opt.weight_decay, c.opt.beta1,
-                     c.opt.beta2, c.opt.eps, c.ema_decay, c.grad_clip, c.warmup, c.lr_schedule, c.resume);
+                     c.opt.beta2, c.opt.eps, c.ema_decay, c.grad_clip, c.warmup, c.lr_schedule, c.resume, c.labels);
 }
 
 // The slice count of this run: the flag, else the checkpoint's, else the rank count;
@@ -173,7 +176,7 @@ int train(const TrainConfig& cfg) {
   const ddpm_module& m = mod.get();
   world.require_same("the module's spec hash", m.spec_hash);
   world.require_same("the training flags", run_fingerprint(cfg));
-  DataSource data(cfg.data, mod);
+  DataSource data(cfg.data, mod, cfg.labels);
 
   const std::string out = cfg.out;
   const std::string ckpt_path = (fs::path(out) / "checkpoint.safetensors").string();
@@ -230,6 +233,11 @@ int train(const TrainConfig& cfg) {
     metrics.reset(std::fopen(metrics_path.c_str(), cfg.resume ? "a" : "w"));
     if (!metrics) user_error_noloc(fmt::format("cannot open {} for writing", metrics_path), "");
   }
+#if defined(__GLIBC__)
+  // Building the module (the compiler runs in this process) and reading the data freed
+  // megabytes that glibc keeps; hand them back before the arena makes the long-lived peak.
+  malloc_trim(0);
+#endif
   SlicedStep sliced(mod, data, B, run.slices);
 
   std::map<std::string, std::string> meta = checkpoint_metadata(run, m, seed);

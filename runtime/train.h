@@ -31,6 +31,7 @@ struct TrainConfig {
   // .npy [N, ...] or IDX image file (*idx3-ubyte[.gz], scaled to [-1, 1]), or
   // "fashion-mnist" (the Debian dataset-fashion-mnist training images)
   std::string data;
+  std::string labels;      // .npy class indices [N] for a model with a label ("": IDX data finds its label file)
   int64_t steps = 5000;    // the TOTAL number of steps (a resumed run continues up to it)
   int batch = 256;         // the global batch, over all ranks
   // The batch is cut into this many equal slices, computed by the ranks of an

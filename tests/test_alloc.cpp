@@ -95,3 +95,7 @@ TEST_CASE("alloc: the counter sees an allocation") {
 TEST_CASE("alloc: moons training and sampler steps allocate nothing") { check_module("models/moons.ddpm", 256); }
 
 TEST_CASE("alloc: U-Net training and sampler steps allocate nothing") { check_module("models/fashion_unet.ddpm", 4); }
+
+TEST_CASE("alloc: training and sampler steps with self-attention allocate nothing") {
+  check_module("tests/specs/attention.ddpm", 4);
+}

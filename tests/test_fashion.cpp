@@ -3,13 +3,13 @@
 // one sample), loss and every gradient within 1e-3 relative; a sampler step; and bitwise-identical
 // results at 1 and 2 threads.
 #include <doctest/doctest.h>
-#include <tbb/global_control.h>
 
 #include <cstring>
 
 #include "interp.h"
 #include "module.h"
 #include "test_support.h"
+#include "test_threads.h"
 
 using namespace ddpm_test;
 
@@ -73,28 +73,5 @@ TEST_CASE("fashion: the compiled U-Net training step matches the interpreter at 
 TEST_CASE("fashion: U-Net sampler step matches the interpreter; 1 and 2 threads are bitwise identical") {
   auto& u = unet();
   const int B = 2;
-  auto x = uniform_floats(B * 784, -1, 1, 6);
-  std::vector<float> out1(B * 784), out2(B * 784), g1(u.mod->param_floats), g2(u.mod->param_floats);
-  float l1 = 0, l2 = 0;
-  for (int threads : {1, 2}) {
-    tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
-    ddpm::AlignedBuffer sa(u.mod->arena_bytes(1, B)), ta(u.mod->arena_bytes(0, B));
-    REQUIRE(u.mod->sampler_step(0, sa.data(), B, u.params.data(), x.data(), 600, 599, 1, 2,
-                                (threads == 1 ? out1 : out2).data(), 0) == 0);
-    REQUIRE(u.mod->train_step(ta.data(), B, u.params.data(), x.data(), 1, 2, (threads == 1 ? g1 : g2).data(),
-                              threads == 1 ? &l1 : &l2) == 0);
-  }
-  CHECK(std::memcmp(out1.data(), out2.data(), out1.size() * sizeof(float)) == 0);
-  CHECK(std::memcmp(g1.data(), g2.data(), g1.size() * sizeof(float)) == 0);
-  CHECK(std::memcmp(&l1, &l2, sizeof(float)) == 0);
-  ddpmc::InterpEnv e;
-  e.B = B;
-  e.seed = 1;
-  e.step = 2;
-  e.params.assign(u.params.begin(), u.params.end());
-  e.inputs["x"] = std::vector<double>(x.begin(), x.end());
-  e.inputs["t"] = std::vector<double>(B, 600);
-  e.inputs["s"] = std::vector<double>(B, 599);
-  auto ref = ddpmc::interpret(u.c.samplers[0].second, u.c.model, e);
-  CHECK(rel_error(out1.data(), ref[0].data(), out1.size()) <= 1e-3);
+  check_threads_and_sampler(u.c, u.mod, u.params, uniform_floats(B * 784, -1, 1, 6), B, 600, 599);
 }

@@ -211,8 +211,11 @@ TEST_CASE("codegen: a large module splits into two translation units with disjoi
   CHECK(count(two[0], "static void sampler_") == 0);
   CHECK(count(two[1], "static void train_k") == 0);
   // The descriptor (in part 0) points at part 1's entry points.
-  CHECK(count(two[0], "ddpm_part1::sampler_step") == 1);
+  CHECK(count(two[0], "ddpm_part1::sampler_step,") == 1);
+  CHECK(count(two[0], "ddpm_part1::sampler_step4,") == 1);
+  CHECK(count(two[0], "ddpm_part1::kSamplerInfo,") == 1);
   CHECK(count(two[1], "int sampler_step(") == 1);
+  CHECK(count(two[1], "int sampler_step4(") == 1);
 }
 
 TEST_CASE("memplan: the U-Net training step at batch 64 fits in 200 MiB of arena") {

@@ -209,6 +209,9 @@ int evaluate(const EvalConfig& cfg) {
     user_error_noloc(fmt::format("--steps {} is out of range: the model has T = {} diffusion steps", cfg.steps, m.T),
                      fmt::format("use 1..{} (0 means the full sum)", m.T - 1));
   const ddpm::VlbSchedule sched = ddpm::schedule_from_tables(m.T, m.beta, m.alpha, m.abar);
+  if (m.abi_version >= 4 && m.eps_predicts != DDPM_PREDICTS_EPS)
+    fmt::print(stderr, "the net predicts {} (declared in the spec); the bound uses the eps it implies\n",
+               m.eps_predicts == DDPM_PREDICTS_X0 ? "x0" : "v");
 
   const std::string data = resolve_data(cfg);
   int64_t available = 0;

@@ -1,6 +1,7 @@
 // ddpm-sample: the command line over ddpm::sample (runtime/sample.h).
 //
 //   ddpm-sample runs/moons --sampler ddim --steps 50 -n 2000 --out x.npy --png x.png
+//   ddpm-sample runs/fashion_cond --sampler cfg --arg w=3 --arg class=7
 //   mpirun -np 4 ddpm-sample runs/moons ...   (each rank samples a quarter; rank 0 writes the files)
 //
 // Reads RUN_DIR/module.so and RUN_DIR/checkpoint.safetensors written by
@@ -42,6 +43,10 @@ int main(int argc, char** argv) {
   app.add_option("--png", cfg.out_png, "PNG scatter plot or image grid (default: next to --out, .png)");
   app.add_flag("--no-png", no_png, "do not write a PNG");
   app.add_flag("-q,--quiet", cfg.quiet, "no progress line");
+  app.add_option("--arg", cfg.args, "a sampling-time argument of the sampler, NAME=VALUE (repeatable)");
+  std::string cls;
+  app.add_option("--class", cls, "the class for a conditional sampler (same as --arg class=N), or 'all': -n of each "
+                                 "class, one grid row per class");
 
   if (int rc = ddpm_tools::parse(app, argc, argv, "ddpm-sample"); rc >= 0) return rc;
   auto flag_error = [](const std::string& msg) { return ddpm_tools::flag_error("ddpm-sample", msg); };
@@ -50,6 +55,10 @@ int main(int argc, char** argv) {
   if (cfg.threads < 1) return flag_error(fmt::format("--threads must be at least 1 (got {})", cfg.threads));
   if (cfg.steps < 0) return flag_error(fmt::format("--steps must be >= 0 (got {})", cfg.steps));
   cfg.use_ema = weights == "ema";
+  if (cls == "all")
+    cfg.class_all = true;
+  else if (!cls.empty())
+    cfg.args.push_back("class=" + cls);
   namespace fs = std::filesystem;
   if (cfg.out_npy.empty()) cfg.out_npy = (fs::path(cfg.run_dir) / "samples.npy").string();
   if (no_png)

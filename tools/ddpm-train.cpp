@@ -35,6 +35,8 @@ int main(int argc, char** argv) {
   CLI::App app{"ddpm-train: train a denoising diffusion model compiled by ddpmc", "ddpm-train"};
   app.add_option("model", cfg.model, "a .ddpm spec or a compiled module .so")->required();
   app.add_option("--data", cfg.data, data_help)->capture_default_str();
+  app.add_option("--labels", cfg.labels,
+                 "class labels for a model with a `label`: an .npy [N] of indices (IDX images use their label file)");
   app.add_option("--steps", cfg.steps, "total number of training steps (a resumed run continues up to it)")
       ->capture_default_str();
   app.add_option("--batch", cfg.batch, "batch size (under mpirun: the global batch, over all processes)")

@@ -1,4 +1,7 @@
-/* The versioned C ABI (version 3; version 2 added eps_eval, version 3 sampler_step's row0) between a compiled ddpmc module (a .so) and the runtime.
+/* The versioned C ABI (version 4; version 2 added eps_eval, version 3 sampler_step's row0,
+ * version 4 sampler arguments and state, the declared prediction of eps_eval's net,
+ * and class labels)
+ * between a compiled ddpmc module (a .so) and the runtime.
  *
  * A module exports one symbol, `ddpm_module_v1`, returning a pointer to a static
  * ddpm_module. The module is stateless: the runtime owns every buffer (parameters,
@@ -19,7 +22,7 @@
 #define DDPM_ABI_H
 #include <stdint.h>
 
-#define DDPM_ABI_VERSION 3
+#define DDPM_ABI_VERSION 4
 /* The oldest module version the runtime still loads (version 2: sampler_step
  * without row0, see ddpm_sampler_step_v2). */
 #define DDPM_ABI_MIN_VERSION 2
@@ -36,6 +39,24 @@ typedef struct ddpm_param_info {
   int64_t numel;
   float init_bound;   /* initialised U(-init_bound, init_bound); 0 means zeros */
 } ddpm_param_info;
+
+/* Version 4: what a sampler declares besides (x, t, s). */
+typedef struct ddpm_sampler_info {
+  const char* name;
+  int n_args;                     /* sampling-time arguments, in declaration order */
+  const char* const* arg_names;
+  const float* arg_defaults;
+  int64_t state_floats;           /* per-sample floats of carried state (0: none) */
+} ddpm_sampler_info;
+
+/* sampler_step4 flags */
+#define DDPM_STEP_FIRST 1 /* the first step of the sequence */
+#define DDPM_STEP_LAST 2  /* the last step (s = 0) */
+
+/* What eps_eval's net predicts (declared in the spec: `-> [..] predicts v`). */
+#define DDPM_PREDICTS_EPS 0
+#define DDPM_PREDICTS_X0 1
+#define DDPM_PREDICTS_V 2
 
 typedef struct ddpm_module {
   int abi_version;               /* == DDPM_ABI_VERSION */
@@ -84,10 +105,35 @@ typedef struct ddpm_module {
                       int t, int s, uint64_t seed, uint64_t step, float* x_out, int64_t row0);
 
   /* The noise prediction eps_theta(x, t) of the spec's noise-predictor net: the one
-   * `net` declared as (x: <data shape>, t: step) -> <data shape>. NULL when the spec
+   * `net` declared as (x: <data shape>, t: step) -> <data shape> (version 4: its
+   * output converted to eps when it declares `predicts x0` or `predicts v`). NULL when the spec
    * has no such net. x and eps are [B, D]; every sample uses step t. Used by
    * ddpm-eval (variational bound). Arena entry: 2 + n_samplers. */
   int (*eps_eval)(void* arena, int B, const float* params, const float* x, int t, float* eps);
+
+  /* ---- version 4 ---- */
+  const ddpm_sampler_info* sampler_info; /* n_samplers entries */
+  /* sampler_step with the sampler's arguments args[n_args] (NULL: the defaults)
+   * and its state: state_in and state_out are [state_floats * B] each (variable k
+   * is the block of B * numel floats from offset_k * B), may not alias, and the
+   * caller zeroes state_in before the first step and swaps them after each step.
+   * flags: DDPM_STEP_FIRST | DDPM_STEP_LAST. sampler_step (above) runs a sampler
+   * with its defaults and returns 3 when it has state. */
+  int (*sampler_step4)(int sampler, void* arena, int B, const float* params, const float* x_in, int t, int s,
+                       uint64_t seed, uint64_t step, float* x_out, int64_t row0, const float* args,
+                       const float* state_in, float* state_out, int flags);
+  /* What eps_eval's net predicts: DDPM_PREDICTS_EPS, _X0 or _V, as the spec declares
+   * it (`-> [..] predicts v`; undeclared means eps). eps_eval always returns eps: the
+   * module converts the prediction with the schedule. */
+  int eps_predicts;
+  /* The spec's class label (`label y: K`): K, or 0 when it declares none. A model
+   * with a label trains through the *_labels entries, which take labels[B], each
+   * sample's class index 0..K-1 as a float; train_step and loss_eval then return 3. */
+  int label_classes;
+  int (*train_step_labels)(void* arena, int B, const float* params, const float* x0, const float* labels,
+                           uint64_t seed, uint64_t step, float* grads, float* loss);
+  int (*loss_eval_labels)(void* arena, int B, const float* params, const float* x0, const float* labels,
+                          uint64_t seed, uint64_t step, float* loss);
 } ddpm_module;
 
 typedef const ddpm_module* (*ddpm_module_fn)(void);

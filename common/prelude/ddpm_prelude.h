@@ -490,23 +490,32 @@ template <int R, class F> inline void row_channel_sums(int64_t b, int64_t c0, in
 
 // Sum of n contiguous floats, and sum of squared deviations from m (fixed order).
 // (The tail loops count t from nv = n rounded down to whole vectors.)
+// Four independent vector accumulators (one add's latency would otherwise bound the loop),
+// combined in a fixed order.
 inline float row_sum(const float* x, int64_t n) {
-  const int64_t nv = n / L * L;
-  V va(0.0f);
-  for (int64_t k = 0; k < nv; k += L) va += V::load_unaligned(x + k);
-  double s = hsum(va);
+  const int64_t n4 = n / (4 * L) * (4 * L), nv = n / L * L;
+  V va[4] = {V(0.0f), V(0.0f), V(0.0f), V(0.0f)};
+  for (int64_t k = 0; k < n4; k += 4 * L)
+    for (int u = 0; u < 4; ++u) va[u] += V::load_unaligned(x + k + u * L);
+  for (int64_t k = n4; k < nv; k += L) va[0] += V::load_unaligned(x + k);
+  double s = hsum((va[0] + va[1]) + (va[2] + va[3]));
   for (int64_t t = nv; t < n; ++t) s += x[t];
   return (float)s;
 }
 inline float row_sqdev(const float* x, int64_t n, float m) {
-  const int64_t nv = n / L * L;
-  V va(0.0f);
+  const int64_t n4 = n / (4 * L) * (4 * L), nv = n / L * L;
+  V va[4] = {V(0.0f), V(0.0f), V(0.0f), V(0.0f)};
   const V vm(m);
-  for (int64_t k = 0; k < nv; k += L) {
+  for (int64_t k = 0; k < n4; k += 4 * L)
+    for (int u = 0; u < 4; ++u) {
+      const V d = V::load_unaligned(x + k + u * L) - vm;
+      va[u] = xsimd::fma(d, d, va[u]);
+    }
+  for (int64_t k = n4; k < nv; k += L) {
     const V d = V::load_unaligned(x + k) - vm;
-    va = xsimd::fma(d, d, va);
+    va[0] = xsimd::fma(d, d, va[0]);
   }
-  double s = hsum(va);
+  double s = hsum((va[0] + va[1]) + (va[2] + va[3]));
   for (int64_t t = nv; t < n; ++t) s += (double)(x[t] - m) * (x[t] - m);
   return (float)s;
 }
@@ -541,3 +550,5 @@ inline void copy_rows(int64_t rows, int64_t width, const float* src, int64_t src
 }
 
 }  // namespace ddpm::gen
+
+#include "ddpm_prelude_rows.h"

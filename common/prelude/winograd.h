@@ -10,7 +10,7 @@
 //   U [16][C][Op]   transformed filter, output channels in lanes (Op = O rounded up to 32).
 //   V [16][C][Tp]   transformed input, tiles contiguous (Tp = T + kTileSlack).
 //   M [16][Tp][Op]  the 16 GEMM results, output channels contiguous.
-//   yT [Tp*4][Op]   output pixels of each tile (2x2, row-major in the tile), channels contiguous,
+//   yT [2th][2tw][Op]  the output plane (padded to whole tiles), channels contiguous,
 //                   transposed into y [O][Ho][Wo] at the end.
 // Determinism: fixed loops only; each output element is one fixed sequence of operations.
 #pragma once
@@ -90,75 +90,135 @@ inline batch even_lanes(const float* p) {
   return batch::load_aligned(t);
 }
 
+// Lanes [0, tw) hold p[0], p[2], ..., p[2tw-2] and lanes [tw, 2tw) hold q[0], q[2], ...: two rows
+// of tiles in one vector, for rows of at most 8 tiles (one 16-float load per row). The permutation
+// is built once per transform.
+struct EvenLanes2 {
+  int tw;
+#if defined(__AVX512F__)
+  __m512i idx;
+#endif
+  explicit EvenLanes2(int tw_) : tw(tw_) {
+#if defined(__AVX512F__)
+    alignas(64) int ix[16];
+    for (int l = 0; l < 16; ++l) ix[l] = l < tw ? 2 * l : l < 2 * tw ? 16 + 2 * (l - tw) : 0;
+    idx = _mm512_load_si512(ix);
+#endif
+  }
+  batch operator()(const float* p, const float* q) const {
+#if defined(__AVX512F__)
+    if constexpr (kL == 16) return _mm512_permutex2var_ps(_mm512_loadu_ps(p), idx, _mm512_loadu_ps(q));
+#endif
+    alignas(64) float t[kL] = {};
+    for (int l = 0; l < kL && l < 2 * tw; ++l) t[l] = l < tw ? p[2 * l] : q[2 * (l - tw)];
+    return batch::load_aligned(t);
+  }
+};
+
+// The transform of one vector of tiles: rows r0 (and r1, when two rows share the vector) of
+// plane xc, tiles from column 2*j0; `n` tiles are stored from dst (V[0][c][first tile]).
+template <class Load>
+inline void transform_tiles(Load&& load, float* dst, int64_t xstride, int n) {
+  batch t[4][4];
+#pragma GCC unroll 4
+  for (int b = 0; b < 4; ++b) {  // t = B^T d (over rows a), one column b at a time
+    const batch d0 = load(0, b), d1 = load(1, b), d2 = load(2, b), d3 = load(3, b);
+    t[0][b] = d0 - d2;
+    t[1][b] = d1 + d2;
+    t[2][b] = d2 - d1;
+    t[3][b] = d1 - d3;
+  }
+#pragma GCC unroll 4
+  for (int a = 0; a < 4; ++a) {  // v = t B (over columns b)
+    simd::store_partial(dst + (a * 4 + 0) * xstride, t[a][0] - t[a][2], n);
+    simd::store_partial(dst + (a * 4 + 1) * xstride, t[a][1] + t[a][2], n);
+    simd::store_partial(dst + (a * 4 + 2) * xstride, t[a][2] - t[a][1], n);
+    simd::store_partial(dst + (a * 4 + 3) * xstride, t[a][1] - t[a][3], n);
+  }
+}
+
 // V[xi][c][t] = (B^T d B)[xi] for the 4x4 input patch d of tile t (rows 2i.., columns 2j..).
+// Tiles run along the lanes: 16 of a tile row at a time, or two whole rows of up to 7 tiles.
 inline void input_transform(const Shape& d, const float* xw, float* V) {
   const int th = tiles_h(d), tw = tiles_w(d), Hw = hw_(d), Ww = ww_(d);
-  const int64_t Tp = tp(d), cstride = Tp, xstride = int64_t(d.C) * Tp;  // V[xi] is xstride apart
+  const int64_t Tp = tp(d), xstride = int64_t(d.C) * Tp;  // V[xi] is xstride apart
+  const EvenLanes2 two(tw);
   for (int c = 0; c < d.C; ++c) {
     const float* xc = xw + int64_t(c) * Hw * Ww;
+    float* vc = V + int64_t(c) * Tp;
+    if (2 * tw <= kL) {
+      for (int i = 0; i < th; i += 2) {
+        // Row i+1 past the last tile row reads zero padding rows; those lanes are not stored.
+        const float* x0 = xc + int64_t(2 * i) * Ww;
+        const float* x1 = x0 + 2 * Ww;
+        transform_tiles([&](int a, int b) { return two(x0 + a * Ww + b, x1 + a * Ww + b); },
+                        vc + int64_t(i) * tw, xstride, tw * std::min(2, th - i));
+      }
+      continue;
+    }
     for (int i = 0; i < th; ++i)
       for (int j0 = 0; j0 < tw; j0 += kL) {
-        const int n = std::min(kL, tw - j0);
-        batch t[4][4];
         const float* x0 = xc + int64_t(2 * i) * Ww + 2 * j0;
-#pragma GCC unroll 4
-        for (int b = 0; b < 4; ++b) {  // t = B^T d (over rows a), one column b at a time
-          const batch d0 = even_lanes(x0 + b), d1 = even_lanes(x0 + Ww + b), d2 = even_lanes(x0 + 2 * Ww + b),
-                      d3 = even_lanes(x0 + 3 * Ww + b);
-          t[0][b] = d0 - d2;
-          t[1][b] = d1 + d2;
-          t[2][b] = d2 - d1;
-          t[3][b] = d1 - d3;
-        }
-        float* dst = V + int64_t(c) * cstride + int64_t(i) * tw + j0;
-#pragma GCC unroll 4
-        for (int a = 0; a < 4; ++a) {  // v = t B (over columns b)
-          simd::store_partial(dst + (a * 4 + 0) * xstride, t[a][0] - t[a][2], n);
-          simd::store_partial(dst + (a * 4 + 1) * xstride, t[a][1] + t[a][2], n);
-          simd::store_partial(dst + (a * 4 + 2) * xstride, t[a][2] - t[a][1], n);
-          simd::store_partial(dst + (a * 4 + 3) * xstride, t[a][1] - t[a][3], n);
-        }
+        transform_tiles([&](int a, int b) { return even_lanes(x0 + a * Ww + b); }, vc + int64_t(i) * tw + j0, xstride,
+                        std::min(kL, tw - j0));
       }
   }
 }
 
-// M[xi][t][o-block] = sum over c of V[xi][c][t] * U[xi][c][o-block] for tiles t0 .. t0+13.
+// M[xi][t][o-block] = sum over c of V[xi][c][t] * U[xi][c][o-block] for tiles t0 .. t0+MR-1 and
+// NV vectors of output channels.
+template <int MR, int NV>
 inline void gemm_block(int C, const float* V, int64_t Tp, const float* U, int64_t Op, float* M) {
-  batch acc[kMR][kNV];
+  batch acc[MR][NV];
 #pragma GCC unroll 16
-  for (int r = 0; r < kMR; ++r)
-#pragma GCC unroll 2
-    for (int v = 0; v < kNV; ++v) acc[r][v] = batch(0.f);
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = batch(0.f);
   for (int c = 0; c < C; ++c) {
-    batch bv[kNV];
-#pragma GCC unroll 2
-    for (int v = 0; v < kNV; ++v) bv[v] = batch::load_aligned(U + int64_t(c) * Op + v * kL);
+    batch bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = batch::load_aligned(U + int64_t(c) * Op + v * kL);
     const float* vc = V + int64_t(c) * Tp;
     asm("" : "+r"(vc));  // as in conv::fwd_kernel: fold each load into its FMA
 #pragma GCC unroll 16
-    for (int r = 0; r < kMR; ++r) {
+    for (int r = 0; r < MR; ++r) {
       batch a(vc[r]);
-#pragma GCC unroll 2
-      for (int v = 0; v < kNV; ++v) acc[r][v] = xsimd::fma(a, bv[v], acc[r][v]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(a, bv[v], acc[r][v]);
     }
   }
 #pragma GCC unroll 16
-  for (int r = 0; r < kMR; ++r)
-#pragma GCC unroll 2
-    for (int v = 0; v < kNV; ++v) acc[r][v].store_aligned(M + r * Op + v * kL);
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v].store_aligned(M + r * Op + v * kL);
+}
+
+// All 16 GEMMs of a sample. Blocks of 14 tiles x 32 channels, or 7 tiles x 64 channels when
+// that wastes fewer register rows (14x14 outputs: 49 tiles = 7 x 7, not 4 x 14 with 7 idle).
+inline void gemms(const Shape& d, const float* V, const float* U, float* M) {
+  const int64_t T = ntiles(d), Tp = tp(d), Op = op(d);
+  const bool wide = Op % 64 == 0 && T % 7 == 0 && T % 14 != 0;
+  for (int xi = 0; xi < 16; ++xi) {
+    const float* Vx = V + int64_t(xi) * d.C * Tp;
+    const float* Ux = U + int64_t(xi) * d.C * Op;
+    float* Mx = M + int64_t(xi) * Tp * Op;
+    if (wide) {
+      for (int64_t t0 = 0; t0 < T; t0 += 7)
+        for (int64_t ob = 0; ob < Op; ob += 64) gemm_block<7, 4>(d.C, Vx + t0, Tp, Ux + ob, Op, Mx + t0 * Op + ob);
+    } else {
+      for (int64_t t0 = 0; t0 < T; t0 += kMR)
+        for (int64_t ob = 0; ob < Op; ob += kOB) gemm_block<kMR, kNV>(d.C, Vx + t0, Tp, Ux + ob, Op, Mx + t0 * Op + ob);
+    }
+  }
 }
 
 // One sample: y [O][Ho][Wo] from its padded input xw, with V, M, yT as scratch.
 inline void forward_sample(const Shape& d, const float* xw, const float* U, float* V, float* M, float* yT, float* y) {
   const int64_t T = ntiles(d), Tp = tp(d), Op = op(d);
   input_transform(d, xw, V);
-  for (int xi = 0; xi < 16; ++xi)
-    for (int64_t t0 = 0; t0 < T; t0 += kMR)
-      for (int64_t ob = 0; ob < Op; ob += kOB)
-        gemm_block(d.C, V + int64_t(xi) * d.C * Tp + t0, Tp, U + int64_t(xi) * d.C * Op + ob, Op,
-                   M + (int64_t(xi) * Tp + t0) * Op + ob);
-  // Output transform, channels in lanes: yT[4t + 2a + b][o] = (A^T m A)[a][b].
-  const int64_t ms = Tp * Op;
+  gemms(d, V, U, M);
+  // Output transform, channels in lanes: yT[2i+a][2j+b][o] = (A^T m A)[a][b] for tile t = (i, j).
+  const int64_t ms = Tp * Op, tw = tiles_w(d), Wq = 2 * tw;
   for (int64_t t = 0; t < T; ++t)
     for (int64_t o = 0; o < Op; o += kL) {
       const float* m = M + t * Op + o;
@@ -169,25 +229,23 @@ inline void forward_sample(const Shape& d, const float* xw, const float* U, floa
         s[0][b] = m0 + m1 + m2;
         s[1][b] = m1 - m2 - m3;
       }
-      float* dst = yT + t * 4 * Op + o;
+      // Pixel (2i+a, 2j+b) of the tile's 2x2 block, in the row-major padded output plane.
+      float* dst = yT + ((2 * (t / tw)) * Wq + 2 * (t % tw)) * Op + o;
       for (int a = 0; a < 2; ++a) {
-        (s[a][0] + s[a][1] + s[a][2]).store_aligned(dst + (2 * a) * Op);
-        (s[a][1] - s[a][2] - s[a][3]).store_aligned(dst + (2 * a + 1) * Op);
+        (s[a][0] + s[a][1] + s[a][2]).store_aligned(dst + a * Wq * Op);
+        (s[a][1] - s[a][2] - s[a][3]).store_aligned(dst + (a * Wq + 1) * Op);
       }
     }
-  // yT -> y [O][Ho][Wo], 16 channels x 16 pixels of a row at a time.
-  const int tw = tiles_w(d);
+  // yT -> y [O][Ho][Wo], 16 channels x 16 pixels of a row at a time (consecutive pixels of yT).
   const int64_t HW = int64_t(d.Ho) * d.Wo;
   for (int h = 0; h < d.Ho; ++h)
     for (int w0 = 0; w0 < d.Wo; w0 += kL) {
       const int n = std::min(kL, d.Wo - w0);
+      const float* row = yT + (int64_t(h) * Wq + w0) * Op;
       for (int o0 = 0; o0 < d.O; o0 += kL) {
         batch r[kL];
-        for (int l = 0; l < kL; ++l) {
-          const int w = std::min(w0 + l, d.Wo - 1);
-          const int64_t t = int64_t(h / 2) * tw + w / 2, q = 4 * t + 2 * (h % 2) + (w % 2);
-          r[l] = batch::load_aligned(yT + q * Op + o0);
-        }
+#pragma GCC unroll 16
+        for (int l = 0; l < kL; ++l) r[l] = batch::load_aligned(row + std::min(l, n - 1) * Op + o0);
         simd::transpose(r);
         const int on = std::min(kL, d.O - o0);
         for (int l = 0; l < on; ++l) simd::store_partial(y + (o0 + l) * HW + int64_t(h) * d.Wo + w0, r[l], n);

@@ -7,7 +7,7 @@
 //
 // Dimension legend (one sample; d = conv::Shape with K = 3, s = 1, p = 1; T, Tp, Op as in
 // winograd.h; Cp = C rounded up to kRows)
-//   Vt [16][Tp][Cp]  transformed input, channels contiguous (broadcast along the register rows).
+//   V  [16][C][Tp]   transformed input, as in the forward pass (tiles contiguous).
 //   W  [16][Tp][Op]  transformed output gradient A dY_t A^T, output channels contiguous (lanes).
 //   S  [16][Cp][Op]  this slice's dL/dU, summed over its samples; slices are added in order and
 //                    transformed into dw [O][C][3][3] by sum_and_transform.
@@ -20,61 +20,14 @@ namespace ddpm::wino {
 inline constexpr int kRows = 8;  // channels per register block (8 x 32 output channels)
 
 inline int64_t cp(const Shape& d) { return (d.C + kRows - 1) / kRows * kRows; }
-inline int64_t vt_floats(const Shape& d) { return conv::round16(16 * tp(d) * cp(d)); }
 inline int64_t w_floats(const Shape& d) { return conv::round16(16 * tp(d) * op(d)); }
 inline int64_t s_floats(const Shape& d) { return conv::round16(16 * cp(d) * op(d)); }
-// Scratch of one slice: xw, Vt, dyT (conv.h's [Ho*Wo][Op] transpose), W, then S (the partial).
+// Scratch of one slice: xw, V (as in the forward pass), dyT (conv.h's [Ho*Wo][Op] transpose), W,
+// then S (the partial).
 inline int64_t wgrad_slice_floats(const Shape& d) {
-  return xw_floats(d) + vt_floats(d) + conv::dyt_floats(d) + w_floats(d) + s_floats(d);
+  return xw_floats(d) + v_floats(d) + conv::dyt_floats(d) + w_floats(d) + s_floats(d);
 }
 inline int64_t wgrad_partial_offset(const Shape& d) { return wgrad_slice_floats(d) - s_floats(d); }
-
-// Vt[xi][t][c] = (B^T d_t B)[xi] of channel c. Tiles are vectorized as in input_transform; 16
-// channels at a time are collected in blk[xi][channel][tile] and transposed in registers, so
-// each tile's 16 channels are stored as one vector.
-inline void input_transform_t(const Shape& d, const float* xw, float* Vt) {
-  const int th = tiles_h(d), tw = tiles_w(d), Hw = hw_(d), Ww = ww_(d);
-  const int64_t Cp = cp(d), xs = tp(d) * Cp;
-  alignas(64) float blk[16][kL][kL];
-  for (int c0 = 0; c0 < d.C; c0 += kL) {
-    const int cn = std::min(kL, d.C - c0);
-    for (int i = 0; i < th; ++i)
-      for (int j0 = 0; j0 < tw; j0 += kL) {
-        const int n = std::min(kL, tw - j0);
-        for (int ci = 0; ci < kL; ++ci) {
-          if (ci >= cn) {
-            for (int xi = 0; xi < 16; ++xi) batch(0.f).store_aligned(blk[xi][ci]);
-            continue;
-          }
-          const float* x0 = xw + int64_t(c0 + ci) * Hw * Ww + int64_t(2 * i) * Ww + 2 * j0;
-          batch t[4][4];
-#pragma GCC unroll 4
-          for (int b = 0; b < 4; ++b) {  // as in input_transform
-            const batch d0 = even_lanes(x0 + b), d1 = even_lanes(x0 + Ww + b), d2 = even_lanes(x0 + 2 * Ww + b),
-                        d3 = even_lanes(x0 + 3 * Ww + b);
-            t[0][b] = d0 - d2;
-            t[1][b] = d1 + d2;
-            t[2][b] = d2 - d1;
-            t[3][b] = d1 - d3;
-          }
-#pragma GCC unroll 4
-          for (int a = 0; a < 4; ++a) {
-            (t[a][0] - t[a][2]).store_aligned(blk[a * 4 + 0][ci]);
-            (t[a][1] + t[a][2]).store_aligned(blk[a * 4 + 1][ci]);
-            (t[a][2] - t[a][1]).store_aligned(blk[a * 4 + 2][ci]);
-            (t[a][1] - t[a][3]).store_aligned(blk[a * 4 + 3][ci]);
-          }
-        }
-        float* dst = Vt + (int64_t(i) * tw + j0) * Cp + c0;
-        for (int xi = 0; xi < 16; ++xi) {
-          batch r[kL];
-          for (int ci = 0; ci < kL; ++ci) r[ci] = batch::load_aligned(blk[xi][ci]);
-          simd::transpose(r);  // r[l] = tile l's 16 channels
-          for (int l = 0; l < n; ++l) simd::store_partial(dst + xi * xs + l * Cp, r[l], std::min<int>(kL, int(Cp) - c0));
-        }
-      }
-  }
-}
 
 // W[xi][t][o] = (A dY_t A^T)[xi] from dyT [Ho*Wo][Op] (pixels outside the output are zero).
 inline void grad_transform(const Shape& d, const float* dyT, float* W) {
@@ -104,8 +57,14 @@ inline void grad_transform(const Shape& d, const float* dyT, float* W) {
       }
 }
 
-// S[c0..c0+7][o-block] (+)= sum over tiles t < T of Vt[t][c0 + r] * W[t][o-block].
-inline void wgrad_block(int64_t T, const float* Vt, int64_t Cp, const float* W, int64_t Op, float* S, bool first) {
+// S[c0..c0+7][o-block] (+)= sum over tiles t < T of V[c0 + r][t] * W[t][o-block]. Each register
+// row reads its own channel's row of V (8 row pointers, one shared tile index), so V keeps the
+// forward pass's [xi][c][t] layout and needs no transpose; rows at or past C repeat the last
+// channel and are not stored.
+inline void wgrad_block(int64_t T, const float* V, int64_t Tp, int rows, const float* W, int64_t Op, float* S,
+                        bool first) {
+  const float* vr[kRows];
+  for (int r = 0; r < kRows; ++r) vr[r] = V + std::min(r, rows - 1) * Tp;
   batch acc[kRows][kNV];
 #pragma GCC unroll 8
   for (int r = 0; r < kRows; ++r)
@@ -115,17 +74,14 @@ inline void wgrad_block(int64_t T, const float* Vt, int64_t Cp, const float* W, 
     batch bv[kNV];
 #pragma GCC unroll 2
     for (int v = 0; v < kNV; ++v) bv[v] = batch::load_aligned(W + t * Op + v * kL);
-    const float* vr = Vt + t * Cp;
-    asm("" : "+r"(vr));
 #pragma GCC unroll 8
     for (int r = 0; r < kRows; ++r) {
-      batch a(vr[r]);
+      batch a(vr[r][t]);
 #pragma GCC unroll 2
       for (int v = 0; v < kNV; ++v) acc[r][v] = xsimd::fma(a, bv[v], acc[r][v]);
     }
   }
-#pragma GCC unroll 8
-  for (int r = 0; r < kRows; ++r)
+  for (int r = 0; r < rows; ++r)
 #pragma GCC unroll 2
     for (int v = 0; v < kNV; ++v) {
       float* p = S + r * Op + v * kL;
@@ -138,24 +94,22 @@ inline void wgrad_block(int64_t T, const float* Vt, int64_t Cp, const float* W, 
 template <class Fill>
 inline void wgrad_range(const Shape& d, const float* dy, int64_t b0, int64_t b1, float* scratch, Fill&& fill) {
   float* xw = scratch;
-  float* Vt = xw + xw_floats(d);
-  float* dyT = Vt + vt_floats(d);
+  float* V = xw + xw_floats(d);
+  float* dyT = V + v_floats(d);
   float* W = dyT + conv::dyt_floats(d);
   float* S = W + w_floats(d);
   const int64_t T = ntiles(d), Tp = tp(d), Op = op(d), Cp = cp(d), ys = int64_t(d.O) * d.Ho * d.Wo;
-  if (Cp > d.C)  // channels past C stay zero so the padded register rows add nothing
-    for (int xi = 0; xi < 16; ++xi)
-      for (int64_t t = 0; t < T; ++t) std::memset(Vt + (xi * Tp + t) * Cp + d.C, 0, sizeof(float) * (Cp - d.C));
   clear_tiles(d, xw);
   for (int64_t b = b0; b < b1; ++b) {
     pad_tiles(d, xw, [&](int c, int h, float* dst) { fill(b, c, h, dst); });
-    input_transform_t(d, xw, Vt);
+    input_transform(d, xw, V);
     conv::transpose_dy(d, dy + b * ys, dyT);
     grad_transform(d, dyT, W);
     for (int xi = 0; xi < 16; ++xi)
       for (int64_t ob = 0; ob < Op; ob += kOB)
         for (int64_t c0 = 0; c0 < Cp; c0 += kRows)
-          wgrad_block(T, Vt + xi * Tp * Cp + c0, Cp, W + xi * Tp * Op + ob, Op, S + (xi * Cp + c0) * Op + ob, b == b0);
+          wgrad_block(T, V + (xi * d.C + std::min<int64_t>(c0, d.C - 1)) * Tp, Tp, int(std::min<int64_t>(kRows, d.C - c0)),
+                      W + xi * Tp * Op + ob, Op, S + (xi * Cp + c0) * Op + ob, b == b0);
   }
 }
 

@@ -18,6 +18,8 @@
 //                (with the forward values remat copied into it) and the
 //                per-channel parameter-gradient sums.
 //   Layout       concat, slice, reshape, 2x upsampling and its adjoint: copies.
+//   Call         one op that a prelude function computes whole (softmax, its
+//                gradient, transpose, batched matmul).
 // Leaves are not computed by kernels: parameters and inputs live in the caller's
 // buffers, and constants are emitted inline. Random ops are elementwise leaves.
 //
@@ -35,7 +37,7 @@ namespace ddpmc {
 namespace {
 
 bool computed_elementwise(Op op) {
-  return is_elementwise(op) || op == Op::RandN || op == Op::UniformStep;
+  return is_elementwise(op) || op == Op::RandN || op == Op::RandU || op == Op::UniformStep;
 }
 
 Kernel::Reduce reduce_kind(const Type& from, const Type& to) {
@@ -111,6 +113,9 @@ Graph fuse(const Graph& in) {
         if (k.kind == KernelKind::Conv && g.nodes[k.nodes[0]].op != Op::Conv2d) continue;
         if (k.domain != node.type) continue;
         if ((k.kind == KernelKind::Gemm || k.kind == KernelKind::Conv) && k.reduce != Kernel::Reduce::None) continue;
+        if (k.kind == KernelKind::Call) continue;
+        // A GEMM epilogue walks rows of B; a matmul over [B,...,K] has more rows.
+        if (k.kind == KernelKind::Gemm && g.nodes[k.nodes[0]].type.dims.size() > 1) continue;
         if (can_join(G)) {
           chosen = G;
           break;
@@ -168,8 +173,8 @@ Graph fuse(const Graph& in) {
         groups.push_back(Kernel{KernelKind::Norm, {}, {}, node.type});
         chosen = (int)groups.size() - 1;
       }
-    } else if (row.cls == OpClass::Layout) {
-      groups.push_back(Kernel{KernelKind::Layout, {}, {}, node.type});
+    } else if (row.cls == OpClass::Layout || row.cls == OpClass::Call) {
+      groups.push_back(Kernel{row.cls == OpClass::Layout ? KernelKind::Layout : KernelKind::Call, {}, {}, node.type});
       chosen = (int)groups.size() - 1;
       terminal[i] = true;
     } else {
@@ -190,7 +195,8 @@ Graph fuse(const Graph& in) {
     for (NodeId x : g.nodes[i].in)
       if (group[x] >= 0 && group[x] != group[i]) stored[x] = true;
     Op op = g.nodes[i].op;
-    if (op_row(op).cls == OpClass::Contraction || op_row(op).cls == OpClass::Layout || op == Op::SumTo) stored[i] = true;
+    const OpClass cls = op_row(op).cls;
+    if (cls == OpClass::Contraction || cls == OpClass::Layout || cls == OpClass::Call || op == Op::SumTo) stored[i] = true;
   }
   for (auto& k : groups)
     for (NodeId id : k.nodes)

@@ -1,7 +1,8 @@
 // Memory planning (pass: memplan): one arena for every intermediate value.
 //
 // Values stored by kernels (Kernel::outputs) that are graph outputs go straight
-// to the caller's buffers (gradients, the loss, the sampler's x_out); inputs and
+// to the caller's buffers (gradients, the loss, the sampler's x_out and next
+// state); inputs and
 // parameters are read from the caller's buffers. Every other stored value gets an
 // arena offset, by first-fit over liveness intervals [defining kernel, last use]:
 // two values share memory only if their intervals do not overlap.
@@ -64,10 +65,21 @@ Graph memplan(const Graph& in, const Model& m) {
       g.slots[i] = Slot{Slot::Where::Param, 0, m.params[node.index].offset, node.index};
     }
   }
+  const SamplerInfo* info = nullptr;
+  for (size_t i = 0; i < m.samplers.size() && i < m.sampler_info.size(); ++i)
+    if (g.name == "sampler_" + m.samplers[i].first) info = &m.sampler_info[i];
   for (size_t k = 0; k < g.outputs.size(); ++k) {
     NodeId o = g.outputs[k];
     const std::string& name = g.output_names[k];
-    if (name == "loss") {
+    if (name.rfind("state/", 0) == 0) {
+      // The caller's next-state buffer, at the variable's offset (see SamplerInfo).
+      DDPM_CHECK(info, "state output outside a sampler");
+      int64_t off = -1;
+      for (const StateVar& v : info->state)
+        if ("state/" + v.name == name) off = v.offset;
+      DDPM_CHECK(off >= 0, "state output without a declaration");
+      g.slots[o] = Slot{Slot::Where::Output, off, 0, (int)k};
+    } else if (name == "loss") {
       g.slots[o] = Slot{Slot::Where::Loss};
     } else if (name.rfind("grad/", 0) == 0) {
       int p = (int)k - 1;

@@ -78,7 +78,7 @@ Graph simplify(const Graph& in) {
         }
       }
       if (all_const && n.op != Op::Broadcast) {
-        double v[2];
+        double v[3];  // up to three operands (where)
         for (size_t k = 0; k < ins.size(); ++k) v[k] = ins[k]->value;
         Node c{Op::Const};
         c.value = row.eval(n, v);
@@ -91,7 +91,7 @@ Graph simplify(const Graph& in) {
         for (auto* x : ins)
           if (x->op == Op::ConstTensor) len = (int64_t)x->data.size(), c.type = x->type;
         for (int64_t e = 0; e < len; ++e) {
-          double v[2];
+          double v[3];  // up to three operands (where)
           for (size_t k = 0; k < ins.size(); ++k) v[k] = ins[k]->op == Op::Const ? ins[k]->value : ins[k]->data[e];
           c.data.push_back((float)row.eval(n, v));
         }
@@ -105,7 +105,7 @@ Graph simplify(const Graph& in) {
         for (auto* x : ins)
           if (x->op == Op::Lookup) len = x->data.size();
         for (size_t e = 0; e < len; ++e) {
-          double v[2];
+          double v[3];  // up to three operands (where)
           for (size_t k = 0; k < ins.size(); ++k) v[k] = ins[k]->op == Op::Const ? ins[k]->value : ins[k]->data[e];
           c.data.push_back((float)row.eval(n, v));
         }

@@ -21,6 +21,11 @@ struct Env {
   int64_t row0;    // global index of sample 0 (samplers)
   float* loss;
   float* x_out;
+  const float* in_label;  // training: class indices [B] (a spec with a label)
+  const float* args;      // samplers: sampling-time arguments
+  const float* state_in;  // samplers: state from the previous step
+  float* state_out;       // samplers: state for the next step
+  float first, last;      // samplers: 1 on the first / last step
 };
 
 alignas(64) static const float sched_beta[1001] = {
@@ -2262,8 +2267,8 @@ int64_t arena_bytes(int entry, int B) {
 
 float* align64(void* p) { return (float*)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
 
-int train_step(void* arena, int B, const float* params, const float* x0, uint64_t seed, uint64_t step,
-               float* grads, float* loss) {
+int train_step_labels(void* arena, int B, const float* params, const float* x0, const float* labels,
+                      uint64_t seed, uint64_t step, float* grads, float* loss) {
   if (B < 1) return 1;
   Env e{};
   e.B = B;
@@ -2272,6 +2277,7 @@ int train_step(void* arena, int B, const float* params, const float* x0, uint64_
   e.params = params;
   e.grads = grads;
   e.in_data = x0;
+  e.in_label = labels;
   e.seed = seed;
   e.step = step;
   e.loss = loss;
@@ -2279,7 +2285,13 @@ int train_step(void* arena, int B, const float* params, const float* x0, uint64_
   return 0;
 }
 
-int loss_eval(void* arena, int B, const float* params, const float* x0, uint64_t seed, uint64_t step, float* loss) {
+int train_step(void* arena, int B, const float* params, const float* x0, uint64_t seed, uint64_t step,
+               float* grads, float* loss) {
+  return train_step_labels(arena, B, params, x0, nullptr, seed, step, grads, loss);
+}
+
+int loss_eval_labels(void* arena, int B, const float* params, const float* x0, const float* labels, uint64_t seed,
+                     uint64_t step, float* loss) {
   if (B < 1) return 1;
   Env e{};
   e.B = B;
@@ -2287,6 +2299,7 @@ int loss_eval(void* arena, int B, const float* params, const float* x0, uint64_t
   e.scratch = e.A + 528 * (int64_t)B + 16;
   e.params = params;
   e.in_data = x0;
+  e.in_label = labels;
   e.seed = seed;
   e.step = step;
   e.loss = loss;
@@ -2294,9 +2307,25 @@ int loss_eval(void* arena, int B, const float* params, const float* x0, uint64_t
   return 0;
 }
 
-int sampler_step(int sampler, void* arena, int B, const float* params, const float* x_in, int t, int s,
-                 uint64_t seed, uint64_t step, float* x_out, int64_t row0) {
+int loss_eval(void* arena, int B, const float* params, const float* x0, uint64_t seed, uint64_t step, float* loss) {
+  return loss_eval_labels(arena, B, params, x0, nullptr, seed, step, loss);
+}
+
+const char* const kArgNames0[] = {nullptr};
+const float kArgDefaults0[] = {0.0f};
+const char* const kArgNames1[] = {nullptr};
+const float kArgDefaults1[] = {0.0f};
+const ddpm_sampler_info kSamplerInfo[] = {
+    {"ddpm", 0, kArgNames0, kArgDefaults0, 0},
+    {"ddim", 0, kArgNames1, kArgDefaults1, 0},
+    {nullptr, 0, nullptr, nullptr, 0}};
+
+int sampler_step4(int sampler, void* arena, int B, const float* params, const float* x_in, int t, int s,
+                  uint64_t seed, uint64_t step, float* x_out, int64_t row0, const float* args,
+                  const float* state_in, float* state_out, int flags) {
   if (B < 1 || t < 1 || t > 1000 || s < 0 || s >= t) return 1;
+  if (sampler < 0 || sampler >= 2) return 2;
+  if (kSamplerInfo[sampler].state_floats > 0 && (!state_in || !state_out)) return 3;
   Env e{};
   e.B = B;
   e.A = align64(arena);
@@ -2308,6 +2337,11 @@ int sampler_step(int sampler, void* arena, int B, const float* params, const flo
   e.step = step;
   e.row0 = row0;
   e.x_out = x_out;
+  e.args = args ? args : kSamplerInfo[sampler].arg_defaults;
+  e.state_in = state_in;
+  e.state_out = state_out;
+  e.first = (flags & DDPM_STEP_FIRST) ? 1.0f : 0.0f;
+  e.last = (flags & DDPM_STEP_LAST) ? 1.0f : 0.0f;
   switch (sampler) {
     case 0:
       e.scratch = e.A + 464 * (int64_t)B + 0;
@@ -2319,6 +2353,13 @@ int sampler_step(int sampler, void* arena, int B, const float* params, const flo
       return 0;
     default: return 2;
   }
+}
+
+// The ABI 3 entry: the sampler's default arguments; samplers with state need sampler_step4.
+int sampler_step(int sampler, void* arena, int B, const float* params, const float* x_in, int t, int s,
+                 uint64_t seed, uint64_t step, float* x_out, int64_t row0) {
+  return sampler_step4(sampler, arena, B, params, x_in, t, s, seed, step, x_out, row0, nullptr, nullptr, nullptr,
+                       s == 0 ? DDPM_STEP_LAST : 0);
 }
 
 int eps_eval(void* arena, int B, const float* params, const float* x, int t, float* eps) {
@@ -2354,6 +2395,8 @@ const ddpm_module kModule = {
     8, kParams, 41872,
     2, kSamplers,
     arena_bytes, train_step, loss_eval, sampler_step, eps_eval,
+    kSamplerInfo, sampler_step4, DDPM_PREDICTS_EPS,
+    0, train_step_labels, loss_eval_labels,
 };
 
 }  // namespace

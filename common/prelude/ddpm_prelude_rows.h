@@ -1,0 +1,113 @@
+// Prelude, part two: the helpers of the elementwise ops added for attention and
+// guidance (maximum, minimum, abs, relu, tanh, comparisons, where, uniform noise)
+// and the "call" kernels, each one op computed by one function here: softmax over
+// the last axis (max-shifted) and its gradient, the transpose of the last two axes,
+// and the per-sample (batched) matrix product.
+//
+// Legend: a call kernel works on `mats` independent matrices (the batch times the
+// leading per-sample axes); a matrix is m × k (row-major), softmax rows have k
+// elements. Work is split by matrix into fixed chunks, and each output element is
+// summed in one fixed order, so results are bitwise identical at any thread count.
+#pragma once
+// Included at the end of ddpm_prelude.h, after everything it uses.
+
+namespace ddpm::gen {
+
+inline float vmax(float a, float b) { return a > b ? a : b; }
+inline V vmax(const V& a, const V& b) { return xsimd::max(a, b); }
+inline float vmin(float a, float b) { return a < b ? a : b; }
+inline V vmin(const V& a, const V& b) { return xsimd::min(a, b); }
+inline float vabs(float a) { return std::fabs(a); }
+inline V vabs(const V& a) { return xsimd::abs(a); }
+inline float vrelu(float a) { return a > 0.0f ? a : 0.0f; }
+inline V vrelu(const V& a) { return xsimd::max(a, V(0.0f)); }
+inline float vtanh(float a) { return std::tanh(a); }
+inline V vtanh(const V& a) { return xsimd::tanh(a); }
+
+// Comparisons give 1 where they hold, else 0.
+inline float vlt(float a, float b) { return a < b ? 1.0f : 0.0f; }
+inline V vlt(const V& a, const V& b) { return xsimd::select(a < b, V(1.0f), V(0.0f)); }
+inline float vle(float a, float b) { return a <= b ? 1.0f : 0.0f; }
+inline V vle(const V& a, const V& b) { return xsimd::select(a <= b, V(1.0f), V(0.0f)); }
+inline float vgt(float a, float b) { return a > b ? 1.0f : 0.0f; }
+inline V vgt(const V& a, const V& b) { return xsimd::select(a > b, V(1.0f), V(0.0f)); }
+inline float vge(float a, float b) { return a >= b ? 1.0f : 0.0f; }
+inline V vge(const V& a, const V& b) { return xsimd::select(a >= b, V(1.0f), V(0.0f)); }
+inline float veq(float a, float b) { return a == b ? 1.0f : 0.0f; }
+inline V veq(const V& a, const V& b) { return xsimd::select(a == b, V(1.0f), V(0.0f)); }
+// where(c, a, b): a where c is nonzero, else b.
+inline float vwhere(float c, float a, float b) { return c != 0.0f ? a : b; }
+inline V vwhere(const V& c, const V& a, const V& b) { return xsimd::select(c != V(0.0f), a, b); }
+
+// Uniform in (0, 1) for elements e0, e0+1, ... (one per lane, through gat); see philox.h.
+template <class T> inline T runiform(uint64_t seed, uint64_t step, uint32_t stream, int64_t e0) {
+  return gat(T(), [&](int64_t e) { return (float)philox_uniform(seed, step, stream, (uint64_t)e); }, e0);
+}
+
+// Runs f(i) for i in [0, n) in fixed chunks of about 8K elements of work each.
+template <class F> inline void for_mats(int64_t n, int64_t work_per_item, F&& f) {
+  const int64_t per = std::max<int64_t>(1, 8192 / std::max<int64_t>(1, work_per_item));
+  parallel_chunks((n + per - 1) / per, [&](int64_t c) {
+    for (int64_t i = c * per; i < std::min(n, (c + 1) * per); ++i) f(i);
+  });
+}
+
+// y = softmax(x) over rows of k: exp(x - max) / sum, the sum in a fixed order.
+inline void softmax_rows(const float* x, float* y, int64_t rows, int64_t k) {
+  for_mats(rows, k, [&](int64_t r) {
+    const float* xr = x + r * k;
+    float* yr = y + r * k;
+    float m = xr[0];
+    for (int64_t j = 1; j < k; ++j) m = std::max(m, xr[j]);
+    float s = 0.0f;
+    for (int64_t j = 0; j < k; ++j) s += (yr[j] = std::exp(xr[j] - m));
+    const float inv = 1.0f / s;
+    for (int64_t j = 0; j < k; ++j) yr[j] *= inv;
+  });
+}
+
+// dx = y * (dy - sum(dy * y)) over rows of k (y the softmax output).
+inline void softmax_back_rows(const float* y, const float* dy, float* dx, int64_t rows, int64_t k) {
+  for_mats(rows, k, [&](int64_t r) {
+    const float *yr = y + r * k, *dr = dy + r * k;
+    float* o = dx + r * k;
+    float s = 0.0f;
+    for (int64_t j = 0; j < k; ++j) s += dr[j] * yr[j];
+    for (int64_t j = 0; j < k; ++j) o[j] = yr[j] * (dr[j] - s);
+  });
+}
+
+// y[i] = x[i]^T for mats matrices x of m × k.
+inline void transpose_mats(const float* x, float* y, int64_t mats, int64_t m, int64_t k) {
+  for_mats(mats, m * k, [&](int64_t i) {
+    const float* xi = x + i * m * k;
+    float* yi = y + i * m * k;
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t c = 0; c < k; ++c) yi[c * m + r] = xi[r * k + c];
+  });
+}
+
+// c[i] = a[i] b[i] for mats matrices a of m × k and b of k × n: each row of c
+// accumulates b's rows in order p = 0..k-1, SIMD across the n columns.
+inline void bmm_mats(const float* a, const float* b, float* c, int64_t mats, int64_t m, int64_t k, int64_t n) {
+  for_mats(mats, m * k * n, [&](int64_t i) {
+    const float *ai = a + i * m * k, *bi = b + i * k * n;
+    float* ci = c + i * m * n;
+    for (int64_t r = 0; r < m; ++r) {
+      float* cr = ci + r * n;
+      int64_t j = 0;
+      for (; j + L <= n; j += L) {
+        V s(0.0f);
+        for (int64_t p = 0; p < k; ++p) s = xsimd::fma(V(ai[r * k + p]), V::load_unaligned(bi + p * n + j), s);
+        s.store_unaligned(cr + j);
+      }
+      for (; j < n; ++j) {
+        float s = 0.0f;
+        for (int64_t p = 0; p < k; ++p) s = std::fma(ai[r * k + p], bi[p * n + j], s);
+        cr[j] = s;
+      }
+    }
+  });
+}
+
+}  // namespace ddpm::gen

@@ -1,0 +1,47 @@
+// Configurations for the suites that train a small model and sample from it
+// (test_solvers, test_models, test_conditioning): quiet, 2 threads, modules built
+// through the test cache.
+#pragma once
+#include <filesystem>
+#include <string>
+
+#include "runtime/sample.h"
+#include "runtime/train.h"
+#include "tools/spec_module.h"
+
+namespace ddpm_test {
+
+// A quiet 2-thread run of `spec` (relative to the source tree) on `data` into a
+// fresh directory `out`; the module is built through the test cache.
+inline ddpm::TrainConfig run_config(const std::string& spec, const std::string& data, const std::filesystem::path& out,
+                                    int64_t steps, int batch, uint64_t seed) {
+  std::filesystem::remove_all(out);
+  std::filesystem::create_directories(out.parent_path());
+  ddpm::TrainConfig c;
+  c.model = std::string(DDPM_SOURCE_DIR) + "/" + spec;
+  c.module_so = ddpm_tools::module_for(c.model, std::string(DDPM_BINARY_DIR) + "/test-cache");
+  c.data = data;
+  c.steps = steps;
+  c.batch = batch;
+  c.threads = 2;
+  c.out = out.string();
+  c.seed = seed;
+  c.log_every = 1000;
+  c.ckpt_every = 100000;
+  c.quiet = true;
+  return c;
+}
+
+// Quiet 2-thread sampling of n points from a run directory.
+inline ddpm::SampleConfig draw_config(const std::filesystem::path& run, const std::string& sampler, int steps, int64_t n) {
+  ddpm::SampleConfig s;
+  s.run_dir = run.string();
+  s.sampler = sampler;
+  s.steps = steps;
+  s.n = n;
+  s.threads = 2;
+  s.quiet = true;
+  return s;
+}
+
+}  // namespace ddpm_test
