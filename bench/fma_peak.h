@@ -34,11 +34,12 @@ using batch = xsimd::batch<float>;
 
 inline double flops_per_call(int64_t iters) { return 2.0 * kChains * batch::size * iters; }
 
-// GFLOP/s of one core: the best of 5 short runs (the best, since a shared VM only ever slows it).
+// GFLOP/s of one core: the best of 30 short runs (about 0.1 s; the best, since a shared VM only
+// ever slows it).
 inline double fma_peak_gflops_1core() {
   static const double peak = [] {
     double best = 0;
-    for (int rep = 0; rep < 5; ++rep) {
+    for (int rep = 0; rep < 30; ++rep) {
       constexpr int64_t iters = 1 << 20;
       auto t0 = std::chrono::steady_clock::now();
       volatile float sink = fma_chains(iters, 1.f + rep);

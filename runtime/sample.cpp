@@ -12,7 +12,6 @@
 #include <filesystem>
 
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 #include <oneapi/tbb/global_control.h>
 
 #include "common/diag.h"
@@ -274,9 +273,10 @@ std::vector<float> sample_to_vector(const SampleConfig& cfg) {
   // and rank 0 gathers them; the noise is keyed by the global index (row0).
   const Dist& world = dist();
   world.require_same("the module's spec hash", m.spec_hash);
+  std::string arg_list;
+  for (const std::string& a : cfg.args) arg_list += a + ";";
   world.require_same("the sampling flags", fmt::format("sampler={} steps={} n={} seed={} ema={} args={}", cfg.sampler,
-                                                       cfg.steps, cfg.n, cfg.seed, cfg.use_ema,
-                                                       fmt::join(args, ",")));
+                                                       cfg.steps, cfg.n, cfg.seed, cfg.use_ema, arg_list));
   if (world.distributed() && m.abi_version < 3)
     user_error_noloc(fmt::format("{} is an ABI version {} module, whose noise depends on how the samples are cut; "
                                  "it cannot be sampled under mpirun", so, m.abi_version),

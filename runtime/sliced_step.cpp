@@ -24,7 +24,7 @@ void scale(float* g, int64_t n, float k) {
 
 SlicedStep::SlicedStep(const Module& mod, const DataSource& data, int B, int S)
     : mod_(mod), data_(data), B_(B), S_(S), rows_(B / S), P_(mod->param_floats), rank_(dist().rank()),
-      n_(dist().size()), labelled_(mod->abi_version >= 4 && mod->label_classes > 0) {
+      n_(dist().size()) {
   DDPM_CHECK(S >= n_ && B % S == 0, fmt::format("batch {} in {} slices over {} ranks", B, S, n_));
   for (int r = 0; r < n_; ++r) {
     SliceRange sr = rank_slices(S, r, n_);
@@ -33,6 +33,7 @@ SlicedStep::SlicedStep(const Module& mod, const DataSource& data, int B, int S)
   chunk_.resize((size_t)n_ + 1);
   for (int j = 0; j <= n_; ++j) chunk_[j] = j == n_ ? P_ : (P_ * j / n_) / 16 * 16;
   x0_ = AlignedFloats((int64_t)rows_ * mod->data_numel);
+  labelled_ = mod->abi_version >= 4 && mod->label_classes > 0;
   labels_ = AlignedFloats(labelled_ ? rows_ : 0);
   arena_ = alloc_arena(mod.get(), 0, rows_);
   const SliceRange me = rank_slices(S, rank_, n_);
@@ -65,10 +66,9 @@ void SlicedStep::compute_node(SliceNode node, const float* params, uint64_t seed
     const int s = nd.lo;
     data_.fill(seed, step, rows_, x0_.data(), labelled_ ? labels_.data() : nullptr, (int64_t)s * rows_);
     float* loss = &my_losses_[(size_t)(s - first)];
-    const uint64_t counter = slice_counter(step, s);
-    int rc = labelled_ ? m.train_step_labels(arena_.data(), rows_, params, x0_.data(), labels_.data(), seed, counter,
-                                             dst, loss)
-                       : m.train_step(arena_.data(), rows_, params, x0_.data(), seed, counter, dst, loss);
+    int rc = labelled_ ? m.train_step_labels(arena_.data(), rows_, params, x0_.data(), labels_.data(), seed,
+                                             slice_counter(step, s), dst, loss)
+                       : m.train_step(arena_.data(), rows_, params, x0_.data(), seed, slice_counter(step, s), dst, loss);
     if (rc != 0) DDPM_ICE(fmt::format("module train_step returned {} at step {}, slice {}", rc, step, s));
     return true;
   };

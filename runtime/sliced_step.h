@@ -2,8 +2,8 @@
 // S fixed slices spread over the ranks of a data-parallel run (slices.h, dist.h).
 //
 // Data flow on rank r: for each slice s it owns, rows [s*B/S, (s+1)*B/S) of the
-// step's global batch and their labels (DataSource::fill with the global row
-// index) → module train_step (train_step_labels for a model with a class label) on those B/S rows with the RNG counter step + s * 2^32 (so every
+// step's global batch (DataSource::fill with the global row index, and their labels
+// when the model has one) → module train_step on those B/S rows with the RNG counter step + s * 2^32 (so every
 // slice draws its own t and noise; slice 0 of a one-slice run is exactly the
 // module call of an unsliced step) → the slice-tree nodes inside r's slices. Then
 // every rank sends rank j the j-th chunk of its node sums (MPI_Alltoallv), rank j
@@ -47,7 +47,7 @@ class SlicedStep {
   int rank_, n_;
   std::vector<std::vector<SliceNode>> covers_;  // per rank
   std::vector<int64_t> chunk_;                 // n + 1 chunk bounds of [0, P)
-  bool labelled_;
+  bool labelled_ = false;  // the model declares a label (ABI 4): train_step_labels
   AlignedFloats x0_, labels_, nodes_, send_, recv_, mine_;
   AlignedBuffer arena_;
   std::vector<float> my_losses_, all_losses_;

@@ -125,9 +125,12 @@ inline int64_t row_chunk(int64_t rows, int64_t cols) {
   return c < 1 ? 1 : c;
 }
 
-// Runs f(c) for c in [0, n) on the TBB pool with a static partition. The TBB
-// template is instantiated once per module (behind a function pointer), which keeps
-// module build times low; the indirect call costs nothing next to a chunk of work.
+// Runs f(c) for c in [0, n) on the TBB pool, one task per chunk: a thread that finishes
+// early takes the next chunk (a thread woken late onto a busy core does not hold the
+// others up). Which thread runs a chunk never changes what it computes: chunks own
+// their outputs and scratch by index. The TBB template is instantiated once per module
+// (behind a function pointer), which keeps module build times low; the indirect call
+// costs nothing next to a chunk of work.
 using ChunkFn = void (*)(void* ctx, int64_t c);
 __attribute__((noinline)) inline void parallel_chunks_erased(int64_t n, ChunkFn fn, void* ctx) {
   if (n == 1) {
@@ -138,7 +141,7 @@ __attribute__((noinline)) inline void parallel_chunks_erased(int64_t n, ChunkFn 
                     [&](const tbb::blocked_range<int64_t>& r) {
                       for (int64_t c = r.begin(); c < r.end(); ++c) fn(ctx, c);
                     },
-                    tbb::static_partitioner());
+                    tbb::simple_partitioner());
 }
 template <class F> inline void parallel_chunks(int64_t n, F&& f) {
   using Fn = std::remove_reference_t<F>;
