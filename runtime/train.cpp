@@ -127,9 +127,9 @@ void validate(const TrainConfig& c) {
 // What every rank of a job must agree on: whatever changes the arithmetic.
 std::string run_fingerprint(const TrainConfig& c) {
   return fmt::format("data={} steps={} batch={} slices={} seed={} lr={} wd={} b1={} b2={} eps={} ema={} clip={} "
-                     "warmup={} schedule={} resume={}",
+                     "warmup={} schedule={} resume={} labels={}",
                      c.data, c.steps, c.batch, c.slices, c.seed, c.opt.lr, c.opt.weight_decay, c.opt.beta1,
-                     c.opt.beta2, c.opt.eps, c.ema_decay, c.grad_clip, c.warmup, c.lr_schedule, c.resume);
+                     c.opt.beta2, c.opt.eps, c.ema_decay, c.grad_clip, c.warmup, c.lr_schedule, c.resume, c.labels);
 }
 
 // The slice count of this run: the flag, else the checkpoint's, else the rank count;
