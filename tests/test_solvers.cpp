@@ -14,6 +14,7 @@
 #include "common/diag.h"
 #include "interp.h"
 #include "test_support.h"
+#include "test_threads.h"
 #include "runtime/data2d.h"
 #include "runtime/module.h"
 #include "runtime/sample.h"
@@ -120,14 +121,7 @@ TEST_CASE("solvers: a stateful sampler step (dpmpp2m) matches the interpreter, s
   CHECK(mod->sampler_step(idx, arena.data(), B, params.data(), x.data(), 600, 550, 1, 2, out.data(), 0) == 3);
   REQUIRE(mod->sampler_step4(idx, arena.data(), B, params.data(), x.data(), 600, 550, 1, 2, out.data(), 0, nullptr,
                              st.data(), stn.data(), 0) == 0);
-  ddpmc::InterpEnv e;
-  e.B = B;
-  e.seed = 1;
-  e.step = 2;
-  e.params.assign(params.begin(), params.end());
-  e.inputs["x"] = std::vector<double>(x.begin(), x.end());
-  e.inputs["t"] = std::vector<double>(B, 600);
-  e.inputs["s"] = std::vector<double>(B, 550);
+  ddpmc::InterpEnv e = ddpm_test::sampler_env(params, x, B, 600, 550);
   e.inputs["state/x0_prev"] = std::vector<double>(x0_prev.begin(), x0_prev.end());
   e.inputs["state/t_prev"] = std::vector<double>(B, 650);
   e.inputs["flag/first"] = {0.0};

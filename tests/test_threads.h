@@ -14,6 +14,20 @@
 
 namespace ddpm_test {
 
+// The interpreter's inputs for one sampler step of B samples x from t to s, seed 1, step 2
+// (the arguments the compiled sampler steps in these suites are called with).
+inline ddpmc::InterpEnv sampler_env(const std::vector<float>& params, const std::vector<float>& x, int B, int t, int s) {
+  ddpmc::InterpEnv e;
+  e.B = B;
+  e.seed = 1;
+  e.step = 2;
+  e.params.assign(params.begin(), params.end());
+  e.inputs["x"] = std::vector<double>(x.begin(), x.end());
+  e.inputs["t"] = std::vector<double>(B, t);
+  e.inputs["s"] = std::vector<double>(B, s);
+  return e;
+}
+
 // x: [B, data_numel]; the sampler steps from t to s; seed 1, step 2.
 inline void check_threads_and_sampler(const ddpmc::Compiled& c, const ddpm::Module& mod, const std::vector<float>& params,
                                       const std::vector<float>& x, int B, int t, int s) {
@@ -31,14 +45,7 @@ inline void check_threads_and_sampler(const ddpmc::Compiled& c, const ddpm::Modu
   CHECK(std::memcmp(out1.data(), out2.data(), n * sizeof(float)) == 0);
   CHECK(std::memcmp(g1.data(), g2.data(), g1.size() * sizeof(float)) == 0);
   CHECK(std::memcmp(&l1, &l2, sizeof(float)) == 0);
-  ddpmc::InterpEnv e;
-  e.B = B;
-  e.seed = 1;
-  e.step = 2;
-  e.params.assign(params.begin(), params.end());
-  e.inputs["x"] = std::vector<double>(x.begin(), x.end());
-  e.inputs["t"] = std::vector<double>(B, t);
-  e.inputs["s"] = std::vector<double>(B, s);
+  ddpmc::InterpEnv e = sampler_env(params, x, B, t, s);
   auto ref = ddpmc::interpret(c.samplers[0].second, c.model, e);
   CHECK(rel_error(out1.data(), ref[0].data(), n) <= 1e-3);
 }
