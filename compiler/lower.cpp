@@ -23,6 +23,9 @@ NodeId Lowerer::make(Node n, const Loc& loc, const char* what) {
     n.locs.push_back(loc);
     for (auto it = top().call_locs.rbegin(); it != top().call_locs.rend(); ++it) n.locs.push_back(*it);
   }
+  if (!b_)  // outside a net, loss or sampler (the diffusion block): there is no graph to add to
+    user_error(loc, fmt::format("{} makes a tensor, but only numbers are allowed here", what),
+               "the diffusion block takes numbers, e.g. steps = 1000");
   NodeId id = b_->add(std::move(n), &err);
   if (id >= 0) check_size(b_->type(id).dims, loc, fmt::format("the result of {}", what));
   if (id < 0) {
