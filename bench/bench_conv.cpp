@@ -6,9 +6,10 @@
 // person sees which layer is slow. The U-Net has 64 samples per step; times here are per 8.
 //
 // Name legend: BM_conv/<C>to<O>@<H>/k<K>s<S>/<dir> with dir fwd | dgrad | wgrad (the direct
-// conv.h kernels, or im2col/GEMM where the module uses those) and fwd_winograd | wgrad_winograd
-// (winograd.h, for every 3x3 stride-1 layer, so both can be compared; the module uses Winograd
-// where wino::worthwhile() says so: the data gradient then runs the Winograd forward kernel).
+// conv.h kernels, or im2col/GEMM where the module uses those), fwd_winograd | wgrad_winograd
+// (winograd.h, F(2x2,3x3)) and fwd_winograd4 (winograd4.h, F(4x4,3x3)), for every 3x3 stride-1
+// layer, so all can be compared. The module uses Winograd where wino4::worthwhile() or
+// wino::worthwhile() says so; the data gradient then runs the Winograd forward kernel.
 #include <benchmark/benchmark.h>
 #include <tbb/global_control.h>
 
@@ -20,6 +21,7 @@
 #include "common/prelude/conv.h"
 #include "common/prelude/ddpm_prelude.h"
 #include "common/prelude/winograd.h"
+#include "common/prelude/winograd4.h"
 #include "common/prelude/winograd_wgrad.h"
 
 namespace {
@@ -60,7 +62,7 @@ std::vector<float> rand_vec(size_t n) {
   return v;
 }
 
-enum class Dir { fwd, dgrad, wgrad, wino, wino_wgrad };
+enum class Dir { fwd, dgrad, wgrad, wino, wino4, wino_wgrad };
 
 void BM_conv(benchmark::State& state, Layer l, Dir dir) {
   tbb::global_control gc(tbb::global_control::max_allowed_parallelism, 1);
@@ -86,6 +88,8 @@ void BM_conv(benchmark::State& state, Layer l, Dir dir) {
   auto U = ddpm::aligned_alloc_floats(wino_ok ? ddpm::wino::filter_floats(d) : 0);
   auto wscratch = ddpm::aligned_alloc_floats(wino_ok ? ddpm::wino::slice_floats(d) : 0);
   auto wgscratch = ddpm::aligned_alloc_floats(wino_ok ? ddpm::wino::wgrad_slice_floats(d) : 0);
+  auto U4 = ddpm::aligned_alloc_floats(wino_ok ? ddpm::wino4::filter_floats(d) : 0);
+  auto w4scratch = ddpm::aligned_alloc_floats(wino_ok ? ddpm::wino4::slice_floats(d) : 0);
   auto run = [&] {
     if (dir == Dir::wino_wgrad) {
       ddpm::wino::wgrad_range(d, dy.data(), 0, kSamples, wgscratch.get(), [&](int64_t b, int c, int h, float* dst) {
@@ -96,6 +100,12 @@ void BM_conv(benchmark::State& state, Layer l, Dir dir) {
       ddpm::wino::pack_filter(d, w.data(), false, U.get());
       ddpm::wino::forward_range(
           d, U.get(), out.data(), 0, kSamples, wscratch.get(),
+          [&](int64_t b, int c, int h, float* dst) { std::memcpy(dst, x.data() + b * xs + (int64_t(c) * d.H + h) * d.W, 4 * d.W); },
+          [](int64_t) {});
+    } else if (dir == Dir::wino4) {
+      ddpm::wino4::pack_filter(d, w.data(), false, U4.get());
+      ddpm::wino4::forward_range(
+          d, U4.get(), out.data(), 0, kSamples, w4scratch.get(),
           [&](int64_t b, int c, int h, float* dst) { std::memcpy(dst, x.data() + b * xs + (int64_t(c) * d.H + h) * d.W, 4 * d.W); },
           [](int64_t) {});
     } else if (gemm_path && dir != Dir::dgrad) {
@@ -142,17 +152,18 @@ void BM_conv(benchmark::State& state, Layer l, Dir dir) {
   state.counters["GFLOPS"] = benchmark::Counter(flops * 1e-9 * state.iterations(), benchmark::Counter::kIsRate);
   state.counters["peak%"] = benchmark::Counter(flops * 1e-9 * state.iterations() * 100.0 / ddpm_bench::fma_peak_gflops_1core(),
                                                benchmark::Counter::kIsRate);
-  state.SetLabel(dir == Dir::wino || dir == Dir::wino_wgrad ? "winograd" : !gemm_path ? "conv.h" : dir == Dir::dgrad ? "GEMM + col2im" : "im2col + GEMM");
+  state.SetLabel(dir == Dir::wino4 ? "winograd F(4x4,3x3)" : dir == Dir::wino || dir == Dir::wino_wgrad ? "winograd" : !gemm_path ? "conv.h" : dir == Dir::dgrad ? "GEMM + col2im" : "im2col + GEMM");
 }
 
 int register_all() {
   ddpm_bench::fma_peak_gflops_1core();
   for (const Layer& l : kLayers)
-    for (Dir dir : {Dir::fwd, Dir::wino, Dir::dgrad, Dir::wgrad, Dir::wino_wgrad}) {
+    for (Dir dir : {Dir::fwd, Dir::wino, Dir::wino4, Dir::dgrad, Dir::wgrad, Dir::wino_wgrad}) {
       if (dir == Dir::dgrad && l.C == 1) continue;  // the stem's input (x_t) needs no gradient
-      if ((dir == Dir::wino || dir == Dir::wino_wgrad) && !ddpm::wino::applies(shape_of(l))) continue;
+      if ((dir == Dir::wino || dir == Dir::wino4 || dir == Dir::wino_wgrad) && !ddpm::wino::applies(shape_of(l))) continue;
       const char* dn = dir == Dir::fwd          ? "fwd"
                        : dir == Dir::wino       ? "fwd_winograd"
+                       : dir == Dir::wino4      ? "fwd_winograd4"
                        : dir == Dir::dgrad      ? "dgrad"
                        : dir == Dir::wino_wgrad ? "wgrad_winograd"
                                                 : "wgrad";

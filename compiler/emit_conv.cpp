@@ -1,6 +1,7 @@
 // Convolution kernel emitters (see emitter.h): each convolution node becomes one kernel on the
-// path compiler/conv_plan.cpp chose for it: Winograd (common/prelude/winograd.h, winograd_wgrad.h),
-// the register-blocked direct kernels (common/prelude/conv.h), or im2col + GEMM.
+// path compiler/conv_plan.cpp chose for it: Winograd F(4x4,3x3) (common/prelude/winograd4.h) or
+// F(2x2,3x3) (winograd.h, winograd_wgrad.h), the register-blocked direct kernels (conv.h), or
+// im2col + GEMM.
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -9,6 +10,7 @@
 #include "emitter.h"
 #include "ops.h"
 #include "common/prelude/winograd.h"
+#include "common/prelude/winograd4.h"
 #include "common/prelude/winograd_wgrad.h"
 
 namespace ddpmc {
@@ -20,9 +22,10 @@ void Emitter::conv_blocked(size_t k, const Kernel& kern) {
   const Node& cn = g.nodes[kern.nodes[0]];
   const ConvDims d = conv_dims(g, cn);
   const bool fused = cn.op == Op::Conv2d && kern.nodes.size() > 1;
-  const bool wino = conv_path(cn, d) == ConvPath::Winograd;
-  const std::string ns = wino ? "ddpm::wino" : "ddpm::conv";
-  const std::string how = wino ? "Winograd F(2x2,3x3)" : "direct, register-blocked";
+  const ConvPath path = conv_path(cn, d);
+  const bool wino = path == ConvPath::Winograd, wino4 = path == ConvPath::Winograd4;
+  const std::string ns = wino4 ? "ddpm::wino4" : wino ? "ddpm::wino" : "ddpm::conv";
+  const std::string how = wino4 ? "Winograd F(4x4,3x3)" : wino ? "Winograd F(2x2,3x3)" : "direct, register-blocked";
   header(k, kern, cn.op == Op::Conv2d ? fmt::format("conv2d ({}){},", how, fused ? " with fused epilogue" : "")
                   : cn.op == Op::Conv2dBackData ? fmt::format("conv2d data gradient ({}: dy with the flipped filter),", how)
                                                 : fmt::format("conv2d filter gradient ({}, summed over the batch in slice order),", how));
@@ -84,7 +87,7 @@ void Emitter::conv(size_t k, const Kernel& kern) {
   const Node& cn = g.nodes[kern.nodes[0]];
   const ConvDims d = conv_dims(g, cn);
   const ConvPath path = conv_path(cn, d);
-  if (path == ConvPath::Blocked || path == ConvPath::Winograd) return conv_blocked(k, kern);
+  if (path == ConvPath::Blocked || path == ConvPath::Winograd || path == ConvPath::Winograd4) return conv_blocked(k, kern);
   const bool direct = path == ConvPath::Gemm1x1;
   std::string what = cn.op == Op::Conv2d ? (direct ? "conv2d 1x1 (GEMM)" : "conv2d (im2col + GEMM)")
                      : cn.op == Op::Conv2dBackData

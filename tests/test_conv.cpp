@@ -10,6 +10,7 @@
 
 #include "conv.h"
 #include "winograd.h"
+#include "winograd4.h"
 #include "winograd_wgrad.h"
 
 namespace {
@@ -193,6 +194,41 @@ TEST_CASE("winograd.h F(2x2,3x3) forward and data gradient match the naive convo
         },
         [](int64_t) {});
     check_close(y, ref_forward(d, B, x, wflip), 3e-5);
+  }
+}
+
+TEST_CASE("winograd4.h F(4x4,3x3) forward and data gradient match the naive convolution") {
+  // 28x28 (the U-Net's), partial tiles (9, 11, 30), and 40 wide (10 tiles a row: the one-row path).
+  for (auto d : {shape(32, 28, 32, 3, 1), shape(64, 28, 32, 3, 1), shape(32, 28, 64, 3, 1), shape(64, 14, 64, 3, 1),
+                 shape(5, 9, 40, 3, 1), shape(3, 11, 20, 3, 1), shape(16, 30, 16, 3, 1), shape(4, 40, 16, 3, 1)}) {
+    INFO("C ", d.C, " H ", d.H, " O ", d.O);
+    REQUIRE(ddpm::wino4::applies(d));
+    const int B = 2;
+    auto x = rand_vec(size_t(B) * d.C * d.H * d.W, 17), w = rand_vec(size_t(d.O) * d.ckk(), 18);
+    auto U = ddpm::aligned_alloc_floats(ddpm::wino4::filter_floats(d));
+    auto scratch = ddpm::aligned_alloc_floats(ddpm::wino4::slice_floats(d));
+    auto fill = [&](int64_t b, int c, int h, float* dst) {
+      std::memcpy(dst, x.data() + ((size_t(b) * d.C + c) * d.H + h) * d.W, sizeof(float) * d.W);
+    };
+    ddpm::wino4::pack_filter(d, w.data(), false, U.get());
+    std::vector<float> y(size_t(B) * d.O * d.Ho * d.Wo, NAN);
+    int epis = 0;
+    ddpm::wino4::forward_range(d, U.get(), y.data(), 0, B, scratch.get(), fill, [&](int64_t b) { CHECK(b == epis++); });
+    CHECK(epis == B);
+    // F(4x4,3x3)'s transforms have entries up to 8 and 1/24: 2e-4 relative at up to 576 taps
+    // (F(2x2,3x3) stays within 3e-5 above).
+    check_close(y, ref_forward(d, B, x, w), 2e-4);
+
+    // Data gradient of a convolution with C = d.O, O = d.C (see the F(2x2,3x3) case).
+    const Shape t{d.C, d.H, d.W, d.O, 3, 1, 1, d.H, d.W};
+    auto wf = rand_vec(size_t(d.C) * d.O * 9, 19);
+    std::vector<float> wflip(size_t(d.O) * d.C * 9);
+    for (int o = 0; o < d.O; ++o)
+      for (int c = 0; c < d.C; ++c)
+        for (int k = 0; k < 9; ++k) wflip[(size_t(o) * d.C + c) * 9 + k] = wf[(size_t(c) * d.O + o) * 9 + (8 - k)];
+    ddpm::wino4::pack_filter(t, wf.data(), true, U.get());
+    ddpm::wino4::forward_range(t, U.get(), y.data(), 0, B, scratch.get(), fill, [](int64_t) {});
+    check_close(y, ref_forward(d, B, x, wflip), 2e-4);
   }
 }
 

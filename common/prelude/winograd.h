@@ -212,6 +212,25 @@ inline void gemms(const Shape& d, const float* V, const float* U, float* M) {
   }
 }
 
+// yT [rows][Wq][Op] (channels contiguous) -> y [O][Ho][Wo], 16 channels x 16 pixels of a row at a
+// time (consecutive pixels of yT). Shared with winograd4.h.
+inline void untranspose(const Shape& d, const float* yT, int64_t Wq, int64_t Op, float* y) {
+  const int64_t HW = int64_t(d.Ho) * d.Wo;
+  for (int h = 0; h < d.Ho; ++h)
+    for (int w0 = 0; w0 < d.Wo; w0 += kL) {
+      const int n = std::min(kL, d.Wo - w0);
+      const float* row = yT + (int64_t(h) * Wq + w0) * Op;
+      for (int o0 = 0; o0 < d.O; o0 += kL) {
+        batch r[kL];
+#pragma GCC unroll 16
+        for (int l = 0; l < kL; ++l) r[l] = batch::load_aligned(row + std::min(l, n - 1) * Op + o0);
+        simd::transpose(r);
+        const int on = std::min(kL, d.O - o0);
+        for (int l = 0; l < on; ++l) simd::store_partial(y + (o0 + l) * HW + int64_t(h) * d.Wo + w0, r[l], n);
+      }
+    }
+}
+
 // One sample: y [O][Ho][Wo] from its padded input xw, with V, M, yT as scratch.
 inline void forward_sample(const Shape& d, const float* xw, const float* U, float* V, float* M, float* yT, float* y) {
   const int64_t T = ntiles(d), Tp = tp(d), Op = op(d);
@@ -236,21 +255,7 @@ inline void forward_sample(const Shape& d, const float* xw, const float* U, floa
         (s[a][1] - s[a][2] - s[a][3]).store_aligned(dst + (a * Wq + 1) * Op);
       }
     }
-  // yT -> y [O][Ho][Wo], 16 channels x 16 pixels of a row at a time (consecutive pixels of yT).
-  const int64_t HW = int64_t(d.Ho) * d.Wo;
-  for (int h = 0; h < d.Ho; ++h)
-    for (int w0 = 0; w0 < d.Wo; w0 += kL) {
-      const int n = std::min(kL, d.Wo - w0);
-      const float* row = yT + (int64_t(h) * Wq + w0) * Op;
-      for (int o0 = 0; o0 < d.O; o0 += kL) {
-        batch r[kL];
-#pragma GCC unroll 16
-        for (int l = 0; l < kL; ++l) r[l] = batch::load_aligned(row + std::min(l, n - 1) * Op + o0);
-        simd::transpose(r);
-        const int on = std::min(kL, d.O - o0);
-        for (int l = 0; l < on; ++l) simd::store_partial(y + (o0 + l) * HW + int64_t(h) * d.Wo + w0, r[l], n);
-      }
-    }
+  untranspose(d, yT, Wq, Op, y);
 }
 
 // xw[c][h+1][w+1] = row (c, h) as written by fill(c, h, dst) (W floats). Everything else in xw

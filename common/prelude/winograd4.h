@@ -1,0 +1,274 @@
+// Winograd F(4x4, 3x3) convolutions for the 3x3, stride-1, "same" layers at 28x28 (Lavin & Gray
+// 2016, interpolation points 0, +-1, +-2, inf): each 4x4 output tile is A^T [ (G g G^T) . (B^T d B) ] A,
+// so the channel sums become 36 independent GEMMs (one per position xi of the 6x6 transformed tile)
+// with 4x fewer multiplies than the direct convolution in conv.h (F(2x2,3x3) in winograd.h: 2.25x).
+// The transforms also touch fewer values per output (2.25 against 4). Used for the forward pass and
+// the stride-1 data gradient (the forward pass of dy with the flipped filter) where worthwhile()
+// says so; the filter gradient stays on winograd_wgrad.h.
+//
+// Dimension legend (one sample; d = conv::Shape with K = 3, s = 1, p = 1)
+//   th x tw tiles (T = th*tw), th = ceil(Ho/4); the padded input xw is [C][4th+6][Ww].
+//   U [36][C][Op]   transformed filter, output channels in lanes (Op = O rounded up to 32).
+//   V [36][C][Tp]   transformed input, tiles contiguous (Tp = T + kTileSlack).
+//   M [36][Tp][Op]  the 36 GEMM results, output channels contiguous.
+//   yT [4th][4tw][Op]  the output plane (padded to whole tiles), channels contiguous, transposed
+//                   into y [O][Ho][Wo] at the end (winograd.h's untranspose).
+// Determinism: fixed loops only; each output element is one fixed sequence of operations.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "winograd.h"
+
+namespace ddpm::wino4 {
+
+using batch = simd::batch;
+using conv::Shape;
+using wino::kL;
+using wino::kOB;
+using wino::kTileSlack;
+
+inline bool applies(const Shape& d) { return wino::applies(d); }
+// Where it beats F(2x2,3x3) (bench_conv, 1 thread): the 28x28 layers (7x7 whole tiles per plane).
+// At 14x14 the 4x4 tiles cover 16x16 outputs for 14x14 (1.31x padding) and F(2x2,3x3) stays.
+inline bool worthwhile(const Shape& d) { return applies(d) && d.Ho >= 28 && d.Ho % 4 == 0 && d.Wo % 4 == 0 && d.C >= 16; }
+
+inline int tiles_h(const Shape& d) { return (d.Ho + 3) / 4; }
+inline int tiles_w(const Shape& d) { return (d.Wo + 3) / 4; }
+inline int64_t ntiles(const Shape& d) { return int64_t(tiles_h(d)) * tiles_w(d); }
+inline int64_t tp(const Shape& d) { return ntiles(d) + kTileSlack; }
+inline int64_t op(const Shape& d) { return wino::op(d); }
+// Rows: the 4th+2 the tiles read, and 4 more of zeros for a phantom last tile row (two tile rows
+// share a vector). Columns: the 4tw+2 the tiles read, rounded to 16, and 48 floats of room for
+// the 32-float loads from column offsets up to 5 (they run into the next row, or the slack).
+inline int hw_(const Shape& d) { return 4 * tiles_h(d) + 6; }
+inline int ww_(const Shape& d) { return (4 * tiles_w(d) + 2 + 15) / 16 * 16; }
+
+inline int64_t filter_floats(const Shape& d) { return conv::round16(36 * d.C * op(d)); }
+inline int64_t xw_floats(const Shape& d) { return conv::round16(int64_t(d.C) * hw_(d) * ww_(d) + 48); }
+inline int64_t v_floats(const Shape& d) { return conv::round16(36 * d.C * tp(d)); }
+inline int64_t m_floats(const Shape& d) { return conv::round16(36 * tp(d) * op(d)); }
+inline int64_t yt_floats(const Shape& d) { return conv::round16(ntiles(d) * 16 * op(d)); }
+// Scratch of one slice: xw, V, M, yT.
+inline int64_t slice_floats(const Shape& d) { return xw_floats(d) + v_floats(d) + m_floats(d) + yt_floats(d); }
+
+// U[xi][c][o] = (G g G^T)[xi] for g = w[o][c] (or, with flip, the data-gradient filter
+// w[c][o][2-kh][2-kw] of the convolution with d.C = its O and d.O = its C; see wino::pack_filter).
+// G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1], in double.
+inline void pack_filter(const Shape& d, const float* w, bool flip, float* U) {
+  const int64_t Op = op(d);
+  std::memset(U, 0, sizeof(float) * 36 * d.C * Op);
+  auto gcol = [](const double g[3], double u[6]) {
+    u[0] = g[0] / 4;
+    u[1] = -(g[0] + g[1] + g[2]) / 6;
+    u[2] = -(g[0] - g[1] + g[2]) / 6;
+    u[3] = g[0] / 24 + g[1] / 12 + g[2] / 6;
+    u[4] = g[0] / 24 - g[1] / 12 + g[2] / 6;
+    u[5] = g[2];
+  };
+  for (int o = 0; o < d.O; ++o)
+    for (int c = 0; c < d.C; ++c) {
+      double g[3][3], t[3][6];  // t[j] = G g[.][j] (column j of G g)
+      for (int kh = 0; kh < 3; ++kh)
+        for (int kw = 0; kw < 3; ++kw)
+          g[kh][kw] = flip ? w[((int64_t(c) * d.O + o) * 3 + (2 - kh)) * 3 + (2 - kw)] : w[((int64_t(o) * d.C + c) * 3 + kh) * 3 + kw];
+      for (int j = 0; j < 3; ++j) {
+        const double col[3] = {g[0][j], g[1][j], g[2][j]};
+        gcol(col, t[j]);
+      }
+      for (int i = 0; i < 6; ++i) {  // row i of (G g) G^T
+        const double row[3] = {t[0][i], t[1][i], t[2][i]};
+        double u[6];
+        gcol(row, u);
+        for (int j = 0; j < 6; ++j) U[(int64_t(i * 6 + j) * d.C + c) * Op + o] = float(u[j]);
+      }
+    }
+}
+
+// r = B^T z for the 6 values z of one column (or row) of an input tile:
+// B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1].
+__attribute__((always_inline)) inline void bt6(const batch z[6], batch r[6]) {
+  const batch f4(4.f), f5(-5.f), m4(-4.f), two(2.f);
+  r[0] = xsimd::fma(f4, z[0], xsimd::fma(f5, z[2], z[4]));
+  const batch t1 = xsimd::fma(m4, z[2], z[4]), t2 = xsimd::fma(m4, z[1], z[3]);
+  r[1] = t1 + t2;
+  r[2] = t1 - t2;
+  const batch t3 = z[4] - z[2], t4 = two * (z[3] - z[1]);
+  r[3] = t3 + t4;
+  r[4] = t3 - t4;
+  r[5] = xsimd::fma(f4, z[1], xsimd::fma(f5, z[3], z[5]));
+}
+
+// y = A^T m for the 6 values m of one column (or row) of a transformed tile:
+// A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
+__attribute__((always_inline)) inline void at6(const batch m[6], batch y[4]) {
+  const batch s12 = m[1] + m[2], d12 = m[1] - m[2], s34 = m[3] + m[4], d34 = m[3] - m[4];
+  y[0] = m[0] + s12 + s34;
+  y[1] = xsimd::fma(batch(2.f), d34, d12);
+  y[2] = xsimd::fma(batch(4.f), s34, s12);
+  y[3] = xsimd::fma(batch(8.f), d34, d12) + m[5];
+}
+
+// Lanes [0, tw) hold p[0], p[4], ..., p[4tw-4] and lanes [tw, 2tw) hold q[0], q[4], ...: two rows
+// of tiles in one vector, for rows of at most 8 tiles (32 floats read from each of p and q).
+struct Stride4Lanes2 {
+  int tw;
+#if defined(__AVX512F__)
+  __m512i idx;
+  __mmask16 hi;
+#endif
+  explicit Stride4Lanes2(int tw_) : tw(tw_) {
+#if defined(__AVX512F__)
+    alignas(64) int ix[16];
+    for (int l = 0; l < 16; ++l) ix[l] = l < tw ? 4 * l : l < 2 * tw ? 4 * (l - tw) : 0;
+    idx = _mm512_load_si512(ix);
+    hi = static_cast<__mmask16>(((1u << (2 * tw)) - 1u) & ~((1u << tw) - 1u));
+#endif
+  }
+  batch operator()(const float* p, const float* q) const {
+#if defined(__AVX512F__)
+    if constexpr (kL == 16) {
+      const __m512 a = _mm512_permutex2var_ps(_mm512_loadu_ps(p), idx, _mm512_loadu_ps(p + 16));
+      const __m512 b = _mm512_permutex2var_ps(_mm512_loadu_ps(q), idx, _mm512_loadu_ps(q + 16));
+      return _mm512_mask_blend_ps(hi, a, b);
+    }
+#endif
+    alignas(64) float t[kL] = {};
+    for (int l = 0; l < kL && l < 2 * tw; ++l) t[l] = l < tw ? p[4 * l] : q[4 * (l - tw)];
+    return batch::load_aligned(t);
+  }
+};
+
+// The transform of one vector of tiles (load(a, b) = input value (a, b) of each lane's 6x6
+// patch); `n` tiles are stored from dst (V[0][c][first tile]), V[xi] xstride apart.
+template <class Load>
+inline void transform_tiles(Load&& load, float* dst, int64_t xstride, int n) {
+  alignas(64) float tt[6][6][kL];  // tt[a][b] = (B^T d)[a][b]
+  for (int b = 0; b < 6; ++b) {
+    batch z[6], r[6];
+#pragma GCC unroll 6
+    for (int a = 0; a < 6; ++a) z[a] = load(a, b);
+    bt6(z, r);
+#pragma GCC unroll 6
+    for (int a = 0; a < 6; ++a) r[a].store_aligned(tt[a][b]);
+  }
+  for (int a = 0; a < 6; ++a) {  // v = (B^T d) B, row a at a time
+    batch z[6], r[6];
+#pragma GCC unroll 6
+    for (int b = 0; b < 6; ++b) z[b] = batch::load_aligned(tt[a][b]);
+    bt6(z, r);
+#pragma GCC unroll 6
+    for (int b = 0; b < 6; ++b) simd::store_partial(dst + (a * 6 + b) * xstride, r[b], n);
+  }
+}
+
+// V[xi][c][t] = (B^T d B)[xi] for the 6x6 input patch d of tile t (rows 4i.., columns 4j..).
+// Tiles run along the lanes: two whole rows of up to 8 tiles, or 16 of a tile row at a time.
+inline void input_transform(const Shape& d, const float* xw, float* V) {
+  const int th = tiles_h(d), tw = tiles_w(d), Hw = hw_(d), Ww = ww_(d);
+  const int64_t Tp = tp(d), xstride = int64_t(d.C) * Tp;
+  const Stride4Lanes2 two(tw);
+  for (int c = 0; c < d.C; ++c) {
+    const float* xc = xw + int64_t(c) * Hw * Ww;
+    float* vc = V + int64_t(c) * Tp;
+    if (2 * tw <= kL) {
+      for (int i = 0; i < th; i += 2) {
+        // Row i+1 past the last tile row reads zero rows; those lanes are not stored.
+        const float* x0 = xc + int64_t(4 * i) * Ww;
+        const float* x1 = x0 + 4 * Ww;
+        transform_tiles([&](int a, int b) { return two(x0 + a * Ww + b, x1 + a * Ww + b); }, vc + int64_t(i) * tw,
+                        xstride, tw * std::min(2, th - i));
+      }
+      continue;
+    }
+    for (int i = 0; i < th; ++i)
+      for (int j0 = 0; j0 < tw; j0 += kL) {
+        const int n = std::min(kL, tw - j0);
+        const float* x0 = xc + int64_t(4 * i) * Ww + 4 * j0;
+        transform_tiles(
+            [&](int a, int b) {
+              alignas(64) float t[kL] = {};
+              for (int l = 0; l < n; ++l) t[l] = x0[a * Ww + b + 4 * l];
+              return batch::load_aligned(t);
+            },
+            vc + int64_t(i) * tw + j0, xstride, n);
+      }
+  }
+}
+
+// All 36 GEMMs of a sample, in register blocks that fit the tile count (7 x 7 tiles at 28x28).
+inline void gemms(const Shape& d, const float* V, const float* U, float* M) {
+  const int64_t T = ntiles(d), Tp = tp(d), Op = op(d);
+  const bool by7 = T % 7 == 0 && T % 14 != 0, wide = by7 && Op % 64 == 0;
+  for (int xi = 0; xi < 36; ++xi) {
+    const float* Vx = V + int64_t(xi) * d.C * Tp;
+    const float* Ux = U + int64_t(xi) * d.C * Op;
+    float* Mx = M + int64_t(xi) * Tp * Op;
+    if (wide) {
+      for (int64_t t0 = 0; t0 < T; t0 += 7)
+        for (int64_t ob = 0; ob < Op; ob += 64) wino::gemm_block<7, 4>(d.C, Vx + t0, Tp, Ux + ob, Op, Mx + t0 * Op + ob);
+    } else if (by7) {
+      for (int64_t t0 = 0; t0 < T; t0 += 7)
+        for (int64_t ob = 0; ob < Op; ob += kOB) wino::gemm_block<7, 2>(d.C, Vx + t0, Tp, Ux + ob, Op, Mx + t0 * Op + ob);
+    } else {
+      for (int64_t t0 = 0; t0 < T; t0 += wino::kMR)
+        for (int64_t ob = 0; ob < Op; ob += kOB)
+          wino::gemm_block<wino::kMR, wino::kNV>(d.C, Vx + t0, Tp, Ux + ob, Op, Mx + t0 * Op + ob);
+    }
+  }
+}
+
+// One sample: y [O][Ho][Wo] from its padded input xw, with V, M, yT as scratch.
+inline void forward_sample(const Shape& d, const float* xw, const float* U, float* V, float* M, float* yT, float* y) {
+  const int64_t T = ntiles(d), Tp = tp(d), Op = op(d);
+  input_transform(d, xw, V);
+  gemms(d, V, U, M);
+  // Output transform, channels in lanes: yT[4i+a][4j+b][o] = (A^T m A)[a][b] for tile t = (i, j).
+  const int64_t ms = Tp * Op, tw = tiles_w(d), Wq = 4 * tw;
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t o = 0; o < Op; o += kL) {
+      const float* m = M + t * Op + o;
+      batch s[4][6];  // s[a][b] = (A^T m)[a][b]
+#pragma GCC unroll 6
+      for (int b = 0; b < 6; ++b) {
+        batch col[6], r[4];
+#pragma GCC unroll 6
+        for (int a = 0; a < 6; ++a) col[a] = batch::load_aligned(m + (a * 6 + b) * ms);
+        at6(col, r);
+#pragma GCC unroll 4
+        for (int a = 0; a < 4; ++a) s[a][b] = r[a];
+      }
+      float* dst = yT + ((4 * (t / tw)) * Wq + 4 * (t % tw)) * Op + o;
+#pragma GCC unroll 4
+      for (int a = 0; a < 4; ++a) {
+        batch r[4];
+        at6(s[a], r);
+#pragma GCC unroll 4
+        for (int b = 0; b < 4; ++b) r[b].store_aligned(dst + (a * Wq + b) * Op);
+      }
+    }
+  wino::untranspose(d, yT, Wq, Op, y);
+}
+
+// Samples [b0, b1) in order, as conv::forward_range (scratch: this slice's slice_floats). The
+// zero border of xw is cleared once per call; filling a sample writes only the interior.
+template <class Fill, class Epi>
+inline void forward_range(const Shape& d, const float* U, float* y, int64_t b0, int64_t b1, float* scratch, Fill&& fill,
+                          Epi&& epi) {
+  float* xw = scratch;
+  float* V = xw + xw_floats(d);
+  float* M = V + v_floats(d);
+  float* yT = M + m_floats(d);
+  const int64_t ys = int64_t(d.O) * d.Ho * d.Wo;
+  const int Hw = hw_(d), Ww = ww_(d);
+  std::memset(xw, 0, sizeof(float) * xw_floats(d));
+  for (int64_t b = b0; b < b1; ++b) {
+    for (int c = 0; c < d.C; ++c)
+      for (int h = 0; h < d.H; ++h) fill(b, c, h, xw + (int64_t(c) * Hw + h + 1) * Ww + 1);
+    forward_sample(d, xw, U, V, M, yT, y + b * ys);
+    epi(b);
+  }
+}
+
+}  // namespace ddpm::wino4
