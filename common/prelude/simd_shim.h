@@ -46,6 +46,19 @@ inline void store_partial(float* p, const batch& x, int n) noexcept {
   std::memcpy(p, tmp, sizeof(float) * static_cast<std::size_t>(n));
 }
 
+// Stores lanes [first, first + n) of x to p[0 .. n) (first + n <= kLanes).
+inline void store_lanes(float* p, const batch& x, int first, int n) noexcept {
+#if defined(__AVX512F__)
+  if constexpr (kLanes == 16) {
+    _mm512_mask_storeu_ps(p - first, static_cast<__mmask16>(((1u << n) - 1u) << first), x);
+    return;
+  }
+#endif
+  alignas(64) float tmp[kLanes];
+  x.store_aligned(tmp);
+  std::memcpy(p, tmp + first, sizeof(float) * static_cast<std::size_t>(n));
+}
+
 // In-place transpose of a kLanes x kLanes block held as kLanes row vectors: afterwards r[i] lane j
 // holds what r[j] lane i held before.
 __attribute__((always_inline)) inline void transpose(batch (&r)[kLanes]) noexcept {

@@ -10,9 +10,8 @@
 //   th x tw tiles (T = th*tw), th = ceil(Ho/4); the padded input xw is [C][4th+6][Ww].
 //   U [36][C][Op]   transformed filter, output channels in lanes (Op = O rounded up to 32).
 //   V [36][C][Tp]   transformed input, tiles contiguous (Tp = T + kTileSlack).
-//   M [36][Tp][Op]  the 36 GEMM results, output channels contiguous.
-//   yT [4th][4tw][Op]  the output plane (padded to whole tiles), channels contiguous, transposed
-//                   into y [O][Ho][Wo] at the end (winograd.h's untranspose).
+//   M [36][Tp][Op]  the 36 GEMM results, output channels contiguous; each tile's 4x4 x 16-channel
+//                   result is transposed in registers and stored straight into y [O][Ho][Wo].
 // Determinism: fixed loops only; each output element is one fixed sequence of operations.
 #pragma once
 #include <algorithm>
@@ -49,9 +48,8 @@ inline int64_t filter_floats(const Shape& d) { return conv::round16(36 * d.C * o
 inline int64_t xw_floats(const Shape& d) { return conv::round16(int64_t(d.C) * hw_(d) * ww_(d) + 48); }
 inline int64_t v_floats(const Shape& d) { return conv::round16(36 * d.C * tp(d)); }
 inline int64_t m_floats(const Shape& d) { return conv::round16(36 * tp(d) * op(d)); }
-inline int64_t yt_floats(const Shape& d) { return conv::round16(ntiles(d) * 16 * op(d)); }
-// Scratch of one slice: xw, V, M, yT.
-inline int64_t slice_floats(const Shape& d) { return xw_floats(d) + v_floats(d) + m_floats(d) + yt_floats(d); }
+// Scratch of one slice: xw, V, M.
+inline int64_t slice_floats(const Shape& d) { return xw_floats(d) + v_floats(d) + m_floats(d); }
 
 // U[xi][c][o] = (G g G^T)[xi] for g = w[o][c] (or, with flip, the data-gradient filter
 // w[c][o][2-kh][2-kw] of the convolution with d.C = its O and d.O = its C; see wino::pack_filter).
@@ -219,15 +217,18 @@ inline void gemms(const Shape& d, const float* V, const float* U, float* M) {
   }
 }
 
-// One sample: y [O][Ho][Wo] from its padded input xw, with V, M, yT as scratch.
-inline void forward_sample(const Shape& d, const float* xw, const float* U, float* V, float* M, float* yT, float* y) {
+// One sample: y [O][Ho][Wo] from its padded input xw, with V and M as scratch.
+inline void forward_sample(const Shape& d, const float* xw, const float* U, float* V, float* M, float* y) {
   const int64_t T = ntiles(d), Tp = tp(d), Op = op(d);
   input_transform(d, xw, V);
   gemms(d, V, U, M);
-  // Output transform, channels in lanes: yT[4i+a][4j+b][o] = (A^T m A)[a][b] for tile t = (i, j).
-  const int64_t ms = Tp * Op, tw = tiles_w(d), Wq = 4 * tw;
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t o = 0; o < Op; o += kL) {
+  // Output transform, channels in lanes, then an in-register 16x16 transpose of the tile's 16
+  // pixels x 16 channels, so that each channel's 4x4 block is stored straight into y.
+  const int64_t ms = Tp * Op, tw = tiles_w(d), HW = int64_t(d.Ho) * d.Wo;
+  for (int64_t t = 0; t < T; ++t) {
+    const int i4 = 4 * int(t / tw), j4 = 4 * int(t % tw);
+    const int rows = std::min(4, d.Ho - i4), cols = std::min(4, d.Wo - j4);
+    for (int64_t o = 0; o < d.O; o += kL) {
       const float* m = M + t * Op + o;
       batch s[4][6];  // s[a][b] = (A^T m)[a][b]
 #pragma GCC unroll 6
@@ -239,16 +240,42 @@ inline void forward_sample(const Shape& d, const float* xw, const float* U, floa
 #pragma GCC unroll 4
         for (int a = 0; a < 4; ++a) s[a][b] = r[a];
       }
-      float* dst = yT + ((4 * (t / tw)) * Wq + 4 * (t % tw)) * Op + o;
+      static_assert(kL >= 16 || kL == 8, "a tile's 16 pixels fill one or two vectors");
+      if constexpr (kL == 16) {
+        batch px[16];  // px[4a+b] = pixel (a, b), channels in lanes; after the transpose, channel l
 #pragma GCC unroll 4
-      for (int a = 0; a < 4; ++a) {
-        batch r[4];
-        at6(s[a], r);
-#pragma GCC unroll 4
-        for (int b = 0; b < 4; ++b) r[b].store_aligned(dst + (a * Wq + b) * Op);
+        for (int a = 0; a < 4; ++a) at6(s[a], px + 4 * a);
+        simd::transpose(px);
+        const int on = std::min<int64_t>(kL, d.O - o);
+        for (int l = 0; l < on; ++l) {
+          float* dst = y + (o + l) * HW + int64_t(i4) * d.Wo + j4;
+#if defined(__AVX512F__)
+          if (rows == 4 && cols == 4) {
+            // Row a of the 4x4 block is 128-bit lane a (maskz extracts and a masked store: GCC 12's
+            // plain extract and cast trip -Wmaybe-uninitialized, as in simd_shim.h's transpose).
+            _mm512_mask_storeu_ps(dst, 0xF, px[l]);
+            _mm_storeu_ps(dst + d.Wo, _mm512_maskz_extractf32x4_ps(0xF, px[l], 1));
+            _mm_storeu_ps(dst + 2 * d.Wo, _mm512_maskz_extractf32x4_ps(0xF, px[l], 2));
+            _mm_storeu_ps(dst + 3 * d.Wo, _mm512_maskz_extractf32x4_ps(0xF, px[l], 3));
+            continue;
+          }
+#endif
+          for (int a = 0; a < rows; ++a) simd::store_lanes(dst + a * d.Wo, px[l], 4 * a, cols);
+        }
+      } else {
+        alignas(64) float px[16][kL];
+        for (int a = 0; a < 4; ++a) {
+          batch r[4];
+          at6(s[a], r);
+          for (int b = 0; b < 4; ++b) r[b].store_aligned(px[4 * a + b]);
+        }
+        const int on = std::min<int64_t>(kL, d.O - o);
+        for (int l = 0; l < on; ++l)
+          for (int a = 0; a < rows; ++a)
+            for (int b = 0; b < cols; ++b) y[(o + l) * HW + int64_t(i4 + a) * d.Wo + j4 + b] = px[4 * a + b][l];
       }
     }
-  wino::untranspose(d, yT, Wq, Op, y);
+  }
 }
 
 // Samples [b0, b1) in order, as conv::forward_range (scratch: this slice's slice_floats). The
@@ -259,14 +286,13 @@ inline void forward_range(const Shape& d, const float* U, float* y, int64_t b0, 
   float* xw = scratch;
   float* V = xw + xw_floats(d);
   float* M = V + v_floats(d);
-  float* yT = M + m_floats(d);
   const int64_t ys = int64_t(d.O) * d.Ho * d.Wo;
   const int Hw = hw_(d), Ww = ww_(d);
   std::memset(xw, 0, sizeof(float) * xw_floats(d));
   for (int64_t b = b0; b < b1; ++b) {
     for (int c = 0; c < d.C; ++c)
       for (int h = 0; h < d.H; ++h) fill(b, c, h, xw + (int64_t(c) * Hw + h + 1) * Ww + 1);
-    forward_sample(d, xw, U, V, M, yT, y + b * ys);
+    forward_sample(d, xw, U, V, M, y + b * ys);
     epi(b);
   }
 }
