@@ -7,7 +7,7 @@
 //
 // Name legend: BM_conv/<C>to<O>@<H>/k<K>s<S>/<dir> with dir fwd | dgrad | wgrad (the direct
 // conv.h kernels, or im2col/GEMM where the module uses those), fwd_winograd | wgrad_winograd
-// (winograd.h, F(2x2,3x3)) and fwd_winograd4 (winograd4.h, F(4x4,3x3)), for every 3x3 stride-1
+// (winograd.h, F(2x2,3x3)) and fwd_winograd4 | wgrad_winograd4 (winograd4.h, F(4x4,3x3)), for every 3x3 stride-1
 // layer, so all can be compared. The module uses Winograd where wino4::worthwhile() or
 // wino::worthwhile() says so; the data gradient then runs the Winograd forward kernel.
 #include <benchmark/benchmark.h>
@@ -22,6 +22,7 @@
 #include "common/prelude/ddpm_prelude.h"
 #include "common/prelude/winograd.h"
 #include "common/prelude/winograd4.h"
+#include "common/prelude/winograd4_wgrad.h"
 #include "common/prelude/winograd_wgrad.h"
 
 namespace {
@@ -62,7 +63,7 @@ std::vector<float> rand_vec(size_t n) {
   return v;
 }
 
-enum class Dir { fwd, dgrad, wgrad, wino, wino4, wino_wgrad };
+enum class Dir { fwd, dgrad, wgrad, wino, wino4, wino_wgrad, wino4_wgrad };
 
 void BM_conv(benchmark::State& state, Layer l, Dir dir) {
   tbb::global_control gc(tbb::global_control::max_allowed_parallelism, 1);
@@ -90,6 +91,7 @@ void BM_conv(benchmark::State& state, Layer l, Dir dir) {
   auto wgscratch = ddpm::aligned_alloc_floats(wino_ok ? ddpm::wino::wgrad_slice_floats(d) : 0);
   auto U4 = ddpm::aligned_alloc_floats(wino_ok ? ddpm::wino4::filter_floats(d) : 0);
   auto w4scratch = ddpm::aligned_alloc_floats(wino_ok ? ddpm::wino4::slice_floats(d) : 0);
+  auto w4gscratch = ddpm::aligned_alloc_floats(wino_ok ? ddpm::wino4::wgrad_slice_floats(d) : 0);
   auto run = [&] {
     if (dir == Dir::wino_wgrad) {
       ddpm::wino::wgrad_range(d, dy.data(), 0, kSamples, wgscratch.get(), [&](int64_t b, int c, int h, float* dst) {
@@ -102,6 +104,11 @@ void BM_conv(benchmark::State& state, Layer l, Dir dir) {
           d, U.get(), out.data(), 0, kSamples, wscratch.get(),
           [&](int64_t b, int c, int h, float* dst) { std::memcpy(dst, x.data() + b * xs + (int64_t(c) * d.H + h) * d.W, 4 * d.W); },
           [](int64_t) {});
+    } else if (dir == Dir::wino4_wgrad) {
+      ddpm::wino4::wgrad_range(d, dy.data(), 0, kSamples, w4gscratch.get(), [&](int64_t b, int c, int h, float* dst) {
+        std::memcpy(dst, x.data() + b * xs + (int64_t(c) * d.H + h) * d.W, 4 * d.W);
+      });
+      ddpm::wino4::sum_and_transform(d, w4gscratch.get() + ddpm::wino4::wgrad_partial_offset(d), 1, 0, out.data());
     } else if (dir == Dir::wino4) {
       ddpm::wino4::pack_filter(d, w.data(), false, U4.get());
       ddpm::wino4::forward_range(
@@ -152,20 +159,21 @@ void BM_conv(benchmark::State& state, Layer l, Dir dir) {
   state.counters["GFLOPS"] = benchmark::Counter(flops * 1e-9 * state.iterations(), benchmark::Counter::kIsRate);
   state.counters["peak%"] = benchmark::Counter(flops * 1e-9 * state.iterations() * 100.0 / ddpm_bench::fma_peak_gflops_1core(),
                                                benchmark::Counter::kIsRate);
-  state.SetLabel(dir == Dir::wino4 ? "winograd F(4x4,3x3)" : dir == Dir::wino || dir == Dir::wino_wgrad ? "winograd" : !gemm_path ? "conv.h" : dir == Dir::dgrad ? "GEMM + col2im" : "im2col + GEMM");
+  state.SetLabel(dir == Dir::wino4 || dir == Dir::wino4_wgrad ? "winograd F(4x4,3x3)" : dir == Dir::wino || dir == Dir::wino_wgrad ? "winograd" : !gemm_path ? "conv.h" : dir == Dir::dgrad ? "GEMM + col2im" : "im2col + GEMM");
 }
 
 int register_all() {
   ddpm_bench::fma_peak_gflops_1core();
   for (const Layer& l : kLayers)
-    for (Dir dir : {Dir::fwd, Dir::wino, Dir::wino4, Dir::dgrad, Dir::wgrad, Dir::wino_wgrad}) {
+    for (Dir dir : {Dir::fwd, Dir::wino, Dir::wino4, Dir::dgrad, Dir::wgrad, Dir::wino_wgrad, Dir::wino4_wgrad}) {
       if (dir == Dir::dgrad && l.C == 1) continue;  // the stem's input (x_t) needs no gradient
-      if ((dir == Dir::wino || dir == Dir::wino4 || dir == Dir::wino_wgrad) && !ddpm::wino::applies(shape_of(l))) continue;
+      if ((dir == Dir::wino || dir == Dir::wino4 || dir == Dir::wino_wgrad || dir == Dir::wino4_wgrad) && !ddpm::wino::applies(shape_of(l))) continue;
       const char* dn = dir == Dir::fwd          ? "fwd"
                        : dir == Dir::wino       ? "fwd_winograd"
                        : dir == Dir::wino4      ? "fwd_winograd4"
                        : dir == Dir::dgrad      ? "dgrad"
                        : dir == Dir::wino_wgrad ? "wgrad_winograd"
+                       : dir == Dir::wino4_wgrad ? "wgrad_winograd4"
                                                 : "wgrad";
       std::string name = "BM_conv/" + std::to_string(l.C) + "to" + std::to_string(l.O) + "@" + std::to_string(l.H) +
                          "/k" + std::to_string(l.K) + "s" + std::to_string(l.s) + "/" + dn;

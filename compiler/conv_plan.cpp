@@ -6,6 +6,7 @@
 #include "common/prelude/gemm.h"
 #include "common/prelude/winograd.h"
 #include "common/prelude/winograd4.h"
+#include "common/prelude/winograd4_wgrad.h"
 #include "common/prelude/winograd_wgrad.h"
 
 namespace ddpmc {
@@ -27,7 +28,7 @@ ddpm::conv::Shape dgrad_shape(const ConvDims& d) {
 
 ConvPath conv_path(const Node& n, const ConvDims& d) {
   const bool same = 2 * d.p == d.K - 1;
-  if (n.op == Op::Conv2d && ddpm::wino4::worthwhile(conv_shape(d))) return ConvPath::Winograd4;
+  if (n.op != Op::Conv2dBackData && ddpm::wino4::worthwhile(conv_shape(d))) return ConvPath::Winograd4;
   if (n.op == Op::Conv2dBackData && d.s == 1 && same && ddpm::wino4::worthwhile(dgrad_shape(d))) return ConvPath::Winograd4;
   if (n.op != Op::Conv2dBackData && ddpm::wino::worthwhile(conv_shape(d))) return ConvPath::Winograd;
   if (n.op == Op::Conv2dBackData && d.s == 1 && same && ddpm::wino::worthwhile(dgrad_shape(d))) return ConvPath::Winograd;
@@ -63,8 +64,10 @@ GemmDims conv_gemm(const Node& n, const ConvDims& d) {
 // sample's im2col buffer plus GEMM packing.
 int64_t conv_chunk_floats(const Graph& g, const Node& n) {
   const ConvDims d = conv_dims(g, n);
-  if (conv_path(n, d) == ConvPath::Winograd4)
+  if (conv_path(n, d) == ConvPath::Winograd4) {
+    if (n.op == Op::Conv2dBackFilter) return ddpm::wino4::wgrad_slice_floats(conv_shape(d));
     return ddpm::wino4::slice_floats(n.op == Op::Conv2dBackData ? dgrad_shape(d) : conv_shape(d));
+  }
   if (conv_path(n, d) == ConvPath::Winograd) {
     if (n.op == Op::Conv2dBackFilter) return ddpm::wino::wgrad_slice_floats(conv_shape(d));
     return ddpm::wino::slice_floats(n.op == Op::Conv2dBackData ? dgrad_shape(d) : conv_shape(d));
@@ -87,7 +90,7 @@ int64_t conv_scratch(const Graph& g, const Node& n) {
   const ConvDims d = conv_dims(g, n);
   const ConvPath path = conv_path(n, d);
   int64_t s = kConvChunks * conv_chunk_floats(g, n);
-  if (path == ConvPath::Winograd && n.op == Op::Conv2dBackFilter) return s;
+  if ((path == ConvPath::Winograd || path == ConvPath::Winograd4) && n.op == Op::Conv2dBackFilter) return s;
   if (path == ConvPath::Winograd4)
     return s + ddpm::wino4::filter_floats(n.op == Op::Conv2dBackData ? dgrad_shape(d) : conv_shape(d));
   if (path == ConvPath::Winograd)

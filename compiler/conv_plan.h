@@ -24,9 +24,9 @@ ConvDims conv_dims(const Graph& g, const Node& n);
 inline constexpr int64_t kConvChunks = 4;
 
 // How a convolution op runs (see conv() for each path):
-//   Winograd4  common/prelude/winograd4.h: F(4x4,3x3) for the forward pass and the data gradient of
-//              the 3x3 stride-1 "same" layers at 28x28 and above (4x fewer multiplies; where
-//              bench_conv measures it faster than F(2x2,3x3)). Their filter gradient stays Winograd.
+//   Winograd4  common/prelude/winograd4.h, winograd4_wgrad.h: F(4x4,3x3) for the forward pass, the
+//              data gradient and the filter gradient of the 3x3 stride-1 "same" layers at 28x28
+//              and above (4x fewer multiplies; where bench_conv measures it faster than F(2x2,3x3)).
 //   Winograd   common/prelude/winograd.h, winograd_wgrad.h: F(2x2,3x3) for the forward pass, the data
 //              gradient and the filter gradient of 3x3 stride-1 "same" layers of at least
 //              14x14 and 16 channels (2.25x fewer multiplies; where bench_conv measures it

@@ -1,7 +1,7 @@
 // Convolution kernel emitters (see emitter.h): each convolution node becomes one kernel on the
-// path compiler/conv_plan.cpp chose for it: Winograd F(4x4,3x3) (common/prelude/winograd4.h) or
-// F(2x2,3x3) (winograd.h, winograd_wgrad.h), the register-blocked direct kernels (conv.h), or
-// im2col + GEMM.
+// path compiler/conv_plan.cpp chose for it: Winograd F(4x4,3x3) (common/prelude/winograd4.h,
+// winograd4_wgrad.h) or F(2x2,3x3) (winograd.h, winograd_wgrad.h), the register-blocked direct
+// kernels (conv.h), or im2col + GEMM.
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -11,6 +11,7 @@
 #include "ops.h"
 #include "common/prelude/winograd.h"
 #include "common/prelude/winograd4.h"
+#include "common/prelude/winograd4_wgrad.h"
 #include "common/prelude/winograd_wgrad.h"
 
 namespace ddpmc {
@@ -51,10 +52,11 @@ void Emitter::conv_blocked(size_t k, const Kernel& kern) {
   out += "  parallel_chunks(nchunk, [&](int64_t c) {\n";
   out += "    const int64_t b0 = c * e.B / nchunk, b1 = (c + 1) * e.B / nchunk;\n";
   out += fmt::format("    float* xp = e.scratch + c * {};\n", chunk);
-  if (cn.op == Op::Conv2dBackFilter && wino) {
-    out += fmt::format("    ddpm::wino::wgrad_range(d, {}, b0, b1, xp,\n      {});\n  }});\n", ptr(cn.in[1]), fill);
-    out += fmt::format("  ddpm::wino::sum_and_transform(d, e.scratch + {}, nchunk, {}, {});\n",
-                       ddpm::wino::wgrad_partial_offset(cs), chunk, ptr(kern.nodes[0]));
+  if (cn.op == Op::Conv2dBackFilter && (wino || wino4)) {
+    out += fmt::format("    {}::wgrad_range(d, {}, b0, b1, xp,\n      {});\n  }});\n", ns, ptr(cn.in[1]), fill);
+    out += fmt::format("  {}::sum_and_transform(d, e.scratch + {}, nchunk, {}, {});\n", ns,
+                       wino4 ? ddpm::wino4::wgrad_partial_offset(cs) : ddpm::wino::wgrad_partial_offset(cs), chunk,
+                       ptr(kern.nodes[0]));
     out += "}\n\n";
     return;
   }

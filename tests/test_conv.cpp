@@ -11,6 +11,7 @@
 #include "conv.h"
 #include "winograd.h"
 #include "winograd4.h"
+#include "winograd4_wgrad.h"
 #include "winograd_wgrad.h"
 
 namespace {
@@ -261,5 +262,38 @@ TEST_CASE("winograd_wgrad.h filter gradient matches the naive sum over samples a
     std::vector<float> dw(want.size(), NAN);
     ddpm::wino::sum_and_transform(d, scratch.get() + po, 2, sf, dw.data());
     check_close(dw, want, 1e-4);
+  }
+}
+
+TEST_CASE("winograd4_wgrad.h F(4x4,3x3) filter gradient matches the naive sum over samples and pixels") {
+  for (auto d : {shape(32, 28, 32, 3, 1), shape(64, 28, 32, 3, 1), shape(32, 28, 64, 3, 1), shape(5, 9, 40, 3, 1),
+                 shape(3, 11, 20, 3, 1), shape(4, 40, 16, 3, 1)}) {
+    INFO("C ", d.C, " H ", d.H, " O ", d.O);
+    const int B = 3;
+    auto x = rand_vec(size_t(B) * d.C * d.H * d.W, 11), dy = rand_vec(size_t(B) * d.O * d.Ho * d.Wo, 12);
+    std::vector<double> want(size_t(d.O) * d.ckk());
+    for (int o = 0; o < d.O; ++o)
+      for (int c = 0; c < d.C; ++c)
+        for (int ki = 0; ki < 3; ++ki)
+          for (int kj = 0; kj < 3; ++kj) {
+            double s = 0;
+            for (int b = 0; b < B; ++b)
+              for (int i = 0; i < d.Ho; ++i)
+                for (int j = 0; j < d.Wo; ++j)
+                  s += dy[((size_t(b) * d.O + o) * d.Ho + i) * d.Wo + j] * xat(d, x, b, c, i + ki - 1, j + kj - 1);
+            want[((size_t(o) * d.C + c) * 3 + ki) * 3 + kj] = s;
+          }
+    // Two slices (samples {0} and {1, 2}), added in order as the generated code does.
+    const int64_t sf = ddpm::wino4::wgrad_slice_floats(d), po = ddpm::wino4::wgrad_partial_offset(d);
+    auto scratch = ddpm::aligned_alloc_floats(2 * sf);
+    auto fill = [&](int64_t b, int c, int h, float* dst) {
+      std::memcpy(dst, x.data() + ((size_t(b) * d.C + c) * d.H + h) * d.W, sizeof(float) * d.W);
+    };
+    ddpm::wino4::wgrad_range(d, dy.data(), 0, 1, scratch.get(), fill);
+    ddpm::wino4::wgrad_range(d, dy.data(), 1, 3, scratch.get() + sf, fill);
+    std::vector<float> dw(want.size(), NAN);
+    ddpm::wino4::sum_and_transform(d, scratch.get() + po, 2, sf, dw.data());
+    // A dY A^T has entries up to 64 and G^T down to 1/24: 3e-4 relative over 3 x 784 pixels.
+    check_close(dw, want, 3e-4);
   }
 }

@@ -23,6 +23,7 @@
 #include "conv.h"
 #include "winograd.h"
 #include "winograd4.h"
+#include "winograd4_wgrad.h"
 #include "winograd_wgrad.h"
 #include "ddpm_abi.h"
 #include "gemm.h"
