@@ -55,24 +55,38 @@ inline int64_t slice_floats(const Shape& d) { return xw_floats(d) + v_floats(d) 
 
 // U[xi][c][o] = (G g G^T)[xi] for g = w[o][c] (or, with flip, the data-gradient filter
 // w[c][o][2-kh][2-kw] of the convolution with d.C = its O and d.O = its C; see conv::pack_filter).
+// G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]. Output channels run along the lanes (channels O .. Op-1
+// come out zero).
 inline void pack_filter(const Shape& d, const float* w, bool flip, float* U) {
   const int64_t Op = op(d);
-  std::memset(U, 0, sizeof(float) * 16 * d.C * Op);
-  for (int o = 0; o < d.O; ++o)
-    for (int c = 0; c < d.C; ++c) {
-      double g[3][3], t[4][3];
+  auto gcol = [](const batch g[3], batch u[4]) {
+    const batch h(0.5f), a = g[0] + g[2];
+    u[0] = g[0];
+    u[1] = h * (a + g[1]);
+    u[2] = h * (a - g[1]);
+    u[3] = g[2];
+  };
+  for (int c = 0; c < d.C; ++c)
+    for (int64_t o0 = 0; o0 < Op; o0 += kL) {
+      batch g[3][3], t[3][4];  // t[j] = G g[.][j] (column j of G g)
       for (int kh = 0; kh < 3; ++kh)
-        for (int kw = 0; kw < 3; ++kw)
-          g[kh][kw] = flip ? w[((int64_t(c) * d.O + o) * 3 + (2 - kh)) * 3 + (2 - kw)] : w[((int64_t(o) * d.C + c) * 3 + kh) * 3 + kw];
-      for (int j = 0; j < 3; ++j) {  // t = G g
-        t[0][j] = g[0][j];
-        t[1][j] = 0.5 * (g[0][j] + g[1][j] + g[2][j]);
-        t[2][j] = 0.5 * (g[0][j] - g[1][j] + g[2][j]);
-        t[3][j] = g[2][j];
+        for (int kw = 0; kw < 3; ++kw) {
+          alignas(64) float lane[kL] = {};
+          for (int l = 0; l < kL && o0 + l < d.O; ++l) {
+            const int64_t o = o0 + l;
+            lane[l] = flip ? w[((int64_t(c) * d.O + o) * 3 + (2 - kh)) * 3 + (2 - kw)] : w[((o * d.C + c) * 3 + kh) * 3 + kw];
+          }
+          g[kh][kw] = batch::load_aligned(lane);
+        }
+      for (int j = 0; j < 3; ++j) {
+        const batch col[3] = {g[0][j], g[1][j], g[2][j]};
+        gcol(col, t[j]);
       }
-      for (int i = 0; i < 4; ++i) {  // u = t G^T
-        const double u[4] = {t[i][0], 0.5 * (t[i][0] + t[i][1] + t[i][2]), 0.5 * (t[i][0] - t[i][1] + t[i][2]), t[i][2]};
-        for (int j = 0; j < 4; ++j) U[(int64_t(i * 4 + j) * d.C + c) * Op + o] = float(u[j]);
+      for (int i = 0; i < 4; ++i) {  // row i of (G g) G^T
+        const batch row[3] = {t[0][i], t[1][i], t[2][i]};
+        batch u[4];
+        gcol(row, u);
+        for (int j = 0; j < 4; ++j) u[j].store_aligned(U + (int64_t(i * 4 + j) * d.C + c) * Op + o0);
       }
     }
 }

@@ -53,33 +53,42 @@ inline int64_t slice_floats(const Shape& d) { return xw_floats(d) + v_floats(d) 
 
 // U[xi][c][o] = (G g G^T)[xi] for g = w[o][c] (or, with flip, the data-gradient filter
 // w[c][o][2-kh][2-kw] of the convolution with d.C = its O and d.O = its C; see wino::pack_filter).
-// G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1], in double.
+// G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]. Output
+// channels run along the lanes (channels O .. Op-1 come out zero).
 inline void pack_filter(const Shape& d, const float* w, bool flip, float* U) {
   const int64_t Op = op(d);
-  std::memset(U, 0, sizeof(float) * 36 * d.C * Op);
-  auto gcol = [](const double g[3], double u[6]) {
-    u[0] = g[0] / 4;
-    u[1] = -(g[0] + g[1] + g[2]) / 6;
-    u[2] = -(g[0] - g[1] + g[2]) / 6;
-    u[3] = g[0] / 24 + g[1] / 12 + g[2] / 6;
-    u[4] = g[0] / 24 - g[1] / 12 + g[2] / 6;
+  auto gcol = [](const batch g[3], batch u[6]) {
+    const batch q(0.25f), s6(1.f / 6), s12(1.f / 12), s24(1.f / 24);
+    const batch a = g[0] + g[2];
+    u[0] = q * g[0];
+    u[1] = -s6 * (a + g[1]);
+    u[2] = -s6 * (a - g[1]);
+    const batch b = xsimd::fma(s24, g[0], s6 * g[2]);
+    u[3] = xsimd::fma(s12, g[1], b);
+    u[4] = xsimd::fnma(s12, g[1], b);
     u[5] = g[2];
   };
-  for (int o = 0; o < d.O; ++o)
-    for (int c = 0; c < d.C; ++c) {
-      double g[3][3], t[3][6];  // t[j] = G g[.][j] (column j of G g)
+  for (int c = 0; c < d.C; ++c)
+    for (int64_t o0 = 0; o0 < Op; o0 += kL) {
+      batch g[3][3], t[3][6];  // t[j] = G g[.][j] (column j of G g)
       for (int kh = 0; kh < 3; ++kh)
-        for (int kw = 0; kw < 3; ++kw)
-          g[kh][kw] = flip ? w[((int64_t(c) * d.O + o) * 3 + (2 - kh)) * 3 + (2 - kw)] : w[((int64_t(o) * d.C + c) * 3 + kh) * 3 + kw];
+        for (int kw = 0; kw < 3; ++kw) {
+          alignas(64) float lane[kL] = {};
+          for (int l = 0; l < kL && o0 + l < d.O; ++l) {
+            const int64_t o = o0 + l;
+            lane[l] = flip ? w[((int64_t(c) * d.O + o) * 3 + (2 - kh)) * 3 + (2 - kw)] : w[((o * d.C + c) * 3 + kh) * 3 + kw];
+          }
+          g[kh][kw] = batch::load_aligned(lane);
+        }
       for (int j = 0; j < 3; ++j) {
-        const double col[3] = {g[0][j], g[1][j], g[2][j]};
+        const batch col[3] = {g[0][j], g[1][j], g[2][j]};
         gcol(col, t[j]);
       }
       for (int i = 0; i < 6; ++i) {  // row i of (G g) G^T
-        const double row[3] = {t[0][i], t[1][i], t[2][i]};
-        double u[6];
+        const batch row[3] = {t[0][i], t[1][i], t[2][i]};
+        batch u[6];
         gcol(row, u);
-        for (int j = 0; j < 6; ++j) U[(int64_t(i * 6 + j) * d.C + c) * Op + o] = float(u[j]);
+        for (int j = 0; j < 6; ++j) u[j].store_aligned(U + (int64_t(i * 6 + j) * d.C + c) * Op + o0);
       }
     }
 }
@@ -206,6 +215,9 @@ inline void gemms(const Shape& d, const float* V, const float* U, float* M) {
     if (wide) {
       for (int64_t t0 = 0; t0 < T; t0 += 7)
         for (int64_t ob = 0; ob < Op; ob += 64) wino::gemm_block<7, 4>(d.C, Vx + t0, Tp, Ux + ob, Op, Mx + t0 * Op + ob);
+    } else if (T % 8 == 0) {
+      for (int64_t t0 = 0; t0 < T; t0 += 8)
+        for (int64_t ob = 0; ob < Op; ob += kOB) wino::gemm_block<8, 2>(d.C, Vx + t0, Tp, Ux + ob, Op, Mx + t0 * Op + ob);
     } else if (by7) {
       for (int64_t t0 = 0; t0 < T; t0 += 7)
         for (int64_t ob = 0; ob < Op; ob += kOB) wino::gemm_block<7, 2>(d.C, Vx + t0, Tp, Ux + ob, Op, Mx + t0 * Op + ob);
