@@ -10,7 +10,7 @@
 //   V  [36][C][Tp]   transformed input, as in the forward pass (tiles contiguous).
 //   W  [36][Tp][Op]  transformed output gradient A dY_t A^T, output channels contiguous (lanes).
 //   S  [36][Cp][Op]  this slice's dL/dU, summed over its samples; slices are added in order and
-//                    transformed into dw [O][C][3][3] by sum_and_transform (in double).
+//                    transformed into dw [O][C][3][3] by sum_and_transform.
 // Determinism: each S element is one fixed sequence of FMAs over the slice's samples and tiles.
 #pragma once
 #include "winograd4.h"
@@ -100,37 +100,41 @@ inline void wgrad_range(const Shape& d, const float* dy, int64_t b0, int64_t b1,
 }
 
 // dw[o][c][kh][kw] = (G^T S G)[kh][kw] with S = the n slices' partials (stride floats apart)
-// added in slice order (in float, as the partials were); the transform runs in double.
+// added in slice order, 16 output channels at a time (lanes).
 // G^T = [1/4 -1/6 -1/6 1/24 1/24 0; 0 -1/6 1/6 1/12 -1/12 0; 0 -1/6 -1/6 1/6 1/6 1].
 inline void sum_and_transform(const Shape& d, const float* parts, int64_t n, int64_t stride, float* dw) {
   const int64_t Op = op(d), Cp = cp(d), ss = Cp * Op;
-  auto gt = [](const double s[6], double u[3]) {
-    u[0] = s[0] / 4 - (s[1] + s[2]) / 6 + (s[3] + s[4]) / 24;
-    u[1] = (s[2] - s[1]) / 6 + (s[3] - s[4]) / 12;
-    u[2] = -(s[1] + s[2]) / 6 + (s[3] + s[4]) / 6 + s[5];
+  auto gt = [](const batch s[6], batch u[3]) {
+    const batch q(0.25f), s6(1.f / 6), s12(1.f / 12), s24(1.f / 24);
+    const batch p12 = s[1] + s[2], p34 = s[3] + s[4];
+    u[0] = xsimd::fma(q, s[0], xsimd::fma(s24, p34, -s6 * p12));
+    u[1] = xsimd::fma(s6, s[2] - s[1], s12 * (s[3] - s[4]));
+    u[2] = xsimd::fma(s6, p34 - p12, s[5]);
   };
-  for (int o = 0; o < d.O; ++o)
-    for (int c = 0; c < d.C; ++c) {
-      double s[6][6];
+  for (int c = 0; c < d.C; ++c)
+    for (int64_t o0 = 0; o0 < d.O; o0 += kL) {
+      batch sv[6][6];
       for (int xi = 0; xi < 36; ++xi) {
-        const int64_t at = xi * ss + int64_t(c) * Op + o;
-        float acc = parts[at];
-        for (int64_t k = 1; k < n; ++k) acc += parts[k * stride + at];
-        s[xi / 6][xi % 6] = acc;
+        const int64_t at = xi * ss + int64_t(c) * Op + o0;
+        batch acc = batch::load_aligned(parts + at);
+        for (int64_t k = 1; k < n; ++k) acc += batch::load_aligned(parts + k * stride + at);
+        sv[xi / 6][xi % 6] = acc;
       }
-      double u[3][6];  // u[.][j] = G^T s[.][j] (columns), then dw = u G (rows)
+      batch u[3][6];  // u[.][j] = G^T s[.][j] (columns), then dw = u G (rows)
       for (int j = 0; j < 6; ++j) {
-        const double col[6] = {s[0][j], s[1][j], s[2][j], s[3][j], s[4][j], s[5][j]};
-        double r[3];
+        const batch col[6] = {sv[0][j], sv[1][j], sv[2][j], sv[3][j], sv[4][j], sv[5][j]};
+        batch r[3];
         gt(col, r);
         for (int i = 0; i < 3; ++i) u[i][j] = r[i];
       }
-      float* out = dw + (int64_t(o) * d.C + c) * 9;
+      alignas(64) float out[9][kL];
       for (int i = 0; i < 3; ++i) {
-        double r[3];
+        batch r[3];
         gt(u[i], r);
-        for (int k = 0; k < 3; ++k) out[i * 3 + k] = float(r[k]);
+        for (int k = 0; k < 3; ++k) r[k].store_aligned(out[i * 3 + k]);
       }
+      for (int l = 0; l < kL && o0 + l < d.O; ++l)
+        for (int k = 0; k < 9; ++k) dw[((o0 + l) * d.C + c) * 9 + k] = out[k][l];
     }
 }
 

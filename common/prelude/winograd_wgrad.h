@@ -114,31 +114,40 @@ inline void wgrad_range(const Shape& d, const float* dy, int64_t b0, int64_t b1,
 }
 
 // dw[o][c][kh][kw] = (G^T S G)[kh][kw] with S = the n slices' partials (stride floats apart)
-// added in slice order.
+// added in slice order, 16 output channels at a time (lanes).
+// G^T = [[1, .5, .5, 0], [0, .5, -.5, 0], [0, .5, .5, 1]].
 inline void sum_and_transform(const Shape& d, const float* parts, int64_t n, int64_t stride, float* dw) {
   const int64_t Op = op(d), Cp = cp(d), ss = Cp * Op;
-  for (int o = 0; o < d.O; ++o)
-    for (int c = 0; c < d.C; ++c) {
-      float s[4][4];
+  auto gt = [](const batch s[4], batch u[3]) {
+    const batch h(0.5f), p = h * (s[1] + s[2]);
+    u[0] = s[0] + p;
+    u[1] = h * (s[1] - s[2]);
+    u[2] = p + s[3];
+  };
+  for (int c = 0; c < d.C; ++c)
+    for (int64_t o0 = 0; o0 < d.O; o0 += kL) {
+      batch sv[4][4];
       for (int xi = 0; xi < 16; ++xi) {
-        const int64_t at = xi * ss + int64_t(c) * Op + o;
-        float acc = parts[at];
-        for (int64_t k = 1; k < n; ++k) acc += parts[k * stride + at];
-        s[xi / 4][xi % 4] = acc;
+        const int64_t at = xi * ss + int64_t(c) * Op + o0;
+        batch acc = batch::load_aligned(parts + at);
+        for (int64_t k = 1; k < n; ++k) acc += batch::load_aligned(parts + k * stride + at);
+        sv[xi / 4][xi % 4] = acc;
       }
-      // G^T = [[1, .5, .5, 0], [0, .5, -.5, 0], [0, .5, .5, 1]]; u = G^T s (rows), then u G (columns).
-      float u[3][4];
+      batch u[3][4];  // u = G^T s (rows), then u G (columns)
       for (int j = 0; j < 4; ++j) {
-        u[0][j] = s[0][j] + 0.5f * (s[1][j] + s[2][j]);
-        u[1][j] = 0.5f * (s[1][j] - s[2][j]);
-        u[2][j] = 0.5f * (s[1][j] + s[2][j]) + s[3][j];
+        const batch col[4] = {sv[0][j], sv[1][j], sv[2][j], sv[3][j]};
+        batch r[3];
+        gt(col, r);
+        for (int i = 0; i < 3; ++i) u[i][j] = r[i];
       }
-      float* out = dw + (int64_t(o) * d.C + c) * 9;
+      alignas(64) float out[9][kL];
       for (int i = 0; i < 3; ++i) {
-        out[i * 3 + 0] = u[i][0] + 0.5f * (u[i][1] + u[i][2]);
-        out[i * 3 + 1] = 0.5f * (u[i][1] - u[i][2]);
-        out[i * 3 + 2] = 0.5f * (u[i][1] + u[i][2]) + u[i][3];
+        batch r[3];
+        gt(u[i], r);
+        for (int k = 0; k < 3; ++k) r[k].store_aligned(out[i * 3 + k]);
       }
+      for (int l = 0; l < kL && o0 + l < d.O; ++l)
+        for (int k = 0; k < 9; ++k) dw[((o0 + l) * d.C + c) * 9 + k] = out[k][l];
     }
 }
 
