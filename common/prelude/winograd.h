@@ -3,15 +3,15 @@
 // independent GEMMs (one per position xi of the 4x4 transformed tile) with 2.25x fewer
 // multiplies than the direct convolution in conv.h. Used for the forward pass and for the
 // stride-1 data gradient (the forward pass of dy with the flipped filter); the filter gradient
-// stays direct.
+// is in winograd_wgrad.h.
 //
 // Dimension legend (one sample; d = conv::Shape with K = 3, s = 1, p = 1)
 //   th x tw tiles (T = th*tw), th = ceil(Ho/2); the padded input xw is [C][2th+2][2tw+2].
 //   U [16][C][Op]   transformed filter, output channels in lanes (Op = O rounded up to 32).
 //   V [16][C][Tp]   transformed input, tiles contiguous (Tp = T + kTileSlack).
 //   M [16][Tp][Op]  the 16 GEMM results, output channels contiguous.
-//   yT [2th][2tw][Op]  the output plane (padded to whole tiles), channels contiguous,
-//                   transposed into y [O][Ho][Wo] at the end.
+//   The output transform takes 2x2 tiles (a 4x4 pixel block) at a time, transposes the block's
+//   16 pixels x 16 channels in registers and stores it straight into y [O][Ho][Wo].
 // Determinism: fixed loops only; each output element is one fixed sequence of operations.
 #pragma once
 #include <algorithm>
@@ -49,9 +49,8 @@ inline int64_t filter_floats(const Shape& d) { return conv::round16(16 * d.C * o
 inline int64_t xw_floats(const Shape& d) { return conv::round16(int64_t(d.C) * hw_(d) * ww_(d)); }
 inline int64_t v_floats(const Shape& d) { return conv::round16(16 * d.C * tp(d)); }
 inline int64_t m_floats(const Shape& d) { return conv::round16(16 * tp(d) * op(d)); }
-inline int64_t yt_floats(const Shape& d) { return conv::round16(tp(d) * 4 * op(d)); }
-// Scratch of one slice: xw, V, M, yT.
-inline int64_t slice_floats(const Shape& d) { return xw_floats(d) + v_floats(d) + m_floats(d) + yt_floats(d); }
+// Scratch of one slice: xw, V, M.
+inline int64_t slice_floats(const Shape& d) { return xw_floats(d) + v_floats(d) + m_floats(d); }
 
 // U[xi][c][o] = (G g G^T)[xi] for g = w[o][c] (or, with flip, the data-gradient filter
 // w[c][o][2-kh][2-kw] of the convolution with d.C = its O and d.O = its C; see conv::pack_filter).
@@ -226,50 +225,74 @@ inline void gemms(const Shape& d, const float* V, const float* U, float* M) {
   }
 }
 
-// yT [rows][Wq][Op] (channels contiguous) -> y [O][Ho][Wo], 16 channels x 16 pixels of a row at a
-// time (consecutive pixels of yT). Shared with winograd4.h.
-inline void untranspose(const Shape& d, const float* yT, int64_t Wq, int64_t Op, float* y) {
+// Stores a 4x4 pixel block at (i4, j4) of output channels [o, o + kL) into y [O][Ho][Wo]:
+// px[4a + b] holds pixel (a, b), channels in lanes. With 16 lanes an in-register transpose makes
+// each channel's block one vector (row a = 128-bit lane a); rows and columns past the output
+// and channels past d.O are not stored.
+inline void store_block4x4(const Shape& d, batch (&px)[16], float* y, int64_t o, int i4, int j4) {
   const int64_t HW = int64_t(d.Ho) * d.Wo;
-  for (int h = 0; h < d.Ho; ++h)
-    for (int w0 = 0; w0 < d.Wo; w0 += kL) {
-      const int n = std::min(kL, d.Wo - w0);
-      const float* row = yT + (int64_t(h) * Wq + w0) * Op;
-      for (int o0 = 0; o0 < d.O; o0 += kL) {
-        batch r[kL];
-#pragma GCC unroll 16
-        for (int l = 0; l < kL; ++l) r[l] = batch::load_aligned(row + std::min(l, n - 1) * Op + o0);
-        simd::transpose(r);
-        const int on = std::min(kL, d.O - o0);
-        for (int l = 0; l < on; ++l) simd::store_partial(y + (o0 + l) * HW + int64_t(h) * d.Wo + w0, r[l], n);
+  const int rows = std::min(4, d.Ho - i4), cols = std::min(4, d.Wo - j4), on = int(std::min<int64_t>(kL, d.O - o));
+  if constexpr (kL == 16) {
+    simd::transpose(px);
+    for (int l = 0; l < on; ++l) {
+      float* dst = y + (o + l) * HW + int64_t(i4) * d.Wo + j4;
+#if defined(__AVX512F__)
+      if (rows == 4 && cols == 4) {
+        // Maskz extracts and a masked store: GCC 12's plain extract and cast trip
+        // -Wmaybe-uninitialized (as in simd_shim.h's transpose).
+        _mm512_mask_storeu_ps(dst, 0xF, px[l]);
+        _mm_storeu_ps(dst + d.Wo, _mm512_maskz_extractf32x4_ps(0xF, px[l], 1));
+        _mm_storeu_ps(dst + 2 * d.Wo, _mm512_maskz_extractf32x4_ps(0xF, px[l], 2));
+        _mm_storeu_ps(dst + 3 * d.Wo, _mm512_maskz_extractf32x4_ps(0xF, px[l], 3));
+        continue;
       }
+#endif
+      for (int a = 0; a < rows; ++a) simd::store_lanes(dst + a * d.Wo, px[l], 4 * a, cols);
     }
+  } else {
+    alignas(64) float t[16][kL];
+    for (int k = 0; k < 16; ++k) px[k].store_aligned(t[k]);
+    for (int l = 0; l < on; ++l)
+      for (int a = 0; a < rows; ++a)
+        for (int b = 0; b < cols; ++b) y[(o + l) * HW + int64_t(i4 + a) * d.Wo + j4 + b] = t[4 * a + b][l];
+  }
 }
 
-// One sample: y [O][Ho][Wo] from its padded input xw, with V, M, yT as scratch.
-inline void forward_sample(const Shape& d, const float* xw, const float* U, float* V, float* M, float* yT, float* y) {
-  const int64_t T = ntiles(d), Tp = tp(d), Op = op(d);
+// One sample: y [O][Ho][Wo] from its padded input xw, with V and M as scratch.
+inline void forward_sample(const Shape& d, const float* xw, const float* U, float* V, float* M, float* y) {
+  const int64_t Tp = tp(d), Op = op(d);
   input_transform(d, xw, V);
   gemms(d, V, U, M);
-  // Output transform, channels in lanes: yT[2i+a][2j+b][o] = (A^T m A)[a][b] for tile t = (i, j).
-  const int64_t ms = Tp * Op, tw = tiles_w(d), Wq = 2 * tw;
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t o = 0; o < Op; o += kL) {
-      const float* m = M + t * Op + o;
-      batch s[2][4];
-      for (int b = 0; b < 4; ++b) {
-        const batch m0 = batch::load_aligned(m + (0 * 4 + b) * ms), m1 = batch::load_aligned(m + (1 * 4 + b) * ms),
-                    m2 = batch::load_aligned(m + (2 * 4 + b) * ms), m3 = batch::load_aligned(m + (3 * 4 + b) * ms);
-        s[0][b] = m0 + m1 + m2;
-        s[1][b] = m1 - m2 - m3;
+  // Output transform, channels in lanes, for 2x2 tiles at a time: their 4x4 pixels x 16 channels
+  // are stored straight into y (store_block4x4). Tiles past the last row or column are zero.
+  const int64_t ms = Tp * Op;
+  const int th = tiles_h(d), tw = tiles_w(d);
+  for (int i = 0; i < th; i += 2)
+    for (int j = 0; j < tw; j += 2)
+      for (int64_t o = 0; o < d.O; o += kL) {
+        batch px[16];  // px[4a+b] = pixel (a, b) of the 4x4 block
+        for (int di = 0; di < 2; ++di)
+          for (int dj = 0; dj < 2; ++dj) {
+            batch* q = px + 8 * di + 2 * dj;
+            if (i + di >= th || j + dj >= tw) {
+              q[0] = q[1] = q[4] = q[5] = batch(0.f);
+              continue;
+            }
+            const float* m = M + (int64_t(i + di) * tw + j + dj) * Op + o;
+            batch s[2][4];
+            for (int b = 0; b < 4; ++b) {
+              const batch m0 = batch::load_aligned(m + (0 * 4 + b) * ms), m1 = batch::load_aligned(m + (1 * 4 + b) * ms),
+                          m2 = batch::load_aligned(m + (2 * 4 + b) * ms), m3 = batch::load_aligned(m + (3 * 4 + b) * ms);
+              s[0][b] = m0 + m1 + m2;
+              s[1][b] = m1 - m2 - m3;
+            }
+            for (int a = 0; a < 2; ++a) {
+              q[4 * a] = s[a][0] + s[a][1] + s[a][2];
+              q[4 * a + 1] = s[a][1] - s[a][2] - s[a][3];
+            }
+          }
+        store_block4x4(d, px, y, o, 2 * i, 2 * j);
       }
-      // Pixel (2i+a, 2j+b) of the tile's 2x2 block, in the row-major padded output plane.
-      float* dst = yT + ((2 * (t / tw)) * Wq + 2 * (t % tw)) * Op + o;
-      for (int a = 0; a < 2; ++a) {
-        (s[a][0] + s[a][1] + s[a][2]).store_aligned(dst + a * Wq * Op);
-        (s[a][1] - s[a][2] - s[a][3]).store_aligned(dst + (a * Wq + 1) * Op);
-      }
-    }
-  untranspose(d, yT, Wq, Op, y);
 }
 
 // xw[c][h+1][w+1] = row (c, h) as written by fill(c, h, dst) (W floats). Everything else in xw
@@ -290,12 +313,11 @@ inline void forward_range(const Shape& d, const float* U, float* y, int64_t b0, 
   float* xw = scratch;
   float* V = xw + xw_floats(d);
   float* M = V + v_floats(d);
-  float* yT = M + m_floats(d);
   const int64_t ys = int64_t(d.O) * d.Ho * d.Wo;
   clear_tiles(d, xw);
   for (int64_t b = b0; b < b1; ++b) {
     pad_tiles(d, xw, [&](int c, int h, float* dst) { fill(b, c, h, dst); });
-    forward_sample(d, xw, U, V, M, yT, y + b * ys);
+    forward_sample(d, xw, U, V, M, y + b * ys);
     epi(b);
   }
 }

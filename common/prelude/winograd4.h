@@ -234,12 +234,11 @@ inline void forward_sample(const Shape& d, const float* xw, const float* U, floa
   const int64_t T = ntiles(d), Tp = tp(d), Op = op(d);
   input_transform(d, xw, V);
   gemms(d, V, U, M);
-  // Output transform, channels in lanes, then an in-register 16x16 transpose of the tile's 16
-  // pixels x 16 channels, so that each channel's 4x4 block is stored straight into y.
-  const int64_t ms = Tp * Op, tw = tiles_w(d), HW = int64_t(d.Ho) * d.Wo;
+  // Output transform, channels in lanes; each tile's 4x4 pixels x 16 channels are stored straight
+  // into y (wino::store_block4x4).
+  const int64_t ms = Tp * Op, tw = tiles_w(d);
   for (int64_t t = 0; t < T; ++t) {
     const int i4 = 4 * int(t / tw), j4 = 4 * int(t % tw);
-    const int rows = std::min(4, d.Ho - i4), cols = std::min(4, d.Wo - j4);
     for (int64_t o = 0; o < d.O; o += kL) {
       const float* m = M + t * Op + o;
       batch s[4][6];  // s[a][b] = (A^T m)[a][b]
@@ -252,40 +251,10 @@ inline void forward_sample(const Shape& d, const float* xw, const float* U, floa
 #pragma GCC unroll 4
         for (int a = 0; a < 4; ++a) s[a][b] = r[a];
       }
-      static_assert(kL >= 16 || kL == 8, "a tile's 16 pixels fill one or two vectors");
-      if constexpr (kL == 16) {
-        batch px[16];  // px[4a+b] = pixel (a, b), channels in lanes; after the transpose, channel l
+      batch px[16];  // px[4a+b] = pixel (a, b) of the tile, channels in lanes
 #pragma GCC unroll 4
-        for (int a = 0; a < 4; ++a) at6(s[a], px + 4 * a);
-        simd::transpose(px);
-        const int on = std::min<int64_t>(kL, d.O - o);
-        for (int l = 0; l < on; ++l) {
-          float* dst = y + (o + l) * HW + int64_t(i4) * d.Wo + j4;
-#if defined(__AVX512F__)
-          if (rows == 4 && cols == 4) {
-            // Row a of the 4x4 block is 128-bit lane a (maskz extracts and a masked store: GCC 12's
-            // plain extract and cast trip -Wmaybe-uninitialized, as in simd_shim.h's transpose).
-            _mm512_mask_storeu_ps(dst, 0xF, px[l]);
-            _mm_storeu_ps(dst + d.Wo, _mm512_maskz_extractf32x4_ps(0xF, px[l], 1));
-            _mm_storeu_ps(dst + 2 * d.Wo, _mm512_maskz_extractf32x4_ps(0xF, px[l], 2));
-            _mm_storeu_ps(dst + 3 * d.Wo, _mm512_maskz_extractf32x4_ps(0xF, px[l], 3));
-            continue;
-          }
-#endif
-          for (int a = 0; a < rows; ++a) simd::store_lanes(dst + a * d.Wo, px[l], 4 * a, cols);
-        }
-      } else {
-        alignas(64) float px[16][kL];
-        for (int a = 0; a < 4; ++a) {
-          batch r[4];
-          at6(s[a], r);
-          for (int b = 0; b < 4; ++b) r[b].store_aligned(px[4 * a + b]);
-        }
-        const int on = std::min<int64_t>(kL, d.O - o);
-        for (int l = 0; l < on; ++l)
-          for (int a = 0; a < rows; ++a)
-            for (int b = 0; b < cols; ++b) y[(o + l) * HW + int64_t(i4 + a) * d.Wo + j4 + b] = px[4 * a + b][l];
-      }
+      for (int a = 0; a < 4; ++a) at6(s[a], px + 4 * a);
+      wino::store_block4x4(d, px, y, o, i4, j4);
     }
   }
 }
