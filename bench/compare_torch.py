@@ -277,6 +277,8 @@ def worker_main(cfg):
         return rates
 
     res = {"config": cfg, "info": info, "params": n_params, "data": data_note, "batch": B}
+    if cfg.get("minutes") is not None:  # bench/e2e_minutes.py: train for a wall-clock budget instead
+        return timed_training(cfg, train_step, res, torch.__version__)
     w = cfg["work"]
     res["train"] = measure(train_step, w["train_warmup"], w["train_n"], w["reps"])
     net.eval()
@@ -286,6 +288,42 @@ def worker_main(cfg):
     import resource
     res["maxrss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     # The number of OpenBLAS threads after the run (torch must not have changed it).
+    res["info"]["openblas_after"] = openblas_info().get("threads")
+    print("RESULT " + json.dumps(res), flush=True)
+    return 0
+
+
+def timed_training(cfg, train_step, res, torch_version):
+    """bench/e2e_minutes.py's worker mode: training steps, one after the other, until
+    cfg["minutes"] of wall time have passed (the clock starts after the model and the data
+    are ready). Like ddpm-train --minutes, the budget is checked after each completed step,
+    so the step that crosses it is the last one and counts. Progress on stderr once a
+    minute; prints one JSON line prefixed with RESULT."""
+    budget = 60.0 * float(cfg["minutes"])
+    every = float(cfg.get("progress_s", 60.0))
+    losses = []
+    n, last = 0, (0, 0.0)
+    t0 = time.perf_counter()
+    next_report = every
+    while True:
+        losses.append(float(train_step()))
+        n += 1
+        el = time.perf_counter() - t0
+        if el >= next_report:
+            tail = losses[-50:]
+            print(f"torch: {el / 60:.1f} min: {n} steps, {n / el:.2f} steps/s (last interval "
+                  f"{(n - last[0]) / (el - last[1]):.2f}), loss {sum(tail) / len(tail):.4f}",
+                  file=sys.stderr, flush=True)
+            last = (n, el)
+            next_report += every
+        if el > budget:
+            break
+    tail = losses[-50:]
+    finite = [x for x in losses if math.isfinite(x)]
+    import resource
+    res.update(steps=n, seconds=el, torch_version=torch_version, loss_last50=sum(tail) / len(tail),
+               loss_first50=sum(losses[:50]) / len(losses[:50]), nonfinite_losses=len(losses) - len(finite),
+               maxrss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
     res["info"]["openblas_after"] = openblas_info().get("threads")
     print("RESULT " + json.dumps(res), flush=True)
     return 0
