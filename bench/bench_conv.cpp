@@ -19,6 +19,7 @@
 
 #include "fma_peak.h"
 #include "common/prelude/conv.h"
+#include "common/prelude/conv_narrow.h"
 #include "common/prelude/ddpm_prelude.h"
 #include "common/prelude/winograd.h"
 #include "common/prelude/winograd4.h"
@@ -73,9 +74,11 @@ void BM_conv(benchmark::State& state, Layer l, Dir dir) {
   std::vector<float> out(std::max<int64_t>(kSamples * std::max(xs, ys), d.O * d.ckk()));
   // Stride-1 data gradient: the forward kernel on dy with the flipped filter.
   const Shape t{d.O, d.Ho, d.Wo, d.C, d.K, 1, d.K - 1 - d.p, d.H, d.W};
-  // The path the generated module takes for this layer (compiler/codegen.cpp, conv_path):
-  // conv.h needs >= 16 output channels (in the lanes); the strided data gradient is GEMM + col2im.
-  const bool gemm_path = dir == Dir::dgrad ? d.s != 1 : d.O < 16;
+  // The path the generated module takes for this layer (compiler/conv_plan.cpp, conv_path):
+  // conv.h needs >= 16 output channels (in the lanes), conv_narrow.h takes fewer at stride 1; the
+  // strided data gradient is GEMM + col2im.
+  const bool narrow = dir != Dir::dgrad && ddpm::narrow::applies(d);
+  const bool gemm_path = dir == Dir::dgrad ? d.s != 1 : d.O < 16 && !narrow;
   const Shape& used = dir == Dir::dgrad ? t : d;
   auto xp = ddpm::aligned_alloc_floats(ddpm::conv::padded_floats(used));
   auto wp = ddpm::aligned_alloc_floats(ddpm::conv::packed_filter_floats(used));
@@ -92,8 +95,19 @@ void BM_conv(benchmark::State& state, Layer l, Dir dir) {
   auto U4 = ddpm::aligned_alloc_floats(wino_ok ? ddpm::wino4::filter_floats(d) : 0);
   auto w4scratch = ddpm::aligned_alloc_floats(wino_ok ? ddpm::wino4::slice_floats(d) : 0);
   auto w4gscratch = ddpm::aligned_alloc_floats(wino_ok ? ddpm::wino4::wgrad_slice_floats(d) : 0);
+  auto nscratch = ddpm::aligned_alloc_floats(narrow ? ddpm::narrow::wgrad_slice_floats(d) : 0);
   auto run = [&] {
-    if (dir == Dir::wino_wgrad) {
+    if (narrow && dir == Dir::fwd) {
+      ddpm::narrow::forward_range(
+          d, w.data(), out.data(), 0, kSamples, nscratch.get(),
+          [&](int64_t b, int c, int h, float* dst) { std::memcpy(dst, x.data() + b * xs + (int64_t(c) * d.H + h) * d.W, 4 * d.W); },
+          [](int64_t) {});
+    } else if (narrow && dir == Dir::wgrad) {
+      ddpm::narrow::wgrad_range(d, dy.data(), 0, kSamples, nscratch.get(), [&](int64_t b, int c, int h, float* dst) {
+        std::memcpy(dst, x.data() + b * xs + (int64_t(c) * d.H + h) * d.W, 4 * d.W);
+      });
+      ddpm::narrow::sum_and_transform(d, nscratch.get() + ddpm::narrow::wgrad_partial_offset(d), 1, 0, out.data());
+    } else if (dir == Dir::wino_wgrad) {
       ddpm::wino::wgrad_range(d, dy.data(), 0, kSamples, wgscratch.get(), [&](int64_t b, int c, int h, float* dst) {
         std::memcpy(dst, x.data() + b * xs + (int64_t(c) * d.H + h) * d.W, 4 * d.W);
       });
@@ -159,7 +173,7 @@ void BM_conv(benchmark::State& state, Layer l, Dir dir) {
   state.counters["GFLOPS"] = benchmark::Counter(flops * 1e-9 * state.iterations(), benchmark::Counter::kIsRate);
   state.counters["peak%"] = benchmark::Counter(flops * 1e-9 * state.iterations() * 100.0 / ddpm_bench::fma_peak_gflops_1core(),
                                                benchmark::Counter::kIsRate);
-  state.SetLabel(dir == Dir::wino4 || dir == Dir::wino4_wgrad ? "winograd F(4x4,3x3)" : dir == Dir::wino || dir == Dir::wino_wgrad ? "winograd" : !gemm_path ? "conv.h" : dir == Dir::dgrad ? "GEMM + col2im" : "im2col + GEMM");
+  state.SetLabel(dir == Dir::wino4 || dir == Dir::wino4_wgrad ? "winograd F(4x4,3x3)" : dir == Dir::wino || dir == Dir::wino_wgrad ? "winograd" : narrow ? "conv_narrow.h" : !gemm_path ? "conv.h" : dir == Dir::dgrad ? "GEMM + col2im" : "im2col + GEMM");
 }
 
 int register_all() {

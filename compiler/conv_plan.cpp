@@ -3,6 +3,7 @@
 #include "conv_plan.h"
 
 #include "ops.h"
+#include "common/prelude/conv_narrow.h"
 #include "common/prelude/gemm.h"
 #include "common/prelude/winograd.h"
 #include "common/prelude/winograd4.h"
@@ -28,6 +29,7 @@ ddpm::conv::Shape dgrad_shape(const ConvDims& d) {
 
 ConvPath conv_path(const Node& n, const ConvDims& d) {
   const bool same = 2 * d.p == d.K - 1;
+  if (n.op != Op::Conv2dBackData && ddpm::narrow::applies(conv_shape(d))) return ConvPath::Narrow;
   if (n.op != Op::Conv2dBackData && ddpm::wino4::worthwhile(conv_shape(d))) return ConvPath::Winograd4;
   if (n.op == Op::Conv2dBackData && d.s == 1 && same && ddpm::wino4::worthwhile(dgrad_shape(d))) return ConvPath::Winograd4;
   if (n.op != Op::Conv2dBackData && ddpm::wino::worthwhile(conv_shape(d))) return ConvPath::Winograd;
@@ -45,6 +47,7 @@ int64_t conv_col_floats(const Node& n, const ConvDims& d) {
   switch (conv_path(n, d)) {
     case ConvPath::Winograd:
     case ConvPath::Winograd4:
+    case ConvPath::Narrow:
     case ConvPath::Blocked:
     case ConvPath::Gemm1x1: return 0;
     case ConvPath::Flipped: return (d.O * d.K * d.K * d.H * d.W + 15) / 16 * 16;
@@ -64,6 +67,9 @@ GemmDims conv_gemm(const Node& n, const ConvDims& d) {
 // sample's im2col buffer plus GEMM packing.
 int64_t conv_chunk_floats(const Graph& g, const Node& n) {
   const ConvDims d = conv_dims(g, n);
+  if (conv_path(n, d) == ConvPath::Narrow)
+    return n.op == Op::Conv2dBackFilter ? ddpm::narrow::wgrad_slice_floats(conv_shape(d))
+                                        : ddpm::narrow::slice_floats(conv_shape(d));
   if (conv_path(n, d) == ConvPath::Winograd4) {
     if (n.op == Op::Conv2dBackFilter) return ddpm::wino4::wgrad_slice_floats(conv_shape(d));
     return ddpm::wino4::slice_floats(n.op == Op::Conv2dBackData ? dgrad_shape(d) : conv_shape(d));
@@ -90,7 +96,10 @@ int64_t conv_scratch(const Graph& g, const Node& n) {
   const ConvDims d = conv_dims(g, n);
   const ConvPath path = conv_path(n, d);
   int64_t s = kConvChunks * conv_chunk_floats(g, n);
-  if ((path == ConvPath::Winograd || path == ConvPath::Winograd4) && n.op == Op::Conv2dBackFilter) return s;
+  if ((path == ConvPath::Winograd || path == ConvPath::Winograd4 || path == ConvPath::Narrow) &&
+      n.op == Op::Conv2dBackFilter)
+    return s;
+  if (path == ConvPath::Narrow) return s + ddpm::narrow::filter_floats(conv_shape(d));
   if (path == ConvPath::Winograd4)
     return s + ddpm::wino4::filter_floats(n.op == Op::Conv2dBackData ? dgrad_shape(d) : conv_shape(d));
   if (path == ConvPath::Winograd)

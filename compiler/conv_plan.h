@@ -35,11 +35,13 @@ inline constexpr int64_t kConvChunks = 4;
 //              of each sample (forward, stride-1 data gradient as a forward pass of dy
 //              with the flipped filter, filter gradient). Needs K in {1, 3}, stride 1 or
 //              2, and at least 16 output channels (they fill the vector lanes).
+//   Narrow     common/prelude/conv_narrow.h: forward pass and filter gradient of stride-1 layers
+//              with fewer than 16 output channels (K <= 3), output pixels in the vector lanes.
 //   Gemm1x1    1x1, stride 1, no padding: the input itself is the GEMM operand.
 //   Flipped    data gradient, stride 1: a convolution of dy with the flipped,
 //              transposed filter (im2col of dy + GEMM), no col2im.
 //   Im2col     the general case (the data gradient then scatters with col2im).
-enum class ConvPath { Winograd4, Winograd, Blocked, Gemm1x1, Flipped, Im2col };
+enum class ConvPath { Winograd4, Winograd, Blocked, Narrow, Gemm1x1, Flipped, Im2col };
 
 // The runtime shape of a forward convolution, and of a stride-1 data gradient as a forward
 // convolution of dy [O,Ho,Wo] into dx [C,H,W] with the flipped filter.

@@ -1,7 +1,7 @@
 // Convolution kernel emitters (see emitter.h): each convolution node becomes one kernel on the
 // path compiler/conv_plan.cpp chose for it: Winograd F(4x4,3x3) (common/prelude/winograd4.h,
 // winograd4_wgrad.h) or F(2x2,3x3) (winograd.h, winograd_wgrad.h), the register-blocked direct
-// kernels (conv.h), or im2col + GEMM.
+// kernels (conv.h), the few-output-channel kernels (conv_narrow.h), or im2col + GEMM.
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -9,6 +9,7 @@
 #include "conv_plan.h"
 #include "emitter.h"
 #include "ops.h"
+#include "common/prelude/conv_narrow.h"
 #include "common/prelude/winograd.h"
 #include "common/prelude/winograd4.h"
 #include "common/prelude/winograd4_wgrad.h"
@@ -24,9 +25,12 @@ void Emitter::conv_blocked(size_t k, const Kernel& kern) {
   const ConvDims d = conv_dims(g, cn);
   const bool fused = cn.op == Op::Conv2d && kern.nodes.size() > 1;
   const ConvPath path = conv_path(cn, d);
-  const bool wino = path == ConvPath::Winograd, wino4 = path == ConvPath::Winograd4;
-  const std::string ns = wino4 ? "ddpm::wino4" : wino ? "ddpm::wino" : "ddpm::conv";
-  const std::string how = wino4 ? "Winograd F(4x4,3x3)" : wino ? "Winograd F(2x2,3x3)" : "direct, register-blocked";
+  const bool wino = path == ConvPath::Winograd, wino4 = path == ConvPath::Winograd4, narrow = path == ConvPath::Narrow;
+  const std::string ns = wino4 ? "ddpm::wino4" : wino ? "ddpm::wino" : narrow ? "ddpm::narrow" : "ddpm::conv";
+  const std::string how = wino4    ? "Winograd F(4x4,3x3)"
+                          : wino   ? "Winograd F(2x2,3x3)"
+                          : narrow ? "direct, output pixels in lanes"
+                                   : "direct, register-blocked";
   header(k, kern, cn.op == Op::Conv2d ? fmt::format("conv2d ({}){},", how, fused ? " with fused epilogue" : "")
                   : cn.op == Op::Conv2dBackData ? fmt::format("conv2d data gradient ({}: dy with the flipped filter),", how)
                                                 : fmt::format("conv2d filter gradient ({}, summed over the batch in slice order),", how));
@@ -52,10 +56,13 @@ void Emitter::conv_blocked(size_t k, const Kernel& kern) {
   out += "  parallel_chunks(nchunk, [&](int64_t c) {\n";
   out += "    const int64_t b0 = c * e.B / nchunk, b1 = (c + 1) * e.B / nchunk;\n";
   out += fmt::format("    float* xp = e.scratch + c * {};\n", chunk);
-  if (cn.op == Op::Conv2dBackFilter && (wino || wino4)) {
+  if (cn.op == Op::Conv2dBackFilter && (wino || wino4 || narrow)) {
     out += fmt::format("    {}::wgrad_range(d, {}, b0, b1, xp,\n      {});\n  }});\n", ns, ptr(cn.in[1]), fill);
     out += fmt::format("  {}::sum_and_transform(d, e.scratch + {}, nchunk, {}, {});\n", ns,
-                       wino4 ? ddpm::wino4::wgrad_partial_offset(cs) : ddpm::wino::wgrad_partial_offset(cs), chunk,
+                       wino4    ? ddpm::wino4::wgrad_partial_offset(cs)
+                       : narrow ? ddpm::narrow::wgrad_partial_offset(cs)
+                                : ddpm::wino::wgrad_partial_offset(cs),
+                       chunk,
                        ptr(kern.nodes[0]));
     out += "}\n\n";
     return;
@@ -89,7 +96,8 @@ void Emitter::conv(size_t k, const Kernel& kern) {
   const Node& cn = g.nodes[kern.nodes[0]];
   const ConvDims d = conv_dims(g, cn);
   const ConvPath path = conv_path(cn, d);
-  if (path == ConvPath::Blocked || path == ConvPath::Winograd || path == ConvPath::Winograd4) return conv_blocked(k, kern);
+  if (path == ConvPath::Blocked || path == ConvPath::Winograd || path == ConvPath::Winograd4 || path == ConvPath::Narrow)
+    return conv_blocked(k, kern);
   const bool direct = path == ConvPath::Gemm1x1;
   std::string what = cn.op == Op::Conv2d ? (direct ? "conv2d 1x1 (GEMM)" : "conv2d (im2col + GEMM)")
                      : cn.op == Op::Conv2dBackData

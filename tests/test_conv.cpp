@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "conv.h"
+#include "conv_narrow.h"
 #include "winograd.h"
 #include "winograd4.h"
 #include "winograd4_wgrad.h"
@@ -157,6 +158,49 @@ TEST_CASE("conv.h filter gradient matches the naive sum over samples and pixels"
     std::vector<float> dw(want.size(), NAN);
     ddpm::conv::sum_grad_partials(d, parts.get(), 2, gf, dw.data());
     check_close(dw, want, 1e-4);
+  }
+}
+
+TEST_CASE("conv_narrow.h forward and filter gradient (fewer than 16 output channels) match the naive sums") {
+  // The U-Net's last layer (32 -> 1 at 28x28), a few output channels, odd sizes, 1x1, and 40 wide
+  // (more than two vectors of pixels per row).
+  for (auto d : {shape(32, 28, 1, 3, 1), shape(5, 9, 3, 3, 1), shape(3, 11, 15, 3, 1), shape(8, 28, 2, 1, 1),
+                 shape(4, 40, 1, 3, 1), shape(2, 5, 1, 3, 1)}) {
+    INFO("C ", d.C, " H ", d.H, " O ", d.O, " K ", d.K);
+    REQUIRE(ddpm::narrow::applies(d));
+    const int B = 3;
+    auto x = rand_vec(size_t(B) * d.C * d.H * d.W, 21), w = rand_vec(size_t(d.O) * d.ckk(), 22);
+    auto fill = [&](int64_t b, int c, int h, float* dst) {
+      std::memcpy(dst, x.data() + ((size_t(b) * d.C + c) * d.H + h) * d.W, sizeof(float) * d.W);
+    };
+    auto xp = ddpm::aligned_alloc_floats(ddpm::narrow::slice_floats(d));
+    std::vector<float> y(size_t(B) * d.O * d.Ho * d.Wo, NAN);
+    int epis = 0;
+    ddpm::narrow::forward_range(d, w.data(), y.data(), 0, B, xp.get(), fill, [&](int64_t b) { CHECK(b == epis++); });
+    CHECK(epis == B);
+    check_close(y, ref_forward(d, B, x, w), 1e-5);
+
+    auto dy = rand_vec(size_t(B) * d.O * d.Ho * d.Wo, 23);
+    std::vector<double> want(size_t(d.O) * d.ckk());
+    for (int o = 0; o < d.O; ++o)
+      for (int c = 0; c < d.C; ++c)
+        for (int ki = 0; ki < d.K; ++ki)
+          for (int kj = 0; kj < d.K; ++kj) {
+            double s = 0;
+            for (int b = 0; b < B; ++b)
+              for (int i = 0; i < d.Ho; ++i)
+                for (int j = 0; j < d.Wo; ++j)
+                  s += dy[((size_t(b) * d.O + o) * d.Ho + i) * d.Wo + j] * xat(d, x, b, c, i + ki - d.p, j + kj - d.p);
+            want[((size_t(o) * d.C + c) * d.K + ki) * d.K + kj] = s;
+          }
+    // Two slices (samples {0} and {1, 2}), added in order as the generated code does.
+    const int64_t sf = ddpm::narrow::wgrad_slice_floats(d), po = ddpm::narrow::wgrad_partial_offset(d);
+    auto scratch = ddpm::aligned_alloc_floats(2 * sf);
+    ddpm::narrow::wgrad_range(d, dy.data(), 0, 1, scratch.get(), fill);
+    ddpm::narrow::wgrad_range(d, dy.data(), 1, 3, scratch.get() + sf, fill);
+    std::vector<float> dw(want.size(), NAN);
+    ddpm::narrow::sum_and_transform(d, scratch.get() + po, 2, sf, dw.data());
+    check_close(dw, want, 1e-5);
   }
 }
 

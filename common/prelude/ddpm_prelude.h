@@ -21,6 +21,7 @@
 #include <xsimd/xsimd.hpp>
 
 #include "conv.h"
+#include "conv_narrow.h"
 #include "winograd.h"
 #include "winograd4.h"
 #include "winograd4_wgrad.h"

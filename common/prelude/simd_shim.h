@@ -46,6 +46,17 @@ inline void store_partial(float* p, const batch& x, int n) noexcept {
   std::memcpy(p, tmp, sizeof(float) * static_cast<std::size_t>(n));
 }
 
+// Loads p[0 .. n) into the first n (0 <= n <= kLanes) lanes; the other lanes are zero and
+// nothing past p[n-1] is read.
+inline batch load_partial(const float* p, int n) noexcept {
+#if defined(__AVX512F__)
+  if constexpr (kLanes == 16) return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1u), p);
+#endif
+  alignas(64) float tmp[kLanes] = {};
+  std::memcpy(tmp, p, sizeof(float) * static_cast<std::size_t>(n));
+  return batch::load_aligned(tmp);
+}
+
 // Stores lanes [first, first + n) of x to p[0 .. n) (first + n <= kLanes).
 inline void store_lanes(float* p, const batch& x, int first, int n) noexcept {
 #if defined(__AVX512F__)
