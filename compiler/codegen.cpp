@@ -21,7 +21,7 @@ namespace ddpmc {
 int64_t arena_floats(const Graph& g, int B) {
   int64_t scratch = 0;
   for (auto& kern : g.kernels) {
-    if (kern.kind == KernelKind::Conv) scratch = std::max(scratch, conv_scratch(g, g.nodes[kern.nodes[0]]));
+    if (kern.kind == KernelKind::Conv) scratch = std::max(scratch, conv_kernel_scratch(g, kern));
     scratch = std::max(scratch, channel_partials_per_sample(g, kern) * B);
     if (kern.kind != KernelKind::Gemm) continue;
     const MatmulDims md = matmul_dims(g, g.nodes[kern.nodes[0]]);

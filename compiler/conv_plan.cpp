@@ -114,4 +114,14 @@ int64_t conv_scratch(const Graph& g, const Node& n) {
   return s;
 }
 
+int64_t conv_plane_floats(const Graph& g, const Kernel& k) {
+  if (k.prologue.empty()) return 0;
+  const ConvDims d = conv_dims(g, g.nodes[k.nodes[0]]);
+  return kConvChunks * ((d.H * d.W + 15) / 16 * 16);
+}
+
+int64_t conv_kernel_scratch(const Graph& g, const Kernel& k) {
+  return conv_scratch(g, g.nodes[k.nodes[0]]) + conv_plane_floats(g, k);
+}
+
 }  // namespace ddpmc

@@ -62,5 +62,9 @@ GemmDims conv_gemm(const Node& n, const ConvDims& d);
 // Scratch of one slice of a convolution kernel, and of the whole kernel.
 int64_t conv_chunk_floats(const Graph& g, const Node& n);
 int64_t conv_scratch(const Graph& g, const Node& n);
+// A convolution kernel's per-slice plane buffers for its prologue (0 without one), placed after
+// conv_scratch; and the kernel's whole scratch.
+int64_t conv_plane_floats(const Graph& g, const Kernel& k);
+int64_t conv_kernel_scratch(const Graph& g, const Kernel& k);
 
 }  // namespace ddpmc

@@ -17,6 +17,48 @@
 
 namespace ddpmc {
 
+// The fill of a convolution whose input x is computed by its prologue (a forward group norm
+// and the elementwise ops after it; passes/prologue.cpp). Per (sample, group): the statistics,
+// as the Norm kernel computes them, when the group's first row is filled; per channel: the
+// whole plane into this slice's plane buffer, with the same vector/scalar split as the Norm
+// kernel (so the values are bitwise those of the unfused kernels); per row: a copy from it.
+// `decl` receives the declarations that go inside the slice's lambda.
+std::string Emitter::conv_prologue(const Kernel& kern, const ddpm::conv::Shape& cs, std::string& decl) {
+  const Node& cn = g.nodes[kern.nodes[0]];
+  NodeId gn = -1;
+  for (NodeId id : kern.prologue)
+    if (g.nodes[id].op == Op::GroupNorm) gn = id;
+  DDPM_CHECK(gn >= 0, "a convolution prologue without a group norm");
+  const Node& an = g.nodes[gn];
+  const int64_t C = cs.C, HW = int64_t(cs.H) * cs.W, N = C * HW, G = an.i0, cpg = C / G, row = N / G;
+  const std::string X = ptr(an.in[0]);
+  Kernel pk{KernelKind::Norm, kern.prologue, {}, g.nodes[cn.in[0]].type};
+  BodyOpts o;
+  o.chan_hw = HW;
+  o.x_norm = X;
+  o.stores = false;
+  o.ret = fmt::format("return v{};", cn.in[0]);
+  o.name = "pro";
+  decl = fmt::format("    float* plane = e.scratch + {} + c * {};  // one channel of x, computed by the prologue\n",
+                     conv_scratch(g, cn), conv_plane_floats(g, kern) / kConvChunks);
+  decl += "    float mean = 0.0f, rstd = 0.0f;  // the statistics of the group being filled\n";
+  decl += "    " + indent(body(pk, pk.nodes, std::to_string(N), nullptr, o), 2);
+  return fmt::format(
+      "[&](int64_t b, int ch, int h, float* dst) {{\n"
+      "        if (h == 0) {{\n"
+      "          if (ch % {cpg} == 0) {{\n"
+      "            const float* xr = {X} + b * {N} + (ch / {cpg}) * {row};\n"
+      "            mean = row_sum(xr, {row}) / {row}.0f;\n"
+      "            rstd = 1.0f / std::sqrt(row_sqdev(xr, {row}, mean) / {row}.0f + {eps});\n"
+      "          }}\n"
+      "          for_cols(ch * {HW}, (ch + 1) * {HW}, [&](auto tag, int64_t j) {{ st(plane + (j - ch * {HW}), pro(tag, b, j, nullptr)); }});\n"
+      "        }}\n"
+      "        std::memcpy(dst, plane + h * {W}, {Wb});\n"
+      "      }}",
+      fmt::arg("cpg", cpg), fmt::arg("X", X), fmt::arg("N", N), fmt::arg("row", row), fmt::arg("eps", flt(an.value)),
+      fmt::arg("HW", HW), fmt::arg("W", cs.W), fmt::arg("Wb", cs.W * 4));
+}
+
 // A convolution on the Blocked path (common/prelude/conv.h). The batch is cut into kConvChunks
 // fixed slices that run in parallel, each with its own padded-sample scratch; the filter is
 // packed once before them, and filter-gradient slices are added in slice order after them.
@@ -25,13 +67,17 @@ void Emitter::conv_blocked(size_t k, const Kernel& kern) {
   const ConvDims d = conv_dims(g, cn);
   const bool fused = cn.op == Op::Conv2d && kern.nodes.size() > 1;
   const ConvPath path = conv_path(cn, d);
+  const bool pro = !kern.prologue.empty();
   const bool wino = path == ConvPath::Winograd, wino4 = path == ConvPath::Winograd4, narrow = path == ConvPath::Narrow;
   const std::string ns = wino4 ? "ddpm::wino4" : wino ? "ddpm::wino" : narrow ? "ddpm::narrow" : "ddpm::conv";
   const std::string how = wino4    ? "Winograd F(4x4,3x3)"
                           : wino   ? "Winograd F(2x2,3x3)"
                           : narrow ? "direct, output pixels in lanes"
                                    : "direct, register-blocked";
-  header(k, kern, cn.op == Op::Conv2d ? fmt::format("conv2d ({}){},", how, fused ? " with fused epilogue" : "")
+  Kernel shown = kern;  // the header lists the prologue's ops and spec lines too
+  shown.nodes.insert(shown.nodes.begin(), kern.prologue.begin(), kern.prologue.end());
+  header(k, shown, cn.op == Op::Conv2d ? fmt::format("conv2d ({}){}{},", how, pro ? " with fused group-norm prologue" : "",
+                                                     fused ? (pro ? " and epilogue" : " with fused epilogue") : "")
                   : cn.op == Op::Conv2dBackData ? fmt::format("conv2d data gradient ({}: dy with the flipped filter),", how)
                                                 : fmt::format("conv2d filter gradient ({}, summed over the batch in slice order),", how));
   out += fmt::format("static void {}_k{}(const Env& e) {{\n", prefix, k);
@@ -43,11 +89,13 @@ void Emitter::conv_blocked(size_t k, const Kernel& kern) {
                      cs.p, cs.Ho, cs.Wo);
   const int64_t chunk = conv_chunk_floats(g, cn);
   // The input of the convolution as computed: x (forward, filter gradient) or dy (data gradient).
-  const std::string in = ptr(cn.in[0]);
+  // (With a prologue, x is computed while it is copied and has no storage.)
   const int64_t is = (int64_t)cs.C * cs.H * cs.W;
-  const std::string fill = fmt::format(
-      "[&](int64_t b, int ch, int h, float* dst) {{ std::memcpy(dst, {} + b * {} + ((int64_t)ch * {} + h) * {}, {}); }}", in,
-      is, cs.H, cs.W, cs.W * 4);
+  std::string prologue;
+  const std::string fill =
+      pro ? conv_prologue(kern, cs, prologue)
+          : fmt::format("[&](int64_t b, int ch, int h, float* dst) {{ std::memcpy(dst, {} + b * {} + ((int64_t)ch * {} + h) * {}, {}); }}",
+                        ptr(cn.in[0]), is, cs.H, cs.W, cs.W * 4);
   if (cn.op != Op::Conv2dBackFilter) {
     out += fmt::format("  float* wp = e.scratch + {} * {};\n", kConvChunks, chunk);
     out += fmt::format("  {}::pack_filter(d, {}, {}, wp);\n", ns, ptr(cn.in[1]), dgrad ? "true" : "false");
@@ -56,6 +104,7 @@ void Emitter::conv_blocked(size_t k, const Kernel& kern) {
   out += "  parallel_chunks(nchunk, [&](int64_t c) {\n";
   out += "    const int64_t b0 = c * e.B / nchunk, b1 = (c + 1) * e.B / nchunk;\n";
   out += fmt::format("    float* xp = e.scratch + c * {};\n", chunk);
+  out += prologue;
   if (cn.op == Op::Conv2dBackFilter && (wino || wino4 || narrow)) {
     out += fmt::format("    {}::wgrad_range(d, {}, b0, b1, xp,\n      {});\n  }});\n", ns, ptr(cn.in[1]), fill);
     out += fmt::format("  {}::sum_and_transform(d, e.scratch + {}, nchunk, {}, {});\n", ns,

@@ -532,7 +532,7 @@ void Emitter::kernels() {
   for (auto& kern : g.kernels) {
     if (kern.kind == KernelKind::Conv)
       out += fmt::format("  scratch = std::max<int64_t>(scratch, {});  // im2col + GEMM packing\n",
-                         conv_scratch(g, g.nodes[kern.nodes[0]]));
+                         conv_kernel_scratch(g, kern));
     if (int64_t cp = channel_partials_per_sample(g, kern); cp > 0 && seen.insert(fmt::format("cp{}", cp)).second)
       out += fmt::format("  scratch = std::max<int64_t>(scratch, {} * (int64_t)B);  // per-channel partial sums\n", cp);
     if (kern.kind != KernelKind::Gemm) continue;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "ir.h"
+#include "common/prelude/conv.h"
 
 namespace ddpmc {
 
@@ -124,6 +125,8 @@ struct Emitter {
   // fixed slices that run in parallel, each with its own padded-sample scratch; the filter is
   // packed once before them, and filter-gradient slices are added in slice order after them.
   void conv_blocked(size_t k, const Kernel& kern);
+  // The fill lambda of a convolution with a prologue; `decl` gets the slice-level declarations.
+  std::string conv_prologue(const Kernel& kern, const ddpm::conv::Shape& cs, std::string& decl);
 
   void conv(size_t k, const Kernel& kern);
 

@@ -73,8 +73,10 @@ static std::string attrs(const Node& n) {
 std::string print_graph(const Graph& g) {
   std::string s = fmt::format("graph {} ({} nodes)\n", g.name, g.nodes.size());
   std::vector<int> kernel_of(g.nodes.size(), -1);
-  for (size_t k = 0; k < g.kernels.size(); ++k)
+  for (size_t k = 0; k < g.kernels.size(); ++k) {
     for (NodeId id : g.kernels[k].nodes) kernel_of[id] = (int)k;
+    for (NodeId id : g.kernels[k].prologue) kernel_of[id] = (int)k;
+  }
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const Node& n = g.nodes[i];
     std::string ins;
@@ -119,9 +121,15 @@ void verify(const Graph& g, const Model& p) {
   if (g.outputs.size() != g.output_names.size()) DDPM_ICE("outputs and output names differ in length");
   for (NodeId o : g.outputs)
     if (o < 0 || o >= (NodeId)g.nodes.size()) DDPM_ICE(fmt::format("{}: bad output %{}", g.name, o));
-  for (const Kernel& k : g.kernels)
+  for (const Kernel& k : g.kernels) {
     for (NodeId id : k.nodes)
       if (id < 0 || id >= (NodeId)g.nodes.size()) DDPM_ICE("kernel refers to a missing node");
+    if (!k.prologue.empty() && (k.kind != KernelKind::Conv || g.nodes[k.nodes[0]].op != Op::Conv2d))
+      DDPM_ICE("a prologue outside a forward convolution kernel");
+    for (NodeId id : k.prologue)
+      if (id < 0 || id >= (NodeId)g.nodes.size() || id >= k.nodes[0])
+        DDPM_ICE("a kernel's prologue refers to a missing node or one after its convolution");
+  }
 }
 
 }  // namespace ddpmc

@@ -68,6 +68,10 @@ struct Kernel {
   Type domain;                  // the iteration space of the elementwise part
   // Channels: [B,C,...] -> [C,1,...] (per-channel parameter gradients).
   enum class Reduce { None, All, Batch, Features, Channels, General } reduce = Reduce::None;
+  // Conv: the nodes of a forward group normalization (and the elementwise ops after it) that
+  // compute the convolution's input x while it is copied into the convolution's scratch
+  // (passes/prologue.cpp); x itself is not stored.
+  std::vector<NodeId> prologue;
 };
 
 // Where a materialized value lives (passes/memplan.cpp).

@@ -13,7 +13,7 @@
 namespace ddpmc {
 
 const std::vector<std::string>& pass_names() {
-  static const std::vector<std::string> names = {"lower", "autodiff", "simplify", "remat", "fuse", "memplan"};
+  static const std::vector<std::string> names = {"lower", "autodiff", "simplify", "remat", "fuse", "prologue", "memplan"};
   return names;
 }
 
@@ -35,6 +35,8 @@ struct Runner {
     after("remat", g);
     g = fuse(g);
     after("fuse", g);
+    g = fuse_prologue(g);
+    after("prologue", g);
     g = memplan(g, m);
     after("memplan", g);
     return g;

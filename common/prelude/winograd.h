@@ -232,11 +232,11 @@ inline void gemms(const Shape& d, const float* V, const float* U, float* M) {
 inline void store_block4x4(const Shape& d, batch (&px)[16], float* y, int64_t o, int i4, int j4) {
   const int64_t HW = int64_t(d.Ho) * d.Wo;
   const int rows = std::min(4, d.Ho - i4), cols = std::min(4, d.Wo - j4), on = int(std::min<int64_t>(kL, d.O - o));
-  if constexpr (kL == 16) {
+#if defined(__AVX512F__)
+  if constexpr (kL == 16) {  // (AVX-512: batch is 16 lanes, so px is one kLanes x kLanes block)
     simd::transpose(px);
     for (int l = 0; l < on; ++l) {
       float* dst = y + (o + l) * HW + int64_t(i4) * d.Wo + j4;
-#if defined(__AVX512F__)
       if (rows == 4 && cols == 4) {
         // Maskz extracts and a masked store: GCC 12's plain extract and cast trip
         // -Wmaybe-uninitialized (as in simd_shim.h's transpose).
@@ -246,16 +246,16 @@ inline void store_block4x4(const Shape& d, batch (&px)[16], float* y, int64_t o,
         _mm_storeu_ps(dst + 3 * d.Wo, _mm512_maskz_extractf32x4_ps(0xF, px[l], 3));
         continue;
       }
-#endif
       for (int a = 0; a < rows; ++a) simd::store_lanes(dst + a * d.Wo, px[l], 4 * a, cols);
     }
-  } else {
-    alignas(64) float t[16][kL];
-    for (int k = 0; k < 16; ++k) px[k].store_aligned(t[k]);
-    for (int l = 0; l < on; ++l)
-      for (int a = 0; a < rows; ++a)
-        for (int b = 0; b < cols; ++b) y[(o + l) * HW + int64_t(i4 + a) * d.Wo + j4 + b] = t[4 * a + b][l];
+    return;
   }
+#endif
+  alignas(64) float t[16][kL];
+  for (int k = 0; k < 16; ++k) px[k].store_aligned(t[k]);
+  for (int l = 0; l < on; ++l)
+    for (int a = 0; a < rows; ++a)
+      for (int b = 0; b < cols; ++b) y[(o + l) * HW + int64_t(i4 + a) * d.Wo + j4 + b] = t[4 * a + b][l];
 }
 
 // One sample: y [O][Ho][Wo] from its padded input xw, with V and M as scratch.

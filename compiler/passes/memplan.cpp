@@ -51,10 +51,11 @@ Graph memplan(const Graph& in, const Model& m) {
   g.slots.assign(n, Slot{});
   std::vector<int> def(n, -1), last(n, -1);
   for (size_t k = 0; k < g.kernels.size(); ++k) {
-    for (NodeId id : g.kernels[k].nodes) {
-      def[id] = (int)k;
-      for (NodeId x : g.nodes[id].in) last[x] = std::max(last[x], (int)k);
-    }
+    for (const auto* ids : {&g.kernels[k].prologue, &g.kernels[k].nodes})
+      for (NodeId id : *ids) {
+        def[id] = (int)k;
+        for (NodeId x : g.nodes[id].in) last[x] = std::max(last[x], (int)k);
+      }
   }
   for (int i = 0; i < n; ++i) {
     const Node& node = g.nodes[i];

@@ -27,6 +27,11 @@ Graph remat(const Graph& g);
 // its GEMM epilogue. Kernels are listed in execution order.
 Graph fuse(const Graph& g);
 
+// Moves a forward group normalization (with its affine map and SiLU) whose only stored value
+// feeds one forward convolution into that convolution's kernel (Kernel::prologue): the input
+// rows are computed as they are copied, and the normalized map is not stored.
+Graph fuse_prologue(const Graph& g);
+
 // Gives every value stored to memory a Slot: the arena by liveness (batched
 // values in per-sample units times B, unbatched ones at fixed offsets), or the
 // caller's parameter, gradient, input and output buffers.
