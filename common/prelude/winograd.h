@@ -240,7 +240,7 @@ inline void store_block4x4(const Shape& d, batch (&px)[16], float* y, int64_t o,
       if (rows == 4 && cols == 4) {
         // Maskz extracts and a masked store: GCC 12's plain extract and cast trip
         // -Wmaybe-uninitialized (as in simd_shim.h's transpose).
-        _mm512_mask_storeu_ps(dst, 0xF, px[l]);
+        _mm_storeu_ps(dst, _mm512_maskz_extractf32x4_ps(0xF, px[l], 0));
         _mm_storeu_ps(dst + d.Wo, _mm512_maskz_extractf32x4_ps(0xF, px[l], 1));
         _mm_storeu_ps(dst + 2 * d.Wo, _mm512_maskz_extractf32x4_ps(0xF, px[l], 2));
         _mm_storeu_ps(dst + 3 * d.Wo, _mm512_maskz_extractf32x4_ps(0xF, px[l], 3));
