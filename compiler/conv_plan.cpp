@@ -115,7 +115,7 @@ int64_t conv_scratch(const Graph& g, const Node& n) {
 }
 
 int64_t conv_plane_floats(const Graph& g, const Kernel& k) {
-  if (k.prologue.empty()) return 0;
+  if (k.prologue.empty() || g.nodes[k.prologue.back()].op == Op::Upsample2x) return 0;
   const ConvDims d = conv_dims(g, g.nodes[k.nodes[0]]);
   return kConvChunks * ((d.H * d.W + 15) / 16 * 16);
 }

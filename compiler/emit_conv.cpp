@@ -25,6 +25,18 @@ namespace ddpmc {
 // `decl` receives the declarations that go inside the slice's lambda.
 std::string Emitter::conv_prologue(const Kernel& kern, const ddpm::conv::Shape& cs, std::string& decl) {
   const Node& cn = g.nodes[kern.nodes[0]];
+  const Node& xn = g.nodes[cn.in[0]];
+  if (xn.op == Op::Upsample2x) {
+    // Row h of the upsampled plane is row h / 2 of the source, each element twice.
+    const int64_t Hs = cs.H / 2, Ws = cs.W / 2;
+    decl.clear();
+    return fmt::format(
+        "[&](int64_t b, int ch, int h, float* dst) {{\n"
+        "        const float* src = {} + b * {} + ((int64_t)ch * {} + h / 2) * {};\n"
+        "        for (int w = 0; w < {}; ++w) dst[w] = src[w / 2];\n"
+        "      }}",
+        ptr(xn.in[0]), int64_t(cs.C) * Hs * Ws, Hs, Ws, cs.W);
+  }
   NodeId gn = -1;
   for (NodeId id : kern.prologue)
     if (g.nodes[id].op == Op::GroupNorm) gn = id;
@@ -70,13 +82,14 @@ void Emitter::conv_blocked(size_t k, const Kernel& kern) {
   const bool pro = !kern.prologue.empty();
   const bool wino = path == ConvPath::Winograd, wino4 = path == ConvPath::Winograd4, narrow = path == ConvPath::Narrow;
   const std::string ns = wino4 ? "ddpm::wino4" : wino ? "ddpm::wino" : narrow ? "ddpm::narrow" : "ddpm::conv";
+  const std::string what_pro = !pro ? "" : g.nodes[cn.in[0]].op == Op::Upsample2x ? "upsampling" : "group-norm";
   const std::string how = wino4    ? "Winograd F(4x4,3x3)"
                           : wino   ? "Winograd F(2x2,3x3)"
                           : narrow ? "direct, output pixels in lanes"
                                    : "direct, register-blocked";
   Kernel shown = kern;  // the header lists the prologue's ops and spec lines too
   shown.nodes.insert(shown.nodes.begin(), kern.prologue.begin(), kern.prologue.end());
-  header(k, shown, cn.op == Op::Conv2d ? fmt::format("conv2d ({}){}{},", how, pro ? " with fused group-norm prologue" : "",
+  header(k, shown, cn.op == Op::Conv2d ? fmt::format("conv2d ({}){}{},", how, pro ? " with fused " + what_pro + " prologue" : "",
                                                      fused ? (pro ? " and epilogue" : " with fused epilogue") : "")
                   : cn.op == Op::Conv2dBackData ? fmt::format("conv2d data gradient ({}: dy with the flipped filter),", how)
                                                 : fmt::format("conv2d filter gradient ({}, summed over the batch in slice order),", how));

@@ -153,7 +153,7 @@ TEST_CASE("fuse: the moons training step is a handful of kernels, in dependency 
   }
 }
 
-TEST_CASE("remat + fuse + prologue: each GroupNorm + affine + SiLU is one loop nest forward and one backward (U-Net)") {
+TEST_CASE("remat + fuse + prologue: each GroupNorm + affine + SiLU is one loop nest forward and one backward, forward ones inside their convolution (U-Net)") {
   Compiled c = compile_spec_file(source_path("models/fashion_unet.ddpm"));
   const Graph& g = c.train;
   // 9 ResBlocks with two group_norm each, and the output head's.
@@ -200,14 +200,20 @@ TEST_CASE("remat + fuse + prologue: each GroupNorm + affine + SiLU is one loop n
   for (auto& n : g.nodes)
     for (NodeId x : n.in)
       if (g.nodes[x].op == Op::GroupNorm) CHECK(is_elementwise(n.op));
-  // The samplers run the forward nests only, all as prologues.
-  int sampler_norms = 0, sampler_prologues = 0;
-  for (auto& k : c.samplers[0].second.kernels) {
+  // The samplers run the forward nests only, all as prologues, and so are the two upsamplings
+  // in front of the decoder's convolutions (in training the filter gradient reads those too).
+  int sampler_norms = 0, norm_prologues = 0, up_prologues = 0, train_up = 0;
+  const Graph& s = c.samplers[0].second;
+  for (auto& k : s.kernels) {
     sampler_norms += k.kind == KernelKind::Norm;
-    sampler_prologues += !k.prologue.empty();
+    if (k.prologue.empty()) continue;
+    (s.nodes[k.prologue.back()].op == Op::Upsample2x ? up_prologues : norm_prologues) += 1;
   }
+  for (auto& k : g.kernels) train_up += !k.prologue.empty() && g.nodes[k.prologue.back()].op == Op::Upsample2x;
   CHECK(sampler_norms == 0);
-  CHECK(sampler_prologues == layers);
+  CHECK(norm_prologues == layers);
+  CHECK(up_prologues == 2);
+  CHECK(train_up == 0);
 }
 
 TEST_CASE("prologue: a group norm whose output is also used elsewhere stays its own kernel") {

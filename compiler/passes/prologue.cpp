@@ -1,14 +1,17 @@
-// Prologue fusion (pass: prologue): a forward group normalization whose only stored value is
-// the input of one forward convolution (GroupNorm, its affine map and SiLU in front of a conv,
-// the U-Net's resblock pattern) moves into that convolution's kernel as its prologue. The
-// convolution then computes each input row while it copies the row into its zero-padded,
-// L2-sized scratch (the `fill` of conv.h, winograd.h, winograd4.h, conv_narrow.h), so the
-// normalized map is never stored and re-read: memplan gives it no arena slot.
+// Prologue fusion (pass: prologue): the kernel that computes the input x of a forward
+// convolution moves into that convolution's kernel as its prologue when x is all it stores:
+//   - a forward group normalization with its affine map and SiLU (the U-Net's resblock
+//     pattern), or
+//   - a nearest 2x upsampling (the U-Net's decoder: conv(upsample(h))).
+// The convolution then computes each input row while it copies the row into its zero-padded,
+// L2-sized scratch (the `fill` of conv.h, winograd.h, winograd4.h, conv_narrow.h), so x is
+// never stored and re-read: memplan gives it no arena slot.
 //
-// Conditions (else the graph is unchanged): the Norm kernel has no gradient part and no sums;
-// it stores exactly one value h; h is not a graph output; the only user of h is the conv2d
-// node that starts the next kernel using h as its input x; and that convolution runs on a path
-// with a fill (compiler/conv_plan.h: Winograd4, Winograd, Blocked, Narrow).
+// Conditions (else the graph is unchanged): the kernel stores exactly one value x (a Norm
+// kernel with no gradient part and no sums, or a Layout kernel of one upsample2x); x is not a
+// graph output; the only user of x is the conv2d node that starts a later kernel, as its input
+// x; and that convolution runs on a path with a fill (conv_plan.h: Winograd4, Winograd,
+// Blocked, Narrow).
 #include <algorithm>
 
 #include "conv_plan.h"
@@ -40,13 +43,13 @@ Graph fuse_prologue(const Graph& in) {
     const NodeId h = cn.in[0];
     if (users[h] != 1) continue;
     for (size_t ni = 0; ni < ki; ++ni) {
-      const Kernel& norm = g.kernels[ni];
-      if (absorbed[ni] || norm.kind != KernelKind::Norm || norm.reduce != Kernel::Reduce::None) continue;
-      if (norm.outputs.size() != 1 || norm.outputs[0] != h || norm.domain != g.nodes[h].type) continue;
-      bool forward_only = true;
-      for (NodeId id : norm.nodes) forward_only = forward_only && g.nodes[id].op != Op::GroupNormBack && g.nodes[id].op != Op::SumTo;
-      if (!forward_only) continue;
-      conv.prologue = norm.nodes;
+      const Kernel& pk = g.kernels[ni];
+      if (absorbed[ni] || pk.outputs.size() != 1 || pk.outputs[0] != h) continue;
+      const bool up = pk.kind == KernelKind::Layout && pk.nodes.size() == 1 && g.nodes[h].op == Op::Upsample2x;
+      bool norm = pk.kind == KernelKind::Norm && pk.reduce == Kernel::Reduce::None && pk.domain == g.nodes[h].type;
+      for (NodeId id : pk.nodes) norm = norm && g.nodes[id].op != Op::GroupNormBack && g.nodes[id].op != Op::SumTo;
+      if (!up && !norm) continue;
+      conv.prologue = pk.nodes;
       absorbed[ni] = true;
       break;
     }
