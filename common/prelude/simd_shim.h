@@ -78,23 +78,27 @@ __attribute__((always_inline)) inline void transpose(batch (&r)[kLanes]) noexcep
     // maskz forms with a full mask: the plain intrinsics trip GCC 12's -Wmaybe-uninitialized.
     constexpr __mmask16 kAll = 0xFFFF;
     __m512 t[16], u[16];
+#pragma GCC unroll 8
     for (int i = 0; i < 16; i += 2) {
       t[i] = _mm512_maskz_unpacklo_ps(kAll, r[i], r[i + 1]);
       t[i + 1] = _mm512_maskz_unpackhi_ps(kAll, r[i], r[i + 1]);
     }
     // u[4q + 0..3] hold row groups {4q..4q+3} interleaved by column within each 128-bit lane.
+#pragma GCC unroll 4
     for (int q = 0; q < 4; ++q) {
       u[4 * q + 0] = _mm512_maskz_shuffle_ps(kAll, t[4 * q], t[4 * q + 2], _MM_SHUFFLE(1, 0, 1, 0));
       u[4 * q + 1] = _mm512_maskz_shuffle_ps(kAll, t[4 * q], t[4 * q + 2], _MM_SHUFFLE(3, 2, 3, 2));
       u[4 * q + 2] = _mm512_maskz_shuffle_ps(kAll, t[4 * q + 1], t[4 * q + 3], _MM_SHUFFLE(1, 0, 1, 0));
       u[4 * q + 3] = _mm512_maskz_shuffle_ps(kAll, t[4 * q + 1], t[4 * q + 3], _MM_SHUFFLE(3, 2, 3, 2));
     }
+#pragma GCC unroll 4
     for (int c = 0; c < 4; ++c) {
       t[c] = _mm512_maskz_shuffle_f32x4(kAll, u[c], u[4 + c], 0x88);
       t[4 + c] = _mm512_maskz_shuffle_f32x4(kAll, u[c], u[4 + c], 0xdd);
       t[8 + c] = _mm512_maskz_shuffle_f32x4(kAll, u[8 + c], u[12 + c], 0x88);
       t[12 + c] = _mm512_maskz_shuffle_f32x4(kAll, u[8 + c], u[12 + c], 0xdd);
     }
+#pragma GCC unroll 8
     for (int c = 0; c < 8; ++c) {
       r[c] = _mm512_maskz_shuffle_f32x4(kAll, t[c], t[8 + c], 0x88);
       r[8 + c] = _mm512_maskz_shuffle_f32x4(kAll, t[c], t[8 + c], 0xdd);
