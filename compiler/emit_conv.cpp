@@ -71,9 +71,11 @@ std::string Emitter::conv_prologue(const Kernel& kern, const ddpm::conv::Shape& 
       fmt::arg("HW", HW), fmt::arg("W", cs.W), fmt::arg("Wb", cs.W * 4));
 }
 
-// A convolution on the Blocked path (common/prelude/conv.h). The batch is cut into kConvChunks
-// fixed slices that run in parallel, each with its own padded-sample scratch; the filter is
-// packed once before them, and filter-gradient slices are added in slice order after them.
+// A convolution on a path that copies each sample into its own scratch through a fill callback:
+// Blocked (conv.h), Winograd (winograd.h), Winograd4 (winograd4.h) or Narrow (conv_narrow.h).
+// The batch is cut into kConvChunks fixed slices that run in parallel, each with its own
+// scratch; the filter is packed once before them, and filter-gradient slices are added in slice
+// order after them. A prologue (passes/prologue.cpp) computes the input inside the fill.
 void Emitter::conv_blocked(size_t k, const Kernel& kern) {
   const Node& cn = g.nodes[kern.nodes[0]];
   const ConvDims d = conv_dims(g, cn);

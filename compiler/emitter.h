@@ -121,9 +121,10 @@ struct Emitter {
 
   void gemm(size_t k, const Kernel& kern);
 
-  // A convolution on the Blocked path (common/prelude/conv.h). The batch is cut into kConvChunks
-  // fixed slices that run in parallel, each with its own padded-sample scratch; the filter is
-  // packed once before them, and filter-gradient slices are added in slice order after them.
+  // A convolution on a fill-based path (Blocked, Winograd, Winograd4, Narrow; see conv_plan.h).
+  // The batch is cut into kConvChunks fixed slices that run in parallel, each with its own
+  // scratch; the filter is packed once before them, and filter-gradient slices are added in
+  // slice order after them. A prologue computes the input inside the fill.
   void conv_blocked(size_t k, const Kernel& kern);
   // The fill lambda of a convolution with a prologue; `decl` gets the slice-level declarations.
   std::string conv_prologue(const Kernel& kern, const ddpm::conv::Shape& cs, std::string& decl);
