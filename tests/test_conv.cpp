@@ -55,6 +55,39 @@ std::vector<double> ref_forward(const Shape& d, int B, const std::vector<float>&
   return y;
 }
 
+// dw[o,c,ki,kj] = sum over b, i, j of dy[b,o,i,j] x[b,c,i+ki-p,j+kj-p] (stride 1), in double.
+std::vector<double> ref_wgrad(const Shape& d, int B, const std::vector<float>& x, const std::vector<float>& dy) {
+  std::vector<double> want(size_t(d.O) * d.ckk());
+  for (int o = 0; o < d.O; ++o)
+    for (int c = 0; c < d.C; ++c)
+      for (int ki = 0; ki < d.K; ++ki)
+        for (int kj = 0; kj < d.K; ++kj) {
+          double s = 0;
+          for (int b = 0; b < B; ++b)
+            for (int i = 0; i < d.Ho; ++i)
+              for (int j = 0; j < d.Wo; ++j)
+                s += dy[((size_t(b) * d.O + o) * d.Ho + i) * d.Wo + j] * xat(d, x, b, c, i + ki - d.p, j + kj - d.p);
+          want[((size_t(o) * d.C + c) * d.K + ki) * d.K + kj] = s;
+        }
+  return want;
+}
+
+// A filter gradient of 3 samples computed as the generated code does: two slices (samples {0}
+// and {1, 2}), each with its own scratch of sf floats (its partial at offset po), added in order.
+template <class Range, class Sum>
+std::vector<float> two_slice_wgrad(const Shape& d, const std::vector<float>& x, const std::vector<float>& dy, int64_t sf,
+                                   int64_t po, Range&& range, Sum&& sum) {
+  auto scratch = ddpm::aligned_alloc_floats(2 * sf);
+  auto fill = [&](int64_t b, int c, int h, float* dst) {
+    std::memcpy(dst, x.data() + ((size_t(b) * d.C + c) * d.H + h) * d.W, sizeof(float) * d.W);
+  };
+  range(d, dy.data(), 0, 1, scratch.get(), fill);
+  range(d, dy.data(), 1, 3, scratch.get() + sf, fill);
+  std::vector<float> dw(size_t(d.O) * d.ckk(), NAN);
+  sum(d, scratch.get() + po, 2, sf, dw.data());
+  return dw;
+}
+
 void check_close(const std::vector<float>& got, const std::vector<double>& want, double tol) {
   REQUIRE(got.size() >= want.size());
   double worst = 0;
@@ -181,26 +214,10 @@ TEST_CASE("conv_narrow.h forward and filter gradient (fewer than 16 output chann
     check_close(y, ref_forward(d, B, x, w), 1e-5);
 
     auto dy = rand_vec(size_t(B) * d.O * d.Ho * d.Wo, 23);
-    std::vector<double> want(size_t(d.O) * d.ckk());
-    for (int o = 0; o < d.O; ++o)
-      for (int c = 0; c < d.C; ++c)
-        for (int ki = 0; ki < d.K; ++ki)
-          for (int kj = 0; kj < d.K; ++kj) {
-            double s = 0;
-            for (int b = 0; b < B; ++b)
-              for (int i = 0; i < d.Ho; ++i)
-                for (int j = 0; j < d.Wo; ++j)
-                  s += dy[((size_t(b) * d.O + o) * d.Ho + i) * d.Wo + j] * xat(d, x, b, c, i + ki - d.p, j + kj - d.p);
-            want[((size_t(o) * d.C + c) * d.K + ki) * d.K + kj] = s;
-          }
-    // Two slices (samples {0} and {1, 2}), added in order as the generated code does.
-    const int64_t sf = ddpm::narrow::wgrad_slice_floats(d), po = ddpm::narrow::wgrad_partial_offset(d);
-    auto scratch = ddpm::aligned_alloc_floats(2 * sf);
-    ddpm::narrow::wgrad_range(d, dy.data(), 0, 1, scratch.get(), fill);
-    ddpm::narrow::wgrad_range(d, dy.data(), 1, 3, scratch.get() + sf, fill);
-    std::vector<float> dw(want.size(), NAN);
-    ddpm::narrow::sum_and_transform(d, scratch.get() + po, 2, sf, dw.data());
-    check_close(dw, want, 1e-5);
+    auto range = [](auto&&... a) { ddpm::narrow::wgrad_range(a...); };
+    auto sum = [](auto&&... a) { ddpm::narrow::sum_and_transform(a...); };
+    auto dw = two_slice_wgrad(d, x, dy, ddpm::narrow::wgrad_slice_floats(d), ddpm::narrow::wgrad_partial_offset(d), range, sum);
+    check_close(dw, ref_wgrad(d, B, x, dy), 1e-5);
   }
 }
 
@@ -283,29 +300,10 @@ TEST_CASE("winograd_wgrad.h filter gradient matches the naive sum over samples a
     INFO("C ", d.C, " H ", d.H, " O ", d.O);
     const int B = 3;
     auto x = rand_vec(size_t(B) * d.C * d.H * d.W, 11), dy = rand_vec(size_t(B) * d.O * d.Ho * d.Wo, 12);
-    std::vector<double> want(size_t(d.O) * d.ckk());
-    for (int o = 0; o < d.O; ++o)
-      for (int c = 0; c < d.C; ++c)
-        for (int ki = 0; ki < 3; ++ki)
-          for (int kj = 0; kj < 3; ++kj) {
-            double s = 0;
-            for (int b = 0; b < B; ++b)
-              for (int i = 0; i < d.Ho; ++i)
-                for (int j = 0; j < d.Wo; ++j)
-                  s += dy[((size_t(b) * d.O + o) * d.Ho + i) * d.Wo + j] * xat(d, x, b, c, i + ki - 1, j + kj - 1);
-            want[((size_t(o) * d.C + c) * 3 + ki) * 3 + kj] = s;
-          }
-    // Two slices (samples {0} and {1, 2}), added in order as the generated code does.
-    const int64_t sf = ddpm::wino::wgrad_slice_floats(d), po = ddpm::wino::wgrad_partial_offset(d);
-    auto scratch = ddpm::aligned_alloc_floats(2 * sf);
-    auto fill = [&](int64_t b, int c, int h, float* dst) {
-      std::memcpy(dst, x.data() + ((size_t(b) * d.C + c) * d.H + h) * d.W, sizeof(float) * d.W);
-    };
-    ddpm::wino::wgrad_range(d, dy.data(), 0, 1, scratch.get(), fill);
-    ddpm::wino::wgrad_range(d, dy.data(), 1, 3, scratch.get() + sf, fill);
-    std::vector<float> dw(want.size(), NAN);
-    ddpm::wino::sum_and_transform(d, scratch.get() + po, 2, sf, dw.data());
-    check_close(dw, want, 1e-4);
+    auto range = [](auto&&... a) { ddpm::wino::wgrad_range(a...); };
+    auto sum = [](auto&&... a) { ddpm::wino::sum_and_transform(a...); };
+    auto dw = two_slice_wgrad(d, x, dy, ddpm::wino::wgrad_slice_floats(d), ddpm::wino::wgrad_partial_offset(d), range, sum);
+    check_close(dw, ref_wgrad(d, B, x, dy), 1e-4);
   }
 }
 
@@ -315,29 +313,10 @@ TEST_CASE("winograd4_wgrad.h F(4x4,3x3) filter gradient matches the naive sum ov
     INFO("C ", d.C, " H ", d.H, " O ", d.O);
     const int B = 3;
     auto x = rand_vec(size_t(B) * d.C * d.H * d.W, 11), dy = rand_vec(size_t(B) * d.O * d.Ho * d.Wo, 12);
-    std::vector<double> want(size_t(d.O) * d.ckk());
-    for (int o = 0; o < d.O; ++o)
-      for (int c = 0; c < d.C; ++c)
-        for (int ki = 0; ki < 3; ++ki)
-          for (int kj = 0; kj < 3; ++kj) {
-            double s = 0;
-            for (int b = 0; b < B; ++b)
-              for (int i = 0; i < d.Ho; ++i)
-                for (int j = 0; j < d.Wo; ++j)
-                  s += dy[((size_t(b) * d.O + o) * d.Ho + i) * d.Wo + j] * xat(d, x, b, c, i + ki - 1, j + kj - 1);
-            want[((size_t(o) * d.C + c) * 3 + ki) * 3 + kj] = s;
-          }
-    // Two slices (samples {0} and {1, 2}), added in order as the generated code does.
-    const int64_t sf = ddpm::wino4::wgrad_slice_floats(d), po = ddpm::wino4::wgrad_partial_offset(d);
-    auto scratch = ddpm::aligned_alloc_floats(2 * sf);
-    auto fill = [&](int64_t b, int c, int h, float* dst) {
-      std::memcpy(dst, x.data() + ((size_t(b) * d.C + c) * d.H + h) * d.W, sizeof(float) * d.W);
-    };
-    ddpm::wino4::wgrad_range(d, dy.data(), 0, 1, scratch.get(), fill);
-    ddpm::wino4::wgrad_range(d, dy.data(), 1, 3, scratch.get() + sf, fill);
-    std::vector<float> dw(want.size(), NAN);
-    ddpm::wino4::sum_and_transform(d, scratch.get() + po, 2, sf, dw.data());
+    auto range = [](auto&&... a) { ddpm::wino4::wgrad_range(a...); };
+    auto sum = [](auto&&... a) { ddpm::wino4::sum_and_transform(a...); };
+    auto dw = two_slice_wgrad(d, x, dy, ddpm::wino4::wgrad_slice_floats(d), ddpm::wino4::wgrad_partial_offset(d), range, sum);
     // A dY A^T has entries up to 64 and G^T down to 1/24: 3e-4 relative over 3 x 784 pixels.
-    check_close(dw, want, 3e-4);
+    check_close(dw, ref_wgrad(d, B, x, dy), 3e-4);
   }
 }

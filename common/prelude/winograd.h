@@ -53,21 +53,15 @@ inline int64_t m_floats(const Shape& d) { return conv::round16(16 * tp(d) * op(d
 inline int64_t slice_floats(const Shape& d) { return xw_floats(d) + v_floats(d) + m_floats(d); }
 
 // U[xi][c][o] = (G g G^T)[xi] for g = w[o][c] (or, with flip, the data-gradient filter
-// w[c][o][2-kh][2-kw] of the convolution with d.C = its O and d.O = its C; see conv::pack_filter).
-// G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]. Output channels run along the lanes (channels O .. Op-1
-// come out zero).
-inline void pack_filter(const Shape& d, const float* w, bool flip, float* U) {
+// w[c][o][2-kh][2-kw] of the convolution with d.C = its O and d.O = its C; see conv::pack_filter),
+// for N x N transformed tiles: gcol(g, u) computes the N values u = G g of 3 values g. Output
+// channels run along the lanes (channels O .. Op-1 come out zero). Shared with winograd4.h.
+template <int N, class GCol>
+inline void pack_filter_tiles(const Shape& d, const float* w, bool flip, float* U, GCol&& gcol) {
   const int64_t Op = op(d);
-  auto gcol = [](const batch g[3], batch u[4]) {
-    const batch h(0.5f), a = g[0] + g[2];
-    u[0] = g[0];
-    u[1] = h * (a + g[1]);
-    u[2] = h * (a - g[1]);
-    u[3] = g[2];
-  };
   for (int c = 0; c < d.C; ++c)
     for (int64_t o0 = 0; o0 < Op; o0 += kL) {
-      batch g[3][3], t[3][4];  // t[j] = G g[.][j] (column j of G g)
+      batch g[3][3], t[3][N];  // t[j] = G g[.][j] (column j of G g)
       for (int kh = 0; kh < 3; ++kh)
         for (int kw = 0; kw < 3; ++kw) {
           alignas(64) float lane[kL] = {};
@@ -81,13 +75,24 @@ inline void pack_filter(const Shape& d, const float* w, bool flip, float* U) {
         const batch col[3] = {g[0][j], g[1][j], g[2][j]};
         gcol(col, t[j]);
       }
-      for (int i = 0; i < 4; ++i) {  // row i of (G g) G^T
+      for (int i = 0; i < N; ++i) {  // row i of (G g) G^T
         const batch row[3] = {t[0][i], t[1][i], t[2][i]};
-        batch u[4];
+        batch u[N];
         gcol(row, u);
-        for (int j = 0; j < 4; ++j) u[j].store_aligned(U + (int64_t(i * 4 + j) * d.C + c) * Op + o0);
+        for (int j = 0; j < N; ++j) u[j].store_aligned(U + (int64_t(i * N + j) * d.C + c) * Op + o0);
       }
     }
+}
+
+// F(2x2,3x3): G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1].
+inline void pack_filter(const Shape& d, const float* w, bool flip, float* U) {
+  pack_filter_tiles<4>(d, w, flip, U, [](const batch g[3], batch u[4]) {
+    const batch h(0.5f), a = g[0] + g[2];
+    u[0] = g[0];
+    u[1] = h * (a + g[1]);
+    u[2] = h * (a - g[1]);
+    u[3] = g[2];
+  });
 }
 
 // The even lanes of the 32 floats at p: p[0], p[2], ..., p[30].

@@ -51,13 +51,10 @@ inline int64_t m_floats(const Shape& d) { return conv::round16(36 * tp(d) * op(d
 // Scratch of one slice: xw, V, M.
 inline int64_t slice_floats(const Shape& d) { return xw_floats(d) + v_floats(d) + m_floats(d); }
 
-// U[xi][c][o] = (G g G^T)[xi] for g = w[o][c] (or, with flip, the data-gradient filter
-// w[c][o][2-kh][2-kw] of the convolution with d.C = its O and d.O = its C; see wino::pack_filter).
-// G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]. Output
-// channels run along the lanes (channels O .. Op-1 come out zero).
+// U[xi][c][o] = (G g G^T)[xi], as wino::pack_filter, with
+// G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1].
 inline void pack_filter(const Shape& d, const float* w, bool flip, float* U) {
-  const int64_t Op = op(d);
-  auto gcol = [](const batch g[3], batch u[6]) {
+  wino::pack_filter_tiles<6>(d, w, flip, U, [](const batch g[3], batch u[6]) {
     const batch q(0.25f), s6(1.f / 6), s12(1.f / 12), s24(1.f / 24);
     const batch a = g[0] + g[2];
     u[0] = q * g[0];
@@ -67,30 +64,7 @@ inline void pack_filter(const Shape& d, const float* w, bool flip, float* U) {
     u[3] = xsimd::fma(s12, g[1], b);
     u[4] = xsimd::fnma(s12, g[1], b);
     u[5] = g[2];
-  };
-  for (int c = 0; c < d.C; ++c)
-    for (int64_t o0 = 0; o0 < Op; o0 += kL) {
-      batch g[3][3], t[3][6];  // t[j] = G g[.][j] (column j of G g)
-      for (int kh = 0; kh < 3; ++kh)
-        for (int kw = 0; kw < 3; ++kw) {
-          alignas(64) float lane[kL] = {};
-          for (int l = 0; l < kL && o0 + l < d.O; ++l) {
-            const int64_t o = o0 + l;
-            lane[l] = flip ? w[((int64_t(c) * d.O + o) * 3 + (2 - kh)) * 3 + (2 - kw)] : w[((o * d.C + c) * 3 + kh) * 3 + kw];
-          }
-          g[kh][kw] = batch::load_aligned(lane);
-        }
-      for (int j = 0; j < 3; ++j) {
-        const batch col[3] = {g[0][j], g[1][j], g[2][j]};
-        gcol(col, t[j]);
-      }
-      for (int i = 0; i < 6; ++i) {  // row i of (G g) G^T
-        const batch row[3] = {t[0][i], t[1][i], t[2][i]};
-        batch u[6];
-        gcol(row, u);
-        for (int j = 0; j < 6; ++j) u[j].store_aligned(U + (int64_t(i * 6 + j) * d.C + c) * Op + o0);
-      }
-    }
+  });
 }
 
 // r = B^T z for the 6 values z of one column (or row) of an input tile:

@@ -99,43 +99,16 @@ inline void wgrad_range(const Shape& d, const float* dy, int64_t b0, int64_t b1,
   }
 }
 
-// dw[o][c][kh][kw] = (G^T S G)[kh][kw] with S = the n slices' partials (stride floats apart)
-// added in slice order, 16 output channels at a time (lanes).
+// dw[o][c][kh][kw] = (G^T S G)[kh][kw], as wino::sum_and_transform, with
 // G^T = [1/4 -1/6 -1/6 1/24 1/24 0; 0 -1/6 1/6 1/12 -1/12 0; 0 -1/6 -1/6 1/6 1/6 1].
 inline void sum_and_transform(const Shape& d, const float* parts, int64_t n, int64_t stride, float* dw) {
-  const int64_t Op = op(d), Cp = cp(d), ss = Cp * Op;
-  auto gt = [](const batch s[6], batch u[3]) {
+  wino::sum_and_transform_tiles<6>(d, parts, n, stride, dw, [](const batch s[6], batch u[3]) {
     const batch q(0.25f), s6(1.f / 6), s12(1.f / 12), s24(1.f / 24);
     const batch p12 = s[1] + s[2], p34 = s[3] + s[4];
     u[0] = xsimd::fma(q, s[0], xsimd::fma(s24, p34, -s6 * p12));
     u[1] = xsimd::fma(s6, s[2] - s[1], s12 * (s[3] - s[4]));
     u[2] = xsimd::fma(s6, p34 - p12, s[5]);
-  };
-  for (int c = 0; c < d.C; ++c)
-    for (int64_t o0 = 0; o0 < d.O; o0 += kL) {
-      batch sv[6][6];
-      for (int xi = 0; xi < 36; ++xi) {
-        const int64_t at = xi * ss + int64_t(c) * Op + o0;
-        batch acc = batch::load_aligned(parts + at);
-        for (int64_t k = 1; k < n; ++k) acc += batch::load_aligned(parts + k * stride + at);
-        sv[xi / 6][xi % 6] = acc;
-      }
-      batch u[3][6];  // u[.][j] = G^T s[.][j] (columns), then dw = u G (rows)
-      for (int j = 0; j < 6; ++j) {
-        const batch col[6] = {sv[0][j], sv[1][j], sv[2][j], sv[3][j], sv[4][j], sv[5][j]};
-        batch r[3];
-        gt(col, r);
-        for (int i = 0; i < 3; ++i) u[i][j] = r[i];
-      }
-      alignas(64) float out[9][kL];
-      for (int i = 0; i < 3; ++i) {
-        batch r[3];
-        gt(u[i], r);
-        for (int k = 0; k < 3; ++k) r[k].store_aligned(out[i * 3 + k]);
-      }
-      for (int l = 0; l < kL && o0 + l < d.O; ++l)
-        for (int k = 0; k < 9; ++k) dw[((o0 + l) * d.C + c) * 9 + k] = out[k][l];
-    }
+  });
 }
 
 }  // namespace ddpm::wino4

@@ -114,29 +114,24 @@ inline void wgrad_range(const Shape& d, const float* dy, int64_t b0, int64_t b1,
 }
 
 // dw[o][c][kh][kw] = (G^T S G)[kh][kw] with S = the n slices' partials (stride floats apart)
-// added in slice order, 16 output channels at a time (lanes).
-// G^T = [[1, .5, .5, 0], [0, .5, -.5, 0], [0, .5, .5, 1]].
-inline void sum_and_transform(const Shape& d, const float* parts, int64_t n, int64_t stride, float* dw) {
+// added in slice order, 16 output channels at a time (lanes), for N x N transformed tiles:
+// gt(s, u) computes the 3 values u = G^T s of N values s. Shared with winograd4_wgrad.h.
+template <int N, class GT>
+inline void sum_and_transform_tiles(const Shape& d, const float* parts, int64_t n, int64_t stride, float* dw, GT&& gt) {
   const int64_t Op = op(d), Cp = cp(d), ss = Cp * Op;
-  auto gt = [](const batch s[4], batch u[3]) {
-    const batch h(0.5f), p = h * (s[1] + s[2]);
-    u[0] = s[0] + p;
-    u[1] = h * (s[1] - s[2]);
-    u[2] = p + s[3];
-  };
   for (int c = 0; c < d.C; ++c)
     for (int64_t o0 = 0; o0 < d.O; o0 += kL) {
-      batch sv[4][4];
-      for (int xi = 0; xi < 16; ++xi) {
+      batch sv[N][N];
+      for (int xi = 0; xi < N * N; ++xi) {
         const int64_t at = xi * ss + int64_t(c) * Op + o0;
         batch acc = batch::load_aligned(parts + at);
         for (int64_t k = 1; k < n; ++k) acc += batch::load_aligned(parts + k * stride + at);
-        sv[xi / 4][xi % 4] = acc;
+        sv[xi / N][xi % N] = acc;
       }
-      batch u[3][4];  // u = G^T s (rows), then u G (columns)
-      for (int j = 0; j < 4; ++j) {
-        const batch col[4] = {sv[0][j], sv[1][j], sv[2][j], sv[3][j]};
-        batch r[3];
+      batch u[3][N];  // u[.][j] = G^T s[.][j] (columns), then dw = u G (rows)
+      for (int j = 0; j < N; ++j) {
+        batch col[N], r[3];
+        for (int i = 0; i < N; ++i) col[i] = sv[i][j];
         gt(col, r);
         for (int i = 0; i < 3; ++i) u[i][j] = r[i];
       }
@@ -149,6 +144,16 @@ inline void sum_and_transform(const Shape& d, const float* parts, int64_t n, int
       for (int l = 0; l < kL && o0 + l < d.O; ++l)
         for (int k = 0; k < 9; ++k) dw[((o0 + l) * d.C + c) * 9 + k] = out[k][l];
     }
+}
+
+// F(2x2,3x3): G^T = [[1, .5, .5, 0], [0, .5, -.5, 0], [0, .5, .5, 1]].
+inline void sum_and_transform(const Shape& d, const float* parts, int64_t n, int64_t stride, float* dw) {
+  sum_and_transform_tiles<4>(d, parts, n, stride, dw, [](const batch s[4], batch u[3]) {
+    const batch h(0.5f), p = h * (s[1] + s[2]);
+    u[0] = s[0] + p;
+    u[1] = h * (s[1] - s[2]);
+    u[2] = p + s[3];
+  });
 }
 
 }  // namespace ddpm::wino
