@@ -233,8 +233,17 @@ inline void forward_sample(const Shape& d, const float* xw, const float* U, floa
   }
 }
 
-// Samples [b0, b1) in order, as conv::forward_range (scratch: this slice's slice_floats). The
-// zero border of xw is cleared once per call; filling a sample writes only the interior.
+// xw[c][h+1][w+1] = row (c, h) as written by fill(c, h, dst) (W floats); the zero border and
+// the over-read room are cleared once per call by clear_tiles (as in winograd.h).
+inline void clear_tiles(const Shape& d, float* xw) { std::memset(xw, 0, sizeof(float) * xw_floats(d)); }
+template <class Fill>
+inline void pad_tiles(const Shape& d, float* xw, Fill&& fill) {
+  const int Hw = hw_(d), Ww = ww_(d);
+  for (int c = 0; c < d.C; ++c)
+    for (int h = 0; h < d.H; ++h) fill(c, h, xw + (int64_t(c) * Hw + h + 1) * Ww + 1);
+}
+
+// Samples [b0, b1) in order, as conv::forward_range (scratch: this slice's slice_floats).
 template <class Fill, class Epi>
 inline void forward_range(const Shape& d, const float* U, float* y, int64_t b0, int64_t b1, float* scratch, Fill&& fill,
                           Epi&& epi) {
@@ -242,11 +251,9 @@ inline void forward_range(const Shape& d, const float* U, float* y, int64_t b0, 
   float* V = xw + xw_floats(d);
   float* M = V + v_floats(d);
   const int64_t ys = int64_t(d.O) * d.Ho * d.Wo;
-  const int Hw = hw_(d), Ww = ww_(d);
-  std::memset(xw, 0, sizeof(float) * xw_floats(d));
+  clear_tiles(d, xw);
   for (int64_t b = b0; b < b1; ++b) {
-    for (int c = 0; c < d.C; ++c)
-      for (int h = 0; h < d.H; ++h) fill(b, c, h, xw + (int64_t(c) * Hw + h + 1) * Ww + 1);
+    pad_tiles(d, xw, [&](int c, int h, float* dst) { fill(b, c, h, dst); });
     forward_sample(d, xw, U, V, M, y + b * ys);
     epi(b);
   }

@@ -82,11 +82,9 @@ inline void wgrad_range(const Shape& d, const float* dy, int64_t b0, int64_t b1,
   float* W = dyT + conv::dyt_floats(d);
   float* S = W + w_floats(d);
   const int64_t T = ntiles(d), Tp = tp(d), Op = op(d), Cp = cp(d), ys = int64_t(d.O) * d.Ho * d.Wo;
-  const int Hw = hw_(d), Ww = ww_(d);
-  std::memset(xw, 0, sizeof(float) * xw_floats(d));
+  clear_tiles(d, xw);
   for (int64_t b = b0; b < b1; ++b) {
-    for (int c = 0; c < d.C; ++c)
-      for (int h = 0; h < d.H; ++h) fill(b, c, h, xw + (int64_t(c) * Hw + h + 1) * Ww + 1);
+    pad_tiles(d, xw, [&](int c, int h, float* dst) { fill(b, c, h, dst); });
     input_transform(d, xw, V);
     conv::transpose_dy(d, dy + b * ys, dyT);
     grad_transform(d, dyT, W);
