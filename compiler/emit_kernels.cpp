@@ -181,6 +181,7 @@ std::string Emitter::body(const Kernel& kern, const std::vector<NodeId>& members
   auto operand = [&](NodeId x) -> std::string {
     const Node& n = g.nodes[x];
     if (inside.count(x)) return fmt::format("v{}", x);
+    if (auto it = o.reads.find(x); it != o.reads.end()) return fmt::format("ld<T>({} + b * {} + j)", it->second, cols);
     if (n.op == Op::Const) return fmt::format("T({})", flt(n.value));
     if (n.op == Op::InvBatch) return fmt::format("T({} / (float)e.B)", flt(n.value));
     if (n.op == Op::ConstTensor) {
@@ -207,7 +208,7 @@ std::string Emitter::body(const Kernel& kern, const std::vector<NodeId>& members
     std::string expr;
     if (n.op == Op::Matmul) continue;  // computed by the GEMM; its members read it from memory
     if (n.op == Op::SumTo) {
-      if (o.only) continue;
+      if (!o.sums) continue;
       s += fmt::format("    acc[{}] += {};\n", r++, operand(n.in[0]));
       if (reduce_nodes) reduce_nodes->push_back(id);
       continue;
@@ -235,7 +236,8 @@ std::string Emitter::body(const Kernel& kern, const std::vector<NodeId>& members
       expr = fmt::format(fmt::runtime(tmpl), a[0], a[1], a[2]);
     }
     s += fmt::format("    const T v{} = {};\n", id, expr);
-    if (o.stores && std::find(kern.outputs.begin(), kern.outputs.end(), id) != kern.outputs.end())
+    if (o.stores && (!o.stored || o.stored->count(id)) &&
+        std::find(kern.outputs.begin(), kern.outputs.end(), id) != kern.outputs.end())
       s += fmt::format("    st({} + b * {} + j, v{});\n", ptr(id), cols, id);
   }
   if (!o.ret.empty()) s += "    " + o.ret + "\n";
@@ -300,6 +302,18 @@ void Emitter::norm(size_t k, const Kernel& kern) {
   o.x_norm = X;
   const std::string cols = fmt::format("{}", N);
   if (bwd >= 0) {
+    std::vector<NodeId> split_reds;
+    if (norm_backward_split(kern, bwd, X, C, HW, cpg, row, o, split_reds)) {
+      out += "  });\n";
+      if (R > 0) {
+        out += outs_decl(split_reds);
+        out += fmt::format("  sum_channel_partials<{}>(e.scratch, e.B, {}, outs);\n", R, C);
+      }
+      out += "}\n\n";
+      return;
+    }
+  }
+  if (bwd >= 0) {
     // The members dy depends on, and the sums of dy and dy * xhat.
     std::set<NodeId> need, inside(kern.nodes.begin(), kern.nodes.end());
     std::vector<NodeId> st{g.nodes[bwd].in[1]};
@@ -311,6 +325,7 @@ void Emitter::norm(size_t k, const Kernel& kern) {
     }
     BodyOpts po = o;
     po.stores = false;
+    po.sums = false;
     po.only = &need;
     po.name = "body_dy";
     po.ret = fmt::format("acc[0] += v{0};\n    acc[1] += v{0} * ({1});", g.nodes[bwd].in[1], xhat(X, cols));
@@ -337,6 +352,81 @@ void Emitter::norm(size_t k, const Kernel& kern) {
     out += fmt::format("  sum_channel_partials<{}>(e.scratch, e.B, {}, outs);\n", R, C);
   }
   out += "}\n\n";
+}
+
+// The gradient of a group norm in two sweeps over the row instead of three. The
+// first computes every member that does not depend on the gradient node `bwd` (their
+// stores and per-channel sums: the recomputed SiLU output, the affine parameters'
+// gradients), sums dy and dy * xhat over the row, and parks dy in the buffer of a
+// stored full-size member on the gradient's side. The second reads dy back and
+// computes only that side (recomputing whatever else it reads that is not stored).
+// A sigmoid and the chain that produces dy then run once per element, not twice.
+// Each task writes and reads back the same elements of the parked buffer, and memplan
+// never lets it share memory with the kernel's inputs (their live ranges meet here).
+// Returns false (emitting nothing) when there is no such buffer or dy is read from
+// memory anyway.
+bool Emitter::norm_backward_split(const Kernel& kern, NodeId bwd, const std::string& X, int64_t C, int64_t HW,
+                                  int64_t cpg, int64_t row, const BodyOpts& o, std::vector<NodeId>& reds) {
+  std::vector<NodeId> members(kern.nodes.begin(), kern.nodes.end());
+  std::sort(members.begin(), members.end());  // node ids are topological
+  const std::set<NodeId> inside(members.begin(), members.end());
+  const NodeId dy = g.nodes[bwd].in[1];
+  if (!inside.count(dy)) return false;
+  std::set<NodeId> post{bwd};
+  for (NodeId id : members)
+    for (NodeId x : g.nodes[id].in)
+      if (post.count(x)) post.insert(id);
+  auto stored = [&](NodeId id) { return std::find(kern.outputs.begin(), kern.outputs.end(), id) != kern.outputs.end(); };
+  NodeId park = -1;
+  for (NodeId id : members)
+    if (park < 0 && post.count(id) && stored(id) && g.nodes[id].type == kern.domain &&
+        g.slots.at(id).where == Slot::Where::Arena)
+      park = id;
+  if (park < 0) return false;
+  // The second sweep: the gradient's side and the unstored values it reads, dy excepted.
+  std::set<NodeId> second;
+  std::vector<NodeId> stack(post.begin(), post.end());
+  while (!stack.empty()) {
+    NodeId u = stack.back();
+    stack.pop_back();
+    if (u == dy || !inside.count(u) || !second.insert(u).second) continue;
+    for (NodeId x : g.nodes[u].in) stack.push_back(x);
+  }
+  std::set<NodeId> first;
+  int RB = 0, RC = 0;
+  for (NodeId id : members) {
+    const bool sum = g.nodes[id].op == Op::SumTo;
+    if (!post.count(id)) first.insert(id), RB += sum;
+    else RC += sum;
+    if (sum && second.count(id) && !post.count(id)) return false;  // a sum is never an operand; be sure
+  }
+  const int R = RB + RC;
+  const std::string cols = fmt::format("{}", C * HW), P = ptr(park);
+  BodyOpts po = o;
+  po.only = &first;
+  po.name = "body_pre";
+  po.ret = fmt::format("acc[{0}] += v{2};\n    acc[{1}] += v{2} * ({3});\n    st({4} + b * {5} + j, v{2});", RB, RB + 1,
+                       dy, xhat(X, cols), P, cols);
+  out += fmt::format("    float* part = {};  // [C, {}] partial sums of sample b\n",
+                     R > 0 ? fmt::format("e.scratch + b * {}", C * R) : "nullptr", R);
+  out += "    (void)part;\n    float mdy, mdyx;\n    {\n      ";
+  out += indent(body(kern, members, cols, &reds, po), 4);
+  out += fmt::format("      float tot[2];\n      channel_and_row_sums<{}, {}>(b, q * {}, (q + 1) * {}, {}, part, tot, body_pre);\n",
+                     RB, R, cpg, cpg, HW);
+  out += fmt::format("      mdy = tot[0] / {0}.0f;\n      mdyx = tot[1] / {0}.0f;\n    }}\n", row);
+  BodyOpts pc = o;
+  pc.only = &second;
+  pc.stored = &post;
+  pc.reads[dy] = P;
+  out += "    " + indent(body(kern, members, cols, &reds, pc), 2);
+  if (RC > 0)
+    out += fmt::format("    channel_sums<{}, {}>(b, q * {}, (q + 1) * {}, {}, part + {}, body);\n", RC, R, cpg, cpg, HW, RB);
+  else
+    out += fmt::format("    for (int64_t c = q * {0}; c < (q + 1) * {0}; ++c)\n"
+                       "      for_cols(c * {1}, (c + 1) * {1}, [&](auto tag, int64_t j) {{ body(tag, b, j, nullptr); }});\n",
+                       cpg, HW);
+  DDPM_CHECK((int)reds.size() == R, "norm_backward_split: sums out of step");
+  return true;
 }
 
 // A reduction that is not over everything, the batch, or the features (e.g. a

@@ -52,7 +52,10 @@ struct BodyOpts {
   // elements, so per-channel operands ([C,1,1], [B,C,1,1]) are read as scalars.
   int64_t chan_hw = 0;
   bool stores = true;                      // store the kernel's outputs
-  const std::set<NodeId>* only = nullptr;  // emit only these members (no sums)
+  const std::set<NodeId>* only = nullptr;  // emit only these members
+  bool sums = true;                        // emit the sums of the members computed (acc[r] += ...)
+  const std::set<NodeId>* stored = nullptr;  // with stores: store only these members (null: every output)
+  std::map<NodeId, std::string> reads;     // members read from memory instead (pointer expressions)
   std::string ret;                         // a final statement, e.g. "return v7;"
   std::string x_norm;                      // Norm kernels: the x of the normalization
   std::string name = "body";               // the lambda's name
@@ -106,6 +109,10 @@ struct Emitter {
   // dy * xhat, then one sweep computing every member; the per-channel sums go to
   // per-sample partials, added in sample order at the end.
   void norm(size_t k, const Kernel& kern);
+  // The backward part of norm() when the gradient has a stored full-size output:
+  // see emit_kernels.cpp.
+  bool norm_backward_split(const Kernel& kern, NodeId bwd, const std::string& X, int64_t C, int64_t HW, int64_t cpg,
+                           int64_t row, const BodyOpts& o, std::vector<NodeId>& reds);
 
   // A reduction that is not over everything, the batch, or the features (e.g. a
   // conv bias gradient [B,C,H,W] -> [C,1,1]): one output element per task, each

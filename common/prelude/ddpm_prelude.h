@@ -463,13 +463,31 @@ template <class F> inline void map_channels(int64_t B, int64_t C, int64_t HW, F&
   });
 }
 
-// Sums of sample b's channels [c0, c1) into part[c * R + r] (part is sample b's [C, R]).
-template <int R, class F> inline void channel_sums(int64_t b, int64_t c0, int64_t c1, int64_t HW, float* part, F&& body) {
+// Sums of sample b's channels [c0, c1) into part[c * S + r] (part is sample b's [C, S]).
+template <int R, int S = R, class F>
+inline void channel_sums(int64_t b, int64_t c0, int64_t c1, int64_t HW, float* part, F&& body) {
   for (int64_t c = c0; c < c1; ++c) {
     double s[R];
     sum_cols<R>(b, c * HW, (c + 1) * HW, s, body);
-    for (int k = 0; k < R; ++k) part[c * R + k] = (float)s[k];
+    for (int k = 0; k < R; ++k) part[c * S + k] = (float)s[k];
   }
+}
+
+// The first sweep of a group-norm gradient over sample b's channels [c0, c1): body's
+// first RB sums per channel into part[c * S + r], its last two added over all the
+// channels into tot[0..2) (double inside, channel order), like row_channel_sums.
+template <int RB, int S, class F>
+inline void channel_and_row_sums(int64_t b, int64_t c0, int64_t c1, int64_t HW, float* part, float* tot, F&& body) {
+  double t[2] = {0.0, 0.0};
+  for (int64_t c = c0; c < c1; ++c) {
+    double s[RB + 2];
+    sum_cols<RB + 2>(b, c * HW, (c + 1) * HW, s, body);
+    for (int k = 0; k < RB; ++k) part[c * S + k] = (float)s[k];
+    t[0] += s[RB];
+    t[1] += s[RB + 1];
+  }
+  tot[0] = (float)t[0];
+  tot[1] = (float)t[1];
 }
 
 // Elementwise with per-channel sums: out_r [C] = sum over b and pixels.
