@@ -2,14 +2,35 @@
 // (test_solvers, test_models, test_conditioning): quiet, 2 threads, modules built
 // through the test cache.
 #pragma once
+#include <unistd.h>
+
 #include <filesystem>
 #include <string>
+#include <system_error>
+#include <vector>
 
 #include "runtime/sample.h"
 #include "runtime/train.h"
 #include "tools/spec_module.h"
 
 namespace ddpm_test {
+
+// A directory private to this test process, removed when it exits. ctest runs each
+// test case of a suite as its own process, in parallel under -j: two of them training
+// into one directory would read each other's half-written checkpoints.
+inline std::filesystem::path process_dir(const std::string& suite, const std::string& name) {
+  struct Cleanup {
+    std::vector<std::filesystem::path> dirs;
+    ~Cleanup() {
+      std::error_code ec;
+      for (const auto& d : dirs) std::filesystem::remove_all(d, ec);
+    }
+  };
+  static Cleanup cleanup;
+  std::filesystem::path p = std::filesystem::path(DDPM_BINARY_DIR) / suite / (name + "." + std::to_string(::getpid()));
+  cleanup.dirs.push_back(p);
+  return p;
+}
 
 // A quiet 2-thread run of `spec` (relative to the source tree) on `data` into a
 // fresh directory `out`; the module is built through the test cache.

@@ -28,7 +28,7 @@ namespace {
 
 const fs::path& trained_run() {
   static const fs::path dir = [] {
-    fs::path p = fs::path(DDPM_BINARY_DIR) / "test-solvers" / "moons";
+    fs::path p = ddpm_test::process_dir("test-solvers", "moons");
     REQUIRE(ddpm::train(ddpm_test::run_config("models/moons_solvers.ddpm", "moons", p, 6000, 256, 11)) == 0);
     return p;
   }();
