@@ -48,10 +48,47 @@ inline float vlog(float x) { return std::log(x); }
 inline V vlog(const V& x) { return xsimd::log(x); }
 inline float vsqrt(float x) { return std::sqrt(x); }
 inline V vsqrt(const V& x) { return xsimd::sqrt(x); }
+// sin and cos of float lanes. xsimd's range reduction falls back to a scalar
+// __ieee754_rem_pio2 per lane once any lane exceeds 64 pi, which a sinusoidal embedding
+// of steps up to 1000 always does. Here x - k pi/2 is taken in four FMA steps with
+// short-mantissa parts of pi/2 (each k * part exact for |k| < 2^15; the split of SLEEF's
+// float sinf), then Cephes' polynomials on [-pi/4, pi/4]: within 2 ulp of sin/cos of the
+// float x for |x| < 39000; larger or infinite lanes take xsimd's path.
+struct SinCos {
+  V s, c, quad;  // sin and cos of the reduced argument; the quadrant k mod 4 in 0..3
+};
+inline SinCos sincos_reduced(const V& x) {
+  const V k = xsimd::nearbyint(x * V(0.636619772f));
+  V r = xsimd::fnma(k, V(1.5703125f), x);
+  r = xsimd::fnma(k, V(4.83512878417968750e-4f), r);
+  r = xsimd::fnma(k, V(3.1385570764541626e-7f), r);
+  r = xsimd::fnma(k, V(6.07710062827671e-11f), r);
+  const V r2 = r * r;
+  V ps = xsimd::fma(r2, V(-1.9515295891e-4f), V(8.3321608736e-3f));
+  ps = xsimd::fma(r2, ps, V(-1.6666654611e-1f));
+  const V s = xsimd::fma(r * r2, ps, r);
+  V pc = xsimd::fma(r2, V(2.443315711809948e-5f), V(-1.388731625493765e-3f));
+  pc = xsimd::fma(r2, pc, V(4.166664568298827e-2f));
+  const V c = xsimd::fma(r2 * r2, pc, xsimd::fnma(V(0.5f), r2, V(1.0f)));
+  return {s, c, k - V(4.0f) * xsimd::floor(k * V(0.25f))};
+}
+inline bool trig_fast_range(const V& x) { return xsimd::all(!(xsimd::abs(x) >= V(39000.0f))); }  // NaN lanes stay NaN
 inline float vsin(float x) { return std::sin(x); }
-inline V vsin(const V& x) { return xsimd::sin(x); }
+inline V vsin(const V& x) {
+  if (!trig_fast_range(x)) return xsimd::sin(x);
+  const SinCos t = sincos_reduced(x);
+  const V h = t.quad * V(0.5f);
+  const V r = xsimd::select(h != xsimd::floor(h), t.c, t.s);
+  return xsimd::select(t.quad >= V(2.0f), -r, r);
+}
 inline float vcos(float x) { return std::cos(x); }
-inline V vcos(const V& x) { return xsimd::cos(x); }
+inline V vcos(const V& x) {
+  if (!trig_fast_range(x)) return xsimd::cos(x);
+  const SinCos t = sincos_reduced(x);
+  const V h = t.quad * V(0.5f);
+  const V r = xsimd::select(h != xsimd::floor(h), t.s, t.c);
+  return xsimd::select(xsimd::abs(t.quad - V(1.5f)) < V(1.0f), -r, r);
+}
 inline float vsigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 inline V vsigmoid(const V& x) { return V(1.0f) / (V(1.0f) + xsimd::exp(-x)); }
 

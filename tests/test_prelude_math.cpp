@@ -1,0 +1,60 @@
+// Tests for the vector math of common/prelude/ddpm_prelude.h that generated modules
+// call: vsin and vcos against double-precision sin and cos of the same float lanes,
+// over the arguments a sinusoidal step embedding produces (t * freq up to 1000 and
+// beyond, where xsimd's own reduction turns scalar) and their special values.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+#include <tuple>
+
+// GCC 12 flags the `__m512 __Y = __Y;` of its own _mm512_undefined_ps inside xsimd's
+// rounding and conversions (a known false positive); modules build without -Wall.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include "common/prelude/ddpm_prelude.h"
+
+namespace {
+
+using ddpm::gen::L;
+using ddpm::gen::V;
+
+// Largest |f(x) - ref(x)| over lanes x = x0 + (i + l) * dx, i < n.
+template <class F, class R> double worst_error(F&& f, R&& ref, double x0, double dx, long n) {
+  alignas(64) float in[L], out[L];
+  double worst = 0;
+  for (long i = 0; i < n; i += L) {
+    for (int64_t l = 0; l < L; ++l) in[l] = (float)(x0 + (double)(i + l) * dx);
+    f(V::load_aligned(in)).store_aligned(out);
+    for (int64_t l = 0; l < L; ++l) worst = std::max(worst, std::fabs((double)out[l] - ref((double)in[l])));
+  }
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("prelude: vsin and vcos are within 2 float ulps of double sin and cos up to |x| = 39000, and beyond") {
+  auto vs = [](const V& x) { return ddpm::gen::vsin(x); };
+  auto vc = [](const V& x) { return ddpm::gen::vcos(x); };
+  auto s = [](double x) { return std::sin(x); };
+  auto c = [](double x) { return std::cos(x); };
+  const double ulp = std::ldexp(1.0, -24);  // half the spacing of floats in [0.5, 1)
+  for (auto [x0, dx, n] : {std::tuple{-1.0, 1e-4, 20000L}, {-40.0, 1e-3, 80000L}, {0.0, 0.0173, 60000L},
+                           {-39000.0, 0.0977, 800000L}}) {
+    CAPTURE(x0);
+    CHECK(worst_error(vs, s, x0, dx, n) < 4 * ulp);
+    CHECK(worst_error(vc, c, x0, dx, n) < 4 * ulp);
+  }
+  // Past the fast range a lane takes xsimd's reduction: still sin and cos.
+  CHECK(worst_error(vs, s, 39000.0, 3.7, 4000) < 4 * ulp);
+  CHECK(worst_error(vc, c, 1e6, 91.3, 4000) < 4 * ulp);
+  alignas(64) float in[L], out[L];
+  for (float bad : {std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()}) {
+    for (int64_t l = 0; l < L; ++l) in[l] = l == 3 ? bad : 0.5f;
+    ddpm::gen::vsin(V::load_aligned(in)).store_aligned(out);
+    CHECK(std::isnan(out[3]));
+    CHECK(out[0] == doctest::Approx(std::sin(0.5)).epsilon(1e-6));
+    ddpm::gen::vcos(V::load_aligned(in)).store_aligned(out);
+    CHECK(std::isnan(out[3]));
+    CHECK(out[0] == doctest::Approx(std::cos(0.5)).epsilon(1e-6));
+  }
+}
