@@ -261,8 +261,11 @@ TEST_CASE("winograd.h F(2x2,3x3) forward and data gradient match the naive convo
 
 TEST_CASE("winograd4.h F(4x4,3x3) forward and data gradient match the naive convolution") {
   // 28x28 (the U-Net's), partial tiles (9, 11, 30), and 40 wide (10 tiles a row: the one-row path).
+  // C a multiple of 16 takes the channels-last input path, except 68 wide (past kMaxCols).
   for (auto d : {shape(32, 28, 32, 3, 1), shape(64, 28, 32, 3, 1), shape(32, 28, 64, 3, 1), shape(64, 14, 64, 3, 1),
-                 shape(5, 9, 40, 3, 1), shape(3, 11, 20, 3, 1), shape(16, 30, 16, 3, 1), shape(4, 40, 16, 3, 1)}) {
+                 shape(5, 9, 40, 3, 1), shape(3, 11, 20, 3, 1), shape(16, 30, 16, 3, 1), shape(4, 40, 16, 3, 1),
+                 shape(16, 68, 16, 3, 1)}) {
+    CHECK(ddpm::wino4::channels_last(d) == (d.C % 16 == 0 && d.W < 68));
     INFO("C ", d.C, " H ", d.H, " O ", d.O);
     REQUIRE(ddpm::wino4::applies(d));
     const int B = 2;
@@ -309,7 +312,7 @@ TEST_CASE("winograd_wgrad.h filter gradient matches the naive sum over samples a
 
 TEST_CASE("winograd4_wgrad.h F(4x4,3x3) filter gradient matches the naive sum over samples and pixels") {
   for (auto d : {shape(32, 28, 32, 3, 1), shape(64, 28, 32, 3, 1), shape(32, 28, 64, 3, 1), shape(5, 9, 40, 3, 1),
-                 shape(3, 11, 20, 3, 1), shape(4, 40, 16, 3, 1)}) {
+                 shape(3, 11, 20, 3, 1), shape(4, 40, 16, 3, 1), shape(16, 30, 16, 3, 1), shape(16, 68, 16, 3, 1)}) {
     INFO("C ", d.C, " H ", d.H, " O ", d.O);
     const int B = 3;
     auto x = rand_vec(size_t(B) * d.C * d.H * d.W, 11), dy = rand_vec(size_t(B) * d.O * d.Ho * d.Wo, 12);

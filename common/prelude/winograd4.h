@@ -48,8 +48,12 @@ inline int64_t filter_floats(const Shape& d) { return conv::round16(36 * d.C * o
 inline int64_t xw_floats(const Shape& d) { return conv::round16(int64_t(d.C) * hw_(d) * ww_(d) + 48); }
 inline int64_t v_floats(const Shape& d) { return conv::round16(36 * d.C * tp(d)); }
 inline int64_t m_floats(const Shape& d) { return conv::round16(36 * tp(d) * op(d)); }
-// Scratch of one slice: xw, V, M.
-inline int64_t slice_floats(const Shape& d) { return xw_floats(d) + v_floats(d) + m_floats(d); }
+// The channels-last copy of the padded input (rows the tiles read), [rows * Ww][C].
+inline int64_t xl_floats(const Shape& d) { return conv::round16(int64_t(d.C) * (4 * tiles_h(d) + 2) * ww_(d)); }
+// Scratch of one slice: xw, V, M (which first holds the channels-last input, see forward_sample).
+inline int64_t slice_floats(const Shape& d) {
+  return xw_floats(d) + v_floats(d) + std::max(m_floats(d), xl_floats(d));
+}
 
 // U[xi][c][o] = (G g G^T)[xi], as wino::pack_filter, with
 // G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1].
@@ -178,6 +182,90 @@ inline void input_transform(const Shape& d, const float* xw, float* V) {
   }
 }
 
+// The channels-last input path, for C a multiple of kL (every U-Net layer it serves). The
+// tiles-in-lanes transform above spends most of its time gathering every fourth column into
+// lanes (two permutes and a blend per value); here the padded input is transposed once into
+// xl [pixel][C] and each tile's 6x6 patch of kL channels is read with aligned vector loads.
+//   xl [(4th+2) * Ww][C]   the padded input, channels contiguous.
+//   Vc [36][Tp][C]         transformed input, channels contiguous (the GEMMs broadcast from
+//                          each tile's row; same size as V).
+inline constexpr int kMaxCols = 66;  // input columns a tile row reads: widths up to 64
+inline bool channels_last(const Shape& d) { return d.C % kL == 0 && 4 * tiles_w(d) + 2 <= kMaxCols; }
+
+inline void to_channels_last(const Shape& d, const float* xw, float* xl) {
+  const int64_t plane = int64_t(hw_(d)) * ww_(d), P = int64_t(4 * tiles_h(d) + 2) * ww_(d);  // P: whole vectors
+  for (int c0 = 0; c0 < d.C; c0 += kL)
+    for (int64_t p0 = 0; p0 < P; p0 += kL) {
+      batch t[kL];
+#pragma GCC unroll 16
+      for (int l = 0; l < kL; ++l) t[l] = batch::load_unaligned(xw + (c0 + l) * plane + p0);
+      simd::transpose(t);
+#pragma GCC unroll 16
+      for (int l = 0; l < kL; ++l) t[l].store_aligned(xl + (p0 + l) * d.C + c0);
+    }
+}
+
+// Vc[xi][t][c] = (B^T d B)[xi] for tile t's 6x6 patch d, kL channels at a time. The column
+// transforms B^T d of a tile row are shared by neighbouring tiles (tile j's columns 4 and 5 are
+// tile j+1's 0 and 1), so they are computed once per column into cols [Ww][6] (one channel
+// vector each) and the row transforms read them from there.
+inline void input_transform_cl(const Shape& d, const float* xl, float* Vc) {
+  const int th = tiles_h(d), tw = tiles_w(d), Ww = ww_(d), ncol = 4 * tw + 2;
+  const int64_t C = d.C, xs = tp(d) * C;
+  alignas(64) batch cols[kMaxCols * 6];
+  for (int i = 0; i < th; ++i)
+    for (int64_t c = 0; c < C; c += kL) {
+      const float* x0 = xl + int64_t(4 * i) * Ww * C + c;
+      for (int x = 0; x < ncol; ++x) {
+        batch z[6];
+#pragma GCC unroll 6
+        for (int a = 0; a < 6; ++a) z[a] = batch::load_aligned(x0 + (int64_t(a) * Ww + x) * C);
+        bt6(z, cols + 6 * x);
+      }
+      for (int j = 0; j < tw; ++j) {
+        float* v0 = Vc + (int64_t(i) * tw + j) * C + c;
+#pragma GCC unroll 6
+        for (int a = 0; a < 6; ++a) {
+          batch z[6], r[6];
+#pragma GCC unroll 6
+          for (int b = 0; b < 6; ++b) z[b] = cols[6 * (4 * j + b) + a];
+          bt6(z, r);
+#pragma GCC unroll 6
+          for (int b = 0; b < 6; ++b) r[b].store_aligned(v0 + (a * 6 + b) * xs);
+        }
+      }
+    }
+}
+
+// M[t][o-block] = sum over c of Vc[t][c] * U[c][o-block] for MR tiles (t0 + r): as gemm_block,
+// each register row broadcasting from its own tile's channel row.
+template <int MR, int NV>
+inline void gemm_block_cl(int C, const float* Vt, const float* U, int64_t Op, float* M) {
+  const float* vr[MR];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) vr[r] = Vt + int64_t(r) * C;
+  batch acc[MR][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = batch(0.f);
+  for (int c = 0; c < C; ++c) {
+    batch bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = batch::load_aligned(U + int64_t(c) * Op + v * kL);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      batch a(vr[r][c]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(a, bv[v], acc[r][v]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v].store_aligned(M + r * Op + v * kL);
+}
+
 // All 36 GEMMs of a sample, in register blocks that fit the tile count (7 x 7 tiles at 28x28).
 inline void gemms(const Shape& d, const float* V, const float* U, float* M) {
   const int64_t T = ntiles(d), Tp = tp(d), Op = op(d);
@@ -203,11 +291,38 @@ inline void gemms(const Shape& d, const float* V, const float* U, float* M) {
   }
 }
 
+// gemms() for Vc [36][Tp][C].
+inline void gemms_cl(const Shape& d, const float* Vc, const float* U, float* M) {
+  const int64_t T = ntiles(d), Tp = tp(d), Op = op(d), C = d.C;
+  const bool by7 = T % 7 == 0 && T % 14 != 0, wide = by7 && Op % 64 == 0;
+  for (int xi = 0; xi < 36; ++xi) {
+    const float* Vx = Vc + int64_t(xi) * Tp * C;
+    const float* Ux = U + int64_t(xi) * C * Op;
+    float* Mx = M + int64_t(xi) * Tp * Op;
+    if (wide) {
+      for (int64_t t0 = 0; t0 < T; t0 += 7)
+        for (int64_t ob = 0; ob < Op; ob += 64) gemm_block_cl<7, 4>(d.C, Vx + t0 * C, Ux + ob, Op, Mx + t0 * Op + ob);
+    } else if (by7) {
+      for (int64_t t0 = 0; t0 < T; t0 += 7)
+        for (int64_t ob = 0; ob < Op; ob += kOB) gemm_block_cl<7, 2>(d.C, Vx + t0 * C, Ux + ob, Op, Mx + t0 * Op + ob);
+    } else {
+      for (int64_t t0 = 0; t0 < T; t0 += 8)  // tiles past T read Tp's slack and land in M's
+        for (int64_t ob = 0; ob < Op; ob += kOB) gemm_block_cl<8, 2>(d.C, Vx + t0 * C, Ux + ob, Op, Mx + t0 * Op + ob);
+    }
+  }
+}
+
 // One sample: y [O][Ho][Wo] from its padded input xw, with V and M as scratch.
 inline void forward_sample(const Shape& d, const float* xw, const float* U, float* V, float* M, float* y) {
   const int64_t T = ntiles(d), Tp = tp(d), Op = op(d);
-  input_transform(d, xw, V);
-  gemms(d, V, U, M);
+  if (channels_last(d)) {
+    to_channels_last(d, xw, M);  // M is free until the GEMMs
+    input_transform_cl(d, M, V);
+    gemms_cl(d, V, U, M);
+  } else {
+    input_transform(d, xw, V);
+    gemms(d, V, U, M);
+  }
   // Output transform, channels in lanes; each tile's 4x4 pixels x 16 channels are stored straight
   // into y (wino::store_block4x4).
   const int64_t ms = Tp * Op, tw = tiles_w(d);
