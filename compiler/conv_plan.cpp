@@ -30,7 +30,8 @@ ddpm::conv::Shape dgrad_shape(const ConvDims& d) {
 ConvPath conv_path(const Node& n, const ConvDims& d) {
   const bool same = 2 * d.p == d.K - 1;
   if (n.op != Op::Conv2dBackData && ddpm::narrow::applies(conv_shape(d))) return ConvPath::Narrow;
-  if (n.op != Op::Conv2dBackData && ddpm::wino4::worthwhile(conv_shape(d))) return ConvPath::Winograd4;
+  if (n.op == Op::Conv2d && ddpm::wino4::worthwhile(conv_shape(d))) return ConvPath::Winograd4;
+  if (n.op == Op::Conv2dBackFilter && ddpm::wino4::worthwhile_wgrad(conv_shape(d))) return ConvPath::Winograd4;
   if (n.op == Op::Conv2dBackData && d.s == 1 && same && ddpm::wino4::worthwhile(dgrad_shape(d))) return ConvPath::Winograd4;
   if (n.op != Op::Conv2dBackData && ddpm::wino::worthwhile(conv_shape(d))) return ConvPath::Winograd;
   if (n.op == Op::Conv2dBackData && d.s == 1 && same && ddpm::wino::worthwhile(dgrad_shape(d))) return ConvPath::Winograd;
