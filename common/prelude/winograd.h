@@ -183,6 +183,60 @@ inline void input_transform(const Shape& d, const float* xw, float* V) {
   }
 }
 
+// The padded input with channels contiguous, for the channels-last transforms (here and in
+// winograd4.h): xl[(r * cols + x) * C + c] = xw[(c * Hw + r) * Ww + x] for rows r < rows and
+// columns x < cols (C and cols multiples of kL, cols <= Ww). kL x kL blocks transposed in registers.
+inline void to_channels_last(int C, int Hw, int Ww, int rows, int cols, const float* xw, float* xl) {
+  const int64_t plane = int64_t(Hw) * Ww;
+  for (int c0 = 0; c0 < C; c0 += kL)
+    for (int r = 0; r < rows; ++r)
+      for (int x0 = 0; x0 < cols; x0 += kL) {
+        batch t[kL];
+#pragma GCC unroll 16
+        for (int l = 0; l < kL; ++l) t[l] = batch::load_unaligned(xw + (c0 + l) * plane + int64_t(r) * Ww + x0);
+        simd::transpose(t);
+#pragma GCC unroll 16
+        for (int l = 0; l < kL; ++l) t[l].store_aligned(xl + (int64_t(r) * cols + x0 + l) * C + c0);
+      }
+}
+
+// The channels-last input path (C a multiple of kL; used by the filter gradient, winograd_wgrad.h):
+// Vc [16][Tp][C] (channels contiguous) from xl [(2th+2) * xl_cols][C]. The column transforms
+// B^T d of a tile row are shared by neighbouring tiles (tile j's columns 2, 3 are tile j+1's 0, 1).
+inline constexpr int kMaxCols = 66;  // input columns a tile row reads: widths up to 64
+inline bool channels_last(const Shape& d) { return d.C % kL == 0 && 2 * tiles_w(d) + 2 <= kMaxCols; }
+inline int xl_cols(const Shape& d) { return (2 * tiles_w(d) + 2 + kL - 1) / kL * kL; }
+inline int64_t xl_floats(const Shape& d) { return conv::round16(int64_t(d.C) * (2 * tiles_h(d) + 2) * xl_cols(d)); }
+
+inline void input_transform_cl(const Shape& d, const float* xl, float* Vc) {
+  const int th = tiles_h(d), tw = tiles_w(d), cols = xl_cols(d), ncol = 2 * tw + 2;
+  const int64_t C = d.C, xs = tp(d) * C;
+  alignas(64) batch cb[kMaxCols * 4];  // cb[4x + a] = (B^T d)[a] of column x
+  for (int i = 0; i < th; ++i)
+    for (int64_t c = 0; c < C; c += kL) {
+      const float* x0 = xl + int64_t(2 * i) * cols * C + c;
+      for (int x = 0; x < ncol; ++x) {
+        const batch d0 = batch::load_aligned(x0 + (0 * int64_t(cols) + x) * C), d1 = batch::load_aligned(x0 + (1 * int64_t(cols) + x) * C),
+                    d2 = batch::load_aligned(x0 + (2 * int64_t(cols) + x) * C), d3 = batch::load_aligned(x0 + (3 * int64_t(cols) + x) * C);
+        cb[4 * x + 0] = d0 - d2;
+        cb[4 * x + 1] = d1 + d2;
+        cb[4 * x + 2] = d2 - d1;
+        cb[4 * x + 3] = d1 - d3;
+      }
+      for (int j = 0; j < tw; ++j) {
+        float* v0 = Vc + (int64_t(i) * tw + j) * C + c;
+        const batch* t = cb + 4 * (2 * j);  // t[4b + a] = (B^T d)[a][b]
+#pragma GCC unroll 4
+        for (int a = 0; a < 4; ++a) {
+          (t[a] - t[8 + a]).store_aligned(v0 + (a * 4 + 0) * xs);
+          (t[4 + a] + t[8 + a]).store_aligned(v0 + (a * 4 + 1) * xs);
+          (t[8 + a] - t[4 + a]).store_aligned(v0 + (a * 4 + 2) * xs);
+          (t[4 + a] - t[12 + a]).store_aligned(v0 + (a * 4 + 3) * xs);
+        }
+      }
+    }
+}
+
 // M[xi][t][o-block] = sum over c of V[xi][c][t] * U[xi][c][o-block] for tiles t0 .. t0+MR-1 and
 // NV vectors of output channels.
 template <int MR, int NV>

@@ -198,20 +198,11 @@ inline void input_transform(const Shape& d, const float* xw, float* V) {
 //   xl [(4th+2) * Ww][C]   the padded input, channels contiguous.
 //   Vc [36][Tp][C]         transformed input, channels contiguous (the GEMMs broadcast from
 //                          each tile's row; same size as V).
-inline constexpr int kMaxCols = 66;  // input columns a tile row reads: widths up to 64
+using wino::kMaxCols;  // input columns a tile row reads: widths up to 64
 inline bool channels_last(const Shape& d) { return d.C % kL == 0 && 4 * tiles_w(d) + 2 <= kMaxCols; }
 
 inline void to_channels_last(const Shape& d, const float* xw, float* xl) {
-  const int64_t plane = int64_t(hw_(d)) * ww_(d), P = int64_t(4 * tiles_h(d) + 2) * ww_(d);  // P: whole vectors
-  for (int c0 = 0; c0 < d.C; c0 += kL)
-    for (int64_t p0 = 0; p0 < P; p0 += kL) {
-      batch t[kL];
-#pragma GCC unroll 16
-      for (int l = 0; l < kL; ++l) t[l] = batch::load_unaligned(xw + (c0 + l) * plane + p0);
-      simd::transpose(t);
-#pragma GCC unroll 16
-      for (int l = 0; l < kL; ++l) t[l].store_aligned(xl + (p0 + l) * d.C + c0);
-    }
+  wino::to_channels_last(d.C, hw_(d), ww_(d), 4 * tiles_h(d) + 2, ww_(d), xw, xl);
 }
 
 // Vc[xi][t][c] = (B^T d B)[xi] for tile t's 6x6 patch d, kL channels at a time. The column

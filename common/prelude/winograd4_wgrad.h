@@ -73,36 +73,6 @@ inline void grad_transform(const Shape& d, const float* dyT, float* W) {
       }
 }
 
-// wino::wgrad_block for the channels-last Vc [Tp][C] (winograd4.h): the kRows channels c0 + r
-// of tile t are neighbours, one broadcast each from Vc + t * C.
-inline void wgrad_block_cl(int64_t T, const float* Vc, int64_t C, int rows, const float* W, int64_t Op, float* S,
-                           bool first) {
-  constexpr int R = wino::kRows, NV = wino::kNV;
-  batch acc[R][NV];
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 2
-    for (int v = 0; v < NV; ++v) acc[r][v] = batch(0.f);
-  for (int64_t t = 0; t < T; ++t) {
-    batch bv[NV];
-#pragma GCC unroll 2
-    for (int v = 0; v < NV; ++v) bv[v] = batch::load_aligned(W + t * Op + v * kL);
-    const float* vt = Vc + t * C;
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      batch a(vt[r]);
-#pragma GCC unroll 2
-      for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(a, bv[v], acc[r][v]);
-    }
-  }
-  for (int r = 0; r < rows; ++r)
-#pragma GCC unroll 2
-    for (int v = 0; v < NV; ++v) {
-      float* p = S + r * Op + v * kL;
-      (first ? acc[r][v] : batch::load_aligned(p) + acc[r][v]).store_aligned(p);
-    }
-}
-
 // This slice's partial S over samples [b0, b1) in order; fill gives input rows as in
 // forward_range, dy is the whole batch's output gradient.
 template <class Fill>
@@ -124,7 +94,7 @@ inline void wgrad_range(const Shape& d, const float* dy, int64_t b0, int64_t b1,
       for (int xi = 0; xi < 36; ++xi)
         for (int64_t ob = 0; ob < Op; ob += kOB)
           for (int64_t c0 = 0; c0 < d.C; c0 += wino::kRows)  // C is a multiple of kL, so of kRows
-            wgrad_block_cl(T, V + xi * Tp * d.C + c0, d.C, wino::kRows, W + xi * Tp * Op + ob, Op,
+            wino::wgrad_block_cl(T, V + xi * Tp * d.C + c0, d.C, wino::kRows, W + xi * Tp * Op + ob, Op,
                            S + (xi * Cp + c0) * Op + ob, b == b0);
       continue;
     }

@@ -20,7 +20,8 @@ namespace ddpm::wino {
 inline constexpr int kRows = 8;  // channels per register block (8 x 32 output channels)
 
 inline int64_t cp(const Shape& d) { return (d.C + kRows - 1) / kRows * kRows; }
-inline int64_t w_floats(const Shape& d) { return conv::round16(16 * tp(d) * op(d)); }
+// W's region also holds the channels-last input before grad_transform writes it.
+inline int64_t w_floats(const Shape& d) { return std::max(conv::round16(16 * tp(d) * op(d)), xl_floats(d)); }
 inline int64_t s_floats(const Shape& d) { return conv::round16(16 * cp(d) * op(d)); }
 // Scratch of one slice: xw, V (as in the forward pass), dyT (conv.h's [Ho*Wo][Op] transpose), W,
 // then S (the partial).
@@ -89,6 +90,36 @@ inline void wgrad_block(int64_t T, const float* V, int64_t Tp, int rows, const f
     }
 }
 
+// wgrad_block for the channels-last Vc [Tp][C] (here and in winograd4_wgrad.h): the kRows channels c0 + r
+// of tile t are neighbours, one broadcast each from Vc + t * C.
+inline void wgrad_block_cl(int64_t T, const float* Vc, int64_t C, int rows, const float* W, int64_t Op, float* S,
+                           bool first) {
+  constexpr int R = kRows, NV = kNV;
+  batch acc[R][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) acc[r][v] = batch(0.f);
+  for (int64_t t = 0; t < T; ++t) {
+    batch bv[NV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) bv[v] = batch::load_aligned(W + t * Op + v * kL);
+    const float* vt = Vc + t * C;
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      batch a(vt[r]);
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(a, bv[v], acc[r][v]);
+    }
+  }
+  for (int r = 0; r < rows; ++r)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) {
+      float* p = S + r * Op + v * kL;
+      (first ? acc[r][v] : batch::load_aligned(p) + acc[r][v]).store_aligned(p);
+    }
+}
+
 // This slice's partial S over samples [b0, b1) in order; fill gives input rows as in
 // forward_range, dy is the whole batch's output gradient.
 template <class Fill>
@@ -102,8 +133,19 @@ inline void wgrad_range(const Shape& d, const float* dy, int64_t b0, int64_t b1,
   clear_tiles(d, xw);
   for (int64_t b = b0; b < b1; ++b) {
     pad_tiles(d, xw, [&](int c, int h, float* dst) { fill(b, c, h, dst); });
-    input_transform(d, xw, V);
     conv::transpose_dy(d, dy + b * ys, dyT);
+    if (channels_last(d)) {
+      to_channels_last(d.C, hw_(d), ww_(d), 2 * tiles_h(d) + 2, xl_cols(d), xw, W);  // W is free until grad_transform
+      input_transform_cl(d, W, V);
+      grad_transform(d, dyT, W);
+      for (int xi = 0; xi < 16; ++xi)
+        for (int64_t ob = 0; ob < Op; ob += kOB)
+          for (int64_t c0 = 0; c0 < d.C; c0 += kRows)  // C is a multiple of kL, so of kRows
+            wgrad_block_cl(T, V + xi * Tp * d.C + c0, d.C, kRows, W + xi * Tp * Op + ob, Op, S + (xi * Cp + c0) * Op + ob,
+                           b == b0);
+      continue;
+    }
+    input_transform(d, xw, V);
     grad_transform(d, dyT, W);
     for (int xi = 0; xi < 16; ++xi)
       for (int64_t ob = 0; ob < Op; ob += kOB)
