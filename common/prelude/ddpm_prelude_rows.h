@@ -1,4 +1,4 @@
-// Prelude, part two: the helpers of the elementwise ops added for attention and
+// Prelude, part three: the helpers of the elementwise ops added for attention and
 // guidance (maximum, minimum, abs, relu, tanh, comparisons, where, uniform noise)
 // and the "call" kernels, each one op computed by one function here: softmax over
 // the last axis (max-shifted) and its gradient, the transpose of the last two axes,
