@@ -58,3 +58,23 @@ TEST_CASE("prelude: vsin and vcos are within 2 float ulps of double sin and cos 
     CHECK(out[0] == doctest::Approx(std::cos(0.5)).epsilon(1e-6));
   }
 }
+
+TEST_CASE("prelude: vector rnormal draws philox_normal's numbers (at most a last-bit rounding apart)") {
+  alignas(64) float out[L];
+  int64_t differ = 0, n = 0;
+  double worst = 0;
+  for (int64_t e0 : {int64_t(0), int64_t(4096), int64_t(1) << 20, (int64_t(1) << 32) - 8, (int64_t(1) << 33) + 5}) {
+    for (int64_t blk = 0; blk < 2000; ++blk) {
+      const int64_t e = e0 + blk * L;
+      ddpm::gen::rnormal<V>(1234, 77, 3, e).store_aligned(out);
+      for (int64_t l = 0; l < L; ++l, ++n) {
+        const float ref = (float)ddpm::philox_normal(1234, 77, 3, (uint64_t)(e + l));
+        if (out[l] != ref) ++differ;
+        worst = std::max(worst, (double)std::fabs(out[l] - ref) / std::max(1.0f, std::fabs(ref)));
+      }
+    }
+  }
+  MESSAGE(differ << " of " << n << " draws differ from the scalar path; worst relative difference " << worst);
+  CHECK(differ <= n / 100000);
+  CHECK(worst <= 2.4e-7);
+}
