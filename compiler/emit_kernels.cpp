@@ -189,6 +189,7 @@ std::string Emitter::body(const Kernel& kern, const std::vector<NodeId>& members
       std::string t = table_name(n.data);
       if (n.type.dims.empty()) return fmt::format("T({}[0])", t);
       if (o.chan_hw > 0 && per_channel(n.type, d)) return fmt::format("T({}[ch])", t);
+      if (o.flat && n.type.dims == d.dims) return fmt::format("gat(tag, [&](int64_t q) {{ return {}[q % {}]; }}, j)", t, o.flat);
       return n.type.dims == d.dims ? fmt::format("ld<T>({} + j)", t) : gather(t, n.type, d);
     }
     if (n.op == Op::Input && (n.name == "t" || n.name == "s")) return fmt::format("T(e.{})", n.name);
@@ -196,6 +197,11 @@ std::string Emitter::body(const Kernel& kern, const std::vector<NodeId>& members
     const Type& ti = n.type;
     if (ti == d) return fmt::format("ld<T>({} + b * {} + j)", p, cols);
     if (ti.dims.empty() && !ti.batched) return fmt::format("T({}[0])", p);
+    if (o.flat && ti.dims.empty() && ti.batched)
+      return fmt::format("gat(tag, [&](int64_t q) {{ return {}[q / {}]; }}, j)", p, o.flat);
+    if (o.flat && !ti.batched && ti.dims == d.dims)
+      return fmt::format("gat(tag, [&](int64_t q) {{ return {}[q % {}]; }}, j)", p, o.flat);
+    DDPM_CHECK(!o.flat, "flat body: an operand flat_ok() does not allow");
     if (ti.dims.empty() && ti.batched) return fmt::format("T({}[b])", p);
     if (!ti.batched && ti.dims == d.dims) return fmt::format("ld<T>({} + j)", p);
     if (o.chan_hw > 0 && per_channel(ti, d))
@@ -253,6 +259,27 @@ std::string Emitter::outs_decl(const std::vector<NodeId>& reds) {
   return fmt::format("  float* const outs[{}] = {{{}}};\n", reds.size(), ptrs);
 }
 
+// Can an elementwise kernel over [B, n], n < 16 (a vector on AVX-512; on narrower machines
+// flat is merely not needed), run flat: every value it reads from outside is
+// a scalar, a per-sample scalar, a per-column row, or a value of the kernel's own shape? (The
+// emitted index b * n + j is then the flat index, and random ops keep their element numbers.)
+bool Emitter::flat_ok(const Kernel& kern) {
+  const Type& d = kern.domain;
+  if (!d.batched || d.dims.empty() || d.numel() >= 16) return false;
+  const std::set<NodeId> inside(kern.nodes.begin(), kern.nodes.end());
+  for (NodeId id : kern.nodes)
+    for (NodeId x : g.nodes[id].in) {
+      if (inside.count(x)) continue;
+      const Node& n = g.nodes[x];
+      const Type& ti = n.type;
+      if (n.op == Op::Const || n.op == Op::InvBatch || (n.op == Op::Input && (n.name == "t" || n.name == "s"))) continue;
+      if (n.op == Op::ConstTensor ? !(ti.dims.empty() || ti.dims == d.dims)
+                                  : !(ti == d || ti.dims.empty() || (!ti.batched && ti.dims == d.dims)))
+        return false;
+    }
+  return true;
+}
+
 // Does an elementwise kernel read a per-channel value (then it loops channel by
 // channel and reads those values as scalars)?
 bool Emitter::reads_per_channel(const Kernel& kern, const std::vector<NodeId>& members) {
@@ -290,6 +317,17 @@ void Emitter::elementwise(size_t k, const Kernel& kern) {
   if (kern.reduce == Kernel::Reduce::Channels || (kern.reduce == Kernel::Reduce::None && kern.domain.batched &&
                                                    reads_per_channel(kern, kern.nodes)))
     return by_channel(k, kern);
+  if (kern.reduce == Kernel::Reduce::None && flat_ok(kern)) {
+    // Rows narrower than a vector (e.g. [B, 2] points): one flat row, vectors across samples.
+    const int64_t n = kern.domain.numel();
+    header(k, kern, "elementwise, rows walked as one,");
+    out += fmt::format("static void {}_k{}(const Env& e) {{\n", prefix, k);
+    BodyOpts o;
+    o.flat = n;
+    out += "  " + body(kern, kern.nodes, fmt::format("{}", n), nullptr, o);
+    out += fmt::format("  map_flat(e.B * {}, body);\n}}\n\n", n);
+    return;
+  }
   auto [rows, cols] = rows_cols(kern.domain);
   const char* what = kern.reduce == Kernel::Reduce::None      ? "elementwise"
                      : kern.reduce == Kernel::Reduce::All     ? "elementwise + sum over everything,"

@@ -59,6 +59,9 @@ struct BodyOpts {
   std::string ret;                         // a final statement, e.g. "return v7;"
   std::string x_norm;                      // Norm kernels: the x of the normalization
   std::string name = "body";               // the lambda's name
+  // > 0: a [B, flat] domain walked as one flat row (b = 0, j = b * flat + column), so that rows
+  // narrower than a vector still fill its lanes; per-row and per-column operands are gathered.
+  int64_t flat = 0;
 };
 
 struct Emitter {
@@ -99,6 +102,9 @@ struct Emitter {
 
   // Norm kernels: the normalized value of element (b, j), from x and the row's statistics.
   static std::string xhat(const std::string& x, const std::string& cols);
+
+  // Can an elementwise kernel over [B, n] with n narrower than a vector run flat (BodyOpts::flat)?
+  bool flat_ok(const Kernel& kern);
 
   // Does an elementwise kernel read a per-channel value (then it loops channel by
   // channel and reads those values as scalars)?

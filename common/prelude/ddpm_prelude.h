@@ -392,6 +392,14 @@ template <class F> inline void map_rows(int64_t rows, int64_t cols, F&& body) {
   });
 }
 
+// Elementwise over n elements walked as one row (b = 0, j = flat index), in chunks of 8K.
+template <class F> inline void map_flat(int64_t n, F&& body) {
+  const int64_t chunk = 8192, m = (n + chunk - 1) / chunk;
+  parallel_chunks(m, n, [&](int64_t c) {
+    for_cols(c * chunk, std::min(n, (c + 1) * chunk), [&](auto tag, int64_t j) { body(tag, 0, j, nullptr); });
+  });
+}
+
 // Reduction over everything: out[r] = sum over elements of what body adds into acc[r].
 // Per-chunk partials (double) are combined in chunk order.
 template <int R, class F> inline void reduce_all(int64_t rows, int64_t cols, float* out, F&& body) {

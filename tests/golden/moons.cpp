@@ -1082,37 +1082,35 @@ static void train_k0(const Env& e) {
   map_rows(rows, cols, body);
 }
 
-// train_k1: elementwise [B,2]
+// train_k1: elementwise, rows walked as one, [B,2]
 //   ops:  randn mul
 //   spec: models/moons.ddpm:19,20
 static void train_k1(const Env& e) {
-  const int64_t rows = e.B, cols = 2;
   auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
     using T = decltype(tag);
     (void)b;
     (void)acc;
-    const T v2 = rnormal<T>(e.seed, e.step, 2, (e.row0 + b) * cols + j);
-    st((e.A + 48 * e.B) + b * cols + j, v2);
-    const T v7 = (T((e.A + 32 * e.B)[b]) * v2);
-    st((e.A + 64 * e.B) + b * cols + j, v7);
+    const T v2 = rnormal<T>(e.seed, e.step, 2, (e.row0 + b) * 2 + j);
+    st((e.A + 48 * e.B) + b * 2 + j, v2);
+    const T v7 = (gat(tag, [&](int64_t q) { return (e.A + 32 * e.B)[q / 2]; }, j) * v2);
+    st((e.A + 64 * e.B) + b * 2 + j, v7);
   };
-  map_rows(rows, cols, body);
+  map_flat(e.B * 2, body);
 }
 
-// train_k2: elementwise [B,2]
+// train_k2: elementwise, rows walked as one, [B,2]
 //   ops:  mul add
 //   spec: models/moons.ddpm:20
 static void train_k2(const Env& e) {
-  const int64_t rows = e.B, cols = 2;
   auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
     using T = decltype(tag);
     (void)b;
     (void)acc;
-    const T v4 = (T((e.A + 16 * e.B)[b]) * ld<T>(e.in_data + b * cols + j));
-    const T v8 = (v4 + ld<T>((e.A + 64 * e.B) + b * cols + j));
-    st((e.A + 32 * e.B) + b * cols + j, v8);
+    const T v4 = (gat(tag, [&](int64_t q) { return (e.A + 16 * e.B)[q / 2]; }, j) * ld<T>(e.in_data + b * 2 + j));
+    const T v8 = (v4 + ld<T>((e.A + 64 * e.B) + b * 2 + j));
+    st((e.A + 32 * e.B) + b * 2 + j, v8);
   };
-  map_rows(rows, cols, body);
+  map_flat(e.B * 2, body);
 }
 
 // train_k3: elementwise [B,32]
@@ -1502,37 +1500,35 @@ static void loss_k0(const Env& e) {
   map_rows(rows, cols, body);
 }
 
-// loss_k1: elementwise [B,2]
+// loss_k1: elementwise, rows walked as one, [B,2]
 //   ops:  randn mul
 //   spec: models/moons.ddpm:19,20
 static void loss_k1(const Env& e) {
-  const int64_t rows = e.B, cols = 2;
   auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
     using T = decltype(tag);
     (void)b;
     (void)acc;
-    const T v2 = rnormal<T>(e.seed, e.step, 2, (e.row0 + b) * cols + j);
-    st((e.A + 48 * e.B) + b * cols + j, v2);
-    const T v6 = (T((e.A + 32 * e.B)[b]) * v2);
-    st((e.A + 64 * e.B) + b * cols + j, v6);
+    const T v2 = rnormal<T>(e.seed, e.step, 2, (e.row0 + b) * 2 + j);
+    st((e.A + 48 * e.B) + b * 2 + j, v2);
+    const T v6 = (gat(tag, [&](int64_t q) { return (e.A + 32 * e.B)[q / 2]; }, j) * v2);
+    st((e.A + 64 * e.B) + b * 2 + j, v6);
   };
-  map_rows(rows, cols, body);
+  map_flat(e.B * 2, body);
 }
 
-// loss_k2: elementwise [B,2]
+// loss_k2: elementwise, rows walked as one, [B,2]
 //   ops:  mul add
 //   spec: models/moons.ddpm:20
 static void loss_k2(const Env& e) {
-  const int64_t rows = e.B, cols = 2;
   auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
     using T = decltype(tag);
     (void)b;
     (void)acc;
-    const T v4 = (T((e.A + 16 * e.B)[b]) * ld<T>(e.in_data + b * cols + j));
-    const T v7 = (v4 + ld<T>((e.A + 64 * e.B) + b * cols + j));
-    st((e.A + 32 * e.B) + b * cols + j, v7);
+    const T v4 = (gat(tag, [&](int64_t q) { return (e.A + 16 * e.B)[q / 2]; }, j) * ld<T>(e.in_data + b * 2 + j));
+    const T v7 = (v4 + ld<T>((e.A + 64 * e.B) + b * 2 + j));
+    st((e.A + 32 * e.B) + b * 2 + j, v7);
   };
-  map_rows(rows, cols, body);
+  map_flat(e.B * 2, body);
 }
 
 // loss_k3: elementwise [B,32]
@@ -1851,20 +1847,19 @@ static void sampler_ddpm_k8(const Env& e) {
   map_rows(rows, cols, body);
 }
 
-// sampler_ddpm_k9: elementwise [B,2]
+// sampler_ddpm_k9: elementwise, rows walked as one, [B,2]
 //   ops:  randn mul
 //   spec: models/moons.ddpm:28
 static void sampler_ddpm_k9(const Env& e) {
-  const int64_t rows = e.B, cols = 2;
   auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
     using T = decltype(tag);
     (void)b;
     (void)acc;
-    const T v36 = rnormal<T>(e.seed, e.step, 1, (e.row0 + b) * cols + j);
-    const T v37 = (T((e.A + 32 * e.B)[b]) * v36);
-    st((e.A + 48 * e.B) + b * cols + j, v37);
+    const T v36 = rnormal<T>(e.seed, e.step, 1, (e.row0 + b) * 2 + j);
+    const T v37 = (gat(tag, [&](int64_t q) { return (e.A + 32 * e.B)[q / 2]; }, j) * v36);
+    st((e.A + 48 * e.B) + b * 2 + j, v37);
   };
-  map_rows(rows, cols, body);
+  map_flat(e.B * 2, body);
 }
 
 // sampler_ddpm_k10: GEMM with fused epilogue, [B,2]
