@@ -59,7 +59,7 @@ TEST_CASE("prelude: vsin and vcos are within 2 float ulps of double sin and cos 
   }
 }
 
-TEST_CASE("prelude: vector rnormal draws philox_normal's numbers (at most a last-bit rounding apart)") {
+TEST_CASE("prelude: vector rnormal, rstep and runiform draw the scalar philox numbers") {
   alignas(64) float out[L];
   int64_t differ = 0, n = 0;
   double worst = 0;
@@ -77,4 +77,11 @@ TEST_CASE("prelude: vector rnormal draws philox_normal's numbers (at most a last
   MESSAGE(differ << " of " << n << " draws differ from the scalar path; worst relative difference " << worst);
   CHECK(differ <= n / 100000);
   CHECK(worst <= 2.4e-7);
+  // uniform_step draws from the same words: exactly philox_step's steps.
+  for (int64_t e : {int64_t(0), int64_t(12345), (int64_t(1) << 32) - 8}) {
+    ddpm::gen::rstep<V>(99, 5, 1, e, 1000).store_aligned(out);
+    for (int64_t l = 0; l < L; ++l) CHECK(out[l] == (float)ddpm::philox_step(99, 5, 1, (uint64_t)(e + l), 1000));
+    ddpm::gen::runiform<V>(99, 5, 2, e).store_aligned(out);
+    for (int64_t l = 0; l < L; ++l) CHECK(out[l] == (float)ddpm::philox_uniform(99, 5, 2, (uint64_t)(e + l)));
+  }
 }

@@ -183,6 +183,14 @@ template <> inline float rstep<float>(uint64_t seed, uint64_t step, uint32_t str
 }
 template <> inline V rstep<V>(uint64_t seed, uint64_t step, uint32_t stream, int64_t e0, int Tmax) {
   alignas(64) float out[L];
+  alignas(64) uint32_t w0[L], w1[L];
+  if (philox_words(seed, step, stream, e0, w0, w1)) {
+    for (int64_t k = 0; k < L; ++k) {  // philox_step from the block's first word
+      const int t = 1 + (int)(u32_to_open01(w0[k]) * Tmax);
+      out[k] = (float)(t > Tmax ? Tmax : t);
+    }
+    return V::load_aligned(out);
+  }
   for (int64_t k = 0; k < L; ++k) out[k] = (float)philox_step(seed, step, stream, (uint64_t)(e0 + k), Tmax);
   return V::load_aligned(out);
 }

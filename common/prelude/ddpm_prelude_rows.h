@@ -41,6 +41,14 @@ inline V vwhere(const V& c, const V& a, const V& b) { return xsimd::select(c != 
 
 // Uniform in (0, 1) for elements e0, e0+1, ... (one per lane, through gat); see philox.h.
 template <class T> inline T runiform(uint64_t seed, uint64_t step, uint32_t stream, int64_t e0) {
+  if constexpr (std::is_same_v<T, V>) {
+    alignas(64) uint32_t w0[L], w1[L];
+    if (philox_words(seed, step, stream, e0, w0, w1)) {  // philox_uniform from the block's first word
+      alignas(64) float out[L];
+      for (int64_t k = 0; k < L; ++k) out[k] = (float)u32_to_open01(w0[k]);
+      return V::load_aligned(out);
+    }
+  }
   return gat(T(), [&](int64_t e) { return (float)philox_uniform(seed, step, stream, (uint64_t)e); }, e0);
 }
 
