@@ -17,6 +17,11 @@
 
 namespace ddpmc {
 
+namespace {
+// Parts a Winograd filter transform is split into (by input channel), fixed by the shape.
+int filter_parts(const ddpm::conv::Shape& cs) { return cs.C >= 16 ? 4 : 1; }
+}  // namespace
+
 // The fill of a convolution whose input x is computed by its prologue (a forward group norm
 // and the elementwise ops after it; passes/prologue.cpp). Per (sample, group): the statistics,
 // as the Norm kernel computes them, when the group's first row is filled; per channel: the
@@ -113,7 +118,11 @@ void Emitter::conv_blocked(size_t k, const Kernel& kern) {
                         ptr(cn.in[0]), is, cs.H, cs.W, cs.W * 4);
   if (cn.op != Op::Conv2dBackFilter) {
     out += fmt::format("  float* wp = e.scratch + {} * {};\n", kConvChunks, chunk);
-    out += fmt::format("  {}::pack_filter(d, {}, {}, wp);\n", ns, ptr(cn.in[1]), dgrad ? "true" : "false");
+    if (wino || wino4)  // split by input channel: each part writes its own channels of wp
+      out += fmt::format("  parallel_chunks({0}, [&](int64_t q) {{ {1}::pack_filter(d, {2}, {3}, wp, q * d.C / {0}, (q + 1) * d.C / {0}); }});\n",
+                         filter_parts(cs), ns, ptr(cn.in[1]), dgrad ? "true" : "false");
+    else
+      out += fmt::format("  {}::pack_filter(d, {}, {}, wp);\n", ns, ptr(cn.in[1]), dgrad ? "true" : "false");
   }
   out += fmt::format("  const int64_t nchunk = std::min<int64_t>(e.B, {});\n", kConvChunks);
   out += "  parallel_chunks(nchunk, [&](int64_t c) {\n";
@@ -122,12 +131,15 @@ void Emitter::conv_blocked(size_t k, const Kernel& kern) {
   out += prologue;
   if (cn.op == Op::Conv2dBackFilter && (wino || wino4 || narrow)) {
     out += fmt::format("    {}::wgrad_range(d, {}, b0, b1, xp,\n      {});\n  }});\n", ns, ptr(cn.in[1]), fill);
-    out += fmt::format("  {}::sum_and_transform(d, e.scratch + {}, nchunk, {}, {});\n", ns,
-                       wino4    ? ddpm::wino4::wgrad_partial_offset(cs)
-                       : narrow ? ddpm::narrow::wgrad_partial_offset(cs)
-                                : ddpm::wino::wgrad_partial_offset(cs),
-                       chunk,
-                       ptr(kern.nodes[0]));
+    const int64_t part_off = wino4    ? ddpm::wino4::wgrad_partial_offset(cs)
+                             : narrow ? ddpm::narrow::wgrad_partial_offset(cs)
+                                      : ddpm::wino::wgrad_partial_offset(cs);
+    if (narrow)
+      out += fmt::format("  {}::sum_and_transform(d, e.scratch + {}, nchunk, {}, {});\n", ns, part_off, chunk, ptr(kern.nodes[0]));
+    else  // split by input channel, as pack_filter
+      out += fmt::format("  parallel_chunks({0}, [&](int64_t q) {{ {1}::sum_and_transform(d, e.scratch + {2}, nchunk, {3}, {4}, "
+                         "q * d.C / {0}, (q + 1) * d.C / {0}); }});\n",
+                         filter_parts(cs), ns, part_off, chunk, ptr(kern.nodes[0]));
     out += "}\n\n";
     return;
   }

@@ -56,10 +56,11 @@ inline int64_t slice_floats(const Shape& d) { return xw_floats(d) + v_floats(d) 
 // w[c][o][2-kh][2-kw] of the convolution with d.C = its O and d.O = its C; see conv::pack_filter),
 // for N x N transformed tiles: gcol(g, u) computes the N values u = G g of 3 values g. Output
 // channels run along the lanes (channels O .. Op-1 come out zero). Shared with winograd4.h.
+// Input channels [c0, c1) only (c1 < 0: to C), so that callers can split the work by channel.
 template <int N, class GCol>
-inline void pack_filter_tiles(const Shape& d, const float* w, bool flip, float* U, GCol&& gcol) {
+inline void pack_filter_tiles(const Shape& d, const float* w, bool flip, float* U, GCol&& gcol, int c0 = 0, int c1 = -1) {
   const int64_t Op = op(d);
-  for (int c = 0; c < d.C; ++c)
+  for (int c = c0; c < (c1 < 0 ? d.C : c1); ++c)
     for (int64_t o0 = 0; o0 < Op; o0 += kL) {
       batch g[3][3], t[3][N];  // t[j] = G g[.][j] (column j of G g)
       for (int kh = 0; kh < 3; ++kh)
@@ -85,14 +86,17 @@ inline void pack_filter_tiles(const Shape& d, const float* w, bool flip, float* 
 }
 
 // F(2x2,3x3): G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1].
-inline void pack_filter(const Shape& d, const float* w, bool flip, float* U) {
-  pack_filter_tiles<4>(d, w, flip, U, [](const batch g[3], batch u[4]) {
-    const batch h(0.5f), a = g[0] + g[2];
-    u[0] = g[0];
-    u[1] = h * (a + g[1]);
-    u[2] = h * (a - g[1]);
-    u[3] = g[2];
-  });
+inline void pack_filter(const Shape& d, const float* w, bool flip, float* U, int c0 = 0, int c1 = -1) {
+  pack_filter_tiles<4>(
+      d, w, flip, U,
+      [](const batch g[3], batch u[4]) {
+        const batch h(0.5f), a = g[0] + g[2];
+        u[0] = g[0];
+        u[1] = h * (a + g[1]);
+        u[2] = h * (a - g[1]);
+        u[3] = g[2];
+      },
+      c0, c1);
 }
 
 // The even lanes of the 32 floats at p: p[0], p[2], ..., p[30].

@@ -66,18 +66,21 @@ inline int64_t slice_floats(const Shape& d) {
 
 // U[xi][c][o] = (G g G^T)[xi], as wino::pack_filter, with
 // G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1].
-inline void pack_filter(const Shape& d, const float* w, bool flip, float* U) {
-  wino::pack_filter_tiles<6>(d, w, flip, U, [](const batch g[3], batch u[6]) {
-    const batch q(0.25f), s6(1.f / 6), s12(1.f / 12), s24(1.f / 24);
-    const batch a = g[0] + g[2];
-    u[0] = q * g[0];
-    u[1] = -s6 * (a + g[1]);
-    u[2] = -s6 * (a - g[1]);
-    const batch b = xsimd::fma(s24, g[0], s6 * g[2]);
-    u[3] = xsimd::fma(s12, g[1], b);
-    u[4] = xsimd::fnma(s12, g[1], b);
-    u[5] = g[2];
-  });
+inline void pack_filter(const Shape& d, const float* w, bool flip, float* U, int c0 = 0, int c1 = -1) {
+  wino::pack_filter_tiles<6>(
+      d, w, flip, U,
+      [](const batch g[3], batch u[6]) {
+        const batch q(0.25f), s6(1.f / 6), s12(1.f / 12), s24(1.f / 24);
+        const batch a = g[0] + g[2];
+        u[0] = q * g[0];
+        u[1] = -s6 * (a + g[1]);
+        u[2] = -s6 * (a - g[1]);
+        const batch b = xsimd::fma(s24, g[0], s6 * g[2]);
+        u[3] = xsimd::fma(s12, g[1], b);
+        u[4] = xsimd::fnma(s12, g[1], b);
+        u[5] = g[2];
+      },
+      c0, c1);
 }
 
 // r = B^T z for the 6 values z of one column (or row) of an input tile:

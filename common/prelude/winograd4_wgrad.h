@@ -111,14 +111,18 @@ inline void wgrad_range(const Shape& d, const float* dy, int64_t b0, int64_t b1,
 
 // dw[o][c][kh][kw] = (G^T S G)[kh][kw], as wino::sum_and_transform, with
 // G^T = [1/4 -1/6 -1/6 1/24 1/24 0; 0 -1/6 1/6 1/12 -1/12 0; 0 -1/6 -1/6 1/6 1/6 1].
-inline void sum_and_transform(const Shape& d, const float* parts, int64_t n, int64_t stride, float* dw) {
-  wino::sum_and_transform_tiles<6>(d, parts, n, stride, dw, [](const batch s[6], batch u[3]) {
-    const batch q(0.25f), s6(1.f / 6), s12(1.f / 12), s24(1.f / 24);
-    const batch p12 = s[1] + s[2], p34 = s[3] + s[4];
-    u[0] = xsimd::fma(q, s[0], xsimd::fma(s24, p34, -s6 * p12));
-    u[1] = xsimd::fma(s6, s[2] - s[1], s12 * (s[3] - s[4]));
-    u[2] = xsimd::fma(s6, p34 - p12, s[5]);
-  });
+inline void sum_and_transform(const Shape& d, const float* parts, int64_t n, int64_t stride, float* dw, int c0 = 0,
+                              int c1 = -1) {
+  wino::sum_and_transform_tiles<6>(
+      d, parts, n, stride, dw,
+      [](const batch s[6], batch u[3]) {
+        const batch q(0.25f), s6(1.f / 6), s12(1.f / 12), s24(1.f / 24);
+        const batch p12 = s[1] + s[2], p34 = s[3] + s[4];
+        u[0] = xsimd::fma(q, s[0], xsimd::fma(s24, p34, -s6 * p12));
+        u[1] = xsimd::fma(s6, s[2] - s[1], s12 * (s[3] - s[4]));
+        u[2] = xsimd::fma(s6, p34 - p12, s[5]);
+      },
+      c0, c1);
 }
 
 }  // namespace ddpm::wino4

@@ -158,10 +158,12 @@ inline void wgrad_range(const Shape& d, const float* dy, int64_t b0, int64_t b1,
 // dw[o][c][kh][kw] = (G^T S G)[kh][kw] with S = the n slices' partials (stride floats apart)
 // added in slice order, 16 output channels at a time (lanes), for N x N transformed tiles:
 // gt(s, u) computes the 3 values u = G^T s of N values s. Shared with winograd4_wgrad.h.
+// Input channels [c0, c1) only (c1 < 0: to C), as pack_filter_tiles.
 template <int N, class GT>
-inline void sum_and_transform_tiles(const Shape& d, const float* parts, int64_t n, int64_t stride, float* dw, GT&& gt) {
+inline void sum_and_transform_tiles(const Shape& d, const float* parts, int64_t n, int64_t stride, float* dw, GT&& gt,
+                                    int c0 = 0, int c1 = -1) {
   const int64_t Op = op(d), Cp = cp(d), ss = Cp * Op;
-  for (int c = 0; c < d.C; ++c)
+  for (int c = c0; c < (c1 < 0 ? d.C : c1); ++c)
     for (int64_t o0 = 0; o0 < d.O; o0 += kL) {
       batch sv[N][N];
       for (int xi = 0; xi < N * N; ++xi) {
@@ -189,13 +191,17 @@ inline void sum_and_transform_tiles(const Shape& d, const float* parts, int64_t 
 }
 
 // F(2x2,3x3): G^T = [[1, .5, .5, 0], [0, .5, -.5, 0], [0, .5, .5, 1]].
-inline void sum_and_transform(const Shape& d, const float* parts, int64_t n, int64_t stride, float* dw) {
-  sum_and_transform_tiles<4>(d, parts, n, stride, dw, [](const batch s[4], batch u[3]) {
-    const batch h(0.5f), p = h * (s[1] + s[2]);
-    u[0] = s[0] + p;
-    u[1] = h * (s[1] - s[2]);
-    u[2] = p + s[3];
-  });
+inline void sum_and_transform(const Shape& d, const float* parts, int64_t n, int64_t stride, float* dw, int c0 = 0,
+                              int c1 = -1) {
+  sum_and_transform_tiles<4>(
+      d, parts, n, stride, dw,
+      [](const batch s[4], batch u[3]) {
+        const batch h(0.5f), p = h * (s[1] + s[2]);
+        u[0] = s[0] + p;
+        u[1] = h * (s[1] - s[2]);
+        u[2] = p + s[3];
+      },
+      c0, c1);
 }
 
 }  // namespace ddpm::wino
