@@ -147,8 +147,9 @@ void Emitter::conv_blocked(size_t k, const Kernel& kern) {
     const int64_t xpf = ddpm::conv::padded_floats(cs), dyf = ddpm::conv::dyt_floats(cs);
     out += fmt::format("    ddpm::conv::grad_range(d, {}, b0, b1, xp, xp + {}, xp + {},\n      {});\n  }});\n",
                        ptr(cn.in[1]), xpf, xpf + dyf, fill);
-    out += fmt::format("  ddpm::conv::sum_grad_partials(d, e.scratch + {}, nchunk, {}, {});\n", xpf + dyf, chunk,
-                       ptr(kern.nodes[0]));
+    out += fmt::format("  parallel_chunks(4, [&](int64_t q) {{ ddpm::conv::sum_grad_partials(d, e.scratch + {}, nchunk, {}, {}, "
+                       "q * d.ckk() / 4, (q + 1) * d.ckk() / 4); }});\n",
+                       xpf + dyf, chunk, ptr(kern.nodes[0]));
     out += "}\n\n";
     return;
   }

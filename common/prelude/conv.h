@@ -298,9 +298,11 @@ inline void grad_range(const Shape& d, const float* dy, int64_t b0, int64_t b1, 
 
 // dw[o][(c,kh,kw)] = sum over n partial gradients parts[i] (each [C*K*K][Op], stride `stride`
 // floats apart), added in order i = 0..n-1.
-inline void sum_grad_partials(const Shape& d, const float* parts, int64_t n, int64_t stride, float* dw) {
+// Taps [t0, t1) only (t1 < 0: all), so that callers can split the work.
+inline void sum_grad_partials(const Shape& d, const float* parts, int64_t n, int64_t stride, float* dw, int64_t t0 = 0,
+                              int64_t t1 = -1) {
   const int64_t ckk = d.ckk(), Op = grad_out_pad(d);
-  for (int64_t t = 0; t < ckk; ++t)
+  for (int64_t t = t0; t < (t1 < 0 ? ckk : t1); ++t)
     for (int o = 0; o < d.O; ++o) {
       float s = parts[t * Op + o];
       for (int64_t i = 1; i < n; ++i) s += parts[i * stride + t * Op + o];
