@@ -8,8 +8,9 @@
 // Name legend: BM_conv/<C>to<O>@<H>/k<K>s<S>/<dir> with dir fwd | dgrad | wgrad (the direct
 // conv.h kernels, or im2col/GEMM where the module uses those), fwd_winograd | wgrad_winograd
 // (winograd.h, F(2x2,3x3)) and fwd_winograd4 | wgrad_winograd4 (winograd4.h, F(4x4,3x3)), for every 3x3 stride-1
-// layer, so all can be compared. The module uses Winograd where wino4::worthwhile() or
-// wino::worthwhile() says so; the data gradient then runs the Winograd forward kernel.
+// layer, so all can be compared. The module uses Winograd where wino4::worthwhile() (forward,
+// data gradient), wino4::worthwhile_wgrad() (filter gradient) or wino::worthwhile() says so (see
+// compiler/conv_plan.cpp); the data gradient then runs the Winograd forward kernel.
 #include <benchmark/benchmark.h>
 #include <tbb/global_control.h>
 
