@@ -120,7 +120,8 @@ struct Stride4Lanes2 {
     alignas(64) int ix[16];
     for (int l = 0; l < 16; ++l) ix[l] = l < tw ? 4 * l : l < 2 * tw ? 4 * (l - tw) : 0;
     idx = _mm512_load_si512(ix);
-    hi = static_cast<__mmask16>(((1u << (2 * tw)) - 1u) & ~((1u << tw) - 1u));
+    // (Only used when 2 tw <= 16; wider rows take the one-row path, and the shift must stay < 32.)
+    hi = 2 * tw <= 16 ? static_cast<__mmask16>(((1u << (2 * tw)) - 1u) & ~((1u << tw) - 1u)) : __mmask16(0);
 #endif
   }
   batch operator()(const float* p, const float* q) const {
