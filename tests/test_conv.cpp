@@ -55,7 +55,7 @@ std::vector<double> ref_forward(const Shape& d, int B, const std::vector<float>&
   return y;
 }
 
-// dw[o,c,ki,kj] = sum over b, i, j of dy[b,o,i,j] x[b,c,i+ki-p,j+kj-p] (stride 1), in double.
+// dw[o,c,ki,kj] = sum over b, i, j of dy[b,o,i,j] x[b,c,i*s+ki-p,j*s+kj-p], in double.
 std::vector<double> ref_wgrad(const Shape& d, int B, const std::vector<float>& x, const std::vector<float>& dy) {
   std::vector<double> want(size_t(d.O) * d.ckk());
   for (int o = 0; o < d.O; ++o)
@@ -66,7 +66,8 @@ std::vector<double> ref_wgrad(const Shape& d, int B, const std::vector<float>& x
           for (int b = 0; b < B; ++b)
             for (int i = 0; i < d.Ho; ++i)
               for (int j = 0; j < d.Wo; ++j)
-                s += dy[((size_t(b) * d.O + o) * d.Ho + i) * d.Wo + j] * xat(d, x, b, c, i + ki - d.p, j + kj - d.p);
+                s += dy[((size_t(b) * d.O + o) * d.Ho + i) * d.Wo + j] *
+                     xat(d, x, b, c, i * d.s + ki - d.p, j * d.s + kj - d.p);
           want[((size_t(o) * d.C + c) * d.K + ki) * d.K + kj] = s;
         }
   return want;
@@ -165,19 +166,7 @@ TEST_CASE("conv.h filter gradient matches the naive sum over samples and pixels"
     INFO("C ", d.C, " H ", d.H, " O ", d.O, " K ", d.K, " s ", d.s);
     const int B = 3;
     auto x = rand_vec(size_t(B) * d.C * d.H * d.W, 5), dy = rand_vec(size_t(B) * d.O * d.Ho * d.Wo, 6);
-    std::vector<double> want(size_t(d.O) * d.ckk());
-    for (int o = 0; o < d.O; ++o)
-      for (int c = 0; c < d.C; ++c)
-        for (int ki = 0; ki < d.K; ++ki)
-          for (int kj = 0; kj < d.K; ++kj) {
-            double s = 0;
-            for (int b = 0; b < B; ++b)
-              for (int i = 0; i < d.Ho; ++i)
-                for (int j = 0; j < d.Wo; ++j)
-                  s += dy[((size_t(b) * d.O + o) * d.Ho + i) * d.Wo + j] *
-                       xat(d, x, b, c, i * d.s + ki - d.p, j * d.s + kj - d.p);
-            want[((size_t(o) * d.C + c) * d.K + ki) * d.K + kj] = s;
-          }
+    const std::vector<double> want = ref_wgrad(d, B, x, dy);
     // Two partials (samples {0} and {1, 2}) added in order, as the generated code's slices are.
     const int64_t gf = ddpm::conv::grad_t_floats(d);
     auto xp = ddpm::aligned_alloc_floats(ddpm::conv::padded_floats(d));

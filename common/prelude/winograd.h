@@ -241,10 +241,15 @@ inline void input_transform_cl(const Shape& d, const float* xl, float* Vc) {
     }
 }
 
-// M[xi][t][o-block] = sum over c of V[xi][c][t] * U[xi][c][o-block] for tiles t0 .. t0+MR-1 and
-// NV vectors of output channels.
-template <int MR, int NV>
-inline void gemm_block(int C, const float* V, int64_t Tp, const float* U, int64_t Op, float* M) {
+// M[xi][t][o-block] = sum over c of V(t, c) * U[xi][c][o-block] for tiles t0 .. t0+MR-1 and
+// NV vectors of output channels, for either layout of the transformed input: tiles contiguous
+// (V [xi][c][t]; `stride` = Tp between channels) or channels last (Vc [xi][t][c]; `stride` = C
+// between tiles, each register row broadcasting from its own tile's channel row).
+template <int MR, int NV, bool ChannelsLast = false>
+inline void gemm_block(int C, const float* V, int64_t stride, const float* U, int64_t Op, float* M) {
+  const float* vr[MR];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) vr[r] = V + (ChannelsLast ? int64_t(r) * stride : 0);
   batch acc[MR][NV];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
@@ -254,11 +259,11 @@ inline void gemm_block(int C, const float* V, int64_t Tp, const float* U, int64_
     batch bv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) bv[v] = batch::load_aligned(U + int64_t(c) * Op + v * kL);
-    const float* vc = V + int64_t(c) * Tp;
+    const float* vc = V + int64_t(c) * stride;
     asm("" : "+r"(vc));  // as in conv::fwd_kernel: fold each load into its FMA
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
-      batch a(vc[r]);
+      batch a(ChannelsLast ? vr[r][c] : vc[r]);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(a, bv[v], acc[r][v]);
     }

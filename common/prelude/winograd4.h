@@ -241,78 +241,31 @@ inline void input_transform_cl(const Shape& d, const float* xl, float* Vc) {
     }
 }
 
-// M[t][o-block] = sum over c of Vc[t][c] * U[c][o-block] for MR tiles (t0 + r): as gemm_block,
-// each register row broadcasting from its own tile's channel row.
+// One xi's GEMM in MR x NV blocks; tiles past T (up to MR - 1 of them) read Tp's slack and land
+// in M's. `cl`: V holds the channels-last Vc [Tp][C], else [C][Tp].
 template <int MR, int NV>
-inline void gemm_block_cl(int C, const float* Vt, const float* U, int64_t Op, float* M) {
-  const float* vr[MR];
-#pragma GCC unroll 16
-  for (int r = 0; r < MR; ++r) vr[r] = Vt + int64_t(r) * C;
-  batch acc[MR][NV];
-#pragma GCC unroll 16
-  for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[r][v] = batch(0.f);
-  for (int c = 0; c < C; ++c) {
-    batch bv[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) bv[v] = batch::load_aligned(U + int64_t(c) * Op + v * kL);
-#pragma GCC unroll 16
-    for (int r = 0; r < MR; ++r) {
-      batch a(vr[r][c]);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(a, bv[v], acc[r][v]);
+inline void gemm_blocks(const Shape& d, bool cl, const float* Vx, const float* Ux, float* Mx) {
+  const int64_t T = ntiles(d), Tp = tp(d), Op = op(d);
+  for (int64_t t0 = 0; t0 < T; t0 += MR)
+    for (int64_t ob = 0; ob < Op; ob += NV * kL) {
+      if (cl) wino::gemm_block<MR, NV, true>(d.C, Vx + t0 * d.C, d.C, Ux + ob, Op, Mx + t0 * Op + ob);
+      else wino::gemm_block<MR, NV>(d.C, Vx + t0, Tp, Ux + ob, Op, Mx + t0 * Op + ob);
     }
-  }
-#pragma GCC unroll 16
-  for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[r][v].store_aligned(M + r * Op + v * kL);
 }
 
 // All 36 GEMMs of a sample, in register blocks that fit the tile count (7 x 7 tiles at 28x28).
-inline void gemms(const Shape& d, const float* V, const float* U, float* M) {
+inline void gemms(const Shape& d, bool cl, const float* V, const float* U, float* M) {
   const int64_t T = ntiles(d), Tp = tp(d), Op = op(d);
   const bool by7 = T % 7 == 0 && T % 14 != 0, wide = by7 && Op % 64 == 0;
   for (int xi = 0; xi < 36; ++xi) {
     const float* Vx = V + int64_t(xi) * d.C * Tp;
     const float* Ux = U + int64_t(xi) * d.C * Op;
     float* Mx = M + int64_t(xi) * Tp * Op;
-    if (wide) {
-      for (int64_t t0 = 0; t0 < T; t0 += 7)
-        for (int64_t ob = 0; ob < Op; ob += 64) wino::gemm_block<7, 4>(d.C, Vx + t0, Tp, Ux + ob, Op, Mx + t0 * Op + ob);
-    } else if (T % 8 == 0) {
-      for (int64_t t0 = 0; t0 < T; t0 += 8)
-        for (int64_t ob = 0; ob < Op; ob += kOB) wino::gemm_block<8, 2>(d.C, Vx + t0, Tp, Ux + ob, Op, Mx + t0 * Op + ob);
-    } else if (by7) {
-      for (int64_t t0 = 0; t0 < T; t0 += 7)
-        for (int64_t ob = 0; ob < Op; ob += kOB) wino::gemm_block<7, 2>(d.C, Vx + t0, Tp, Ux + ob, Op, Mx + t0 * Op + ob);
-    } else {
-      for (int64_t t0 = 0; t0 < T; t0 += wino::kMR)
-        for (int64_t ob = 0; ob < Op; ob += kOB)
-          wino::gemm_block<wino::kMR, wino::kNV>(d.C, Vx + t0, Tp, Ux + ob, Op, Mx + t0 * Op + ob);
-    }
-  }
-}
-
-// gemms() for Vc [36][Tp][C].
-inline void gemms_cl(const Shape& d, const float* Vc, const float* U, float* M) {
-  const int64_t T = ntiles(d), Tp = tp(d), Op = op(d), C = d.C;
-  const bool by7 = T % 7 == 0 && T % 14 != 0, wide = by7 && Op % 64 == 0;
-  for (int xi = 0; xi < 36; ++xi) {
-    const float* Vx = Vc + int64_t(xi) * Tp * C;
-    const float* Ux = U + int64_t(xi) * C * Op;
-    float* Mx = M + int64_t(xi) * Tp * Op;
-    if (wide) {
-      for (int64_t t0 = 0; t0 < T; t0 += 7)
-        for (int64_t ob = 0; ob < Op; ob += 64) gemm_block_cl<7, 4>(d.C, Vx + t0 * C, Ux + ob, Op, Mx + t0 * Op + ob);
-    } else if (by7) {
-      for (int64_t t0 = 0; t0 < T; t0 += 7)
-        for (int64_t ob = 0; ob < Op; ob += kOB) gemm_block_cl<7, 2>(d.C, Vx + t0 * C, Ux + ob, Op, Mx + t0 * Op + ob);
-    } else {
-      for (int64_t t0 = 0; t0 < T; t0 += 8)  // tiles past T read Tp's slack and land in M's
-        for (int64_t ob = 0; ob < Op; ob += kOB) gemm_block_cl<8, 2>(d.C, Vx + t0 * C, Ux + ob, Op, Mx + t0 * Op + ob);
-    }
+    if (wide) gemm_blocks<7, 4>(d, cl, Vx, Ux, Mx);
+    else if (T % 8 == 0) gemm_blocks<8, 2>(d, cl, Vx, Ux, Mx);
+    else if (by7) gemm_blocks<7, 2>(d, cl, Vx, Ux, Mx);
+    else if (cl) gemm_blocks<8, 2>(d, cl, Vx, Ux, Mx);
+    else gemm_blocks<wino::kMR, wino::kNV>(d, cl, Vx, Ux, Mx);
   }
 }
 
@@ -322,11 +275,10 @@ inline void forward_sample(const Shape& d, const float* xw, const float* U, floa
   if (channels_last(d)) {
     to_channels_last(d, xw, M);  // M is free until the GEMMs
     input_transform_cl(d, M, V);
-    gemms_cl(d, V, U, M);
   } else {
     input_transform(d, xw, V);
-    gemms(d, V, U, M);
   }
+  gemms(d, channels_last(d), V, U, M);
   // Output transform, channels in lanes; each tile's 4x4 pixels x 16 channels are stored straight
   // into y (wino::store_block4x4).
   const int64_t ms = Tp * Op, tw = tiles_w(d);

@@ -94,7 +94,7 @@ inline void wgrad_range(const Shape& d, const float* dy, int64_t b0, int64_t b1,
       for (int xi = 0; xi < 36; ++xi)
         for (int64_t ob = 0; ob < Op; ob += kOB)
           for (int64_t c0 = 0; c0 < d.C; c0 += wino::kRows)  // C is a multiple of kL, so of kRows
-            wino::wgrad_block_cl(T, V + xi * Tp * d.C + c0, d.C, wino::kRows, W + xi * Tp * Op + ob, Op,
+            wino::wgrad_block<true>(T, V + xi * Tp * d.C + c0, d.C, wino::kRows, W + xi * Tp * Op + ob, Op,
                            S + (xi * Cp + c0) * Op + ob, b == b0);
       continue;
     }
@@ -103,7 +103,7 @@ inline void wgrad_range(const Shape& d, const float* dy, int64_t b0, int64_t b1,
     for (int xi = 0; xi < 36; ++xi)
       for (int64_t ob = 0; ob < Op; ob += kOB)
         for (int64_t c0 = 0; c0 < Cp; c0 += wino::kRows)
-          wino::wgrad_block(T, V + (xi * d.C + std::min<int64_t>(c0, d.C - 1)) * Tp, Tp,
+          wino::wgrad_block<false>(T, V + (xi * d.C + std::min<int64_t>(c0, d.C - 1)) * Tp, Tp,
                             int(std::min<int64_t>(wino::kRows, d.C - c0)), W + xi * Tp * Op + ob, Op,
                             S + (xi * Cp + c0) * Op + ob, b == b0);
   }

@@ -58,14 +58,16 @@ inline void grad_transform(const Shape& d, const float* dyT, float* W) {
       }
 }
 
-// S[c0..c0+7][o-block] (+)= sum over tiles t < T of V[c0 + r][t] * W[t][o-block]. Each register
-// row reads its own channel's row of V (8 row pointers, one shared tile index), so V keeps the
-// forward pass's [xi][c][t] layout and needs no transpose; rows at or past C repeat the last
-// channel and are not stored.
-inline void wgrad_block(int64_t T, const float* V, int64_t Tp, int rows, const float* W, int64_t Op, float* S,
+// S[c0..c0+7][o-block] (+)= sum over tiles t < T of V(c0 + r, t) * W[t][o-block], for either
+// layout of the transformed input: tiles contiguous (V [xi][c][t] of the forward pass, no transpose
+// needed; `stride` = Tp between channel rows, one row pointer each) or channels last (Vc [xi][t][c];
+// `stride` = C between tiles, the kRows channels of a tile neighbours). Rows at or past `rows`
+// repeat the last channel and are not stored.
+template <bool ChannelsLast>
+inline void wgrad_block(int64_t T, const float* V, int64_t stride, int rows, const float* W, int64_t Op, float* S,
                         bool first) {
   const float* vr[kRows];
-  for (int r = 0; r < kRows; ++r) vr[r] = V + std::min(r, rows - 1) * Tp;
+  for (int r = 0; r < kRows; ++r) vr[r] = V + std::min(r, rows - 1) * (ChannelsLast ? 1 : stride);
   batch acc[kRows][kNV];
 #pragma GCC unroll 8
   for (int r = 0; r < kRows; ++r)
@@ -75,9 +77,10 @@ inline void wgrad_block(int64_t T, const float* V, int64_t Tp, int rows, const f
     batch bv[kNV];
 #pragma GCC unroll 2
     for (int v = 0; v < kNV; ++v) bv[v] = batch::load_aligned(W + t * Op + v * kL);
+    const float* vt = V + t * stride;  // channels last: tile t's channel row
 #pragma GCC unroll 8
     for (int r = 0; r < kRows; ++r) {
-      batch a(vr[r][t]);
+      batch a(ChannelsLast ? vt[r] : vr[r][t]);
 #pragma GCC unroll 2
       for (int v = 0; v < kNV; ++v) acc[r][v] = xsimd::fma(a, bv[v], acc[r][v]);
     }
@@ -85,36 +88,6 @@ inline void wgrad_block(int64_t T, const float* V, int64_t Tp, int rows, const f
   for (int r = 0; r < rows; ++r)
 #pragma GCC unroll 2
     for (int v = 0; v < kNV; ++v) {
-      float* p = S + r * Op + v * kL;
-      (first ? acc[r][v] : batch::load_aligned(p) + acc[r][v]).store_aligned(p);
-    }
-}
-
-// wgrad_block for the channels-last Vc [Tp][C] (here and in winograd4_wgrad.h): the kRows channels c0 + r
-// of tile t are neighbours, one broadcast each from Vc + t * C.
-inline void wgrad_block_cl(int64_t T, const float* Vc, int64_t C, int rows, const float* W, int64_t Op, float* S,
-                           bool first) {
-  constexpr int R = kRows, NV = kNV;
-  batch acc[R][NV];
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 2
-    for (int v = 0; v < NV; ++v) acc[r][v] = batch(0.f);
-  for (int64_t t = 0; t < T; ++t) {
-    batch bv[NV];
-#pragma GCC unroll 2
-    for (int v = 0; v < NV; ++v) bv[v] = batch::load_aligned(W + t * Op + v * kL);
-    const float* vt = Vc + t * C;
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      batch a(vt[r]);
-#pragma GCC unroll 2
-      for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(a, bv[v], acc[r][v]);
-    }
-  }
-  for (int r = 0; r < rows; ++r)
-#pragma GCC unroll 2
-    for (int v = 0; v < NV; ++v) {
       float* p = S + r * Op + v * kL;
       (first ? acc[r][v] : batch::load_aligned(p) + acc[r][v]).store_aligned(p);
     }
@@ -141,8 +114,8 @@ inline void wgrad_range(const Shape& d, const float* dy, int64_t b0, int64_t b1,
       for (int xi = 0; xi < 16; ++xi)
         for (int64_t ob = 0; ob < Op; ob += kOB)
           for (int64_t c0 = 0; c0 < d.C; c0 += kRows)  // C is a multiple of kL, so of kRows
-            wgrad_block_cl(T, V + xi * Tp * d.C + c0, d.C, kRows, W + xi * Tp * Op + ob, Op, S + (xi * Cp + c0) * Op + ob,
-                           b == b0);
+            wgrad_block<true>(T, V + xi * Tp * d.C + c0, d.C, kRows, W + xi * Tp * Op + ob, Op, S + (xi * Cp + c0) * Op + ob,
+                        b == b0);
       continue;
     }
     input_transform(d, xw, V);
@@ -150,7 +123,7 @@ inline void wgrad_range(const Shape& d, const float* dy, int64_t b0, int64_t b1,
     for (int xi = 0; xi < 16; ++xi)
       for (int64_t ob = 0; ob < Op; ob += kOB)
         for (int64_t c0 = 0; c0 < Cp; c0 += kRows)
-          wgrad_block(T, V + (xi * d.C + std::min<int64_t>(c0, d.C - 1)) * Tp, Tp, int(std::min<int64_t>(kRows, d.C - c0)),
+          wgrad_block<false>(T, V + (xi * d.C + std::min<int64_t>(c0, d.C - 1)) * Tp, Tp, int(std::min<int64_t>(kRows, d.C - c0)),
                       W + xi * Tp * Op + ob, Op, S + (xi * Cp + c0) * Op + ob, b == b0);
   }
 }
