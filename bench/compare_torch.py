@@ -3,6 +3,7 @@
 
     /usr/bin/python3 bench/compare_torch.py            # full run (about 3-4 minutes on 2 cores)
     /usr/bin/python3 bench/compare_torch.py --quick    # smoke run (well under a minute)
+    /usr/bin/python3 bench/compare_torch.py --isa avx2 # both sides held to AVX2 on a CPU with more
 
 Workloads (see bench/README.md for the details and the fairness notes):
   * moons MLP (models/moons.ddpm), batch 256, 1 and 2 threads:
@@ -16,6 +17,14 @@ Each PyTorch figure in the table is the fastest of the configurations a user cou
 pick for that thread count (OMP_NUM_THREADS=T; at 2 threads also OpenBLAS held to 1
 and the untouched default; ATEN_CPU_CAPABILITY=avx512; for the U-Net also
 channels_last); all are listed.
+
+Instruction sets (--isa): the script reads the CPU's flags from /proc/cpuinfo and skips the
+PyTorch configurations the CPU cannot run (ATEN_CPU_CAPABILITY=avx512 without avx512f/bw/vl/dq:
+ATen trusts the variable and would die of SIGILL), saying which and why; a configuration whose
+worker dies anyway is reported as failed and the run goes on. --isa avx2 holds both sides to
+AVX2: the ddpmc modules are compiled with DDPMC_MARCH=x86-64-v3, PyTorch runs with
+ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2, DNNL_MAX_CPU_ISA=AVX2 and OPENBLAS_CORETYPE=Haswell,
+and a probe process checks at start (ONEDNN_VERBOSE=1) that the cap took, else the script stops.
 
 PyTorch runs in child processes of this script with a clean environment: the
 machine-specific OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed, and the
@@ -33,6 +42,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -46,6 +56,22 @@ SCRIPT = Path(__file__).resolve()
 SCRUB_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 # Thread settings that this script controls itself; inherited values are dropped.
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "MKL_NUM_THREADS")
+# Instruction-set settings that this script controls itself (--isa); inherited values are dropped.
+ISA_VARS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ONEDNN_VERBOSE", "DNNL_VERBOSE")
+# The /proc/cpuinfo flags that code built for each instruction set needs. ATen's AVX512 kernels are
+# compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma, its AVX2 kernels with -mavx2 -mfma;
+# x86-64-v3 is the -march that --isa avx2 gives the ddpmc modules (abm is how the kernel names LZCNT).
+ISA_NEEDS = {
+    "avx512": ("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx2", "fma"),
+    "avx2": ("avx2", "fma"),
+    "x86-64-v3": ("avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"),
+}
+# --isa avx2: PyTorch's own kernels (ATen), its convolutions (oneDNN, which reads either name) and
+# its matmuls (OpenBLAS: Haswell is its AVX2+FMA kernel set) held to AVX2; the ddpmc modules are
+# compiled for DDPMC_MARCH.
+AVX2_TORCH_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "DNNL_MAX_CPU_ISA": "AVX2",
+                  "OPENBLAS_CORETYPE": "Haswell"}
+AVX2_MARCH = "x86-64-v3"
 TORCH_INSTALL = "apt-get install python3-torch python3-numpy libopenblas0-pthread"
 T_STEPS = 1000  # diffusion steps of both models
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -71,7 +97,8 @@ def worker_main(cfg):
     if cfg["set_threads"]:
         torch.set_num_threads(cfg["threads"])
     torch.manual_seed(0)
-    info = {"torch_threads": torch.get_num_threads(), "openblas": openblas_info()}
+    info = {"torch_threads": torch.get_num_threads(), "openblas": openblas_info(),
+            "aten_capability": torch_cpu_capability(torch)[0]}
 
     # --- schedule (linear beta 1e-4..0.02, T = 1000), 1-based: index 0 is t = 0 ---
     T = T_STEPS
@@ -342,8 +369,21 @@ def openblas_info():
         return {"error": str(e)}
 
 
+def torch_cpu_capability(torch):
+    """The instruction set of ATen's own CPU kernels, as this process's torch picked it (it reads
+    ATEN_CPU_CAPABILITY), and where that came from."""
+    cpu = getattr(torch.backends, "cpu", None)
+    if cpu is not None and hasattr(cpu, "get_cpu_capability"):
+        return cpu.get_cpu_capability(), "torch.backends.cpu.get_cpu_capability()"
+    m = re.search(r"CPU capability usage: (\S+)", torch.__config__.show())
+    return (m.group(1) if m else "?"), ("read from torch.__config__.show(); this torch has no "
+                                        "torch.backends.cpu.get_cpu_capability()")
+
+
 def probe_main():
-    """Prints what PyTorch looks like in the clean environment, without touching threads."""
+    """Prints what PyTorch looks like in the clean environment, without touching threads, then
+    runs one oneDNN convolution (with ONEDNN_VERBOSE=1 in the environment the parent gives it,
+    oneDNN prints its ISA and the implementation it ran on stdout)."""
     try:
         import numpy  # noqa: F401
         import torch
@@ -352,8 +392,14 @@ def probe_main():
               f"{TORCH_INSTALL}", file=sys.stderr)
         return 3
     show = torch.__config__.show()
+    cap, cap_source = torch_cpu_capability(torch)
     info = {"version": torch.__version__, "default_threads": torch.get_num_threads(),
-            "show": show, "openblas": openblas_info()}
+            "show": show, "openblas": openblas_info(), "aten_capability": cap, "aten_capability_source": cap_source}
+    # A 3x3 convolution of a U-Net shape; PyTorch hands a batch of 8 float NCHW to oneDNN.
+    conv = torch.nn.Conv2d(16, 16, 3, padding=1)
+    with torch.no_grad():
+        conv(torch.randn(8, 16, 14, 14))
+    sys.stdout.flush()
     print("PROBE " + json.dumps(info), flush=True)
     return 0
 
@@ -366,12 +412,14 @@ class Fail(Exception):
     pass
 
 
-def torch_env(threads, openblas_threads=None, extra=None):
+def torch_env(threads, openblas_threads=None, extra=None, drop=()):
     """The environment of a PyTorch worker: the inherited one minus the machine-specific
-    OpenBLAS settings and inherited thread settings; OMP_NUM_THREADS=threads (OpenBLAS's
-    pthread build falls back to OMP_NUM_THREADS when OPENBLAS_NUM_THREADS is unset)."""
-    env = {k: v for k, v in os.environ.items() if k not in SCRUB_VARS and k not in THREAD_VARS}
-    changes = [f"-u {k}" for k in SCRUB_VARS + THREAD_VARS if k in os.environ]
+    OpenBLAS settings, inherited thread settings and the variables in `drop`;
+    OMP_NUM_THREADS=threads (OpenBLAS's pthread build falls back to OMP_NUM_THREADS when
+    OPENBLAS_NUM_THREADS is unset); then the variables in `extra`."""
+    removed = tuple(SCRUB_VARS) + tuple(THREAD_VARS) + tuple(drop)
+    env = {k: v for k, v in os.environ.items() if k not in removed}
+    changes = [f"-u {k}" for k in removed if k in os.environ and k not in (extra or {})]
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
         changes.append(f"OMP_NUM_THREADS={threads}")
@@ -399,6 +447,18 @@ def cmd_str(changes, argv):
         " ".join(shlex.quote(a) for a in rel)
 
 
+def exit_reason(returncode):
+    """'exit code N', or for a child killed by a signal (negative return code) its name."""
+    if returncode >= 0:
+        return f"exit code {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = "an unknown signal"
+    hint = ": an instruction this CPU does not have" if -returncode == signal.SIGILL else ""
+    return f"killed by {name} (signal {-returncode}){hint}"
+
+
 def run(argv, env, timeout, what):
     try:
         p = subprocess.run([str(a) for a in argv], env=env, cwd=REPO, capture_output=True, text=True,
@@ -407,29 +467,49 @@ def run(argv, env, timeout, what):
         raise Fail(f"{what} took longer than {timeout} s; is the machine overloaded?")
     if p.returncode != 0:
         tail = "\n".join((p.stderr or p.stdout).strip().splitlines()[-8:])
-        raise Fail(f"{what} failed (exit code {p.returncode}):\n{tail}")
+        raise Fail(f"{what} failed ({exit_reason(p.returncode)})" + (f":\n{tail}" if tail else ""))
     return p
+
+
+class WorkerFail(Fail):
+    """A PyTorch worker that died or printed no result; `command` is how it was run."""
+    def __init__(self, msg, command):
+        super().__init__(msg)
+        self.command = command
 
 
 def torch_worker(cfg, env, changes, timeout):
     argv = [sys.executable, str(SCRIPT), "--worker", json.dumps(cfg, separators=(",", ":"))]
-    p = run(argv, env, timeout, f"the PyTorch worker ({cfg['model']}, {cfg['threads']} threads)")
+    command = cmd_str(changes, argv[:3]) + " '<config>'"
+    try:
+        p = run(argv, env, timeout, f"the PyTorch worker ({cfg['model']}, {cfg['threads']} threads)")
+    except Fail as e:
+        raise WorkerFail(str(e), command)
     for line in p.stdout.splitlines():
         if line.startswith("RESULT "):
             res = json.loads(line[7:])
-            res["command"] = cmd_str(changes, argv[:3]) + " '<config>'"
+            res["command"] = command
             return res
-    raise Fail(f"the PyTorch worker printed no result:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+    raise WorkerFail(f"the PyTorch worker printed no result:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}", command)
 
 
-def ddpmc_env():
-    # ddpmc does not use OpenBLAS; it gets the same cleaned environment all the same.
+def ddpmc_env(march=None):
+    """ddpmc does not use OpenBLAS; it gets the same cleaned environment all the same.
+    march: None keeps an inherited DDPMC_MARCH, "native" removes it (the modules are then
+    compiled for -march=native), anything else sets DDPMC_MARCH to it."""
     env, changes = torch_env(None)
+    if march == "native":
+        if "DDPMC_MARCH" in env:
+            del env["DDPMC_MARCH"]
+            changes.append("-u DDPMC_MARCH")
+    elif march:
+        env["DDPMC_MARCH"] = march
+        changes.append(f"DDPMC_MARCH={march}")
     return env, changes
 
 
-def ddpmc_train(tools, model, data, batch, threads, steps, log_every, out_dir, cache_dir):
-    env, changes = ddpmc_env()
+def ddpmc_train(tools, model, data, batch, threads, steps, log_every, out_dir, cache_dir, march=None):
+    env, changes = ddpmc_env(march)
     argv = [tools / "ddpm-train", str(REPO / model), "--data", data, "--steps", str(steps),
             "--batch", str(batch), "--threads", str(threads), "--out", str(out_dir), "--log-every", str(log_every),
             "--ckpt-every", "0", "--grad-clip", "0", "--lr", "0.001", "--weight-decay", "0.01",
@@ -452,11 +532,12 @@ def ddpmc_train(tools, model, data, batch, threads, steps, log_every, out_dir, c
     return {"final_line": m.group(0), "end_to_end": int(m.group(1)) / max(float(m.group(2)), 1e-9),
             "params": int(pm.group(1)) if pm else None,
             "printed_rate": float(m.group(3)), "windows": windows,
-            "command": cmd_str(changes, [str(a) for a in argv])}
+            "command": cmd_str(changes, [str(a) for a in argv]),
+            "module_avx512": avx512_instructions(Path(out_dir) / "module.so")}
 
 
-def ddpmc_sample(tools, run_dir, batch, threads, n, reps, out_npy, steps=T_STEPS):
-    env, changes = ddpmc_env()
+def ddpmc_sample(tools, run_dir, batch, threads, n, reps, out_npy, steps=T_STEPS, march=None):
+    env, changes = ddpmc_env(march)
     argv = [tools / "ddpm-sample", str(run_dir), "--sampler", "ddpm", "-n", str(n), "--batch", str(batch),
             "--threads", str(threads), "--out", str(out_npy), "--no-png", "-q"]
     if steps != T_STEPS:
@@ -483,6 +564,99 @@ def cpu_model():
     except OSError:
         pass
     return "unknown"
+
+
+def cpu_flags():
+    """The CPU's feature flags from /proc/cpuinfo, or None if they cannot be read."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def missing_flags(flags, isa):
+    """The flags of ISA_NEEDS[isa] this CPU lacks (all of them if the flags are unknown)."""
+    return [f for f in ISA_NEEDS[isa] if flags is None or f not in flags]
+
+
+def isa_summary(flags):
+    """What the CPU has, in a few words: 'AVX-512 (avx512f avx512bw ...), AVX2, FMA'."""
+    if flags is None:
+        return "unknown (no flags line in /proc/cpuinfo)"
+    parts = []
+    a512 = sorted(f for f in flags if f.startswith("avx512"))
+    if not missing_flags(flags, "avx512"):
+        others = len(a512) - len([f for f in ISA_NEEDS["avx512"] if f.startswith("avx512")])
+        parts.append("AVX-512 (avx512f bw vl dq" + (f" and {others} more avx512 flags" if others else "") + ")")
+    elif a512:
+        parts.append(f"partial AVX-512 ({' '.join(a512)}; lacks {', '.join(missing_flags(flags, 'avx512'))})")
+    else:
+        parts.append("no AVX-512")
+    parts.append("AVX2" if "avx2" in flags else "no AVX2")
+    parts.append("FMA" if "fma" in flags else "no FMA")
+    return ", ".join(parts)
+
+
+# Instructions that only AVX-512 (EVEX) code has, in objdump's AT&T syntax: zmm, mask or
+# xmm/ymm16-31 registers, embedded broadcast or rounding, or an EVEX-only mnemonic (on xmm/ymm).
+EVEX_OPERAND = re.compile(r"%zmm|%k[0-7]\b|%[xy]mm(?:1[6-9]|2[0-9]|3[01])\b|\{1to\d+\}|\{r[nduz]-sae\}|\{sae\}")
+EVEX_MNEMONIC = re.compile(
+    r"(?:vpternlog|vperm[it]2|vpermw|vpermb|vpro[lr]v?[dq]|vpmov(?:u?s)?[qdw][bwd]|vpmov[bwdq]2m|vpmovm2|"
+    r"vrndscale|vrange|vreduce|vgetexp|vgetmant|vscalef|vfixupimm|vfpclass|vrcp14|vrsqrt14|vrcp28|vrsqrt28|"
+    r"vcompress|vexpand|vpcompress|vpexpand|vpconflict|vplzcnt|vpopcnt|valign[dq]|vdbpsadbw|vpmultishift|"
+    r"vpsllvw|vpsrlvw|vpsravw|vpsraq|vpmullq|vpabsq|vp(?:max|min)[su]q|vcvtt?p[sd]2u?qq|vcvtt?p[sd]2udq|"
+    r"vcvtu?qq2p[sd]|vcvtudq2p[sd]|vcvtt?s[sd]2usi|vcvtusi2s[sd]|vextract[fi](?:32x4|32x8|64x2|64x4)|"
+    r"vinsert[fi](?:32x4|32x8|64x2|64x4)|vbroadcast[fi](?:32x2|32x4|32x8|64x2|64x4)|vshuf[fi](?:32x4|64x2)|"
+    r"vpbroadcastm|vptestn?m|vpcmpu?[bwdq]\b|vdbpsadbw|k(?:mov|and|or|xor|not|shift|test|unpck|add)[bwdq])")
+
+
+def avx512_instructions(path):
+    """(AVX-512 instructions, all instructions) in an ELF file's code, by objdump; None if
+    objdump is missing or fails."""
+    if not shutil.which("objdump") or not Path(path).exists():
+        return None
+    try:
+        p = subprocess.run(["objdump", "-d", "--no-show-raw-insn", "-M", "att", str(path)], capture_output=True,
+                           text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        return None
+    if p.returncode != 0:
+        return None
+    n = total = 0
+    for line in p.stdout.splitlines():
+        parts = line.split("\t")
+        if len(parts) < 2 or not line.startswith(" "):
+            continue
+        ins = parts[-1].strip()
+        if not ins or ins.startswith("(bad)"):
+            continue
+        total += 1
+        if EVEX_OPERAND.search(ins) or EVEX_MNEMONIC.match(ins):
+            n += 1
+    return [n, total]
+
+
+def fmt_avx512(counts):
+    if counts is None:
+        return "not checked (no objdump)"
+    return f"{counts[0]:,} of {counts[1]:,} instructions are AVX-512"
+
+
+def onednn_verbose(text):
+    """From ONEDNN_VERBOSE=1 output: (the 'isa:' info line's value, the first convolution's
+    implementation, that whole exec line)."""
+    isa = impl = line = None
+    for ln in text.splitlines():
+        m = re.match(r"(?:onednn|dnnl)_verbose,info,cpu,isa:(.*)$", ln)
+        if m and isa is None:
+            isa = m.group(1).strip()
+        m = re.match(r"(?:onednn|dnnl)_verbose,exec,cpu,convolution,([^,]+),", ln)
+        if m and impl is None:
+            impl, line = m.group(1), ln.strip()
+    return isa, impl, line
 
 
 def loadavg():
@@ -557,6 +731,41 @@ def show_summary(show):
     return "; ".join(out)
 
 
+def torch_configs(model, threads, variants):
+    """The PyTorch configurations a user could pick for this thread count:
+    (label, env threads, OPENBLAS_NUM_THREADS, set_num_threads, channels_last, extra env).
+    Each row of the table compares against the fastest of them. variants=False: only the first."""
+    cs = [(f"OMP_NUM_THREADS={threads} (OpenBLAS follows)", threads, None, True, False, None)]
+    if threads == 2 and variants:
+        cs.append(("OMP_NUM_THREADS=2, OpenBLAS held to 1", 2, 1, True, False, None))
+        cs.append(("untouched default (no thread variables, no set_num_threads)", None, None, False, False, None))
+    if variants:
+        # Debian's build runs its own elementwise kernels at AVX2 unless told otherwise.
+        cs.append((f"OMP_NUM_THREADS={threads}, OpenBLAS held to 1, ATEN_CPU_CAPABILITY=avx512", threads, 1, True,
+                   False, {"ATEN_CPU_CAPABILITY": "avx512"}))
+    if model == "unet" and variants:
+        cs.append((f"OMP_NUM_THREADS={threads}, OpenBLAS held to 1, channels_last", threads, 1, True, True, None))
+    return cs
+
+
+def skip_reason(extra, isa, flags):
+    """Why a configuration with these extra variables is not run on this CPU at --isa isa, or None.
+    ATen trusts ATEN_CPU_CAPABILITY: asked for kernels the CPU cannot run, it dies of SIGILL."""
+    cap = (extra or {}).get("ATEN_CPU_CAPABILITY")
+    if cap is None or cap == "default":
+        return None
+    if isa == "avx2" and cap != "avx2":
+        return "--isa avx2 holds PyTorch to AVX2"
+    if cap not in ISA_NEEDS:
+        return f"unknown capability {cap}"
+    miss = missing_flags(flags, cap)
+    if miss:
+        return ("this CPU lacks " + " ".join(miss) if flags is not None else
+                "the CPU's flags cannot be read from /proc/cpuinfo") + \
+            f", so ATen's {cap.upper()} kernels would die of SIGILL"
+    return None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build-dir", default=str(REPO / "build"), help="ddpmc build directory (default: build)")
@@ -572,6 +781,11 @@ def main():
     ap.add_argument("--wait-load", type=float, default=0.0, metavar="L",
                     help="first wait until the 1-minute load average is at most L (0 = do not wait)")
     ap.add_argument("--wait-minutes", type=float, default=10.0, help="give up waiting after this long")
+    ap.add_argument("--isa", choices=["native", "avx2"], default="native",
+                    help="native: each side uses what this CPU has (PyTorch configurations the CPU cannot run "
+                         "are skipped); avx2: both sides held to AVX2 (ddpmc modules compiled with "
+                         f"DDPMC_MARCH={AVX2_MARCH}; PyTorch with "
+                         + " ".join(f"{k}={v}" for k, v in AVX2_TORCH_ENV.items()) + ")")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -618,19 +832,74 @@ def orchestrate(args):
     log(f"compare_torch: load average {load_before}; build dir {build}")
     scrubbed = {k: os.environ[k] for k in SCRUB_VARS if k in os.environ}
     inherited_threads = {k: os.environ[k] for k in THREAD_VARS if k in os.environ}
+    inherited_isa = {k: os.environ[k] for k in ISA_VARS + ("DDPMC_MARCH",) if k in os.environ}
     log("compare_torch: PyTorch runs in subprocesses with " +
         (", ".join(f"{k} (was {v})" for k, v in scrubbed.items()) + " removed" if scrubbed
          else f"a clean environment ({', '.join(SCRUB_VARS)} were not set)") +
         (f"; inherited {inherited_threads} dropped" if inherited_threads else "") +
+        (f"; inherited {inherited_isa} dropped (--isa decides)" if inherited_isa else "") +
         "; threads via OMP_NUM_THREADS=T (OpenBLAS follows it) + torch.set_num_threads(T)")
 
-    # PyTorch as it is in the clean environment, before any thread setting.
-    env, changes = torch_env(None)
+    # --- instruction sets: what the CPU has, what each side is held to, what is skipped ---
+    flags = cpu_flags()
+    march = AVX2_MARCH if args.isa == "avx2" else "native"
+    isa_env = dict(AVX2_TORCH_ENV) if args.isa == "avx2" else {}
+    if args.isa == "avx2":
+        miss = sorted(set(missing_flags(flags, "avx2") + missing_flags(flags, "x86-64-v3")))
+        if miss:
+            raise Fail(f"--isa avx2: this CPU ({cpu_model()}) lacks {' '.join(miss)} "
+                       f"(/proc/cpuinfo), so it cannot run AVX2 / {AVX2_MARCH} code; run without --isa")
+    log(f"compare_torch: CPU {cpu_model()}: {isa_summary(flags)}; --isa {args.isa}: " +
+        (f"ddpmc modules compiled with DDPMC_MARCH={AVX2_MARCH}, PyTorch with "
+         + " ".join(f"{k}={v}" for k, v in isa_env.items()) if args.isa == "avx2" else
+         "ddpmc modules compiled for -march=native, PyTorch with its own choices"))
+    do_variants = not args.no_variants and not q
+    planned = [("moons", t) for t in (() if args.no_moons else (1, 2))] + \
+        [("unet", t) for t in (() if args.no_unet else (1, 2))]
+    skipped = {}  # configuration's variables -> (reason, ["moons 1 thr", ...])
+    for model, threads in planned:
+        for cfg in torch_configs(model, threads, do_variants):
+            why = skip_reason(cfg[5], args.isa, flags)
+            if why:
+                name = " ".join(f"{k}={v}" for k, v in cfg[5].items())
+                skipped.setdefault(name, (why, []))[1].append(f"{'U-Net' if model == 'unet' else model} {threads} thr")
+    skipped_text = "; ".join(f"`{name}` ({', '.join(where)}): {why}" for name, (why, where) in skipped.items())
+    if skipped:
+        log(f"compare_torch: skipping PyTorch configuration(s) {skipped_text}")
+
+    # PyTorch as it is in the clean environment (with the --isa cap), before any thread setting;
+    # its one convolution with ONEDNN_VERBOSE=1 shows the ISA oneDNN runs at.
+    env, changes = torch_env(None, None, dict(isa_env, ONEDNN_VERBOSE="1", DNNL_VERBOSE="1"), drop=ISA_VARS)
     p = subprocess.run([sys.executable, str(SCRIPT), "--probe"], env=env, capture_output=True, text=True)
     if p.returncode != 0:
-        raise Fail(p.stderr.strip().splitlines()[-1] if p.stderr.strip() else
-                   f"PyTorch is not usable; install it with: {TORCH_INSTALL}")
+        raise Fail((p.stderr.strip().splitlines()[-1] if p.stderr.strip() else
+                    f"PyTorch is not usable ({exit_reason(p.returncode)}); install it with: {TORCH_INSTALL}")
+                   + (f" (the probe ran with {' '.join(changes)})" if isa_env else ""))
     probe = json.loads(p.stdout.split("PROBE ", 1)[1])
+    dnnl_isa, dnnl_impl, dnnl_line = onednn_verbose(p.stdout)
+    probe.update(onednn_isa=dnnl_isa, onednn_impl=dnnl_impl, onednn_line=dnnl_line)
+    ob_core = probe["openblas"].get("core")
+    log(f"compare_torch: PyTorch probe{' under the AVX2 cap' if isa_env else ''}: oneDNN reports "
+        f"isa `{dnnl_isa}`, its convolution ran `{dnnl_impl}`; ATen CPU capability {probe['aten_capability']} "
+        f"({probe['aten_capability_source'].split(';')[0]}); OpenBLAS core {ob_core}")
+    if dnnl_line:
+        log(f"compare_torch:   {dnnl_line}")
+    if args.isa == "avx2":
+        problems = []
+        if not dnnl_impl:
+            problems.append("oneDNN printed no convolution line with ONEDNN_VERBOSE=1 / DNNL_VERBOSE=1, so the "
+                            "cap cannot be verified")
+        elif "avx512" in dnnl_impl.lower() or "avx2" not in dnnl_impl.lower():
+            problems.append(f"oneDNN ran the convolution with `{dnnl_impl}`, not an avx2 implementation "
+                            f"(isa: {dnnl_isa})")
+        if str(probe["aten_capability"]).upper() != "AVX2":
+            problems.append(f"ATen's CPU capability is {probe['aten_capability']}, not AVX2")
+        if ob_core and ob_core.lower() != AVX2_TORCH_ENV["OPENBLAS_CORETYPE"].lower():
+            problems.append(f"OpenBLAS runs its {ob_core} kernels, not Haswell")
+        if problems:
+            raise Fail("--isa avx2: the AVX2 cap did not take (" + "; ".join(problems) + "); the probe ran with "
+                       + " ".join(changes))
+        log("compare_torch: --isa avx2: the cap took: oneDNN, ATen and OpenBLAS all run AVX2 code")
 
     global TMP_DIR, TOOLS_SHOWN
     tmp = Path(tempfile.mkdtemp(prefix="compare_torch."))
@@ -644,54 +913,63 @@ def orchestrate(args):
         shutil.copy2(src, tools / tool)
         tool_info.append(f"{tool} built {time.strftime('%Y-%m-%d %H:%M', time.localtime(src.stat().st_mtime))}")
     TOOLS_SHOWN = (str(tools), str(build / "tools"))
+    # The tools' own code is built for the target CMake gave it, which DDPMC_MARCH does not change.
+    tools_avx512 = {tool: avx512_instructions(tools / tool) for tool in ("ddpm-train", "ddpm-sample")}
+    isa = dict(mode=args.isa, cpu=isa_summary(flags), march=march, torch_env=isa_env, skipped=skipped_text,
+               tools_avx512=tools_avx512)
     results = {}   # (model, threads) -> dict
     variants = []  # (model, label, result): every PyTorch configuration measured
 
-    def torch_configs(model, threads):
-        """The PyTorch configurations a user could pick for this thread count:
-        (label, env threads, OPENBLAS_NUM_THREADS, set_num_threads, channels_last).
-        Each row of the table compares against the fastest of them."""
-        cs = [(f"OMP_NUM_THREADS={threads} (OpenBLAS follows)", threads, None, True, False, None)]
-        if threads == 2 and not args.no_variants and not q:
-            cs.append(("OMP_NUM_THREADS=2, OpenBLAS held to 1", 2, 1, True, False, None))
-            cs.append(("untouched default (no thread variables, no set_num_threads)", None, None, False, False, None))
-        if not args.no_variants and not q:
-            # Debian's build runs its own elementwise kernels at AVX2 unless told otherwise.
-            cs.append((f"OMP_NUM_THREADS={threads}, OpenBLAS held to 1, ATEN_CPU_CAPABILITY=avx512", threads, 1, True,
-                       False, {"ATEN_CPU_CAPABILITY": "avx512"}))
-        if model == "unet" and not args.no_variants and not q:
-            cs.append((f"OMP_NUM_THREADS={threads}, OpenBLAS held to 1, channels_last", threads, 1, True, True, None))
-        return cs
-
     def run_torch(model, threads, work):
         out = []
-        for label, et, obt, st, cl, extra in torch_configs(model, threads):
-            env, changes = torch_env(et, obt, extra)
+        for label, et, obt, st, cl, extra in torch_configs(model, threads, do_variants):
+            if skip_reason(extra, args.isa, flags):
+                continue
+            env, changes = torch_env(et, obt, dict(isa_env, **(extra or {})), drop=ISA_VARS)
             cfg = dict(model=model, threads=et or 0, set_threads=st, foreach=foreach, work=work, channels_last=cl)
             log(f"compare_torch: PyTorch {model}, {threads} thread(s): {label} ...")
             load_at_start = loadavg()
-            r = torch_worker(cfg, env, changes, 900)
+            try:
+                r = torch_worker(cfg, env, changes, 900)
+            except WorkerFail as e:
+                why = str(e).splitlines()[0].rstrip(":")
+                log(f"compare_torch: PyTorch {model}, {threads} thread(s): {label}: FAILED, {why}; going on "
+                    f"without it")
+                r = {"failed": why, "command": e.command}
             r["load"] = load_at_start
             out.append((label, r))
             variants.append((model, f"{threads} thr: {label}", r))
-        return out
+        ok = [r for _, r in out if "failed" not in r]
+        return out, (ok[0] if ok else None)
+
+    def module_check(tr, name):
+        counts = tr.get("module_avx512")
+        if args.isa == "avx2" and counts and counts[0]:
+            log(f"compare_torch: WARNING: the {name} module built with DDPMC_MARCH={march} has "
+                f"{fmt_avx512(counts)}")
 
     try:
         for threads in (() if args.no_moons else (1, 2)):
-            configs = run_torch("moons", threads, moons_work)
+            configs, first = run_torch("moons", threads, moons_work)
+            results[("moons", threads)] = {"torch": first, "configs": configs}
             log(f"compare_torch: ddpmc moons, {threads} thread(s) ...")
             dd_load = loadavg()
             run_dir = tmp / f"moons-t{threads}"
-            tr = ddpmc_train(tools, "models/moons.ddpm", "moons", 256, threads, dd_steps, dd_log_every, run_dir,
-                             tmp / "cache")
-            sa = ddpmc_sample(tools, run_dir, 256, threads, dd_sample_n, dd_sample_reps, tmp / "samples.npy")
-            tr["load"] = dd_load
-            results[("moons", threads)] = {"torch": configs[0][1], "configs": configs, "ddpmc_train": tr,
-                                           "ddpmc_sample": sa}
+            try:
+                tr = ddpmc_train(tools, "models/moons.ddpm", "moons", 256, threads, dd_steps, dd_log_every, run_dir,
+                                 tmp / "cache", march=march)
+                module_check(tr, "moons")
+                sa = ddpmc_sample(tools, run_dir, 256, threads, dd_sample_n, dd_sample_reps, tmp / "samples.npy",
+                                  march=march)
+                tr["load"] = dd_load
+                results[("moons", threads)].update(ddpmc_train=tr, ddpmc_sample=sa)
+            except Fail as e:
+                log(f"compare_torch: ddpmc moons failed; its column is n/a: {e}")
+                results[("moons", threads)]["ddpmc_na"] = str(e).splitlines()[0][:150]
         if not args.no_unet:
             for threads in (1, 2):
-                configs = run_torch("unet", threads, unet_work)
-                results[("unet", threads)] = {"torch": configs[0][1], "configs": configs}
+                configs, first = run_torch("unet", threads, unet_work)
+                results[("unet", threads)] = {"torch": first, "configs": configs}
                 if not unet_spec.exists():
                     results[("unet", threads)]["ddpmc_na"] = "not implemented yet"
                     continue
@@ -700,12 +978,13 @@ def orchestrate(args):
                 run_dir = tmp / f"unet-t{threads}"
                 try:
                     tr = ddpmc_train(tools, "models/fashion_unet.ddpm", "fashion-mnist", 64, threads, un_steps,
-                                     un_log_every, run_dir, tmp / "cache")
+                                     un_log_every, run_dir, tmp / "cache", march=march)
                     tr["load"] = dd_load
+                    module_check(tr, "U-Net")
                     if tr["params"] != 691681:
                         raise Fail(f"models/fashion_unet.ddpm has {tr['params']} parameters, not 691,681")
                     sa = ddpmc_sample(tools, run_dir, 64, threads, 64, un_sample_reps, tmp / "samples.npy",
-                                      steps=un_sample_steps)
+                                      steps=un_sample_steps, march=march)
                     results[("unet", threads)].update(ddpmc_train=tr, ddpmc_sample=sa)
                 except Fail as e:
                     log(f"compare_torch: ddpmc U-Net failed; its column is n/a: {e}")
@@ -714,7 +993,7 @@ def orchestrate(args):
         shutil.rmtree(tmp, ignore_errors=True)
     load_after = loadavg()
 
-    report = make_report(args, build, probe, results, variants, scrubbed, load_before, load_after,
+    report = make_report(args, build, probe, isa, results, variants, scrubbed, load_before, load_after,
                          time.time() - t_start, "; ".join(tool_info), dict(moons=moons_work, unet=unet_work, dd_steps=dd_steps,
                                                      dd_log_every=dd_log_every, dd_sample_n=dd_sample_n,
                                                      dd_sample_reps=dd_sample_reps, un_steps=un_steps,
@@ -728,7 +1007,8 @@ def orchestrate(args):
     return 0
 
 
-def make_report(args, build, probe, results, variants, scrubbed, load_before, load_after, elapsed, tool_info, work):
+def make_report(args, build, probe, isa, results, variants, scrubbed, load_before, load_after, elapsed, tool_info,
+                work):
     L = []
     ncores = os.cpu_count()
     try:
@@ -740,16 +1020,41 @@ def make_report(args, build, probe, results, variants, scrubbed, load_before, lo
     dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
                            capture_output=True, text=True).stdout.strip()
     ob = probe["openblas"]
-    L.append("# ddpmc vs PyTorch eager (CPU)" + (" — QUICK smoke run, rough numbers" if args.quick else ""))
+    L.append("# ddpmc vs PyTorch eager (CPU, " + ("both sides held to AVX2: --isa avx2" if isa["mode"] == "avx2" else
+                                                  "native ISA") + ")"
+             + (" — QUICK smoke run, rough numbers" if args.quick else ""))
     L.append("")
     if float(load_before.split()[0]) > 0.5:
         L.append(f"> **Warning:** the machine was busy (1-minute load average {load_before.split()[0]} on {ncores} "
                  f"CPUs) when the run started; other processes distort these numbers, the 2-thread ones most "
                  f"(OpenMP threads spin-wait for a descheduled partner). Re-run with `--wait-load 0.5`.")
         L.append("")
-    L.append(f"- Machine: {cpu_model()}, {ncores} logical CPUs ({avail} usable by this process); "
+    L.append(f"- Machine: {cpu_model()}, {ncores} logical CPUs ({avail} usable by this process), "
+             f"{isa['cpu']}; measured at ISA **{isa['mode']}** (`--isa {isa['mode']}`); "
              f"load average {load_before} before, {load_after} after; run took {elapsed:.0f} s "
              f"on {time.strftime('%Y-%m-%d %H:%M %Z')}.")
+    mods = [(f"{'moons' if m == 'moons' else 'U-Net'}", r["ddpmc_train"].get("module_avx512"))
+            for (m, t), r in sorted(results.items()) if t == 1 and "ddpmc_train" in r]
+    tools_a = "; ".join(f"{t}: {fmt_avx512(c)}" for t, c in isa["tools_avx512"].items())
+    if isa["mode"] == "avx2":
+        L.append(f"- ISA: `--isa avx2`, both sides held to AVX2 on a CPU that may have more. ddpmc: the modules "
+                 f"are compiled with `DDPMC_MARCH={isa['march']}` (objdump: "
+                 + ("; ".join(f"{n} module {fmt_avx512(c)}" for n, c in mods) or "no module built")
+                 + "). PyTorch: every configuration runs with "
+                 + " ".join(f"`{k}={v}`" for k, v in isa["torch_env"].items())
+                 + f" (ATen, oneDNN, and OpenBLAS's AVX2 kernels). Checked at start in a probe process: ATen's CPU "
+                 f"capability {probe['aten_capability']} ({probe['aten_capability_source']}); with "
+                 f"`ONEDNN_VERBOSE=1` oneDNN reported isa `{probe['onednn_isa']}` and ran a 3×3 convolution with "
+                 f"`{probe['onednn_impl']}`; OpenBLAS core `{probe['openblas'].get('core', '?')}`. Not changed by "
+                 f"`--isa`: the ddpmc tools' own code (optimizer, data, sampler loop), as CMake built it ({tools_a}).")
+    else:
+        L.append("- ISA: `--isa native`: ddpmc's modules are compiled for `-march=native` (objdump: "
+                 + ("; ".join(f"{n} module {fmt_avx512(c)}" for n, c in mods) or "no module built")
+                 + f"; tools: {tools_a}); PyTorch picks its own kernels: ATen's CPU capability "
+                 f"{probe['aten_capability']} by default, oneDNN isa `{probe['onednn_isa']}` (a 3×3 convolution "
+                 f"ran `{probe['onednn_impl']}`), OpenBLAS core `{probe['openblas'].get('core', '?')}`.")
+    if isa["skipped"]:
+        L.append(f"- Skipped PyTorch configurations: {isa['skipped']}.")
     L.append(f"- PyTorch {probe['version']} ({sys.executable}); torch.__config__.show(): "
              f"{show_summary(probe['show'])}.")
     L.append(f"- BLAS at run time: {ob.get('config', ob.get('error'))}; core `{ob.get('core', '?')}`. "
@@ -759,7 +1064,9 @@ def make_report(args, build, probe, results, variants, scrubbed, load_before, lo
              + (", ".join(f"`{k}={v}`" for k, v in scrubbed.items()) + " removed (machine-specific settings a "
                 "normal user does not have)" if scrubbed else "nothing to remove")
              + "; threads T are set with `OMP_NUM_THREADS=T` (OpenBLAS's pthread build reads it too) and "
-               "`torch.set_num_threads(T)`. The ddpmc tools get the same cleaned environment and `--threads T`.")
+               "`torch.set_num_threads(T)`. The ddpmc tools get the same cleaned environment and `--threads T`."
+             + (" At `--isa avx2` the variables of the ISA line are added (OPENBLAS_CORETYPE=Haswell among them: "
+                "there it is the cap, not a leftover)." if isa["mode"] == "avx2" else ""))
     L.append(f"- ddpmc: {build}/tools ({tool_info}; run from a snapshot copy); repository HEAD {git}"
              f"{' (the working tree has uncommitted changes)' if dirty else ''}.")
     L.append("")
@@ -774,7 +1081,10 @@ def make_report(args, build, probe, results, variants, scrubbed, load_before, lo
                 r = results.get((model, threads))
                 if r is None:
                     continue
-                best_label, pt = max(((lab, median(c[kind])) for lab, c in r["configs"]), key=lambda x: x[1])
+                ok = [(lab, median(c[kind])) for lab, c in r["configs"] if "failed" not in c]
+                best_label, pt = max(ok, key=lambda x: x[1]) if ok else \
+                    ("every configuration failed: " + "; ".join(dict.fromkeys(c["failed"] for _, c in r["configs"]))
+                     if r["configs"] else "none run", None)
                 if "ddpmc_train" in r:
                     dd = median(r["ddpmc_train"]["windows"][1:]) if kind == "train" else \
                         median(r["ddpmc_sample"]["rates"])
@@ -782,10 +1092,11 @@ def make_report(args, build, probe, results, variants, scrubbed, load_before, lo
                     dd = None
                 rows[(model, kind, threads)] = (pt, dd)
                 label = f"{name}, {'training step' if kind == 'train' else 'DDPM sampler step'}, batch {batch}"
-                L.append(f"| {label} | {threads} | {fmt_rate(pt)} ({fmt_ms(pt)}) | {best_label} | "
+                L.append(f"| {label} | {threads} | " + (f"{fmt_rate(pt)} ({fmt_ms(pt)})" if pt else "failed")
+                         + f" | {best_label} | "
                          + (f"{fmt_rate(dd)} ({fmt_ms(dd)})" if dd else f"n/a ({r.get('ddpmc_na', 'not run')})")
                          + " | "
-                         + (f"{dd / pt:.2f}×" if dd else "n/a") + " |")
+                         + (f"{dd / pt:.2f}×" if dd and pt else "n/a") + " |")
     L.append("")
     L.append("Medians over timed blocks (spread and block sizes below). Ratio > 1 means ddpmc is faster. "
              "Each PyTorch figure is the fastest of the configurations measured for that thread count "
@@ -803,19 +1114,25 @@ def make_report(args, build, probe, results, variants, scrubbed, load_before, lo
             if not a or not b:
                 continue
             dd = f"{b[1] / a[1]:.2f}×" if a[1] and b[1] else "n/a"
-            L.append(f"| {name}, {'training' if kind == 'train' else 'sampler'} step | {b[0] / a[0]:.2f}× | {dd} |")
+            pt = f"{b[0] / a[0]:.2f}×" if a[0] and b[0] else "n/a"
+            L.append(f"| {name}, {'training' if kind == 'train' else 'sampler'} step | {pt} | {dd} |")
     L.append("")
 
     # --- variants ---
     if variants:
         L.append("**Every PyTorch configuration measured** (the table above uses the fastest per row):")
         L.append("")
-        L.append("| workload | configuration | torch threads / OpenBLAS threads | training steps/s | "
-                 "sampler steps/s |")
-        L.append("|---|---|---:|---:|---:|")
+        L.append("| workload | configuration | torch threads / OpenBLAS threads | ATen ISA / OpenBLAS core | "
+                 "training steps/s | sampler steps/s |")
+        L.append("|---|---|---:|---|---:|---:|")
         for model, label, r in variants:
-            L.append(f"| {'moons MLP' if model == 'moons' else 'fashion U-Net'} | {label} | "
+            name = "moons MLP" if model == "moons" else "fashion U-Net"
+            if "failed" in r:
+                L.append(f"| {name} | {label} | | | **failed**: {r['failed']} | failed |")
+                continue
+            L.append(f"| {name} | {label} | "
                      f"{r['info']['torch_threads']} / {r['info']['openblas'].get('threads', '?')} | "
+                     f"{r['info'].get('aten_capability', '?')} / {r['info']['openblas'].get('core', '?')} | "
                      f"{fmt_rate(median(r['train']))} ({fmt_ms(median(r['train']))}) | "
                      f"{fmt_rate(median(r['sample']))} ({fmt_ms(median(r['sample']))}) |")
         L.append("")
@@ -855,9 +1172,11 @@ def make_report(args, build, probe, results, variants, scrubbed, load_before, lo
     for (model, threads), r in sorted(results.items()):
         tm = r["torch"]
         name = "moons" if model == "moons" else "U-Net"
-        L.append(f"| PyTorch {name} train, {threads} thr | {spread(tm['train'])} | {tm['train_block']} steps | "
-                 f"{tm.get('load', '')} |")
-        L.append(f"| PyTorch {name} sampler, {threads} thr | {spread(tm['sample'])} | {tm['sample_block']} steps | |")
+        if tm:
+            L.append(f"| PyTorch {name} train, {threads} thr | {spread(tm['train'])} | {tm['train_block']} steps | "
+                     f"{tm.get('load', '')} |")
+            L.append(f"| PyTorch {name} sampler, {threads} thr | {spread(tm['sample'])} | {tm['sample_block']} steps "
+                     f"| |")
         if "ddpmc_train" in r:
             tr, sa = r["ddpmc_train"], r["ddpmc_sample"]
             L.append(f"| ddpmc {name} train, {threads} thr | {spread(tr['windows'][1:])}; end to end "
@@ -866,8 +1185,8 @@ def make_report(args, build, probe, results, variants, scrubbed, load_before, lo
                      f"{tr.get('load', '')} |")
             L.append(f"| ddpmc {name} sampler, {threads} thr | {spread(sa['rates'])} | {sa['calls']} calls | |")
     L.append("")
-    unet = results.get(("unet", 1)) or results.get(("unet", 2))
-    moons = results.get(("moons", 1))
+    unet = next((results[("unet", t)] for t in (1, 2) if results.get(("unet", t), {}).get("torch")), None)
+    moons = next((results[("moons", t)] for t in (1, 2) if results.get(("moons", t), {}).get("torch")), None)
     if moons:
         L.append(f"- PyTorch moons MLP parameters: {moons['torch']['params']:,} (models/moons.ddpm: 41,858); "
                  f"data: {moons['torch']['data']}.")
@@ -877,7 +1196,7 @@ def make_report(args, build, probe, results, variants, scrubbed, load_before, lo
                  f"({'matches the spec, 691,681' if n == 691681 else 'DIFFERS from the spec 691,681'}); data: "
                  f"{unet['torch']['data']}. Peak RSS of the U-Net worker processes: " +
                  ", ".join(f"{results[('unet', t)]['torch']['maxrss_mib']:.0f} MiB ({t} thr)"
-                           for t in (1, 2) if ('unet', t) in results) + ".")
+                           for t in (1, 2) if results.get(('unet', t), {}).get('torch')) + ".")
         if "ddpmc_train" in unet:
             L.append(f"- ddpmc U-Net: `models/fashion_unet.ddpm` ({unet['ddpmc_train']['params']:,} parameters), "
                      f"`ddpm-train --data fashion-mnist --batch 64`, {work['un_steps']} steps with a metrics line "
@@ -892,7 +1211,8 @@ def make_report(args, build, probe, results, variants, scrubbed, load_before, lo
     L.append("## Commands")
     L.append("")
     L.append("```")
-    L.append(f"/usr/bin/python3 bench/compare_torch.py" + (" --quick" if args.quick else ""))
+    L.append(f"/usr/bin/python3 bench/compare_torch.py" + (" --quick" if args.quick else "")
+             + (f" --isa {isa['mode']}" if isa["mode"] != "native" else ""))
     for (model, threads), r in sorted(results.items()):
         if "ddpmc_train" in r:
             L.append(r["ddpmc_train"]["command"])
