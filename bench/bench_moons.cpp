@@ -12,6 +12,10 @@
 #include "build.h"
 #include "module.h"
 #include "pipeline.h"
+#include "tests/march_env.h"
+
+// Modules built here target the benchmarks' width (DDPM_MARCH) unless DDPMC_MARCH is set.
+static const bool kTestMarch = (ddpm_test::use_test_march(), true);
 
 namespace {
 

@@ -28,7 +28,7 @@ int64_t arena_floats(const Graph& g, int B) {
     int64_t s = ddpm::gemm_scratch_floats((int)md.m(B), (int)md.N, (int)md.k(B));
     scratch = std::max(scratch, s);
   }
-  return g.arena_per_sample * B + g.arena_fixed + (scratch + 15) / 16 * 16;
+  return g.arena_per_sample * B + g.arena_fixed + ddpm::simd::align_floats(scratch);
 }
 
 std::vector<std::string> emit_module_parts(const Compiled& c, const std::string& spec_hash, bool split) {

@@ -51,7 +51,7 @@ int64_t conv_col_floats(const Node& n, const ConvDims& d) {
     case ConvPath::Narrow:
     case ConvPath::Blocked:
     case ConvPath::Gemm1x1: return 0;
-    case ConvPath::Flipped: return (d.O * d.K * d.K * d.H * d.W + 15) / 16 * 16;
+    case ConvPath::Flipped: return ddpm::simd::align_floats(d.O * d.K * d.K * d.H * d.W);
     default: return d.col_floats();
   }
 }
@@ -87,7 +87,7 @@ int64_t conv_chunk_floats(const Graph& g, const Node& n) {
   }
   const GemmDims m = conv_gemm(n, d);
   const size_t gs = ddpm::gemm_scratch_floats((int)m.M, (int)m.N, (int)m.K);
-  return conv_col_floats(n, d) + (int64_t)(gs + 15) / 16 * 16;
+  return conv_col_floats(n, d) + (int64_t)ddpm::simd::align_floats(gs);
 }
 
 // Scratch of a whole convolution kernel: every slice's, plus the packed filter (Blocked
@@ -110,15 +110,15 @@ int64_t conv_scratch(const Graph& g, const Node& n) {
     if (n.op == Op::Conv2dBackData) s += ddpm::conv::packed_filter_floats(dgrad_shape(d));
     return s;
   }
-  if (n.op == Op::Conv2dBackFilter) s += kConvChunks * ((d.O * d.ckk() + 15) / 16 * 16);
-  if (n.op == Op::Conv2dBackData && path == ConvPath::Flipped) s += (d.O * d.ckk() + 15) / 16 * 16;
+  if (n.op == Op::Conv2dBackFilter) s += kConvChunks * (ddpm::simd::align_floats(d.O * d.ckk()));
+  if (n.op == Op::Conv2dBackData && path == ConvPath::Flipped) s += ddpm::simd::align_floats(d.O * d.ckk());
   return s;
 }
 
 int64_t conv_plane_floats(const Graph& g, const Kernel& k) {
   if (k.prologue.empty() || g.nodes[k.prologue.back()].op == Op::Upsample2x) return 0;
   const ConvDims d = conv_dims(g, g.nodes[k.nodes[0]]);
-  return kConvChunks * ((d.H * d.W + 15) / 16 * 16);
+  return kConvChunks * (ddpm::simd::align_floats(d.H * d.W));
 }
 
 int64_t conv_kernel_scratch(const Graph& g, const Kernel& k) {

@@ -16,7 +16,7 @@ struct ConvDims {
   int64_t C, H, W, O, K, Ho, Wo, s, p;
   int64_t ckk() const { return C * K * K; }
   int64_t hw() const { return Ho * Wo; }
-  int64_t col_floats() const { return (ckk() * hw() + 15) / 16 * 16; }
+  int64_t col_floats() const { return ddpm::simd::align_floats(ckk() * hw()); }
 };
 ConvDims conv_dims(const Graph& g, const Node& n);
 

@@ -255,7 +255,7 @@ void Emitter::conv(size_t k, const Kernel& kern) {
     // Each slice sums its samples into its own partial dW; the partials are then
     // added in slice order.
     std::string x = ptr(cn.in[0]), gy = ptr(cn.in[1]), dw = ptr(kern.nodes[0]);
-    const int64_t wf = (d.O * d.ckk() + 15) / 16 * 16;
+    const int64_t wf = ddpm::simd::align_floats(d.O * d.ckk());
     out += fmt::format("    float* part = e.scratch + {} * {} + c * {};\n", kConvChunks, chunk, wf);
     out += "    for (int64_t b = b0; b < b1; ++b) {\n";
     if (!direct) out += "      " + fmt::format(fmt::runtime(im2col), fmt::arg("x", x)) + "\n";

@@ -10,6 +10,7 @@
 
 #include "diffusion.h"
 #include "lower_impl.h"
+#include "common/prelude/align.h"
 
 namespace ddpmc::lowering {
 
@@ -352,7 +353,7 @@ void Lowerer::run() {
   int64_t off = 0;
   for (auto& p : m_.params) {
     p.offset = off;
-    off += (p.type.numel() + 15) / 16 * 16;
+    off += ddpm::simd::align_floats(p.type.numel());
   }
   m_.param_floats = off;
 }

@@ -32,4 +32,22 @@ if grep -q "$source/common" <<< "$log"; then fail "the installed ddpmc used the 
 "$prefix/bin/ddpm-sample" "$prefix/run" --sampler ddim --steps 20 -n 100 --out "$prefix/s.npy" -q 2> /dev/null ||
   fail "ddpm-sample failed"
 [ -s "$prefix/s.npy" ] || fail "no samples"
+
+# Portability: the installed tools and runtime build for the baseline, so they run on a CPU without
+# AVX. Run them under qemu-user with an x86-64-v2 CPU model (Nehalem: SSE4.2, no AVX; an AVX
+# instruction there is SIGILL) with modules built for x86-64-v2: check, train 200 steps, sample.
+if [ "$(uname -m)" = x86_64 ] && command -v qemu-x86_64 > /dev/null; then
+  q=(qemu-x86_64 -cpu Nehalem)
+  export DDPMC_MARCH=x86-64-v2
+  "${q[@]}" "$prefix/bin/ddpmc" check "$spec" > "$prefix/check.log" 2>&1 ||
+    fail "ddpmc check under ${q[*]} failed: $(tail -3 "$prefix/check.log")"
+  "${q[@]}" "$prefix/bin/ddpm-train" "$spec" --cache-dir "$prefix/cache" --steps 200 --batch 64 --threads 2 -q \
+    --out "$prefix/run-v2" > "$prefix/train-v2.log" 2>&1 || fail "ddpm-train under ${q[*]} failed: $(tail -3 "$prefix/train-v2.log")"
+  "${q[@]}" "$prefix/bin/ddpm-sample" "$prefix/run-v2" --sampler ddim --steps 20 -n 100 --out "$prefix/s2.npy" -q \
+    > "$prefix/sample-v2.log" 2>&1 || fail "ddpm-sample under ${q[*]} failed: $(tail -3 "$prefix/sample-v2.log")"
+  [ -s "$prefix/s2.npy" ] || fail "no samples under ${q[*]}"
+  echo "install test: the installed tools ran under ${q[*]} (x86-64-v2)"
+else
+  echo "install test: qemu-x86_64 not found (tools/deps.sh installs qemu-user): the x86-64-v2 run was skipped"
+fi
 echo "install test: ok ($prefix)"

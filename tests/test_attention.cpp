@@ -80,7 +80,7 @@ TEST_CASE("attention: the block is in the model, and its training step matches t
   }
 }
 
-TEST_CASE("attention: sampler step matches the interpreter; 1 and 2 threads are bitwise identical") {
+TEST_CASE("attention: sampler step matches the interpreter, and 1 and 2 threads are bitwise identical") {
   auto& a = attn();
   const int B = 5;
   check_threads_and_sampler(a.c, a.mod, a.params, uniform_floats(B * 32, -1, 1, 9), B, 60, 40);

@@ -63,7 +63,7 @@ void write_be32(std::ofstream& f, uint32_t v) {
 
 }  // namespace
 
-TEST_CASE("conditioning: labels reach the net; each class samples where its data lies") {
+TEST_CASE("conditioning: labels reach the net, and each class samples where its data lies") {
   fs::create_directories(kDir);
   const fs::path x = kDir / "x.npy", y = kDir / "y.npy", run = kDir / "run";
   write_clusters(x, y, 2000, 2000);

@@ -73,7 +73,7 @@ TEST_CASE("fashion: the compiled U-Net training step matches the interpreter at 
   CHECK(bad == 0);
 }
 
-TEST_CASE("fashion: U-Net sampler step matches the interpreter; 1 and 2 threads are bitwise identical") {
+TEST_CASE("fashion: U-Net sampler step matches the interpreter, and 1 and 2 threads are bitwise identical") {
   auto& u = unet();
   const int B = 2;
   check_threads_and_sampler(u.c, u.mod, u.params, uniform_floats(B * 784, -1, 1, 6), B, 600, 599);

@@ -19,6 +19,7 @@
 #include "ops.h"
 #include "passes/passes.h"
 #include "test_support.h"
+#include "common/prelude/align.h"
 
 using namespace ddpmc;
 using namespace ddpm_test;
@@ -243,7 +244,7 @@ void finish(Model& m, NodeId loss) {
   int64_t off = 0;
   for (auto& p : m.params) {
     p.offset = off;
-    off += (p.type.numel() + 15) / 16 * 16;
+    off += ddpm::simd::align_floats(p.type.numel());
   }
   m.param_floats = off;
 }

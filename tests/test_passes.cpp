@@ -15,6 +15,7 @@
 #include "ops.h"
 #include "passes/passes.h"
 #include "test_support.h"
+#include "common/prelude/align.h"
 
 using namespace ddpmc;
 using namespace ddpm_test;
@@ -319,7 +320,7 @@ TEST_CASE("memplan: values that are live at the same time never share arena memo
     // Reuse happens: the plan is smaller than giving every value its own buffer.
     int64_t sum = 0;
     for (auto& b : bufs)
-      if (b.batched) sum += (b.size + 15) / 16 * 16;
+      if (b.batched) sum += ddpm::simd::align_floats(b.size);
     CHECK(g->arena_per_sample < sum);
   }
 }

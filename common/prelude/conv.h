@@ -7,13 +7,16 @@
 // without a blocked activation layout): output channels run along the vector lanes, so 32- and
 // 64-channel layers fill every lane, and a block of MR output pixels of one output row is held
 // in registers. Forward: acc[MR pixels][NV vectors of output channels] += x * w over all C*K*K
-// taps, then a 16x16 in-register transpose stores the block into NCHW. Filter gradient:
+// taps, then a kL x kL in-register transpose stores the block into NCHW. Filter gradient:
 // acc[G*KW taps][NV vectors of output channels] += x * dy over all output pixels of a sample.
+// The blocks are chosen per width (FwdBlock, GradBlock): AVX-512 has 32 vector registers, so
+// up to 28 accumulators; AVX2 and SSE have 16, so at most 12 (oneDNN's AVX2 direct kernels
+// likewise keep ur_w x oc_blocks <= 12). MR <= kL always (the transpose holds kL rows).
 //
 // Dimension legend (one sample)
 //   x  [C,H,W] input, w [O,C,K,K] filter, y [O,Ho,Wo] output; stride s, padding p.
 //   xp [C,Hp,Wp] zero-padded input, Hp = H+2p, Wp = W+2p, plus kSlack floats of over-read room.
-//   OB = 16*NV output channels per register block; Op = O rounded up to a multiple of OB.
+//   OB = kL*NV output channels per register block; Op = O rounded up to a multiple of OB.
 //   wp [Op/OB][C*K*K][OB]  the filter packed for the forward kernel (tap-major, channel lanes).
 //   dyT [Ho*Wo][Op]        one sample's output gradient, transposed (filter gradient).
 //   gT [C*K*K][Op]         the filter gradient, transposed, accumulated over samples.
@@ -42,25 +45,38 @@ struct Shape {
   int64_t ckk() const { return int64_t(C) * K * K; }
 };
 
-inline int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
+using simd::align_floats;
 
-// Register block of a forward call: MR pixels x NV channel vectors.
+// Register block of a forward call at width L: MR pixels x NV channel vectors.
 struct FwdBlock {
   int mr, nv;
 };
-inline FwdBlock fwd_block(const Shape& d) {
-  if (d.Wo <= 7 && d.O % 64 == 0) return {7, 4};
-  if (d.O <= 16) return {14, 1};
-  return {14, 2};
+template <int L>
+constexpr FwdBlock fwd_block_w(const Shape& d) {
+  if constexpr (L == 16) {  // 32 zmm: up to 28 accumulators
+    if (d.Wo <= 7 && d.O % 64 == 0) return {7, 4};
+    if (d.O <= 16) return {14, 1};
+    return {14, 2};
+  } else if constexpr (L == 8) {  // 16 ymm: 12 accumulators, 2 filter vectors, 1 broadcast
+    if (d.O <= 8) return {8, 1};
+    return {6, 2};
+  } else {  // 16 xmm (SSE; NEON has 32 but shares the code): MR <= kL = 4
+    if (d.O <= 4) return {4, 1};
+    return {4, 3};
+  }
 }
-inline int64_t out_pad(const Shape& d) {
-  const int ob = kL * fwd_block(d).nv;
-  return (d.O + ob - 1) / ob * ob;
+inline FwdBlock fwd_block(const Shape& d) { return fwd_block_w<kL>(d); }
+template <int L>
+constexpr int64_t out_pad_w(const Shape& d) {
+  return simd::round_up(d.O, int64_t(L) * fwd_block_w<L>(d).nv);
 }
+inline int64_t out_pad(const Shape& d) { return out_pad_w<kL>(d); }
 
-// Floats of xp (one sample's padded input) and of the packed filter wp.
-inline int64_t padded_floats(const Shape& d) { return round16(d.C * d.plane() + kSlack); }
-inline int64_t packed_filter_floats(const Shape& d) { return round16(out_pad(d) * d.ckk()); }
+// Floats of xp (one sample's padded input) and of the packed filter wp (room for any width).
+inline int64_t padded_floats(const Shape& d) { return align_floats(d.C * d.plane() + kSlack); }
+inline int64_t packed_filter_floats(const Shape& d) {
+  return simd::max_over_widths([&]<int L>() { return align_floats(out_pad_w<L>(d) * d.ckk()); });
+}
 
 // xp[c][h+p][w+p] = row(c, h)[w]: fill(c, h, dst) writes the W floats of input row (c, h) to
 // dst, so a caller can compute the input while it is copied (a fused prologue). The zero border
@@ -100,12 +116,13 @@ inline void pack_filter(const Shape& d, const float* w, bool flip, float* wp) {
   }
 }
 
-// acc[r][v] = sum over taps (c,kh,kw) of xp[c][kh][kw + r*S] * wp[tap][v*16 .. v*16+15];
+// acc[r][v] = sum over taps (c,kh,kw) of xp[c][kh][kw + r*S] * wp[tap][v*kL .. v*kL+kL-1];
 // xp points at the block's first pixel in plane 0. Then the block is transposed into
 // y[o][r] (row stride ys) for the first mr pixels and the first `on` channels.
 template <int MR, int NV, int S>
 inline void fwd_kernel(const float* xp, int64_t plane, int Wp, int C, int K, const float* wp, float* y, int64_t ys,
                        int mr, int on) {
+  static_assert(MR <= kL, "the output transpose holds kL pixels");
   batch acc[MR][NV];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
@@ -166,9 +183,17 @@ inline void forward_sample_blocked(const Shape& d, const float* xp, const float*
 }
 inline void forward_sample(const Shape& d, const float* xp, const float* wp, float* y) {
   const FwdBlock fb = fwd_block(d);
-  if (fb.nv == 4) forward_sample_blocked<7, 4>(d, xp, wp, y);
-  else if (fb.nv == 1) forward_sample_blocked<14, 1>(d, xp, wp, y);
-  else forward_sample_blocked<14, 2>(d, xp, wp, y);
+  if constexpr (kL == 16) {
+    if (fb.nv == 4) forward_sample_blocked<7, 4>(d, xp, wp, y);
+    else if (fb.nv == 1) forward_sample_blocked<14, 1>(d, xp, wp, y);
+    else forward_sample_blocked<14, 2>(d, xp, wp, y);
+  } else if constexpr (kL == 8) {
+    if (fb.nv == 1) forward_sample_blocked<8, 1>(d, xp, wp, y);
+    else forward_sample_blocked<6, 2>(d, xp, wp, y);
+  } else {
+    if (fb.nv == 1) forward_sample_blocked<4, 1>(d, xp, wp, y);
+    else forward_sample_blocked<4, 3>(d, xp, wp, y);
+  }
 }
 
 // Forward pass of samples [b0, b1) in order. fill(b, c, h, dst) writes input row (c, h) of sample
@@ -188,10 +213,19 @@ inline void forward_range(const Shape& d, const float* wp, float* y, int64_t b0,
 
 // ---- filter gradient ----
 
-inline constexpr int kGradNV = 2, kGradOB = kGradNV * 16;
-inline int64_t grad_out_pad(const Shape& d) { return (d.O + kGradOB - 1) / kGradOB * kGradOB; }
-inline int64_t grad_t_floats(const Shape& d) { return round16(d.ckk() * grad_out_pad(d)); }
-inline int64_t dyt_floats(const Shape& d) { return round16(int64_t(d.Ho) * d.Wo * grad_out_pad(d)); }
+// The filter gradient's channel block: kGradNV vectors (also the Winograd paths' channel block,
+// whose filter gradients read the same transposed dy). Register block per width: G (c, kh) rows
+// of KW taps each (grad_sample), G*KW*kGradNV accumulators.
+inline constexpr int kGradNV = 2, kGradOB = kGradNV * kL;
+template <int L>
+constexpr int64_t grad_out_pad_w(const Shape& d) { return simd::round_up(d.O, kGradNV * L); }
+inline int64_t grad_out_pad(const Shape& d) { return grad_out_pad_w<kL>(d); }
+inline int64_t grad_t_floats(const Shape& d) {
+  return simd::max_over_widths([&]<int L>() { return align_floats(d.ckk() * grad_out_pad_w<L>(d)); });
+}
+inline int64_t dyt_floats(const Shape& d) {
+  return simd::max_over_widths([&]<int L>() { return align_floats(int64_t(d.Ho) * d.Wo * grad_out_pad_w<L>(d)); });
+}
 
 // dyT[q][o] = dy[o][q] for one sample (zero for padded channels).
 inline void transpose_dy(const Shape& d, const float* dy, float* dyT) {
@@ -277,9 +311,11 @@ inline void grad_sample_blocked(const Shape& d, const float* xp, const float* dy
 }
 // Filters of size 1 and 3 only (supported(d)).
 inline bool supported(const Shape& d) { return (d.K == 1 || d.K == 3) && (d.s == 1 || d.s == 2); }
+// 32 zmm: 4 x 3 taps (or 12 1x1 rows) x 2 vectors = 24 accumulators; 16 ymm/xmm: 2 x 3 (or 6) x 2 = 12.
 inline void grad_sample(const Shape& d, const float* xp, const float* dyT, float* gT, bool first) {
-  if (d.K == 3) grad_sample_blocked<4, 3>(d, xp, dyT, gT, first);
-  else grad_sample_blocked<12, 1>(d, xp, dyT, gT, first);
+  constexpr int G3 = kL == 16 ? 4 : 2, G1 = 3 * G3;
+  if (d.K == 3) grad_sample_blocked<G3, 3>(d, xp, dyT, gT, first);
+  else grad_sample_blocked<G1, 1>(d, xp, dyT, gT, first);
 }
 
 // This slice's filter gradient gT [C*K*K][Op] = sum over samples [b0, b1) in order; fill as in

@@ -28,7 +28,7 @@ inline constexpr int kRows = 4;  // output rows per forward register block
 inline bool applies(const Shape& d) { return d.O < 16 && d.s == 1 && d.K <= 3; }
 
 // The filter is used as it is (a copy keeps the call sequence of the other paths).
-inline int64_t filter_floats(const Shape& d) { return conv::round16(int64_t(d.O) * d.ckk()); }
+inline int64_t filter_floats(const Shape& d) { return simd::align_floats(int64_t(d.O) * d.ckk()); }
 inline void pack_filter(const Shape& d, const float* w, bool flip, float* wp) {
   (void)flip;  // narrow layers never run a flipped (data-gradient) filter
   std::memcpy(wp, w, sizeof(float) * d.O * d.ckk());
@@ -90,7 +90,8 @@ inline void forward_range(const Shape& d, const float* w, float* y, int64_t b0, 
 
 // ---- filter gradient ----
 
-inline int64_t partial_floats(const Shape& d) { return int64_t(d.O) * d.ckk() * kL; }
+// One vector of lanes per tap: room for the widest width (the compiler plans it for any).
+inline int64_t partial_floats(const Shape& d) { return int64_t(d.O) * d.ckk() * simd::kWidths[2]; }
 // Scratch of one slice: xp, then the partial P.
 inline int64_t wgrad_slice_floats(const Shape& d) { return conv::padded_floats(d) + partial_floats(d); }
 inline int64_t wgrad_partial_offset(const Shape& d) { return conv::padded_floats(d); }

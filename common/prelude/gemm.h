@@ -52,7 +52,10 @@ inline constexpr int kMaxWantTiles = 16;
 inline constexpr int kPrefetchM = 128;   // A read as [K,M]: prefetch this many rows of C ahead
 inline constexpr int kPrefetchK = 256;   // A read as [M,K]: prefetch this many k ahead in each row
 
-enum class Kernel { k14x2, k8x3, k4x4, k2x4 };
+// Microkernels MR x NV, per width. AVX-512 (32 zmm): 14x2, 8x3, 4x4, 2x4 (up to 28 accumulators).
+// AVX2, SSE and NEON (16 registers on x86): 6x2, 4x3, 2x4, at most 12 accumulators plus the B
+// vectors and one broadcast, as BLIS's and libxsmm's 6x16 AVX2 kernels.
+enum class Kernel { k14x2, k8x3, k4x4, k2x4, k6x2, k4x3 };
 
 // Everything about a call that depends only on (M, N, K): tiling, kernel choice, scratch layout.
 struct Plan {
@@ -75,20 +78,25 @@ inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
 // First micro-panel of tile t when P panels are spread evenly over T tiles.
 inline int split(int t, int P, int T) { return static_cast<int>(static_cast<int64_t>(t) * P / T); }
 
-inline Plan make_plan(int M, int N, int K) {
+// The plan at width L (kL for the calls; every width for the scratch size).
+template <int L>
+inline Plan make_plan_w(int M, int N, int K) {
   Plan p;
   p.swap = N <= 8 && M > N;
   p.m = p.swap ? N : M;
   p.n = p.swap ? M : N;
   p.k = K;
   if (p.m <= 2) {
-    p.kernel = Kernel::k2x4, p.mr = 2, p.nr = 4 * kL;
+    p.kernel = Kernel::k2x4, p.mr = 2, p.nr = 4 * L;
+  } else if (L != 16) {
+    if (p.m <= 4) p.kernel = Kernel::k4x3, p.mr = 4, p.nr = 3 * L;
+    else p.kernel = Kernel::k6x2, p.mr = 6, p.nr = 2 * L;
   } else if (p.m <= 4) {
-    p.kernel = Kernel::k4x4, p.mr = 4, p.nr = 4 * kL;
+    p.kernel = Kernel::k4x4, p.mr = 4, p.nr = 4 * L;
   } else if (p.m <= 8) {
-    p.kernel = Kernel::k8x3, p.mr = 8, p.nr = 3 * kL;
+    p.kernel = Kernel::k8x3, p.mr = 8, p.nr = 3 * L;
   } else {
-    p.kernel = Kernel::k14x2, p.mr = 14, p.nr = 2 * kL;
+    p.kernel = Kernel::k14x2, p.mr = 14, p.nr = 2 * L;
   }
   if (M <= 0 || N <= 0) return p;
 
@@ -121,6 +129,7 @@ inline Plan make_plan(int M, int N, int K) {
   p.scratch_floats = p.b_floats + p.a_task_floats * p.ntasks;
   return p;
 }
+inline Plan make_plan(int M, int N, int K) { return make_plan_w<kL>(M, N, K); }
 
 // Canonical operands: A'(m,k) = a[m*a_rs + k*a_cs], B'(k,n) = b[k*b_rs + n*b_cs],
 // C'(m,n) = c[m*c_rs + n*c_cs]. In each pair one stride is 1.
@@ -174,7 +183,8 @@ inline void pack_interleaved(float* __restrict dst, const float* __restrict src,
 enum class AMode { packed, rows_k, cols_m };
 
 // acc(MR x NR) = A(MR x kc) * B-panel(kc x NR); then C = acc (overwrite) or C += acc for the
-// valid mr x nr corner. Accumulators live in registers: 14x2 uses 28 of the 32 zmm registers.
+// valid mr x nr corner. Accumulators live in registers: 14x2 uses 28 of the 32 zmm registers,
+// 6x2 12 of the 16 ymm registers.
 // The A rows beyond mr are read only in packed mode (where they are zero padding).
 template <int MR, int NV, AMode AM>
 inline void microkernel(int kc, const float* __restrict a, std::ptrdiff_t a_stride, const float* __restrict b,
@@ -349,9 +359,11 @@ inline void run(const Plan& pl, const Operands& op, bool accumulate, float* scra
 
 }  // namespace gemm_detail
 
-// Floats of 64-byte-aligned scratch that gemm(M, N, K, ...) needs, for any transpose flags.
+// Floats of 64-byte-aligned scratch that gemm(M, N, K, ...) needs, for any transpose flags and
+// any width (the compiler plans it without knowing the module's width; simd_shim.h).
 inline std::size_t gemm_scratch_floats(int M, int N, int K) {
-  return gemm_detail::make_plan(M, N, K).scratch_floats;
+  return static_cast<std::size_t>(simd::max_over_widths(
+      [&]<int L>() { return static_cast<std::int64_t>(gemm_detail::make_plan_w<L>(M, N, K).scratch_floats); }));
 }
 
 // C[M,N] = op(A)[M,K] * op(B)[K,N] (or += when accumulate). epi(i0, i1, j0, j1) runs exactly once per
@@ -368,11 +380,19 @@ void gemm(int M, int N, int K, const float* A, int lda, bool ta, const float* B,
   std::ptrdiff_t ob_rs = tb ? 1 : ldb, ob_cs = tb ? ldb : 1;  // op(B)(k,j) = B[k*ob_rs + j*ob_cs]
   Operands op = pl.swap ? Operands{B, ob_cs, ob_rs, A, oa_cs, oa_rs, C, 1, ldc}
                         : Operands{A, oa_rs, oa_cs, B, ob_rs, ob_cs, C, ldc, 1};
-  switch (pl.kernel) {
-    case Kernel::k14x2: run<14, 2>(pl, op, accumulate, scratch, epi); break;
-    case Kernel::k8x3: run<8, 3>(pl, op, accumulate, scratch, epi); break;
-    case Kernel::k4x4: run<4, 4>(pl, op, accumulate, scratch, epi); break;
-    case Kernel::k2x4: run<2, 4>(pl, op, accumulate, scratch, epi); break;
+  if constexpr (kL == 16) {
+    switch (pl.kernel) {
+      case Kernel::k14x2: run<14, 2>(pl, op, accumulate, scratch, epi); break;
+      case Kernel::k8x3: run<8, 3>(pl, op, accumulate, scratch, epi); break;
+      case Kernel::k4x4: run<4, 4>(pl, op, accumulate, scratch, epi); break;
+      default: run<2, 4>(pl, op, accumulate, scratch, epi); break;
+    }
+  } else {
+    switch (pl.kernel) {
+      case Kernel::k6x2: run<6, 2>(pl, op, accumulate, scratch, epi); break;
+      case Kernel::k4x3: run<4, 3>(pl, op, accumulate, scratch, epi); break;
+      default: run<2, 4>(pl, op, accumulate, scratch, epi); break;
+    }
   }
 }
 

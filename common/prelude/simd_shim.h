@@ -2,19 +2,29 @@
 //
 // Debian ships xsimd 8.1, where the horizontal sum is `xsimd::hadd`; newer releases call it
 // `reduce_add`. Everything else in ddpmc goes through `ddpm::simd::reduce_add` so a version bump
-// touches only this file. It also fixes the SIMD width (`kLanes` floats per `xsimd::batch<float>`,
-// 16 with AVX-512), the alignment every packed buffer and arena slice uses (`kAlign` bytes), and
-// an aligned allocation helper for buffers that live outside the planned arena (tests, benches).
-// Two register-level helpers that xsimd 8 lacks (an in-register 16x16 transpose and a partial store)
-// live here too, with AVX-512 intrinsics when available and a portable fallback otherwise.
+// touches only this file. It also fixes the SIMD width (`kLanes` floats per `xsimd::batch<float>`:
+// 16 with AVX-512, 8 with AVX/AVX2, 4 with SSE and NEON), the alignment every packed buffer and arena
+// slice uses (`kAlign` bytes), and an aligned allocation helper for buffers that live outside the
+// planned arena (tests, benches). Register-level helpers that xsimd 8 lacks (an in-register
+// kLanes x kLanes transpose, partial loads and stores) live here too, with intrinsics for each x86
+// width and a portable fallback otherwise (NEON).
+//
+// Widths and scratch sizes: the compiler plans a module's scratch without knowing the width the
+// module will be built for (DDPMC_MARCH, or the machine it runs on), so every `*_floats` size
+// function in the prelude is the largest over kWidths of the layout at each width
+// (max_over_widths); the kernels lay out their buffers for their own kLanes inside that room.
 #pragma once
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <new>
 #include <utility>
 #include <xsimd/xsimd.hpp>
+
+#include "align.h"
 
 namespace ddpm {
 
@@ -24,6 +34,15 @@ namespace simd {
 
 using batch = xsimd::batch<float>;
 inline constexpr std::size_t kLanes = batch::size;
+static_assert(kLanes == 4 || kLanes == 8 || kLanes == 16, "ddpmc's kernels are written for 4, 8 or 16 float lanes");
+
+// The widths ddpmc's kernels are written for, and the largest of f.template operator()<L>() over
+// them (f: a template lambda []<int L>() -> int64_t giving a buffer's floats at width L).
+inline constexpr int kWidths[] = {4, 8, 16};
+template <class F>
+constexpr std::int64_t max_over_widths(F&& f) {
+  return std::max({f.template operator()<4>(), f.template operator()<8>(), f.template operator()<16>()});
+}
 
 inline float reduce_add(const batch& x) noexcept {
 #if XSIMD_VERSION_MAJOR >= 9
@@ -33,11 +52,24 @@ inline float reduce_add(const batch& x) noexcept {
 #endif
 }
 
+#if defined(__AVX2__)
+// AVX2 lane mask: lanes [0, n) set (0 <= n <= 8), for maskload/maskstore.
+inline __m256i lane_mask8(int n) noexcept {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+#endif
+
 // Stores the first n (0 <= n <= kLanes) lanes of x to p.
 inline void store_partial(float* p, const batch& x, int n) noexcept {
 #if defined(__AVX512F__)
   if constexpr (kLanes == 16) {
     _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1u), x);
+    return;
+  }
+#endif
+#if defined(__AVX2__) && !defined(__AVX512F__)
+  if constexpr (kLanes == 8) {
+    _mm256_maskstore_ps(p, lane_mask8(n), x);
     return;
   }
 #endif
@@ -51,6 +83,9 @@ inline void store_partial(float* p, const batch& x, int n) noexcept {
 inline batch load_partial(const float* p, int n) noexcept {
 #if defined(__AVX512F__)
   if constexpr (kLanes == 16) return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1u), p);
+#endif
+#if defined(__AVX2__) && !defined(__AVX512F__)
+  if constexpr (kLanes == 8) return _mm256_maskload_ps(p, lane_mask8(n));
 #endif
   alignas(64) float tmp[kLanes] = {};
   std::memcpy(tmp, p, sizeof(float) * static_cast<std::size_t>(n));
@@ -103,6 +138,38 @@ __attribute__((always_inline)) inline void transpose(batch (&r)[kLanes]) noexcep
       r[c] = _mm512_maskz_shuffle_f32x4(kAll, t[c], t[8 + c], 0x88);
       r[8 + c] = _mm512_maskz_shuffle_f32x4(kAll, t[c], t[8 + c], 0xdd);
     }
+    return;
+  }
+#endif
+#if defined(__AVX__) && !defined(__AVX512F__)
+  if constexpr (kLanes == 8) {
+    __m256 t[8], u[8];
+#pragma GCC unroll 4
+    for (int i = 0; i < 8; i += 2) {
+      t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    // u[4q + 0..3]: rows {4q..4q+3}, columns {0,4}, {1,5}, {2,6}, {3,7} within each 128-bit half.
+#pragma GCC unroll 2
+    for (int q = 0; q < 2; ++q) {
+      u[4 * q + 0] = _mm256_shuffle_ps(t[4 * q], t[4 * q + 2], _MM_SHUFFLE(1, 0, 1, 0));
+      u[4 * q + 1] = _mm256_shuffle_ps(t[4 * q], t[4 * q + 2], _MM_SHUFFLE(3, 2, 3, 2));
+      u[4 * q + 2] = _mm256_shuffle_ps(t[4 * q + 1], t[4 * q + 3], _MM_SHUFFLE(1, 0, 1, 0));
+      u[4 * q + 3] = _mm256_shuffle_ps(t[4 * q + 1], t[4 * q + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) {
+      r[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+      r[4 + c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+    }
+    return;
+  }
+#endif
+#if defined(__SSE__) && !defined(__AVX__)
+  if constexpr (kLanes == 4) {
+    __m128 a = r[0], b = r[1], c = r[2], d = r[3];
+    _MM_TRANSPOSE4_PS(a, b, c, d);
+    r[0] = a, r[1] = b, r[2] = c, r[3] = d;
     return;
   }
 #endif

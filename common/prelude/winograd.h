@@ -7,11 +7,14 @@
 //
 // Dimension legend (one sample; d = conv::Shape with K = 3, s = 1, p = 1)
 //   th x tw tiles (T = th*tw), th = ceil(Ho/2); the padded input xw is [C][2th+2][2tw+2].
-//   U [16][C][Op]   transformed filter, output channels in lanes (Op = O rounded up to 32).
+//   U [16][C][Op]   transformed filter, output channels in lanes (Op = O rounded up to kOB = 2 kL).
 //   V [16][C][Tp]   transformed input, tiles contiguous (Tp = T + kTileSlack).
 //   M [16][Tp][Op]  the 16 GEMM results, output channels contiguous.
 //   The output transform takes 2x2 tiles (a 4x4 pixel block) at a time, transposes the block's
-//   16 pixels x 16 channels in registers and stores it straight into y [O][Ho][Wo].
+//   16 pixels x kL channels in registers and stores it straight into y [O][Ho][Wo].
+// Register blocks of the GEMMs per width (gemm_block: MR tiles x NV channel vectors): 14 x 2 or
+// 7 x 4 with AVX-512's 32 registers; 6 x 2 with 16 (AVX2, SSE): 12 accumulators, 2 filter vectors
+// and the broadcast, as the 6 x 16 AVX2 kernels of BLIS and libxsmm.
 // Determinism: fixed loops only; each output element is one fixed sequence of operations.
 #pragma once
 #include <algorithm>
@@ -26,8 +29,12 @@ namespace ddpm::wino {
 using batch = simd::batch;
 using conv::Shape;
 inline constexpr int kL = static_cast<int>(simd::kLanes);
-inline constexpr int kMR = 14, kNV = 2, kOB = kNV * 16;  // GEMM register block: 14 tiles x 32 channels
-inline constexpr int kTileSlack = 16;
+// GEMM register block: kMR tiles x kNV channel vectors (the default; gemms() picks per shape).
+inline constexpr int kMR = kL == 16 ? 14 : 6, kNV = conv::kGradNV, kOB = conv::kGradOB;
+inline constexpr int kTileSlack = 16;  // >= the largest MR - 1: the last block's tiles read it
+static_assert(kTileSlack >= kMR - 1 && kTileSlack >= 7 - 1);
+using simd::align_floats;
+using simd::max_over_widths;
 
 inline bool applies(const Shape& d) {
   return d.K == 3 && d.s == 1 && d.p == 1 && d.Ho == d.H && d.Wo == d.W && d.O >= 16;
@@ -41,14 +48,24 @@ inline int tiles_h(const Shape& d) { return (d.Ho + 1) / 2; }
 inline int tiles_w(const Shape& d) { return (d.Wo + 1) / 2; }
 inline int64_t ntiles(const Shape& d) { return int64_t(tiles_h(d)) * tiles_w(d); }
 inline int64_t tp(const Shape& d) { return ntiles(d) + kTileSlack; }
-inline int64_t op(const Shape& d) { return (d.O + kOB - 1) / kOB * kOB; }
+// Output channels padded to the channel block at width L (the same as conv.h's filter gradient,
+// whose transposed dy the filter gradients read).
+template <int L>
+constexpr int64_t op_w(const Shape& d) { return conv::grad_out_pad_w<L>(d); }
+inline int64_t op(const Shape& d) { return op_w<kL>(d); }
 inline int hw_(const Shape& d) { return 2 * tiles_h(d) + 2; }
-inline int ww_(const Shape& d) { return (2 * tiles_w(d) + 2 + 15) / 16 * 16 + 32; }  // room for 32-float loads
+// Row length of xw: the 2tw+2 columns the tiles read, rounded to 16, plus room for the 32-float
+// loads of even_lanes (two AVX-512 vectors; narrower widths read less).
+inline int ww_(const Shape& d) { return int(align_floats(2 * tiles_w(d) + 2)) + 32; }
 
-inline int64_t filter_floats(const Shape& d) { return conv::round16(16 * d.C * op(d)); }
-inline int64_t xw_floats(const Shape& d) { return conv::round16(int64_t(d.C) * hw_(d) * ww_(d)); }
-inline int64_t v_floats(const Shape& d) { return conv::round16(16 * d.C * tp(d)); }
-inline int64_t m_floats(const Shape& d) { return conv::round16(16 * tp(d) * op(d)); }
+inline int64_t filter_floats(const Shape& d) {
+  return max_over_widths([&]<int L>() { return align_floats(16 * d.C * op_w<L>(d)); });
+}
+inline int64_t xw_floats(const Shape& d) { return align_floats(int64_t(d.C) * hw_(d) * ww_(d)); }
+inline int64_t v_floats(const Shape& d) { return align_floats(16 * d.C * tp(d)); }
+inline int64_t m_floats(const Shape& d) {
+  return max_over_widths([&]<int L>() { return align_floats(16 * tp(d) * op_w<L>(d)); });
+}
 // Scratch of one slice: xw, V, M.
 inline int64_t slice_floats(const Shape& d) { return xw_floats(d) + v_floats(d) + m_floats(d); }
 
@@ -209,8 +226,12 @@ inline void to_channels_last(int C, int Hw, int Ww, int rows, int cols, const fl
 // B^T d of a tile row are shared by neighbouring tiles (tile j's columns 2, 3 are tile j+1's 0, 1).
 inline constexpr int kMaxCols = 66;  // input columns a tile row reads: widths up to 64
 inline bool channels_last(const Shape& d) { return d.C % kL == 0 && 2 * tiles_w(d) + 2 <= kMaxCols; }
-inline int xl_cols(const Shape& d) { return (2 * tiles_w(d) + 2 + kL - 1) / kL * kL; }
-inline int64_t xl_floats(const Shape& d) { return conv::round16(int64_t(d.C) * (2 * tiles_h(d) + 2) * xl_cols(d)); }
+template <int L>
+constexpr int xl_cols_w(const Shape& d) { return int(simd::round_up(2 * tiles_w(d) + 2, L)); }
+inline int xl_cols(const Shape& d) { return xl_cols_w<kL>(d); }
+inline int64_t xl_floats(const Shape& d) {
+  return max_over_widths([&]<int L>() { return align_floats(int64_t(d.C) * (2 * tiles_h(d) + 2) * xl_cols_w<L>(d)); });
+}
 
 inline void input_transform_cl(const Shape& d, const float* xl, float* Vc) {
   const int th = tiles_h(d), tw = tiles_w(d), cols = xl_cols(d), ncol = 2 * tw + 2;
@@ -274,18 +295,19 @@ inline void gemm_block(int C, const float* V, int64_t stride, const float* U, in
     for (int v = 0; v < NV; ++v) acc[r][v].store_aligned(M + r * Op + v * kL);
 }
 
-// All 16 GEMMs of a sample. Blocks of 14 tiles x 32 channels, or 7 tiles x 64 channels when
-// that wastes fewer register rows (14x14 outputs: 49 tiles = 7 x 7, not 4 x 14 with 7 idle).
+// All 16 GEMMs of a sample. AVX-512: blocks of 14 tiles x 32 channels, or 7 tiles x 64 channels
+// when that wastes fewer register rows (14x14 outputs: 49 tiles = 7 x 7, not 4 x 14 with 7 idle).
+// 16 registers: 6 tiles x 2 vectors.
 inline void gemms(const Shape& d, const float* V, const float* U, float* M) {
   const int64_t T = ntiles(d), Tp = tp(d), Op = op(d);
-  const bool wide = Op % 64 == 0 && T % 7 == 0 && T % 14 != 0;
+  const bool wide = kL == 16 && Op % 64 == 0 && T % 7 == 0 && T % 14 != 0;
   for (int xi = 0; xi < 16; ++xi) {
     const float* Vx = V + int64_t(xi) * d.C * Tp;
     const float* Ux = U + int64_t(xi) * d.C * Op;
     float* Mx = M + int64_t(xi) * Tp * Op;
     if (wide) {
       for (int64_t t0 = 0; t0 < T; t0 += 7)
-        for (int64_t ob = 0; ob < Op; ob += 64) gemm_block<7, 4>(d.C, Vx + t0, Tp, Ux + ob, Op, Mx + t0 * Op + ob);
+        for (int64_t ob = 0; ob < Op; ob += 4 * kL) gemm_block<7, 4>(d.C, Vx + t0, Tp, Ux + ob, Op, Mx + t0 * Op + ob);
     } else {
       for (int64_t t0 = 0; t0 < T; t0 += kMR)
         for (int64_t ob = 0; ob < Op; ob += kOB) gemm_block<kMR, kNV>(d.C, Vx + t0, Tp, Ux + ob, Op, Mx + t0 * Op + ob);
@@ -295,8 +317,9 @@ inline void gemms(const Shape& d, const float* V, const float* U, float* M) {
 
 // Stores a 4x4 pixel block at (i4, j4) of output channels [o, o + kL) into y [O][Ho][Wo]:
 // px[4a + b] holds pixel (a, b), channels in lanes. With 16 lanes an in-register transpose makes
-// each channel's block one vector (row a = 128-bit lane a); rows and columns past the output
-// and channels past d.O are not stored.
+// each channel's block one vector (row a = 128-bit lane a); with 8, two 8x8 transposes make each
+// channel's rows 0-1 and 2-3 one vector each; rows and columns past the output and channels past
+// d.O are not stored.
 inline void store_block4x4(const Shape& d, batch (&px)[16], float* y, int64_t o, int i4, int j4) {
   const int64_t HW = int64_t(d.Ho) * d.Wo;
   const int rows = std::min(4, d.Ho - i4), cols = std::min(4, d.Wo - j4), on = int(std::min<int64_t>(kL, d.O - o));
@@ -315,6 +338,28 @@ inline void store_block4x4(const Shape& d, batch (&px)[16], float* y, int64_t o,
         continue;
       }
       for (int a = 0; a < rows; ++a) simd::store_lanes(dst + a * d.Wo, px[l], 4 * a, cols);
+    }
+    return;
+  }
+#endif
+#if defined(__AVX__) && !defined(__AVX512F__)
+  if constexpr (kL == 8) {
+    batch lo[8], hi[8];  // pixels 0-7 (rows 0, 1) and 8-15 (rows 2, 3)
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) lo[k] = px[k], hi[k] = px[8 + k];
+    simd::transpose(lo);
+    simd::transpose(hi);
+    for (int l = 0; l < on; ++l) {
+      float* dst = y + (o + l) * HW + int64_t(i4) * d.Wo + j4;
+      if (rows == 4 && cols == 4) {
+        const __m256 a = lo[l], b = hi[l];
+        _mm_storeu_ps(dst, _mm256_castps256_ps128(a));
+        _mm_storeu_ps(dst + d.Wo, _mm256_extractf128_ps(a, 1));
+        _mm_storeu_ps(dst + 2 * d.Wo, _mm256_castps256_ps128(b));
+        _mm_storeu_ps(dst + 3 * d.Wo, _mm256_extractf128_ps(b, 1));
+        continue;
+      }
+      for (int a = 0; a < rows; ++a) simd::store_lanes(dst + a * d.Wo, a < 2 ? lo[l] : hi[l], 4 * (a % 2), cols);
     }
     return;
   }

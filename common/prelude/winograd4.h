@@ -8,7 +8,7 @@
 //
 // Dimension legend (one sample; d = conv::Shape with K = 3, s = 1, p = 1)
 //   th x tw tiles (T = th*tw), th = ceil(Ho/4); the padded input xw is [C][4th+6][Ww].
-//   U [36][C][Op]   transformed filter, output channels in lanes (Op = O rounded up to 32).
+//   U [36][C][Op]   transformed filter, output channels in lanes (Op = O rounded up to 2 kL).
 //   V [36][C][Tp]   transformed input, tiles contiguous (Tp = T + kTileSlack).
 //   M [36][Tp][Op]  the 36 GEMM results, output channels contiguous; each tile's 4x4 x 16-channel
 //                   result is transposed in registers and stored straight into y [O][Ho][Wo].
@@ -30,13 +30,16 @@ using wino::kTileSlack;
 
 inline bool applies(const Shape& d) { return wino::applies(d); }
 inline bool channels_last(const Shape& d);
+// The channels-last path at every width (C a multiple of 16, so of every kL): the planning
+// predicate, which must not depend on the width the module will be built for.
+inline bool channels_last_any_width(const Shape& d);
 // Where it beats F(2x2,3x3) and conv.h (bench_conv, 1 thread). Forward and data gradient: the
 // 28x28 layers (7x7 whole tiles per plane), and with the channels-last input path also 14x14
 // and 7x7, although their 4x4 tiles cover 16x16 and 8x8 (1.31x padding): 11% faster than
 // F(2x2,3x3) at 14x14 and 8% than the direct kernel at 7x7. Filter gradient: 28x28 only (at
 // 14x14 it is 4-5% slower than F(2x2,3x3)).
 inline bool worthwhile(const Shape& d) {
-  return applies(d) && d.C >= 16 && ((d.Ho >= 28 && d.Ho % 4 == 0 && d.Wo % 4 == 0) || (channels_last(d) && d.Ho >= 7));
+  return applies(d) && d.C >= 16 && ((d.Ho >= 28 && d.Ho % 4 == 0 && d.Wo % 4 == 0) || (channels_last_any_width(d) && d.Ho >= 7));
 }
 inline bool worthwhile_wgrad(const Shape& d) {
   return applies(d) && d.Ho >= 28 && d.Ho % 4 == 0 && d.Wo % 4 == 0 && d.C >= 16;
@@ -51,14 +54,19 @@ inline int64_t op(const Shape& d) { return wino::op(d); }
 // share a vector). Columns: the 4tw+2 the tiles read, rounded to 16, and 48 floats of room for
 // the 32-float loads from column offsets up to 5 (they run into the next row, or the slack).
 inline int hw_(const Shape& d) { return 4 * tiles_h(d) + 6; }
-inline int ww_(const Shape& d) { return (4 * tiles_w(d) + 2 + 15) / 16 * 16; }
+inline int ww_(const Shape& d) { return int(wino::align_floats(4 * tiles_w(d) + 2)); }
 
-inline int64_t filter_floats(const Shape& d) { return conv::round16(36 * d.C * op(d)); }
-inline int64_t xw_floats(const Shape& d) { return conv::round16(int64_t(d.C) * hw_(d) * ww_(d) + 48); }
-inline int64_t v_floats(const Shape& d) { return conv::round16(36 * d.C * tp(d)); }
-inline int64_t m_floats(const Shape& d) { return conv::round16(36 * tp(d) * op(d)); }
+using wino::align_floats;
+inline int64_t filter_floats(const Shape& d) {
+  return wino::max_over_widths([&]<int L>() { return align_floats(36 * d.C * wino::op_w<L>(d)); });
+}
+inline int64_t xw_floats(const Shape& d) { return align_floats(int64_t(d.C) * hw_(d) * ww_(d) + 48); }
+inline int64_t v_floats(const Shape& d) { return align_floats(36 * d.C * tp(d)); }
+inline int64_t m_floats(const Shape& d) {
+  return wino::max_over_widths([&]<int L>() { return align_floats(36 * tp(d) * wino::op_w<L>(d)); });
+}
 // The channels-last copy of the padded input (rows the tiles read), [rows * Ww][C].
-inline int64_t xl_floats(const Shape& d) { return conv::round16(int64_t(d.C) * (4 * tiles_h(d) + 2) * ww_(d)); }
+inline int64_t xl_floats(const Shape& d) { return align_floats(int64_t(d.C) * (4 * tiles_h(d) + 2) * ww_(d)); }
 // Scratch of one slice: xw, V, M (which first holds the channels-last input, see forward_sample).
 inline int64_t slice_floats(const Shape& d) {
   return xw_floats(d) + v_floats(d) + std::max(m_floats(d), xl_floats(d));
@@ -204,6 +212,7 @@ inline void input_transform(const Shape& d, const float* xw, float* V) {
 //                          each tile's row; same size as V).
 using wino::kMaxCols;  // input columns a tile row reads: widths up to 64
 inline bool channels_last(const Shape& d) { return d.C % kL == 0 && 4 * tiles_w(d) + 2 <= kMaxCols; }
+inline bool channels_last_any_width(const Shape& d) { return d.C % 16 == 0 && 4 * tiles_w(d) + 2 <= kMaxCols; }
 
 inline void to_channels_last(const Shape& d, const float* xw, float* xl) {
   wino::to_channels_last(d.C, hw_(d), ww_(d), 4 * tiles_h(d) + 2, ww_(d), xw, xl);
@@ -253,14 +262,19 @@ inline void gemm_blocks(const Shape& d, bool cl, const float* Vx, const float* U
     }
 }
 
-// All 36 GEMMs of a sample, in register blocks that fit the tile count (7 x 7 tiles at 28x28).
+// All 36 GEMMs of a sample, in register blocks that fit the tile count (7 x 7 tiles at 28x28)
+// with AVX-512's 32 registers, 6 tiles x 2 vectors with 16 (wino::kMR).
 inline void gemms(const Shape& d, bool cl, const float* V, const float* U, float* M) {
   const int64_t T = ntiles(d), Tp = tp(d), Op = op(d);
-  const bool by7 = T % 7 == 0 && T % 14 != 0, wide = by7 && Op % 64 == 0;
+  const bool by7 = T % 7 == 0 && T % 14 != 0, wide = by7 && Op % (4 * kL) == 0;
   for (int xi = 0; xi < 36; ++xi) {
     const float* Vx = V + int64_t(xi) * d.C * Tp;
     const float* Ux = U + int64_t(xi) * d.C * Op;
     float* Mx = M + int64_t(xi) * Tp * Op;
+    if constexpr (kL != 16) {
+      gemm_blocks<wino::kMR, wino::kNV>(d, cl, Vx, Ux, Mx);
+      continue;
+    }
     if (wide) gemm_blocks<7, 4>(d, cl, Vx, Ux, Mx);
     else if (T % 8 == 0) gemm_blocks<8, 2>(d, cl, Vx, Ux, Mx);
     else if (by7) gemm_blocks<7, 2>(d, cl, Vx, Ux, Mx);

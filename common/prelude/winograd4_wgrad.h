@@ -20,8 +20,13 @@ namespace ddpm::wino4 {
 
 inline int64_t cp(const Shape& d) { return wino::cp(d); }
 // W's region also holds the channels-last input before grad_transform writes it.
-inline int64_t w_floats(const Shape& d) { return std::max(conv::round16(36 * tp(d) * op(d)), xl_floats(d)); }
-inline int64_t s_floats(const Shape& d) { return conv::round16(36 * cp(d) * op(d)); }
+inline int64_t w_floats(const Shape& d) {
+  return std::max(wino::max_over_widths([&]<int L>() { return wino::align_floats(36 * tp(d) * wino::op_w<L>(d)); }),
+                  xl_floats(d));
+}
+inline int64_t s_floats(const Shape& d) {
+  return wino::max_over_widths([&]<int L>() { return wino::align_floats(36 * wino::cp_w<L>(d) * wino::op_w<L>(d)); });
+}
 // Scratch of one slice: xw, V (as in the forward pass), dyT (conv.h's [Ho*Wo][Op] transpose), W,
 // then S (the partial).
 inline int64_t wgrad_slice_floats(const Shape& d) {

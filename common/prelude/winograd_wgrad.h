@@ -17,12 +17,24 @@
 
 namespace ddpm::wino {
 
-inline constexpr int kRows = 8;  // channels per register block (8 x 32 output channels)
+// Input channels per register block (kRows x kNV vectors of output channels): 8 x 2 = 16
+// accumulators with AVX-512's 32 registers, 4 x 2 = 8 with 16. A divisor of kL (the channels-last
+// path steps through C, a multiple of kL, by kRows).
+template <int L>
+inline constexpr int kRowsW = L == 16 ? 8 : 4;
+inline constexpr int kRows = kRowsW<kL>;
+static_assert(kL % kRows == 0);
 
-inline int64_t cp(const Shape& d) { return (d.C + kRows - 1) / kRows * kRows; }
+template <int L>
+constexpr int64_t cp_w(const Shape& d) { return simd::round_up(d.C, kRowsW<L>); }
+inline int64_t cp(const Shape& d) { return cp_w<kL>(d); }
 // W's region also holds the channels-last input before grad_transform writes it.
-inline int64_t w_floats(const Shape& d) { return std::max(conv::round16(16 * tp(d) * op(d)), xl_floats(d)); }
-inline int64_t s_floats(const Shape& d) { return conv::round16(16 * cp(d) * op(d)); }
+inline int64_t w_floats(const Shape& d) {
+  return std::max(max_over_widths([&]<int L>() { return align_floats(16 * tp(d) * op_w<L>(d)); }), xl_floats(d));
+}
+inline int64_t s_floats(const Shape& d) {
+  return max_over_widths([&]<int L>() { return align_floats(16 * cp_w<L>(d) * op_w<L>(d)); });
+}
 // Scratch of one slice: xw, V (as in the forward pass), dyT (conv.h's [Ho*Wo][Op] transpose), W,
 // then S (the partial).
 inline int64_t wgrad_slice_floats(const Shape& d) {
@@ -58,7 +70,7 @@ inline void grad_transform(const Shape& d, const float* dyT, float* W) {
       }
 }
 
-// S[c0..c0+7][o-block] (+)= sum over tiles t < T of V(c0 + r, t) * W[t][o-block], for either
+// S[c0..c0+kRows-1][o-block] (+)= sum over tiles t < T of V(c0 + r, t) * W[t][o-block], for either
 // layout of the transformed input: tiles contiguous (V [xi][c][t] of the forward pass, no transpose
 // needed; `stride` = Tp between channel rows, one row pointer each) or channels last (Vc [xi][t][c];
 // `stride` = C between tiles, the kRows channels of a tile neighbours). Rows at or past `rows`

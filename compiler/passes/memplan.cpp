@@ -20,6 +20,7 @@
 
 #include "ops.h"
 #include "passes.h"
+#include "common/prelude/align.h"
 
 namespace ddpmc {
 namespace {
@@ -96,7 +97,7 @@ Graph memplan(const Graph& in, const Model& m) {
     for (NodeId id : k.outputs) {
       if (g.slots[id].where != Slot::Where::None) continue;
       const Type& t = g.nodes[id].type;
-      int64_t size = (t.numel() + 15) / 16 * 16;
+      int64_t size = ddpm::simd::align_floats(t.numel());
       int end = std::max(last[id], def[id]);
       if (t.batched) {
         int64_t off = place(batched, size, def[id], end);
