@@ -14,6 +14,7 @@
 #include <benchmark/benchmark.h>
 #include <tbb/global_control.h>
 
+#include <cstdio>
 #include <random>
 #include <string>
 #include <vector>
@@ -178,7 +179,10 @@ void BM_conv(benchmark::State& state, Layer l, Dir dir) {
 }
 
 int register_all() {
-  ddpm_bench::fma_peak_gflops_1core();
+  // The width these kernels were built for (CMake's DDPM_MARCH) and that width's one-core FMA peak:
+  // "peak%" is against it, so an x86-64-v3 build reports each layer against the AVX2 peak.
+  std::printf("bench_conv: -march=%s, %d float lanes, one-core FMA peak %.1f GFLOP/s at this width\n", DDPM_TEST_MARCH,
+              int(ddpm::simd::kLanes), ddpm_bench::fma_peak_gflops_1core());
   for (const Layer& l : kLayers)
     for (Dir dir : {Dir::fwd, Dir::wino, Dir::wino4, Dir::dgrad, Dir::wgrad, Dir::wino_wgrad, Dir::wino4_wgrad}) {
       if (dir == Dir::dgrad && l.C == 1) continue;  // the stem's input (x_t) needs no gradient
