@@ -6,9 +6,6 @@ set -euo pipefail
 pkgs=(g++ cmake make pkg-config libxsimd-dev libtbb-dev libfmt-dev doctest-dev libbenchmark-dev
       libcli11-dev nlohmann-json3-dev libspng-dev zlib1g-dev dataset-fashion-mnist strace
       clang libclang-rt-dev libcairo2-dev libopenmpi-dev openmpi-bin "$@")
-# qemu-user runs the installed tools under an x86-64-v2 CPU model (tests/install_test.sh) and the
-# aarch64 kernel tests (tools/test_aarch64.sh), which Debian's aarch64 cross compiler builds.
-if [ "$(uname -m)" = x86_64 ]; then pkgs+=(qemu-user g++-aarch64-linux-gnu); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -12,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/deps.sh
+tools/deps_arm64.sh  # qemu-user (also for the install test's x86-64-v2 run), the aarch64 cross compiler, oneTBB arm64
 jobs=$(nproc)
 started=$SECONDS
 
@@ -47,9 +48,11 @@ tools/fuzz.sh "${FUZZ_SECONDS:-60}"
 
 echo "== the prelude's kernel tests on aarch64 (cross-built, qemu-aarch64) =="
 aarch64_log=$(mktemp)
-tools/test_aarch64.sh 2>&1 | tee "$aarch64_log"
+aarch64_status=0
+tools/test_aarch64.sh 2>&1 | tee "$aarch64_log" || aarch64_status=$?
 summaries+=("$(tail -1 "$aarch64_log")")
 rm -f "$aarch64_log"
 
 echo "== summary ($(( (SECONDS - started) / 60 )) min) =="
 printf '%s\n' "${summaries[@]}"
+exit "$aarch64_status"

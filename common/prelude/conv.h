@@ -59,6 +59,7 @@ constexpr FwdBlock fwd_block_w(const Shape& d) {
     return {14, 2};
   } else if constexpr (L == 8) {  // 16 ymm: 12 accumulators, 2 filter vectors, 1 broadcast
     if (d.O <= 8) return {8, 1};
+    if (d.Wo <= 7) return {7, 1};  // 7x7 maps: one block per row (6 x 2 would leave 5 of 12 rows idle)
     return {6, 2};
   } else {  // 16 xmm (SSE; NEON has 32 but shares the code): MR <= kL = 4
     if (d.O <= 4) return {4, 1};
@@ -118,10 +119,13 @@ inline void pack_filter(const Shape& d, const float* w, bool flip, float* wp) {
 
 // acc[r][v] = sum over taps (c,kh,kw) of xp[c][kh][kw + r*S] * wp[tap][v*kL .. v*kL+kL-1];
 // xp points at the block's first pixel in plane 0. Then the block is transposed into
-// y[o][r] (row stride ys) for the first mr pixels and the first `on` channels.
+// y[o][r] (row stride ys) for the first mr pixels and the first `on` channels. With `whole`, each
+// channel's row has room for kL floats from the block's first pixel, and the kL - MR beyond the
+// block are rewritten by the next block of the row: whole-vector stores then replace masked ones
+// (AVX2's vmaskmovps store is slow, microcoded on AMD).
 template <int MR, int NV, int S>
 inline void fwd_kernel(const float* xp, int64_t plane, int Wp, int C, int K, const float* wp, float* y, int64_t ys,
-                       int mr, int on) {
+                       int mr, int on, bool whole) {
   static_assert(MR <= kL, "the output transpose holds kL pixels");
   batch acc[MR][NV];
 #pragma GCC unroll 16
@@ -157,7 +161,10 @@ inline void fwd_kernel(const float* xp, int64_t plane, int Wp, int C, int K, con
     for (int r = 0; r < kL; ++r) t[r] = r < MR ? acc[r < MR ? r : 0][v] : batch(0.f);
     simd::transpose(t);
     const int l1 = std::min(kL, on - v * kL);
-    for (int l = 0; l < l1; ++l) simd::store_partial(y + (v * kL + l) * ys, t[l], mr);
+    if (whole)
+      for (int l = 0; l < l1; ++l) t[l].store_unaligned(y + (v * kL + l) * ys);
+    else
+      for (int l = 0; l < l1; ++l) simd::store_partial(y + (v * kL + l) * ys, t[l], mr);
   }
 }
 
@@ -169,15 +176,16 @@ inline void forward_sample_blocked(const Shape& d, const float* xp, const float*
   for (int ho = 0; ho < d.Ho; ++ho)
     for (int wo = 0; wo < d.Wo; wo += MR) {
       const int mr = std::min(MR, d.Wo - wo);
+      const bool whole = mr == MR && wo + kL <= d.Wo;  // see fwd_kernel
       const float* x0 = xp + int64_t(ho) * d.s * d.Wp() + int64_t(wo) * d.s;
       for (int ob = 0; ob * OB < d.O; ++ob) {
         float* yb = y + int64_t(ob) * OB * ys + int64_t(ho) * d.Wo + wo;
         const float* wb = wp + ob * ckk * OB;
         const int on = std::min(OB, d.O - ob * OB);
         if (d.s == 1)
-          fwd_kernel<MR, NV, 1>(x0, d.plane(), d.Wp(), d.C, d.K, wb, yb, ys, mr, on);
+          fwd_kernel<MR, NV, 1>(x0, d.plane(), d.Wp(), d.C, d.K, wb, yb, ys, mr, on, whole);
         else
-          fwd_kernel<MR, NV, 2>(x0, d.plane(), d.Wp(), d.C, d.K, wb, yb, ys, mr, on);
+          fwd_kernel<MR, NV, 2>(x0, d.plane(), d.Wp(), d.C, d.K, wb, yb, ys, mr, on, whole);
       }
     }
 }
@@ -188,7 +196,8 @@ inline void forward_sample(const Shape& d, const float* xp, const float* wp, flo
     else if (fb.nv == 1) forward_sample_blocked<14, 1>(d, xp, wp, y);
     else forward_sample_blocked<14, 2>(d, xp, wp, y);
   } else if constexpr (kL == 8) {
-    if (fb.nv == 1) forward_sample_blocked<8, 1>(d, xp, wp, y);
+    if (fb.mr == 8) forward_sample_blocked<8, 1>(d, xp, wp, y);
+    else if (fb.mr == 7) forward_sample_blocked<7, 1>(d, xp, wp, y);
     else forward_sample_blocked<6, 2>(d, xp, wp, y);
   } else {
     if (fb.nv == 1) forward_sample_blocked<4, 1>(d, xp, wp, y);

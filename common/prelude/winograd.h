@@ -295,6 +295,29 @@ inline void gemm_block(int C, const float* V, int64_t stride, const float* U, in
     for (int v = 0; v < NV; ++v) acc[r][v].store_aligned(M + r * Op + v * kL);
 }
 
+// One xi's GEMM over tiles [0, T) with 16-register blocks (AVX2, SSE, NEON): whole blocks of kMR
+// tiles, then one block of the T % kMR left (no idle register rows: 49 tiles are 8 x 6 + 1, not
+// 9 x 6, and the 4 tiles of a 7x7 map one block of 4, not 6). V is [C][Tp] (stride = Tp between
+// channels) or, ChannelsLast, [Tp][C] (stride = C between tiles).
+template <bool ChannelsLast>
+inline void gemm_tiles(int64_t T, int C, const float* V, int64_t stride, const float* U, int64_t Op, float* M) {
+  const int64_t tstep = ChannelsLast ? stride : 1, whole = T - T % kMR;
+  for (int64_t t0 = 0; t0 < whole; t0 += kMR)
+    for (int64_t ob = 0; ob < Op; ob += kOB)
+      gemm_block<kMR, kNV, ChannelsLast>(C, V + t0 * tstep, stride, U + ob, Op, M + t0 * Op + ob);
+  if (whole == T) return;
+  const float* v = V + whole * tstep;
+  float* m = M + whole * Op;
+  for (int64_t ob = 0; ob < Op; ob += kOB) switch (T - whole) {
+      case 1: gemm_block<1, kNV, ChannelsLast>(C, v, stride, U + ob, Op, m + ob); break;
+      case 2: gemm_block<2, kNV, ChannelsLast>(C, v, stride, U + ob, Op, m + ob); break;
+      case 3: gemm_block<3, kNV, ChannelsLast>(C, v, stride, U + ob, Op, m + ob); break;
+      case 4: gemm_block<4, kNV, ChannelsLast>(C, v, stride, U + ob, Op, m + ob); break;
+      default: gemm_block<5, kNV, ChannelsLast>(C, v, stride, U + ob, Op, m + ob); break;
+    }
+}
+static_assert(kL == 16 || kMR == 6, "gemm_tiles' remainder cases are written for blocks of 6");
+
 // All 16 GEMMs of a sample. AVX-512: blocks of 14 tiles x 32 channels, or 7 tiles x 64 channels
 // when that wastes fewer register rows (14x14 outputs: 49 tiles = 7 x 7, not 4 x 14 with 7 idle).
 // 16 registers: 6 tiles x 2 vectors.
@@ -308,6 +331,8 @@ inline void gemms(const Shape& d, const float* V, const float* U, float* M) {
     if (wide) {
       for (int64_t t0 = 0; t0 < T; t0 += 7)
         for (int64_t ob = 0; ob < Op; ob += 4 * kL) gemm_block<7, 4>(d.C, Vx + t0, Tp, Ux + ob, Op, Mx + t0 * Op + ob);
+    } else if constexpr (kL != 16) {
+      gemm_tiles<false>(T, d.C, Vx, Tp, Ux, Op, Mx);
     } else {
       for (int64_t t0 = 0; t0 < T; t0 += kMR)
         for (int64_t ob = 0; ob < Op; ob += kOB) gemm_block<kMR, kNV>(d.C, Vx + t0, Tp, Ux + ob, Op, Mx + t0 * Op + ob);

@@ -272,7 +272,8 @@ inline void gemms(const Shape& d, bool cl, const float* V, const float* U, float
     const float* Ux = U + int64_t(xi) * d.C * Op;
     float* Mx = M + int64_t(xi) * Tp * Op;
     if constexpr (kL != 16) {
-      gemm_blocks<wino::kMR, wino::kNV>(d, cl, Vx, Ux, Mx);
+      if (cl) wino::gemm_tiles<true>(T, d.C, Vx, d.C, Ux, Op, Mx);
+      else wino::gemm_tiles<false>(T, d.C, Vx, Tp, Ux, Op, Mx);
       continue;
     }
     if (wide) gemm_blocks<7, 4>(d, cl, Vx, Ux, Mx);
