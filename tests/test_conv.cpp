@@ -217,8 +217,12 @@ TEST_CASE("conv_narrow.h forward and filter gradient (fewer than 16 output chann
 }
 
 TEST_CASE("winograd.h F(2x2,3x3) forward and data gradient match the naive convolution") {
+  // C a multiple of kLanes takes the channels-last input path, except 68 wide (past kMaxCols);
+  // 40 and 68 wide without it put one row of kLanes tiles in the lanes at a time (a partial last block).
   for (auto d : {shape(32, 28, 32, 3, 1), shape(64, 14, 64, 3, 1), shape(64, 7, 64, 3, 1), shape(128, 14, 64, 3, 1),
-                 shape(5, 9, 40, 3, 1), shape(3, 11, 20, 3, 1)}) {
+                 shape(5, 9, 40, 3, 1), shape(3, 11, 20, 3, 1), shape(4, 40, 16, 3, 1), shape(16, 68, 16, 3, 1),
+                 shape(24, 14, 16, 3, 1)}) {
+    CHECK(ddpm::wino::channels_last(d) == (d.C % int(ddpm::simd::kLanes) == 0 && d.W < 68));
     INFO("C ", d.C, " H ", d.H, " O ", d.O);
     REQUIRE(ddpm::wino::applies(d));
     const int B = 2;
