@@ -226,8 +226,13 @@ def orchestrate(args):
         raise Fail(f"{SPEC} is missing")
     T = args.threads
     if args.torch_env is None:
-        t_env, t_changes = ct.torch_env(T, 1, {"ATEN_CPU_CAPABILITY": "avx512"})
-        torch_label = f"OMP_NUM_THREADS={T} OPENBLAS_NUM_THREADS=1 ATEN_CPU_CAPABILITY=avx512 (default)"
+        # ATen trusts ATEN_CPU_CAPABILITY=avx512 and dies of SIGILL on a CPU without AVX-512 (as
+        # compare_torch.py, which checks the same flags): there PyTorch keeps its own choice.
+        cap = "avx512" if not ct.missing_flags(ct.cpu_flags(), "avx512") else None
+        t_env, t_changes = ct.torch_env(T, 1, {"ATEN_CPU_CAPABILITY": cap} if cap else None)
+        torch_label = (f"OMP_NUM_THREADS={T} OPENBLAS_NUM_THREADS=1"
+                       + (" ATEN_CPU_CAPABILITY=avx512" if cap else " (no AVX-512 on this CPU: ATen's own choice)")
+                       + " (default)")
     else:
         t_env, t_changes = ct.torch_env(None, None, parse_env(args.torch_env))
         torch_label = args.torch_env + " (--torch-env)"
