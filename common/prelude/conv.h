@@ -123,8 +123,10 @@ inline void pack_filter(const Shape& d, const float* w, bool flip, float* wp) {
 // channel's row has room for kL floats from the block's first pixel, and the kL - MR beyond the
 // block are rewritten by the next block of the row: whole-vector stores then replace masked ones
 // (AVX2's vmaskmovps store is slow, microcoded on AMD).
-template <int MR, int NV, int S>
-inline void fwd_kernel(const float* xp, int64_t plane, int Wp, int C, int K, const float* wp, float* y, int64_t ys,
+// K (1 or 3, supported()) is a template parameter so that the tap loops unroll: a 1x1 kernel's
+// channel loop then carries no inner loops.
+template <int MR, int NV, int S, int K>
+inline void fwd_kernel(const float* xp, int64_t plane, int Wp, int C, const float* wp, float* y, int64_t ys,
                        int mr, int on, bool whole) {
   static_assert(MR <= kL, "the output transpose holds kL pixels");
   batch acc[MR][NV];
@@ -182,10 +184,9 @@ inline void forward_sample_blocked(const Shape& d, const float* xp, const float*
         float* yb = y + int64_t(ob) * OB * ys + int64_t(ho) * d.Wo + wo;
         const float* wb = wp + ob * ckk * OB;
         const int on = std::min(OB, d.O - ob * OB);
-        if (d.s == 1)
-          fwd_kernel<MR, NV, 1>(x0, d.plane(), d.Wp(), d.C, d.K, wb, yb, ys, mr, on, whole);
-        else
-          fwd_kernel<MR, NV, 2>(x0, d.plane(), d.Wp(), d.C, d.K, wb, yb, ys, mr, on, whole);
+        const auto run = [&]<int S, int K>() { fwd_kernel<MR, NV, S, K>(x0, d.plane(), d.Wp(), d.C, wb, yb, ys, mr, on, whole); };
+        if (d.K == 1) d.s == 1 ? run.template operator()<1, 1>() : run.template operator()<2, 1>();
+        else d.s == 1 ? run.template operator()<1, 3>() : run.template operator()<2, 3>();
       }
     }
 }
