@@ -91,7 +91,7 @@ inline void forward_range(const Shape& d, const float* w, float* y, int64_t b0, 
 // ---- filter gradient ----
 
 // One vector of lanes per tap: room for the widest width (the compiler plans it for any).
-inline int64_t partial_floats(const Shape& d) { return int64_t(d.O) * d.ckk() * simd::kWidths[2]; }
+inline int64_t partial_floats(const Shape& d) { return int64_t(d.O) * d.ckk() * simd::kWidest; }
 // Scratch of one slice: xp, then the partial P.
 inline int64_t wgrad_slice_floats(const Shape& d) { return conv::padded_floats(d) + partial_floats(d); }
 inline int64_t wgrad_partial_offset(const Shape& d) { return conv::padded_floats(d); }

@@ -39,9 +39,11 @@ static_assert(kLanes == 4 || kLanes == 8 || kLanes == 16, "ddpmc's kernels are w
 // The widths ddpmc's kernels are written for, and the largest of f.template operator()<L>() over
 // them (f: a template lambda []<int L>() -> int64_t giving a buffer's floats at width L).
 inline constexpr int kWidths[] = {4, 8, 16};
+inline constexpr int kWidest = kWidths[2];
 template <class F>
 constexpr std::int64_t max_over_widths(F&& f) {
-  return std::max({f.template operator()<4>(), f.template operator()<8>(), f.template operator()<16>()});
+  return std::max({f.template operator()<kWidths[0]>(), f.template operator()<kWidths[1]>(),
+                  f.template operator()<kWidths[2]>()});
 }
 
 inline float reduce_add(const batch& x) noexcept {

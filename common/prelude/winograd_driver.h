@@ -96,7 +96,7 @@ inline int64_t slice_floats(const Shape& d) {
 template <class F>
 inline bool channels_last(const Shape& d) { return d.C % kL == 0 && F::M * tiles_w<F>(d) + 2 <= kMaxCols; }
 template <class F>
-inline bool channels_last_any_width(const Shape& d) { return d.C % 16 == 0 && F::M * tiles_w<F>(d) + 2 <= kMaxCols; }
+inline bool channels_last_any_width(const Shape& d) { return d.C % simd::kWidest == 0 && F::M * tiles_w<F>(d) + 2 <= kMaxCols; }
 
 // U[xi][c][o] = (G g G^T)[xi] for g = w[o][c] (or, with flip, the data-gradient filter
 // w[c][o][2-kh][2-kw] of the convolution with d.C = its O and d.O = its C; see conv::pack_filter).
