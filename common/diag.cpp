@@ -17,9 +17,10 @@ std::string SourceFile::line(int line_no) const {
   return s;
 }
 
-const SourceFile* Sources::add(std::string path, std::string text) {
+SourceFile* Sources::add(std::string path, std::string text) {
   auto f = std::make_unique<SourceFile>();
   f->path = std::move(path);
+  f->name = f->path;
   f->text = std::move(text);
   f->line_starts.push_back(0);
   for (size_t i = 0; i < f->text.size(); ++i)

@@ -19,6 +19,10 @@ namespace ddpmc {
 
 struct SourceFile {
   std::string path;                 // as given by the user (or "std" for the embedded stdlib)
+  // The file's name independent of where it was read from: the main spec's file name,
+  // an import as a path relative to the main spec's directory, "std" for the stdlib.
+  // Generated code and the spec hash use it, so neither depends on how a path is spelled.
+  std::string name;
   std::string text;
   std::vector<size_t> line_starts;  // byte offset of each line's first character
   std::string line(int line_no) const;  // 1-based; without the newline
@@ -34,7 +38,7 @@ struct Loc {
 // Owns every source file of one compilation; Locs point into it.
 class Sources {
  public:
-  const SourceFile* add(std::string path, std::string text);
+  SourceFile* add(std::string path, std::string text);  // name defaults to path
   const SourceFile* find(const std::string& path) const;  // nullptr if not loaded
 
  private:

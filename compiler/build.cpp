@@ -111,14 +111,18 @@ BuiltModule build_module(const std::string& spec_path, const BuildOptions& opt) 
   return build_compiled(c, opt);
 }
 
-BuiltModule build_compiled(const Compiled& c, const BuildOptions& opt) {
-  // The spec hash names the model (its sources and the compiler version): it is
-  // what checkpoints are checked against. Hand-made graphs (tests) are hashed by
-  // their IR dump.
+std::string spec_hash(const Compiled& c) {
+  // The spec hash names the model (its sources by name and the compiler version):
+  // it is what checkpoints are checked against. Hand-made graphs (tests) are hashed
+  // by their IR dump.
   std::string key = c.model.sources_text.empty() ? print_graph(c.train) : c.model.sources_text;
   key += std::string("\n") + DDPMC_VERSION;
+  return content_hash(key);
+}
+
+BuiltModule build_compiled(const Compiled& c, const BuildOptions& opt) {
   BuiltModule out;
-  out.spec_hash = content_hash(key);
+  out.spec_hash = spec_hash(c);
   // The cache is keyed by the generated source itself plus the toolchain (compiler,
   // flags, runtime headers), so any change to the compiler's output rebuilds.
   const std::string cxx_flags = std::string(kCxxFlags) + " " + target_cpu_flags();

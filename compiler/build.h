@@ -1,8 +1,10 @@
 // Module builder: spec file → emitted C++ → shared library, through a cache.
 //
 // The spec hash (stored in the module and in every checkpoint) is a hash of every
-// spec source (the main file and its imports) and the compiler version: it names
-// the model and its parameter layout. The cache file is keyed by a hash of the
+// spec source (the main file and its imports, each by its SourceFile::name and
+// text, never by path) and the compiler version: it names the model and its
+// parameter layout, and the same spec read from any directory or path spelling
+// has the same hash. The cache file is keyed by a hash of the
 // generated C++ itself plus the toolchain (C++ compiler, flags, and the runtime
 // headers the module includes), so a changed compiler never reuses a stale module.
 // A cache hit returns the existing .so without compiling.
@@ -38,5 +40,8 @@ std::string prelude_dir();
 struct Compiled;
 // The same for an already compiled model (tests build hand-made graphs this way).
 BuiltModule build_compiled(const Compiled& c, const BuildOptions& opt = {});
+
+// The spec hash of a compiled spec (what build_compiled stores in the module).
+std::string spec_hash(const Compiled& c);
 
 }  // namespace ddpmc

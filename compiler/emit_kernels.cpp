@@ -114,7 +114,7 @@ std::string Emitter::spec_lines(const std::vector<NodeId>& ids) {
   for (NodeId id : ids)
     for (size_t k = 0; k < g.nodes[id].locs.size(); ++k) {
       const Loc& l = g.nodes[id].locs[k];
-      if (l.file && (k == 0 || k + 1 == g.nodes[id].locs.size())) lines.insert({l.file->path, l.line});
+      if (l.file && (k == 0 || k + 1 == g.nodes[id].locs.size())) lines.insert({l.file->name, l.line});
     }
   std::string s;
   std::string last_file;

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -65,9 +66,14 @@ bool read_file(const std::string& path, std::string& text, std::string& why) {
 
 class Loader {
  public:
-  explicit Loader(Sources& sources) : sources_(sources) {}
+  // `files`, when given, holds the imported files by name (relative to the main
+  // file's directory) instead of the disk: a spec carried in a checkpoint.
+  Loader(Sources& sources, const std::map<std::string, std::string>* files = nullptr)
+      : sources_(sources), files_(files) {}
 
-  Program run(const SourceFile* main, const std::string& key) {
+  Program run(SourceFile* main, const std::string& key) {
+    main_dir_ = fs::path(main->path).parent_path();
+    main->name = base_name(main->path);
     load(main, key, false);
     return std::move(prog_);
   }
@@ -80,6 +86,8 @@ class Loader {
   };
 
   Sources& sources_;
+  const std::map<std::string, std::string>* files_;
+  fs::path main_dir_;
   Program prog_;
   std::vector<Frame> stack_;
   std::set<std::string> done_;
@@ -103,7 +111,9 @@ class Loader {
       std::string key = kStdlibKeyPrefix + it->first;
       if (done_.count(key)) return;
       check_cycle(key, it->first);
-      load(sources_.add(it->first, it->second), key, true);
+      SourceFile* f = sources_.add(it->first, it->second);
+      f->name = it->first;
+      load(f, key, true);
       return;
     }
     if (from_embedded)
@@ -113,6 +123,21 @@ class Loader {
     std::string written = ends_with(imp.path, ".ddpm") ? imp.path : imp.path + ".ddpm";
     fs::path dir = fs::path(from->path).parent_path();
     std::string path = (dir / fs::path(written)).lexically_normal().string();
+    std::string name = fs::path(path).lexically_relative(main_dir_).string();
+    if (name.empty()) name = path;
+    if (files_) {  // the spec's own copies of its imports, by name
+      std::string key = "<files>/" + name;
+      if (done_.count(key)) return;
+      check_cycle(key, base_name(path));
+      auto f = files_->find(name);
+      if (f == files_->end())
+        user_error(imp.loc, fmt::format("the imported file '{}' is not among the spec's sources", written),
+                   "the checkpoint's copy of the spec is incomplete; rebuild from the spec file");
+      SourceFile* sf = sources_.add(path, f->second);
+      sf->name = name;
+      load(sf, key, false);
+      return;
+    }
     std::string key = file_key(path);
     if (done_.count(key)) return;
     check_cycle(key, base_name(path));
@@ -130,7 +155,9 @@ class Loader {
     if (!read_file(path, text, why))
       user_error(imp.loc, fmt::format("cannot read the imported file '{}': {}", written, why),
                  fmt::format("the import resolves to '{}'", path));
-    load(sources_.add(path, std::move(text)), key, false);
+    SourceFile* sf = sources_.add(path, std::move(text));
+    sf->name = name;
+    load(sf, key, false);
   }
 
   void check_cycle(const std::string& key, const std::string& shown) {
@@ -156,13 +183,19 @@ Program load_program(Sources& sources, const std::string& main_path) {
     user_error_noloc(fmt::format("cannot read spec file '{}': {}", main_path, why),
                      fmt::format("check the path; a relative path starts from the current directory '{}'", cwd));
   }
-  const SourceFile* f = sources.add(main_path, std::move(text));
+  SourceFile* f = sources.add(main_path, std::move(text));
   return Loader(sources).run(f, file_key(main_path));
 }
 
 Program load_program_text(Sources& sources, const std::string& path_label, const std::string& text) {
-  const SourceFile* f = sources.add(path_label, text);
+  SourceFile* f = sources.add(path_label, text);
   return Loader(sources).run(f, file_key(path_label));
+}
+
+Program load_program_files(Sources& sources, const std::string& path_label, const std::string& text,
+                           const std::map<std::string, std::string>& imports) {
+  SourceFile* f = sources.add(path_label, text);
+  return Loader(sources, &imports).run(f, "<files>/");
 }
 
 }  // namespace ddpmc

@@ -6,6 +6,10 @@
 // file last). Lowering consumes the Program. All source text is owned by the
 // caller's Sources, which must outlive the Program (Locs point into it).
 //
+// Every file gets a SourceFile::name that does not depend on how its path was
+// spelled (the main file's file name; an import relative to the main file's
+// directory); the spec hash and the generated code use names, never paths.
+//
 // Import resolution: a name or string that is a key of embedded_stdlib() ("std" for
 // compiler/stdlib/std.ddpm) names that embedded file, whose SourceFile path is the
 // key itself; embedded files win over files on disk of the same name. Anything
@@ -36,5 +40,11 @@ Program load_program(Sources& sources, const std::string& main_path);
 // Parses `text` as if it were the file path_label (imports are resolved relative
 // to path_label's directory). For tests, fuzzing and tools that already hold the text.
 Program load_program_text(Sources& sources, const std::string& path_label, const std::string& text);
+
+// The same, but every file import resolves in `imports` (keyed by the import's path
+// relative to the main file's directory, as SourceFile::name spells it) and never
+// on disk: a spec rebuilt from the sources a checkpoint carries.
+Program load_program_files(Sources& sources, const std::string& path_label, const std::string& text,
+                           const std::map<std::string, std::string>& imports);
 
 }  // namespace ddpmc

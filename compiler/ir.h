@@ -138,8 +138,9 @@ struct Diffusion {
 
 // Everything lowering produces for one spec.
 struct Model {
-  std::string spec_path;
-  std::string sources_text;  // every source file's path and text, for the hash
+  std::string spec_path;     // as given, for messages
+  std::string spec_name;     // the main file's name (SourceFile::name), in the generated code
+  std::string sources_text;  // every source file's name and text, for the hash
   Diffusion diffusion;
   std::string data_name;
   Type data;                 // batched

@@ -365,7 +365,11 @@ namespace ddpmc {
 Model lower(const Program& program, const std::string& spec_path) {
   Model m;
   m.spec_path = spec_path;
-  for (auto& mod : program.modules) m.sources_text += mod.file->path + "\n" + mod.file->text + "\n";
+  if (!program.modules.empty()) m.spec_name = program.modules.back().file->name;
+  // Names, not paths: the hash is a function of the content (and the layout of the
+  // imports relative to the main file), never of how the path was spelled.
+  for (auto& mod : program.modules)
+    m.sources_text += fmt::format("{} {}\n{}\n", mod.file->name, mod.file->text.size(), mod.file->text);
   lowering::Lowerer L(program, m);
   L.run();
   verify(m.loss, m);

@@ -62,7 +62,7 @@ typedef struct ddpm_module {
   int abi_version;               /* == DDPM_ABI_VERSION */
   const char* spec_hash;         /* hex digest of spec sources + compiler version + flags */
   const char* compiler_version;
-  const char* spec_path;
+  const char* spec_path;         /* the spec's file name (not its path) */
   /* diffusion schedule, tables of T+1 entries indexed by step 0..T (index 0: abar = 1) */
   int T;
   const char* schedule;          /* "linear", "quadratic", "cosine", "sigmoid" */
