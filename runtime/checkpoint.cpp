@@ -15,6 +15,7 @@
 #include "dist.h"
 #include "npy.h"
 #include "philox.h"
+#include "resume.h"
 
 namespace ddpm {
 
@@ -64,16 +65,12 @@ std::vector<TensorView> checkpoint_views(const ddpm_module& m, const TrainState&
 }
 
 std::map<std::string, std::string> checkpoint_metadata(const TrainConfig& cfg, const ddpm_module& m, uint64_t seed) {
-  return {{"format", kCheckpointFormat}, {"rng", "philox4x32-10"},
-          {"seed", std::to_string(seed)}, {"spec_hash", m.spec_hash},
-          {"data", cfg.data},            {"batch", std::to_string(cfg.batch)},
-          {"slices", std::to_string(cfg.slices)},
-          {"lr", float_str(cfg.opt.lr)}, {"weight_decay", float_str(cfg.opt.weight_decay)},
-          {"beta1", float_str(cfg.opt.beta1)}, {"beta2", float_str(cfg.opt.beta2)},
-          {"eps", float_str(cfg.opt.eps)}, {"ema_decay", float_str(cfg.ema_decay)},
-          {"grad_clip", float_str(cfg.grad_clip)}, {"warmup", std::to_string(cfg.warmup)},
-          {"lr_schedule", cfg.lr_schedule},
-          {"step", "0"}, {"elapsed_s", "0"}};
+  TrainConfig c = cfg;
+  c.seed = seed;
+  std::map<std::string, std::string> meta = training_settings(c);
+  meta.insert({{"format", kCheckpointFormat}, {"rng", "philox4x32-10"}, {"spec_hash", m.spec_hash},
+               {"step", "0"}, {"elapsed_s", "0"}});
+  return meta;
 }
 
 ResumeInfo load_checkpoint(const std::string& path, const Module& mod, const TrainConfig& cfg, TrainState& s,
@@ -138,17 +135,9 @@ ResumeInfo load_checkpoint(const std::string& path, const Module& mod, const Tra
                          "the file is from another model; start a new run");
       std::copy(it->second.second.begin(), it->second.second.end(), bufs[k] + p.offset);
     }
-  if (ck_seed != seed) {
-    fmt::print(stderr, "note: continuing with seed {} from the checkpoint (not {})\n", ck_seed, seed);
-    seed = ck_seed;
-  }
-  auto b = ck.metadata.find("batch");
-  if (b != ck.metadata.end() && b->second != std::to_string(cfg.batch))
-    fmt::print(stderr, "note: the checkpoint was trained with batch {}, continuing with batch {}\n", b->second,
-               cfg.batch);
-  auto d = ck.metadata.find("data");
-  if (d != ck.metadata.end() && d->second != cfg.data)
-    fmt::print(stderr, "note: the checkpoint was trained on '{}', continuing on '{}'\n", d->second, cfg.data);
+  if (ck_seed != seed)
+    DDPM_ICE(fmt::format("resuming with seed {}, but the checkpoint has {}: restore_settings was skipped", seed,
+                         ck_seed));
   return info;
 }
 

@@ -34,6 +34,7 @@
 #include "dist.h"
 #include "module.h"
 #include "previews.h"
+#include "resume.h"
 #include "sliced_step.h"
 
 namespace ddpm {
@@ -120,6 +121,7 @@ void validate(const TrainConfig& c) {
   if (c.warmup < 0) bad(fmt::format("--warmup must be >= 0 (got {})", c.warmup), "");
   if (c.lr_schedule != "constant" && c.lr_schedule != "cosine")
     bad(fmt::format("unknown --lr-schedule '{}'", c.lr_schedule), "use constant or cosine");
+  if (c.stop_at < 0) bad(fmt::format("--stop-at must be >= 0 (got {})", c.stop_at), "0 runs to --steps");
   if (c.sample_every < 0) bad(fmt::format("--sample-every must be >= 0 (got {})", c.sample_every), "0 turns it off");
   if (c.slices < 0) bad(fmt::format("--slices must be >= 0 (got {})", c.slices), "0 picks the number of ranks");
 }
@@ -132,13 +134,11 @@ std::string run_fingerprint(const TrainConfig& c) {
                      c.opt.beta2, c.opt.eps, c.ema_decay, c.grad_clip, c.warmup, c.lr_schedule, c.resume, c.labels);
 }
 
-// The slice count of this run: the flag, else the checkpoint's, else the rank count;
+// The slice count of this run: the flag or the checkpoint's (restored by
+// resume_config, which notes a change), else the rank count;
 // it must divide the batch and be at least the number of ranks.
 int resolve_slices(const TrainConfig& c, int from_checkpoint, int ranks) {
   int S = c.slices > 0 ? c.slices : from_checkpoint > 0 ? from_checkpoint : ranks;
-  if (c.slices > 0 && from_checkpoint > 0 && c.slices != from_checkpoint && dist().rank() == 0)
-    fmt::print(stderr, "note: the checkpoint was trained with --slices {}, continuing with --slices {}\n",
-               from_checkpoint, c.slices);
   if (S < ranks)
     user_error_noloc(fmt::format("{} ranks but the batch is cut into {} slice{}: each rank needs a slice at least",
                                  ranks, S, S == 1 ? "" : "s"),
@@ -148,6 +148,40 @@ int resolve_slices(const TrainConfig& c, int from_checkpoint, int ranks) {
     user_error_noloc(fmt::format("--batch {} is not a multiple of the slice count {}", c.batch, S),
                      "choose a batch that --slices divides");
   return S;
+}
+
+// On --resume: the configuration with the checkpoint's settings restored (resume.h).
+// Rank 0 reads the checkpoint and prints the notes; every rank applies the same
+// resolved settings (no shared file system is needed).
+TrainConfig resume_config(const TrainConfig& c) {
+  if (!c.resume) return c;
+  const Dist& world = dist();
+  std::string text;  // the resolved settings, one "key<TAB>value" line each
+  if (world.rank() == 0) {
+    const std::string path = (fs::path(c.out) / "checkpoint.safetensors").string();
+    std::error_code ec;
+    if (!fs::exists(path, ec))
+      user_error_noloc(fmt::format("cannot resume: there is no checkpoint at {}", path),
+                       "drop --resume to start a new run in this directory");
+    std::vector<std::string> notes;
+    const TrainConfig r = restore_settings(c, read_safetensors(path).metadata, path, notes);
+    for (const std::string& n : notes) fmt::print(stderr, "{}\n", n);
+    for (auto& [k, v] : training_settings(r)) text += k + "\t" + v + "\n";
+  }
+  int64_t n = (int64_t)text.size();
+  world.broadcast(&n, sizeof n);
+  text.resize((size_t)n);
+  world.broadcast(text.data(), n);
+  std::map<std::string, std::string> settings;
+  for (size_t at = 0; at < text.size();) {
+    size_t tab = text.find('\t', at), nl = text.find('\n', at);
+    settings[text.substr(at, tab - at)] = text.substr(tab + 1, nl - tab - 1);
+    at = nl + 1;
+  }
+  TrainConfig plain = c;
+  plain.given.clear();
+  std::vector<std::string> ignored;
+  return restore_settings(plain, settings, "the resolved settings", ignored);
 }
 
 }  // namespace
@@ -160,7 +194,9 @@ float learning_rate(const TrainConfig& cfg, int64_t step) {
   return (float)(lr * 0.5 * (1.0 + std::cos(M_PI * std::min(1.0, std::max(0.0, progress)))));
 }
 
-int train(const TrainConfig& cfg) {
+int train(const TrainConfig& cfg_in) {
+  validate(cfg_in);
+  const TrainConfig cfg = resume_config(cfg_in);
   validate(cfg);
   tbb::global_control threads_ctl(tbb::global_control::max_allowed_parallelism, (size_t)cfg.threads);
   const Dist& world = dist();
@@ -220,9 +256,11 @@ int train(const TrainConfig& cfg) {
   }
   TrainConfig run = cfg;
   run.slices = resolve_slices(cfg, start.slices, world.size());
-  if (start.step >= cfg.steps) {
+  if (start.step >= cfg.steps || (cfg.stop_at > 0 && start.step >= cfg.stop_at)) {
     if (lead)
-      fmt::print(stderr, "{} is already at step {} (--steps {}); nothing to do\n", ckpt_path, start.step, cfg.steps);
+      fmt::print(stderr, "{} is already at step {} ({}); nothing to do\n", ckpt_path, start.step,
+                 start.step >= cfg.steps ? fmt::format("--steps {}", cfg.steps)
+                                         : fmt::format("--stop-at {}", cfg.stop_at));
     return 0;
   }
 
@@ -276,7 +314,8 @@ int train(const TrainConfig& cfg) {
 
   StopSignals stop_signals;
   bool interrupted = false;
-  while (k < cfg.steps) {
+  const int64_t end = cfg.stop_at > 0 ? std::min(cfg.steps, cfg.stop_at) : cfg.steps;
+  while (k < end) {
     const int64_t step = k + 1;
     world.set_step(step, last_ckpt);
     sliced.run(st.params.data(), seed, (uint64_t)step, st.grads.data(), &loss);
@@ -318,7 +357,7 @@ int train(const TrainConfig& cfg) {
                                (g_stop_signal ? 2 : 0));
     timed_out = stop & 1;
     interrupted = stop & 2;
-    if (lead && (step % cfg.log_every == 0 || step == cfg.steps || timed_out || interrupted)) {
+    if (lead && (step % cfg.log_every == 0 || step == end || timed_out || interrupted)) {
       double wdt = seconds_since(window_t0);
       double sps = wdt > 0 ? window_n / wdt : 0;
       double total = elapsed_total();
@@ -339,7 +378,7 @@ int train(const TrainConfig& cfg) {
       window_n = 0;
       window_t0 = Clock::now();
     }
-    if (cfg.ckpt_every > 0 && step % cfg.ckpt_every == 0 && step != cfg.steps && !timed_out && !interrupted)
+    if (cfg.ckpt_every > 0 && step % cfg.ckpt_every == 0 && step != end && !timed_out && !interrupted)
       save(step, elapsed_total());
     if (timed_out || interrupted) break;
   }
@@ -350,9 +389,10 @@ int train(const TrainConfig& cfg) {
     fmt::print(stderr, "{} {} steps in {:.1f} s ({} steps/s), loss {:.4f}; checkpoint at step {} in {}{}\n",
              interrupted ? fmt::format("stopped by {} after", g_stop_signal == SIGTERM ? "SIGTERM" : "Ctrl-C")
              : timed_out ? std::string("stopped by the time limit after")
+             : k < cfg.steps ? fmt::format("stopped at --stop-at {} after", cfg.stop_at)
                          : std::string("trained"),
              k - start.step, dt, rate((k - start.step) / std::max(dt, 1e-9)), last_mean, k, ckpt_path,
-             interrupted ? "; continue with --resume" : "");
+             interrupted || k < cfg.steps ? "; continue with --resume" : "");
   return interrupted ? kTrainInterrupted : 0;
 }
 

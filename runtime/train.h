@@ -16,6 +16,7 @@
 // with sample_every, samples/step_NNNNNNN.png. Progress goes to stderr.
 #pragma once
 #include <cstdint>
+#include <set>
 #include <string>
 
 #include "optim.h"
@@ -60,6 +61,13 @@ struct TrainConfig {
   // written to out/samples/step_NNNNNNN.png (a scatter plot or an image grid).
   int64_t sample_every = 0;
   bool quiet = false;      // no progress lines (errors and the summary are still printed)
+  // Stop (with a checkpoint, as an interruption would) after this step; 0 = run to
+  // `steps`. The learning-rate schedule still runs to `steps`.
+  int64_t stop_at = 0;
+  // The settings the user gave on the command line, by checkpoint metadata key
+  // ("lr", "batch", ...: resume.h). On --resume every other setting is the
+  // checkpoint's.
+  std::set<std::string> given;
 };
 
 // The learning rate at training step `step` (1-based): opt.lr * step / warmup

@@ -60,7 +60,13 @@ int main(int argc, char** argv) {
                  "write a preview of samples from the EMA weights to OUT/samples/ every N steps; 0 = never")
       ->capture_default_str();
   app.add_option("--seed", cfg.seed, "random seed (a resumed run keeps its checkpoint's seed)")->capture_default_str();
-  app.add_flag("--resume", cfg.resume, "continue the run in --out from its checkpoint");
+  app.add_flag("--resume", cfg.resume,
+               "continue the run in --out from its checkpoint, with the run's own settings (data, steps, batch, "
+               "slices, seed, lr and its schedule, EMA, clipping); a flag given here overrides one with a note");
+  app.add_option("--stop-at", cfg.stop_at,
+                 "stop with a checkpoint after this step, as an interruption would (the learning-rate schedule "
+                 "still runs to --steps); --resume continues")
+      ->capture_default_str();
   app.add_option("--minutes", cfg.minutes, "stop (with a checkpoint) after this much wall time; 0 = no limit")
       ->capture_default_str();
   app.add_option("--ckpt-every", cfg.ckpt_every, "checkpoint every N steps (and at the end); 0 = only at the end")
@@ -71,6 +77,13 @@ int main(int argc, char** argv) {
   app.add_flag("-q,--quiet", cfg.quiet, "no progress lines");
 
   if (int rc = ddpm_tools::parse(app, argc, argv, "ddpm-train"); rc >= 0) return rc;
+  // On --resume the run's own settings stand, except those typed here (runtime/resume.h).
+  for (const char* key : {"data", "labels", "steps", "batch", "slices", "seed", "lr", "weight_decay", "ema_decay",
+                          "grad_clip", "warmup", "lr_schedule"}) {
+    std::string flag = std::string("--") + key;
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    if (app.get_option(flag)->count() > 0) cfg.given.insert(key);
+  }
 
   auto flag_error = [](const std::string& msg) { return ddpm_tools::flag_error("ddpm-train", msg); };
   if (cfg.steps < 1) return flag_error(fmt::format("--steps must be at least 1 (got {})", cfg.steps));

@@ -1,0 +1,135 @@
+// Tests of --resume restoring the run (runtime/resume.h): a plain
+// `ddpm-train SPEC --out RUN --resume` continues with the checkpoint's settings,
+// bit-identical to a run that was never stopped, from any path spelling of the
+// spec and any current directory, in one process and under mpirun; a flag given on
+// the command line overrides the checkpoint's value with a one-line note.
+#include <doctest/doctest.h>
+
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "common/diag.h"
+#include "runtime/resume.h"
+#include "runtime/safetensors.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path fresh_dir(const std::string& name) {
+  fs::path p = fs::path(DDPM_BINARY_DIR) / "test-resume" / name;
+  fs::remove_all(p);
+  fs::create_directories(p.parent_path());
+  return p;
+}
+
+std::string tool(const char* name) { return std::string(DDPM_BINARY_DIR) + "/tools/" + name; }
+
+// Runs a shell command; returns its exit status and sets `out` to its stdout and stderr.
+int run(const std::string& cmd, std::string& out) {
+  out.clear();
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  REQUIRE(p);
+  char buf[4096];
+  while (std::fgets(buf, sizeof buf, p)) out += buf;
+  int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+// The tensors of two checkpoints are bit-identical (the metadata differs: elapsed time).
+bool same_weights(const fs::path& a, const fs::path& b) {
+  auto ta = ddpm::read_safetensors((a / "checkpoint.safetensors").string()).tensors;
+  auto tb = ddpm::read_safetensors((b / "checkpoint.safetensors").string()).tensors;
+  return !ta.empty() && ta == tb;
+}
+
+// A cosine run with warm-up: every flag here differs from ddpm-train's defaults.
+const char* kFlags = "--data swissroll --steps 60 --batch 32 --lr 3e-3 --lr-schedule cosine --warmup 10 --seed 7 "
+                     "--ema-decay 0.99 --grad-clip 0.5 -q --threads 2";
+
+}  // namespace
+
+TEST_CASE("resume: a plain --resume of a cosine run from another directory and path spelling is bit-identical") {
+  const fs::path straight = fresh_dir("straight"), stopped = fresh_dir("stopped");
+  const std::string spec = std::string(DDPM_SOURCE_DIR) + "/models/moons.ddpm";
+  std::string out;
+  REQUIRE(run(fmt::format("{} {} {} --out {}", tool("ddpm-train"), spec, kFlags, straight.string()), out) == 0);
+  REQUIRE(run(fmt::format("{} {} {} --out {} --stop-at 25", tool("ddpm-train"), spec, kFlags, stopped.string()),
+              out) == 0);
+  CHECK(out.find("stopped at --stop-at 25") != std::string::npos);
+  CHECK_FALSE(same_weights(straight, stopped));
+  // From the tests folder, as ../models/./moons.ddpm, with no flags but --resume.
+  REQUIRE(run(fmt::format("cd {}/tests && {} ../models/./moons.ddpm --out {} --resume -q", DDPM_SOURCE_DIR,
+                          tool("ddpm-train"), stopped.string()),
+              out) == 0);
+  INFO(out);
+  CHECK(out.find("spec hash") == std::string::npos);
+  CHECK(out.find("note:") == std::string::npos);  // nothing was overridden
+  CHECK(same_weights(straight, stopped));
+}
+
+TEST_CASE("resume: under mpirun, with another spelling of the spec, the ranks agree and continue bit-identically") {
+  const fs::path straight = fresh_dir("mpi-straight"), stopped = fresh_dir("mpi-stopped");
+  std::string out;
+  const std::string train = tool("ddpm-train");
+  const std::string flags = std::string(kFlags) + " --slices 2";
+  REQUIRE(run(fmt::format("cd {} && {} models/moons.ddpm {} --out {}", DDPM_SOURCE_DIR, train, flags,
+                          straight.string()),
+              out) == 0);
+  REQUIRE(run(fmt::format("cd {} && {} models/moons.ddpm {} --out {} --stop-at 30", DDPM_SOURCE_DIR, train, flags,
+                          stopped.string()),
+              out) == 0);
+  REQUIRE(run(fmt::format("cd {} && env ASAN_OPTIONS=detect_leaks=0 {} --allow-run-as-root --oversubscribe -np 2 "
+                          "{} {}/models/moons.ddpm --out {} --resume --threads 1 -q",
+                          fs::temp_directory_path().string(), DDPM_MPIEXEC, train, DDPM_SOURCE_DIR, stopped.string()),
+              out) == 0);
+  INFO(out);
+  CHECK(same_weights(straight, stopped));
+}
+
+TEST_CASE("resume: settings not given come from the checkpoint, given ones override it with a note") {
+  ddpm::TrainConfig run;
+  run.data = "swissroll";
+  run.steps = 1000;
+  run.batch = 64;
+  run.slices = 2;
+  run.seed = 9;
+  run.opt.lr = 3e-3f;
+  run.warmup = 100;
+  run.lr_schedule = "constant";
+  run.ema_decay = 0.99f;
+  run.grad_clip = 0.5f;
+  const auto meta = ddpm::training_settings(run);
+
+  ddpm::TrainConfig cmd;  // the defaults, as a plain --resume passes them
+  std::vector<std::string> notes;
+  ddpm::TrainConfig r = ddpm::restore_settings(cmd, meta, "ck", notes);
+  CHECK(notes.empty());
+  CHECK(ddpm::training_settings(r) == meta);
+
+  cmd.steps = 2000;  // a longer constant-rate run: still exact
+  cmd.opt.lr = 1e-3f;
+  cmd.batch = 64;  // given but equal: no note
+  cmd.given = {"steps", "lr", "batch"};
+  r = ddpm::restore_settings(cmd, meta, "ck", notes);
+  CHECK(r.steps == 2000);
+  CHECK(r.opt.lr == 1e-3f);
+  CHECK(r.seed == 9);
+  CHECK(r.warmup == 100);
+  REQUIRE(notes.size() == 2);
+  CHECK(notes[0] == "note: --steps 2000 overrides the checkpoint's 1000");
+  CHECK(notes[1] == "note: --lr 0.001 overrides the checkpoint's 0.003; the rest of the run will differ from one "
+                    "that was never interrupted");
+
+  auto bad = meta;
+  bad["batch"] = "-3";
+  CHECK_THROWS_AS(ddpm::restore_settings(ddpm::TrainConfig{}, bad, "ck", notes), ddpmc::UserError);
+  auto old = meta;  // a checkpoint from before steps were recorded keeps the command line's
+  old.erase("steps");
+  CHECK(ddpm::restore_settings(ddpm::TrainConfig{}, old, "ck", notes).steps == ddpm::TrainConfig{}.steps);
+}
