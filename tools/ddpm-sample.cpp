@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "common/diag.h"
+#include "common/run_files.h"
 #include "runtime/sample.h"
 #include "dist_main.h"
 #include "tool_main.h"
@@ -65,6 +66,9 @@ int main(int argc, char** argv) {
     cfg.out_png.clear();
   else if (cfg.out_png.empty())
     cfg.out_png = fs::path(cfg.out_npy).replace_extension(".png").string();
+  if (std::string p = ddpmc::output_problem({{"--out", cfg.out_npy}, {"--png", cfg.out_png}}, cfg.run_dir);
+      !p.empty())
+    return flag_error(p);
 
   return ddpm_tools::run_distributed(session, "ddpm-sample", [&] { return ddpm::sample(cfg); });
 }

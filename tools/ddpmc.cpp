@@ -11,6 +11,7 @@
 #include "common/diag.h"
 #include "driver.h"
 #include "pipeline.h"
+#include "common/run_files.h"
 #include "tool_main.h"
 
 int main(int argc, char** argv) {
@@ -33,6 +34,10 @@ int main(int argc, char** argv) {
   ddpm_tools::CacheCommand cache_cmd;
   auto* cache = ddpm_tools::add_cache_command(app, cache_cmd);
   if (int rc = ddpm_tools::parse(app, argc, argv, "ddpmc"); rc >= 0) return rc;
+  if (*compile)
+    if (std::string p = ddpmc::output_problem({{"-o", out_so}, {"--emit-cpp", emit_cpp}}, "", {{"spec", spec}});
+        !p.empty())
+      return ddpm_tools::flag_error("ddpmc", p);
   if (*cache) return ddpm_tools::guarded("ddpmc", [&] { return ddpm_tools::run_cache_command(cache_cmd); });
   return ddpm_tools::guarded("ddpmc", [&] {
     if (*check) {
