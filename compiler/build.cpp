@@ -23,6 +23,7 @@
 #include "codegen.h"
 #include "cache.h"
 #include "common/atomic_file.h"
+#include "common/checksum.h"
 #include "common/file_lock.h"
 #include "diag.h"
 #include "pipeline.h"
@@ -111,6 +112,10 @@ BuiltModule build_module(const std::string& spec_path, const BuildOptions& opt) 
   return build_compiled(c, opt);
 }
 
+BuiltModule build_module_sources(const SpecSources& sources, const BuildOptions& opt) {
+  return build_compiled(compile_spec_sources(sources), opt);
+}
+
 std::string spec_hash(const Compiled& c) {
   // The spec hash names the model (its sources by name and the compiler version):
   // it is what checkpoints are checked against. Hand-made graphs (tests) are hashed
@@ -140,15 +145,26 @@ BuiltModule build_compiled(const Compiled& c, const BuildOptions& opt) {
 
   const fs::path dir = opt.cache_dir.empty() ? default_cache_dir() : opt.cache_dir;
   std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) user_error_noloc(fmt::format("cannot create the module cache '{}': {}", dir.string(), ec.message()),
-                           "set DDPM_CACHE_DIR to a writable directory");
+  open_private_cache(dir.string());
   const fs::path so = dir / (cache_key + ".so");
   const fs::path cpp = dir / (cache_key + ".cpp");
   if (!opt.emit_cpp.empty()) write_file_atomic(opt.emit_cpp, split ? emit_module(c, out.spec_hash) : parts[0], "generated C++");
 
   const std::string key_path = (dir / cache_key).string();
-  std::string problem = module_problem(so.string(), out.spec_hash);
+  const fs::path sum = dir / (cache_key + ".sum");
+  // The checksum first: a damaged module must never reach dlopen (module_problem loads it).
+  auto cached_problem = [&]() -> std::string {
+    std::error_code e;
+    if (!fs::exists(so, e)) return "missing";
+    for (const fs::path& f : {so, sum})
+      if (std::string p = fs::exists(f, e) ? private_problem(f.string()) : ""; !p.empty())
+        user_error_noloc(fmt::format("refusing the cached module {}: {}; another user could have changed it",
+                                     f.string(), p),
+                         fmt::format("remove it (`rm '{}'`) and it is rebuilt", f.string()));
+    if (std::string p = checksum_problem(so.string(), read_file(sum)); !p.empty()) return "damaged: " + p;
+    return module_problem(so.string(), out.spec_hash);
+  };
+  std::string problem = cached_problem();
   std::optional<FileLock> lock;
   if (!problem.empty()) {
     // One process builds; the others wait for it and then use its module.
@@ -158,7 +174,7 @@ BuiltModule build_compiled(const Compiled& c, const BuildOptions& opt) {
       fmt::print(stderr, "waiting for another build of this module{}\n", pid.empty() ? "" : " (pid " + pid + ")");
       lock = FileLock::lock(key_path + ".lock");
     }
-    problem = module_problem(so.string(), out.spec_hash);
+    problem = cached_problem();
   }
   if (problem.empty()) {
     out.cache_hit = true;
@@ -197,13 +213,20 @@ BuiltModule build_compiled(const Compiled& c, const BuildOptions& opt) {
                            cpp.string(), WEXITSTATUS(rc), log.string(), text));
     }
     fs::remove(log, ec);
+    fs::permissions(tmp_so, fs::perms::owner_all, fs::perm_options::replace, ec);  // 0700: the user's alone
+    const std::string checksum = file_checksum(tmp_so.string());
     durable_rename(tmp_so.string(), so.string(), "module");
-    if (std::string p = module_problem(so.string(), out.spec_hash); !p.empty())
+    write_file_atomic(sum.string(), checksum, "module checksum");
+    for (const fs::path& f : {sum, cpp}) fs::permissions(f, fs::perms::owner_read | fs::perms::owner_write,
+                                                          fs::perm_options::replace, ec);
+    if (std::string p = cached_problem(); !p.empty())
       DDPM_ICE(fmt::format("the module just built, {}, is unusable: {}", so.string(), p));
     out.compile_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     prune_cache(dir.string(), default_cache_cap(), std::nullopt, cache_key);
   }
   out.so_path = so.string();
+  out.checksum = read_file(sum);
+  out.sources = c.model.sources;
   if (!opt.output_so.empty()) {
     fs::path tmp = opt.output_so + fmt::format(".tmp{}", getpid());
     fs::copy_file(so, tmp, fs::copy_options::overwrite_existing, ec);

@@ -11,6 +11,8 @@
 #pragma once
 #include <string>
 
+#include "common/spec_sources.h"
+
 namespace ddpmc {
 
 struct BuildOptions {
@@ -24,6 +26,8 @@ struct BuildOptions {
 struct BuiltModule {
   std::string so_path;    // in the cache
   std::string spec_hash;  // hex
+  std::string checksum;   // of the .so (common/checksum.h), recorded beside it in the cache as KEY.sum
+  SpecSources sources;    // the spec's own files, for checkpoints (common/spec_sources.h)
   bool cache_hit = false;
   double compile_seconds = 0;  // 0 on a cache hit
 };
@@ -36,6 +40,9 @@ BuiltModule build_module(const std::string& spec_path, const BuildOptions& opt =
 // compiled against: $DDPMC_PRELUDE_DIR if set; else, for an installed ddpmc,
 // PREFIX/include/ddpmc next to PREFIX/bin; else the source tree's common/prelude.
 std::string prelude_dir();
+
+// The same from a spec's own sources (a checkpoint's copy, common/spec_sources.h).
+BuiltModule build_module_sources(const SpecSources& sources, const BuildOptions& opt = {});
 
 struct Compiled;
 // The same for an already compiled model (tests build hand-made graphs this way).

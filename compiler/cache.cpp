@@ -3,7 +3,12 @@
 #include "cache.h"
 
 #include <dlfcn.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -58,6 +63,38 @@ uint64_t tree_bytes(const fs::path& p) {
 }
 
 }  // namespace
+
+std::string private_problem(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return fmt::format("cannot stat it: {}", std::strerror(errno));
+  if (S_ISLNK(st.st_mode)) {
+    if (::stat(path.c_str(), &st) != 0) return fmt::format("cannot stat it: {}", std::strerror(errno));
+  }
+  if (st.st_uid != ::geteuid()) return fmt::format("it is owned by uid {}, not by you (uid {})", st.st_uid, ::geteuid());
+  if (st.st_mode & (S_IWGRP | S_IWOTH))
+    return fmt::format("it is {}-writable (mode {:04o})", (st.st_mode & S_IWOTH) ? "world" : "group",
+                       st.st_mode & 07777);
+  return "";
+}
+
+void open_private_cache(const std::string& dir) {
+  std::error_code ec;
+  if (!std::filesystem::exists(dir, ec)) {
+    std::filesystem::path parent = std::filesystem::path(dir).parent_path();
+    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+      user_error_noloc(fmt::format("cannot create the module cache '{}': {}", dir, std::strerror(errno)),
+                       "set DDPM_CACHE_DIR to a writable directory");
+  }
+  if (!std::filesystem::is_directory(dir, ec))
+    user_error_noloc(fmt::format("the module cache '{}' is not a directory", dir),
+                     "set DDPM_CACHE_DIR to a directory of your own");
+  if (std::string p = private_problem(dir); !p.empty())
+    user_error_noloc(fmt::format("refusing the module cache '{}': {}; another user could put code in it", dir, p),
+                     fmt::format("`chmod 700 '{}'` if it is yours, or set DDPM_CACHE_DIR to a directory only you "
+                                 "can write",
+                                 dir));
+}
 
 std::string default_cache_dir() {
   if (const char* d = std::getenv("DDPM_CACHE_DIR"); d && *d) return d;

@@ -1,7 +1,8 @@
 // The module cache: where the module builder (build.h) keeps compiled modules,
 // and what it checks and bounds about them.
 //
-// Layout of the cache directory: KEY.so (the module), KEY.cpp and KEY.1.cpp (its
+// Layout of the cache directory: KEY.so (the module), KEY.sum (its checksum,
+// common/checksum.h, checked before every load), KEY.cpp and KEY.1.cpp (its
 // generated C++), KEY.lock (held while KEY is being built), KEY.PID.log (a build's
 // compiler output, kept only when that build fails) and pch-HASH/ (the
 // precompiled prelude of the current toolchain). KEY hashes the generated C++ and
@@ -22,6 +23,14 @@ namespace ddpmc {
 
 // $DDPM_CACHE_DIR, else $XDG_CACHE_HOME/ddpmc, else ~/.cache/ddpmc.
 std::string default_cache_dir();
+
+// The cache is the user's alone (as ssh and ccache require of their files): "" if
+// `path` (a directory or a module file) is owned by this user and writable by
+// nobody else; otherwise why not, in a few words.
+std::string private_problem(const std::string& path);
+// Creates the cache directory with mode 0700 if it is missing; throws a one-line
+// UserError naming it and the fix if it is not private (private_problem).
+void open_private_cache(const std::string& dir);
 
 // The C++ compiler's expansion of -march=`march` ("native" by default, or
 // $DDPMC_MARCH): "-march=znver3 -mmmx ... -mtune=znver3". Modules are compiled

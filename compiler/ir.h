@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/spec_sources.h"
 #include "diag.h"
 
 namespace ddpmc {
@@ -141,6 +142,7 @@ struct Model {
   std::string spec_path;     // as given, for messages
   std::string spec_name;     // the main file's name (SourceFile::name), in the generated code
   std::string sources_text;  // every source file's name and text, for the hash
+  SpecSources sources;       // the spec's own files (not the stdlib), carried by checkpoints
   Diffusion diffusion;
   std::string data_name;
   Type data;                 // batched

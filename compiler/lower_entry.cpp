@@ -368,8 +368,11 @@ Model lower(const Program& program, const std::string& spec_path) {
   if (!program.modules.empty()) m.spec_name = program.modules.back().file->name;
   // Names, not paths: the hash is a function of the content (and the layout of the
   // imports relative to the main file), never of how the path was spelled.
-  for (auto& mod : program.modules)
+  for (auto& mod : program.modules) {
     m.sources_text += fmt::format("{} {}\n{}\n", mod.file->name, mod.file->text.size(), mod.file->text);
+    if (!embedded_stdlib().count(mod.file->name)) m.sources.files[mod.file->name] = mod.file->text;
+  }
+  m.sources.main = m.spec_name;
   lowering::Lowerer L(program, m);
   L.run();
   verify(m.loss, m);

@@ -116,6 +116,19 @@ Compiled compile_spec_file(const std::string& path, const std::string& dump_afte
   return c;
 }
 
+Compiled compile_spec_sources(const SpecSources& s, const std::string& dump_after, std::string* dump) {
+  auto sources = std::make_shared<Sources>();
+  auto main = s.files.find(s.main);
+  if (main == s.files.end()) DDPM_ICE("compile_spec_sources: the main file is not among the files");
+  std::map<std::string, std::string> imports = s.files;
+  imports.erase(s.main);
+  const std::string label = "<checkpoint>/" + s.main;
+  Program p = load_program_files(*sources, label, main->second, imports);
+  Compiled c = compile_model(lower(p, label), dump_after, dump);
+  c.sources = sources;
+  return c;
+}
+
 Compiled compile_spec_text(const std::string& path, const std::string& text, const std::string& dump_after,
                            std::string* dump) {
   auto sources = std::make_shared<Sources>();

@@ -37,5 +37,9 @@ double graph_flops(const Graph& g, int B);
 Compiled compile_spec_file(const std::string& path, const std::string& dump_after = "", std::string* dump = nullptr);
 Compiled compile_spec_text(const std::string& path, const std::string& text, const std::string& dump_after = "",
                            std::string* dump = nullptr);
+// The same from a spec's own sources (a checkpoint's copy): imports resolve among
+// them, never on disk; messages name the main file "<checkpoint>/NAME".
+Compiled compile_spec_sources(const SpecSources& sources, const std::string& dump_after = "",
+                              std::string* dump = nullptr);
 
 }  // namespace ddpmc

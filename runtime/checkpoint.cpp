@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/atomic_file.h"
+#include "common/checksum.h"
 #include "common/diag.h"
 #include "data_source.h"
 #include "dist.h"
@@ -183,6 +184,9 @@ void write_config(const std::string& path, const TrainConfig& c, const ddpm_modu
   j["resume"] = c.resume;
   j["resumed_from_step"] = start_step;
   j["spec_hash"] = m.spec_hash;
+  const fs::path so = fs::path(path).parent_path() / "module.so";
+  std::error_code ec;
+  if (fs::exists(so, ec)) j["module_checksum"] = ddpmc::file_checksum(so.string());
   j["spec_path"] = m.spec_path ? m.spec_path : "";
   j["compiler_version"] = m.compiler_version ? m.compiler_version : "";
   j["T"] = m.T;

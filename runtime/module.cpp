@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "common/checksum.h"
 #include "common/diag.h"
 #include "common/elf_check.h"
 
@@ -19,7 +20,7 @@ namespace ddpm {
 
 namespace fs = std::filesystem;
 
-Module::Module(const std::string& so_path) : so_path_(so_path) {
+Module::Module(const std::string& so_path, const std::string& expected_checksum) : so_path_(so_path) {
   std::error_code ec;
   if (!fs::exists(so_path, ec))
     ddpmc::user_error_noloc(fmt::format("module file {} does not exist", so_path),
@@ -27,6 +28,11 @@ Module::Module(const std::string& so_path) : so_path_(so_path) {
   if (fs::is_directory(so_path, ec))
     ddpmc::user_error_noloc(fmt::format("{} is a directory, not a module file", so_path),
                             "pass a .so built by `ddpmc compile`, or a .ddpm spec");
+  if (!expected_checksum.empty())
+    if (std::string p = ddpmc::checksum_problem(so_path, expected_checksum); !p.empty())
+      ddpmc::user_error_noloc(fmt::format("module {} is damaged or replaced: {}", so_path, p),
+                              "it was not loaded; rebuild it from its spec (the tools do this from a checkpoint's "
+                              "own source unless --trust-module is given)");
   // A truncated file would crash dlopen with SIGBUS.
   if (std::string e = ddpmc::elf_problem(so_path); !e.empty())
     ddpmc::user_error_noloc(fmt::format("cannot load {}: {}", so_path, e),

@@ -23,9 +23,11 @@ namespace ddpm {
 // see a different module after replacing the file at a path it has loaded.
 class Module {
  public:
-  // Throws ddpmc::UserError (one line plus a hint) if the file is missing, is not
-  // a ddpmc module, or was built for another ABI version.
-  explicit Module(const std::string& so_path);
+  // Throws ddpmc::UserError (one line plus a hint) if the file is missing, does
+  // not have `expected_checksum` (common/checksum.h; checked before dlopen, unless
+  // empty: a .so the user named), is not a ddpmc module, or was built for another
+  // ABI version.
+  explicit Module(const std::string& so_path, const std::string& expected_checksum = "");
   ~Module();
   Module(Module&& other) noexcept;
   Module& operator=(Module&& other) noexcept;

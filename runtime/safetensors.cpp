@@ -65,7 +65,56 @@ uint64_t as_index(const std::string& path, const json& v, const std::string& whe
   return v.get<uint64_t>();
 }
 
+// The header's length field, checked against the file size and the bound.
+uint64_t header_length(const std::string& path, const char* first8, uint64_t file_size) {
+  uint64_t n;
+  std::memcpy(&n, first8, 8);
+  if (n > file_size - 8)
+    corrupt(path, "header length " + std::to_string(n) + " exceeds file size " + std::to_string(file_size));
+  if (n > kMaxHeaderBytes)
+    corrupt(path, "header length " + std::to_string(n) + " exceeds the limit of " + std::to_string(kMaxHeaderBytes) +
+                      " bytes");
+  return n;
+}
+
+json parse_header(const std::string& path, const char* begin, uint64_t n) {
+  json header = json::parse(begin, begin + n, nullptr, /*allow_exceptions=*/false);
+  if (header.is_discarded()) corrupt(path, "the header is not valid JSON");
+  if (!header.is_object()) corrupt(path, "the header is not a JSON object");
+  return header;
+}
+
+std::map<std::string, std::string> parse_metadata(const std::string& path, const json& v) {
+  std::map<std::string, std::string> out;
+  if (!v.is_object()) corrupt(path, "__metadata__ is not an object");
+  for (auto m = v.begin(); m != v.end(); ++m) {
+    if (!m.value().is_string()) corrupt(path, "metadata value '" + m.key() + "' is not a string");
+    out[m.key()] = m.value().get<std::string>();
+  }
+  return out;
+}
+
 }  // namespace
+
+std::map<std::string, std::string> read_safetensors_metadata(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    ddpmc::user_error_noloc("cannot open checkpoint '" + path + "': " + std::strerror(errno),
+                            "check the path, or re-run training to create it");
+  in.seekg(0, std::ios::end);
+  const uint64_t size = (uint64_t)in.tellg();
+  in.seekg(0);
+  if (size < 8) corrupt(path, "file size " + std::to_string(size) + " is smaller than the 8-byte header length");
+  char first8[8];
+  in.read(first8, 8);
+  const uint64_t n = header_length(path, first8, size);
+  std::string text((size_t)n, '\0');
+  in.read(text.data(), (std::streamsize)n);
+  if (!in) corrupt(path, "the header cannot be read");
+  const json header = parse_header(path, text.data(), n);
+  auto it = header.find("__metadata__");
+  return it == header.end() ? std::map<std::string, std::string>{} : parse_metadata(path, *it);
+}
 
 SafeTensors read_safetensors(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -76,15 +125,8 @@ SafeTensors read_safetensors(const std::string& path) {
 
   if (bytes.size() < 8)
     corrupt(path, "file size " + std::to_string(bytes.size()) + " is smaller than the 8-byte header length");
-  uint64_t n;
-  std::memcpy(&n, bytes.data(), 8);
-  if (n > bytes.size() - 8)
-    corrupt(path, "header length " + std::to_string(n) + " exceeds file size " + std::to_string(bytes.size()));
-
-  json header = json::parse(bytes.begin() + 8, bytes.begin() + 8 + (std::ptrdiff_t)n, nullptr,
-                            /*allow_exceptions=*/false);
-  if (header.is_discarded()) corrupt(path, "the header is not valid JSON");
-  if (!header.is_object()) corrupt(path, "the header is not a JSON object");
+  const uint64_t n = header_length(path, bytes.data(), bytes.size());
+  const json header = parse_header(path, bytes.data() + 8, n);
 
   const uint64_t data_size = bytes.size() - 8 - n;
   const char* data = bytes.data() + 8 + n;
@@ -95,11 +137,7 @@ SafeTensors read_safetensors(const std::string& path) {
     const std::string& name = it.key();
     const json& v = it.value();
     if (name == "__metadata__") {
-      if (!v.is_object()) corrupt(path, "__metadata__ is not an object");
-      for (auto m = v.begin(); m != v.end(); ++m) {
-        if (!m.value().is_string()) corrupt(path, "metadata value '" + m.key() + "' is not a string");
-        out.metadata[m.key()] = m.value().get<std::string>();
-      }
+      out.metadata = parse_metadata(path, v);
       continue;
     }
     const std::string where = "tensor '" + name + "'";

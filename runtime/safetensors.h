@@ -42,4 +42,11 @@ struct SafeTensors {
 // throws a one-line UserError naming the file.
 SafeTensors read_safetensors(const std::string& path);
 
+// Only the metadata, with the same checks on the header; the tensors are not read.
+std::map<std::string, std::string> read_safetensors_metadata(const std::string& path);
+
+// The largest header (tensor table and metadata, which holds the spec's sources)
+// a checkpoint may have: the safetensors reference implementation's 100 MB.
+constexpr uint64_t kMaxHeaderBytes = 100'000'000;
+
 }  // namespace ddpm

@@ -119,16 +119,23 @@ std::vector<int> sampling_steps(int T, int steps) {
   return ts;
 }
 
-RunFiles run_files(const std::string& run_dir, const std::string& then) {
+RunFiles run_files(const std::string& run_dir, const std::string& then, const std::string& module_so,
+                   const std::string& checksum) {
   std::error_code ec;
   if (!fs::is_directory(run_dir, ec))
     user_error_noloc(fmt::format("run directory {} does not exist", run_dir),
                      "pass the --out directory of a ddpm-train run");
-  RunFiles f{(fs::path(run_dir) / "module.so").string(), (fs::path(run_dir) / "checkpoint.safetensors").string()};
+  RunFiles f{module_so.empty() ? (fs::path(run_dir) / "module.so").string() : module_so,
+             (fs::path(run_dir) / "checkpoint.safetensors").string(), checksum};
   if (!fs::exists(f.so, ec) || !fs::exists(f.ckpt, ec))
     user_error_noloc(fmt::format("{} is not a training run: {} is missing", run_dir,
                                  fs::exists(f.so, ec) ? f.ckpt : f.so),
                      "train first with `ddpm-train SPEC --out DIR`, then " + then);
+  if (module_so.empty()) {
+    const auto meta = read_safetensors_metadata(f.ckpt);
+    auto it = meta.find("module_checksum");
+    if (it != meta.end()) f.checksum = it->second;
+  }
   return f;
 }
 
@@ -210,8 +217,8 @@ namespace {
 
 // --class all: one run per class with the same starting noise, then one output.
 std::vector<float> sample_each_class(const SampleConfig& cfg) {
-  const auto [so, ckpt] = run_files(cfg.run_dir, "sample from DIR");
-  Module mod(so);
+  const auto [so, ckpt, checksum] = run_files(cfg.run_dir, "sample from DIR", cfg.module_so, cfg.module_checksum);
+  Module mod(so, checksum);
   const ddpm_module& m = mod.get();
   const int K = m.abi_version >= 4 ? m.label_classes : 0;
   if (K == 0)
@@ -255,8 +262,8 @@ std::vector<float> sample_to_vector(const SampleConfig& cfg) {
   if (cfg.class_all) return sample_each_class(cfg);
   tbb::global_control threads_ctl(tbb::global_control::max_allowed_parallelism, (size_t)cfg.threads);
 
-  const auto [so, ckpt] = run_files(cfg.run_dir, "sample from DIR");
-  Module mod(so);
+  const auto [so, ckpt, checksum] = run_files(cfg.run_dir, "sample from DIR", cfg.module_so, cfg.module_checksum);
+  Module mod(so, checksum);
   const ddpm_module& m = mod.get();
   const int idx = mod.sampler_index(cfg.sampler);
   if (idx < 0)

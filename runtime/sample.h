@@ -42,6 +42,10 @@ struct SampleConfig {
   // (the sampler's `class` argument set to 0..K-1), written as one grid row per
   // class; the samples are [K * n, ...], class by class.
   bool class_all = false;
+  // The module to load and its checksum (tools/spec_module.h builds it from the
+  // checkpoint's source); empty: the run's own module.so, checked against the
+  // checksum its checkpoint records.
+  std::string module_so, module_checksum;
 };
 
 // The argument vector for sampler `idx` of module m: its defaults, overridden by
@@ -60,11 +64,15 @@ std::vector<int> sampling_steps(int T, int steps);
 std::vector<float> sample_to_vector(const SampleConfig& cfg);
 
 // The module and checkpoint of a ddpm-train output directory, or a user error
-// naming what is missing; `then` ends the hint ("sample from DIR").
+// naming what is missing; `then` ends the hint ("sample from DIR"). The module is
+// `module_so` with `checksum` when given (the tools pass the one they rebuilt from
+// the checkpoint's source: tools/spec_module.h), else the run's own module.so with
+// the checksum its checkpoint records. Load it with Module(so, checksum).
 struct RunFiles {
-  std::string so, ckpt;
+  std::string so, ckpt, checksum;
 };
-RunFiles run_files(const std::string& run_dir, const std::string& then);
+RunFiles run_files(const std::string& run_dir, const std::string& then, const std::string& module_so = "",
+                   const std::string& checksum = "");
 
 class Module;
 // Loads a checkpoint's weights (EMA or raw) into params [param_floats], checking

@@ -28,6 +28,7 @@
 #include <oneapi/tbb/global_control.h>
 
 #include "checkpoint.h"
+#include "common/checksum.h"
 #include "common/diag.h"
 #include "common/file_lock.h"
 #include "data_source.h"
@@ -157,6 +158,7 @@ TrainConfig resume_config(const TrainConfig& c) {
   if (!c.resume) return c;
   const Dist& world = dist();
   std::string text;  // the resolved settings, one "key<TAB>value" line each
+  std::string spec_sources;  // a run resumed from a .so keeps its checkpoint's sources
   if (world.rank() == 0) {
     const std::string path = (fs::path(c.out) / "checkpoint.safetensors").string();
     std::error_code ec;
@@ -164,9 +166,11 @@ TrainConfig resume_config(const TrainConfig& c) {
       user_error_noloc(fmt::format("cannot resume: there is no checkpoint at {}", path),
                        "drop --resume to start a new run in this directory");
     std::vector<std::string> notes;
-    const TrainConfig r = restore_settings(c, read_safetensors(path).metadata, path, notes);
+    const std::map<std::string, std::string> meta = read_safetensors_metadata(path);
+    TrainConfig r = restore_settings(c, meta, path, notes);
     for (const std::string& n : notes) fmt::print(stderr, "{}\n", n);
     for (auto& [k, v] : training_settings(r)) text += k + "\t" + v + "\n";
+    if (c.spec_sources.empty() && meta.count("spec_sources")) spec_sources = meta.at("spec_sources");
   }
   int64_t n = (int64_t)text.size();
   world.broadcast(&n, sizeof n);
@@ -181,7 +185,9 @@ TrainConfig resume_config(const TrainConfig& c) {
   TrainConfig plain = c;
   plain.given.clear();
   std::vector<std::string> ignored;
-  return restore_settings(plain, settings, "the resolved settings", ignored);
+  TrainConfig r = restore_settings(plain, settings, "the resolved settings", ignored);
+  if (!spec_sources.empty()) r.spec_sources = spec_sources;  // only rank 0 writes checkpoints
+  return r;
 }
 
 }  // namespace
@@ -207,7 +213,7 @@ int train(const TrainConfig& cfg_in) {
     user_error_noloc(fmt::format("{} is a spec; the runtime trains compiled modules", so),
                      "compile it with `ddpmc compile SPEC -o FILE.so`, or train with the ddpm-train tool, which "
                      "compiles it");
-  Module mod(so);
+  Module mod(so, cfg.module_checksum);
   check_module(mod);
   const ddpm_module& m = mod.get();
   world.require_same("the module's spec hash", m.spec_hash);
@@ -279,6 +285,9 @@ int train(const TrainConfig& cfg_in) {
   SlicedStep sliced(mod, data, B, run.slices);
 
   std::map<std::string, std::string> meta = checkpoint_metadata(run, m, seed);
+  // What the tools need to sample, evaluate or resume without trusting module.so.
+  if (!cfg.spec_sources.empty()) meta["spec_sources"] = cfg.spec_sources;
+  if (lead) meta["module_checksum"] = ddpmc::file_checksum((fs::path(out) / "module.so").string());
   const std::vector<TensorView> views = checkpoint_views(m, st);
   int64_t last_ckpt = cfg.resume ? start.step : -1;
   auto save = [&](int64_t step, double elapsed) {

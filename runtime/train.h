@@ -28,6 +28,13 @@ struct TrainConfig {
   // The compiled module to load; empty means `model` itself (which must then be a
   // .so: the runtime does not compile specs, tools/spec_module.h does).
   std::string module_so;
+  // The checksum module_so must have (common/checksum.h), checked before it is
+  // loaded; empty for a .so the user named.
+  std::string module_checksum;
+  // The spec's own sources as JSON (common/spec_sources.h), written into every
+  // checkpoint so the tools can rebuild the module without the run's module.so;
+  // empty when training a .so (a resumed run keeps its checkpoint's).
+  std::string spec_sources;
   // a built-in 2-D set (moons, swissroll, 8gaussians, checkerboard), a path to an
   // .npy [N, ...] or IDX image file (*idx3-ubyte[.gz], scaled to [-1, 1]), or
   // "fashion-mnist" (the Debian dataset-fashion-mnist training images)

@@ -4,8 +4,8 @@
 # Fails if a runtime/ or common/ source includes a compiler header (as
 # "compiler/x.h" or by the bare name of a header in compiler/), if common/
 # includes the runtime, if a generated-code header includes anything of ddpmc
-# outside common/prelude, or (given BINARIES) if a tool that reads run
-# directories carries compiler code.
+# outside common/prelude, or (given BINARIES: the runtime library) if a binary
+# carries compiler code.
 # Usage: cmake -DSOURCE_DIR=<repo> [-DBINARIES="a;b"] -P check_layers.cmake
 cmake_minimum_required(VERSION 3.25)
 if(NOT SOURCE_DIR)

@@ -120,7 +120,7 @@ TEST_CASE("conditioning: missing, short and out-of-range labels are one-line err
   };
   ddpm::TrainConfig c = config((kDir / "t10k-images-idx3-ubyte").string(), "", out, 2);
   c.module_so = ddpm_tools::module_for(std::string(DDPM_SOURCE_DIR) + "/tests/specs/cond_idx.ddpm",
-                                       std::string(DDPM_BINARY_DIR) + "/test-cache");
+                                       std::string(DDPM_BINARY_DIR) + "/test-cache").so;
   c.batch = 4;
   write_idx(4, 0);
   CHECK(train_error(c).find("t10k-labels-idx1-ubyte holds 4 labels but") != std::string::npos);
@@ -134,6 +134,6 @@ TEST_CASE("conditioning: missing, short and out-of-range labels are one-line err
   // A model without a label refuses --labels.
   ddpm::TrainConfig plain = config(x.string(), y.string(), out, 1);
   plain.module_so = ddpm_tools::module_for(std::string(DDPM_SOURCE_DIR) + "/models/moons.ddpm",
-                                           std::string(DDPM_BINARY_DIR) + "/test-cache");
+                                           std::string(DDPM_BINARY_DIR) + "/test-cache").so;
   CHECK(train_error(plain).find("the model declares no label") != std::string::npos);
 }

@@ -286,15 +286,19 @@ TEST_CASE("dist: a NaN on one rank stops every rank with status 3, and ranks tha
 }
 
 TEST_CASE("dist: mpirun -np 2 ddpm-sample writes the same .npy and PNG as one process") {
-  const std::string so = moons_module();
+  // Trained from the spec, so every rank rebuilds the module from the checkpoint's source.
+  const std::string cache = std::string(DDPM_BINARY_DIR) + "/test-cache";
   const fs::path d = fresh_dir("sample");
-  REQUIRE(run(train_cmd(0, so, d / "run", "--data moons --steps 30 --batch 64 --threads 2"), d / "train.log").status ==
-          0);
+  REQUIRE(run(train_cmd(0, std::string(DDPM_SOURCE_DIR) + "/models/moons.ddpm --cache-dir " + cache, d / "run",
+                        "--data moons --steps 30 --batch 64 --threads 2"),
+              d / "train.log")
+              .status == 0);
   for (const char* sampler : {"ddpm", "ddim"}) {
     auto cmd = [&](int np, const std::string& name) {
-      return fmt::format("{}{} {} --sampler {} --steps 20 -n 37 --batch 8 --threads 1 --seed 5 --quiet --out {} --png {}",
+      return fmt::format("{}{} {} --sampler {} --steps 20 -n 37 --batch 8 --threads 1 --seed 5 --quiet --out {} --png {} "
+                         "--cache-dir {}",
                          launcher(np), tool("ddpm-sample"), (d / "run").string(), sampler,
-                         (d / (name + ".npy")).string(), (d / (name + ".png")).string());
+                         (d / (name + ".npy")).string(), (d / (name + ".png")).string(), cache);
     };
     const std::string one = std::string("one_") + sampler, two = std::string("two_") + sampler;
     Run a = run(cmd(0, one), d / (one + ".log"));

@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "common/run_files.h"
+#include "test_runs.h"
 
 namespace fs = std::filesystem;
 
@@ -41,7 +42,7 @@ std::string bytes(const fs::path& p) {
 // A small trained run, made once per test process.
 const fs::path& trained_run() {
   static const fs::path dir = [] {
-    fs::path d = fs::path(DDPM_BINARY_DIR) / "test-outputs" / fmt::format("run.{}", getpid());
+    fs::path d = ddpm_test::process_dir("test-outputs", "run");
     fs::remove_all(d);
     fs::create_directories(d.parent_path());
     std::string out;

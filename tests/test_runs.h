@@ -40,7 +40,7 @@ inline ddpm::TrainConfig run_config(const std::string& spec, const std::string& 
   std::filesystem::create_directories(out.parent_path());
   ddpm::TrainConfig c;
   c.model = std::string(DDPM_SOURCE_DIR) + "/" + spec;
-  c.module_so = ddpm_tools::module_for(c.model, std::string(DDPM_BINARY_DIR) + "/test-cache");
+  c.module_so = ddpm_tools::module_for(c.model, std::string(DDPM_BINARY_DIR) + "/test-cache").so;
   c.data = data;
   c.steps = steps;
   c.batch = batch;

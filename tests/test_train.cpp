@@ -180,6 +180,7 @@ TEST_CASE("train: 200 steps straight equal 100 steps + resume to 200, bit for bi
   REQUIRE(ddpm::train(c) == 0);
   CHECK(ddpm::read_safetensors(ckpt_path(b)).metadata.at("step") == "100");
   c.steps = 200;
+  c.given = {"steps"};  // as if typed: --resume keeps the checkpoint's other settings
   c.resume = true;
   REQUIRE(ddpm::train(c) == 0);
 
@@ -236,6 +237,7 @@ TEST_CASE("train: Ctrl-C stops after the current step with a checkpoint, and --r
   sigaction(SIGINT, nullptr, &now);
   CHECK((now.sa_handler == before.sa_handler));
   c.steps = stopped + 10;
+  c.given = {"steps"};
   c.resume = true;
   CHECK(ddpm::train(c) == 0);
   CHECK(ddpm::read_safetensors(ckpt_path(d)).metadata.at("step") == std::to_string(stopped + 10));
@@ -263,6 +265,7 @@ TEST_CASE("train: a NaN loss stops training and keeps the last good checkpoint")
 
   c.data = bad_npy;
   c.steps = 30;
+  c.given = {"data", "steps"};
   c.resume = true;
   CHECK(ddpm::train(c) == ddpm::kTrainNonFinite);
   ddpm::SafeTensors after = ddpm::read_safetensors(ckpt_path(run));
@@ -421,7 +424,7 @@ TEST_CASE("train: moons samples approach the data (sliced Wasserstein)") {
   REQUIRE(ddpm::train(c) == 0);
   c = base_config(trained, 3000);
   c.model = moons_spec();  // through the module cache, as ddpm-train does
-  c.module_so = ddpm_tools::module_for(moons_spec(), cache_dir());
+  c.module_so = ddpm_tools::module_for(moons_spec(), cache_dir()).so;
   c.batch = 256;
   c.log_every = 500;
   REQUIRE(ddpm::train(c) == 0);

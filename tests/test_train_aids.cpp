@@ -95,6 +95,7 @@ TEST_CASE("train aids: --sample-every writes previews and each checkpoint redraw
   // Resuming to 240 redraws the plot at its checkpoints, with the new points.
   c.resume = true;
   c.steps = 240;
+  c.given = {"steps"};
   REQUIRE(ddpm::train(c) == 0);
   CHECK(fs::last_write_time(out / "loss.png") >= first);
   CHECK(fs::file_size(out / "loss.png") != size_120);

@@ -35,6 +35,7 @@
 #include "runtime/safetensors.h"
 #include "runtime/sample.h"
 #include "runtime/vlb.h"
+#include "spec_module.h"
 #include "tool_main.h"
 
 namespace {
@@ -53,6 +54,8 @@ struct EvalConfig {
   bool use_ema = true;
   int steps = 0;  // K strided L_{t-1} terms; 0 = the full sum
   bool quiet = false;
+  bool trust_module = false;  // load RUN_DIR/module.so instead of rebuilding it (spec_module.h)
+  std::string cache_dir;
 };
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
@@ -191,8 +194,9 @@ double cluster_stderr_of(const std::vector<double>& v, int64_t size) {
 
 int evaluate(const EvalConfig& cfg) {
   tbb::global_control threads_ctl(tbb::global_control::max_allowed_parallelism, (size_t)cfg.threads);
-  const auto [so, ckpt] = ddpm::run_files(cfg.run_dir, "evaluate DIR");
-  ddpm::Module mod(so);
+  const ddpm_tools::ModuleFile mf = ddpm_tools::module_for_run(cfg.run_dir, cfg.trust_module, cfg.cache_dir);
+  const auto [so, ckpt, checksum] = ddpm::run_files(cfg.run_dir, "evaluate DIR", mf.so, mf.checksum);
+  ddpm::Module mod(so, checksum);
   const ddpm_module& m = mod.get();
   if (m.data_rank == 1 && m.data_dims[0] == 2)
     user_error_noloc(fmt::format("the model in {} is over 2-D points; bits/dim with a discretized 8-bit decoder "
@@ -340,6 +344,10 @@ int main(int argc, char** argv) {
                  "(an unbiased estimate); 0 = the full sum")
       ->capture_default_str();
   app.add_flag("-q,--quiet", cfg.quiet, "no progress line");
+  app.add_flag("--trust-module", cfg.trust_module,
+               "load the run's own module.so (checked against its checkpoint's checksum) instead of rebuilding "
+               "the module from the checkpoint's source: only for runs you made yourself");
+  app.add_option("--cache-dir", cfg.cache_dir, "module cache (default: $DDPM_CACHE_DIR or ~/.cache/ddpmc)");
 
   if (int rc = ddpm_tools::parse(app, argc, argv, "ddpm-eval"); rc >= 0) return rc;
   auto flag_error = [](const std::string& msg) { return ddpm_tools::flag_error("ddpm-eval", msg); };

@@ -4,9 +4,11 @@
 //   ddpm-sample runs/fashion_cond --sampler cfg --arg w=3 --arg class=7
 //   mpirun -np 4 ddpm-sample runs/moons ...   (each rank samples a quarter; rank 0 writes the files)
 //
-// Reads RUN_DIR/module.so and RUN_DIR/checkpoint.safetensors written by
-// ddpm-train and writes the samples as .npy (and a PNG). Exit codes: 0 ok, 1 bad
-// input (a one-line error), 2 bad flags, 70 an internal error.
+// Reads RUN_DIR/checkpoint.safetensors written by ddpm-train, rebuilds its module
+// from the spec source the checkpoint carries (through the module cache; the run's
+// module.so is loaded only with --trust-module: README "Threat model"), and writes
+// the samples as .npy (and a PNG). Exit codes: 0 ok, 1 bad input (a one-line
+// error), 2 bad flags, 70 an internal error.
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -19,6 +21,7 @@
 #include "common/run_files.h"
 #include "runtime/sample.h"
 #include "dist_main.h"
+#include "spec_module.h"
 #include "tool_main.h"
 
 int main(int argc, char** argv) {
@@ -44,6 +47,12 @@ int main(int argc, char** argv) {
   app.add_option("--png", cfg.out_png, "PNG scatter plot or image grid (default: next to --out, .png)");
   app.add_flag("--no-png", no_png, "do not write a PNG");
   app.add_flag("-q,--quiet", cfg.quiet, "no progress line");
+  bool trust_module = false;
+  app.add_flag("--trust-module", trust_module,
+               "load the run's own module.so (checked against its checkpoint's checksum) instead of rebuilding "
+               "the module from the checkpoint's source: only for runs you made yourself");
+  std::string cache_dir;
+  app.add_option("--cache-dir", cache_dir, "module cache (default: $DDPM_CACHE_DIR or ~/.cache/ddpmc)");
   app.add_option("--arg", cfg.args, "a sampling-time argument of the sampler, NAME=VALUE (repeatable)");
   std::string cls;
   app.add_option("--class", cls, "the class for a conditional sampler (same as --arg class=N), or 'all': -n of each "
@@ -70,5 +79,10 @@ int main(int argc, char** argv) {
       !p.empty())
     return flag_error(p);
 
-  return ddpm_tools::run_distributed(session, "ddpm-sample", [&] { return ddpm::sample(cfg); });
+  return ddpm_tools::run_distributed(session, "ddpm-sample", [&] {
+    const ddpm_tools::ModuleFile mf = ddpm_tools::module_for_run(cfg.run_dir, trust_module, cache_dir);
+    cfg.module_so = mf.so;
+    cfg.module_checksum = mf.checksum;
+    return ddpm::sample(cfg);
+  });
 }

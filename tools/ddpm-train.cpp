@@ -33,7 +33,9 @@ int main(int argc, char** argv) {
   data_help += "), fashion-mnist, an .npy array [N, ...] or an IDX image file";
 
   CLI::App app{"ddpm-train: train a denoising diffusion model compiled by ddpmc", "ddpm-train"};
-  app.add_option("model", cfg.model, "a .ddpm spec or a compiled module .so")->required();
+  app.add_option("model", cfg.model,
+                 "a .ddpm spec or a compiled module .so (with --resume it may be left out: the module is rebuilt "
+                 "from the checkpoint's own source)");
   app.add_option("--data", cfg.data, data_help)->capture_default_str();
   app.add_option("--labels", cfg.labels,
                  "class labels for a model with a `label`: an .npy [N] of indices (IDX images use their label file)");
@@ -103,10 +105,19 @@ int main(int argc, char** argv) {
                                     cfg.data, valid));
     }
   }
+  if (cfg.model.empty() && !cfg.resume)
+    return flag_error("no model given: pass a .ddpm spec (or, with --resume, an --out run directory)");
+  if (cfg.model.empty() && cfg.out.empty())
+    return flag_error("--resume without a model needs --out, the run directory to continue");
   if (cfg.out.empty()) cfg.out = (std::filesystem::path("runs") / std::filesystem::path(cfg.model).stem()).string();
 
   return ddpm_tools::run_distributed(session, "ddpm-train", [&] {
-    cfg.module_so = ddpm_tools::module_for(cfg.model, cache_dir);
+    const ddpm_tools::ModuleFile mf = cfg.model.empty() ? ddpm_tools::module_for_run(cfg.out, false, cache_dir)
+                                                        : ddpm_tools::module_for(cfg.model, cache_dir);
+    if (cfg.model.empty()) cfg.model = cfg.out + " (its checkpoint's source)";
+    cfg.module_so = mf.so;
+    cfg.module_checksum = mf.checksum;
+    cfg.spec_sources = mf.sources;
     return ddpm::train(cfg);
   });
 }

@@ -5,7 +5,7 @@
 set -euo pipefail
 pkgs=(g++ cmake make pkg-config libxsimd-dev libtbb-dev libfmt-dev doctest-dev libbenchmark-dev
       libcli11-dev nlohmann-json3-dev libspng-dev zlib1g-dev dataset-fashion-mnist strace
-      clang libclang-rt-dev libcairo2-dev libopenmpi-dev openmpi-bin "$@")
+      clang libclang-rt-dev libcairo2-dev libxxhash-dev libopenmpi-dev openmpi-bin "$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
