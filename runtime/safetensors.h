@@ -42,4 +42,10 @@ struct SafeTensors {
 // throws a one-line UserError naming the file.
 SafeTensors read_safetensors(const std::string& path);
 
+// Throws a one-line UserError naming the file, the tensor and the first value's
+// index when tensor `name` of checkpoint `path` holds a NaN or an infinity (weights
+// that can only give NaN samples or a NaN loss). `hint` says what to do instead.
+void require_finite(const std::string& path, const std::string& name, const std::vector<float>& values,
+                    const std::string& hint);
+
 }  // namespace ddpm

@@ -73,6 +73,8 @@ std::string load_weights(const std::string& path, const Module& mod, bool use_em
     if (it->second.first != want)
       user_error_noloc(fmt::format("checkpoint {}: tensor '{}' does not have the model's shape", path, name),
                        "the file is from another model");
+    require_finite(path, name, it->second.second,
+                   "the run diverged; sample an earlier run, or retrain with a lower --lr or with --grad-clip");
     std::copy(it->second.second.begin(), it->second.second.end(), params + p.offset);
   }
   auto st = ck.metadata.find("step");
