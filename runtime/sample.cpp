@@ -16,6 +16,7 @@
 
 #include "common/diag.h"
 #include "dist.h"
+#include "memory_plan.h"
 #include "module.h"
 #include "npy.h"
 #include "philox.h"
@@ -225,6 +226,7 @@ std::vector<float> sample_each_class(const SampleConfig& cfg) {
   if (idx >= 0 && !has_class)
     user_error_noloc(fmt::format("--class all: sampler '{}' has no argument 'class'", cfg.sampler),
                      "use a sampler declared with a class argument, e.g. sampler cfg(x, t, s, w = 3, class = 0)");
+  if (idx >= 0) check_sample_memory(m, idx, cfg.n, cfg.batch, K * cfg.n);
   std::vector<float> all;
   for (int c = 0; c < K; ++c) {
     SampleConfig one = cfg;
@@ -267,6 +269,7 @@ std::vector<float> sample_to_vector(const SampleConfig& cfg) {
   const std::vector<int> ts = sampling_steps(m.T, cfg.steps);
   const int K = (int)ts.size() - 1;
   const std::vector<float> args = sampler_args(m, idx, cfg.args);
+  check_sample_memory(m, idx, cfg.n, cfg.batch, cfg.n);
 
   AlignedFloats params(m.param_floats);
   load_weights(ckpt, mod, cfg.use_ema, params.data());
