@@ -26,6 +26,7 @@ NodeId Lowerer::make(Node n, const Loc& loc, const char* what) {
   if (!b_)  // outside a net, loss or sampler (the diffusion block): there is no graph to add to
     user_error(loc, fmt::format("{} makes a tensor, but only numbers are allowed here", what),
                "the diffusion block takes numbers, e.g. steps = 1000");
+  check_expansion(loc);
   NodeId id = b_->add(std::move(n), &err);
   if (id >= 0) check_size(b_->type(id).dims, loc, fmt::format("the result of {}", what));
   if (id < 0) {
@@ -362,6 +363,8 @@ Value Lowerer::call_user(const FuncDef& f, const Expr& call) {
                  "specs are unrolled at compile time, so recursion is not allowed; write the layers out");
     }
   if (stack_.size() > 200) user_error(call.loc, "calls nested too deeply", "specs are unrolled at compile time; flatten the calls");
+  ++expanded_calls_;
+  check_expansion(call.loc);
   // Bind arguments.
   std::vector<Value> vals(f.params.size());
   std::vector<Loc> locs(f.params.size(), call.loc);
@@ -421,6 +424,8 @@ Value Lowerer::call_user(const FuncDef& f, const Expr& call) {
   Value r;
   try {
     r = run_body(f);
+  } catch (const ExpansionError&) {
+    throw;
   } catch (const UserError& err) {
     // Errors inside a function (often the standard library) also name the call site.
     throw UserError(std::string(err.what()) + fmt::format("note: in '{}' called at {}:{}:{}\n", f.name,

@@ -135,6 +135,7 @@ Graph Lowerer::lower_entry(const FuncDef& f, const std::string& graph_name) {
   Graph g;
   g.name = graph_name;
   graph_ = &g;
+  expanded_calls_ = 0;
   b_ = std::make_unique<Builder>(g);
   next_stream_ = 1;
   Frame fr;
@@ -247,6 +248,7 @@ Graph Lowerer::lower_eps(const FuncDef& net) {
   Graph g;
   g.name = "eps";
   graph_ = &g;
+  expanded_calls_ = 0;
   b_ = std::make_unique<Builder>(g);
   next_stream_ = 1;
   Frame fr;
@@ -356,6 +358,35 @@ void Lowerer::run() {
     off += ddpm::simd::align_floats(p.type.numel());
   }
   m_.param_floats = off;
+}
+
+std::string Lowerer::call_chain() const {
+  std::vector<std::string> names;
+  for (const Frame* g : stack_)
+    if (g->fn) names.push_back(g->fn->name.empty() ? std::string("loss") : g->fn->name);
+  std::string chain;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names.size() > 12 && i == 6) {
+      chain += fmt::format(" -> ... ({} more)", names.size() - 11);
+      i = names.size() - 6;
+    }
+    chain += (i ? " -> " : "") + names[i];
+  }
+  return chain;
+}
+
+void Lowerer::check_expansion(const Loc& loc) {
+  const bool calls = expanded_calls_ > kMaxExpandedCalls;
+  if (!calls && (!graph_ || graph_->nodes.size() < kMaxGraphNodes)) return;
+  const std::string entry = stack_.empty() || !stack_[0]->fn ? std::string("this entry point")
+                            : stack_[0]->fn->kind == DefKind::Loss ? std::string("the loss")
+                                                                   : fmt::format("'{}'", stack_[0]->fn->name);
+  throw ExpansionError(format_diagnostic(
+      loc,
+      calls ? fmt::format("{} expands to more than {} function calls (at {})", entry, kMaxExpandedCalls, call_chain())
+            : fmt::format("{} expands to more than {} graph nodes (at {})", entry, kMaxGraphNodes, call_chain()),
+      "every call is inlined, so functions that each call the next more than once multiply; compute a value once "
+      "and reuse it, or call fewer functions"));
 }
 
 }  // namespace ddpmc::lowering

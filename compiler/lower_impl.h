@@ -88,6 +88,21 @@ inline void check_size(const std::vector<int64_t>& dims, const Loc& loc, const s
                "check the sizes: a parameter of 1e15 floats would not fit in any machine's memory");
 }
 
+// How far one entry point (the loss, a sampler, the noise predictor) may expand:
+// user-function calls inlined, and nodes in its graph before differentiation. The
+// shipped U-Nets use a few hundred calls and under a thousand nodes; these bounds
+// stop a spec whose calls multiply (twenty nested functions each calling the one
+// below twice make 2^20 calls) within seconds, with its call chain named.
+constexpr int64_t kMaxExpandedCalls = 50000;
+constexpr size_t kMaxGraphNodes = 200000;
+
+// The error for an entry point past those bounds; not annotated again by each
+// enclosing call (its message names the chain already).
+class ExpansionError : public UserError {
+ public:
+  using UserError::UserError;
+};
+
 // A hint that applies to the shape error `err` of op `what` (lower.cpp).
 std::string shape_hint(const std::string& what, const std::string& err);
 
@@ -143,6 +158,12 @@ class Lowerer {
   Value reduce(BuiltinCall& c, bool mean);
   // first_step() / last_step(): 1 on the sampler's first (last) step, else 0.
   Value step_flag(const std::string& which, const Loc& loc);
+  // "loss -> f20 -> f19 -> ...": the user-function calls being expanded.
+  std::string call_chain() const;
+  // Throws ExpansionError when the entry point being lowered grows past
+  // kMaxExpandedCalls or kMaxGraphNodes.
+  void check_expansion(const Loc& loc);
+  int64_t expanded_calls_ = 0;  // in the entry point being lowered
 
  private:
   const Program& prog_;
