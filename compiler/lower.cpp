@@ -244,12 +244,18 @@ void Lowerer::check_type(const TypeAnn& ann, const Value& v, const Loc& loc, con
     if (!label_)
       user_error(ann.loc, fmt::format("{} is declared `label`, but the spec declares no label", what),
                  "declare one next to the data, e.g. `label y: 10`, and train with labels (--labels, or fashion-mnist)");
-    if (v.kind == Value::Kind::Number) return;  // a fixed class, e.g. the null class of guidance
-    if (v.kind != Value::Kind::Tensor || !b_->type(v.node).dims.empty())
+    if (v.kind != Value::Kind::Number && (v.kind != Value::Kind::Tensor || !b_->type(v.node).dims.empty()))
       user_error(loc,
                  fmt::format("{} must be a class index (one number per sample), got {}", what,
                              v.kind == Value::Kind::Tensor ? shape_str(b_->type(v.node)) : kind_name(v)),
                  fmt::format("pass the label ({}), a sampler's class argument, or a number", label_->name));
+    const ClassIndex ci = class_index(v);
+    if (!ci.ok)
+      user_error(loc, fmt::format("{} must be a class index, got {}", what, ci.problem),
+                 fmt::format("pass the label ({}), a sampler's argument, a whole number, or where(cond, a, b) of "
+                             "these; arithmetic and random values are not class indices",
+                             label_->name));
+    use_class_index(ci, loc, what);
     return;
   }
   if (ann.kind == TypeAnn::Kind::Step) {

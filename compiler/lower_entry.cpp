@@ -200,6 +200,8 @@ Graph Lowerer::lower_entry(const FuncDef& f, const std::string& graph_name) {
       const bool step = p.type->kind == TypeAnn::Kind::Step;
       Type t{true, step ? std::vector<int64_t>{} : std::vector<int64_t>(p.type->dims.begin(), p.type->dims.end())};
       Value v = input("state/" + p.name, t, p.loc, step);
+      // A label state holds a class index checked when it was written.
+      if (p.type->kind == TypeAnn::Kind::Label) v.classes = std::max<int64_t>(1, std::max(m_.label_values, m_.label_classes));
       g.nodes[v.node].i0 = sampler_info_.state_floats;
       fr.vars[p.name] = v;
       sampler_info_.state.push_back({p.name, t, step, sampler_info_.state_floats});
@@ -231,7 +233,10 @@ Graph Lowerer::lower_entry(const FuncDef& f, const std::string& graph_name) {
         user_error(p.loc, fmt::format("state '{}' of sampler '{}' is read but never written", p.name, f.name),
                    fmt::format("assign the value the next step should see, e.g. `{} = ...` before the return", p.name));
       check_type(*p.type, v, p.loc, fmt::format("the value left in state '{}'", p.name));
-      g.outputs.push_back(v.node);
+      // A class index may be a number or one argument for all samples: state is per sample.
+      NodeId out = as_node(v, p.loc, "state");
+      if (!b_->type(out).batched) out = b_->broadcast(out, Type{true, b_->type(out).dims});
+      g.outputs.push_back(out);
       g.output_names.push_back("state/" + p.name);
     }
     m_.sampler_info.push_back(sampler_info_);
