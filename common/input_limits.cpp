@@ -50,7 +50,7 @@ std::string read_input_file(const std::string& path, const std::string& what, co
                             uint64_t max_bytes) {
   // Opened first and checked through the descriptor, so the file checked is the file read.
   const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) user_error_noloc(fmt::format("cannot read {} '{}': {}", what, path, std::strerror(errno)), hint);
+  if (fd < 0) user_error_noloc(fmt::format("cannot open {} '{}': {}", what, path, std::strerror(errno)), hint);
   struct stat st;
   if (::fstat(fd, &st) != 0) {
     const int err = errno;
