@@ -159,7 +159,7 @@ const std::map<std::string, Builtin>& builtins() {
                       fmt::format("embed needs 1..1000000 classes and size, got {} and {}", k, size), "e.g. embed(y, 10, 128)");
          const Value& y = c.arg(0);
          const ClassIndex ci = c.L.class_index(y);
-         const bool bare_label = c.L.label_ && y.classes == c.L.label_->classes && y.class_arg.empty() &&
+         const bool bare_label = c.L.label_ && y.classes == c.L.label_->classes && y.class_args.empty() &&
                                  c.L.graph_->nodes[y.node].op == Op::Input;
          if (ci.ok && k < ci.hi && bare_label)
            user_error(c.locs[1],

@@ -29,7 +29,7 @@ struct Value {
   // A class index with values 0..classes-1: the declared label, or where(...) of
   // class indices (e.g. where(drop, 10, y) reaches 0..10).
   int64_t classes = 0;
-  std::string class_arg;  // a sampling-time argument that where(...) passes on as a class index
+  std::vector<std::string> class_args;  // sampling-time arguments that where(...) passes on as class indices
   const std::vector<double>* table = nullptr;
   std::string str;  // String; Table: its name
 };
@@ -115,7 +115,7 @@ std::string shape_hint(const std::string& what, const std::string& err);
 struct ClassIndex {
   bool ok = false;      // the label, a sampler's argument, a whole number >= 0, or where(...) of these
   int64_t hi = 0;       // the values known at compile time lie in 0..hi-1
-  std::string arg;      // a sampling-time argument whose value (checked at run time) is used
+  std::vector<std::string> args;  // sampling-time arguments whose values (checked at run time) are used
   std::string problem;  // why it is not one (ok == false)
 };
 

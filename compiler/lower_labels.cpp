@@ -36,15 +36,15 @@ ClassIndex Lowerer::class_index(const Value& v) const {
     ci.problem = b_->type(v.node).str();
     return ci;
   }
-  if (v.classes > 0 || !v.class_arg.empty()) {
+  if (v.classes > 0 || !v.class_args.empty()) {
     ci.ok = true;
     ci.hi = v.classes;
-    ci.arg = v.class_arg;
+    ci.args = v.class_args;
     return ci;
   }
   if (!v.arg.empty() && n.op == Op::Input && n.name == "arg/" + v.arg) {
     ci.ok = true;
-    ci.arg = v.arg;
+    ci.args = {v.arg};
     return ci;
   }
   ci.problem = "a computed value";
@@ -57,8 +57,8 @@ void Lowerer::use_class_index(const ClassIndex& ci, const Loc& loc, const std::s
       m_.label_values = std::max(m_.label_values, ci.hi);
     return;
   }
-  if (!ci.arg.empty())
-    for (SamplerArg& a : sampler_info_.args) a.is_class |= a.name == ci.arg;
+  for (const std::string& name : ci.args)
+    for (SamplerArg& a : sampler_info_.args) a.is_class |= a.name == name;
   const int64_t trained = std::max(m_.label_values, m_.label_classes);
   if (ci.hi > trained)
     user_error(loc,
@@ -70,7 +70,8 @@ void Lowerer::use_class_index(const ClassIndex& ci, const Loc& loc, const std::s
 Value Lowerer::where_class(Value r, const ClassIndex& a, const ClassIndex& b) {
   if (r.kind != Value::Kind::Tensor || !a.ok || !b.ok) return r;
   r.classes = std::max(a.hi, b.hi);
-  r.class_arg = a.arg.empty() ? b.arg : a.arg;
+  r.class_args = a.args;
+  r.class_args.insert(r.class_args.end(), b.args.begin(), b.args.end());
   return r;
 }
 

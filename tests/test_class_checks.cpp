@@ -14,6 +14,7 @@
 
 #include "common/diag.h"
 #include "compiler/driver.h"
+#include "compiler/pipeline.h"
 #include "runtime/module.h"
 #include "runtime/sample.h"
 #include "tools/spec_module.h"
@@ -88,4 +89,20 @@ TEST_CASE("classes: a sampler state declared label compiles") {
     spec.replace(spec.find("eps_theta(x, t, class)"), 22, "eps_theta(x, t, k)");
     CHECK_NOTHROW(ddpmc::check_spec_text("state_label.ddpm", spec));
   }
+}
+
+TEST_CASE("classes: every sampler argument that where() passes to a label is a class argument") {
+  std::string spec = read_text(kSpec);
+  const std::string head = "sampler cfg(x, t, s, w = 1, class = 0) {\n";
+  spec.replace(spec.find(head), head.size(),
+               "sampler cfg(x, t, s, w = 1, class = 0, other = 1) {\n  c = where(less(w, 0), class, other)\n");
+  spec.replace(spec.find("eps_theta(x, t, class)"), 22, "eps_theta(x, t, c)");
+  const ddpmc::Compiled c = ddpmc::compile_spec_text("two_class_args.ddpm", spec);
+  REQUIRE(c.model.sampler_info.size() == 1);
+  const auto& args = c.model.sampler_info[0].args;
+  REQUIRE(args.size() == 3);
+  CHECK_FALSE(args[0].is_class);  // w only chooses
+  CHECK(args[1].is_class);
+  CHECK(args[2].is_class);
+  CHECK(c.model.label_values == 3);
 }
