@@ -126,7 +126,9 @@ double NpyFile::at(int64_t i) const {
 
 NpyFile parse_npy(const std::string& path) {
   const std::string problem = ddpmc::input_file_problem(path);
-  if (!problem.empty()) bad_npy(path, "cannot be opened: " + problem);
+  if (!problem.empty())
+    ddpmc::user_error_noloc(".npy file '" + path + "' cannot be opened: " + problem,
+                            "pass the path of an .npy file (numpy.save writes one)");
   NpyFile f;
   f.bytes = ddpmc::read_input_file(path, ".npy file", "write it with numpy.save(path, array)");
   const std::string& bytes = f.bytes;
