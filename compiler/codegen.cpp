@@ -194,6 +194,15 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
                      p.type.numel(), flt(p.init_bound));
   }
   s += "};\n";
+  // Version 5: which sampler arguments are class indices.
+  for (size_t i = 0; i < c.samplers.size(); ++i) {
+    std::string flags;
+    for (auto& a : m.sampler_info.at(i).args) flags += a.is_class ? "1, " : "0, ";
+    s += fmt::format("const int kArgIsClass{}[] = {{{}0}};\n", i, flags);
+  }
+  s += "const int* const kArgIsClass[] = {";
+  for (size_t i = 0; i < c.samplers.size(); ++i) s += fmt::format("kArgIsClass{}, ", i);
+  s += "nullptr};\n";
   s += "const char* const kSamplers[] = {";
   for (auto& sp : c.samplers) s += fmt::format("\"{}\", ", sp.first);
   s += "nullptr};\n\n";
@@ -212,7 +221,8 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
                    c.model.eps_predicts == Prediction::X0  ? "DDPM_PREDICTS_X0"
                    : c.model.eps_predicts == Prediction::V ? "DDPM_PREDICTS_V"
                                                            : "DDPM_PREDICTS_EPS");
-  s += fmt::format("    {}, train_step_labels, loss_eval_labels,\n}};\n\n", m.label_classes);
+  s += fmt::format("    {}, train_step_labels, loss_eval_labels,\n", m.label_classes);
+  s += fmt::format("    {}, kArgIsClass,\n}};\n\n", std::max(m.label_values, m.label_classes));
   s += "}  // namespace\n\n";
   s += "extern \"C\" __attribute__((visibility(\"default\"))) const ddpm_module* ddpm_module_v1(void) { return &kModule; }\n";
   out.push_back(std::move(s));

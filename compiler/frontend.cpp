@@ -16,6 +16,7 @@
 #include <set>
 #include <sstream>
 
+#include "common/input_limits.h"
 #include "parser.h"
 
 namespace ddpmc {
@@ -41,11 +42,21 @@ std::string base_name(const std::string& path) {
   return b.empty() ? path : b;
 }
 
-// Reads a whole file; on failure returns false and sets `why` to the reason.
+// The largest spec file read: far above any real spec, far below what would
+// exhaust memory.
+constexpr uint64_t kMaxSpecBytes = 16u << 20;
+
+// Reads a whole spec file; on failure returns false and sets `why` to the reason.
+// Only regular files are read (a directory, a FIFO or /dev/zero is refused before
+// reading), and at most kMaxSpecBytes of them.
 bool read_file(const std::string& path, std::string& text, std::string& why) {
+  why = input_file_problem(path);
+  if (!why.empty()) return false;
   std::error_code ec;
-  if (fs::is_directory(path, ec)) {
-    why = "it is a directory";
+  const uintmax_t size = fs::file_size(path, ec);
+  if (!ec && size > kMaxSpecBytes) {
+    why = fmt::format("it is {}, more than the {} a spec file may have", format_bytes((double)size),
+                      format_bytes((double)kMaxSpecBytes));
     return false;
   }
   errno = 0;

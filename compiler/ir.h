@@ -115,6 +115,7 @@ struct ParamInfo {
 struct SamplerArg {
   std::string name;
   double default_value;
+  bool is_class = false;  // reaches a `label` parameter or an embed: a class index
 };
 struct StateVar {
   std::string name;
@@ -147,6 +148,9 @@ struct Model {
   std::string data_name;
   Type data;                 // batched
   int64_t label_classes = 0; // `label y: K`: K, else 0 (the loss reads input "label", [B] class indices)
+  // The class indices the loss feeds the net: 0..label_values-1 (label_classes, or
+  // more with a "no class" index such as where(drop, K, y)); what a sampler may pass.
+  int64_t label_values = 0;
   std::vector<ParamInfo> params;
   int64_t param_floats = 0;
   Graph loss;                                        // output "loss"

@@ -26,6 +26,7 @@ NodeId Lowerer::make(Node n, const Loc& loc, const char* what) {
   if (!b_)  // outside a net, loss or sampler (the diffusion block): there is no graph to add to
     user_error(loc, fmt::format("{} makes a tensor, but only numbers are allowed here", what),
                "the diffusion block takes numbers, e.g. steps = 1000");
+  check_expansion(loc);
   NodeId id = b_->add(std::move(n), &err);
   if (id >= 0) check_size(b_->type(id).dims, loc, fmt::format("the result of {}", what));
   if (id < 0) {
@@ -243,12 +244,18 @@ void Lowerer::check_type(const TypeAnn& ann, const Value& v, const Loc& loc, con
     if (!label_)
       user_error(ann.loc, fmt::format("{} is declared `label`, but the spec declares no label", what),
                  "declare one next to the data, e.g. `label y: 10`, and train with labels (--labels, or fashion-mnist)");
-    if (v.kind == Value::Kind::Number) return;  // a fixed class, e.g. the null class of guidance
-    if (v.kind != Value::Kind::Tensor || !b_->type(v.node).dims.empty())
+    if (v.kind != Value::Kind::Number && (v.kind != Value::Kind::Tensor || !b_->type(v.node).dims.empty()))
       user_error(loc,
                  fmt::format("{} must be a class index (one number per sample), got {}", what,
                              v.kind == Value::Kind::Tensor ? shape_str(b_->type(v.node)) : kind_name(v)),
                  fmt::format("pass the label ({}), a sampler's class argument, or a number", label_->name));
+    const ClassIndex ci = class_index(v);
+    if (!ci.ok)
+      user_error(loc, fmt::format("{} must be a class index, got {}", what, ci.problem),
+                 fmt::format("pass the label ({}), a sampler's argument, a whole number, or where(cond, a, b) of "
+                             "these; arithmetic and random values are not class indices",
+                             label_->name));
+    use_class_index(ci, loc, what);
     return;
   }
   if (ann.kind == TypeAnn::Kind::Step) {
@@ -362,6 +369,8 @@ Value Lowerer::call_user(const FuncDef& f, const Expr& call) {
                  "specs are unrolled at compile time, so recursion is not allowed; write the layers out");
     }
   if (stack_.size() > 200) user_error(call.loc, "calls nested too deeply", "specs are unrolled at compile time; flatten the calls");
+  ++expanded_calls_;
+  check_expansion(call.loc);
   // Bind arguments.
   std::vector<Value> vals(f.params.size());
   std::vector<Loc> locs(f.params.size(), call.loc);
@@ -421,6 +430,8 @@ Value Lowerer::call_user(const FuncDef& f, const Expr& call) {
   Value r;
   try {
     r = run_body(f);
+  } catch (const ExpansionError&) {
+    throw;
   } catch (const UserError& err) {
     // Errors inside a function (often the standard library) also name the call site.
     throw UserError(std::string(err.what()) + fmt::format("note: in '{}' called at {}:{}:{}\n", f.name,

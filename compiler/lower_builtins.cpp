@@ -133,7 +133,9 @@ const std::map<std::string, Builtin>& builtins() {
       {"greater", {{"a", "b"}, 2, "greater(a, b): 1 where a > b, else 0", [](BuiltinCall& c) { return nary_builtin(c, Op::Greater); }}},
       {"greater_equal", {{"a", "b"}, 2, "greater_equal(a, b): 1 where a >= b, else 0", [](BuiltinCall& c) { return nary_builtin(c, Op::GreaterEqual); }}},
       {"equal", {{"a", "b"}, 2, "equal(a, b): 1 where a == b, else 0", [](BuiltinCall& c) { return nary_builtin(c, Op::Equal); }}},
-      {"where", {{"cond", "a", "b"}, 3, "where(cond, a, b): a where cond is nonzero, else b (broadcast)", [](BuiltinCall& c) { return nary_builtin(c, Op::Where); }}},
+      {"where", {{"cond", "a", "b"}, 3, "where(cond, a, b): a where cond is nonzero, else b (broadcast)", [](BuiltinCall& c) {
+         return Lowerer::where_class(nary_builtin(c, Op::Where), c.L.class_index(c.arg(1)), c.L.class_index(c.arg(2)));
+       }}},
       {"stop_gradient", {{"x"}, 1, "stop_gradient(x): x in the forward pass; no gradient flows through it", [](BuiltinCall& c) {
          if (c.arg(0).kind == Value::Kind::Number) return c.arg(0);
          return nary_builtin(c, Op::StopGradient);
@@ -156,11 +158,20 @@ const std::map<std::string, Builtin>& builtins() {
            user_error(k < 1 || k > 1000000 ? c.locs[1] : c.locs[2],
                       fmt::format("embed needs 1..1000000 classes and size, got {} and {}", k, size), "e.g. embed(y, 10, 128)");
          const Value& y = c.arg(0);
-         if (y.classes > 0 && k < y.classes)
+         const ClassIndex ci = c.L.class_index(y);
+         const bool bare_label = c.L.label_ && y.classes == c.L.label_->classes && y.class_args.empty() &&
+                                 c.L.graph_->nodes[y.node].op == Op::Input;
+         if (ci.ok && k < ci.hi && bare_label)
            user_error(c.locs[1],
                       fmt::format("wrong embedding size: embed has {} rows, but label '{}' has {} classes", k,
                                   c.L.label_->name, y.classes),
                       fmt::format("give it at least {} rows ({} with a null class for guidance)", y.classes, y.classes + 1));
+         if (ci.ok && k < ci.hi)
+           user_error(c.locs[1],
+                      fmt::format("wrong embedding size: embed has {} rows, but its class index can be {}", k, ci.hi - 1),
+                      fmt::format("give it at least {} rows, one per class index that reaches it (where(...) adds its "
+                                  "values to the label's)", ci.hi));
+         if (ci.ok) c.L.use_class_index(ci, c.locs[0], "the class index of embed");
          NodeId yn = c.L.as_node(y, c.locs[0], "embed");
          const Type& yt = c.L.b_->type(yn);
          if (!yt.dims.empty())

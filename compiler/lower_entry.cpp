@@ -135,6 +135,7 @@ Graph Lowerer::lower_entry(const FuncDef& f, const std::string& graph_name) {
   Graph g;
   g.name = graph_name;
   graph_ = &g;
+  expanded_calls_ = 0;
   b_ = std::make_unique<Builder>(g);
   next_stream_ = 1;
   Frame fr;
@@ -199,6 +200,8 @@ Graph Lowerer::lower_entry(const FuncDef& f, const std::string& graph_name) {
       const bool step = p.type->kind == TypeAnn::Kind::Step;
       Type t{true, step ? std::vector<int64_t>{} : std::vector<int64_t>(p.type->dims.begin(), p.type->dims.end())};
       Value v = input("state/" + p.name, t, p.loc, step);
+      // A label state holds a class index checked when it was written.
+      if (p.type->kind == TypeAnn::Kind::Label) v.classes = std::max<int64_t>(1, std::max(m_.label_values, m_.label_classes));
       g.nodes[v.node].i0 = sampler_info_.state_floats;
       fr.vars[p.name] = v;
       sampler_info_.state.push_back({p.name, t, step, sampler_info_.state_floats});
@@ -230,7 +233,10 @@ Graph Lowerer::lower_entry(const FuncDef& f, const std::string& graph_name) {
         user_error(p.loc, fmt::format("state '{}' of sampler '{}' is read but never written", p.name, f.name),
                    fmt::format("assign the value the next step should see, e.g. `{} = ...` before the return", p.name));
       check_type(*p.type, v, p.loc, fmt::format("the value left in state '{}'", p.name));
-      g.outputs.push_back(v.node);
+      // A class index may be a number or one argument for all samples: state is per sample.
+      NodeId out = as_node(v, p.loc, "state");
+      if (!b_->type(out).batched) out = b_->broadcast(out, Type{true, b_->type(out).dims});
+      g.outputs.push_back(out);
       g.output_names.push_back("state/" + p.name);
     }
     m_.sampler_info.push_back(sampler_info_);
@@ -247,6 +253,7 @@ Graph Lowerer::lower_eps(const FuncDef& net) {
   Graph g;
   g.name = "eps";
   graph_ = &g;
+  expanded_calls_ = 0;
   b_ = std::make_unique<Builder>(g);
   next_stream_ = 1;
   Frame fr;
@@ -356,6 +363,35 @@ void Lowerer::run() {
     off += ddpm::simd::align_floats(p.type.numel());
   }
   m_.param_floats = off;
+}
+
+std::string Lowerer::call_chain() const {
+  std::vector<std::string> names;
+  for (const Frame* g : stack_)
+    if (g->fn) names.push_back(g->fn->name.empty() ? std::string("loss") : g->fn->name);
+  std::string chain;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names.size() > 12 && i == 6) {
+      chain += fmt::format(" -> ... ({} more)", names.size() - 11);
+      i = names.size() - 6;
+    }
+    chain += (i ? " -> " : "") + names[i];
+  }
+  return chain;
+}
+
+void Lowerer::check_expansion(const Loc& loc) {
+  const bool calls = expanded_calls_ > kMaxExpandedCalls;
+  if (!calls && (!graph_ || graph_->nodes.size() < kMaxGraphNodes)) return;
+  const std::string entry = stack_.empty() || !stack_[0]->fn ? std::string("this entry point")
+                            : stack_[0]->fn->kind == DefKind::Loss ? std::string("the loss")
+                                                                   : fmt::format("'{}'", stack_[0]->fn->name);
+  throw ExpansionError(format_diagnostic(
+      loc,
+      calls ? fmt::format("{} expands to more than {} function calls (at {})", entry, kMaxExpandedCalls, call_chain())
+            : fmt::format("{} expands to more than {} graph nodes (at {})", entry, kMaxGraphNodes, call_chain()),
+      "every call is inlined, so functions that each call the next more than once multiply; compute a value once "
+      "and reuse it, or call fewer functions"));
 }
 
 }  // namespace ddpmc::lowering

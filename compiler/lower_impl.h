@@ -1,8 +1,10 @@
-// Internals of lowering (see lower.h), shared by its three files:
+// Internals of lowering (see lower.h), shared by its four files:
 //   lower.cpp          the evaluator: names, expressions, calls, shapes and types;
 //   lower_entry.cpp    the spec's structure: diffusion block, globals, data, and
-//                      one graph per entry point (loss, samplers, the noise predictor);
-//   lower_builtins.cpp the builtin table, the language surface over the primitive ops.
+//                      one graph per entry point (loss, samplers, the noise predictor),
+//                      and the bounds on how far an entry point may expand;
+//   lower_builtins.cpp the builtin table, the language surface over the primitive ops;
+//   lower_labels.cpp   class indices: what may reach a `label` parameter or an embed.
 #pragma once
 #include <functional>
 #include <map>
@@ -24,7 +26,10 @@ struct Value {
   NodeId node = -1;
   bool is_step = false;  // a tensor of step indices (t, s, uniform_step())
   std::string arg;       // a sampler's sampling-time argument: its name
-  int64_t classes = 0;   // the declared label: its number of classes
+  // A class index with values 0..classes-1: the declared label, or where(...) of
+  // class indices (e.g. where(drop, 10, y) reaches 0..10).
+  int64_t classes = 0;
+  std::vector<std::string> class_args;  // sampling-time arguments that where(...) passes on as class indices
   const std::vector<double>* table = nullptr;
   std::string str;  // String; Table: its name
 };
@@ -88,8 +93,31 @@ inline void check_size(const std::vector<int64_t>& dims, const Loc& loc, const s
                "check the sizes: a parameter of 1e15 floats would not fit in any machine's memory");
 }
 
+// How far one entry point (the loss, a sampler, the noise predictor) may expand:
+// user-function calls inlined, and nodes in its graph before differentiation. The
+// shipped U-Nets use a few hundred calls and under a thousand nodes; these bounds
+// stop a spec whose calls multiply (twenty nested functions each calling the one
+// below twice make 2^20 calls) within seconds, with its call chain named.
+constexpr int64_t kMaxExpandedCalls = 50000;
+constexpr size_t kMaxGraphNodes = 200000;
+
+// The error for an entry point past those bounds; not annotated again by each
+// enclosing call (its message names the chain already).
+class ExpansionError : public UserError {
+ public:
+  using UserError::UserError;
+};
+
 // A hint that applies to the shape error `err` of op `what` (lower.cpp).
 std::string shape_hint(const std::string& what, const std::string& err);
+
+// What a value is as a class index (Lowerer::class_index).
+struct ClassIndex {
+  bool ok = false;      // the label, a sampler's argument, a whole number >= 0, or where(...) of these
+  int64_t hi = 0;       // the values known at compile time lie in 0..hi-1
+  std::vector<std::string> args;  // sampling-time arguments whose values (checked at run time) are used
+  std::string problem;  // why it is not one (ok == false)
+};
 
 struct Frame {
   const FuncDef* fn = nullptr;
@@ -143,6 +171,20 @@ class Lowerer {
   Value reduce(BuiltinCall& c, bool mean);
   // first_step() / last_step(): 1 on the sampler's first (last) step, else 0.
   Value step_flag(const std::string& which, const Loc& loc);
+  // The value as a class index, and its use by a `label` parameter or an embed at
+  // `loc`: in the loss it widens the model's label_values, in a sampler a
+  // sampling-time argument becomes a class argument and a fixed index must be one
+  // the net was trained on.
+  ClassIndex class_index(const Value& v) const;
+  void use_class_index(const ClassIndex& ci, const Loc& loc, const std::string& what);
+  // where(cond, a, b) of two class indices is a class index reaching both ranges.
+  static Value where_class(Value r, const ClassIndex& a, const ClassIndex& b);
+  // "loss -> f20 -> f19 -> ...": the user-function calls being expanded.
+  std::string call_chain() const;
+  // Throws ExpansionError when the entry point being lowered grows past
+  // kMaxExpandedCalls or kMaxGraphNodes.
+  void check_expansion(const Loc& loc);
+  int64_t expanded_calls_ = 0;  // in the entry point being lowered
 
  private:
   const Program& prog_;

@@ -134,6 +134,9 @@ ResumeInfo load_checkpoint(const std::string& path, const Module& mod, const Tra
         user_error_noloc(fmt::format("checkpoint {}: tensor '{}' has shape {}, the model needs {}", path, name,
                                      shape_string(it->second.first), shape_string(param_shape(p))),
                          "the file is from another model; start a new run");
+      require_finite(path, name, it->second.second,
+                     "the run diverged before this checkpoint was written; start a new run with a lower --lr or "
+                     "with --grad-clip");
       std::copy(it->second.second.begin(), it->second.second.end(), bufs[k] + p.offset);
     }
   if (ck_seed != seed)

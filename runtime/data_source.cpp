@@ -33,35 +33,58 @@ std::string shape_string(const std::vector<int64_t>& s) {
 
 namespace {
 
-// Class indices from an IDX label file or an .npy array; every one checked
-// against 0..K-1 and the count against the n samples.
+// A label value as the file holds it: 7, 0.5, nan, 3000000000.
+std::string label_text(double v) {
+  if (std::isfinite(v) && v == std::floor(v) && std::abs(v) < 1e18) return fmt::format("{}", (int64_t)v);
+  return fmt::format("{}", v);
+}
+
+// Class indices from an IDX label file or an .npy array (integer or whole-number
+// float); every one checked against 0..K-1 and the count against the n samples.
 std::vector<int32_t> read_labels(const std::string& path, int64_t n, int K, const std::string& data_path) {
   std::error_code ec;
   if (!fs::exists(path, ec))
     user_error_noloc(fmt::format("label file {} does not exist (the model conditions on a label with {} classes)", path, K),
                      fs::path(path).extension() == ".npy" ? "pass --labels with an .npy array of N class indices"
                                                           : "put the IDX label file next to the images, or pass --labels FILE.npy");
-  std::vector<int32_t> out;
+  std::vector<double> values;
   if (fs::path(path).extension() == ".npy") {
-    NpyArray a = read_npy(path);
-    if (a.shape.size() != 1)
+    std::vector<int64_t> shape;
+    values = read_npy_values(path, shape);
+    if (shape.size() != 1)
       user_error_noloc(fmt::format("label file {} has shape {}; labels are one class index per sample, [N]", path,
-                                   shape_string(a.shape)),
+                                   shape_string(shape)),
                        "save the labels as a 1-D array");
-    for (float v : a.data) out.push_back(v == std::floor(v) && std::abs(v) < 2e9 ? (int32_t)v : -1);
   } else {
-    for (uint8_t v : read_idx_labels(path)) out.push_back(v);
+    for (uint8_t v : read_idx_labels(path)) values.push_back(v);
   }
-  if ((int64_t)out.size() < n)
-    user_error_noloc(fmt::format("label file {} holds {} labels but {} has {} samples", path, out.size(), data_path, n),
-                     "use the label file that belongs to the data");
-  for (size_t i = 0; i < out.size(); ++i)
-    if (out[i] < 0 || out[i] >= K)
+  if ((int64_t)values.size() != n)
+    user_error_noloc(fmt::format("label file {} holds {} labels but {} has {} samples", path, values.size(), data_path, n),
+                     "use the label file that belongs to the data: one label per sample, in the same order");
+  std::vector<int32_t> out(values.size());
+  for (size_t i = 0; i < values.size(); ++i) {
+    const double v = values[i];
+    if (!(v == std::floor(v)))
+      user_error_noloc(fmt::format("label file {}: label {} of sample {} is not a whole number", path, label_text(v), i),
+                       fmt::format("labels are class indices 0..{} for `label y: {}`; save them as integers", K - 1, K));
+    if (v < 0 || v >= K)
       user_error_noloc(fmt::format("label file {}: label {} of sample {} is outside the model's classes 0..{}", path,
-                                   i < out.size() ? std::to_string(out[i]) : "?", i, K - 1),
+                                   label_text(v), i, K - 1),
                        "labels are whole numbers 0..K-1 for `label y: K`; check the file or the spec");
-  out.resize((size_t)n);
+    out[i] = (int32_t)v;
+  }
   return out;
+}
+
+// The first value of an array that is NaN or infinite, reported with its sample
+// and position: training on it would turn the loss into NaN steps later.
+void check_finite(const std::string& path, const std::vector<float>& v, int64_t D) {
+  const auto bad = std::find_if(v.begin(), v.end(), [](float x) { return !std::isfinite(x); });
+  if (bad == v.end()) return;
+  const int64_t i = bad - v.begin();
+  user_error_noloc(fmt::format("data file {} holds {} at sample {}, element {} (flat index {})", path, *bad, i / D,
+                               i % D, i),
+                   "training data must be finite; clean the array (e.g. numpy.nan_to_num) or drop those samples");
 }
 
 }  // namespace
@@ -91,6 +114,13 @@ DataSource::DataSource(const std::string& spec, const Module& mod, const std::st
       NpyArray a = read_npy(path);
       shape = std::move(a.shape);
       rows_ = std::move(a.data);
+      if (a.dtype == "|u1" || a.dtype == "<u1") {
+        // 8-bit images, scaled to [-1, 1] like IDX pixels.
+        for (float& v : rows_) v = v / 127.5f - 1.0f;
+      } else if (a.integer) {
+        user_error_noloc(fmt::format("data file {} holds integers of dtype '{}'", path, a.dtype),
+                         "save images as uint8 0..255 (scaled to [-1, 1] when read) or the data as float32");
+      }
     } else {
       IdxImages im = read_idx_images(path);
       shape = {im.n, im.rows, im.cols};
@@ -109,6 +139,7 @@ DataSource::DataSource(const std::string& spec, const Module& mod, const std::st
                        "reshape the array, or train a model whose `data` declaration matches it");
     }
     N_ = shape[0];
+    check_finite(path, rows_, D_);
     if (N_ < 1) user_error_noloc(fmt::format("data file {} holds no samples (N = 0)", path), "");
     array_ = true;
     if (K > 0) {

@@ -1,8 +1,11 @@
 // Where a training batch x0 comes from: a built-in 2-D set, or rows of an array
-// (.npy, or IDX images scaled to [-1, 1]) picked by Philox from (seed, step).
+// (.npy float data as it is, uint8 .npy and IDX images scaled from 0..255 to
+// [-1, 1]) picked by Philox from (seed, step). Loading rejects NaN and infinite
+// values, naming the first.
 // A model with a class label (`label y: K`) also gets each row's label: from the
 // IDX label file next to IDX images (train-images-idx3 -> train-labels-idx1), or
-// from --labels FILE.npy ([N] whole numbers) for .npy data.
+// from --labels FILE.npy ([N] class indices, integer or whole-number float) for
+// .npy data; there must be exactly one label per sample.
 // Either way a batch is a pure function of (seed, step), which is what makes
 // `ddpm-train --resume` bit-exact. The trainer (train.cpp) owns one DataSource.
 #pragma once
@@ -21,8 +24,9 @@ class DataSource {
   // module's data shape.
   // `labels` is an .npy file of class indices, or "" (IDX images find theirs).
   // Throws ddpmc::UserError if it does not exist or does not match the module's
-  // data shape, or if the model has a label and the labels are missing, fewer
-  // than the samples, or outside 0..K-1 (or the model has none and labels are given).
+  // data shape, or if the model has a label and the labels are missing, not one
+  // per sample, or not whole numbers in 0..K-1 (or the model has none and labels
+  // are given).
   DataSource(const std::string& spec, const Module& mod, const std::string& labels = "");
 
   // Writes rows [row0, row0 + B) of training step `step`'s batch (B * data_numel

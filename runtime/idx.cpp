@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "common/diag.h"
+#include "common/input_limits.h"
 
 namespace ddpm {
 namespace {
@@ -32,6 +33,8 @@ struct GzFile {
         hint = std::string(kFashionMnistDir) + " is missing; install it with `apt-get install dataset-fashion-mnist`";
       ddpmc::user_error_noloc("IDX file '" + path + "' does not exist", hint);
     }
+    const std::string problem = ddpmc::input_file_problem(path);
+    if (!problem.empty()) bad_idx(path, "cannot be read: " + problem);
     f = gzopen(path.c_str(), "rb");
     if (!f) bad_idx(path, std::string("cannot be opened: ") + std::strerror(errno));
   }

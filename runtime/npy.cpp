@@ -18,8 +18,11 @@
 #include <fstream>
 #include <limits>
 
+#include <fmt/format.h>
+
 #include "common/atomic_file.h"
 #include "common/diag.h"
+#include "common/input_limits.h"
 
 namespace ddpm {
 
@@ -58,7 +61,7 @@ namespace {
 
 [[noreturn]] void bad_npy(const std::string& path, const std::string& what) {
   ddpmc::user_error_noloc(".npy file '" + path + "' " + what,
-                          "write it with numpy.save(path, array.astype(numpy.float32))");
+                          "write it with numpy.save(path, array) from a float32, float64 or integer array");
 }
 
 // The value text of `key` in the header dict: from after "'key':" up to the
@@ -85,10 +88,50 @@ std::string dict_value(const std::string& path, const std::string& dict, const s
 
 }  // namespace
 
-NpyArray read_npy(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) bad_npy(path, std::string("cannot be opened: ") + std::strerror(errno));
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+namespace {
+
+// A parsed .npy file: its shape, element type and where the data starts in bytes.
+struct NpyFile {
+  std::string bytes, descr, shape_text;
+  std::vector<int64_t> shape;
+  int64_t count = 1;
+  int elem = 0;     // bytes per element
+  char kind = 0;    // 'f' float, 'i' signed, 'u' unsigned integer
+  size_t data_start = 0;
+  double at(int64_t i) const;
+};
+
+double NpyFile::at(int64_t i) const {
+  const char* p = bytes.data() + data_start + (size_t)i * (size_t)elem;
+  auto get = [&]<class T>(T v) {
+    std::memcpy(&v, p, sizeof v);
+    return (double)v;
+  };
+  if (kind == 'f') return elem == 4 ? get(float{}) : get(double{});
+  if (kind == 'u') {
+    switch (elem) {
+      case 1: return get(uint8_t{});
+      case 2: return get(uint16_t{});
+      case 4: return get(uint32_t{});
+      default: return get(uint64_t{});
+    }
+  }
+  switch (elem) {
+    case 1: return get(int8_t{});
+    case 2: return get(int16_t{});
+    case 4: return get(int32_t{});
+    default: return get(int64_t{});
+  }
+}
+
+NpyFile parse_npy(const std::string& path) {
+  const std::string problem = ddpmc::input_file_problem(path);
+  if (!problem.empty())
+    ddpmc::user_error_noloc(".npy file '" + path + "' cannot be opened: " + problem,
+                            "pass the path of an .npy file (numpy.save writes one)");
+  NpyFile f;
+  f.bytes = ddpmc::read_input_file(path, ".npy file", "write it with numpy.save(path, array)");
+  const std::string& bytes = f.bytes;
 
   if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0)
     bad_npy(path, "is not a .npy file (bad magic; expected \\x93NUMPY)");
@@ -114,17 +157,17 @@ NpyArray read_npy(const std::string& path) {
   std::string descr = dict_value(path, dict, "descr");
   if (descr.size() >= 2 && (descr.front() == '\'' || descr.front() == '"'))
     descr = descr.substr(1, descr.size() - 2);
-  int elem;
-  if (descr == "<f4")
-    elem = 4;
-  else if (descr == "<f8")
-    elem = 8;
-  else if (descr == "|u1" || descr == "<u1" || descr == ">u1")
-    elem = 1;
-  else if (!descr.empty() && descr[0] == '>')
-    bad_npy(path, "is big-endian ('" + descr + "'); only little-endian <f4, <f8 and |u1 are read");
-  else
-    bad_npy(path, "has dtype '" + descr + "'; only <f4, <f8 and |u1 are read");
+  f.descr = descr;
+  const bool one_byte = descr.size() == 3 && descr[2] == '1' && (descr[0] == '|' || descr[0] == '<' || descr[0] == '>');
+  if (descr.size() == 3 && (descr[0] == '<' || one_byte) && std::string("fiu").find(descr[1]) != std::string::npos &&
+      std::string(descr[1] == 'f' ? "48" : "1248").find(descr[2]) != std::string::npos) {
+    f.kind = descr[1];
+    f.elem = descr[2] - '0';
+  } else if (!descr.empty() && descr[0] == '>') {
+    bad_npy(path, "is big-endian ('" + descr + "'); only little-endian arrays are read");
+  } else {
+    bad_npy(path, "has dtype '" + descr + "'; only float32/float64 and integer arrays are read");
+  }
 
   std::string fortran = dict_value(path, dict, "fortran_order");
   if (fortran == "True") bad_npy(path, "is in Fortran order; save a C-contiguous array");
@@ -133,8 +176,7 @@ NpyArray read_npy(const std::string& path) {
   std::string shape_text = dict_value(path, dict, "shape");
   if (shape_text.size() < 2 || shape_text.front() != '(' || shape_text.back() != ')')
     bad_npy(path, "has a malformed shape '" + shape_text + "'");
-  NpyArray out;
-  int64_t count = 1;
+  f.shape_text = shape_text;
   std::string inner = shape_text.substr(1, shape_text.size() - 2);
   size_t pos = 0;
   while (pos < inner.size()) {
@@ -147,31 +189,44 @@ NpyArray read_npy(const std::string& path) {
     if (tok.empty() || tok.find_first_not_of("0123456789") != std::string::npos || tok.size() > 15)
       bad_npy(path, "has a malformed shape '" + shape_text + "'");
     int64_t d = std::stoll(tok);
-    out.shape.push_back(d);
-    if (d != 0 && count > std::numeric_limits<int64_t>::max() / 8 / d)
+    f.shape.push_back(d);
+    if (d != 0 && f.count > std::numeric_limits<int64_t>::max() / 8 / d)
       bad_npy(path, "has an impossibly large shape '" + shape_text + "'");
-    count *= d;
+    f.count *= d;
   }
 
-  size_t data_start = hstart + hlen;
-  size_t need = (size_t)count * (size_t)elem;
-  if (bytes.size() - data_start < need)
+  f.data_start = hstart + hlen;
+  size_t need = (size_t)f.count * (size_t)f.elem;
+  if (bytes.size() - f.data_start < need)
     bad_npy(path, "is truncated: shape " + shape_text + " needs " + std::to_string(need) +
-                      " data bytes but the file has " + std::to_string(bytes.size() - data_start));
+                      " data bytes but the file has " + std::to_string(bytes.size() - f.data_start));
+  return f;
+}
 
-  out.data.resize((size_t)count);
-  const char* src = bytes.data() + data_start;
-  if (elem == 4) {
-    if (need) std::memcpy(out.data.data(), src, need);
-  } else if (elem == 8) {
-    for (int64_t i = 0; i < count; ++i) {
-      double d;
-      std::memcpy(&d, src + 8 * i, 8);
-      out.data[i] = (float)d;
-    }
+}  // namespace
+
+NpyArray read_npy(const std::string& path) {
+  NpyFile f = parse_npy(path);
+  NpyArray out;
+  out.shape = f.shape;
+  out.dtype = f.descr;
+  out.integer = f.kind != 'f';
+  ddpmc::check_memory((double)f.count * sizeof(float), fmt::format("reading .npy file '{}' as float32", path),
+                      "use a smaller array");
+  out.data.resize((size_t)f.count);
+  if (f.kind == 'f' && f.elem == 4) {
+    if (f.count) std::memcpy(out.data.data(), f.bytes.data() + f.data_start, (size_t)f.count * 4);
   } else {
-    for (int64_t i = 0; i < count; ++i) out.data[i] = (float)(unsigned char)src[i];
+    for (int64_t i = 0; i < f.count; ++i) out.data[i] = (float)f.at(i);
   }
+  return out;
+}
+
+std::vector<double> read_npy_values(const std::string& path, std::vector<int64_t>& shape) {
+  NpyFile f = parse_npy(path);
+  shape = f.shape;
+  std::vector<double> out((size_t)f.count);
+  for (int64_t i = 0; i < f.count; ++i) out[i] = f.at(i);
   return out;
 }
 

@@ -17,11 +17,19 @@ void write_npy(const std::string& path, const float* data, const std::vector<int
 struct NpyArray {
   std::vector<int64_t> shape;
   std::vector<float> data;  // prod(shape) floats, C order
+  std::string dtype;        // the file's, e.g. "<f4", "|u1", "<i8"
+  bool integer = false;     // an integer dtype (values converted unchanged)
 };
 
-// Reads '<f4', '<f8' (converted to float) or '|u1' (converted to float, values
-// 0..255 unchanged) C-order arrays. Anything else throws a one-line UserError
-// naming the file and the problem.
+// Reads little-endian C-order arrays of float32/float64 ('<f4', '<f8') or of
+// integers ('|u1', '<i2', '<i4', '<i8', '<u4', ...), every value converted to
+// float unchanged (uint8 0..255 stays 0..255: the data loader scales it). Only a
+// regular file is read. Anything else throws a one-line UserError naming the file
+// and the problem.
 NpyArray read_npy(const std::string& path);
+
+// The same arrays with every value as a double (exact for int32 and smaller, and
+// for int64 up to 2^53): for class labels, where a value must be reported as it is.
+std::vector<double> read_npy_values(const std::string& path, std::vector<int64_t>& shape);
 
 }  // namespace ddpm

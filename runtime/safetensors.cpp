@@ -4,13 +4,16 @@
 #include "safetensors.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "common/atomic_file.h"
 #include "common/diag.h"
+#include "common/input_limits.h"
 #include "npy.h"
 
 namespace ddpm {
@@ -117,11 +120,8 @@ std::map<std::string, std::string> read_safetensors_metadata(const std::string& 
 }
 
 SafeTensors read_safetensors(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    ddpmc::user_error_noloc("cannot open checkpoint '" + path + "': " + std::strerror(errno),
-                            "check the path, or re-run training to create it");
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string bytes =
+      ddpmc::read_input_file(path, "checkpoint", "check the path, or re-run training to create it");
 
   if (bytes.size() < 8)
     corrupt(path, "file size " + std::to_string(bytes.size()) + " is smaller than the 8-byte header length");
@@ -178,6 +178,18 @@ SafeTensors read_safetensors(const std::string& path) {
     end_so_far = std::max(end_so_far, e);
   }
   return out;
+}
+
+void require_finite(const std::string& path, const std::string& name, const std::vector<float>& values,
+                    const std::string& hint) {
+  const auto bad = std::find_if(values.begin(), values.end(), [](float v) { return !std::isfinite(v); });
+  if (bad == values.end()) return;
+  ddpmc::user_error_noloc(fmt::format("checkpoint {}: tensor '{}' holds {} at index {} ({} of its {} values are not "
+                                      "finite)",
+                                      path, name, *bad, bad - values.begin(),
+                                      std::count_if(values.begin(), values.end(), [](float v) { return !std::isfinite(v); }),
+                                      values.size()),
+                          hint);
 }
 
 }  // namespace ddpm

@@ -49,4 +49,10 @@ std::map<std::string, std::string> read_safetensors_metadata(const std::string& 
 // a checkpoint may have: the safetensors reference implementation's 100 MB.
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 
+// Throws a one-line UserError naming the file, the tensor and the first value's
+// index when tensor `name` of checkpoint `path` holds a NaN or an infinity (weights
+// that can only give NaN samples or a NaN loss). `hint` says what to do instead.
+void require_finite(const std::string& path, const std::string& name, const std::vector<float>& values,
+                    const std::string& hint);
+
 }  // namespace ddpm

@@ -16,6 +16,7 @@
 
 #include "common/diag.h"
 #include "dist.h"
+#include "memory_plan.h"
 #include "module.h"
 #include "npy.h"
 #include "philox.h"
@@ -48,6 +49,30 @@ void validate(const SampleConfig& c) {
 }
 
 
+// A sampler argument used as a class index must be one the net was trained on: a
+// version-5 module says which arguments are class indices and the range; for a
+// version-4 one, the argument `class` of a model with K classes takes 0..K (K being
+// the usual "no class" index).
+void check_class_arg(const ddpm_module& m, int idx, int k, float value, const std::string& given) {
+  const int K = m.abi_version >= 4 ? m.label_classes : 0;
+  if (K == 0) return;
+  const std::string name = m.sampler_info[idx].arg_names[k];
+  const bool is_class = m.abi_version >= 5 ? m.sampler_arg_is_class[idx][k] != 0 : name == "class";
+  if (!is_class) return;
+  const int hi = m.abi_version >= 5 ? std::max(m.label_values, K) : K + 1;
+  if (value == std::floor(value) && value >= 0 && value < (float)hi) return;
+  const std::string extra = hi == K + 1 ? fmt::format(", or {} for no class", K)
+                            : hi > K    ? fmt::format(", or {}..{} (indices the loss adds)", K, hi - 1)
+                                        : "";
+  user_error_noloc(fmt::format("{} is not a class of the model: its classes are 0..{}{}",
+                               given.empty() ? fmt::format("the default {} = {}", name, value)
+                                             : name == "class" ? fmt::format("class {}", given.substr(given.find('=') + 1))
+                                                               : "--arg " + given,
+                               K - 1, extra),
+                   name == "class" ? fmt::format("pass --class N with N a whole number 0..{} (or --class all)", K - 1)
+                                   : fmt::format("pass --arg {}=N with N a whole number 0..{}", name, K - 1));
+}
+
 }  // namespace
 
 std::string load_weights(const std::string& path, const Module& mod, bool use_ema, float* params) {
@@ -73,6 +98,8 @@ std::string load_weights(const std::string& path, const Module& mod, bool use_em
     if (it->second.first != want)
       user_error_noloc(fmt::format("checkpoint {}: tensor '{}' does not have the model's shape", path, name),
                        "the file is from another model");
+    require_finite(path, name, it->second.second,
+                   "the run diverged; sample an earlier run, or retrain with a lower --lr or with --grad-clip");
     std::copy(it->second.second.begin(), it->second.second.end(), params + p.offset);
   }
   auto st = ck.metadata.find("step");
@@ -91,6 +118,7 @@ std::vector<float> sampler_args(const ddpm_module& m, int idx, const std::vector
   const std::string name = m.sampler_names[idx];
   const std::string list = n ? fmt::format("sampler '{}' takes: {}", name, known)
                              : fmt::format("sampler '{}' takes no arguments", name);
+  std::vector<std::string> given((size_t)n);
   for (const std::string& s : settings) {
     const size_t eq = s.find('=');
     if (eq == std::string::npos || eq == 0)
@@ -99,12 +127,18 @@ std::vector<float> sampler_args(const ddpm_module& m, int idx, const std::vector
     int k = 0;
     while (k < n && key != si->arg_names[k]) ++k;
     if (k == n) user_error_noloc(fmt::format("sampler '{}' has no argument '{}'", name, key), list);
+    if (!given[k].empty())
+      user_error_noloc(fmt::format("the {} is given twice: {} and {}", key, given[k], s),
+                       key == "class" ? "--class N is the same as --arg class=N; give one of them"
+                                      : "give each --arg once");
+    given[k] = s;
     char* end = nullptr;
     const float f = std::strtof(val.c_str(), &end);
     if (val.empty() || *end != '\0' || !std::isfinite(f))
       user_error_noloc(fmt::format("--arg {}: '{}' is not a number", key, val), list);
     v[k] = f;
   }
+  for (int k = 0; k < n; ++k) check_class_arg(m, idx, k, v[k], given[k]);
   return v;
 }
 
@@ -230,6 +264,7 @@ std::vector<float> sample_each_class(const SampleConfig& cfg) {
   if (idx >= 0 && !has_class)
     user_error_noloc(fmt::format("--class all: sampler '{}' has no argument 'class'", cfg.sampler),
                      "use a sampler declared with a class argument, e.g. sampler cfg(x, t, s, w = 3, class = 0)");
+  if (idx >= 0) check_sample_memory(m, idx, cfg.n, cfg.batch, K * cfg.n);
   std::vector<float> all;
   for (int c = 0; c < K; ++c) {
     SampleConfig one = cfg;
@@ -272,6 +307,7 @@ std::vector<float> sample_to_vector(const SampleConfig& cfg) {
   const std::vector<int> ts = sampling_steps(m.T, cfg.steps);
   const int K = (int)ts.size() - 1;
   const std::vector<float> args = sampler_args(m, idx, cfg.args);
+  check_sample_memory(m, idx, cfg.n, cfg.batch, cfg.n);
 
   AlignedFloats params(m.param_floats);
   load_weights(ckpt, mod, cfg.use_ema, params.data());

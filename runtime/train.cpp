@@ -33,6 +33,7 @@
 #include "common/file_lock.h"
 #include "data_source.h"
 #include "dist.h"
+#include "memory_plan.h"
 #include "module.h"
 #include "previews.h"
 #include "resume.h"
@@ -219,6 +220,7 @@ int train(const TrainConfig& cfg_in) {
   world.require_same("the module's spec hash", m.spec_hash);
   world.require_same("the training flags", run_fingerprint(cfg));
   DataSource data(cfg.data, mod, cfg.labels);
+  check_train_memory(m, cfg.batch, cfg.slices > 0 ? cfg.slices : world.size());
 
   const std::string out = cfg.out;
   const std::string ckpt_path = (fs::path(out) / "checkpoint.safetensors").string();

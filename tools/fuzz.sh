@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the libFuzzer target over the compiler's front end (tests/fuzz/) for a
-# bounded time, and fails on any crash, sanitizer report or hang. Builds it with
+# Runs the libFuzzer target over the compiler (what `ddpmc check` runs; tests/fuzz/) for a
+# bounded time, and fails on any crash, sanitizer report, hang or input that would
+# make the tools exit with status 70 (an internal error). Builds it with
 # Debian's clang, AddressSanitizer and UndefinedBehaviorSanitizer in build-fuzz/.
 # Seeds: every spec in models/ and tests/errors/ and every ```ddpm / ```text block
 # of the language reference (compiler/README.md). tools/test.sh calls it.

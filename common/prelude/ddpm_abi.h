@@ -1,6 +1,7 @@
-/* The versioned C ABI (version 4; version 2 added eps_eval, version 3 sampler_step's row0,
+/* The versioned C ABI (version 5; version 2 added eps_eval, version 3 sampler_step's row0,
  * version 4 sampler arguments and state, the declared prediction of eps_eval's net,
- * and class labels)
+ * and class labels, version 5 the range of class indices and which sampler arguments
+ * are class indices)
  * between a compiled ddpmc module (a .so) and the runtime.
  *
  * A module exports one symbol, `ddpm_module_v1`, returning a pointer to a static
@@ -22,7 +23,7 @@
 #define DDPM_ABI_H
 #include <stdint.h>
 
-#define DDPM_ABI_VERSION 4
+#define DDPM_ABI_VERSION 5
 /* The oldest module version the runtime still loads (version 2: sampler_step
  * without row0, see ddpm_sampler_step_v2). */
 #define DDPM_ABI_MIN_VERSION 2
@@ -134,6 +135,15 @@ typedef struct ddpm_module {
                            uint64_t seed, uint64_t step, float* grads, float* loss);
   int (*loss_eval_labels)(void* arena, int B, const float* params, const float* x0, const float* labels,
                           uint64_t seed, uint64_t step, float* loss);
+
+  /* ---- version 5 ---- */
+  /* The class indices the loss trains the net on: 0..label_values-1 (label_classes,
+   * or more when it also feeds a "no class" index, as where(drop, K, y) does). */
+  int label_values;
+  /* n_samplers entries: sampler_arg_is_class[i][k] is 1 when argument k of sampler i
+   * is used as a class index (it reaches a `label` parameter or an embed); the
+   * runtime accepts only whole numbers 0..label_values-1 for it. */
+  const int* const* sampler_arg_is_class;
 } ddpm_module;
 
 typedef const ddpm_module* (*ddpm_module_fn)(void);

@@ -1,9 +1,11 @@
-// libFuzzer target over the compiler's front end: lexer, parser, imports and
-// lowering (shapes, names, inlining, constant tables). Built only with
-// -DDDPM_FUZZ=ON and clang (tools/fuzz.sh), with AddressSanitizer and
-// UndefinedBehaviorSanitizer. An input must be accepted or rejected with a
-// UserError; an InternalError or any other exception aborts (a crash for
-// libFuzzer), as does a sanitizer report or a hang past -timeout.
+// libFuzzer target over the compiler: everything `ddpmc check` runs (lexer, parser,
+// imports, lowering with its expansion bounds, autodiff, the passes and code
+// generation; not the C++ build). Built only with -DDDPM_FUZZ=ON and clang
+// (tools/fuzz.sh), with AddressSanitizer and UndefinedBehaviorSanitizer. An input
+// must be accepted or rejected with a UserError. What the tools would report with
+// exit status 70 (an InternalError, or any other exception such as bad_alloc)
+// aborts, a crash for libFuzzer, as does a sanitizer report, a hang past -timeout
+// or memory past -rss_limit_mb.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -12,19 +14,19 @@
 #include <string>
 
 #include "common/diag.h"
-#include "compiler/frontend.h"
-#include "compiler/lower.h"
+#include "compiler/driver.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
   try {
-    ddpmc::Sources sources;
-    ddpmc::Program program = ddpmc::load_program_text(sources, "fuzz.ddpm", text);
-    ddpmc::lower(program, "fuzz.ddpm");
+    ddpmc::check_spec_text("fuzz.ddpm", text);
   } catch (const ddpmc::UserError&) {
-    // A clean rejection.
+    // A clean rejection: exit status 1 in the tools.
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "fuzz_frontend: not a user error: %s\n", e.what());
+    std::fprintf(stderr, "fuzz_frontend: this input would exit with status 70 (internal error): %s\n", e.what());
+    std::abort();
+  } catch (...) {
+    std::fprintf(stderr, "fuzz_frontend: this input throws something that is not an exception\n");
     std::abort();
   }
   return 0;

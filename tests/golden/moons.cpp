@@ -2381,6 +2381,9 @@ const ddpm_param_info kParams[] = {
     {"eps_theta/linear.3/w", 2, {128, 2, 0, 0}, 41600, 256, 0.0883883461f},
     {"eps_theta/linear.3/b", 1, {2, 0, 0, 0}, 41856, 2, 0.0883883461f},
 };
+const int kArgIsClass0[] = {0};
+const int kArgIsClass1[] = {0};
+const int* const kArgIsClass[] = {kArgIsClass0, kArgIsClass1, nullptr};
 const char* const kSamplers[] = {"ddpm", "ddim", nullptr};
 
 const ddpm_module kModule = {
@@ -2392,6 +2395,7 @@ const ddpm_module kModule = {
     arena_bytes, train_step, loss_eval, sampler_step, eps_eval,
     kSamplerInfo, sampler_step4, DDPM_PREDICTS_EPS,
     0, train_step_labels, loss_eval_labels,
+    0, kArgIsClass,
 };
 
 }  // namespace
