@@ -1,6 +1,6 @@
-/* The versioned C ABI (version 4; version 2 added eps_eval, version 3 sampler_step's row0,
+/* The versioned C ABI (version 5; version 2 added eps_eval, version 3 sampler_step's row0,
  * version 4 sampler arguments and state, the declared prediction of eps_eval's net,
- * and class labels)
+ * and class labels, version 5 eps_eval_labels for a class-conditional noise predictor)
  * between a compiled ddpmc module (a .so) and the runtime.
  *
  * A module exports one symbol, `ddpm_module_v1`, returning a pointer to a static
@@ -22,7 +22,7 @@
 #define DDPM_ABI_H
 #include <stdint.h>
 
-#define DDPM_ABI_VERSION 4
+#define DDPM_ABI_VERSION 5
 /* The oldest module version the runtime still loads (version 2: sampler_step
  * without row0, see ddpm_sampler_step_v2). */
 #define DDPM_ABI_MIN_VERSION 2
@@ -105,7 +105,8 @@ typedef struct ddpm_module {
                       int t, int s, uint64_t seed, uint64_t step, float* x_out, int64_t row0);
 
   /* The noise prediction eps_theta(x, t) of the spec's noise-predictor net: the one
-   * `net` declared as (x: <data shape>, t: step) -> <data shape> (version 4: its
+   * `net` declared as (x: <data shape>, t: step) -> <data shape>, or (version 5) with a
+   * third parameter `y: label` in a spec that declares a label (version 4: its
    * output converted to eps when it declares `predicts x0` or `predicts v`). NULL when the spec
    * has no such net. x and eps are [B, D]; every sample uses step t. Used by
    * ddpm-eval (variational bound). Arena entry: 2 + n_samplers. */
@@ -134,6 +135,14 @@ typedef struct ddpm_module {
                            uint64_t seed, uint64_t step, float* grads, float* loss);
   int (*loss_eval_labels)(void* arena, int B, const float* params, const float* x0, const float* labels,
                           uint64_t seed, uint64_t step, float* loss);
+
+  /* ---- version 5 ---- */
+  /* eps_eval with labels[B] (class indices 0..K-1 as floats), for a model whose
+   * noise-predictor net is declared (x: <data shape>, t: step, y: label) -> <data shape>;
+   * eps_eval then returns 3. For a net without a label, labels are ignored and it is
+   * eps_eval. NULL exactly when eps_eval is. Arena entry: 2 + n_samplers. */
+  int (*eps_eval_labels)(void* arena, int B, const float* params, const float* x, const float* labels, int t,
+                         float* eps);
 } ddpm_module;
 
 typedef const ddpm_module* (*ddpm_module_fn)(void);
