@@ -31,8 +31,6 @@ std::string shape_string(const std::vector<int64_t>& s) {
   return r + "]";
 }
 
-namespace {
-
 // Class indices from an IDX label file or an .npy array; every one checked
 // against 0..K-1 and the count against the n samples.
 std::vector<int32_t> read_labels(const std::string& path, int64_t n, int K, const std::string& data_path) {
@@ -63,8 +61,6 @@ std::vector<int32_t> read_labels(const std::string& path, int64_t n, int K, cons
   out.resize((size_t)n);
   return out;
 }
-
-}  // namespace
 
 DataSource::DataSource(const std::string& spec, const Module& mod, const std::string& labels) : name_(spec) {
   const ddpm_module& m = mod.get();
