@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "runtime/idx.h"
@@ -42,9 +43,9 @@ std::string read_text(const fs::path& p) {
 }
 
 Result eval(const fs::path& dir, const std::vector<std::string>& args) {
-  std::string cmd = "'" + std::string(DDPM_BINARY_DIR) + "/tools/ddpm-eval'";
-  for (const std::string& a : args) cmd += " '" + a + "'";
-  cmd += " --threads 2 > '" + (dir / "eval.out").string() + "' 2> '" + (dir / "eval.err").string() + "'";
+  std::string cmd = fmt::format("'{}/tools/ddpm-eval'", DDPM_BINARY_DIR);
+  for (const std::string& a : args) cmd += fmt::format(" '{}'", a);
+  cmd += fmt::format(" --threads 2 > '{}' 2> '{}'", (dir / "eval.out").string(), (dir / "eval.err").string());
   const int rc = std::system(cmd.c_str());
   Result r;
   r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;

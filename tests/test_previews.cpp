@@ -121,6 +121,7 @@ void stop_during_preview(const std::string& name, int signals) {
   const double took = seconds_since(t0);
   const std::string log = read_text(err);
   INFO("stderr: ", log);
+  MESSAGE("stopped ", took, " s after the first SIGINT");
   REQUIRE(status != -1);
   CHECK(took < 2.0);
   REQUIRE(WIFEXITED(status));
