@@ -42,18 +42,23 @@ std::string existing(const std::string& file) {
   return file;
 }
 
+// A string setting of RUN_DIR/config.json ("" when the file or the key is missing).
+std::string config_string(const std::string& run_dir, const std::string& key) {
+  std::ifstream f(fs::path(run_dir) / "config.json");
+  const nlohmann::json j = f ? nlohmann::json::parse(f, nullptr, false) : nlohmann::json();
+  if (!j.is_object() || !j.contains(key) || !j[key].is_string()) return "";
+  return j[key].get<std::string>();
+}
+
 // --data, or what config.json says was used for training, mapped to its test split.
 std::string resolve_data(const EvalDataRequest& r) {
   std::string data = r.data;
   if (data.empty()) {
-    const std::string conf = (fs::path(r.run_dir) / "config.json").string();
-    std::ifstream f(conf);
-    nlohmann::json j = f ? nlohmann::json::parse(f, nullptr, false) : nlohmann::json();
-    if (!j.is_object() || !j.contains("data") || !j["data"].is_string())
+    data = config_string(r.run_dir, "data");
+    if (data.empty())
       user_error_noloc(fmt::format("cannot tell which data {} was trained on: {} is missing or has no \"data\"",
-                                   r.run_dir, conf),
+                                   r.run_dir, (fs::path(r.run_dir) / "config.json").string()),
                        "pass --data fashion-mnist, --data moons (or another built-in set) or --data FILE.npy");
-    data = j["data"].get<std::string>();
   }
   if (data == "fashion-mnist") return std::string(ddpm::kFashionMnistDir) + "/t10k-images-idx3-ubyte.gz";
   if (is_builtin_2d(data)) return data;
@@ -166,7 +171,11 @@ EvalData load_eval_data(const EvalDataRequest& r, const ddpm::Module& mod) {
 
   std::vector<int32_t> labels;
   if (K > 0) {
-    const std::string lp = !r.labels.empty() ? r.labels : idx_label_file(out.source);
+    // --labels; else the training labels with the training data (when config.json
+    // records them); else the IDX label file next to the images.
+    std::string lp = r.labels;
+    if (lp.empty() && r.data.empty()) lp = config_string(r.run_dir, "labels");
+    if (lp.empty()) lp = idx_label_file(out.source);
     if (lp.empty())
       user_error_noloc(fmt::format("the model conditions on a label with {} classes, but {} comes without labels", K,
                                    out.source),

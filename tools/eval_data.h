@@ -5,7 +5,9 @@
 // (the draw of step 0, which training never uses, so no point was seen in
 // training); an .npy array is taken as given (with a note if it is the training
 // data). A model with a label also gets each row's class: from --labels, else the
-// IDX label file next to the images. --class keeps only the rows of one class.
+// run's training labels when config.json records them and the data is the run's,
+// else the IDX label file next to the images. --class keeps only the rows of one
+// class.
 #pragma once
 #include <cstdint>
 #include <string>
