@@ -79,8 +79,8 @@ void check_module(const Module& mod) {
 // Ctrl-C and SIGTERM during training: the first sets a flag that the loop (and a
 // preview, before each of its sampler steps) reads; the loop then checkpoints and
 // returns. Rank 0 acknowledges the signal at once (write(2) is async-signal-safe).
-// A second signal while the checkpoint is being written is acknowledged and
-// changes nothing; only a third restores the default action and kills at once.
+// Repeated signals are acknowledged and change nothing, so a stop always writes
+// the checkpoint; SIGQUIT (Ctrl-\) or SIGKILL end the process without one.
 volatile sig_atomic_t g_stop_signal = 0;
 volatile sig_atomic_t g_signal_count = 0;
 volatile sig_atomic_t g_announce = 0;
@@ -88,15 +88,9 @@ extern "C" void on_stop_signal(int sig) {
   g_stop_signal = sig;
   const int n = g_signal_count + 1;
   g_signal_count = n;
-  if (n >= 3) {
-    signal(sig, SIG_DFL);
-    raise(sig);
-    return;
-  }
   if (!g_announce) return;
-  static const char first[] =
-      "\nstopping: finishing this step, then writing the checkpoint (a third signal kills without one)\n";
-  static const char again[] = "\nstill stopping: the checkpoint is being written (one more signal kills without it)\n";
+  static const char first[] = "\nstopping: finishing this step, then writing the checkpoint\n";
+  static const char again[] = "\nstill stopping: the checkpoint is being written (Ctrl-\\ kills without it)\n";
   const char* msg = n == 1 ? first : again;
   const size_t len = n == 1 ? sizeof first - 1 : sizeof again - 1;
   ssize_t ignored = write(STDERR_FILENO, msg, len);

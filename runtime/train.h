@@ -76,7 +76,8 @@ constexpr int kTrainInterrupted = 130;  // SIGINT/SIGTERM: stopped after the cur
 // Runs training. Returns 0 on success, kTrainNonFinite if the loss became
 // non-finite, kTrainInterrupted after Ctrl-C or SIGTERM (acknowledged on stderr at
 // once; a preview in flight is abandoned, the step in flight finishes and a
-// checkpoint is written; a second signal changes nothing, a third kills at once).
+// checkpoint is written; repeated signals change nothing: SIGQUIT or SIGKILL end
+// it without a checkpoint).
 // Throws ddpmc::UserError for bad input (config, data, checkpoint).
 int train(const TrainConfig& cfg);
 
