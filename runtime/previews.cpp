@@ -57,9 +57,12 @@ SamplePreviews::SamplePreviews(const Module& mod, const std::string& run_dir, co
                  m.n_samplers < 1 ? "the model has no sampler" : "only [2] points and [1|3, H, W] images are drawn");
     return;
   }
-  const int ddim = mod.sampler_index("ddim");
-  idx_ = std::max(0, ddim);
-  const bool strided = ddim >= 0 || reads_target_step(mod, idx_, params);
+  // ddim; else the first sampler that can skip steps; else the first sampler.
+  idx_ = mod.sampler_index("ddim");
+  for (int i = 0; i < m.n_samplers && idx_ < 0; ++i)
+    if (reads_target_step(mod, i, params)) idx_ = i;
+  const bool strided = idx_ >= 0;
+  idx_ = std::max(0, idx_);
   ts_ = sampling_steps(m.T, strided ? std::min(kPreviewSteps, m.T) : 0);
   n_ = points ? 1000 : 16;
   std::error_code ec;

@@ -5,9 +5,10 @@
 // checkpoint). Both are drawn with Cairo (plot.h).
 //
 // A preview is bounded and interruptible: it runs the model's `ddim` sampler, else
-// its first sampler, with at most kPreviewSteps strided steps when that sampler
-// reads its target step s (a sampler that ignores s, like an ancestral `ddpm`,
-// steps one t at a time and runs all T steps; the trainer says so once). The
+// its first sampler that reads its target step s, with at most kPreviewSteps
+// strided steps; when every sampler ignores s (like an ancestral `ddpm`, which
+// steps one t at a time) the first one runs all T steps, and the trainer says so
+// once. The
 // trainer's stop check is asked before every reverse step, so Ctrl-C or the time
 // limit abandon a preview within one sampler step.
 #pragma once

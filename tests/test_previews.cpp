@@ -134,16 +134,18 @@ void stop_during_preview(const std::string& name, int signals) {
 
 }  // namespace
 
-TEST_CASE("previews: a sampler that reads its target step runs at most 50 steps, one that cannot skip runs all") {
+TEST_CASE("previews: ddim or a sampler that reads its target step runs at most 50 steps, else all steps") {
   const fs::path dir = ddpm_test::process_dir("test-previews", "choice");
   struct Want {
     const char* spec;
     const char* sampler;
     int steps;
   };
-  // cond2d has only a guided DDIM (like fashion_cond.ddpm), moons its ddim, and
+  // cond2d has only a guided DDIM (like fashion_cond.ddpm), moons its ddim,
+  // ddpm_then_ode an ancestral sampler before one that can skip steps, and
   // slow_preview only an ancestral sampler that ignores s.
   for (const Want& w : {Want{"tests/specs/cond2d.ddpm", "cfg", 50}, Want{"models/moons.ddpm", "ddim", 50},
+                        Want{"tests/specs/ddpm_then_ode.ddpm", "ode", 50},
                         Want{"tests/specs/slow_preview.ddpm", "ddpm", 1000}}) {
     CAPTURE(w.spec);
     ddpm::Module mod(module_of(w.spec));
