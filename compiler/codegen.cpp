@@ -127,11 +127,18 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
        "  return sampler_step4(sampler, arena, B, params, x_in, t, s, seed, step, x_out, row0, nullptr, nullptr, nullptr,\n"
        "                       s == 0 ? DDPM_STEP_LAST : 0);\n}\n\n";
   if (c.model.has_eps) {
-    sampler_entries += "int eps_eval(void* arena, int B, const float* params, const float* x, int t, float* eps) {\n"
-         "  if (B < 1 || t < 1 || t > " + fmt::format("{}", m.diffusion.T) + ") return 1;\n"
+    // A labelled noise predictor runs through eps_eval_labels; eps_eval then
+    // returns 3 (as train_step does for a model with a label).
+    const std::string need_labels = m.eps_labelled ? "  if (!labels) return 3;\n" : "";
+    sampler_entries += "int eps_eval_labels(void* arena, int B, const float* params, const float* x, const float* labels,\n"
+         "                    int t, float* eps) {\n"
+         "  if (B < 1 || t < 1 || t > " + fmt::format("{}", m.diffusion.T) + ") return 1;\n" + need_labels +
          "  Env e{};\n  e.B = B;\n  e.A = align64(arena);\n"
          "  e.scratch = e.A + " + fmt::format("{} * (int64_t)B + {}", c.eps.arena_per_sample, c.eps.arena_fixed) +
-         ";\n  e.params = params;\n  e.in_x = x;\n  e.t = (float)t;\n  e.x_out = eps;\n  eps_run(e);\n  return 0;\n}\n\n";
+         ";\n  e.params = params;\n  e.in_x = x;\n  e.in_label = labels;\n  e.t = (float)t;\n  e.x_out = eps;\n"
+         "  eps_run(e);\n  return 0;\n}\n\n"
+         "int eps_eval(void* arena, int B, const float* params, const float* x, int t, float* eps) {\n"
+         "  return eps_eval_labels(arena, B, params, x, nullptr, t, eps);\n}\n\n";
   }
 
   std::vector<std::string> out;
@@ -155,7 +162,10 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
          "                  uint64_t seed, uint64_t step, float* x_out, int64_t row0, const float* args,\n"
          "                  const float* state_in, float* state_out, int flags);\n"
          "extern const ddpm_sampler_info kSamplerInfo[];\n";
-    if (c.model.has_eps) s += "int eps_eval(void* arena, int B, const float* params, const float* x, int t, float* eps);\n";
+    if (c.model.has_eps)
+      s += "int eps_eval(void* arena, int B, const float* params, const float* x, int t, float* eps);\n"
+           "int eps_eval_labels(void* arena, int B, const float* params, const float* x, const float* labels, int t,\n"
+           "                    float* eps);\n";
     s += "}  // namespace ddpm_part1\n\nnamespace {\n\n";
   }
   s += "int64_t arena_bytes(int entry, int B) {\n  switch (entry) {\n";
@@ -222,7 +232,8 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
                    : c.model.eps_predicts == Prediction::V ? "DDPM_PREDICTS_V"
                                                            : "DDPM_PREDICTS_EPS");
   s += fmt::format("    {}, train_step_labels, loss_eval_labels,\n", m.label_classes);
-  s += fmt::format("    {}, kArgIsClass,\n}};\n\n", std::max(m.label_values, m.label_classes));
+  s += fmt::format("    {}, kArgIsClass,\n", std::max(m.label_values, m.label_classes));
+  s += fmt::format("    {},\n}};\n\n", c.model.has_eps ? q + "eps_eval_labels" : "nullptr");
   s += "}  // namespace\n\n";
   s += "extern \"C\" __attribute__((visibility(\"default\"))) const ddpm_module* ddpm_module_v1(void) { return &kModule; }\n";
   out.push_back(std::move(s));

@@ -157,8 +157,11 @@ struct Model {
   std::vector<std::pair<std::string, Graph>> samplers;  // outputs "x_out", then "state/<name>" per state variable
   std::vector<SamplerInfo> sampler_info;                // parallel to samplers
   // eps_theta(x, t) alone, for the variational bound: the net declared
-  // (x: <data shape>, t: step) -> <data shape>, if the spec has exactly one. Output "eps".
+  // (x: <data shape>, t: step) -> <data shape>, if the spec has exactly one, or
+  // (x: <data shape>, t: step, y: label) -> <data shape> in a spec with a label
+  // (eps_labelled; the graph then also reads input "label"). Output "eps".
   bool has_eps = false;
+  bool eps_labelled = false;
   Prediction eps_predicts = Prediction::Eps;  // what the eps graph's net predicts (declared, default eps)
   Graph eps;
   std::vector<Loc> loss_locs;

@@ -248,7 +248,7 @@ Graph Lowerer::lower_entry(const FuncDef& f, const std::string& graph_name) {
   return g;
 }
 
-// eps(x, t) = net(x, t) for the noise-predictor net (see Model::has_eps).
+// eps(x, t) = net(x, t), or net(x, t, label), for the noise-predictor net (see Model::has_eps).
 Graph Lowerer::lower_eps(const FuncDef& net) {
   Graph g;
   g.name = "eps";
@@ -269,9 +269,17 @@ Graph Lowerer::lower_eps(const FuncDef& net) {
   };
   fr.vars["x"] = input("x", data_type_, false);
   fr.vars["t"] = input("t", Type{true, {}}, true);
+  std::vector<const char*> args = {"x", "t"};
+  if (net.params.size() == 3) {
+    Value y = input("label", Type{true, {}}, false);
+    y.classes = label_->classes;
+    fr.vars["label"] = y;
+    args.push_back("label");
+    m_.eps_labelled = true;
+  }
   Expr call{ExprKind::Call, net.name_loc};
   call.name = net.name;
-  for (const char* a : {"x", "t"}) {
+  for (const char* a : args) {
     Arg arg;
     arg.loc = net.name_loc;
     arg.value = std::make_unique<Expr>(Expr{ExprKind::Name, net.name_loc});
@@ -331,16 +339,20 @@ void Lowerer::run() {
                fmt::format("parameter '{}' is created by a sampler but the loss never uses it, so it would never be trained",
                            m_.params[trained].name),
                "create parameters inside the `net` that the loss calls, and call that net from the sampler");
-  // The noise predictor for ddpm-eval: exactly one net typed (x: data, t: step) -> data.
+  // The noise predictor for ddpm-eval: exactly one net typed (x: data, t: step) -> data,
+  // or (x: data, t: step, y: label) -> data when the spec declares a label.
   std::vector<const FuncDef*> eps_nets;
   for (auto& [name, f] : defs_) {
-    if (f->kind != DefKind::Net || f->params.size() != 2 || !f->result) continue;
+    const size_t n = f->params.size();
+    if (f->kind != DefKind::Net || !(n == 2 || (n == 3 && label_)) || !f->result) continue;
     auto is_data = [&](const TypeAnn& a) {
       return a.kind == TypeAnn::Kind::Tensor && std::vector<int64_t>(a.dims.begin(), a.dims.end()) == data_type_.dims;
     };
     const auto& p0 = f->params[0].type;
     const auto& p1 = f->params[1].type;
-    if (p0 && p1 && is_data(*p0) && p1->kind == TypeAnn::Kind::Step && is_data(*f->result)) eps_nets.push_back(f);
+    const bool labelled = n == 3 && f->params[2].type && f->params[2].type->kind == TypeAnn::Kind::Label;
+    if (p0 && p1 && is_data(*p0) && p1->kind == TypeAnn::Kind::Step && is_data(*f->result) && (n == 2 || labelled))
+      eps_nets.push_back(f);
   }
   if (eps_nets.size() == 1) {
     const size_t before = m_.params.size();
@@ -351,6 +363,7 @@ void Lowerer::run() {
       m_.eps = std::move(eps);
       m_.has_eps = true;
     } else {
+      m_.eps_labelled = false;
       m_.params.resize(before);
       param_locs_.resize(before);
       for (auto it = param_index_.begin(); it != param_index_.end();)

@@ -39,6 +39,8 @@ std::string label_text(double v) {
   return fmt::format("{}", v);
 }
 
+}  // namespace
+
 // Class indices from an IDX label file or an .npy array (integer or whole-number
 // float); every one checked against 0..K-1 and the count against the n samples.
 std::vector<int32_t> read_labels(const std::string& path, int64_t n, int K, const std::string& data_path) {
@@ -75,6 +77,8 @@ std::vector<int32_t> read_labels(const std::string& path, int64_t n, int K, cons
   }
   return out;
 }
+
+namespace {
 
 // The first value of an array that is NaN or infinite, reported with its sample
 // and position: training on it would turn the loss into NaN steps later.

@@ -50,4 +50,10 @@ class DataSource {
 // "[2, 3]".
 std::string shape_string(const std::vector<int64_t>& s);
 
+// The class indices of the n samples of `data_path` from the label file `path`
+// (an IDX label file or an .npy [N]), each checked against 0..K-1; a user error
+// names the file otherwise. (The trainer's labels; ddpm-eval reads its test
+// split's labels the same way.)
+std::vector<int32_t> read_labels(const std::string& path, int64_t n, int K, const std::string& data_path);
+
 }  // namespace ddpm

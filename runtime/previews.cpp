@@ -3,12 +3,15 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <tuple>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "common/diag.h"
 #include "module.h"
 #include "plot.h"
 #include "sample.h"
@@ -21,9 +24,29 @@ namespace {
 // Previews use one fixed noise seed, so successive files show the same x_T
 // denoised by better and better weights.
 constexpr uint64_t kPreviewSeed = 0x5eed;
+
+// Whether sampler `idx` reads its target step s: one step of one sample from
+// t = T to two different s, compared bitwise (same input, same noise). A module
+// older than ABI version 4 is taken not to.
+bool reads_target_step(const Module& mod, int idx, const float* params) {
+  const ddpm_module& m = mod.get();
+  if (m.abi_version < 4 || m.T < 3) return false;
+  const int64_t D = m.data_numel, S = std::max<int64_t>(1, m.sampler_info[idx].state_floats);
+  AlignedBuffer arena = alloc_arena(m, 1 + idx, 1);
+  AlignedFloats x(D), a(D), b(D), st(S), sa(S), sb(S);
+  std::fill(x.data(), x.data() + D, 0.5f);
+  std::fill(st.data(), st.data() + S, 0.0f);
+  for (auto [s, out, st_out] : {std::tuple{m.T - 1, a.data(), sa.data()}, std::tuple{m.T / 2, b.data(), sb.data()}}) {
+    const int rc = m.sampler_step4(idx, arena.data(), 1, params, x.data(), m.T, s, kPreviewSeed, (uint64_t)m.T, out,
+                                   0, nullptr, st.data(), st_out, DDPM_STEP_FIRST);
+    if (rc != 0) DDPM_ICE(fmt::format("module sampler_step4 returned {} (sampler {})", rc, m.sampler_names[idx]));
+  }
+  return std::memcmp(a.data(), b.data(), (size_t)D * sizeof(float)) != 0;
+}
+
 }  // namespace
 
-SamplePreviews::SamplePreviews(const Module& mod, const std::string& run_dir, bool quiet)
+SamplePreviews::SamplePreviews(const Module& mod, const std::string& run_dir, const float* params, bool quiet)
     : mod_(mod), dir_((fs::path(run_dir) / "samples").string()) {
   const ddpm_module& m = mod.get();
   const bool points = m.data_rank == 1 && m.data_dims[0] == 2;
@@ -34,15 +57,32 @@ SamplePreviews::SamplePreviews(const Module& mod, const std::string& run_dir, bo
                  m.n_samplers < 1 ? "the model has no sampler" : "only [2] points and [1|3, H, W] images are drawn");
     return;
   }
-  idx_ = std::max(0, mod.sampler_index("ddim"));
-  ts_ = sampling_steps(m.T, mod.sampler_index("ddim") >= 0 ? std::min(50, m.T) : 0);
+  // ddim; else the first sampler that can skip steps; else the first sampler.
+  idx_ = mod.sampler_index("ddim");
+  for (int i = 0; i < m.n_samplers && idx_ < 0; ++i)
+    if (reads_target_step(mod, i, params)) idx_ = i;
+  const bool strided = idx_ >= 0;
+  idx_ = std::max(0, idx_);
+  ts_ = sampling_steps(m.T, strided ? std::min(kPreviewSteps, m.T) : 0);
   n_ = points ? 1000 : 16;
   std::error_code ec;
   fs::create_directories(dir_, ec);
+  if (quiet) return;
+  if (strided)
+    fmt::print(stderr, "previews: sampler '{}' with {} steps, {} {}\n", sampler(), steps(), n_,
+               points ? "points" : "images");
+  else
+    fmt::print(stderr,
+               "note: previews run sampler '{}' over all {} steps (it ignores its target step s, so it cannot skip "
+               "steps): each costs {} sampler steps of {} {}; Ctrl-C and --minutes still stop within one step\n",
+               sampler(), steps(), steps(), n_, points ? "points" : "images");
 }
 
-std::string SamplePreviews::write(int64_t step, const float* ema) const {
-  std::vector<float> x = run_sampler(mod_, ema, idx_, ts_, n_, (int)n_, kPreviewSeed, true);
+std::string SamplePreviews::sampler() const { return idx_ >= 0 ? mod_->sampler_names[idx_] : ""; }
+
+std::string SamplePreviews::write(int64_t step, const float* ema, const std::function<bool()>& stop) const {
+  std::vector<float> x = run_sampler(mod_, ema, idx_, ts_, n_, (int)n_, kPreviewSeed, true, nullptr, 0, stop);
+  if (x.empty()) return "";
   const std::string path = (fs::path(dir_) / fmt::format("step_{:07}.png", step)).string();
   write_samples_png(path, mod_, x.data(), n_);
   return path;

@@ -3,8 +3,17 @@
 // samples/step_NNNNNNN.png, a scatter plot for 2-D points or an image grid) and
 // the loss and learning-rate curves from metrics.jsonl (loss.png, redrawn at each
 // checkpoint). Both are drawn with Cairo (plot.h).
+//
+// A preview is bounded and interruptible: it runs the model's `ddim` sampler, else
+// its first sampler that reads its target step s, with at most kPreviewSteps
+// strided steps; when every sampler ignores s (like an ancestral `ddpm`, which
+// steps one t at a time) the first one runs all T steps, and the trainer says so
+// once. The
+// trainer's stop check is asked before every reverse step, so Ctrl-C or the time
+// limit abandon a preview within one sampler step.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -14,14 +23,19 @@ class Module;
 
 class SamplePreviews {
  public:
-  // Picks the sampler (ddim with 50 steps if the model has it, else its first
-  // sampler with every step) and the sample count (1000 points, or 16 images).
-  // Previews are off, with a note on stderr, for a model without samplers or
-  // with a data shape that has no picture.
-  SamplePreviews(const Module& mod, const std::string& run_dir, bool quiet);
+  static constexpr int kPreviewSteps = 50;
+  // Picks the sampler and its steps (see above; `params` serve to probe whether
+  // the sampler reads s) and the sample count (1000 points, or 16 images), and
+  // says on stderr what a preview runs unless `quiet`. Previews are off, with a
+  // note, for a model without samplers or with a data shape that has no picture.
+  SamplePreviews(const Module& mod, const std::string& run_dir, const float* params, bool quiet);
   bool enabled() const { return idx_ >= 0; }
-  // Samples from `ema` and writes run_dir/samples/step_NNNNNNN.png; returns its path.
-  std::string write(int64_t step, const float* ema) const;
+  // Samples from `ema` and writes run_dir/samples/step_NNNNNNN.png; returns its
+  // path, or "" when `stop` (asked before every sampler step) returned true.
+  std::string write(int64_t step, const float* ema, const std::function<bool()>& stop = nullptr) const;
+  // The sampler's name and its number of reverse steps (for messages and tests).
+  std::string sampler() const;
+  int steps() const { return (int)ts_.size() - 1; }
 
  private:
   const Module& mod_;

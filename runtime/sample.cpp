@@ -174,7 +174,8 @@ RunFiles run_files(const std::string& run_dir, const std::string& then, const st
 }
 
 std::vector<float> run_sampler(const Module& mod, const float* params, int idx, const std::vector<int>& ts, int64_t N,
-                               int batch, uint64_t seed, bool quiet, const float* args, int64_t first) {
+                               int batch, uint64_t seed, bool quiet, const float* args, int64_t first,
+                               const std::function<bool()>& stop) {
   const ddpm_module& m = mod.get();
   const int K = (int)ts.size() - 1;
   const int64_t D = m.data_numel;
@@ -197,6 +198,7 @@ std::vector<float> run_sampler(const Module& mod, const float* params, int idx, 
       x[e] = (float)philox_normal(seed, kNoiseStep, kNoiseStream, (uint64_t)(g0 * D + e));
     std::fill(st.data(), st.data() + (int64_t)B * S, 0.0f);
     for (int i = K; i >= 1; --i) {
+      if (stop && stop()) return {};
       const int t = ts[i], s = ts[i - 1];
       // Version 3+ modules key noise by the global sample index (row0), so the
       // result does not depend on --batch; version 2 ones by the index in the

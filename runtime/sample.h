@@ -16,6 +16,7 @@
 // --batch (and such modules are not sampled under mpirun).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -85,9 +86,12 @@ std::string load_weights(const std::string& path, const Module& mod, bool use_em
 // (seed, sample index), with the sampler's arguments `args` (ABI 4; nullptr: its
 // defaults) and its per-sample state carried from step to step. The samples are
 // those of global indices first .. first + N - 1 of the whole set (a rank's share
-// under mpirun). Progress goes to stderr unless `quiet`.
+// under mpirun). Progress goes to stderr unless `quiet`. `stop`, when set, is
+// asked before every reverse step; once it returns true the sampling is abandoned
+// and an empty vector returned (the trainer's previews stop this way on Ctrl-C).
 std::vector<float> run_sampler(const Module& mod, const float* params, int idx, const std::vector<int>& ts, int64_t N,
-                               int batch, uint64_t seed, bool quiet, const float* args = nullptr, int64_t first = 0);
+                               int batch, uint64_t seed, bool quiet, const float* args = nullptr, int64_t first = 0,
+                               const std::function<bool()>& stop = nullptr);
 
 // A scatter plot ([2] points) or an image grid ([1|3, H, W], at most 256 images)
 // of n samples; false (nothing written) for any other data shape.

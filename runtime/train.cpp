@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -78,18 +79,32 @@ void check_module(const Module& mod) {
   }
 }
 
-// Ctrl-C and SIGTERM during training: the first sets a flag that the loop reads
-// after each step (then it checkpoints and returns); the handler then restores
-// the default action, so a second signal stops the process at once.
+// Ctrl-C and SIGTERM during training: the first sets a flag that the loop (and a
+// preview, before each of its sampler steps) reads; the loop then checkpoints and
+// returns. Rank 0 acknowledges the signal at once (write(2) is async-signal-safe).
+// Repeated signals are acknowledged and change nothing, so a stop always writes
+// the checkpoint; SIGQUIT (Ctrl-\) or SIGKILL end the process without one.
 volatile sig_atomic_t g_stop_signal = 0;
+volatile sig_atomic_t g_signal_count = 0;
+volatile sig_atomic_t g_announce = 0;
 extern "C" void on_stop_signal(int sig) {
   g_stop_signal = sig;
-  signal(sig, SIG_DFL);
+  const int n = g_signal_count + 1;
+  g_signal_count = n;
+  if (!g_announce) return;
+  static const char first[] = "\nstopping: finishing this step, then writing the checkpoint\n";
+  static const char again[] = "\nstill stopping: the checkpoint is being written (Ctrl-\\ kills without it)\n";
+  const char* msg = n == 1 ? first : again;
+  const size_t len = n == 1 ? sizeof first - 1 : sizeof again - 1;
+  ssize_t ignored = write(STDERR_FILENO, msg, len);
+  (void)ignored;
 }
 struct StopSignals {
   struct sigaction old_int {}, old_term {};
-  StopSignals() {
+  explicit StopSignals(bool announce) {
     g_stop_signal = 0;
+    g_signal_count = 0;
+    g_announce = announce ? 1 : 0;
     struct sigaction sa {};
     sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);
@@ -321,10 +336,13 @@ int train(const TrainConfig& cfg_in) {
                world.distributed() ? fmt::format(" x {} processes", world.size()) : "", start.step + 1, cfg.steps);
 
   std::optional<SamplePreviews> previews;
-  if (lead && cfg.sample_every > 0) previews.emplace(mod, out, cfg.quiet);
+  if (lead && cfg.sample_every > 0) previews.emplace(mod, out, st.ema.data(), cfg.quiet);
 
-  StopSignals stop_signals;
+  StopSignals stop_signals(lead);
   bool interrupted = false;
+  auto over_time = [&] { return cfg.minutes > 0 && seconds_since(t0) > cfg.minutes * 60; };
+  // A preview stops at the first sampler step after a signal or the time limit.
+  const std::function<bool()> preview_stop = [&] { return g_stop_signal != 0 || over_time(); };
   const int64_t end = cfg.stop_at > 0 ? std::min(cfg.steps, cfg.stop_at) : cfg.steps;
   while (k < end) {
     const int64_t step = k + 1;
@@ -359,13 +377,13 @@ int train(const TrainConfig& cfg_in) {
     optimizer_step(st.params.data(), st.grads.data(), st.m.data(), st.v.data(), st.ema.data(), P, step, oc,
                    clip_coefficient(gnorm, cfg.grad_clip), decay);
     k = step;
-    if (previews && previews->enabled() && step % cfg.sample_every == 0) previews->write(step, st.ema.data());
+    if (previews && previews->enabled() && step % cfg.sample_every == 0)
+      previews->write(step, st.ema.data(), preview_stop);
 
     window_loss += loss;
     ++window_n;
     // Every rank stops at the same step: the first to time out or see a signal decides.
-    const int stop = world.any((cfg.minutes > 0 && seconds_since(t0) > cfg.minutes * 60 ? 1 : 0) |
-                               (g_stop_signal ? 2 : 0));
+    const int stop = world.any((over_time() ? 1 : 0) | (g_stop_signal ? 2 : 0));
     timed_out = stop & 1;
     interrupted = stop & 2;
     if (lead && (step % cfg.log_every == 0 || step == end || timed_out || interrupted)) {

@@ -65,7 +65,9 @@ struct TrainConfig {
   // along half a cosine (learning_rate below).
   std::string lr_schedule = "constant";
   // Every this many steps (0 = never), a preview of samples from the EMA weights is
-  // written to out/samples/step_NNNNNNN.png (a scatter plot or an image grid).
+  // written to out/samples/step_NNNNNNN.png (a scatter plot or an image grid), with
+  // at most 50 sampler steps where the sampler can skip steps (previews.h); a
+  // signal or `minutes` abandons a preview within one sampler step.
   int64_t sample_every = 0;
   bool quiet = false;      // no progress lines (errors and the summary are still printed)
   // Stop (with a checkpoint, as an interruption would) after this step; 0 = run to
@@ -87,8 +89,11 @@ constexpr int kTrainNonFinite = 3;     // the loss became NaN/Inf; the last good
 constexpr int kTrainInterrupted = 130;  // SIGINT/SIGTERM: stopped after the current step, checkpoint written
 
 // Runs training. Returns 0 on success, kTrainNonFinite if the loss became
-// non-finite, kTrainInterrupted after Ctrl-C or SIGTERM (the step in flight
-// finishes and a checkpoint is written; a second signal kills at once). Throws ddpmc::UserError for bad input (config, data, checkpoint).
+// non-finite, kTrainInterrupted after Ctrl-C or SIGTERM (acknowledged on stderr at
+// once; a preview in flight is abandoned, the step in flight finishes and a
+// checkpoint is written; repeated signals change nothing: SIGQUIT or SIGKILL end
+// it without a checkpoint).
+// Throws ddpmc::UserError for bad input (config, data, checkpoint).
 int train(const TrainConfig& cfg);
 
 }  // namespace ddpm

@@ -46,6 +46,11 @@ double discretized_gaussian_log_likelihood(double x, double mean, double log_sca
   return std::log(std::max(delta, kFloor));
 }
 
+double gaussian_log_density(double x, double mean, double log_var) {
+  const double d = x - mean;
+  return -0.5 * (std::log(2.0 * M_PI) + log_var + d * d * std::exp(-log_var));
+}
+
 VlbSchedule schedule_from_tables(int T, const float* beta, const float* alpha, const float* abar) {
   if (T < 2)
     ddpmc::user_error_noloc(fmt::format("the model has T = {} diffusion steps; the bound needs T >= 2", T),
@@ -149,7 +154,8 @@ VlbBatch vlb_bpd(const float* x0, int B, int64_t D, const VlbSchedule& s, const 
           const double x = x0[i * D + d], y = xt[i * D + d];
           const double mean = p.coef_xt * y - p.coef_eps * e[i * D + d];
           if (t == 1)
-            sum -= discretized_gaussian_log_likelihood(x, mean, 0.5 * p.log_var);
+            sum -= opt.decoder == Decoder::Gaussian ? gaussian_log_density(x, mean, p.log_var)
+                                                    : discretized_gaussian_log_likelihood(x, mean, 0.5 * p.log_var);
           else
             sum += normal_kl(q.coef_x0 * x + q.coef_xt * y, q.log_var_clipped, mean, p.log_var);
         }
@@ -162,7 +168,7 @@ VlbBatch vlb_bpd(const float* x0, int B, int64_t D, const VlbSchedule& s, const 
     if (opt.on_step) opt.on_step((int)k + 1, (int)order.size(), t);
   }
 
-  const double to_bpd = 1.0 / ((double)D * std::log(2.0));
+  const double to_bpd = 1.0 / ((double)D * (opt.decoder == Decoder::Gaussian ? 1.0 : std::log(2.0)));
   for (int i = 0; i < B; ++i) {
     r.prior[i] *= to_bpd;
     r.terms[i] *= to_bpd;

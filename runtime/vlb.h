@@ -1,4 +1,4 @@
-// The variational bound of Ho et al. (2020), in bits per dimension.
+// The variational bound of Ho et al. (2020), in bits (8-bit data) or nats (continuous data) per dimension.
 //
 // Data flow: ddpm-eval loads a run (module.so + checkpoint) and a test set, and
 // hands batches of images x0 [B, D] in [-1, 1] plus a callback that runs the
@@ -6,8 +6,12 @@
 //   L = L_T + Σ_{t=2..T} L_{t-1} + L_0
 //   L_T     = KL(q(x_T | x_0) || N(0, I))                         closed form
 //   L_{t-1} = KL(q(x_{t-1} | x_t, x_0) || p_θ(x_{t-1} | x_t)),    x_t ~ q(x_t | x_0)
-//   L_0     = -log p_θ(x_0 | x_1), a discretized Gaussian over 256 bins, x_1 ~ q(x_1 | x_0)
-// each summed over the D dimensions and divided by D · ln 2. This file is pure
+//   L_0     = -log p_θ(x_0 | x_1), x_1 ~ q(x_1 | x_0): a discretized Gaussian over 256
+//             bins for 8-bit data (a probability), or for continuous data (2-D points,
+//             any real-valued array) the Gaussian density N(x_0; μ_θ, σ_1²) itself
+// each summed over the D dimensions and divided by D · ln 2 (bits/dim) or by D
+// (nats/dim; the bound with a continuous decoder is a density, comparable only to
+// other continuous bounds, not to the bits/dim of 8-bit data). This file is pure
 // math in double precision; it knows nothing about modules, files or flags.
 //
 // Conventions follow the reference code of Ho et al. (diffusion_utils_2.py,
@@ -47,6 +51,9 @@ double standard_normal_cdf(double x);
 // top bin (x > 0.999) to +∞ (log(1 − Φ(lower))). Each probability is clamped
 // below at 1e-12 before the log, so the result is ≥ log(1e-12) ≈ −27.6.
 double discretized_gaussian_log_likelihood(double x, double mean, double log_scale);
+
+// log N(x; mean, e^log_var), the continuous decoder's density, in nats.
+double gaussian_log_density(double x, double mean, double log_var);
 
 // The diffusion schedule in double precision; beta, alpha, abar have T + 1
 // entries, index 0 = clean data (beta[0] = 0, alpha[0] = abar[0] = 1).
@@ -98,7 +105,12 @@ TermSteps vlb_term_steps(int T, int steps, uint64_t seed, uint64_t key = 0);
 // ε_θ(x_t, t) for the whole batch: x_t and eps_out are [B, D] floats.
 using EpsFn = std::function<void(const float* x_t, int t, float* eps_out)>;
 
+enum class Decoder { Discretized, Gaussian };
+
 struct VlbOptions {
+  // L_0: the discretized 8-bit decoder (results in bits/dim) or the continuous
+  // Gaussian one (results in nats/dim).
+  Decoder decoder = Decoder::Discretized;
   uint64_t seed = 0;
   int steps = 0;            // K for vlb_term_steps; 0 = the full sum
   int64_t first_index = 0;  // global index of image 0 of the batch (keys the noise and the offset)
@@ -107,7 +119,8 @@ struct VlbOptions {
   std::function<void(int done, int total, int t)> on_step;
 };
 
-// Per-image results in bits/dim, each vector of length B.
+// Per-image results per dimension (bits for the discretized decoder, nats for the
+// Gaussian one), each vector of length B.
 struct VlbBatch {
   std::vector<double> total, prior, terms, decoder;  // total = prior + terms + decoder
 };

@@ -2,7 +2,8 @@
 // (cosine schedule, v-prediction) trains and samples near the data, and its
 // module declares its prediction; models/fashion_cond.ddpm (class-conditional
 // U-Net with attention and a guided sampler) builds, takes labels in a training
-// step, and its guided sampler runs with the class and weight set per call.
+// step, its guided sampler runs with the class and weight set per call, and its
+// noise predictor for the bound (eps_eval_labels) takes a class per sample.
 #include <doctest/doctest.h>
 #include <tbb/global_control.h>
 
@@ -37,7 +38,7 @@ TEST_CASE("models: moons_cosine_v (v-prediction, cosine schedule) samples near t
   }
 }
 
-TEST_CASE("models: fashion_cond builds, trains a step with labels, and samples a guided step per class") {
+TEST_CASE("models: fashion_cond builds, trains a step with labels, samples a guided step and predicts eps per class") {
   ddpm::Module mod(ddpm_tools::module_for(source_path("models/fashion_cond.ddpm"),
                                           std::string(DDPM_BINARY_DIR) + "/test-cache").so);
   REQUIRE(mod->label_classes == 10);
@@ -70,4 +71,17 @@ TEST_CASE("models: fashion_cond builds, trains a step with labels, and samples a
   for (float v : out3) finite = finite && std::isfinite(v);
   CHECK(finite);
   CHECK(out3 != out7);  // the class reaches the net through the embedding
+
+  // The noise predictor for ddpm-eval's bound takes the labels too (ABI version 5).
+  REQUIRE(mod->abi_version >= 5);
+  REQUIRE((mod->eps_eval_labels != nullptr));
+  ddpm::AlignedBuffer ea(mod->arena_bytes(2 + mod->n_samplers, B));
+  std::vector<float> e37(B * 784), e73(B * 784);
+  const float l37[B] = {3, 7}, l73[B] = {7, 3};
+  CHECK(mod->eps_eval(ea.data(), B, params.data(), x.data(), 500, e37.data()) == 3);  // labels needed
+  REQUIRE(mod->eps_eval_labels(ea.data(), B, params.data(), x.data(), l37, 500, e37.data()) == 0);
+  REQUIRE(mod->eps_eval_labels(ea.data(), B, params.data(), x.data(), l73, 500, e73.data()) == 0);
+  for (float v : e37) finite = finite && std::isfinite(v);
+  CHECK(finite);
+  CHECK(e37 != e73);
 }

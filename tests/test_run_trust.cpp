@@ -114,7 +114,10 @@ Results use_run(const Runs& r, const fs::path& run_dir, const std::string& resum
   REQUIRE(run(fmt::format("{} {} --bpd -n 8 --steps 5 --batch 4 -q --data {} --cache-dir {}", tool("ddpm-eval"),
                           run_dir.string(), r.data.string(), r.cache),
               out) == 0);
-  res.eval = out.substr(out.find("bits/dim"));
+  const size_t at = out.find("/dim ");  // bits/dim or nats/dim: the bound's line
+  REQUIRE(at != std::string::npos);
+  const size_t line = out.rfind('\n', at);
+  res.eval = out.substr(line == std::string::npos ? 0 : line + 1);
   REQUIRE(run(fmt::format("{} {} --out {} --resume -q --threads 2 --cache-dir {}", tool("ddpm-train"), resume_model,
                           run_dir.string(), r.cache),
               out) == 0);

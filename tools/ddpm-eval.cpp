@@ -1,15 +1,20 @@
-// ddpm-eval: the variational bound of a trained run in bits/dim (runtime/vlb.h).
+// ddpm-eval: the variational bound of a trained run (runtime/vlb.h) on held-out data.
 //
-//   ddpm-eval runs/fashion --bpd -n 1000 [--data fashion-mnist|FILE.npy] [--steps 100]
+//   ddpm-eval runs/fashion                      what it can compute for this run, and how
+//   ddpm-eval runs/fashion --bound -n 1000 [--steps 100] [--data FILE] [--class K]
 //
 // Data flow: RUN_DIR/module.so + RUN_DIR/checkpoint.safetensors (EMA weights by
-// default; the spec hashes must match) and test images (the first n of the test
-// split: by default the data set named in RUN_DIR/config.json, with Fashion-MNIST
-// mapped from its training to its test file) → batches x0 [B, D] → ddpm::vlb_bpd,
-// which calls the module's eps_eval once per t → per-image bits/dim → the mean and
-// its standard error on stdout and in RUN_DIR/eval.json. A progress line goes to
-// stderr. Exit codes: 0 ok, 1 bad input (a one-line error), 2 bad flags, 70 an
-// internal error.
+// default; the spec hashes must match) and held-out data (eval_data.h: the test
+// split of the run's data set, or fresh points of a built-in 2-D set) → batches
+// x0 [B, D] (with their labels for a class-conditional model) → ddpm::vlb_bpd,
+// which calls the module's eps_eval (eps_eval_labels) once per t → per-sample
+// bounds → the mean and its standard error (per class and averaged over the
+// classes for a conditional model; eval_stats.h) on stdout and in
+// RUN_DIR/eval.json. 8-bit data (every value on the grid 2k/255 - 1) gets the
+// discretized decoder and bits/dim; continuous data (2-D points, other arrays) a
+// continuous Gaussian decoder and nats/dim (--decoder overrides the choice).
+// A progress line goes to stderr. Exit codes: 0 ok, 1 bad input (a one-line
+// error), 2 bad flags, 70 an internal error.
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,7 +22,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -29,10 +33,9 @@
 
 #include "common/atomic_file.h"
 #include "common/diag.h"
-#include "runtime/idx.h"
+#include "eval_data.h"
+#include "eval_stats.h"
 #include "runtime/module.h"
-#include "runtime/npy.h"
-#include "runtime/safetensors.h"
 #include "runtime/sample.h"
 #include "runtime/vlb.h"
 #include "spec_module.h"
@@ -45,14 +48,14 @@ using ddpmc::user_error_noloc;
 using Clock = std::chrono::steady_clock;
 
 struct EvalConfig {
-  std::string run_dir;
-  int64_t n = 1000;
-  std::string data;  // empty: from RUN_DIR/config.json
+  ddpm_tools::EvalDataRequest data;
   int batch = 100;
   int threads = 1;
   uint64_t seed = 0;
   bool use_ema = true;
-  int steps = 0;  // K strided L_{t-1} terms; 0 = the full sum
+  int steps = 0;                   // K strided L_{t-1} terms; 0 = the full sum
+  std::string decoder = "auto";    // auto, discretized, gaussian
+  bool compute = false;            // --bound: compute; otherwise say what can be computed
   bool quiet = false;
   bool trust_module = false;  // load RUN_DIR/module.so instead of rebuilding it (spec_module.h)
   std::string cache_dir;
@@ -60,176 +63,112 @@ struct EvalConfig {
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-
-// The data set to evaluate on: --data, or what config.json says was used for
-// training, with Fashion-MNIST's training file mapped to its test file.
-std::string resolve_data(const EvalConfig& cfg) {
-  std::string data = cfg.data;
-  if (data.empty()) {
-    const std::string conf = (fs::path(cfg.run_dir) / "config.json").string();
-    std::ifstream f(conf);
-    nlohmann::json j = f ? nlohmann::json::parse(f, nullptr, false) : nlohmann::json();
-    if (!j.is_object() || !j.contains("data") || !j["data"].is_string())
-      user_error_noloc(fmt::format("cannot tell which data {} was trained on: {} is missing or has no \"data\"",
-                                   cfg.run_dir, conf),
-                       "pass --data fashion-mnist or --data FILE.npy");
-    data = j["data"].get<std::string>();
+// The decoder for the data: discretized for 8-bit data, Gaussian for continuous.
+ddpm::Decoder pick_decoder(const EvalConfig& cfg, const ddpm_tools::EvalData& d) {
+  if (cfg.decoder == "gaussian" || (cfg.decoder == "auto" && !d.on_grid)) return ddpm::Decoder::Gaussian;
+  if (!d.on_grid) {
+    float lo = *std::min_element(d.x.begin(), d.x.end()), hi = *std::max_element(d.x.begin(), d.x.end());
+    if (lo < -1.000001f || hi > 1.000001f)
+      user_error_noloc(fmt::format("--decoder discretized: {} has values outside [-1, 1] (from {} to {})", d.source,
+                                   lo, hi),
+                       "scale 8-bit pixels p to p / 127.5 - 1, or use --decoder gaussian for continuous data");
+    fmt::print(stderr, "warning: not every value in {} is on the 256-level grid 2k/255 - 1; the discretized decoder "
+                       "assumes 8-bit data, so L_0 is only approximate\n", d.source);
   }
-  if (data == "fashion-mnist") return std::string(ddpm::kFashionMnistDir) + "/t10k-images-idx3-ubyte.gz";
-  const std::string train_name = "train-images-idx3-ubyte";
-  const size_t pos = data.find(train_name);
-  if (cfg.data.empty() && pos != std::string::npos) {
-    std::string test = data;
-    test.replace(pos, train_name.size(), "t10k-images-idx3-ubyte");
-    std::error_code ec;
-    if (fs::exists(test, ec)) return test;
-  }
-  if (cfg.data.empty())
-    fmt::print(stderr, "note: evaluating on the training data {} (no test split is known for it; pass --data)\n",
-               data);
-  return data;
+  return ddpm::Decoder::Discretized;
 }
 
-// The first n images of `path` as [n, D] floats in [-1, 1]. Returns the number of
-// images available in the file through *available.
-std::vector<float> load_images(const std::string& path, const ddpm::Module& mod, int64_t n, int64_t* available) {
-  const int64_t D = mod->data_numel;
-  std::error_code ec;
-  std::string file = path;
-  if (!fs::exists(file, ec) && file.ends_with(".gz") && fs::exists(file.substr(0, file.size() - 3), ec))
-    file = file.substr(0, file.size() - 3);
-  const bool is_npy = fs::path(file).extension() == ".npy";
-  const bool is_idx = file.find("idx3-ubyte") != std::string::npos;
-  if (!is_npy && !is_idx)
-    user_error_noloc(fmt::format("cannot evaluate the bound on data '{}': it is not an image file", path),
-                     "pass --data fashion-mnist, an IDX image file, or an .npy array of images in [-1, 1]");
-  if (!fs::exists(file, ec))
-    user_error_noloc(fmt::format("data file {} does not exist", file),
-                     file.find(ddpm::kFashionMnistDir) == 0 ? "install Debian's dataset-fashion-mnist package"
-                                                            : "pass --data with an existing .npy or IDX file");
-  std::vector<int64_t> shape;
-  std::vector<float> x;
-  if (is_npy) {
-    ddpm::NpyArray a = ddpm::read_npy(file);
-    shape = std::move(a.shape);
-    x = std::move(a.data);
-  } else {
-    ddpm::IdxImages im = ddpm::read_idx_images(file);
-    shape = {im.n, im.rows, im.cols};
-    x.resize(im.pixels.size());
-    for (size_t i = 0; i < im.pixels.size(); ++i) x[i] = im.pixels[i] / 127.5f - 1.0f;
-  }
-  int64_t per = 1;
-  for (size_t r = 1; r < shape.size(); ++r) per *= shape[r];
-  if (shape.size() < 2 || per != D) {
-    std::string s;
-    for (int64_t v : shape) s += (s.empty() ? "" : ", ") + std::to_string(v);
-    user_error_noloc(fmt::format("data file {} has shape [{}], but the model's images are {} ({} values each)", file,
-                                 s, mod.data_shape_string(), D),
-                     mod->data_rank == 1 ? fmt::format("pass images as [N, {}]", D)
-                                         : fmt::format("pass images as [N, {}] or [N, {}]", D,
-                                                       mod.data_shape_string().substr(
-                                                           1, mod.data_shape_string().size() - 2)));
-  }
-  *available = shape[0];
-  if (shape[0] < 1) user_error_noloc(fmt::format("data file {} holds no images (N = 0)", file), "");
-  n = std::min(n, shape[0]);
-  x.resize((size_t)(n * D));
-  float lo = 0, hi = 0;
-  int64_t off_grid = 0;
-  for (float v : x) {
-    if (!(v >= -1.000001f && v <= 1.000001f)) {
-      lo = std::min(lo, v), hi = std::max(hi, v);
-      if (!std::isfinite(v))
-        user_error_noloc(fmt::format("data file {} holds a non-finite value", file), "clean the data");
-      continue;
-    }
-    const double level = (v + 1.0) * 127.5;
-    if (std::fabs(level - std::round(level)) > 1e-3) ++off_grid;
-  }
-  if (lo < -1.000001f || hi > 1.000001f)
-    user_error_noloc(fmt::format("data file {} has values outside [-1, 1] (from {} to {})", file, lo, hi),
-                     "scale 8-bit pixels p to p / 127.5 - 1");
-  if (off_grid > 0)
-    fmt::print(stderr,
-               "warning: {} of {} values in {} are not on the 256-level grid 2k/255 - 1; the discretized decoder "
-               "assumes 8-bit data, so L_0 is only approximate\n",
-               off_grid, x.size(), file);
-  return x;
+// A number, or null where there is none (an error estimate from one batch).
+nlohmann::json json_number(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+
+std::string unit_of(ddpm::Decoder d) { return d == ddpm::Decoder::Gaussian ? "nats/dim" : "bits/dim"; }
+
+std::string decoder_text(ddpm::Decoder d) {
+  return d == ddpm::Decoder::Gaussian
+             ? "a continuous Gaussian decoder N(x_0; mu, sigma_1^2) (a density in nats/dim: comparable to other "
+               "continuous bounds, not to bits/dim of 8-bit data)"
+             : "the discretized 8-bit decoder of Ho et al. (every value is on the 8-bit grid 2k/255 - 1)";
 }
 
-double mean_of(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v) s += x;
-  return s / (double)v.size();
+// The model's noise predictor, or a one-line error saying why there is none.
+void check_eps_entry(const ddpm::Module& mod, const std::string& so) {
+  const ddpm_module& m = mod.get();
+  const int K = m.abi_version >= 4 ? m.label_classes : 0;
+  if (m.eps_eval == nullptr)
+    user_error_noloc(fmt::format("{} has no noise predictor for the bound: its spec has no single net declared as "
+                                 "(x: {}, t: step) -> {}{}",
+                                 so, mod.data_shape_string(), mod.data_shape_string(),
+                                 K > 0 ? fmt::format(" or (x: {}, t: step, y: label) -> {}", mod.data_shape_string(),
+                                                     mod.data_shape_string())
+                                       : ""),
+                     "declare the net the loss trains with that signature (a second net with the same signature "
+                     "makes it ambiguous), or rebuild a module from an older ddpmc with `ddpmc compile SPEC -o "
+                     "RUN_DIR/module.so`");
+  if (K > 0 && (m.abi_version < 5 || m.eps_eval_labels == nullptr))
+    user_error_noloc(fmt::format("{} is an ABI version {} module: it has no eps_eval_labels, which the bound of a "
+                                 "class-conditional model needs",
+                                 so, m.abi_version),
+                     "rebuild it with the current ddpmc: `ddpmc compile SPEC -o RUN_DIR/module.so` (the spec hash "
+                     "stays the same)");
 }
 
-// Standard error of the mean: sample standard deviation / √n (0 for n = 1).
-double stderr_of(const std::vector<double>& v) {
-  if (v.size() < 2) return 0;
-  const double m = mean_of(v);
-  double ss = 0;
-  for (double x : v) ss += (x - m) * (x - m);
-  return std::sqrt(ss / (double)(v.size() - 1) / (double)v.size());
-}
-
-// Standard error of the mean when the rows come in clusters of `size` (the last
-// one may be shorter) that share a random choice, here the strided steps of a
-// batch: the cluster-robust form SE² = C/(C−1) Σ_c (n_c/N)² (m_c − m)².
-double cluster_stderr_of(const std::vector<double>& v, int64_t size) {
-  const int64_t N = (int64_t)v.size(), C = (N + size - 1) / size;
-  if (C < 2) return 0;
-  const double m = mean_of(v);
-  double ss = 0;
-  for (int64_t c = 0; c < C; ++c) {
-    const int64_t a = c * size, b = std::min(N, a + size);
-    double mc = 0;
-    for (int64_t i = a; i < b; ++i) mc += v[i];
-    mc /= (double)(b - a);
-    const double w = (double)(b - a) / (double)N;
-    ss += w * w * (mc - m) * (mc - m);
-  }
-  return std::sqrt(ss * (double)C / (double)(C - 1));
+// Without --bound: what ddpm-eval can compute for this run, and the command.
+int describe(const EvalConfig& cfg, const ddpm::Module& mod, const ddpm_tools::EvalData& d, ddpm::Decoder dec,
+             const std::string& step) {
+  const ddpm_module& m = mod.get();
+  const int K = m.abi_version >= 4 ? m.label_classes : 0;
+  const int B = (int)std::min<int64_t>(cfg.batch, d.n);
+  const int evals = cfg.steps > 0 && cfg.steps < m.T - 1 ? cfg.steps + 1 : m.T;
+  fmt::print("{}: a model of {} (T = {}, {} schedule{}), checkpoint step {}, {} weights\n", cfg.data.run_dir,
+             mod.data_shape_string(), m.T, m.schedule ? m.schedule : "?",
+             m.abi_version >= 4 && m.eps_predicts != DDPM_PREDICTS_EPS
+                 ? fmt::format(", the net predicts {}", m.eps_predicts == DDPM_PREDICTS_X0 ? "x0" : "v")
+                 : "",
+             step.empty() ? "?" : step, cfg.use_ema ? "EMA" : "raw");
+  fmt::print("ddpm-eval can compute the variational bound L_T + sum L_t-1 + L_0 (Ho et al. 2020):\n");
+  fmt::print("  on {} samples of {}{}\n", d.n, d.source,
+             d.available > d.n ? fmt::format(" (of {}; -n sets how many)", d.available) : "");
+  fmt::print("  in {} with {}\n", unit_of(dec), decoder_text(dec));
+  if (K > 0)
+    fmt::print("  {}\n", cfg.data.cls >= 0 ? fmt::format("for class {} of the model's {}", cfg.data.cls, K)
+                                           : fmt::format("per class and averaged over the model's {} classes "
+                                                         "(--class K for one class)", K));
+  fmt::print("  cost: {} eps evaluations for each of {} batches of {}{}\n", evals, (d.n + B - 1) / B, B,
+             evals == m.T ? " (--steps K estimates the sum from K strided steps)" : "");
+  fmt::print("run it with: ddpm-eval {} --bound{}\n", cfg.data.run_dir,
+             cfg.data.cls >= 0 ? fmt::format(" --class {}", cfg.data.cls) : "");
+  return 0;
 }
 
 int evaluate(const EvalConfig& cfg) {
   tbb::global_control threads_ctl(tbb::global_control::max_allowed_parallelism, (size_t)cfg.threads);
-  const ddpm_tools::ModuleFile mf = ddpm_tools::module_for_run(cfg.run_dir, cfg.trust_module, cfg.cache_dir);
-  const auto [so, ckpt, checksum] = ddpm::run_files(cfg.run_dir, "evaluate DIR", mf.so, mf.checksum);
+  const ddpm_tools::ModuleFile mf = ddpm_tools::module_for_run(cfg.data.run_dir, cfg.trust_module, cfg.cache_dir);
+  const auto [so, ckpt, checksum] = ddpm::run_files(cfg.data.run_dir, "evaluate DIR", mf.so, mf.checksum);
   ddpm::Module mod(so, checksum);
   const ddpm_module& m = mod.get();
-  if (m.data_rank == 1 && m.data_dims[0] == 2)
-    user_error_noloc(fmt::format("the model in {} is over 2-D points; bits/dim with a discretized 8-bit decoder "
-                                 "is only meaningful for images",
-                                 cfg.run_dir),
-                     "evaluate an image model (e.g. data x0: [1, 28, 28] trained on fashion-mnist)");
-  if (m.eps_eval == nullptr)
-    user_error_noloc(fmt::format("{} has no eps_eval entry: its spec has no noise-predictor net declared as "
-                                 "(x: {}, t: step) -> {}, or an older ddpmc built it",
-                                 so, mod.data_shape_string(), mod.data_shape_string()),
-                     "the bound needs ε_θ(x, t): rebuild it with the current ddpmc (`ddpmc compile SPEC -o "
-                     "RUN_DIR/module.so`), after declaring the net with that signature if it is missing");
+  const int K = m.abi_version >= 4 ? m.label_classes : 0;
+  check_eps_entry(mod, so);
   if (cfg.steps > m.T)
     user_error_noloc(fmt::format("--steps {} is out of range: the model has T = {} diffusion steps", cfg.steps, m.T),
                      fmt::format("use 1..{} (0 means the full sum)", m.T - 1));
   const ddpm::VlbSchedule sched = ddpm::schedule_from_tables(m.T, m.beta, m.alpha, m.abar);
+  const ddpm_tools::EvalData data = ddpm_tools::load_eval_data(cfg.data, mod);
+  const ddpm::Decoder dec = pick_decoder(cfg, data);
+  ddpm::AlignedFloats params(m.param_floats);
+  const std::string ckpt_step = ddpm::load_weights(ckpt, mod, cfg.use_ema, params.data());
+  if (!cfg.compute) return describe(cfg, mod, data, dec, ckpt_step);
+
   if (m.abi_version >= 4 && m.eps_predicts != DDPM_PREDICTS_EPS)
     fmt::print(stderr, "the net predicts {} (declared in the spec); the bound uses the eps it implies\n",
                m.eps_predicts == DDPM_PREDICTS_X0 ? "x0" : "v");
-
-  const std::string data = resolve_data(cfg);
-  int64_t available = 0;
-  const std::vector<float> x0 = load_images(data, mod, cfg.n, &available);
-  const int64_t D = m.data_numel, N = (int64_t)x0.size() / D;
-  if (N < cfg.n)
-    fmt::print(stderr, "note: {} holds {} images; evaluating all of them instead of -n {}\n", data, available, cfg.n);
-
-  ddpm::AlignedFloats params(m.param_floats);
-  const std::string ckpt_step = ddpm::load_weights(ckpt, mod, cfg.use_ema, params.data());
+  const int64_t D = m.data_numel, N = data.n;
+  if (N < cfg.data.n)
+    fmt::print(stderr, "note: {} holds {} samples{}; evaluating all of them instead of -n {}\n", data.source,
+               data.available, cfg.data.cls >= 0 ? fmt::format(" of class {}", cfg.data.cls) : "", cfg.data.n);
 
   const int B = (int)std::min<int64_t>(cfg.batch, N);
   ddpm::AlignedBuffer arena = ddpm::alloc_arena(m, 2 + m.n_samplers, B);
-  ddpm::AlignedFloats xin((int64_t)B * D), eout((int64_t)B * D);
+  ddpm::AlignedFloats xin((int64_t)B * D), eout((int64_t)B * D), lin(B);
   const ddpm::TermSteps ts = ddpm::vlb_term_steps(m.T, cfg.steps, cfg.seed);
   const int evals_per_chunk = (int)ts.t.size() + 1;
   const int64_t n_chunks = (N + B - 1) / B;
@@ -238,19 +177,23 @@ int evaluate(const EvalConfig& cfg) {
                        "offset; use a smaller --batch (each batch draws its own offset)\n");
 
   std::vector<double> total, prior, terms, decoder;
+  std::vector<int64_t> clusters;  // a strided estimate's batches share their offset; the full sum's samples do not
   const bool tty = isatty(fileno(stderr)) && !cfg.quiet;
   const Clock::time_point t0 = Clock::now();
   Clock::time_point last_print = t0;
   for (int64_t c = 0; c < n_chunks; ++c) {
     const int64_t g0 = c * B;
     const int b = (int)std::min<int64_t>(B, N - g0);
+    for (int i = 0; i < b && K > 0; ++i) lin[i] = (float)data.labels[(size_t)(g0 + i)];
     ddpm::EpsFn eps = [&](const float* xt, int t, float* e) {
       std::copy(xt, xt + (int64_t)b * D, xin.data());
-      int rc = m.eps_eval(arena.data(), b, params.data(), xin.data(), t, eout.data());
+      const int rc = K > 0 ? m.eps_eval_labels(arena.data(), b, params.data(), xin.data(), lin.data(), t, eout.data())
+                           : m.eps_eval(arena.data(), b, params.data(), xin.data(), t, eout.data());
       if (rc != 0) DDPM_ICE(fmt::format("module eps_eval returned {} (t = {}, batch {})", rc, t, b));
       std::copy(eout.data(), eout.data() + (int64_t)b * D, e);
     };
     ddpm::VlbOptions opt;
+    opt.decoder = dec;
     opt.seed = cfg.seed;
     opt.steps = cfg.steps;
     opt.first_index = g0;
@@ -258,62 +201,88 @@ int evaluate(const EvalConfig& cfg) {
       if (cfg.quiet || seconds_since(last_print) < (tty ? 0.25 : 5.0)) return;
       const double el = seconds_since(t0);
       const double frac = ((double)c * evals_per_chunk + done) / ((double)n_chunks * evals_per_chunk);
-      fmt::print(stderr, "{}bound: images {}/{} (batch {}/{}), t = {} ({}/{})  ETA {:.0f} s{}", tty ? "\r" : "", g0,
-                 N, c + 1, n_chunks, t, done, of, el * (1 - frac) / frac, tty ? "   " : "\n");
+      fmt::print(stderr, "{}bound: samples {}/{} (batch {}/{}), t = {} ({}/{})  ETA {:.0f} s{}", tty ? "\r" : "",
+                 g0, N, c + 1, n_chunks, t, done, of, el * (1 - frac) / frac, tty ? "   " : "\n");
       last_print = Clock::now();
     };
-    ddpm::VlbBatch r = ddpm::vlb_bpd(x0.data() + g0 * D, b, D, sched, eps, opt);
+    ddpm::VlbBatch r = ddpm::vlb_bpd(data.x.data() + g0 * D, b, D, sched, eps, opt);
     total.insert(total.end(), r.total.begin(), r.total.end());
     prior.insert(prior.end(), r.prior.begin(), r.prior.end());
     terms.insert(terms.end(), r.terms.begin(), r.terms.end());
     decoder.insert(decoder.end(), r.decoder.begin(), r.decoder.end());
+    for (int i = 0; i < b; ++i) clusters.push_back(ts.exact ? g0 + i : c);
   }
   if (tty && seconds_since(t0) > 0.25) fmt::print(stderr, "\n");
   const double seconds = seconds_since(t0);
 
   const int64_t bad = std::count_if(total.begin(), total.end(), [](double v) { return !std::isfinite(v); });
   if (bad > 0)
-    user_error_noloc(fmt::format("the bound is not finite for {} of {} images: the model's ε_θ returned NaN or Inf "
-                                 "(checkpoint {})",
+    user_error_noloc(fmt::format("the bound is not finite for {} of {} samples: the model's eps_theta returned NaN "
+                                 "or Inf (checkpoint {})",
                                  bad, N, ckpt),
                      "the run may have diverged; evaluate an earlier checkpoint or retrain");
 
-  // A strided estimate's batches share their step offsets, so its error is taken
-  // across batches; the full sum's images are independent.
-  auto se_of = [&](const std::vector<double>& v) {
-    return ts.exact || n_chunks < 2 ? stderr_of(v) : cluster_stderr_of(v, B);
+  using ddpm_tools::Estimate;
+  const bool by_class = K > 0 && cfg.data.cls < 0;
+  auto estimate = [&](const std::vector<double>& v) {
+    return by_class ? ddpm_tools::class_average(v, data.labels, K, clusters) : ddpm_tools::mean_estimate(v, clusters);
   };
-  const double bpd = mean_of(total), se = se_of(total);
+  const Estimate all = estimate(total);
+  const std::string unit = unit_of(dec);
   const std::string sum_label =
       ts.exact ? "full sum"
                : fmt::format("sum estimated from {} strided steps per batch, ± across batches", (int)ts.t.size());
-  fmt::print("bits/dim {:.4f} ± {:.4f} (n = {}, T = {} {}; L_T {:.4g}, sum L_t-1 {:.4g}, L_0 {:.4g})\n", bpd, se, N,
-             m.T, sum_label, mean_of(prior), mean_of(terms), mean_of(decoder));
+  nlohmann::json per_class = nlohmann::json::array();
+  if (by_class) {
+    const std::vector<Estimate> per = ddpm_tools::class_estimates(total, data.labels, K, clusters);
+    int present = 0;
+    for (int k = 0; k < K; ++k) {
+      if (per[(size_t)k].n == 0) continue;
+      ++present;
+      fmt::print("class {}: {} {:.4f} {} (n = {})\n", k, unit, per[(size_t)k].mean,
+                 ddpm_tools::plus_minus(per[(size_t)k].se), per[(size_t)k].n);
+      per_class.push_back({{"class", k}, {"bound", per[(size_t)k].mean}, {"stderr", json_number(per[(size_t)k].se)},
+                           {"n", per[(size_t)k].n}});
+    }
+    fmt::print("averaged over {} classes{}: ", present,
+               present < K ? fmt::format(" (of {}; the others have no sample among the first {})", K, N) : "");
+  } else if (cfg.data.cls >= 0) {
+    fmt::print("class {}: ", cfg.data.cls);
+  }
+  fmt::print("{} {:.4f} {} (n = {}, T = {} {}; L_T {:.4g}, sum L_t-1 {:.4g}, L_0 {:.4g}{})\n", unit, all.mean,
+             ddpm_tools::plus_minus(all.se), N, m.T, sum_label, estimate(prior).mean, estimate(terms).mean, estimate(decoder).mean,
+             dec == ddpm::Decoder::Gaussian ? "; continuous Gaussian decoder" : "");
 
   nlohmann::json j;
-  j["metric"] = "bits_per_dim";
-  j["bpd"] = bpd;
-  j["bpd_stderr"] = se;
+  j["metric"] = dec == ddpm::Decoder::Gaussian ? "nats_per_dim" : "bits_per_dim";
+  j["decoder"] = dec == ddpm::Decoder::Gaussian ? "continuous gaussian" : "discretized 8-bit";
+  j["bound"] = all.mean;
+  j["bound_stderr"] = json_number(all.se);
+  if (dec == ddpm::Decoder::Discretized) {
+    j["bpd"] = all.mean;
+    j["bpd_stderr"] = json_number(all.se);
+  }
+  if (by_class) j["per_class"] = per_class;
+  if (cfg.data.cls >= 0) j["class"] = cfg.data.cls;
   j["n"] = N;
   j["T"] = m.T;
   j["steps"] = (int)ts.t.size();
   j["full_sum"] = ts.exact;
-  j["L_T"] = mean_of(prior);
-  j["L_sum"] = mean_of(terms);
-  j["L_sum_stderr"] = se_of(terms);
-  j["L_0"] = mean_of(decoder);
-  j["data"] = data;
+  j["L_T"] = estimate(prior).mean;
+  j["L_sum"] = estimate(terms).mean;
+  j["L_sum_stderr"] = json_number(estimate(terms).se);
+  j["L_0"] = estimate(decoder).mean;
+  j["data"] = data.source;
   j["weights"] = cfg.use_ema ? "ema" : "params";
   j["seed"] = cfg.seed;
   j["batch"] = B;
   j["checkpoint_step"] = ckpt_step;
   j["spec_hash"] = m.spec_hash;
   j["seconds"] = seconds;
-  const std::string out = (fs::path(cfg.run_dir) / "eval.json").string();
-  const std::string text = j.dump(2) + "\n";
-  ddpmc::write_file_atomic(out, text, "evaluation");
+  const std::string out = (fs::path(cfg.data.run_dir) / "eval.json").string();
+  ddpmc::write_file_atomic(out, j.dump(2) + "\n", "evaluation");
   if (!cfg.quiet)
-    fmt::print(stderr, "evaluated {} images x {} ({} weights, {} eps evaluations each) in {:.1f} s; wrote {}\n", N,
+    fmt::print(stderr, "evaluated {} samples x {} ({} weights, {} eps evaluations each) in {:.1f} s; wrote {}\n", N,
                mod.data_shape_string(), cfg.use_ema ? "EMA" : "raw", evals_per_chunk, seconds, out);
   return 0;
 }
@@ -324,16 +293,29 @@ int main(int argc, char** argv) {
   EvalConfig cfg;
   cfg.threads = (int)std::max(1u, std::thread::hardware_concurrency());
   std::string weights = "ema";
-  bool bpd = false;
 
-  CLI::App app{"ddpm-eval: the variational bound of a model trained by ddpm-train, in bits/dim", "ddpm-eval"};
-  app.add_option("run_dir", cfg.run_dir, "a run directory written by ddpm-train --out")->required();
-  app.add_flag("--bpd", bpd, "the variational bound L_T + sum L_t-1 + L_0 in bits/dim (Ho et al. 2020)");
-  app.add_option("-n", cfg.n, "number of test images (the first n)")->capture_default_str();
-  app.add_option("--data", cfg.data,
-                 "fashion-mnist (its test split), an IDX image file or an .npy [N, ...] in [-1, 1] "
-                 "(default: the run's training data, mapped to its test split)");
-  app.add_option("--batch", cfg.batch, "images per eps_eval call")->capture_default_str();
+  CLI::App app{"ddpm-eval: the variational bound of a model trained by ddpm-train (without --bound: what it can "
+               "compute for the run)",
+               "ddpm-eval"};
+  app.add_option("run_dir", cfg.data.run_dir, "a run directory written by ddpm-train --out")->required();
+  app.add_flag("--bound,--bpd", cfg.compute,
+               "compute the variational bound L_T + sum L_t-1 + L_0 (Ho et al. 2020): bits/dim for 8-bit data, "
+               "nats/dim with a continuous Gaussian decoder for continuous data");
+  app.add_option("-n", cfg.data.n, "number of held-out samples (the first n, of the class with --class)")
+      ->capture_default_str();
+  app.add_option("--data", cfg.data.data,
+                 "fashion-mnist (its test split), a built-in 2-D set (a held-out draw), an IDX image file or an .npy "
+                 "[N, ...] (default: the run's training data, mapped to held-out data)");
+  app.add_option("--labels", cfg.data.labels,
+                 "class labels of --data for a class-conditional model: an .npy [N] (IDX images use their label file)");
+  app.add_option("--class", cfg.data.cls, "a class-conditional model: only this class (default: every class, and "
+                                          "their average)");
+  app.add_option("--decoder", cfg.decoder,
+                 "L_0: discretized (8-bit data, bits/dim), gaussian (continuous data, nats/dim), or auto (discretized "
+                 "when every value is on the 8-bit grid)")
+      ->check(CLI::IsMember({"auto", "discretized", "gaussian"}))
+      ->capture_default_str();
+  app.add_option("--batch", cfg.batch, "samples per eps_eval call")->capture_default_str();
   app.add_option("--threads", cfg.threads, "worker threads (default: all cores)")->capture_default_str();
   app.add_option("--seed", cfg.seed, "seed of the x_t noise")->capture_default_str();
   app.add_option("--weights", weights, "which weights to evaluate")
@@ -351,11 +333,12 @@ int main(int argc, char** argv) {
 
   if (int rc = ddpm_tools::parse(app, argc, argv, "ddpm-eval"); rc >= 0) return rc;
   auto flag_error = [](const std::string& msg) { return ddpm_tools::flag_error("ddpm-eval", msg); };
-  if (!bpd) return flag_error("nothing to evaluate: pass --bpd (the variational bound in bits/dim)");
-  if (cfg.n < 1) return flag_error(fmt::format("-n must be at least 1 (got {})", cfg.n));
+  if (cfg.data.n < 1) return flag_error(fmt::format("-n must be at least 1 (got {})", cfg.data.n));
   if (cfg.batch < 1) return flag_error(fmt::format("--batch must be at least 1 (got {})", cfg.batch));
   if (cfg.threads < 1) return flag_error(fmt::format("--threads must be at least 1 (got {})", cfg.threads));
   if (cfg.steps < 0) return flag_error(fmt::format("--steps must be >= 0 (got {})", cfg.steps));
+  if (app.count("--class") && cfg.data.cls < 0)
+    return flag_error(fmt::format("--class must be a class index >= 0 (got {})", cfg.data.cls));
   cfg.use_ema = weights == "ema";
 
   return ddpm_tools::guarded("ddpm-eval", [&] { return evaluate(cfg); });

@@ -1,7 +1,7 @@
 /* The versioned C ABI (version 5; version 2 added eps_eval, version 3 sampler_step's row0,
  * version 4 sampler arguments and state, the declared prediction of eps_eval's net,
- * and class labels, version 5 the range of class indices and which sampler arguments
- * are class indices)
+ * and class labels, version 5 the range of class indices, which sampler arguments
+ * are class indices, and eps_eval_labels for a class-conditional noise predictor)
  * between a compiled ddpmc module (a .so) and the runtime.
  *
  * A module exports one symbol, `ddpm_module_v1`, returning a pointer to a static
@@ -106,7 +106,8 @@ typedef struct ddpm_module {
                       int t, int s, uint64_t seed, uint64_t step, float* x_out, int64_t row0);
 
   /* The noise prediction eps_theta(x, t) of the spec's noise-predictor net: the one
-   * `net` declared as (x: <data shape>, t: step) -> <data shape> (version 4: its
+   * `net` declared as (x: <data shape>, t: step) -> <data shape>, or (version 5) with a
+   * third parameter `y: label` in a spec that declares a label (version 4: its
    * output converted to eps when it declares `predicts x0` or `predicts v`). NULL when the spec
    * has no such net. x and eps are [B, D]; every sample uses step t. Used by
    * ddpm-eval (variational bound). Arena entry: 2 + n_samplers. */
@@ -144,6 +145,12 @@ typedef struct ddpm_module {
    * is used as a class index (it reaches a `label` parameter or an embed); the
    * runtime accepts only whole numbers 0..label_values-1 for it. */
   const int* const* sampler_arg_is_class;
+  /* eps_eval with labels[B] (class indices 0..K-1 as floats), for a model whose
+   * noise-predictor net is declared (x: <data shape>, t: step, y: label) -> <data shape>;
+   * eps_eval then returns 3. For a net without a label, labels are ignored and it is
+   * eps_eval. NULL exactly when eps_eval is. Arena entry: 2 + n_samplers. */
+  int (*eps_eval_labels)(void* arena, int B, const float* params, const float* x, const float* labels, int t,
+                         float* eps);
 } ddpm_module;
 
 typedef const ddpm_module* (*ddpm_module_fn)(void);

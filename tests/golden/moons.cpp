@@ -2357,7 +2357,8 @@ int sampler_step(int sampler, void* arena, int B, const float* params, const flo
                        s == 0 ? DDPM_STEP_LAST : 0);
 }
 
-int eps_eval(void* arena, int B, const float* params, const float* x, int t, float* eps) {
+int eps_eval_labels(void* arena, int B, const float* params, const float* x, const float* labels,
+                    int t, float* eps) {
   if (B < 1 || t < 1 || t > 1000) return 1;
   Env e{};
   e.B = B;
@@ -2365,10 +2366,15 @@ int eps_eval(void* arena, int B, const float* params, const float* x, int t, flo
   e.scratch = e.A + 464 * (int64_t)B + 0;
   e.params = params;
   e.in_x = x;
+  e.in_label = labels;
   e.t = (float)t;
   e.x_out = eps;
   eps_run(e);
   return 0;
+}
+
+int eps_eval(void* arena, int B, const float* params, const float* x, int t, float* eps) {
+  return eps_eval_labels(arena, B, params, x, nullptr, t, eps);
 }
 
 const ddpm_param_info kParams[] = {
@@ -2396,6 +2402,7 @@ const ddpm_module kModule = {
     kSamplerInfo, sampler_step4, DDPM_PREDICTS_EPS,
     0, train_step_labels, loss_eval_labels,
     0, kArgIsClass,
+    eps_eval_labels,
 };
 
 }  // namespace
