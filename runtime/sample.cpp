@@ -100,9 +100,13 @@ std::vector<float> sampler_args(const ddpm_module& m, int idx, const std::vector
     while (k < n && key != si->arg_names[k]) ++k;
     if (k == n) user_error_noloc(fmt::format("sampler '{}' has no argument '{}'", name, key), list);
     char* end = nullptr;
-    const float f = std::strtof(val.c_str(), &end);
-    if (val.empty() || *end != '\0' || !std::isfinite(f))
+    const double d = std::strtod(val.c_str(), &end);
+    if (val.empty() || *end != '\0' || !std::isfinite(d))
       user_error_noloc(fmt::format("--arg {}: '{}' is not a number", key, val), list);
+    const float f = (float)d;
+    if (!std::isfinite(f))
+      user_error_noloc(fmt::format("--arg {}: {} is beyond the range of a float (about -3.4e38 to 3.4e38)", key, val),
+                       list);
     v[k] = f;
   }
   return v;
@@ -317,8 +321,8 @@ std::vector<float> sample_to_vector(const SampleConfig& cfg) {
       fmt::print(stderr, "note: no PNG for samples of shape {} (only [2] points and [1|3, H, W] images)\n",
                  mod.data_shape_string());
   }
-  fmt::print(stderr, "sampled {} x {} with {} ({} steps, {} weights{}) in {:.2f} s{}{}\n", N,
-             mod.data_shape_string(), cfg.sampler, K, cfg.use_ema ? "EMA" : "raw",
+  fmt::print(stderr, "sampled {} x {} with {} ({} step{}, {} weights{}) in {:.2f} s{}{}\n", N,
+             mod.data_shape_string(), cfg.sampler, K, K == 1 ? "" : "s", cfg.use_ema ? "EMA" : "raw",
              world.distributed() ? fmt::format(", {} processes", world.size()) : "", dt,
              wrote.empty() ? "" : "; wrote", wrote);
   return out;

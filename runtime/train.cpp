@@ -347,11 +347,11 @@ int train(const TrainConfig& cfg) {
   if (tty) fmt::print(stderr, "\n");
   double dt = seconds_since(t0);
   if (lead)
-    fmt::print(stderr, "{} {} steps in {:.1f} s ({} steps/s), loss {:.4f}; checkpoint at step {} in {}{}\n",
+    fmt::print(stderr, "{} {} step{} in {:.1f} s ({} steps/s), loss {:.4f}; checkpoint at step {} in {}{}\n",
              interrupted ? fmt::format("stopped by {} after", g_stop_signal == SIGTERM ? "SIGTERM" : "Ctrl-C")
              : timed_out ? std::string("stopped by the time limit after")
                          : std::string("trained"),
-             k - start.step, dt, rate((k - start.step) / std::max(dt, 1e-9)), last_mean, k, ckpt_path,
+             k - start.step, k - start.step == 1 ? "" : "s", dt, rate((k - start.step) / std::max(dt, 1e-9)), last_mean, k, ckpt_path,
              interrupted ? "; continue with --resume" : "");
   return interrupted ? kTrainInterrupted : 0;
 }

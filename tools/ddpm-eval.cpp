@@ -331,7 +331,9 @@ int main(int argc, char** argv) {
                  "(default: the run's training data, mapped to its test split)");
   app.add_option("--batch", cfg.batch, "images per eps_eval call")->capture_default_str();
   app.add_option("--threads", cfg.threads, "worker threads (default: all cores)")->capture_default_str();
-  app.add_option("--seed", cfg.seed, "seed of the x_t noise")->capture_default_str();
+  app.add_option("--seed", cfg.seed, "seed of the x_t noise")
+      ->check(ddpm_tools::whole_in(0, 18446744073709551615.0L))
+      ->capture_default_str();
   app.add_option("--weights", weights, "which weights to evaluate")
       ->check(CLI::IsMember({"ema", "params"}))
       ->capture_default_str();

@@ -21,7 +21,6 @@
 #include "tool_main.h"
 
 int main(int argc, char** argv) {
-  ddpm::DistSession session(&argc, &argv, "ddpm-sample");
   ddpm::SampleConfig cfg;
   cfg.threads = (int)std::max(1u, std::thread::hardware_concurrency());
   std::string weights = "ema";
@@ -35,7 +34,9 @@ int main(int argc, char** argv) {
   app.add_option("-n", cfg.n, "number of samples")->capture_default_str();
   app.add_option("--batch", cfg.batch, "samples per module call")->capture_default_str();
   app.add_option("--threads", cfg.threads, "worker threads (default: all cores)")->capture_default_str();
-  app.add_option("--seed", cfg.seed, "random seed")->capture_default_str();
+  app.add_option("--seed", cfg.seed, "random seed")
+      ->check(ddpm_tools::whole_in(0, 18446744073709551615.0L))
+      ->capture_default_str();
   app.add_option("--weights", weights, "which weights to sample with")
       ->check(CLI::IsMember({"ema", "params"}))
       ->capture_default_str();
@@ -48,6 +49,7 @@ int main(int argc, char** argv) {
   app.add_option("--class", cls, "the class for a conditional sampler (same as --arg class=N), or 'all': -n of each "
                                  "class, one grid row per class");
 
+  ddpm_tools::quiet_other_ranks();
   if (int rc = ddpm_tools::parse(app, argc, argv, "ddpm-sample"); rc >= 0) return rc;
   auto flag_error = [](const std::string& msg) { return ddpm_tools::flag_error("ddpm-sample", msg); };
   if (cfg.n < 1) return flag_error(fmt::format("-n must be at least 1 (got {})", cfg.n));
@@ -66,5 +68,6 @@ int main(int argc, char** argv) {
   else if (cfg.out_png.empty())
     cfg.out_png = fs::path(cfg.out_npy).replace_extension(".png").string();
 
+  ddpm::DistSession session(&argc, &argv, "ddpm-sample");
   return ddpm_tools::run_distributed(session, "ddpm-sample", [&] { return ddpm::sample(cfg); });
 }

@@ -13,4 +13,8 @@ namespace ddpm_tools {
 // .so is returned. Any other path is returned as it is (a compiled .so).
 std::string module_for(const std::string& spec_or_so, const std::string& cache_dir = "");
 
+// --version of the tools that compile: version_text (version.h) plus the C++
+// compiler that builds modules and the target it builds them for.
+std::string compiling_version_text(const std::string& tool);
+
 }  // namespace ddpm_tools
