@@ -197,20 +197,33 @@ std::vector<float> run_sampler(const Module& mod, const float* params, int idx, 
   return out;
 }
 
-bool write_samples_png(const std::string& path, const Module& mod, const float* samples, int64_t n) {
+bool write_samples_png(const std::string& path, const Module& mod, const float* samples, int64_t n,
+                       const std::string& title, float lim) {
   const ddpm_module& m = mod.get();
   if (m.data_rank == 1 && m.data_dims[0] == 2) {
-    write_scatter_png(path, samples, n);
+    write_scatter_png(path, samples, n, 512, lim, title);
     return true;
   }
   if (m.data_rank == 3 && (m.data_dims[0] == 1 || m.data_dims[0] == 3)) {
-    write_image_grid_png(path, samples, std::min<int64_t>(n, 256), m.data_dims[0], m.data_dims[1], m.data_dims[2]);
+    const int64_t shown = std::min<int64_t>(n, 256);
+    if (title.empty())
+      write_image_grid_png(path, samples, shown, m.data_dims[0], m.data_dims[1], m.data_dims[2]);
+    else
+      write_labelled_grid_png(path, samples, shown, m.data_dims[0], m.data_dims[1], m.data_dims[2],
+                              (int)std::ceil(std::sqrt((double)shown)), title, {});
     return true;
   }
   return false;
 }
 
 namespace {
+
+// The row labels of a --class all grid: the class indices the user passes to --class.
+std::vector<std::string> class_row_labels(int K) {
+  std::vector<std::string> v;
+  for (int k = 0; k < K; ++k) v.push_back(fmt::format("class {}", k));
+  return v;
+}
 
 // --class all: one run per class with the same starting noise, then one output.
 std::vector<float> sample_each_class(const SampleConfig& cfg) {
@@ -243,7 +256,9 @@ std::vector<float> sample_each_class(const SampleConfig& cfg) {
   if (!cfg.out_npy.empty()) write_npy(cfg.out_npy, all.data(), shape);
   if (!cfg.out_png.empty()) {
     if (m.data_rank == 3 && (m.data_dims[0] == 1 || m.data_dims[0] == 3))
-      write_image_grid_png(cfg.out_png, all.data(), K * cfg.n, m.data_dims[0], m.data_dims[1], m.data_dims[2], (int)cfg.n);
+      write_labelled_grid_png(cfg.out_png, all.data(), K * cfg.n, m.data_dims[0], m.data_dims[1], m.data_dims[2],
+                              (int)cfg.n, fmt::format("{} per class, sampler {}", cfg.n, cfg.sampler),
+                              class_row_labels(K));
     else if (m.data_rank == 1 && m.data_dims[0] == 2)
       write_scatter_png(cfg.out_png, all.data(), K * cfg.n);
   }
