@@ -10,8 +10,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <oneapi/tbb/global_control.h>
 
 #include "common/diag.h"
@@ -216,13 +218,24 @@ bool write_samples_png(const std::string& path, const Module& mod, const float* 
   return false;
 }
 
+std::vector<std::string> class_row_labels(const std::string& data, int K) {
+  static const char* fashion[] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                  "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+  const bool is_fashion = data == "fashion-mnist" || data.find("fashion") != std::string::npos;
+  std::vector<std::string> v;
+  for (int k = 0; k < K; ++k)
+    v.push_back(is_fashion && K <= 10 ? fmt::format("{} {}", k, fashion[k]) : fmt::format("class {}", k));
+  return v;
+}
+
 namespace {
 
-// The row labels of a --class all grid: the class indices the user passes to --class.
-std::vector<std::string> class_row_labels(int K) {
-  std::vector<std::string> v;
-  for (int k = 0; k < K; ++k) v.push_back(fmt::format("class {}", k));
-  return v;
+// The "data" of RUN_DIR/config.json ("" when it cannot be read).
+std::string run_data(const std::string& run_dir) {
+  std::ifstream in(fs::path(run_dir) / "config.json");
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  return !j.is_discarded() && j.is_object() && j.contains("data") && j["data"].is_string() ? j["data"].get<std::string>()
+                                                                                           : "";
 }
 
 // --class all: one run per class with the same starting noise, then one output.
@@ -258,7 +271,7 @@ std::vector<float> sample_each_class(const SampleConfig& cfg) {
     if (m.data_rank == 3 && (m.data_dims[0] == 1 || m.data_dims[0] == 3))
       write_labelled_grid_png(cfg.out_png, all.data(), K * cfg.n, m.data_dims[0], m.data_dims[1], m.data_dims[2],
                               (int)cfg.n, fmt::format("{} per class, sampler {}", cfg.n, cfg.sampler),
-                              class_row_labels(K));
+                              class_row_labels(run_data(cfg.run_dir), K));
     else if (m.data_rank == 1 && m.data_dims[0] == 2)
       write_scatter_png(cfg.out_png, all.data(), K * cfg.n);
   }

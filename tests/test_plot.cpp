@@ -15,6 +15,7 @@
 #include "runtime/module.h"
 #include "runtime/plot.h"
 #include "runtime/previews.h"
+#include "runtime/sample.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;
@@ -254,4 +255,14 @@ TEST_CASE("plot: scatter limits are round, titled scatter plots have their title
   p.write(200, params.data());
   CHECK(p.scatter_lim() == first);
   CHECK(fs::exists(dir + "/run/samples/step_0000200.png"));
+}
+
+TEST_CASE("plot: --class all rows are labelled with the Fashion-MNIST names or else the class index") {
+  std::vector<std::string> f = ddpm::class_row_labels("fashion-mnist", 10);
+  REQUIRE(f.size() == 10);
+  CHECK(f[0] == "0 T-shirt/top");
+  CHECK(f[9] == "9 Ankle boot");
+  CHECK(ddpm::class_row_labels("/usr/share/fashion-mnist/train-images-idx3-ubyte.gz", 10)[7] == "7 Sneaker");
+  CHECK(ddpm::class_row_labels("clusters.npy", 3) == std::vector<std::string>{"class 0", "class 1", "class 2"});
+  CHECK(ddpm::class_row_labels("fashion-mnist", 12)[11] == "class 11");
 }
