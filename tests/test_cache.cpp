@@ -172,7 +172,7 @@ TEST_CASE("cache: --prune removes the precompiled prelude when still over --max-
   CHECK(fs::exists(dir / "pch-0123456789abcdef"));
 }
 
-TEST_CASE("cache: a DDPM_CACHE_MAX_MB that is not a number is an error, and a bad --older-than names a readable bound") {
+TEST_CASE("cache: a DDPM_CACHE_MAX_MB that is not a number is an error, a bad --older-than names a readable bound, sizes read in GiB") {
   const fs::path dir = fresh_dir("badcap");
   const std::string ddpmc = "'" + std::string(DDPM_BINARY_DIR) + "/tools/ddpmc' cache --cache-dir '" + dir.string() + "'";
   std::string out = run("(DDPM_CACHE_MAX_MB=abc " + ddpmc + "; echo status=$?)");
@@ -182,4 +182,7 @@ TEST_CASE("cache: a DDPM_CACHE_MAX_MB that is not a number is an error, and a ba
   CHECK(out.find("status=2") != std::string::npos);
   CHECK(out.find("36500") != std::string::npos);
   CHECK(out.size() < 300);  // was a 309-digit upper bound
+  // Sizes at a readable unit: the cap in GiB, not 3072.0 MiB.
+  out = run("DDPM_CACHE_MAX_MB=3072 " + ddpmc);
+  CHECK(out.find("(cap 3.0 GiB;") != std::string::npos);
 }

@@ -14,7 +14,12 @@ namespace ddpm_tools {
 
 namespace {
 
-std::string mib(uint64_t bytes) { return fmt::format("{:.1f} MiB", bytes / 1048576.0); }
+// A size at a readable unit: "12.0 KiB", "6.0 MiB", "2.0 GiB".
+std::string mib(uint64_t bytes) {
+  if (bytes < (1u << 20)) return fmt::format("{:.1f} KiB", bytes / 1024.0);
+  if (bytes < (1u << 30)) return fmt::format("{:.1f} MiB", bytes / 1048576.0);
+  return fmt::format("{:.1f} GiB", bytes / 1073741824.0);
+}
 
 std::string when(std::filesystem::file_time_type t) {
   auto sys = std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::file_clock::to_sys(t));
