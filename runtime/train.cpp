@@ -296,11 +296,12 @@ int train(const TrainConfig& cfg) {
         }
       if (!lead) return kTrainNonFinite;
       if (last_ckpt >= 0)
-        fmt::print(stderr, "error: {} at step {}; the last good checkpoint (step {}) is kept in {}; hint: {}\n",
+        fmt::print(stderr,
+                   "ddpm-train: error: {} at step {}; the last good checkpoint (step {}) is kept in {}; hint: {}\n",
                    what, at, last_ckpt, out, kHint);
       else
-        fmt::print(stderr, "error: {} at step {}; no checkpoint had been written yet in {}; hint: {}\n", what,
-                   at, out, kHint);
+        fmt::print(stderr, "ddpm-train: error: {} at step {}; no checkpoint had been written yet in {}; hint: {}\n",
+                   what, at, out, kHint);
       return kTrainNonFinite;
     }
     AdamWConfig oc = cfg.opt;
