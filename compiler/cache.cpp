@@ -218,7 +218,8 @@ PruneResult prune_cache(const std::string& dir, uint64_t max_bytes, std::optiona
         continue;
       }
       // A module being built right now is not ours to remove.
-      auto lock = prelude ? std::optional<FileLock>() : FileLock::try_lock((fs::path(dir) / (e.key + ".lock")).string());
+      const std::string lock_path = (fs::path(dir) / (e.key + ".lock")).string();
+      auto lock = prelude ? std::optional<FileLock>() : FileLock::try_lock(lock_path);
       if (!prelude && !lock) {
         why[k] = "another process is building it";
         continue;

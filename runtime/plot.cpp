@@ -56,7 +56,9 @@ struct Axis {
     double a = log ? std::log10(v) : v, l = log ? std::log10(lo) : lo, h = log ? std::log10(hi) : hi;
     return p0 + (a - l) / (h - l) * (p1 - p0);
   }
-  std::vector<double> ticks(int max_ticks) const { return log ? log_ticks(lo, hi, max_ticks) : nice_ticks(lo, hi, max_ticks); }
+  std::vector<double> ticks(int max_ticks) const {
+    return log ? log_ticks(lo, hi, max_ticks) : nice_ticks(lo, hi, max_ticks);
+  }
 };
 
 // Pads a range that is empty or a point, so the axis has a length.
@@ -282,8 +284,9 @@ void write_labelled_grid_png(const std::string& path, const float* images, int64
   const GridMargins m = grid_margins(title, row_labels);
   const int64_t width = std::max<int64_t>(W + m.left, title.empty() ? 0 : 8 * (int64_t)title.size());
   if (width > 32767 || H + m.top > 32767)  // Cairo's largest image surface
-    ddpmc::user_error_noloc(fmt::format("cannot write image grid '{}': it would be {}x{} pixels", path, width, H + m.top),
-                            "write fewer samples to the PNG");
+    ddpmc::user_error_noloc(
+        fmt::format("cannot write image grid '{}': it would be {}x{} pixels", path, width, H + m.top),
+        "write fewer samples to the PNG");
   Surface s((int)width, (int)(H + m.top));
   cairo_surface_flush(s.s);
   unsigned char* data = cairo_image_surface_get_data(s.s);

@@ -234,8 +234,8 @@ namespace {
 std::string run_data(const std::string& run_dir) {
   std::ifstream in(fs::path(run_dir) / "config.json");
   nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
-  return !j.is_discarded() && j.is_object() && j.contains("data") && j["data"].is_string() ? j["data"].get<std::string>()
-                                                                                           : "";
+  const bool ok = !j.is_discarded() && j.is_object() && j.contains("data") && j["data"].is_string();
+  return ok ? j["data"].get<std::string>() : "";
 }
 
 // --class all: one run per class with the same starting noise, then one output.

@@ -352,7 +352,8 @@ int train(const TrainConfig& cfg) {
              interrupted ? fmt::format("stopped by {} after", g_stop_signal == SIGTERM ? "SIGTERM" : "Ctrl-C")
              : timed_out ? std::string("stopped by the time limit after")
                          : std::string("trained"),
-             k - start.step, k - start.step == 1 ? "" : "s", dt, rate((k - start.step) / std::max(dt, 1e-9)), last_mean, k, ckpt_path,
+             k - start.step, k - start.step == 1 ? "" : "s", dt, rate((k - start.step) / std::max(dt, 1e-9)), last_mean,
+             k, ckpt_path,
              interrupted ? "; continue with --resume" : "");
   return interrupted ? kTrainInterrupted : 0;
 }

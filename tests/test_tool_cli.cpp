@@ -170,7 +170,7 @@ TEST_CASE("messages: a spec with CR-only line endings is named as such, not as a
   }
 }
 
-TEST_CASE("messages: ddpm-sample says '1 step' and calls a float overflow by its name") {
+TEST_CASE("messages: ddpm-sample and ddpm-train say '1 step', and a float overflow is called by its name") {
   const fs::path d = scratch("sample");
   ddpm::TrainConfig c = ddpm_test::run_config("models/moons_solvers.ddpm", "moons", d / "run", 20, 32, 1);
   ddpm::train(c);
@@ -181,4 +181,8 @@ TEST_CASE("messages: ddpm-sample says '1 step' and calls a float overflow by its
   CAPTURE(o.text);
   CHECK(o.status == 0);
   CHECK(o.text.find("(1 step, EMA weights") != std::string::npos);
+  o = sh(fmt::format("{} {} --steps 1 --batch 8 --threads 2 --out {} --cache-dir {}", tool("ddpm-train"), moons(),
+                     (d / "one").string(), test_cache()));
+  CHECK(o.status == 0);
+  CHECK(o.text.find("trained 1 step in") != std::string::npos);
 }
