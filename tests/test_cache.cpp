@@ -10,6 +10,8 @@
 #include <fstream>
 #include <string>
 
+#include <fmt/format.h>
+
 #include "cache.h"
 #include "common/diag.h"
 #include "common/file_lock.h"
@@ -117,7 +119,7 @@ TEST_CASE("cache: ddpmc cache lists modules and --prune removes old and least re
   CHECK(list[0].spec == "new.ddpm");
   CHECK(list[2].key == a);
 
-  const std::string ddpmc = "'" + std::string(DDPM_BINARY_DIR) + "/tools/ddpmc' cache --cache-dir '" + dir.string() + "'";
+  const std::string ddpmc = fmt::format("'{}/tools/ddpmc' cache --cache-dir '{}'", DDPM_BINARY_DIR, dir.string());
   std::string out = run(ddpmc);
   CHECK(out.find("3 modules, 6.0 MiB") != std::string::npos);
   CHECK(out.find("old.ddpm") != std::string::npos);
@@ -145,7 +147,7 @@ TEST_CASE("cache: --prune removes the precompiled prelude when still over --max-
   fake_entry(dir, b, 1 << 20, 2, "building.ddpm");
   fs::create_directories(dir / "pch-0123456789abcdef");
   std::ofstream(dir / "pch-0123456789abcdef" / "ddpm_prelude.h.gch", std::ios::binary) << std::string(2 << 20, 'p');
-  const std::string ddpmc = "'" + std::string(DDPM_BINARY_DIR) + "/tools/ddpmc' cache --cache-dir '" + dir.string() + "'";
+  const std::string ddpmc = fmt::format("'{}/tools/ddpmc' cache --cache-dir '{}'", DDPM_BINARY_DIR, dir.string());
   {
     // b is being built by another process: it stays, whatever the cap.
     auto held = ddpmc::FileLock::try_lock((dir / (b + ".lock")).string());
@@ -174,15 +176,25 @@ TEST_CASE("cache: --prune removes the precompiled prelude when still over --max-
 
 TEST_CASE("cache: a DDPM_CACHE_MAX_MB that is not a number is an error, a bad --older-than names a readable bound, sizes read in GiB") {
   const fs::path dir = fresh_dir("badcap");
-  const std::string ddpmc = "'" + std::string(DDPM_BINARY_DIR) + "/tools/ddpmc' cache --cache-dir '" + dir.string() + "'";
-  std::string out = run("(DDPM_CACHE_MAX_MB=abc " + ddpmc + "; echo status=$?)");
+  const std::string ddpmc = fmt::format("'{}/tools/ddpmc' cache --cache-dir '{}'", DDPM_BINARY_DIR, dir.string());
+  std::string out = run(fmt::format("(DDPM_CACHE_MAX_MB=abc {}; echo status=$?)", ddpmc));
   CHECK(out.find("DDPM_CACHE_MAX_MB='abc' is not a whole number of megabytes") != std::string::npos);
   CHECK(out.find("status=1") != std::string::npos);
-  out = run("(" + ddpmc + " --prune --older-than -1; echo status=$?)");
+  out = run(fmt::format("({} --prune --older-than -1; echo status=$?)", ddpmc));
   CHECK(out.find("status=2") != std::string::npos);
   CHECK(out.find("36500") != std::string::npos);
   CHECK(out.size() < 300);  // was a 309-digit upper bound
+  // A bad cap stops a compile before it starts; --max-mb without --prune is a bad command line.
+  out = run(fmt::format("(DDPM_CACHE_MAX_MB=1.5 '{}/tools/ddpmc' compile {} -o {} --cache-dir {}; echo status=$?)",
+                        DDPM_BINARY_DIR, ddpm_test::source_path("models/moons.ddpm"), (dir / "m.so").string(),
+                        (dir / "c").string()));
+  CHECK(out.find("ddpmc: error: DDPM_CACHE_MAX_MB='1.5' is not a whole number") != std::string::npos);
+  CHECK(out.find("status=1") != std::string::npos);
+  CHECK(!fs::exists(dir / "c"));
+  out = run(fmt::format("({} --max-mb 5; echo status=$?)", ddpmc));
+  CHECK(out.find("--max-mb requires --prune") != std::string::npos);
+  CHECK(out.find("status=2") != std::string::npos);
   // Sizes at a readable unit: the cap in GiB, not 3072.0 MiB.
-  out = run("DDPM_CACHE_MAX_MB=3072 " + ddpmc);
+  out = run(fmt::format("DDPM_CACHE_MAX_MB=3072 {}", ddpmc));
   CHECK(out.find("(cap 3.0 GiB;") != std::string::npos);
 }

@@ -34,14 +34,16 @@ std::string when(std::filesystem::file_time_type t) {
 CLI::App* add_cache_command(CLI::App& app, CacheCommand& c) {
   auto* sub = app.add_subcommand("cache", "list the module cache, or prune it");
   sub->add_option("--cache-dir", c.dir, "module cache (default $DDPM_CACHE_DIR or ~/.cache/ddpmc)");
-  sub->add_flag("--prune", c.prune,
+  auto* prune = sub->add_flag("--prune", c.prune,
                 "remove old modules, then the least recently used down to --max-mb, then (if still over it) the "
                 "precompiled prelude");
   sub->add_option("--older-than", c.older_than_days, "with --prune: remove modules unused for this many days")
       ->capture_default_str()
-      ->check(number_in(0, 36500));
+      ->check(number_in(0, 36500))
+      ->needs(prune);
   sub->add_option("--max-mb", c.max_mb, "with --prune: the size in MiB to prune down to (default: the cap)")
-      ->check(whole_in(0, 999999999));
+      ->check(whole_in(0, 999999999))
+      ->needs(prune);
   return sub;
 }
 

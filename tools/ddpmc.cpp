@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "build.h"
+#include "cache.h"
 #include "cache_command.h"
 #include "common/diag.h"
 #include "driver.h"
@@ -76,6 +77,7 @@ int main(int argc, char** argv) {
       }
       fmt::print("{}", ddpmc::check_spec_file(spec, batch).text);
     } else {
+      ddpmc::default_cache_cap();  // a bad $DDPM_CACHE_MAX_MB is an error before the build, not after it
       ddpmc::BuildOptions opt;
       opt.output_so = out_so;
       opt.emit_cpp = emit_cpp;

@@ -17,6 +17,7 @@ namespace ddpm_tools {
 
 std::string module_for(const std::string& spec_or_so, const std::string& cache_dir) {
   if (std::filesystem::path(spec_or_so).extension() != ".ddpm") return spec_or_so;
+  ddpmc::default_cache_cap();  // a bad $DDPM_CACHE_MAX_MB is an error before the build, not after it
   ddpmc::BuildOptions opt;
   opt.cache_dir = cache_dir;
   ddpmc::BuiltModule b = ddpmc::build_module(spec_or_so, opt);
