@@ -131,6 +131,13 @@ TEST_CASE("cli: under mpirun an argument error is printed once, by rank 0, with 
   CHECK(count(o.text, "error:") == 1);
   CHECK(o.text.find("ORTE_ERROR_LOG") == std::string::npos);
   CHECK(o.text.find("MPI_ABORT") == std::string::npos);
+  o = sh(fmt::format("{} --allow-run-as-root --oversubscribe -np 2 {} {} --seed -1", DDPM_MPIEXEC, tool("ddpm-sample"),
+                     (d / "r").string()));
+  CHECK(o.status == 2);
+  CHECK(count(o.text, "ddpm-sample: error: --seed: must be a whole number") == 1);
+  o = sh(fmt::format("{} --allow-run-as-root --oversubscribe -np 2 {} --version", DDPM_MPIEXEC, tool("ddpm-sample")));
+  CHECK(o.status == 0);
+  CHECK(count(o.text, "module ABI") == 1);
   // An input error every rank meets is printed once too.
   o = sh(fmt::format("{} -q --allow-run-as-root --oversubscribe -np 2 {} {} --data {} --steps 10 --out {} "
                      "--cache-dir {}",
