@@ -50,6 +50,12 @@ size_t count(const std::string& s, const std::string& what) {
   return n;
 }
 
+// Two ranks under mpirun. As in test_dist.cpp, LeakSanitizer is off in them: OpenMPI
+// keeps its allocations until exit.
+std::string mpirun() {
+  return fmt::format("env ASAN_OPTIONS=detect_leaks=0 {} --allow-run-as-root --oversubscribe -np 2", DDPM_MPIEXEC);
+}
+
 fs::path scratch(const std::string& name) {
   fs::path p = ddpm_test::process_dir("test-tool-cli", name);
   fs::remove_all(p);
@@ -90,12 +96,14 @@ TEST_CASE("cli: bad command lines exit 2 and every tool's errors start with its 
   };
   const fs::path d = scratch("prefix");
   const Case cases[] = {
-      {tool("ddpmc") + " check " + moons() + " --dump-after bogus", "ddpmc: error: --dump-after: unknown pass 'bogus'", 2},
+      {tool("ddpmc") + " check " + moons() + " --dump-after bogus", "ddpmc: error: --dump-after: unknown pass 'bogus'",
+       2},
       {tool("ddpm-train") + " x.so --seed -1", "ddpm-train: error: --seed: must be a whole number from 0 to", 2},
       {tool("ddpm-sample") + " run --seed -1", "ddpm-sample: error: --seed: must be a whole number from 0 to", 2},
       {tool("ddpm-eval") + " run --bpd --seed 1.5", "ddpm-eval: error: --seed: must be a whole number from 0 to", 2},
       {tool("ddpmc") + " check " + (d / "missing.ddpm").string(), "ddpmc: error: ", 1},
-      {tool("ddpm-train") + " " + (d / "missing.so").string() + " --out " + (d / "r").string(), "ddpm-train: error: ", 1},
+      {tool("ddpm-train") + " " + (d / "missing.so").string() + " --out " + (d / "r").string(), "ddpm-train: error: ",
+       1},
       {tool("ddpm-sample") + " " + (d / "no-run").string(), "ddpm-sample: error: ", 1},
   };
   for (const Case& c : cases) {
@@ -122,27 +130,23 @@ TEST_CASE("cli: ddpmc compile -o a directory is refused and leaves no temporary 
 
 TEST_CASE("cli: under mpirun an argument error is printed once, by rank 0, with status 2 and no MPI error log") {
   const fs::path d = scratch("mpi");
-  Out o = sh(fmt::format("{} --allow-run-as-root --oversubscribe -np 2 {} {} --batch 255 --steps 10 --out {} "
-                         "--cache-dir {}",
-                         DDPM_MPIEXEC, tool("ddpm-train"), moons(), (d / "r").string(), test_cache()));
+  Out o = sh(fmt::format("{} {} {} --batch 255 --steps 10 --out {} --cache-dir {}", mpirun(), tool("ddpm-train"), moons(),
+                         (d / "r").string(), test_cache()));
   CAPTURE(o.text);
   CHECK(o.status == 2);
   CHECK(count(o.text, "ddpm-train: error: --batch 255 is not a multiple of the slice count 2") == 1);
   CHECK(count(o.text, "error:") == 1);
   CHECK(o.text.find("ORTE_ERROR_LOG") == std::string::npos);
   CHECK(o.text.find("MPI_ABORT") == std::string::npos);
-  o = sh(fmt::format("{} --allow-run-as-root --oversubscribe -np 2 {} {} --seed -1", DDPM_MPIEXEC, tool("ddpm-sample"),
-                     (d / "r").string()));
+  o = sh(fmt::format("{} {} {} --seed -1", mpirun(), tool("ddpm-sample"), (d / "r").string()));
   CHECK(o.status == 2);
   CHECK(count(o.text, "ddpm-sample: error: --seed: must be a whole number") == 1);
-  o = sh(fmt::format("{} --allow-run-as-root --oversubscribe -np 2 {} --version", DDPM_MPIEXEC, tool("ddpm-sample")));
+  o = sh(fmt::format("{} {} --version", mpirun(), tool("ddpm-sample")));
   CHECK(o.status == 0);
   CHECK(count(o.text, "module ABI") == 1);
   // An input error every rank meets is printed once too.
-  o = sh(fmt::format("{} -q --allow-run-as-root --oversubscribe -np 2 {} {} --data {} --steps 10 --out {} "
-                     "--cache-dir {}",
-                     DDPM_MPIEXEC, tool("ddpm-train"), moons(), (d / "none.npy").string(), (d / "r").string(),
-                     test_cache()));
+  o = sh(fmt::format("{} -q {} {} --data {} --steps 10 --out {} --cache-dir {}", mpirun(), tool("ddpm-train"), moons(),
+                     (d / "none.npy").string(), (d / "r").string(), test_cache()));
   CHECK(o.status == 1);
   CHECK(count(o.text, "error:") == 1);
 }
