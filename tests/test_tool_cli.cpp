@@ -130,8 +130,8 @@ TEST_CASE("cli: ddpmc compile -o a directory is refused and leaves no temporary 
 
 TEST_CASE("cli: under mpirun an argument error is printed once, by rank 0, with status 2 and no MPI error log") {
   const fs::path d = scratch("mpi");
-  Out o = sh(fmt::format("{} {} {} --batch 255 --steps 10 --out {} --cache-dir {}", mpirun(), tool("ddpm-train"), moons(),
-                         (d / "r").string(), test_cache()));
+  Out o = sh(fmt::format("{} {} {} --batch 255 --steps 10 --out {} --cache-dir {}", mpirun(), tool("ddpm-train"),
+                         moons(), (d / "r").string(), test_cache()));
   CAPTURE(o.text);
   CHECK(o.status == 2);
   CHECK(count(o.text, "ddpm-train: error: --batch 255 is not a multiple of the slice count 2") == 1);
