@@ -231,7 +231,12 @@ BuiltModule build_compiled(const Compiled& c, const BuildOptions& opt) {
     fs::path tmp = opt.output_so + fmt::format(".tmp{}", getpid());
     fs::copy_file(so, tmp, fs::copy_options::overwrite_existing, ec);
     if (ec) user_error_noloc(fmt::format("cannot write '{}': {}", opt.output_so, ec.message()), "check the -o path");
-    durable_rename(tmp.string(), opt.output_so, "module");
+    try {
+      durable_rename(tmp.string(), opt.output_so, "module");
+    } catch (...) {
+      fs::remove(tmp, ec);  // never leave the temporary copy behind
+      throw;
+    }
   }
   return out;
 }

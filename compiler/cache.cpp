@@ -195,38 +195,76 @@ std::vector<CacheEntry> list_cache(const std::string& dir) {
 
 uint64_t default_cache_cap() {
   if (const char* m = std::getenv("DDPM_CACHE_MAX_MB"); m && *m) {
-    char* end = nullptr;
-    unsigned long long mb = std::strtoull(m, &end, 10);
-    if (end && *end == 0) return (uint64_t)mb << 20;
+    const std::string v = m;
+    const bool digits = v.size() <= 9 && std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (!digits)
+      user_error_noloc(fmt::format("DDPM_CACHE_MAX_MB='{}' is not a whole number of megabytes (0 to 999999999)", v),
+                       "set it to the cache's size cap in MiB, for example DDPM_CACHE_MAX_MB=2048, or unset it");
+    return (uint64_t)std::stoull(v) << 20;
   }
   return 2ull << 30;
 }
 
 PruneResult prune_cache(const std::string& dir, uint64_t max_bytes, std::optional<std::chrono::seconds> older_than,
-                        const std::string& keep) {
+                        const std::string& keep, bool prune_prelude) {
   std::vector<CacheEntry> entries = list_cache(dir);  // most recent first
   uint64_t total = 0;
   for (auto& e : entries) total += e.bytes;
   const auto now = fs::file_time_type::clock::now();
   PruneResult r;
-  // Oldest first; the precompiled prelude of the current toolchain is not a module.
-  for (auto it = entries.rbegin(); it != entries.rend(); ++it) {
-    const CacheEntry& e = *it;
-    if (e.key == keep || e.key.rfind("pch-", 0) == 0) continue;
-    const bool stale = older_than && now - e.used > *older_than;
-    if (!stale && total <= max_bytes) continue;
-    // A module being built right now is not ours to remove.
-    auto lock = FileLock::try_lock((fs::path(dir) / (e.key + ".lock")).string());
-    if (!lock) continue;
+  std::vector<bool> gone(entries.size(), false);
+  std::vector<std::string> why(entries.size());
+  auto remove = [&](size_t i) {
+    const CacheEntry& e = entries[i];
     std::error_code ec;
-    for (const auto& f : fs::directory_iterator(dir, ec)) {
-      const std::string name = f.path().filename().string();
-      if (name.rfind(e.key + ".", 0) == 0) fs::remove(f.path(), ec);
+    if (e.key.rfind("pch-", 0) == 0) {
+      fs::remove_all(fs::path(dir) / e.key, ec);
+      r.removed_prelude = true;
+    } else {
+      for (const auto& f : fs::directory_iterator(dir, ec)) {
+        const std::string name = f.path().filename().string();
+        if (name.rfind(e.key + ".", 0) == 0) fs::remove(f.path(), ec);
+      }
     }
     total -= std::min(total, e.bytes);
     r.removed += 1;
     r.bytes += e.bytes;
-  }
+    gone[i] = true;
+  };
+  // Modules, oldest first; then (when asked) the precompiled preludes, which are
+  // not modules: every build of the current toolchain uses its one.
+  for (int pass = 0; pass < 2; ++pass)
+    for (size_t k = entries.size(); k-- > 0;) {
+      const CacheEntry& e = entries[k];
+      const bool prelude = e.key.rfind("pch-", 0) == 0;
+      if (prelude != (pass == 1)) continue;
+      if (e.key == keep) {
+        why[k] = "the module just built";
+        continue;
+      }
+      if (prelude && !prune_prelude) {
+        why[k] = "the precompiled prelude is kept by automatic pruning";
+        continue;
+      }
+      const bool stale = !prelude && older_than && now - e.used > *older_than;
+      if (!stale && total <= max_bytes) {
+        const std::string within = fmt::format("the cache is within {} MiB", max_bytes >> 20);
+        why[k] = prelude || !older_than
+                     ? within
+                     : fmt::format("used in the last {:g} days, and {}", older_than->count() / 86400.0, within);
+        continue;
+      }
+      // A module being built right now is not ours to remove.
+      const std::string lock_path = (fs::path(dir) / (e.key + ".lock")).string();
+      auto lock = prelude ? std::optional<FileLock>() : FileLock::try_lock(lock_path);
+      if (!prelude && !lock) {
+        why[k] = "another process is building it";
+        continue;
+      }
+      remove(k);
+    }
+  for (size_t k = 0; k < entries.size(); ++k)
+    if (!gone[k]) r.kept.push_back({entries[k], why[k]});
   return r;
 }
 

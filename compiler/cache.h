@@ -55,17 +55,30 @@ struct CacheEntry {
 std::vector<CacheEntry> list_cache(const std::string& dir);
 
 // The default bound on the cache's size: $DDPM_CACHE_MAX_MB megabytes, else 2 GiB.
+// Throws a UserError if DDPM_CACHE_MAX_MB is set but not a whole number of megabytes.
 uint64_t default_cache_cap();
 
+// An entry a prune left in place, and why.
+struct KeptEntry {
+  CacheEntry entry;
+  std::string why;  // "being built by another process", "the module just built", ...
+};
+
 struct PruneResult {
-  int removed = 0;
+  int removed = 0;      // entries removed (modules and precompiled preludes)
+  bool removed_prelude = false;
   uint64_t bytes = 0;
+  std::vector<KeptEntry> kept;  // most recently used first
 };
 
 // Removes modules unused for longer than `older_than` (if given), then the least
-// recently used ones until the cache holds at most `max_bytes`. Never removes the
-// entry `keep` (the module just built) or a module another process is building.
+// recently used ones until the cache holds at most `max_bytes`. With
+// `prune_prelude`, the precompiled prelude (about 100 MB; the next build makes it
+// again) goes last, if the cache is still over `max_bytes` without any module.
+// Never removes the entry `keep` (the module just built) or a module another
+// process is building.
 PruneResult prune_cache(const std::string& dir, uint64_t max_bytes,
-                        std::optional<std::chrono::seconds> older_than = std::nullopt, const std::string& keep = "");
+                        std::optional<std::chrono::seconds> older_than = std::nullopt, const std::string& keep = "",
+                        bool prune_prelude = false);
 
 }  // namespace ddpmc

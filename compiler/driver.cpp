@@ -35,21 +35,30 @@ CheckReport report(const Compiled& c, int batch) {
                    r.n_params * 4 / 1024.0);
   s += fmt::format("  data            {} per sample, T = {}, {} schedule\n", c.model.data.str(), c.model.diffusion.T,
                    c.model.diffusion.schedule);
-  s += fmt::format("  FLOPs per step  {:.3f} MFLOP (training step, forward + backward, batch {})\n",
-                   r.flops_per_step / 1e6, batch);
+  s += fmt::format("  FLOPs per step  {} (training step, forward + backward, batch {})\n",
+                   flops_text(r.flops_per_step), batch);
   s += fmt::format("  arena           {} bytes at batch {} (training step; {} floats per sample + {})\n",
                    thousands(r.arena_bytes), batch, c.train.arena_per_sample, c.train.arena_fixed);
   s += fmt::format("  kernels         train {} (from {} primitive ops)", c.train.kernels.size(), prim_ops);
   for (auto& [name, g] : c.samplers) s += fmt::format(", sampler {} {}", name, g.kernels.size());
   s += "\n";
   for (auto& [name, g] : c.samplers)
-    s += fmt::format("  sampler {:<8} arena {} bytes at batch {}, {:.3f} MFLOP per step\n", name,
-                     thousands(arena_floats(g, batch) * 4), batch, graph_flops(g, batch) / 1e6);
+    s += fmt::format("  sampler {:<8} arena {} bytes at batch {}, {} per step\n", name,
+                     thousands(arena_floats(g, batch) * 4), batch, flops_text(graph_flops(g, batch)));
   r.text = s;
   return r;
 }
 
 }  // namespace
+
+std::string flops_text(double flops) {
+  if (!(flops >= 1000)) return fmt::format("{:g} FLOP", flops);
+  const char* units[] = {"kFLOP", "MFLOP", "GFLOP", "TFLOP", "PFLOP"};
+  int u = 0;
+  double v = flops / 1e3;
+  while (v >= 999.9995 && u < 4) v /= 1000, ++u;  // 999.9999 MFLOP shows as 1.000 GFLOP
+  return fmt::format("{:.3f} {}", v, units[u]);
+}
 
 CheckReport check_spec_file(const std::string& path, int batch) { return report(compile_spec_file(path), batch); }
 

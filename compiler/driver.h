@@ -17,6 +17,9 @@ struct CheckReport {
   std::string text;
 };
 
+// A FLOP count at a readable unit, three decimals: "60.391 MFLOP", "258.479 GFLOP".
+std::string flops_text(double flops);
+
 CheckReport check_spec_file(const std::string& path, int batch = 256);
 CheckReport check_spec_text(const std::string& path_label, const std::string& text, int batch = 256);
 

@@ -61,14 +61,29 @@ class Lexer {
         ++pos_;
         ++line_;
         line_start_ = pos_;
-      } else if (c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f') {
+      } else if (c == '\r') {
+        lone_cr_check();
+        ++pos_;
+      } else if (c == ' ' || c == '\t' || c == '\v' || c == '\f') {
         ++pos_;
       } else if (c == '#') {
-        while (pos_ < n_ && s_[pos_] != '\n') ++pos_;
+        while (pos_ < n_ && s_[pos_] != '\n') {
+          if (s_[pos_] == '\r') lone_cr_check();
+          ++pos_;
+        }
       } else {
         break;
       }
     }
+  }
+
+  // A carriage return ends a line only before a line feed (CRLF); a file with
+  // classic Mac (CR-only) line endings would otherwise read as one long line.
+  void lone_cr_check() const {
+    if (pos_ + 1 < n_ && s_[pos_ + 1] == '\n') return;
+    if (pos_ + 1 >= n_) return;
+    user_error(here(), "a carriage return without a line feed: this file has CR-only (classic Mac) line endings",
+               "convert it to LF line endings, for example with `tr '\\r' '\\n' < OLD > NEW`");
   }
 
   Token make(Tok kind, size_t start) {

@@ -229,10 +229,12 @@ const std::map<std::string, Builtin>& builtins() {
          for (size_t i = 0; i < c.args.size(); ++i) n.in.push_back(c.L.as_node(c.args[i], c.locs[i], "concat"));
          if (auto it = c.kw.find("axis"); it != c.kw.end()) {
            const int64_t rank = (int64_t)c.L.b_->type(n.in[0]).dims.size();
-           int64_t a = c.L.as_int(it->second.first, it->second.second, "axis");
-           if (a < 0) a += rank;
+           const int64_t given = c.L.as_int(it->second.first, it->second.second, "axis");
+           const int64_t a = given < 0 ? given + rank : given;
            if (a < 0 || a >= rank)
-             user_error(it->second.second, fmt::format("axis {} is out of range for rank {}", a, rank),
+             user_error(it->second.second,
+                        fmt::format("axis {} is out of range for rank {} (valid: {} to {})", given, rank, -rank,
+                                    rank - 1),
                         "axes count the per-sample dimensions; -1 is the last");
            n.axis = a;
          }

@@ -29,7 +29,8 @@ void Lowerer::lower_diffusion(const DiffusionDecl& d) {
       Value v = eval(*s.value);
       int64_t t = as_int(v, s.value->loc, "steps");
       if (t < 2 || t > 100000)
-        user_error(s.value->loc, fmt::format("bad schedule argument: steps = {} must be between 2 and 100000", t),
+        user_error(s.value->loc,
+                   fmt::format("steps = {} is out of range: a diffusion has between 2 and 100000 steps", t),
                    "Ho et al. use steps = 1000");
       T = (int)t;
     } else if (s.key == "schedule") {

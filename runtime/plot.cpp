@@ -12,6 +12,7 @@
 
 #include "common/atomic_file.h"
 #include "common/diag.h"
+#include "png.h"
 
 namespace ddpm {
 
@@ -56,27 +57,9 @@ struct Axis {
     return p0 + (a - l) / (h - l) * (p1 - p0);
   }
   std::vector<double> ticks(int max_ticks) const {
-    if (!log) return nice_ticks(lo, hi, max_ticks);
-    std::vector<double> t;
-    // Within about two decades: 1, 2 and 5 times each power of ten.
-    for (int k = (int)std::floor(std::log10(lo)); k <= (int)std::ceil(std::log10(hi)); ++k)
-      for (double m : {1.0, 2.0, 5.0})
-        if (double v = m * std::pow(10.0, k); v >= lo && v <= hi) t.push_back(v);
-    if ((int)t.size() <= max_ticks + 2) return t;
-    t.clear();
-    const int step = std::max(1, (int)std::ceil((std::log10(hi) - std::log10(lo)) / max_ticks));
-    for (int k = (int)std::ceil(std::log10(lo)); k <= (int)std::floor(std::log10(hi)); k += step)
-      t.push_back(std::pow(10.0, k));
-    return t;
+    return log ? log_ticks(lo, hi, max_ticks) : nice_ticks(lo, hi, max_ticks);
   }
 };
-
-std::string label(double v) {
-  if (v == 0) return "0";
-  const double a = std::fabs(v);
-  if (a >= 1e5 || a < 1e-4) return fmt::format("{:.0e}", v);
-  return fmt::format("{:g}", std::round(v * 1e6) / 1e6);
-}
 
 // Pads a range that is empty or a point, so the axis has a length.
 void widen(double& lo, double& hi, bool log) {
@@ -112,7 +95,7 @@ void draw_axes(cairo_t* cr, const PlotArea& a, const Axis& x, const Axis& y, con
     cairo_move_to(cr, px, a.y1);
     cairo_line_to(cr, px, a.y1 + 5);
     cairo_stroke(cr);
-    text(cr, label(t), px, a.y1 + 8, 0.5, 0);
+    text(cr, tick_label(t), px, a.y1 + 8, 0.5, 0);
   }
   for (double t : y.ticks(6)) {
     const double py = std::round(y.to_px(t)) + 0.5;
@@ -124,7 +107,7 @@ void draw_axes(cairo_t* cr, const PlotArea& a, const Axis& x, const Axis& y, con
     cairo_move_to(cr, a.x0 - 5, py);
     cairo_line_to(cr, a.x0, py);
     cairo_stroke(cr);
-    text(cr, label(t), a.x0 - 8, py, 1, 0.5);
+    text(cr, tick_label(t), a.x0 - 8, py, 1, 0.5);
   }
   cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
   cairo_rectangle(cr, a.x0 + 0.5, a.y0 + 0.5, a.x1 - a.x0 - 1, a.y1 - a.y0 - 1);
@@ -180,32 +163,89 @@ std::vector<double> nice_ticks(double lo, double hi, int max_ticks) {
   return t;
 }
 
-PlotArea scatter_area(int size_px) {
-  return {64.0, 16.0, size_px - 24.0, size_px - 48.0};
+std::vector<double> log_ticks(double lo, double hi, int max_ticks) {
+  if (!(lo > 0 && hi > lo) || max_ticks < 1) return {};
+  auto multiples = [&](std::initializer_list<double> ms) {
+    std::vector<double> t;
+    for (int k = (int)std::floor(std::log10(lo)); k <= (int)std::ceil(std::log10(hi)); ++k)
+      for (double m : ms)
+        if (double v = m * std::pow(10.0, k); v >= lo * (1 - 1e-12) && v <= hi * (1 + 1e-12)) t.push_back(v);
+    return t;
+  };
+  std::vector<double> t = multiples({1.0, 2.0, 5.0});
+  if ((int)t.size() > max_ticks + 2) {
+    // Many decades: every power of ten, or every k-th.
+    t.clear();
+    const int step = std::max(1, (int)std::ceil((std::log10(hi) - std::log10(lo)) / max_ticks));
+    for (int k = (int)std::ceil(std::log10(lo)); k <= (int)std::floor(std::log10(hi)); k += step)
+      t.push_back(std::pow(10.0, k));
+    return t;
+  }
+  if (t.size() >= 3) return t;
+  // Within a decade or so: 1 to 9 times the powers of ten, else plain round numbers.
+  t = multiples({1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0});
+  if (t.size() >= 3 && (int)t.size() <= max_ticks + 2) return t;
+  return nice_ticks(lo, hi, max_ticks);
 }
 
-void write_scatter_png(const std::string& path, const float* xy, int64_t n, int size_px, float lim) {
-  DDPM_CHECK(size_px >= 128 && size_px <= 8192, "scatter size out of range");
-  if (!(lim > 0)) {
-    std::vector<float> r;
-    r.reserve((size_t)n);
-    for (int64_t i = 0; i < n; ++i) {
-      float x = xy[2 * i], y = xy[2 * i + 1];
-      if (std::isfinite(x) && std::isfinite(y)) r.push_back(std::max(std::fabs(x), std::fabs(y)));
-    }
-    float q = 0;
-    if (!r.empty()) {
-      size_t k = std::min(r.size() - 1, (size_t)(0.995 * (double)r.size()));
-      std::nth_element(r.begin(), r.begin() + (std::ptrdiff_t)k, r.end());
-      q = r[k];
-    }
-    lim = q > 0 ? 1.1f * q : 1.0f;
+std::string tick_label(double v) {
+  if (v == 0) return "0";
+  const double a = std::fabs(v);
+  if (a >= 1e5 || a < 1e-4) return fmt::format("{:.0e}", v);
+  return fmt::format("{:g}", std::round(v * 1e6) / 1e6);
+}
+
+std::vector<double> smooth(const std::vector<double>& v) {
+  const double span = std::max(1.0, (double)v.size() / 25.0);
+  const double alpha = 2.0 / (span + 1.0);
+  std::vector<double> out(v.size());
+  double m = NAN;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (std::isfinite(v[i])) m = std::isfinite(m) ? m + alpha * (v[i] - m) : v[i];
+    out[i] = m;
   }
+  return out;
+}
+
+PlotArea scatter_area(int size_px, bool title) {
+  return {64.0, title ? 36.0 : 16.0, size_px - 24.0, size_px - 48.0};
+}
+
+float scatter_limit(const float* xy, int64_t n) {
+  std::vector<float> r;
+  r.reserve((size_t)n);
+  for (int64_t i = 0; i < n; ++i) {
+    float x = xy[2 * i], y = xy[2 * i + 1];
+    if (std::isfinite(x) && std::isfinite(y)) r.push_back(std::max(std::fabs(x), std::fabs(y)));
+  }
+  float q = 0;
+  if (!r.empty()) {
+    size_t k = std::min(r.size() - 1, (size_t)(0.995 * (double)r.size()));
+    std::nth_element(r.begin(), r.begin() + (std::ptrdiff_t)k, r.end());
+    q = r[k];
+  }
+  if (!(q > 0)) return 1.0f;
+  const double want = 1.1 * q, p = std::pow(10.0, std::floor(std::log10(want)));
+  for (double m : {1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0})
+    if (m * p >= want * (1 - 1e-9)) return (float)(m * p);
+  return (float)(10 * p);
+}
+
+void write_scatter_png(const std::string& path, const float* xy, int64_t n, int size_px, float lim,
+                       const std::string& title) {
+  DDPM_CHECK(size_px >= 128 && size_px <= 8192, "scatter size out of range");
+  if (!(lim > 0)) lim = scatter_limit(xy, n);
   Surface s(size_px, size_px);
-  const PlotArea a = scatter_area(size_px);
+  const PlotArea a = scatter_area(size_px, !title.empty());
   const Axis x{-lim, lim, a.x0, a.x1}, y{-lim, lim, a.y1, a.y0};
   draw_axes(s.cr, a, x, y, "x[0]", "x[1]");
   cairo_t* cr = s.cr;
+  if (!title.empty()) {
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    cairo_set_font_size(cr, 14);
+    text(cr, title, (a.x0 + a.x1) / 2, 10, 0.5, 0);
+    cairo_set_font_size(cr, 12);
+  }
   cairo_save(cr);
   cairo_rectangle(cr, a.x0 + 1, a.y0 + 1, a.x1 - a.x0 - 2, a.y1 - a.y0 - 2);
   cairo_clip(cr);
@@ -226,6 +266,46 @@ void write_scatter_png(const std::string& path, const float* xy, int64_t n, int 
     cairo_fill(cr);
   }
   cairo_restore(cr);
+  s.save(path);
+}
+
+GridMargins grid_margins(const std::string& title, const std::vector<std::string>& row_labels) {
+  size_t longest = 0;
+  for (const std::string& l : row_labels) longest = std::max(longest, l.size());
+  // About 7 pixels per character of the 12-pixel sans-serif font, and 8 pixels either side.
+  return {row_labels.empty() ? 0 : (int)(16 + 7 * longest), title.empty() ? 0 : 28};
+}
+
+void write_labelled_grid_png(const std::string& path, const float* images, int64_t n, int c, int h, int w, int cols,
+                             const std::string& title, const std::vector<std::string>& row_labels) {
+  const int pad = 2, scale = 2;
+  int64_t W = 0, H = 0;
+  const std::vector<uint8_t> rgb = image_grid_rgb(path, images, n, c, h, w, cols, pad, scale, W, H);
+  const GridMargins m = grid_margins(title, row_labels);
+  const int64_t width = std::max<int64_t>(W + m.left, title.empty() ? 0 : 8 * (int64_t)title.size());
+  if (width > 32767 || H + m.top > 32767)  // Cairo's largest image surface
+    ddpmc::user_error_noloc(
+        fmt::format("cannot write image grid '{}': it would be {}x{} pixels", path, width, H + m.top),
+        "write fewer samples to the PNG");
+  Surface s((int)width, (int)(H + m.top));
+  cairo_surface_flush(s.s);
+  unsigned char* data = cairo_image_surface_get_data(s.s);
+  const int stride = cairo_image_surface_get_stride(s.s);
+  for (int64_t y = 0; y < H; ++y)
+    for (int64_t x = 0; x < W; ++x) {
+      const uint8_t* p = &rgb[((size_t)y * W + x) * 3];
+      reinterpret_cast<uint32_t*>(data + (y + m.top) * stride)[x + m.left] =
+          (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
+    }
+  cairo_surface_mark_dirty(s.s);
+  cairo_set_source_rgb(s.cr, 0, 0, 0);
+  const int64_t rows = (n + cols - 1) / cols, th = (int64_t)h * scale;
+  for (size_t r = 0; r < row_labels.size() && (int64_t)r < rows; ++r)
+    text(s.cr, row_labels[r], m.left - 8, (double)m.top + pad + (double)r * (th + pad) + th / 2.0, 1, 0.5);
+  if (!title.empty()) {
+    cairo_set_font_size(s.cr, 14);
+    text(s.cr, title, width / 2.0, 8, 0.5, 0);
+  }
   s.save(path);
 }
 
@@ -255,13 +335,15 @@ void write_training_plot_png(const std::string& path, const std::vector<double>&
   const Axis x1{x_lo, x_hi, top.x0, top.x1}, y1{l_lo, l_hi, top.y1, top.y0, log};
   const Axis x2{x_lo, x_hi, bottom.x0, bottom.x1}, y2{r_lo, r_hi * 1.05, bottom.y1, bottom.y0};
   draw_axes(s.cr, top, x1, y1, "step", log ? "loss (log scale)" : "loss");
-  draw_series(s.cr, top, x1, y1, steps, loss, 0.07, 0.15, 0.47);
+  draw_series(s.cr, top, x1, y1, steps, loss, 0.68, 0.76, 0.92);
+  draw_series(s.cr, top, x1, y1, steps, smooth(loss), 0.07, 0.15, 0.47);
   draw_axes(s.cr, bottom, x2, y2, "step", "learning rate");
   draw_series(s.cr, bottom, x2, y2, steps, lr, 0.75, 0.3, 0.05);
   cairo_set_source_rgb(s.cr, 0, 0, 0);
   cairo_set_font_size(s.cr, 14);
-  text(s.cr, fmt::format("training loss (last {:.4g} at step {:g})", loss.back(), steps.back()), width / 2.0, 10, 0.5,
-       0);
+  text(s.cr, fmt::format("training loss (last {:.4g} at step {:g}; light: as logged, dark: smoothed)", loss.back(),
+                         steps.back()),
+       width / 2.0, 10, 0.5, 0);
   text(s.cr, "learning rate", width / 2.0, mid + 10, 0.5, 0);
   s.save(path);
 }

@@ -42,8 +42,8 @@ void write_png_rgb(const std::string& path, int w, int h, const uint8_t* rgb) {
   f.commit();
 }
 
-void write_image_grid_png(const std::string& path, const float* images, int64_t n, int c, int h,
-                          int w, int cols, int pad, int scale) {
+std::vector<uint8_t> image_grid_rgb(const std::string& path, const float* images, int64_t n, int c, int h, int w,
+                                    int cols, int pad, int scale, int64_t& W, int64_t& H) {
   if (c != 1 && c != 3)
     ddpmc::user_error_noloc("cannot write image grid '" + path + "': images have " + std::to_string(c) +
                                 " channels",
@@ -53,7 +53,8 @@ void write_image_grid_png(const std::string& path, const float* images, int64_t 
   cols = (int)std::min<int64_t>(cols, n);
   const int64_t rows = (n + cols - 1) / cols;
   const int64_t th = (int64_t)h * scale, tw = (int64_t)w * scale;
-  const int64_t W = cols * (tw + pad) + pad, H = rows * (th + pad) + pad;
+  W = cols * (tw + pad) + pad;
+  H = rows * (th + pad) + pad;
   if (W > 65535 || H > 65535)
     ddpmc::user_error_noloc("cannot write image grid '" + path + "': it would be " + std::to_string(W) +
                                 "x" + std::to_string(H) + " pixels",
@@ -75,6 +76,13 @@ void write_image_grid_png(const std::string& path, const float* images, int64_t 
         }
       }
   }
+  return rgb;
+}
+
+void write_image_grid_png(const std::string& path, const float* images, int64_t n, int c, int h,
+                          int w, int cols, int pad, int scale) {
+  int64_t W = 0, H = 0;
+  std::vector<uint8_t> rgb = image_grid_rgb(path, images, n, c, h, w, cols, pad, scale, W, H);
   write_png_rgb(path, (int)W, (int)H, rgb.data());
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace ddpm {
 
@@ -17,5 +18,10 @@ void write_png_rgb(const std::string& path, int w, int h, const uint8_t* rgb);
 // surround the tiles.
 void write_image_grid_png(const std::string& path, const float* images, int64_t n, int c, int h,
                           int w, int cols = 0, int pad = 2, int scale = 2);
+
+// The pixels of that grid: rgb [H, W, 3], with its size in W and H. `path` names
+// the file in errors (too many channels, a grid too large for a PNG).
+std::vector<uint8_t> image_grid_rgb(const std::string& path, const float* images, int64_t n, int c, int h, int w,
+                                    int cols, int pad, int scale, int64_t& W, int64_t& H);
 
 }  // namespace ddpm

@@ -80,11 +80,18 @@ SamplePreviews::SamplePreviews(const Module& mod, const std::string& run_dir, co
 
 std::string SamplePreviews::sampler() const { return idx_ >= 0 ? mod_->sampler_names[idx_] : ""; }
 
+std::string SamplePreviews::title(int64_t step) const {
+  const size_t k = ts_.size() - 1;  // ts_ is [t_0 = 0, t_1, ..., t_K]
+  return fmt::format("step {}, {} ({} step{})", step, sampler(), k, k == 1 ? "" : "s");
+}
+
 std::string SamplePreviews::write(int64_t step, const float* ema, const std::function<bool()>& stop) const {
   std::vector<float> x = run_sampler(mod_, ema, idx_, ts_, n_, (int)n_, kPreviewSeed, true, nullptr, 0, stop);
   if (x.empty()) return "";
   const std::string path = (fs::path(dir_) / fmt::format("step_{:07}.png", step)).string();
-  write_samples_png(path, mod_, x.data(), n_);
+  const ddpm_module& m = mod_.get();
+  if (m.data_rank == 1 && m.data_dims[0] == 2) lim_ = std::max(lim_, scatter_limit(x.data(), n_));
+  write_samples_png(path, mod_, x.data(), n_, title(step), lim_);
   return path;
 }
 

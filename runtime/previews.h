@@ -30,12 +30,19 @@ class SamplePreviews {
   // note, for a model without samplers or with a data shape that has no picture.
   SamplePreviews(const Module& mod, const std::string& run_dir, const float* params, bool quiet);
   bool enabled() const { return idx_ >= 0; }
-  // Samples from `ema` and writes run_dir/samples/step_NNNNNNN.png; returns its
-  // path, or "" when `stop` (asked before every sampler step) returned true.
+  // Samples from `ema` and writes run_dir/samples/step_NNNNNNN.png, titled with
+  // the step and the sampler; returns its path, or "" when `stop` (asked before
+  // every sampler step) returned true. Scatter plots keep the axes of the first
+  // preview (widened only when a later one would not fit), so the frames of a run
+  // compare at a glance.
   std::string write(int64_t step, const float* ema, const std::function<bool()>& stop = nullptr) const;
   // The sampler's name and its number of reverse steps (for messages and tests).
   std::string sampler() const;
   int steps() const { return (int)ts_.size() - 1; }
+  // The title of the preview at `step`: "step 1000, ddim (50 steps)".
+  std::string title(int64_t step) const;
+  // The half-width of the scatter plots so far (0 before the first one).
+  float scatter_lim() const { return lim_; }
 
  private:
   const Module& mod_;
@@ -43,6 +50,7 @@ class SamplePreviews {
   int idx_ = -1;
   std::vector<int> ts_;
   int64_t n_ = 0;
+  mutable float lim_ = 0;  // the scatter plots' half-width, once the first preview has set it
 };
 
 // Reads run_dir/metrics.jsonl and draws run_dir/loss.png: the loss (log scale)

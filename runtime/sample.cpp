@@ -10,8 +10,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <oneapi/tbb/global_control.h>
 
 #include "common/diag.h"
@@ -133,9 +135,13 @@ std::vector<float> sampler_args(const ddpm_module& m, int idx, const std::vector
                                       : "give each --arg once");
     given[k] = s;
     char* end = nullptr;
-    const float f = std::strtof(val.c_str(), &end);
-    if (val.empty() || *end != '\0' || !std::isfinite(f))
+    const double d = std::strtod(val.c_str(), &end);
+    if (val.empty() || *end != '\0' || !std::isfinite(d))
       user_error_noloc(fmt::format("--arg {}: '{}' is not a number", key, val), list);
+    const float f = (float)d;
+    if (!std::isfinite(f))
+      user_error_noloc(fmt::format("--arg {}: {} is beyond the range of a float (about -3.4e38 to 3.4e38)", key, val),
+                       list);
     v[k] = f;
   }
   for (int k = 0; k < n; ++k) check_class_arg(m, idx, k, v[k], given[k]);
@@ -236,20 +242,44 @@ std::vector<float> run_sampler(const Module& mod, const float* params, int idx, 
   return out;
 }
 
-bool write_samples_png(const std::string& path, const Module& mod, const float* samples, int64_t n) {
+bool write_samples_png(const std::string& path, const Module& mod, const float* samples, int64_t n,
+                       const std::string& title, float lim) {
   const ddpm_module& m = mod.get();
   if (m.data_rank == 1 && m.data_dims[0] == 2) {
-    write_scatter_png(path, samples, n);
+    write_scatter_png(path, samples, n, 512, lim, title);
     return true;
   }
   if (m.data_rank == 3 && (m.data_dims[0] == 1 || m.data_dims[0] == 3)) {
-    write_image_grid_png(path, samples, std::min<int64_t>(n, 256), m.data_dims[0], m.data_dims[1], m.data_dims[2]);
+    const int64_t shown = std::min<int64_t>(n, 256);
+    if (title.empty())
+      write_image_grid_png(path, samples, shown, m.data_dims[0], m.data_dims[1], m.data_dims[2]);
+    else
+      write_labelled_grid_png(path, samples, shown, m.data_dims[0], m.data_dims[1], m.data_dims[2],
+                              (int)std::ceil(std::sqrt((double)shown)), title, {});
     return true;
   }
   return false;
 }
 
+std::vector<std::string> class_row_labels(const std::string& data, int K) {
+  static const char* fashion[] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                  "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+  const bool is_fashion = data == "fashion-mnist" || data.find("fashion") != std::string::npos;
+  std::vector<std::string> v;
+  for (int k = 0; k < K; ++k)
+    v.push_back(is_fashion && K <= 10 ? fmt::format("{} {}", k, fashion[k]) : fmt::format("class {}", k));
+  return v;
+}
+
 namespace {
+
+// The "data" of RUN_DIR/config.json ("" when it cannot be read).
+std::string run_data(const std::string& run_dir) {
+  std::ifstream in(fs::path(run_dir) / "config.json");
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  const bool ok = !j.is_discarded() && j.is_object() && j.contains("data") && j["data"].is_string();
+  return ok ? j["data"].get<std::string>() : "";
+}
 
 // --class all: one run per class with the same starting noise, then one output.
 std::vector<float> sample_each_class(const SampleConfig& cfg) {
@@ -283,7 +313,9 @@ std::vector<float> sample_each_class(const SampleConfig& cfg) {
   if (!cfg.out_npy.empty()) write_npy(cfg.out_npy, all.data(), shape);
   if (!cfg.out_png.empty()) {
     if (m.data_rank == 3 && (m.data_dims[0] == 1 || m.data_dims[0] == 3))
-      write_image_grid_png(cfg.out_png, all.data(), K * cfg.n, m.data_dims[0], m.data_dims[1], m.data_dims[2], (int)cfg.n);
+      write_labelled_grid_png(cfg.out_png, all.data(), K * cfg.n, m.data_dims[0], m.data_dims[1], m.data_dims[2],
+                              (int)cfg.n, fmt::format("{} per class, sampler {}", cfg.n, cfg.sampler),
+                              class_row_labels(run_data(cfg.run_dir), K));
     else if (m.data_rank == 1 && m.data_dims[0] == 2)
       write_scatter_png(cfg.out_png, all.data(), K * cfg.n);
   }
@@ -362,8 +394,8 @@ std::vector<float> sample_to_vector(const SampleConfig& cfg) {
       fmt::print(stderr, "note: no PNG for samples of shape {} (only [2] points and [1|3, H, W] images)\n",
                  mod.data_shape_string());
   }
-  fmt::print(stderr, "sampled {} x {} with {} ({} steps, {} weights{}) in {:.2f} s{}{}\n", N,
-             mod.data_shape_string(), cfg.sampler, K, cfg.use_ema ? "EMA" : "raw",
+  fmt::print(stderr, "sampled {} x {} with {} ({} step{}, {} weights{}) in {:.2f} s{}{}\n", N,
+             mod.data_shape_string(), cfg.sampler, K, K == 1 ? "" : "s", cfg.use_ema ? "EMA" : "raw",
              world.distributed() ? fmt::format(", {} processes", world.size()) : "", dt,
              wrote.empty() ? "" : "; wrote", wrote);
   return out;

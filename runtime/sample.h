@@ -94,8 +94,16 @@ std::vector<float> run_sampler(const Module& mod, const float* params, int idx, 
                                const std::function<bool()>& stop = nullptr);
 
 // A scatter plot ([2] points) or an image grid ([1|3, H, W], at most 256 images)
-// of n samples; false (nothing written) for any other data shape.
-bool write_samples_png(const std::string& path, const Module& mod, const float* samples, int64_t n);
+// of n samples, with `title` above it if given; a scatter plot covers
+// [-lim, lim]^2 (lim = 0: chosen from the samples, plot.h scatter_limit). False
+// (nothing written) for any other data shape.
+bool write_samples_png(const std::string& path, const Module& mod, const float* samples, int64_t n,
+                       const std::string& title = "", float lim = 0);
+
+// The row labels of a --class all grid for a model trained on `data` (config.json's
+// "data") with K classes: "0 T-shirt/top" ... for Fashion-MNIST's ten classes (and
+// its IDX files), "class 0" ... otherwise.
+std::vector<std::string> class_row_labels(const std::string& data, int K);
 
 // The tool entry: sample_to_vector, then returns 0 (throws on bad input).
 int sample(const SampleConfig& cfg);

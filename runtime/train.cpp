@@ -364,11 +364,12 @@ int train(const TrainConfig& cfg_in) {
         }
       if (!lead) return kTrainNonFinite;
       if (last_ckpt >= 0)
-        fmt::print(stderr, "error: {} at step {}; the last good checkpoint (step {}) is kept in {}; hint: {}\n",
+        fmt::print(stderr,
+                   "ddpm-train: error: {} at step {}; the last good checkpoint (step {}) is kept in {}; hint: {}\n",
                    what, at, last_ckpt, out, kHint);
       else
-        fmt::print(stderr, "error: {} at step {}; no checkpoint had been written yet in {}; hint: {}\n", what,
-                   at, out, kHint);
+        fmt::print(stderr, "ddpm-train: error: {} at step {}; no checkpoint had been written yet in {}; hint: {}\n",
+                   what, at, out, kHint);
       return kTrainNonFinite;
     }
     AdamWConfig oc = cfg.opt;
@@ -415,12 +416,13 @@ int train(const TrainConfig& cfg_in) {
   if (tty) fmt::print(stderr, "\n");
   double dt = seconds_since(t0);
   if (lead)
-    fmt::print(stderr, "{} {} steps in {:.1f} s ({} steps/s), loss {:.4f}; checkpoint at step {} in {}{}\n",
+    fmt::print(stderr, "{} {} step{} in {:.1f} s ({} steps/s), loss {:.4f}; checkpoint at step {} in {}{}\n",
              interrupted ? fmt::format("stopped by {} after", g_stop_signal == SIGTERM ? "SIGTERM" : "Ctrl-C")
              : timed_out ? std::string("stopped by the time limit after")
              : k < cfg.steps ? fmt::format("stopped at --stop-at {} after", cfg.stop_at)
                          : std::string("trained"),
-             k - start.step, dt, rate((k - start.step) / std::max(dt, 1e-9)), last_mean, k, ckpt_path,
+             k - start.step, k - start.step == 1 ? "" : "s", dt, rate((k - start.step) / std::max(dt, 1e-9)), last_mean,
+             k, ckpt_path,
              interrupted || k < cfg.steps ? "; continue with --resume" : "");
   return interrupted ? kTrainInterrupted : 0;
 }

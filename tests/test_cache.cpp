@@ -10,8 +10,11 @@
 #include <fstream>
 #include <string>
 
+#include <fmt/format.h>
+
 #include "cache.h"
 #include "common/diag.h"
+#include "common/file_lock.h"
 #include "runtime/module.h"
 #include "test_support.h"
 
@@ -116,7 +119,7 @@ TEST_CASE("cache: ddpmc cache lists modules and --prune removes old and least re
   CHECK(list[0].spec == "new.ddpm");
   CHECK(list[2].key == a);
 
-  const std::string ddpmc = "'" + std::string(DDPM_BINARY_DIR) + "/tools/ddpmc' cache --cache-dir '" + dir.string() + "'";
+  const std::string ddpmc = fmt::format("'{}/tools/ddpmc' cache --cache-dir '{}'", DDPM_BINARY_DIR, dir.string());
   std::string out = run(ddpmc);
   CHECK(out.find("3 modules, 6.0 MiB") != std::string::npos);
   CHECK(out.find("old.ddpm") != std::string::npos);
@@ -135,4 +138,63 @@ TEST_CASE("cache: ddpmc cache lists modules and --prune removes old and least re
   r = ddpmc::prune_cache(dir.string(), 0);
   CHECK(r.removed == 1);
   CHECK(ddpmc::list_cache(dir.string()).empty());
+}
+
+TEST_CASE("cache: --prune removes the precompiled prelude when still over --max-mb and says what it kept and why") {
+  const fs::path dir = fresh_dir("prelude");
+  const std::string a(32, 'a'), b(32, 'b');
+  fake_entry(dir, a, 1 << 20, 1, "recent.ddpm");
+  fake_entry(dir, b, 1 << 20, 2, "building.ddpm");
+  fs::create_directories(dir / "pch-0123456789abcdef");
+  std::ofstream(dir / "pch-0123456789abcdef" / "ddpm_prelude.h.gch", std::ios::binary) << std::string(2 << 20, 'p');
+  const std::string ddpmc = fmt::format("'{}/tools/ddpmc' cache --cache-dir '{}'", DDPM_BINARY_DIR, dir.string());
+  {
+    // b is being built by another process: it stays, whatever the cap.
+    auto held = ddpmc::FileLock::try_lock((dir / (b + ".lock")).string());
+    REQUIRE(held.has_value());
+    // 4 MiB and a little against 4: b is the older module but locked, so a goes; the prelude then fits.
+    std::string out = run(ddpmc + " --prune --max-mb 4");
+    CHECK(out.find("removed 1 module (1.0 MiB)") != std::string::npos);
+    CHECK(out.find("kept bbbbbbbbbbbbbbbb (building.ddpm, 1.0 MiB): another process is building it") != std::string::npos);
+    CHECK(out.find("kept pch-0123456789ab (precompiled prelude, 2.0 MiB): the cache is within 4 MiB") !=
+          std::string::npos);
+    CHECK(fs::exists(dir / "pch-0123456789abcdef"));
+    // Over 1 MiB with no module left to remove: the prelude goes too, and the output says so.
+    out = run(ddpmc + " --prune --max-mb 1");
+    CHECK(out.find("removed 0 modules and the precompiled prelude (the next compile rebuilds it) (2.0 MiB)") !=
+          std::string::npos);
+    CHECK(!fs::exists(dir / "pch-0123456789abcdef"));
+    CHECK(fs::exists(dir / (b + ".so")));
+  }
+  // Automatic pruning after a build never removes the prelude the build just used.
+  fs::create_directories(dir / "pch-0123456789abcdef");
+  std::ofstream(dir / "pch-0123456789abcdef" / "ddpm_prelude.h.gch", std::ios::binary) << std::string(2 << 20, 'p');
+  auto r = ddpmc::prune_cache(dir.string(), 0, std::nullopt, b);
+  CHECK(r.removed == 0);
+  CHECK(fs::exists(dir / "pch-0123456789abcdef"));
+}
+
+TEST_CASE("cache: a DDPM_CACHE_MAX_MB that is not a number is an error, a bad --older-than names a readable bound, sizes read in GiB") {
+  const fs::path dir = fresh_dir("badcap");
+  const std::string ddpmc = fmt::format("'{}/tools/ddpmc' cache --cache-dir '{}'", DDPM_BINARY_DIR, dir.string());
+  std::string out = run(fmt::format("(DDPM_CACHE_MAX_MB=abc {}; echo status=$?)", ddpmc));
+  CHECK(out.find("DDPM_CACHE_MAX_MB='abc' is not a whole number of megabytes") != std::string::npos);
+  CHECK(out.find("status=1") != std::string::npos);
+  out = run(fmt::format("({} --prune --older-than -1; echo status=$?)", ddpmc));
+  CHECK(out.find("status=2") != std::string::npos);
+  CHECK(out.find("36500") != std::string::npos);
+  CHECK(out.size() < 300);  // was a 309-digit upper bound
+  // A bad cap stops a compile before it starts; --max-mb without --prune is a bad command line.
+  out = run(fmt::format("(DDPM_CACHE_MAX_MB=1.5 '{}/tools/ddpmc' compile {} -o {} --cache-dir {}; echo status=$?)",
+                        DDPM_BINARY_DIR, ddpm_test::source_path("models/moons.ddpm"), (dir / "m.so").string(),
+                        (dir / "c").string()));
+  CHECK(out.find("ddpmc: error: DDPM_CACHE_MAX_MB='1.5' is not a whole number") != std::string::npos);
+  CHECK(out.find("status=1") != std::string::npos);
+  CHECK(!fs::exists(dir / "c"));
+  out = run(fmt::format("({} --max-mb 5; echo status=$?)", ddpmc));
+  CHECK(out.find("--max-mb requires --prune") != std::string::npos);
+  CHECK(out.find("status=2") != std::string::npos);
+  // Sizes at a readable unit: the cap in GiB, not 3072.0 MiB.
+  out = run(fmt::format("DDPM_CACHE_MAX_MB=3072 {}", ddpmc));
+  CHECK(out.find("(cap 3.0 GiB;") != std::string::npos);
 }

@@ -271,7 +271,7 @@ TEST_CASE("dist: a NaN on one rank stops every rank with status 3, and ranks tha
   Run r = run(train_cmd(2, so, d / "nan", fmt::format("--data {} --steps 20 --batch 64 --slices 2 --threads 1", npy)),
               d / "nan.log");
   CHECK(r.status == 3);
-  CHECK_MESSAGE(r.err.find("error: loss is nan at step 1 (slice 0 on rank 0)") != std::string::npos, r.err);
+  CHECK_MESSAGE(r.err.find("ddpm-train: error: loss is nan at step 1 (slice 0 on rank 0)") != std::string::npos, r.err);
   CHECK_MESSAGE(r.err.find("no checkpoint had been written yet") != std::string::npos, r.err);
   CHECK_FALSE(fs::exists(d / "nan" / "checkpoint.safetensors"));
 

@@ -1,5 +1,6 @@
 // Tests of the Cairo plots (runtime/plot.h): the scatter plot of 2-D samples and
-// the training curves, read back with Cairo's PNG decoder.
+// the training curves, the labelled image grids and the previews' titles and
+// axes, read back with Cairo's PNG decoder.
 #include <doctest/doctest.h>
 
 #include <cairo.h>
@@ -11,7 +12,11 @@
 #include <vector>
 
 #include "common/prelude/philox.h"
+#include "runtime/module.h"
 #include "runtime/plot.h"
+#include "runtime/previews.h"
+#include "runtime/sample.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 
@@ -137,4 +142,127 @@ TEST_CASE("plot: the training plot draws the loss and the learning rate in two l
   // Non-positive losses fall back to a linear axis; a single point still draws.
   ddpm::write_training_plot_png(dir + "/neg.png", {5}, {-1.0}, {1e-4});
   CHECK(load(dir + "/neg.png").w == 800);
+}
+
+TEST_CASE("plot: a log axis has at least two labelled ticks at any range, a loss from 0.23 to 0.30 included") {
+  const std::pair<double, double> ranges[] = {{0.23, 0.30}, {0.013, 0.0171}, {0.5, 0.9}, {2, 3},     {0.02, 1.2},
+                                              {1e-5, 10},   {1e-3, 1e3},     {0.98, 1.01}, {40, 41}};
+  for (auto [lo, hi] : ranges) {
+    std::vector<double> t = ddpm::log_ticks(lo, hi, 6);
+    CAPTURE(lo);
+    CAPTURE(hi);
+    CHECK(t.size() >= 2);
+    CHECK(t.size() <= 9);
+    for (size_t i = 0; i < t.size(); ++i) {
+      CHECK(t[i] >= lo * (1 - 1e-9));
+      CHECK(t[i] <= hi * (1 + 1e-9));
+      if (i > 0) CHECK(ddpm::tick_label(t[i]) != ddpm::tick_label(t[i - 1]));
+    }
+  }
+  CHECK(ddpm::log_ticks(0.01, 1, 6) == std::vector<double>{0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1});
+  CHECK(ddpm::tick_label(0.26) == "0.26");
+  CHECK(ddpm::tick_label(1e-5) == "1e-05");
+
+  // Drawn: tick labels between the axis name and the frame of the loss panel.
+  const std::string dir = scratch("narrow-log");
+  std::vector<double> steps, loss, lr;
+  for (int i = 1; i <= 50; ++i) {
+    steps.push_back(100.0 * i);
+    loss.push_back(0.30 - 0.07 * i / 50.0);
+    lr.push_back(1e-3);
+  }
+  ddpm::write_training_plot_png(dir + "/loss.png", steps, loss, lr);
+  Image im = load(dir + "/loss.png");
+  CHECK(im.dark(24, 36, 76, 250) > 30);
+}
+
+TEST_CASE("plot: the loss plot draws the raw loss light and a smoothed loss dark over it") {
+  // A constant stays itself; alternating noise is smoothed toward its mean.
+  CHECK(ddpm::smooth({2, 2, 2}) == std::vector<double>{2, 2, 2});
+  std::vector<double> noisy;
+  for (int i = 0; i < 200; ++i) noisy.push_back(i % 2 ? 1.5 : 0.5);
+  std::vector<double> s = ddpm::smooth(noisy);
+  CHECK(std::fabs(s.back() - 1.0) < 0.1);
+  CHECK(std::isnan(ddpm::smooth({NAN, 1.0})[0]));
+  CHECK(ddpm::smooth({NAN, 1.0})[1] == 1.0);
+
+  const std::string dir = scratch("raw-smooth");
+  std::vector<double> steps, loss, lr;
+  for (int i = 1; i <= 200; ++i) {
+    steps.push_back(10.0 * i);
+    loss.push_back(noisy[(size_t)i - 1]);
+    lr.push_back(1e-3);
+  }
+  ddpm::write_training_plot_png(dir + "/loss.png", steps, loss, lr);
+  Image im = load(dir + "/loss.png");
+  int light = 0, dark = 0;
+  for (int y = 32; y < 256; ++y)
+    for (int x = 82; x < 760; ++x) {
+      light += im.b(x, y) > 200 && im.r(x, y) > 150 && im.r(x, y) < 200;
+      dark += im.b(x, y) > 90 && im.r(x, y) < 60;
+    }
+  CHECK(light > 300);
+  CHECK(dark > 300);
+}
+
+TEST_CASE("plot: a class grid has a label left of each row and a title above") {
+  const std::string dir = scratch("class-grid");
+  const int rows = 3, per_row = 4, h = 8, w = 8;
+  std::vector<float> white((size_t)rows * per_row * h * w, 1.0f);  // white tiles: only text is dark
+  const std::vector<std::string> labels = {"class 0", "class 1", "class 2"};
+  ddpm::write_labelled_grid_png(dir + "/g.png", white.data(), rows * per_row, 1, h, w, per_row, "4 per class", labels);
+  Image im = load(dir + "/g.png");
+  const ddpm::GridMargins m = ddpm::grid_margins("4 per class", labels);
+  CHECK(m.left >= 60);
+  CHECK(m.top > 0);
+  CHECK(ddpm::grid_margins("", {}).left == 0);
+  const int th = 2 * h, pad = 2;
+  REQUIRE(im.w == m.left + per_row * (2 * w + pad) + pad);
+  REQUIRE(im.h == m.top + rows * (th + pad) + pad);
+  for (int r = 0; r < rows; ++r) {
+    const int y0 = m.top + pad + r * (th + pad);
+    CAPTURE(r);
+    CHECK(im.dark(0, y0, m.left, y0 + th) > 10);  // the row's label
+  }
+  CHECK(im.dark(0, 0, im.w, m.top) > 10);  // the title
+  CHECK(im.dark(m.left + pad, m.top + pad, im.w - pad, im.h - pad) == 0);  // tiles untouched
+}
+
+TEST_CASE("plot: scatter limits are round, titled scatter plots have their title, previews keep their axes") {
+  std::vector<float> xy = {1.8f, 0.1f, -0.2f, 0.3f};
+  CHECK(ddpm::scatter_limit(xy.data(), 2) == doctest::Approx(2.0));
+  xy = {0.5f, 0.1f};
+  CHECK(ddpm::scatter_limit(xy.data(), 1) == doctest::Approx(0.6));
+  CHECK(ddpm::scatter_limit(nullptr, 0) == 1.0f);
+
+  const std::string dir = scratch("titled");
+  xy = {0.5f, 0.5f};
+  ddpm::write_scatter_png(dir + "/t.png", xy.data(), 1, 256, 1, "step 100, ddim (50 steps)");
+  Image im = load(dir + "/t.png");
+  const ddpm::PlotArea a = ddpm::scatter_area(256, true);
+  CHECK(a.y0 > ddpm::scatter_area(256).y0);
+  CHECK(im.dark(0, 0, 256, (int)a.y0 - 2) > 20);
+
+  // Previews of moons: the title names the step and the sampler; the axes of the
+  // first preview stay when a later one is narrower.
+  ddpm::Module mod(ddpm_test::moons_module());
+  std::vector<float> params((size_t)mod->param_floats, 0.0f);
+  ddpm::SamplePreviews p(mod, dir + "/run", params.data(), true);
+  CHECK(p.title(100) == "step 100, ddim (50 steps)");
+  p.write(100, params.data());
+  const float first = p.scatter_lim();
+  CHECK(first > 0);
+  p.write(200, params.data());
+  CHECK(p.scatter_lim() == first);
+  CHECK(fs::exists(dir + "/run/samples/step_0000200.png"));
+}
+
+TEST_CASE("plot: --class all rows are labelled with the Fashion-MNIST names or else the class index") {
+  std::vector<std::string> f = ddpm::class_row_labels("fashion-mnist", 10);
+  REQUIRE(f.size() == 10);
+  CHECK(f[0] == "0 T-shirt/top");
+  CHECK(f[9] == "9 Ankle boot");
+  CHECK(ddpm::class_row_labels("/usr/share/fashion-mnist/train-images-idx3-ubyte.gz", 10)[7] == "7 Sneaker");
+  CHECK(ddpm::class_row_labels("clusters.npy", 3) == std::vector<std::string>{"class 0", "class 1", "class 2"});
+  CHECK(ddpm::class_row_labels("fashion-mnist", 12)[11] == "class 11");
 }

@@ -1,7 +1,9 @@
 // `ddpmc cache`: lists the module cache (each module's key, size, last use and
 // spec; the total against the size cap) and, with --prune, removes modules unused
-// for --older-than days (default 7) and then the least recently used ones down to
-// --max-mb (default: the cap, $DDPM_CACHE_MAX_MB or 2048). See compiler/cache.h.
+// for --older-than days (default 7), then the least recently used ones down to
+// --max-mb (default: the cap, $DDPM_CACHE_MAX_MB or 2048), then the precompiled
+// prelude if the cache is still too big, and says what it kept and why. See
+// compiler/cache.h.
 #pragma once
 #include <CLI/CLI.hpp>
 

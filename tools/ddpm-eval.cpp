@@ -317,7 +317,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--batch", cfg.batch, "samples per eps_eval call")->capture_default_str();
   app.add_option("--threads", cfg.threads, "worker threads (default: all cores)")->capture_default_str();
-  app.add_option("--seed", cfg.seed, "seed of the x_t noise")->capture_default_str();
+  app.add_option("--seed", cfg.seed, "seed of the x_t noise")
+      ->check(ddpm_tools::whole_in(0, 18446744073709551615.0L))
+      ->capture_default_str();
   app.add_option("--weights", weights, "which weights to evaluate")
       ->check(CLI::IsMember({"ema", "params"}))
       ->capture_default_str();

@@ -25,7 +25,6 @@
 #include "tool_main.h"
 
 int main(int argc, char** argv) {
-  ddpm::DistSession session(&argc, &argv, "ddpm-sample");
   ddpm::SampleConfig cfg;
   cfg.threads = (int)std::max(1u, std::thread::hardware_concurrency());
   std::string weights = "ema";
@@ -39,7 +38,9 @@ int main(int argc, char** argv) {
   app.add_option("-n", cfg.n, "number of samples")->capture_default_str();
   app.add_option("--batch", cfg.batch, "samples per module call")->capture_default_str();
   app.add_option("--threads", cfg.threads, "worker threads (default: all cores)")->capture_default_str();
-  app.add_option("--seed", cfg.seed, "random seed")->capture_default_str();
+  app.add_option("--seed", cfg.seed, "random seed")
+      ->check(ddpm_tools::whole_in(0, 18446744073709551615.0L))
+      ->capture_default_str();
   app.add_option("--weights", weights, "which weights to sample with")
       ->check(CLI::IsMember({"ema", "params"}))
       ->capture_default_str();
@@ -58,6 +59,7 @@ int main(int argc, char** argv) {
   app.add_option("--class", cls, "the class for a conditional sampler (same as --arg class=N), or 'all': -n of each "
                                  "class, one grid row per class");
 
+  ddpm_tools::quiet_other_ranks();
   if (int rc = ddpm_tools::parse(app, argc, argv, "ddpm-sample"); rc >= 0) return rc;
   auto flag_error = [](const std::string& msg) { return ddpm_tools::flag_error("ddpm-sample", msg); };
   if (cfg.n < 1) return flag_error(fmt::format("-n must be at least 1 (got {})", cfg.n));
@@ -79,6 +81,7 @@ int main(int argc, char** argv) {
       !p.empty())
     return flag_error(p);
 
+  ddpm::DistSession session(&argc, &argv, "ddpm-sample");
   return ddpm_tools::run_distributed(session, "ddpm-sample", [&] {
     const ddpm_tools::ModuleFile mf = ddpm_tools::module_for_run(cfg.run_dir, trust_module, cache_dir);
     cfg.module_so = mf.so;

@@ -24,7 +24,6 @@
 #include "tool_main.h"
 
 int main(int argc, char** argv) {
-  ddpm::DistSession session(&argc, &argv, "ddpm-train");
   ddpm::TrainConfig cfg;
   cfg.threads = (int)std::max(1u, std::thread::hardware_concurrency());
   cfg.data = "moons";
@@ -61,7 +60,9 @@ int main(int argc, char** argv) {
   app.add_option("--sample-every", cfg.sample_every,
                  "write a preview of samples from the EMA weights to OUT/samples/ every N steps; 0 = never")
       ->capture_default_str();
-  app.add_option("--seed", cfg.seed, "random seed (a resumed run keeps its checkpoint's seed)")->capture_default_str();
+  app.add_option("--seed", cfg.seed, "random seed (a resumed run keeps its checkpoint's seed)")
+      ->check(ddpm_tools::whole_in(0, 18446744073709551615.0L))
+      ->capture_default_str();
   app.add_flag("--resume", cfg.resume,
                "continue the run in --out from its checkpoint, with the run's own settings (data, steps, batch, "
                "slices, seed, lr and its schedule, EMA, clipping); a flag given here overrides one with a note");
@@ -78,7 +79,11 @@ int main(int argc, char** argv) {
   app.add_option("--cache-dir", cache_dir, "module cache (default: $DDPM_CACHE_DIR or ~/.cache/ddpmc)");
   app.add_flag("-q,--quiet", cfg.quiet, "no progress lines");
 
-  if (int rc = ddpm_tools::parse(app, argc, argv, "ddpm-train"); rc >= 0) return rc;
+  ddpm_tools::quiet_other_ranks();
+  if (int rc = ddpm_tools::parse(app, argc, argv, "ddpm-train",
+                                 [] { return ddpm_tools::compiling_version_text("ddpm-train"); });
+      rc >= 0)
+    return rc;
   // On --resume the run's own settings stand, except those typed here (runtime/resume.h).
   for (const char* key : {"data", "labels", "steps", "batch", "slices", "seed", "lr", "weight_decay", "ema_decay",
                           "grad_clip", "warmup", "lr_schedule"}) {
@@ -94,6 +99,21 @@ int main(int argc, char** argv) {
   if (cfg.slices < 0) return flag_error(fmt::format("--slices must be >= 0 (got {})", cfg.slices));
   if (cfg.log_every < 1) return flag_error(fmt::format("--log-every must be at least 1 (got {})", cfg.log_every));
   if (cfg.ckpt_every < 0) return flag_error(fmt::format("--ckpt-every must be >= 0 (got {})", cfg.ckpt_every));
+  // The batch is cut into --slices slices (by default one per process). A resumed
+  // run takes its settings from the checkpoint, so ddpm::train checks those.
+  if (const int ranks = ddpm_tools::launched_ranks(); !cfg.resume) {
+    const int slices = cfg.slices > 0 ? cfg.slices : ranks;
+    const std::string from = cfg.slices > 0 ? fmt::format("--slices {}", slices)
+                                            : fmt::format("one slice per process, {} under mpirun", ranks);
+    if (slices < ranks)
+      return flag_error(fmt::format("{} ranks but the batch is cut into {} slice{}: each rank needs a slice at least; "
+                                    "pass --slices {} (or another multiple of the rank count that divides --batch)",
+                                    ranks, slices, slices == 1 ? "" : "s", ranks));
+    if (cfg.batch % slices != 0)
+      return flag_error(fmt::format("--batch {} is not a multiple of the slice count {} ({}); pass a batch it "
+                                    "divides, for example --batch {}",
+                                    cfg.batch, slices, from, (cfg.batch / slices + 1) * slices));
+  }
   {
     const auto& names = ddpm::dataset_2d_names();
     bool file_data = std::filesystem::path(cfg.data).extension() == ".npy" ||
@@ -111,6 +131,7 @@ int main(int argc, char** argv) {
     return flag_error("--resume without a model needs --out, the run directory to continue");
   if (cfg.out.empty()) cfg.out = (std::filesystem::path("runs") / std::filesystem::path(cfg.model).stem()).string();
 
+  ddpm::DistSession session(&argc, &argv, "ddpm-train");
   return ddpm_tools::run_distributed(session, "ddpm-train", [&] {
     const ddpm_tools::ModuleFile mf = cfg.model.empty() ? ddpm_tools::module_for_run(cfg.out, false, cache_dir)
                                                         : ddpm_tools::module_for(cfg.model, cache_dir);

@@ -2,17 +2,37 @@
 //   ddpmc check   SPEC [--batch N]                     parse, type-check, plan; print the report
 //   ddpmc compile SPEC -o OUT.so [--emit-cpp F] [--dump-after PASS] [--cache-dir D] [-v]
 //   ddpmc cache [--cache-dir D] [--prune [--older-than DAYS] [--max-mb MB]]   list or prune the module cache
+//   ddpmc --version
 // Exit codes: 0 ok, 1 error in the spec or input, 2 bad command line, 70 internal error.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <filesystem>
+
 #include "build.h"
+#include "cache.h"
 #include "cache_command.h"
 #include "common/diag.h"
 #include "driver.h"
 #include "pipeline.h"
 #include "common/run_files.h"
+#include "spec_module.h"
 #include "tool_main.h"
+
+namespace {
+
+// --dump-after names a pass (or all); anything else is a bad command line.
+std::string dump_after_problem(const std::string& pass) {
+  if (pass.empty() || pass == "all") return "";
+  std::string all;
+  for (const std::string& p : ddpmc::pass_names()) {
+    if (p == pass) return "";
+    all += p + ", ";
+  }
+  return fmt::format("--dump-after: unknown pass '{}'; the passes are {}and all", pass, all);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"ddpmc: compile a diffusion-model spec into a fused C++/xsimd/TBB module", "ddpmc"};
@@ -22,7 +42,7 @@ int main(int argc, char** argv) {
   bool verbose = false;
   auto* check = app.add_subcommand("check", "parse and type-check a spec; print parameters, FLOPs per step and arena bytes");
   check->add_option("spec", spec, "spec file (.ddpm)")->required();
-  check->add_option("--batch", batch, "batch size for the FLOP and arena figures")->check(CLI::Range(1, 1 << 20));
+  check->add_option("--batch", batch, "batch size for the FLOP and arena figures")->check(ddpm_tools::whole_in(1, 1 << 20));
   check->add_option("--dump-after", dump_after, "print the IR after a pass (lower, autodiff, simplify, remat, fuse, prologue, memplan, all)");
   auto* compile = app.add_subcommand("compile", "compile a spec into a shared library");
   compile->add_option("spec", spec, "spec file (.ddpm)")->required();
@@ -33,7 +53,21 @@ int main(int argc, char** argv) {
   compile->add_flag("-v,--verbose", verbose, "print the C++ compiler command");
   ddpm_tools::CacheCommand cache_cmd;
   auto* cache = ddpm_tools::add_cache_command(app, cache_cmd);
-  if (int rc = ddpm_tools::parse(app, argc, argv, "ddpmc"); rc >= 0) return rc;
+
+  // CLI11 says "A subcommand is required" for a missing or an unknown command; say which.
+  const std::string first = argc > 1 ? argv[1] : "";
+  if (first != "check" && first != "compile" && first != "cache" && first.rfind("-", 0) != 0)
+    return ddpm_tools::flag_error("ddpmc", first.empty() ? "a command is required: check, compile or cache"
+                                                         : fmt::format("unknown command '{}'; the commands are check, "
+                                                                       "compile and cache", first));
+  if (int rc = ddpm_tools::parse(app, argc, argv, "ddpmc", [] { return ddpm_tools::compiling_version_text("ddpmc"); });
+      rc >= 0)
+    return rc;
+  if (std::string p = dump_after_problem(dump_after); !p.empty()) return ddpm_tools::flag_error("ddpmc", p);
+  std::error_code ec;
+  if (*compile && std::filesystem::is_directory(out_so, ec))
+    return ddpm_tools::flag_error("ddpmc", fmt::format("-o {} is a directory; name the .so to write, for example -o {}",
+                                                       out_so, (std::filesystem::path(out_so) / "model.so").string()));
   if (*compile)
     if (std::string p = ddpmc::output_problem({{"-o", out_so}, {"--emit-cpp", emit_cpp}}, "", {{"spec", spec}});
         !p.empty())
@@ -48,6 +82,7 @@ int main(int argc, char** argv) {
       }
       fmt::print("{}", ddpmc::check_spec_file(spec, batch).text);
     } else {
+      ddpmc::default_cache_cap();  // a bad $DDPM_CACHE_MAX_MB is an error before the build, not after it
       ddpmc::BuildOptions opt;
       opt.output_so = out_so;
       opt.emit_cpp = emit_cpp;

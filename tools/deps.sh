@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# Installs the Debian packages ddpmc needs, if any are missing. Sourced by
-# tools/demo.sh and tools/test.sh; safe to run again (it installs nothing then).
-# Usage: tools/deps.sh [extra-package ...]
+# Installs the Debian packages ddpmc needs, if any are missing. Run by tools/demo.sh
+# (the packages that build and run the tools) and by tools/test.sh with --tests (also
+# those of the tests, the benchmarks, the fuzzer and the Fashion-MNIST data); safe to
+# run again (it installs nothing then).
+# Usage: tools/deps.sh [--tests] [extra-package ...]
 set -euo pipefail
-pkgs=(g++ cmake make pkg-config libxsimd-dev libtbb-dev libfmt-dev doctest-dev libbenchmark-dev
-      libcli11-dev nlohmann-json3-dev libspng-dev zlib1g-dev dataset-fashion-mnist strace
-      clang libclang-rt-dev libcairo2-dev libxxhash-dev libopenmpi-dev openmpi-bin "$@")
+pkgs=(g++ cmake make pkg-config libxsimd-dev libtbb-dev libfmt-dev libcli11-dev nlohmann-json3-dev libspng-dev
+      zlib1g-dev libcairo2-dev libxxhash-dev libopenmpi-dev openmpi-bin)
+if [ "${1:-}" = --tests ]; then
+  shift
+  pkgs+=(doctest-dev libbenchmark-dev dataset-fashion-mnist strace clang libclang-rt-dev)
+fi
+pkgs+=("$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,14 +2,18 @@
 #include "spec_module.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #include <fmt/format.h>
 
 #include "build.h"
+#include "cache.h"
 #include "common/diag.h"
 #include "common/spec_sources.h"
 #include "runtime/safetensors.h"
+#include "tool_main.h"
+#include "version.h"
 
 namespace ddpm_tools {
 
@@ -18,6 +22,7 @@ namespace fs = std::filesystem;
 namespace {
 
 void report(const std::string& what, const ddpmc::BuiltModule& b) {
+  if (g_quiet_rank) return;  // rank 0 of an mpirun job reports it
   if (b.cache_hit)
     fmt::print(stderr, "using cached module for {} ({})\n", what, b.so_path);
   else
@@ -28,6 +33,7 @@ void report(const std::string& what, const ddpmc::BuiltModule& b) {
 
 ModuleFile module_for(const std::string& spec_or_so, const std::string& cache_dir) {
   if (fs::path(spec_or_so).extension() != ".ddpm") return {spec_or_so, "", ""};
+  ddpmc::default_cache_cap();  // a bad $DDPM_CACHE_MAX_MB is an error before the build, not after it
   ddpmc::BuildOptions opt;
   opt.cache_dir = cache_dir;
   ddpmc::BuiltModule b = ddpmc::build_module(spec_or_so, opt);
@@ -65,6 +71,7 @@ ModuleFile module_for_run(const std::string& run_dir, bool trust_module, const s
                             "pass --trust-module to load the run's own module.so, or resume the run once with "
                             "`ddpm-train SPEC --out DIR --resume` to record its source");
   const ddpmc::SpecSources sources = ddpmc::SpecSources::from_json(text, "checkpoint " + ckpt);
+  ddpmc::default_cache_cap();
   ddpmc::BuildOptions opt;
   opt.cache_dir = cache_dir;
   const ddpmc::BuiltModule b = ddpmc::build_module_sources(sources, opt);
@@ -77,6 +84,21 @@ ModuleFile module_for_run(const std::string& run_dir, bool trust_module, const s
                             "pass --trust-module to load the run's own module.so");
   report(fmt::format("{} (from its checkpoint's source)", run_dir), b);
   return {b.so_path, b.checksum, text};
+}
+
+std::string compiling_version_text(const std::string& tool) {
+  const char* env = std::getenv("DDPMC_MARCH");
+  const std::string march = env && *env ? env : "native";
+  std::string target;
+  try {
+    const std::string flags = ddpmc::target_cpu_flags(march);
+    const auto at = flags.find("-march=");
+    target = flags.substr(at + 7, flags.find(' ', at) - at - 7);
+  } catch (const ddpmc::UserError&) {
+    target = "(the C++ compiler does not know it)";
+  }
+  return version_text(tool, fmt::format("modules     compiled by {} for -march={} = {} ($DDPMC_MARCH changes it)",
+                                        DDPMC_CXX, march, target));
 }
 
 }  // namespace ddpm_tools

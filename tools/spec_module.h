@@ -28,4 +28,8 @@ ModuleFile module_for(const std::string& spec_or_so, const std::string& cache_di
 // against the checkpoint's module checksum.
 ModuleFile module_for_run(const std::string& run_dir, bool trust_module, const std::string& cache_dir = "");
 
+// --version of the tools that compile: version_text (version.h) plus the C++
+// compiler that builds modules and the target it builds them for.
+std::string compiling_version_text(const std::string& tool);
+
 }  // namespace ddpm_tools

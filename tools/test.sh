@@ -11,7 +11,7 @@
 # Ends with each stage's ctest summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tools/deps.sh
+tools/deps.sh --tests
 tools/deps_arm64.sh  # qemu-user (also for the install test's x86-64-v2 run), the aarch64 cross compiler, oneTBB arm64
 jobs=$(nproc)
 started=$SECONDS
@@ -34,12 +34,12 @@ run_ctest() {  # DIR LABEL: ctest in DIR, keeps its summary line
 }
 
 echo "== tests in build (Release, native width; kernel and model tests also at: ${extra:-no narrower width}) =="
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DDDPM_SANITIZE=OFF -DDDPM_MARCH=native "-DDDPM_EXTRA_MARCHES=$extra" > /dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DDDPM_BUILD_TESTS=ON -DDDPM_BUILD_BENCHMARKS=ON -DDDPM_SANITIZE=OFF -DDDPM_MARCH=native "-DDDPM_EXTRA_MARCHES=$extra" > /dev/null
 cmake --build build -j"$jobs"
 run_ctest build "Release (native${extra:+; $extra})"
 
 echo "== tests in build-asan (Debug, AddressSanitizer + UndefinedBehaviorSanitizer) =="
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DDDPM_SANITIZE=ON -DDDPM_MARCH=native "-DDDPM_EXTRA_MARCHES=" > /dev/null
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DDDPM_BUILD_TESTS=ON -DDDPM_SANITIZE=ON -DDDPM_MARCH=native "-DDDPM_EXTRA_MARCHES=" > /dev/null
 cmake --build build-asan -j"$jobs"
 run_ctest build-asan "ASan+UBSan"
 
