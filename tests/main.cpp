@@ -4,11 +4,14 @@
 //    by name (doctest_discover_tests), and a name the filter cannot match (doctest splits filters
 //    at ',' and CMake lists at ';') would otherwise pass without running anything;
 //  - modules the tests compile target the tests' own width (CMake's DDPM_MARCH, passed in as
-//    DDPM_TEST_MARCH) unless DDPMC_MARCH is already set (march_env.h).
+//    DDPM_TEST_MARCH) unless DDPMC_MARCH is already set (march_env.h);
+//  - the tools the tests run (ddpm-sample and ddpm-eval rebuild a run's module from its
+//    checkpoint) use the build's test cache, not the user's, unless DDPM_CACHE_DIR is set.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
 #include <cstdio>
+#include <cstdlib>
 
 #include "march_env.h"
 
@@ -42,6 +45,7 @@ REGISTER_LISTENER("filter_count", 1, FilterCount);
 
 int main(int argc, char** argv) {
   ddpm_test::use_test_march();
+  setenv("DDPM_CACHE_DIR", DDPM_BINARY_DIR "/test-cache", /*overwrite=*/0);
   doctest::Context ctx(argc, argv);
   const int rc = ctx.run();
   if (ctx.shouldExit()) return rc;  // --help, --list-test-cases, ...
