@@ -66,4 +66,8 @@ CheckReport check_spec_text(const std::string& path_label, const std::string& te
   return report(compile_spec_text(path_label, text), batch);
 }
 
+CheckReport check_spec_sources_json(const std::string& json, int batch) {
+  return report(compile_spec_sources(SpecSources::from_json(json, "the checkpoint")), batch);
+}
+
 }  // namespace ddpmc

@@ -22,5 +22,9 @@ std::string flops_text(double flops);
 
 CheckReport check_spec_file(const std::string& path, int batch = 256);
 CheckReport check_spec_text(const std::string& path_label, const std::string& text, int batch = 256);
+// The same for the spec sources a checkpoint carries, as its JSON text
+// (common/spec_sources.h): what ddpm-sample, ddpm-eval and --resume compile from
+// a run directory, so the fuzz target can run it on hostile input.
+CheckReport check_spec_sources_json(const std::string& json, int batch = 256);
 
 }  // namespace ddpmc

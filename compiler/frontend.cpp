@@ -206,7 +206,7 @@ Program load_program_text(Sources& sources, const std::string& path_label, const
 Program load_program_files(Sources& sources, const std::string& path_label, const std::string& text,
                            const std::map<std::string, std::string>& imports) {
   SourceFile* f = sources.add(path_label, text);
-  return Loader(sources, &imports).run(f, "<files>/");
+  return Loader(sources, &imports).run(f, "<files>/" + base_name(path_label));
 }
 
 }  // namespace ddpmc

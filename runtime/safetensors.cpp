@@ -72,11 +72,11 @@ uint64_t as_index(const std::string& path, const json& v, const std::string& whe
 uint64_t header_length(const std::string& path, const char* first8, uint64_t file_size) {
   uint64_t n;
   std::memcpy(&n, first8, 8);
-  if (n > file_size - 8)
-    corrupt(path, "header length " + std::to_string(n) + " exceeds file size " + std::to_string(file_size));
   if (n > kMaxHeaderBytes)
     corrupt(path, "header length " + std::to_string(n) + " exceeds the limit of " + std::to_string(kMaxHeaderBytes) +
                       " bytes");
+  if (n > file_size - 8)
+    corrupt(path, "header length " + std::to_string(n) + " exceeds file size " + std::to_string(file_size));
   return n;
 }
 

@@ -21,6 +21,7 @@
 #include <string>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "build.h"
 #include "common/diag.h"
@@ -96,6 +97,13 @@ Runs make_clean_run(const std::string& name) {
                           tool("ddpm-train"), r.spec.string(), r.data.string(), r.clean.string(), r.cache),
               out) == 0);
   return r;
+}
+
+// The sources with a comment added to the main file: valid, but another model.
+std::string edited(const std::string& sources) {
+  nlohmann::json j = nlohmann::json::parse(sources);
+  j["files"][j["main"].get<std::string>()] = j["files"][j["main"].get<std::string>()].get<std::string>() + "# edited\n";
+  return j.dump();
 }
 
 // Samples, evaluates and resumes `run_dir`; returns what each produced.
@@ -223,4 +231,38 @@ TEST_CASE("trust: the cache is created 0700 and a cache or module others can wri
                         dir.string()),
             out) == 1);
   CHECK(out.find("refusing the cached module " + so.string()) != std::string::npos);
+}
+
+TEST_CASE("trust: the source a checkpoint carries is hostile input: every bad one is a one-line error") {
+  const Runs r = make_clean_run("hostile");
+  const ddpm::SafeTensors ck = ddpm::read_safetensors((r.clean / "checkpoint.safetensors").string());
+  const std::string real = ck.metadata.at("spec_sources");
+  struct Case {
+    std::string sources, expect;
+  } cases[] = {
+      {"not json", "its spec source is malformed (not a JSON object)"},
+      {R"({"main":"m.ddpm","files":{"other.ddpm":"x"}})", "the main file 'm.ddpm' is not among the files"},
+      {R"({"main":"m.ddpm","files":{"m.ddpm":7}})", "file 'm.ddpm' is not text"},
+      {R"({"main":"m.ddpm","files":{"m.ddpm":"import \"lib/x\"\n"}})", "'lib/x.ddpm' is not among the spec's sources"},
+      {R"({"main":"m.ddpm","files":{"m.ddpm":"data x0: [2\n"}})", "<checkpoint>/m.ddpm:"},
+      {R"({"main":"m.ddpm","files":{"m.ddpm":"import \"m\"\n"}})", "import cycle"},
+      {edited(real), "compiles to spec hash"},  // the text edited: another model
+  };
+  int k = 0;
+  for (const Case& c : cases) {
+    CAPTURE(c.sources);
+    const fs::path run_dir = r.dir / fmt::format("hostile{}", k++);
+    fs::copy(r.clean, run_dir, fs::copy_options::recursive);
+    std::vector<ddpm::TensorView> views;
+    for (const auto& [name, t] : ck.tensors) views.push_back({name, t.first, t.second.data()});
+    auto meta = ck.metadata;
+    meta["spec_sources"] = c.sources;
+    ddpm::write_safetensors((run_dir / "checkpoint.safetensors").string(), views, meta);
+    std::string out;
+    CHECK(run(fmt::format("{} {} -n 4 -q --no-png --out {}/x.npy", tool("ddpm-sample"), run_dir.string(),
+                          r.dir.string()),
+              out) == 1);
+    CHECK(out.find(c.expect) != std::string::npos);
+    CHECK(out.find("internal error") == std::string::npos);
+  }
 }

@@ -331,7 +331,8 @@ TEST_CASE("runtime: corrupt safetensors files give one clear error naming the fi
   } cases[] = {
       {"truncated", bytes.substr(0, bytes.size() - 10), "outside the data section"},
       {"tiny", bytes.substr(0, 5), "smaller than the 8-byte header length"},
-      {"garbage", std::string("\xde\xad\xbe\xef\x01\x02\x03\x04garbage!", 16), "exceeds file size 16"},
+      {"garbage", std::string("\xde\xad\xbe\xef\x01\x02\x03\x04garbage!", 16), "exceeds the limit of 100000000 bytes"},
+      {"long", std::string("\x64\0\0\0\0\0\0\0garbage!", 16), "header length 100 exceeds file size 16"},
       {"badjson", make_st("{\"w\": {\"dtype\": ", d8), "not valid JSON"},
       {"notobject", make_st("[1, 2]", d8), "not a JSON object"},
       {"f16", make_st(R"({"w":{"dtype":"F16","shape":[4],"data_offsets":[0,8]}})", d8), "only F32"},

@@ -18,6 +18,10 @@ corpus="$dir/fuzz-corpus"
 rm -rf "$seeds"
 mkdir -p "$seeds" "$corpus"
 find models tests/errors -name '*.ddpm' -exec cp {} "$seeds/" \;
+# Checkpoint-carried sources (JSON, the path of a run directory's spec) seeded from
+# a spec with an import.
+printf '{"main":"m.ddpm","files":{"m.ddpm":"import \\"lib/b\\"\\n%s","lib/b.ddpm":"fn twice(x) {\\n  return x + x\\n}\\n"}}' \
+  "$(sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' models/moons.ddpm | awk '{printf "%s\\n", $0}')" > "$seeds/checkpoint_sources.json"
 awk -v out="$seeds/reference" '
   /^ *```(ddpm|text)$/ { n++; file = sprintf("%s_%03d.ddpm", out, n); inside = 1; next }
   /^ *```/ { inside = 0; next }

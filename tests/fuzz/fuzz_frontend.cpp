@@ -5,7 +5,9 @@
 // must be accepted or rejected with a UserError. What the tools would report with
 // exit status 70 (an InternalError, or any other exception such as bad_alloc)
 // aborts, a crash for libFuzzer, as does a sanitizer report, a hang past -timeout
-// or memory past -rss_limit_mb.
+// or memory past -rss_limit_mb. An input that starts with '{' is read as the spec
+// sources a checkpoint carries (common/spec_sources.h), the path by which a run
+// directory from anyone reaches the compiler; any other input is one spec file.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -19,7 +21,10 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
   try {
-    ddpmc::check_spec_text("fuzz.ddpm", text);
+    if (!text.empty() && text[0] == '{')
+      ddpmc::check_spec_sources_json(text);
+    else
+      ddpmc::check_spec_text("fuzz.ddpm", text);
   } catch (const ddpmc::UserError&) {
     // A clean rejection: exit status 1 in the tools.
   } catch (const std::exception& e) {
