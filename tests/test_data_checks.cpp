@@ -28,6 +28,7 @@
 #include "runtime/train.h"
 #include "test_runs.h"
 #include "tools/spec_module.h"
+#include "test_shell.h"
 
 namespace fs = std::filesystem;
 
@@ -55,15 +56,7 @@ std::string raw(const std::vector<T>& v) {
   return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
 }
 
-template <class F>
-std::string user_error_of(F f) {
-  try {
-    f();
-  } catch (const ddpmc::UserError& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using ddpm_test::user_error_of;
 
 // Four [1, 1, 2] float samples and four int64 labels 0, 1, 0, 1.
 struct Files {

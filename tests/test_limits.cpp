@@ -16,6 +16,7 @@
 #include "runtime/train.h"
 #include "test_runs.h"
 #include "tools/spec_module.h"
+#include "test_shell.h"
 
 namespace {
 
@@ -24,15 +25,7 @@ ddpm::Module cond2d() {
                                              std::string(DDPM_BINARY_DIR) + "/test-cache").so);
 }
 
-template <class F>
-std::string user_error_of(F f) {
-  try {
-    f();
-  } catch (const ddpmc::UserError& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using ddpm_test::user_error_of;
 
 // DDPM_MEMORY_LIMIT_MB for the scope of one check.
 struct MemoryLimit {

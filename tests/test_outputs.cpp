@@ -17,27 +17,17 @@
 
 #include "common/run_files.h"
 #include "test_runs.h"
+#include "test_shell.h"
 
 namespace fs = std::filesystem;
+using ddpm_test::file_bytes;
+using ddpm_test::run_shell;
+using ddpm_test::tool_path;
 
 namespace {
 
-std::string tool(const char* name) { return std::string(DDPM_BINARY_DIR) + "/tools/" + name; }
 
-int run(const std::string& cmd, std::string& out) {
-  out.clear();
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  REQUIRE(p);
-  char buf[4096];
-  while (std::fgets(buf, sizeof buf, p)) out += buf;
-  int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
 
-std::string bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
 
 // A small trained run, made once per test process.
 const fs::path& trained_run() {
@@ -46,8 +36,8 @@ const fs::path& trained_run() {
     fs::remove_all(d);
     fs::create_directories(d.parent_path());
     std::string out;
-    REQUIRE(run(fmt::format("{} {}/models/moons.ddpm --steps 20 --batch 32 --threads 2 -q --out {}",
-                            tool("ddpm-train"), DDPM_SOURCE_DIR, d.string()),
+    REQUIRE(run_shell(fmt::format("{} {}/models/moons.ddpm --steps 20 --batch 32 --threads 2 -q --out {}",
+                            tool_path("ddpm-train"), DDPM_SOURCE_DIR, d.string()),
                 out) == 0);
     return d;
   }();
@@ -58,28 +48,28 @@ const fs::path& trained_run() {
 
 TEST_CASE("outputs: ddpm-sample refuses --out or --png on the run's own files and leaves them unchanged") {
   const fs::path r = trained_run();
-  const std::string ck = bytes(r / "checkpoint.safetensors"), so = bytes(r / "module.so");
+  const std::string ck = file_bytes(r / "checkpoint.safetensors"), so = file_bytes(r / "module.so");
   REQUIRE(!ck.empty());
-  const std::string sample = fmt::format("{} {} -n 8 --steps 5 --sampler ddim -q", tool("ddpm-sample"), r.string());
+  const std::string sample = fmt::format("{} {} -n 8 --steps 5 --sampler ddim -q", tool_path("ddpm-sample"), r.string());
   std::string out;
-  CHECK(run(fmt::format("{} --out {}/checkpoint.safetensors", sample, r.string()), out) == 2);
+  CHECK(run_shell(fmt::format("{} --out {}/checkpoint.safetensors", sample, r.string()), out) == 2);
   CHECK(out.find("would overwrite the run's own checkpoint.safetensors") != std::string::npos);
-  CHECK(run(fmt::format("{} --out {}/x.npy --png {}/module.so", sample, r.string(), r.string()), out) == 2);
+  CHECK(run_shell(fmt::format("{} --out {}/x.npy --png {}/module.so", sample, r.string(), r.string()), out) == 2);
   CHECK(out.find("--png") != std::string::npos);
   CHECK(out.find("module.so") != std::string::npos);
-  CHECK(run(fmt::format("{} --out {}/../{}/config.json", sample, r.string(), r.filename().string()), out) == 2);
-  CHECK(run(fmt::format("{} --out {}/train.lock --no-png", sample, r.string()), out) == 2);
-  CHECK(bytes(r / "checkpoint.safetensors") == ck);
-  CHECK(bytes(r / "module.so") == so);
+  CHECK(run_shell(fmt::format("{} --out {}/../{}/config.json", sample, r.string(), r.filename().string()), out) == 2);
+  CHECK(run_shell(fmt::format("{} --out {}/train.lock --no-png", sample, r.string()), out) == 2);
+  CHECK(file_bytes(r / "checkpoint.safetensors") == ck);
+  CHECK(file_bytes(r / "module.so") == so);
   CHECK_FALSE(fs::exists(r / "x.npy"));
 
   // Two outputs on one file, and a directory as an output.
-  CHECK(run(fmt::format("{} --out {}/same.npy --png {}/same.npy", sample, r.string(), r.string()), out) == 2);
+  CHECK(run_shell(fmt::format("{} --out {}/same.npy --png {}/same.npy", sample, r.string(), r.string()), out) == 2);
   CHECK(out.find("--out and --png both name") != std::string::npos);
-  CHECK(run(fmt::format("{} --out {}", sample, fs::temp_directory_path().string()), out) == 2);
+  CHECK(run_shell(fmt::format("{} --out {}", sample, fs::temp_directory_path().string()), out) == 2);
   CHECK(out.find("is a directory") != std::string::npos);
   // A sound pair still works.
-  CHECK(run(fmt::format("{} --out {}/x.npy", sample, r.string()), out) == 0);
+  CHECK(run_shell(fmt::format("{} --out {}/x.npy", sample, r.string()), out) == 0);
   CHECK(fs::exists(r / "x.npy"));
   CHECK(fs::exists(r / "x.png"));
 }
@@ -87,19 +77,19 @@ TEST_CASE("outputs: ddpm-sample refuses --out or --png on the run's own files an
 TEST_CASE("outputs: ddpmc compile refuses -o on a directory, a run's module or the spec it reads") {
   const fs::path r = trained_run();
   const std::string spec = std::string(DDPM_SOURCE_DIR) + "/models/moons.ddpm";
-  const std::string spec_text = bytes(spec);
+  const std::string spec_text = file_bytes(spec);
   const fs::path tmp = fs::path(DDPM_BINARY_DIR) / "test-outputs" / fmt::format("dir.{}", getpid());
   fs::create_directories(tmp);
   std::string out;
-  CHECK(run(fmt::format("{} compile {} -o {}", tool("ddpmc"), spec, tmp.string()), out) == 2);
+  CHECK(run_shell(fmt::format("{} compile {} -o {}", tool_path("ddpmc"), spec, tmp.string()), out) == 2);
   CHECK(out.find("is a directory") != std::string::npos);
   for (auto& e : fs::directory_iterator(tmp.parent_path()))  // no tmp file left beside it
     CHECK(e.path().filename().string().find(tmp.filename().string() + ".tmp") == std::string::npos);
-  CHECK(run(fmt::format("{} compile {} -o {}/module.so", tool("ddpmc"), spec, r.string()), out) == 2);
-  CHECK(run(fmt::format("{} compile {} -o {}/m.so --emit-cpp {}", tool("ddpmc"), spec, tmp.string(), spec), out) ==
+  CHECK(run_shell(fmt::format("{} compile {} -o {}/module.so", tool_path("ddpmc"), spec, r.string()), out) == 2);
+  CHECK(run_shell(fmt::format("{} compile {} -o {}/m.so --emit-cpp {}", tool_path("ddpmc"), spec, tmp.string(), spec), out) ==
         2);
   CHECK(out.find("would overwrite the spec it reads") != std::string::npos);
-  CHECK(bytes(spec) == spec_text);
+  CHECK(file_bytes(spec) == spec_text);
   fs::remove_all(tmp);
 }
 

@@ -16,8 +16,12 @@
 #include "common/diag.h"
 #include "runtime/resume.h"
 #include "runtime/safetensors.h"
+#include "test_shell.h"
 
 namespace fs = std::filesystem;
+using ddpm_test::file_bytes;
+using ddpm_test::run_shell;
+using ddpm_test::tool_path;
 
 namespace {
 
@@ -28,18 +32,7 @@ fs::path fresh_dir(const std::string& name) {
   return p;
 }
 
-std::string tool(const char* name) { return std::string(DDPM_BINARY_DIR) + "/tools/" + name; }
 
-// Runs a shell command; returns its exit status and sets `out` to its stdout and stderr.
-int run(const std::string& cmd, std::string& out) {
-  out.clear();
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  REQUIRE(p);
-  char buf[4096];
-  while (std::fgets(buf, sizeof buf, p)) out += buf;
-  int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
 
 // The tensors of two checkpoints are bit-identical (the metadata differs: elapsed time).
 bool same_weights(const fs::path& a, const fs::path& b) {
@@ -58,14 +51,14 @@ TEST_CASE("resume: a plain --resume of a cosine run from another directory and p
   const fs::path straight = fresh_dir("straight"), stopped = fresh_dir("stopped");
   const std::string spec = std::string(DDPM_SOURCE_DIR) + "/models/moons.ddpm";
   std::string out;
-  REQUIRE(run(fmt::format("{} {} {} --out {}", tool("ddpm-train"), spec, kFlags, straight.string()), out) == 0);
-  REQUIRE(run(fmt::format("{} {} {} --out {} --stop-at 25", tool("ddpm-train"), spec, kFlags, stopped.string()),
+  REQUIRE(run_shell(fmt::format("{} {} {} --out {}", tool_path("ddpm-train"), spec, kFlags, straight.string()), out) == 0);
+  REQUIRE(run_shell(fmt::format("{} {} {} --out {} --stop-at 25", tool_path("ddpm-train"), spec, kFlags, stopped.string()),
               out) == 0);
   CHECK(out.find("stopped at --stop-at 25") != std::string::npos);
   CHECK_FALSE(same_weights(straight, stopped));
   // From the tests folder, as ../models/./moons.ddpm, with no flags but --resume.
-  REQUIRE(run(fmt::format("cd {}/tests && {} ../models/./moons.ddpm --out {} --resume -q", DDPM_SOURCE_DIR,
-                          tool("ddpm-train"), stopped.string()),
+  REQUIRE(run_shell(fmt::format("cd {}/tests && {} ../models/./moons.ddpm --out {} --resume -q", DDPM_SOURCE_DIR,
+                          tool_path("ddpm-train"), stopped.string()),
               out) == 0);
   INFO(out);
   CHECK(out.find("spec hash") == std::string::npos);
@@ -76,15 +69,15 @@ TEST_CASE("resume: a plain --resume of a cosine run from another directory and p
 TEST_CASE("resume: under mpirun, with another spelling of the spec, the ranks agree and continue bit-identically") {
   const fs::path straight = fresh_dir("mpi-straight"), stopped = fresh_dir("mpi-stopped");
   std::string out;
-  const std::string train = tool("ddpm-train");
+  const std::string train = tool_path("ddpm-train");
   const std::string flags = std::string(kFlags) + " --slices 2";
-  REQUIRE(run(fmt::format("cd {} && {} models/moons.ddpm {} --out {}", DDPM_SOURCE_DIR, train, flags,
+  REQUIRE(run_shell(fmt::format("cd {} && {} models/moons.ddpm {} --out {}", DDPM_SOURCE_DIR, train, flags,
                           straight.string()),
               out) == 0);
-  REQUIRE(run(fmt::format("cd {} && {} models/moons.ddpm {} --out {} --stop-at 30", DDPM_SOURCE_DIR, train, flags,
+  REQUIRE(run_shell(fmt::format("cd {} && {} models/moons.ddpm {} --out {} --stop-at 30", DDPM_SOURCE_DIR, train, flags,
                           stopped.string()),
               out) == 0);
-  REQUIRE(run(fmt::format("cd {} && env ASAN_OPTIONS=detect_leaks=0 {} --allow-run-as-root --oversubscribe -np 2 "
+  REQUIRE(run_shell(fmt::format("cd {} && env ASAN_OPTIONS=detect_leaks=0 {} --allow-run-as-root --oversubscribe -np 2 "
                           "{} {}/models/moons.ddpm --out {} --resume --threads 1 -q",
                           fs::temp_directory_path().string(), DDPM_MPIEXEC, train, DDPM_SOURCE_DIR, stopped.string()),
               out) == 0);

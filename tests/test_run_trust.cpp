@@ -29,27 +29,17 @@
 #include "runtime/safetensors.h"
 #include "test_runs.h"
 #include "test_support.h"
+#include "test_shell.h"
 
 namespace fs = std::filesystem;
+using ddpm_test::file_bytes;
+using ddpm_test::run_shell;
+using ddpm_test::tool_path;
 
 namespace {
 
-std::string tool(const char* name) { return std::string(DDPM_BINARY_DIR) + "/tools/" + name; }
 
-int run(const std::string& cmd, std::string& out) {
-  out.clear();
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  REQUIRE(p);
-  char buf[4096];
-  while (std::fgets(buf, sizeof buf, p)) out += buf;
-  int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
 
-std::string bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
 
 // A directory of this test process (ctest runs the cases in parallel), removed at exit.
 fs::path work_dir(const std::string& name) {
@@ -65,7 +55,7 @@ void write_evil_module(const fs::path& so, const fs::path& marker) {
   std::ofstream(src) << "#include <cstdio>\n__attribute__((constructor)) static void planted() {\n"
                      << "  if (FILE* f = std::fopen(\"" << marker.string() << "\", \"w\")) std::fclose(f);\n}\n";
   std::string out;
-  REQUIRE(run(fmt::format("g++ -shared -fPIC '{}' -o '{}'", src.string(), so.string()), out) == 0);
+  REQUIRE(run_shell(fmt::format("g++ -shared -fPIC '{}' -o '{}'", src.string(), so.string()), out) == 0);
   fs::remove(src);
 }
 
@@ -93,8 +83,8 @@ Runs make_clean_run(const std::string& name) {
   for (float& v : x) v = u(rng);
   ddpm::write_npy(r.data.string(), x.data(), {64, 1, 2, 2});
   std::string out;
-  REQUIRE(run(fmt::format("{} {} --data {} --steps 40 --stop-at 20 --batch 16 --threads 2 -q --out {} --cache-dir {}",
-                          tool("ddpm-train"), r.spec.string(), r.data.string(), r.clean.string(), r.cache),
+  REQUIRE(run_shell(fmt::format("{} {} --data {} --steps 40 --stop-at 20 --batch 16 --threads 2 -q --out {} --cache-dir {}",
+                          tool_path("ddpm-train"), r.spec.string(), r.data.string(), r.clean.string(), r.cache),
               out) == 0);
   return r;
 }
@@ -114,19 +104,19 @@ Results use_run(const Runs& r, const fs::path& run_dir, const std::string& resum
   Results res;
   std::string out;
   const fs::path s = r.dir / (run_dir.filename().string() + "-samples.npy");
-  REQUIRE(run(fmt::format("{} {} -n 16 -q --no-png --out {} --cache-dir {}", tool("ddpm-sample"), run_dir.string(),
+  REQUIRE(run_shell(fmt::format("{} {} -n 16 -q --no-png --out {} --cache-dir {}", tool_path("ddpm-sample"), run_dir.string(),
                           s.string(), r.cache),
               out) == 0);
-  res.samples = bytes(s);
+  res.samples = file_bytes(s);
   INFO(out);
-  REQUIRE(run(fmt::format("{} {} --bpd -n 8 --steps 5 --batch 4 -q --data {} --cache-dir {}", tool("ddpm-eval"),
+  REQUIRE(run_shell(fmt::format("{} {} --bpd -n 8 --steps 5 --batch 4 -q --data {} --cache-dir {}", tool_path("ddpm-eval"),
                           run_dir.string(), r.data.string(), r.cache),
               out) == 0);
   const size_t at = out.find("/dim ");  // bits/dim or nats/dim: the bound's line
   REQUIRE(at != std::string::npos);
   const size_t line = out.rfind('\n', at);
   res.eval = out.substr(line == std::string::npos ? 0 : line + 1);
-  REQUIRE(run(fmt::format("{} {} --out {} --resume -q --threads 2 --cache-dir {}", tool("ddpm-train"), resume_model,
+  REQUIRE(run_shell(fmt::format("{} {} --out {} --resume -q --threads 2 --cache-dir {}", tool_path("ddpm-train"), resume_model,
                           run_dir.string(), r.cache),
               out) == 0);
   return res;
@@ -147,12 +137,12 @@ TEST_CASE("trust: a planted module.so is never run: sample, eval and resume rebu
   CHECK(got.eval == want.eval);
   CHECK(weights(planted) == weights(r.clean));
   // The resume wrote a clean module.so back into the run.
-  CHECK(bytes(planted / "module.so") == bytes(r.clean / "module.so"));
+  CHECK(file_bytes(planted / "module.so") == file_bytes(r.clean / "module.so"));
 
   // --trust-module on a planted module: refused by its checksum, still never run.
   write_evil_module(planted / "module.so", marker);
   std::string out;
-  CHECK(run(fmt::format("{} {} -n 4 -q --no-png --out {}/x.npy --trust-module", tool("ddpm-sample"),
+  CHECK(run_shell(fmt::format("{} {} -n 4 -q --no-png --out {}/x.npy --trust-module", tool_path("ddpm-sample"),
                         planted.string(), r.dir.string()),
             out) == 1);
   CHECK(out.find("damaged or replaced") != std::string::npos);
@@ -179,14 +169,14 @@ TEST_CASE("trust: a damaged cached module is rebuilt, never loaded, whether byte
   const ddpmc::BuiltModule first = ddpmc::build_module(spec, opt);
   CHECK_FALSE(first.cache_hit);
   CHECK(ddpmc::build_module(spec, opt).cache_hit);
-  const std::string good = bytes(first.so_path);
+  const std::string good = file_bytes(first.so_path);
   auto damage = [&](auto&& edit) {
     std::string b = good;
     edit(b);
     std::ofstream(first.so_path, std::ios::binary | std::ios::trunc) << b;
     const ddpmc::BuiltModule again = ddpmc::build_module(spec, opt);
     CHECK_FALSE(again.cache_hit);  // rebuilt...
-    CHECK(bytes(again.so_path) == good);  // ...to the same bytes
+    CHECK(file_bytes(again.so_path) == good);  // ...to the same bytes
   };
   damage([](std::string& b) { std::fill(b.begin() + 4096, b.begin() + 8192, '\0'); });
   damage([](std::string& b) {
@@ -200,7 +190,7 @@ TEST_CASE("trust: the cache is created 0700 and a cache or module others can wri
   std::string out;
   // A fresh cache is the user's alone.
   const fs::path fresh = dir / "fresh";
-  REQUIRE(run(fmt::format("DDPM_CACHE_DIR={} {} compile {} -o {}/m.so", fresh.string(), tool("ddpmc"), spec,
+  REQUIRE(run_shell(fmt::format("DDPM_CACHE_DIR={} {} compile {} -o {}/m.so", fresh.string(), tool_path("ddpmc"), spec,
                           dir.string()),
               out) == 0);
   struct stat st;
@@ -209,7 +199,7 @@ TEST_CASE("trust: the cache is created 0700 and a cache or module others can wri
 
   // Group-writable: refused, one line naming the directory, exit 1.
   fs::permissions(fresh, fs::perms::group_write, fs::perm_options::add);
-  CHECK(run(fmt::format("DDPM_CACHE_DIR={} {} compile {} -o {}/m.so", fresh.string(), tool("ddpmc"), spec,
+  CHECK(run_shell(fmt::format("DDPM_CACHE_DIR={} {} compile {} -o {}/m.so", fresh.string(), tool_path("ddpmc"), spec,
                         dir.string()),
             out) == 1);
   CHECK(out.find("refusing the module cache '" + fresh.string() + "': it is group-writable") != std::string::npos);
@@ -227,7 +217,7 @@ TEST_CASE("trust: the cache is created 0700 and a cache or module others can wri
     MESSAGE("not root: testing a world-writable module instead of one another uid owns");
     fs::permissions(so, fs::perms::others_write, fs::perm_options::add);
   }
-  CHECK(run(fmt::format("DDPM_CACHE_DIR={} {} compile {} -o {}/m.so", fresh.string(), tool("ddpmc"), spec,
+  CHECK(run_shell(fmt::format("DDPM_CACHE_DIR={} {} compile {} -o {}/m.so", fresh.string(), tool_path("ddpmc"), spec,
                         dir.string()),
             out) == 1);
   CHECK(out.find("refusing the cached module " + so.string()) != std::string::npos);
@@ -259,7 +249,7 @@ TEST_CASE("trust: the source a checkpoint carries is hostile input: every bad on
     meta["spec_sources"] = c.sources;
     ddpm::write_safetensors((run_dir / "checkpoint.safetensors").string(), views, meta);
     std::string out;
-    CHECK(run(fmt::format("{} {} -n 4 -q --no-png --out {}/x.npy", tool("ddpm-sample"), run_dir.string(),
+    CHECK(run_shell(fmt::format("{} {} -n 4 -q --no-png --out {}/x.npy", tool_path("ddpm-sample"), run_dir.string(),
                           r.dir.string()),
               out) == 1);
     CHECK(out.find(c.expect) != std::string::npos);

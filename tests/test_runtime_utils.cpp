@@ -25,6 +25,7 @@
 #include "runtime/png.h"
 #include "runtime/safetensors.h"
 #include "runtime/swd.h"
+#include "test_shell.h"
 
 namespace fs = std::filesystem;
 
@@ -49,16 +50,7 @@ std::string read_bytes(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
-// The UserError message thrown by f, or "" if it did not throw one.
-template <class F>
-std::string user_error_of(F f) {
-  try {
-    f();
-  } catch (const ddpmc::UserError& e) {
-    return e.what();
-  }
-  return "";
-}
+using ddpm_test::user_error_of;
 
 struct Stats {
   double mean[2], std[2];
