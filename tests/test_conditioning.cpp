@@ -41,6 +41,15 @@ void write_clusters(const fs::path& x_path, const fs::path& y_path, int64_t n, i
   ddpm::write_npy(y_path.string(), y.data(), {n_labels});
 }
 
+// Trains `spec` (relative to the source tree) instead: its module, checksum and source.
+void use_module(ddpm::TrainConfig& c, const std::string& spec) {
+  const ddpm_tools::ModuleFile mf =
+      ddpm_tools::module_for(std::string(DDPM_SOURCE_DIR) + "/" + spec, std::string(DDPM_BINARY_DIR) + "/test-cache");
+  c.module_so = mf.so;
+  c.module_checksum = mf.checksum;
+  c.spec_sources = mf.sources;
+}
+
 ddpm::TrainConfig config(const std::string& data, const std::string& labels, const fs::path& out, int64_t steps) {
   ddpm::TrainConfig c = ddpm_test::run_config("tests/specs/cond2d.ddpm", data, out, steps, 128, 3);
   c.labels = labels;
@@ -119,8 +128,7 @@ TEST_CASE("conditioning: missing, short and out-of-range labels are one-line err
     l.write(ys, n_labels);
   };
   ddpm::TrainConfig c = config((kDir / "t10k-images-idx3-ubyte").string(), "", out, 2);
-  c.module_so = ddpm_tools::module_for(std::string(DDPM_SOURCE_DIR) + "/tests/specs/cond_idx.ddpm",
-                                       std::string(DDPM_BINARY_DIR) + "/test-cache").so;
+  use_module(c, "tests/specs/cond_idx.ddpm");
   c.batch = 4;
   write_idx(4, 0);
   CHECK(train_error(c).find("t10k-labels-idx1-ubyte holds 4 labels but") != std::string::npos);
@@ -133,7 +141,6 @@ TEST_CASE("conditioning: missing, short and out-of-range labels are one-line err
   CHECK(ddpm::train(c) == 0);
   // A model without a label refuses --labels.
   ddpm::TrainConfig plain = config(x.string(), y.string(), out, 1);
-  plain.module_so = ddpm_tools::module_for(std::string(DDPM_SOURCE_DIR) + "/models/moons.ddpm",
-                                           std::string(DDPM_BINARY_DIR) + "/test-cache").so;
+  use_module(plain, "models/moons.ddpm");
   CHECK(train_error(plain).find("the model declares no label") != std::string::npos);
 }
