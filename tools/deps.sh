@@ -6,7 +6,7 @@
 # Usage: tools/deps.sh [--tests] [extra-package ...]
 set -euo pipefail
 pkgs=(g++ cmake make pkg-config libxsimd-dev libtbb-dev libfmt-dev libcli11-dev nlohmann-json3-dev libspng-dev
-      zlib1g-dev libcairo2-dev libxxhash-dev libopenmpi-dev openmpi-bin)
+      zlib1g-dev libcairo2-dev libeigen3-dev libxxhash-dev libopenmpi-dev openmpi-bin)
 if [ "${1:-}" = --tests ]; then
   shift
   pkgs+=(doctest-dev libbenchmark-dev dataset-fashion-mnist strace clang libclang-rt-dev)
