@@ -2,6 +2,8 @@
 //
 //   ddpm-eval runs/fashion                      what it can compute for this run, and how
 //   ddpm-eval runs/fashion --bound -n 1000 [--steps 100] [--data FILE] [--class K]
+//   ddpm-eval runs/fashion --quality [-n 1000] [--sampler ddim --steps 50]   FID, precision/recall (eval_quality.h)
+//   ddpm-eval models/fmnist_classifier.safetensors --accuracy [--data t10k]  a classifier's accuracy
 //
 // Data flow: RUN_DIR/module.so + RUN_DIR/checkpoint.safetensors (EMA weights by
 // default; the spec hashes must match) and held-out data (eval_data.h: the test
@@ -21,6 +23,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <thread>
@@ -34,6 +37,7 @@
 #include "common/atomic_file.h"
 #include "common/diag.h"
 #include "eval_data.h"
+#include "eval_quality.h"
 #include "eval_stats.h"
 #include "runtime/module.h"
 #include "runtime/sample.h"
@@ -294,10 +298,27 @@ int main(int argc, char** argv) {
   cfg.threads = (int)std::max(1u, std::thread::hardware_concurrency());
   std::string weights = "ema";
 
+  ddpm_tools::QualityConfig qc;
+  ddpm_tools::AccuracyConfig ac;
+  bool quality = false, accuracy = false;
+  std::string cls_text;
   CLI::App app{"ddpm-eval: the variational bound of a model trained by ddpm-train (without --bound: what it can "
-               "compute for the run)",
+               "compute for the run), its sample quality (--quality) or a classifier's accuracy (--accuracy)",
                "ddpm-eval"};
-  app.add_option("run_dir", cfg.data.run_dir, "a run directory written by ddpm-train --out")->required();
+  app.add_option("run_dir", cfg.data.run_dir,
+                 "a run directory written by ddpm-train --out (--accuracy: a classifier run or its weights file)")
+      ->required();
+  app.add_flag("--quality", quality,
+               "sample quality: FID vs the training and test sets, precision/recall (k = 3) and the predicted "
+               "classes under the evaluator (images), or the sliced Wasserstein distance (2-D points)");
+  app.add_flag("--accuracy", accuracy, "the accuracy of a classifier (a supervised run or weights file) on --data");
+  app.add_option("--sampler", qc.sampler, "--quality: the sampler (default: ddim with 50 steps, else the first)");
+  app.add_option("--samples", qc.samples, "--quality: evaluate these samples (.npy [N, ...]) instead of sampling");
+  app.add_option("--evaluator", qc.evaluator.spec,
+                 "--quality/--accuracy: the evaluator's spec (default: the one its weights record)");
+  app.add_option("--evaluator-weights", qc.evaluator.weights,
+                 "--quality: the evaluator's weights (default: models/fmnist_classifier.safetensors)");
+  app.add_option("--json", qc.json, "--quality: write the results here (default: \"quality\" in RUN/eval.json)");
   app.add_flag("--bound,--bpd", cfg.compute,
                "compute the variational bound L_T + sum L_t-1 + L_0 (Ho et al. 2020): bits/dim for 8-bit data, "
                "nats/dim with a continuous Gaussian decoder for continuous data");
@@ -308,8 +329,8 @@ int main(int argc, char** argv) {
                  "[N, ...] (default: the run's training data, mapped to held-out data)");
   app.add_option("--labels", cfg.data.labels,
                  "class labels of --data for a class-conditional model: an .npy [N] (IDX images use their label file)");
-  app.add_option("--class", cfg.data.cls, "a class-conditional model: only this class (default: every class, and "
-                                          "their average)");
+  app.add_option("--class", cls_text, "a class-conditional model: only this class (default: every class, and "
+                                     "their average; --quality: all, class i % K for sample i)");
   app.add_option("--decoder", cfg.decoder,
                  "L_0: discretized (8-bit data, bits/dim), gaussian (continuous data, nats/dim), or auto (discretized "
                  "when every value is on the 8-bit grid)")
@@ -335,13 +356,50 @@ int main(int argc, char** argv) {
 
   if (int rc = ddpm_tools::parse(app, argc, argv, "ddpm-eval"); rc >= 0) return rc;
   auto flag_error = [](const std::string& msg) { return ddpm_tools::flag_error("ddpm-eval", msg); };
+  if (quality && accuracy) return flag_error("--quality and --accuracy are separate evaluations: pass one");
+  if (!cls_text.empty() && cls_text != "all") {
+    char* end = nullptr;
+    const long v = std::strtol(cls_text.c_str(), &end, 10);
+    if (*end || end == cls_text.c_str() || v < 0 || v > 1000000)
+      return flag_error(fmt::format("--class must be a class index >= 0{} (got {})", quality ? " or all" : "", cls_text));
+    cfg.data.cls = (int)v;
+  } else if (cls_text == "all" && !quality) {
+    return flag_error("--class all is for --quality; the bound is per class by default");
+  }
   if (cfg.data.n < 1) return flag_error(fmt::format("-n must be at least 1 (got {})", cfg.data.n));
   if (cfg.batch < 1) return flag_error(fmt::format("--batch must be at least 1 (got {})", cfg.batch));
   if (cfg.threads < 1) return flag_error(fmt::format("--threads must be at least 1 (got {})", cfg.threads));
   if (cfg.steps < 0) return flag_error(fmt::format("--steps must be >= 0 (got {})", cfg.steps));
-  if (app.count("--class") && cfg.data.cls < 0)
-    return flag_error(fmt::format("--class must be a class index >= 0 (got {})", cfg.data.cls));
   cfg.use_ema = weights == "ema";
+  if (quality) {
+    qc.run_dir = cfg.data.run_dir;
+    qc.n = cfg.data.n;
+    qc.steps = app.count("--steps") ? cfg.steps : -1;
+    qc.cls = cls_text.empty() ? "all" : cls_text;
+    qc.threads = cfg.threads;
+    qc.seed = cfg.seed;
+    qc.use_ema = cfg.use_ema;
+    qc.trust_module = cfg.trust_module;
+    qc.cache_dir = qc.evaluator.cache_dir = cfg.cache_dir;
+    qc.quiet = cfg.quiet;
+    return ddpm_tools::guarded("ddpm-eval", [&] {
+      tbb::global_control ctl(tbb::global_control::max_allowed_parallelism, (size_t)qc.threads);
+      return ddpm_tools::run_quality(qc);
+    });
+  }
+  if (accuracy) {
+    ac.target = cfg.data.run_dir;
+    if (!cfg.data.data.empty()) ac.data = cfg.data.data;
+    ac.labels = cfg.data.labels;
+    ac.evaluator = qc.evaluator;
+    ac.evaluator.cache_dir = cfg.cache_dir;
+    ac.threads = cfg.threads;
+    ac.trust_module = cfg.trust_module;
+    return ddpm_tools::guarded("ddpm-eval", [&] {
+      tbb::global_control ctl(tbb::global_control::max_allowed_parallelism, (size_t)ac.threads);
+      return ddpm_tools::run_accuracy(ac);
+    });
+  }
 
   return ddpm_tools::guarded("ddpm-eval", [&] { return evaluate(cfg); });
 }
