@@ -365,6 +365,14 @@ void write_quality_plot_png(const std::string& path, const std::string& metric, 
   if (std::isfinite(floor)) y_lo = std::min(y_lo, floor), y_hi = std::max(y_hi, floor);
   if (!(y_lo <= y_hi)) y_lo = log ? 0.1 : 0, y_hi = 1;
   widen(y_lo, y_hi, log);
+  // A margin of 6% of the range, so no point or floor sits on the frame.
+  if (log) {
+    const double f = std::pow(y_hi / y_lo, 0.06);
+    y_lo /= f, y_hi *= f;
+  } else {
+    const double d = (y_hi - y_lo) * 0.06;
+    y_lo -= d, y_hi += d;
+  }
   double t_max = 0;
   for (double t : seconds)
     if (std::isfinite(t)) t_max = std::max(t_max, t);
@@ -381,6 +389,8 @@ void write_quality_plot_png(const std::string& path, const std::string& metric, 
       if (std::isfinite(xs[i])) x.push_back(xs[i]), y.push_back(values[i]);
     double x_lo = x.empty() ? 0 : x.front(), x_hi = x.empty() ? 1 : x.back();
     widen(x_lo, x_hi, false);
+    const double pad = (x_hi - x_lo) * 0.03;
+    x_lo -= pad, x_hi += pad;
     const Axis ax{x_lo, x_hi, a.x0, a.x1}, ay{y_lo, y_hi, a.y1, a.y0, log};
     draw_axes(s.cr, a, ax, ay, xname, yname);
     if (std::isfinite(floor)) {
