@@ -262,6 +262,35 @@ TEST_CASE("eval every: under mpirun only rank 0 evaluates and the weights match 
   CHECK(loss_lines(dir / "mpi") == 3);
 }
 
+TEST_CASE("eval every: Ctrl-C during a slow evaluation stops within 2 s with a checkpoint and no quality line") {
+  // slow_preview.ddpm's only sampler cannot skip steps: an evaluation of 2000
+  // points runs all 1000 of them and takes many seconds. The shell starts the run,
+  // waits until it is inside the first evaluation, sends SIGINT and times the stop.
+  const fs::path dir = ddpm_test::process_dir("test-eval-every", "sigint");
+  fs::create_directories(dir);
+  const fs::path run = dir / "run", err = dir / "stderr.txt";
+  const std::string cmd = fmt::format(
+      "{} {} --data moons --steps 1000000 --batch 8 --threads 1 --eval-every 1 --ckpt-every 0 --out {} "
+      "--cache-dir {} 2> {} & pid=$!; "
+      "for i in $(seq 600); do grep -q 'evaluation every' {} && break; sleep 0.1; done; sleep 1.5; "
+      "t0=$(date +%s.%N); kill -INT $pid; wait $pid; rc=$?; t1=$(date +%s.%N); "
+      "echo \"rc=$rc took=$(awk \"BEGIN {{ print $t1 - $t0 }}\")\"",
+      tool_path("ddpm-train"), std::string(DDPM_SOURCE_DIR) + "/tests/specs/slow_preview.ddpm", run.string(),
+      std::string(DDPM_BINARY_DIR) + "/test-cache", err.string(), err.string());
+  std::string out;
+  run_shell(cmd, out);
+  const std::string log = file_bytes(err);
+  INFO("shell: ", out, "stderr: ", log);
+  CHECK(log.find("it cannot skip steps, so each evaluation runs all of them") != std::string::npos);
+  REQUIRE(out.find("rc=130") != std::string::npos);
+  const double took = std::stod(out.substr(out.find("took=") + 5));
+  MESSAGE("stopped ", took, " s after SIGINT");
+  CHECK(took < 2.0);
+  CHECK(log.find("stopped by Ctrl-C") != std::string::npos);
+  CHECK(fs::exists(run / "checkpoint.safetensors"));
+  CHECK(quality_lines(run).empty());  // the abandoned evaluation wrote nothing
+}
+
 TEST_CASE("eval every: quality.png is drawn from the quality lines among others, and skips broken ones") {
   const fs::path dir = ddpm_test::process_dir("test-eval-every", "plot");
   fs::create_directories(dir);
