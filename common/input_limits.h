@@ -13,6 +13,10 @@
 
 namespace ddpmc {
 
+// The most samples one evaluation during training may draw (ddpm-train
+// --eval-samples): FID is usually quoted at 50,000.
+constexpr int64_t kMaxEvalSamples = 100000;
+
 // Why `path` is not a readable regular file ("it is a directory", "it is a
 // character device, not a regular file", "No such file or directory"), or "" if it
 // is one. Symbolic links are followed.

@@ -11,7 +11,7 @@ namespace fs = std::filesystem;
 
 const std::vector<std::string>& run_file_names() {
   static const std::vector<std::string> names = {"checkpoint.safetensors", "module.so", "config.json",
-                                                 "train.lock", "metrics.jsonl", "loss.png"};
+                                                 "train.lock", "metrics.jsonl", "loss.png", "quality.png"};
   return names;
 }
 

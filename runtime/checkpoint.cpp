@@ -183,6 +183,8 @@ void write_config(const std::string& path, const TrainConfig& c, const ddpm_modu
   j["warmup"] = c.warmup;
   j["lr_schedule"] = c.lr_schedule;
   j["sample_every"] = c.sample_every;
+  j["eval_every"] = c.eval_every;
+  j["eval_samples"] = c.eval_samples;
   j["minutes"] = c.minutes;
   j["resume"] = c.resume;
   j["resumed_from_step"] = start_step;

@@ -348,4 +348,82 @@ void write_training_plot_png(const std::string& path, const std::vector<double>&
   s.save(path);
 }
 
+void write_quality_plot_png(const std::string& path, const std::string& metric, const std::vector<double>& steps,
+                            const std::vector<double>& seconds, const std::vector<double>& values, double floor,
+                            int width, int height) {
+  DDPM_CHECK(!steps.empty() && steps.size() == values.size() && steps.size() == seconds.size(),
+             "bad quality curves");
+  DDPM_CHECK(width >= 200 && height >= 200 && width <= 8192 && height <= 8192, "plot size out of range");
+  Surface s(width, height);
+  const double mid = height / 2.0;
+  const PlotArea top{80, 32, width - 36.0, mid - 44}, bottom{80, mid + 32, width - 36.0, height - 48.0};
+  const bool log = std::all_of(values.begin(), values.end(), [](double v) { return !std::isfinite(v) || v > 0; }) &&
+                   !(std::isfinite(floor) && floor <= 0);
+  double y_lo = INFINITY, y_hi = -INFINITY;
+  for (double v : values)
+    if (std::isfinite(v) && (!log || v > 0)) y_lo = std::min(y_lo, v), y_hi = std::max(y_hi, v);
+  if (std::isfinite(floor)) y_lo = std::min(y_lo, floor), y_hi = std::max(y_hi, floor);
+  if (!(y_lo <= y_hi)) y_lo = log ? 0.1 : 0, y_hi = 1;
+  widen(y_lo, y_hi, log);
+  // A margin of 6% of the range, so no point or floor sits on the frame.
+  if (log) {
+    const double f = std::pow(y_hi / y_lo, 0.06);
+    y_lo /= f, y_hi *= f;
+  } else {
+    const double d = (y_hi - y_lo) * 0.06;
+    y_lo -= d, y_hi += d;
+  }
+  double t_max = 0;
+  for (double t : seconds)
+    if (std::isfinite(t)) t_max = std::max(t_max, t);
+  const double unit = t_max > 2 * 3600 ? 3600 : t_max > 1200 ? 60 : 1;
+  const char* unit_name = unit == 3600 ? "h" : unit == 60 ? "min" : "s";
+  const std::string yname = log ? metric + " (log scale)" : metric;
+  auto panel = [&](const PlotArea& a, std::vector<double> xs, const std::string& xname) {
+    // In order of x (a resumed run may repeat the steps after its last checkpoint).
+    std::vector<size_t> order(xs.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](size_t i, size_t j) { return xs[i] < xs[j]; });
+    std::vector<double> x, y;
+    for (size_t i : order)
+      if (std::isfinite(xs[i])) x.push_back(xs[i]), y.push_back(values[i]);
+    double x_lo = x.empty() ? 0 : x.front(), x_hi = x.empty() ? 1 : x.back();
+    widen(x_lo, x_hi, false);
+    const double pad = (x_hi - x_lo) * 0.03;
+    x_lo -= pad, x_hi += pad;
+    const Axis ax{x_lo, x_hi, a.x0, a.x1}, ay{y_lo, y_hi, a.y1, a.y0, log};
+    draw_axes(s.cr, a, ax, ay, xname, yname);
+    if (std::isfinite(floor)) {
+      const double dash = 4;
+      cairo_save(s.cr);
+      cairo_set_dash(s.cr, &dash, 1, 0);
+      draw_series(s.cr, a, ax, ay, {x_lo, x_hi}, {floor, floor}, 0.55, 0.55, 0.55);
+      cairo_restore(s.cr);
+    }
+    if (x.empty()) return;
+    draw_series(s.cr, a, ax, ay, x, y, 0.07, 0.15, 0.47);
+    cairo_save(s.cr);
+    cairo_set_source_rgb(s.cr, 0.07, 0.15, 0.47);
+    for (size_t i = 0; i < x.size(); ++i)
+      if (std::isfinite(y[i]) && (!log || y[i] > 0)) {
+        cairo_new_sub_path(s.cr);
+        cairo_arc(s.cr, ax.to_px(x[i]), ay.to_px(y[i]), 2.5, 0, 2 * M_PI);
+      }
+    cairo_fill(s.cr);
+    cairo_restore(s.cr);
+  };
+  std::vector<double> t(seconds.size());
+  for (size_t i = 0; i < t.size(); ++i) t[i] = seconds[i] / unit;
+  panel(top, steps, "step");
+  panel(bottom, t, fmt::format("training time ({}; evaluations excluded)", unit_name));
+  cairo_set_source_rgb(s.cr, 0, 0, 0);
+  cairo_set_font_size(s.cr, 14);
+  const std::string floor_text = std::isfinite(floor) ? fmt::format("; dashed: floor {:.4g}", floor) : "";
+  text(s.cr, fmt::format("sample quality: {} (last {:.4g} at step {:g}; lower is better{})", metric, values.back(),
+                         steps.back(), floor_text),
+       width / 2.0, 10, 0.5, 0);
+  text(s.cr, fmt::format("{} against training time", metric), width / 2.0, mid + 10, 0.5, 0);
+  s.save(path);
+}
+
 }  // namespace ddpm

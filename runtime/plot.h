@@ -1,6 +1,7 @@
 // Plots drawn with Cairo, with axes, ticks and labels: the scatter plot of 2-D
 // samples (ddpm-sample --png, the trainer's previews) and the training curves
-// (loss and learning rate against the step, loss.png in a run directory). PNGs
+// (loss and learning rate against the step, loss.png in a run directory) and the
+// quality curves (quality.png, runtime/eval_every.h). PNGs
 // are encoded by Cairo into memory and written atomically (common/atomic_file.h).
 #pragma once
 #include <cstdint>
@@ -69,5 +70,14 @@ void write_labelled_grid_png(const std::string& path, const float* images, int64
 void write_training_plot_png(const std::string& path, const std::vector<double>& steps,
                              const std::vector<double>& loss, const std::vector<double>& lr, int width = 800,
                              int height = 600);
+
+// Two panels of a quality metric (`metric`, e.g. "swd" or "fid"): against the
+// step above, against the training time (seconds; shown in minutes or hours when
+// long) below; log scale when every value is positive; `floor`, when finite, as a
+// dashed grey line in both. Points are drawn in order of their x; non-finite ones
+// are skipped.
+void write_quality_plot_png(const std::string& path, const std::string& metric, const std::vector<double>& steps,
+                            const std::vector<double>& seconds, const std::vector<double>& values, double floor,
+                            int width = 800, int height = 600);
 
 }  // namespace ddpm

@@ -46,6 +46,32 @@ bool reads_target_step(const Module& mod, int idx, const float* params) {
 
 }  // namespace
 
+FastSampler choose_fast_sampler(const Module& mod, const float* params) {
+  const ddpm_module& m = mod.get();
+  FastSampler fs;
+  if (m.n_samplers < 1) return fs;
+  // ddim; else the first sampler that can skip steps; else the first sampler.
+  fs.idx = mod.sampler_index("ddim");
+  for (int i = 0; i < m.n_samplers && fs.idx < 0; ++i)
+    if (reads_target_step(mod, i, params)) fs.idx = i;
+  fs.strided = fs.idx >= 0;
+  fs.idx = std::max(0, fs.idx);
+  fs.ts = sampling_steps(m.T, fs.strided ? std::min(FastSampler::kMaxSteps, m.T) : 0);
+  return fs;
+}
+
+std::vector<float> run_fast_sampler(const Module& mod, const FastSampler& fs, const float* params, int64_t n,
+                                    int batch, uint64_t seed, const std::function<bool()>& stop) {
+  DDPM_CHECK(fs.idx >= 0 && n > 0 && batch > 0, "run_fast_sampler without a sampler or samples");
+  return run_sampler(mod, params, fs.idx, fs.ts, n, batch, seed, true, nullptr, 0, stop);
+}
+
+std::string describe(const Module& mod, const FastSampler& fs) {
+  if (fs.idx < 0) return "no sampler";
+  const int k = fs.steps();
+  return fmt::format("{} ({} step{})", mod->sampler_names[fs.idx], k, k == 1 ? "" : "s");
+}
+
 SamplePreviews::SamplePreviews(const Module& mod, const std::string& run_dir, const float* params, bool quiet)
     : mod_(mod), dir_((fs::path(run_dir) / "samples").string()) {
   const ddpm_module& m = mod.get();
@@ -57,18 +83,12 @@ SamplePreviews::SamplePreviews(const Module& mod, const std::string& run_dir, co
                  m.n_samplers < 1 ? "the model has no sampler" : "only [2] points and [1|3, H, W] images are drawn");
     return;
   }
-  // ddim; else the first sampler that can skip steps; else the first sampler.
-  idx_ = mod.sampler_index("ddim");
-  for (int i = 0; i < m.n_samplers && idx_ < 0; ++i)
-    if (reads_target_step(mod, i, params)) idx_ = i;
-  const bool strided = idx_ >= 0;
-  idx_ = std::max(0, idx_);
-  ts_ = sampling_steps(m.T, strided ? std::min(kPreviewSteps, m.T) : 0);
+  fs_ = choose_fast_sampler(mod, params);
   n_ = points ? 1000 : 16;
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (quiet) return;
-  if (strided)
+  if (fs_.strided)
     fmt::print(stderr, "previews: sampler '{}' with {} steps, {} {}\n", sampler(), steps(), n_,
                points ? "points" : "images");
   else
@@ -78,15 +98,14 @@ SamplePreviews::SamplePreviews(const Module& mod, const std::string& run_dir, co
                sampler(), steps(), steps(), n_, points ? "points" : "images");
 }
 
-std::string SamplePreviews::sampler() const { return idx_ >= 0 ? mod_->sampler_names[idx_] : ""; }
+std::string SamplePreviews::sampler() const { return fs_.idx >= 0 ? mod_->sampler_names[fs_.idx] : ""; }
 
 std::string SamplePreviews::title(int64_t step) const {
-  const size_t k = ts_.size() - 1;  // ts_ is [t_0 = 0, t_1, ..., t_K]
-  return fmt::format("step {}, {} ({} step{})", step, sampler(), k, k == 1 ? "" : "s");
+  return fmt::format("step {}, {}", step, describe(mod_, fs_));
 }
 
 std::string SamplePreviews::write(int64_t step, const float* ema, const std::function<bool()>& stop) const {
-  std::vector<float> x = run_sampler(mod_, ema, idx_, ts_, n_, (int)n_, kPreviewSeed, true, nullptr, 0, stop);
+  std::vector<float> x = run_fast_sampler(mod_, fs_, ema, n_, (int)n_, kPreviewSeed, stop);
   if (x.empty()) return "";
   const std::string path = (fs::path(dir_) / fmt::format("step_{:07}.png", step)).string();
   const ddpm_module& m = mod_.get();

@@ -3,7 +3,8 @@
 // One table row per setting: its metadata key (also the name in TrainConfig::given,
 // which the tool fills with the flags the user typed), its flag, how to print and
 // parse it, and whether changing it mid-run changes the arithmetic of the steps
-// still to come (everything but the step target of a constant-rate run).
+// still to come (everything but the step target of a constant-rate run and the
+// evaluations during training).
 #include "resume.h"
 
 #include <cerrno>
@@ -13,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "common/diag.h"
+#include "common/input_limits.h"
 
 namespace ddpm {
 namespace {
@@ -108,6 +110,13 @@ const std::vector<Setting>& settings() {
     r.push_back(float_setting("grad_clip", "--grad-clip", &TrainConfig::grad_clip));
     r.push_back(int_setting("warmup", "--warmup", &TrainConfig::warmup, 0, INT32_MAX));
     r.push_back(string_setting("lr_schedule", "--lr-schedule", &TrainConfig::lr_schedule));
+    // Evaluations during training read the weights and never change them.
+    for (Setting e : {int_setting("eval_every", "--eval-every", &TrainConfig::eval_every, 0, INT64_MAX),
+                      int_setting("eval_samples", "--eval-samples", &TrainConfig::eval_samples, 0,
+                                  ddpmc::kMaxEvalSamples)}) {
+      e.changes_arithmetic = [](const TrainConfig&) { return false; };
+      r.push_back(e);
+    }
     return r;
   }();
   return rows;

@@ -17,7 +17,8 @@
 namespace ddpm {
 
 // The settings as checkpoint metadata: data, labels, steps, batch, slices, seed,
-// lr, weight_decay, beta1, beta2, eps, ema_decay, grad_clip, warmup, lr_schedule.
+// lr, weight_decay, beta1, beta2, eps, ema_decay, grad_clip, warmup, lr_schedule,
+// eval_every, eval_samples.
 std::map<std::string, std::string> training_settings(const TrainConfig& cfg);
 
 // cfg with every setting not in cfg.given replaced by the checkpoint's value

@@ -32,8 +32,10 @@
 #include "common/checksum.h"
 #include "common/diag.h"
 #include "common/file_lock.h"
+#include "common/input_limits.h"
 #include "data_source.h"
 #include "dist.h"
+#include "eval_every.h"
 #include "memory_plan.h"
 #include "module.h"
 #include "previews.h"
@@ -141,6 +143,9 @@ void validate(const TrainConfig& c) {
   if (c.stop_at < 0) bad(fmt::format("--stop-at must be >= 0 (got {})", c.stop_at), "0 runs to --steps");
   if (c.sample_every < 0) bad(fmt::format("--sample-every must be >= 0 (got {})", c.sample_every), "0 turns it off");
   if (c.slices < 0) bad(fmt::format("--slices must be >= 0 (got {})", c.slices), "0 picks the number of ranks");
+  if (c.eval_every < 0) bad(fmt::format("--eval-every must be >= 0 (got {})", c.eval_every), "0 turns it off");
+  if (c.eval_samples < 0 || c.eval_samples > ddpmc::kMaxEvalSamples)
+    bad(fmt::format("--eval-samples must be 1 to {} (got {})", ddpmc::kMaxEvalSamples, c.eval_samples), "");
 }
 
 // What every rank of a job must agree on: whatever changes the arithmetic.
@@ -235,6 +240,7 @@ int train(const TrainConfig& cfg_in) {
   world.require_same("the module's spec hash", m.spec_hash);
   world.require_same("the training flags", run_fingerprint(cfg));
   DataSource data(cfg.data, mod, cfg.labels);
+  check_eval_config(mod, cfg);
   check_train_memory(m, cfg.batch, cfg.slices > 0 ? cfg.slices : world.size());
 
   const std::string out = cfg.out;
@@ -325,7 +331,11 @@ int train(const TrainConfig& cfg_in) {
   float loss = 0, last_mean = NAN;
   int64_t k = start.step;
   bool timed_out = false;
-  auto elapsed_total = [&] { return start.elapsed_s + seconds_since(t0); };
+  // Evaluations (rank 0 only) read the EMA weights and count toward neither
+  // --minutes nor steps/s nor elapsed_s: `evaluating` is their wall time so far.
+  std::optional<QualityEval> evals;
+  auto evaluating = [&] { return evals ? evals->seconds() : 0.0; };
+  auto elapsed_total = [&] { return start.elapsed_s + seconds_since(t0) - evaluating(); };
 
   int64_t n_weights = 0;
   for (int i = 0; i < m.n_params; ++i) n_weights += m.params[i].numel;
@@ -337,12 +347,20 @@ int train(const TrainConfig& cfg_in) {
 
   std::optional<SamplePreviews> previews;
   if (lead && cfg.sample_every > 0) previews.emplace(mod, out, st.ema.data(), cfg.quiet);
+  if (lead && cfg.eval_every > 0) evals.emplace(mod, data, cfg, st.ema.data());
 
   StopSignals stop_signals(lead);
   bool interrupted = false;
-  auto over_time = [&] { return cfg.minutes > 0 && seconds_since(t0) > cfg.minutes * 60; };
-  // A preview stops at the first sampler step after a signal or the time limit.
+  auto over_time = [&] { return cfg.minutes > 0 && seconds_since(t0) - evaluating() > cfg.minutes * 60; };
+  // A preview stops at the first sampler step after a signal or the time limit; an
+  // evaluation (which the time limit does not count) after a signal.
   const std::function<bool()> preview_stop = [&] { return g_stop_signal != 0 || over_time(); };
+  const std::function<bool()> eval_stop = [&] { return g_stop_signal != 0; };
+  auto evaluate = [&](int64_t step) {
+    const double before = evaluating();
+    evals->run(step, elapsed_total(), st.ema.data(), metrics.get(), tty, eval_stop);
+    window_t0 += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(evaluating() - before));
+  };
   const int64_t end = cfg.stop_at > 0 ? std::min(cfg.steps, cfg.stop_at) : cfg.steps;
   while (k < end) {
     const int64_t step = k + 1;
@@ -380,11 +398,13 @@ int train(const TrainConfig& cfg_in) {
     k = step;
     if (previews && previews->enabled() && step % cfg.sample_every == 0)
       previews->write(step, st.ema.data(), preview_stop);
+    if (evals && step % cfg.eval_every == 0) evaluate(step);
 
     window_loss += loss;
     ++window_n;
-    // Every rank stops at the same step: the first to time out or see a signal decides.
-    const int stop = world.any((over_time() ? 1 : 0) | (g_stop_signal ? 2 : 0));
+    // Every rank stops at the same step: the first to see a signal decides, and
+    // rank 0 keeps the time (the others do not know how long it evaluated).
+    const int stop = world.any((lead && over_time() ? 1 : 0) | (g_stop_signal ? 2 : 0));
     timed_out = stop & 1;
     interrupted = stop & 2;
     if (lead && (step % cfg.log_every == 0 || step == end || timed_out || interrupted)) {
@@ -397,9 +417,10 @@ int train(const TrainConfig& cfg_in) {
                  step, last_mean, oc.lr, sps, total);
       std::fflush(metrics.get());
       if (talk) {
-        double run_sps = (step - start.step) / std::max(seconds_since(t0), 1e-9);
+        double run_sps = (step - start.step) / std::max(seconds_since(t0) - evaluating(), 1e-9);
         double eta = (cfg.steps - step) / run_sps;
-        if (cfg.minutes > 0) eta = std::min(eta, std::max(0.0, cfg.minutes * 60 - seconds_since(t0)));
+        if (cfg.minutes > 0)
+          eta = std::min(eta, std::max(0.0, cfg.minutes * 60 - seconds_since(t0) + evaluating()));
         fmt::print(stderr, "{}step {}/{}  loss {:.4f}  {} steps/s  ETA {}{}", tty ? "\r" : "", step, cfg.steps,
                    last_mean, rate(sps), format_eta(eta), tty ? "   " : "\n");
         std::fflush(stderr);
@@ -412,16 +433,20 @@ int train(const TrainConfig& cfg_in) {
       save(step, elapsed_total());
     if (timed_out || interrupted) break;
   }
+  // The end of training is evaluated too, unless a signal stopped it.
+  if (evals && !interrupted && evals->last_step() != k && g_stop_signal == 0) evaluate(k);
   save(k, elapsed_total());
   if (tty) fmt::print(stderr, "\n");
-  double dt = seconds_since(t0);
+  double dt = seconds_since(t0) - evaluating();
   if (lead)
-    fmt::print(stderr, "{} {} step{} in {:.1f} s ({} steps/s), loss {:.4f}; checkpoint at step {} in {}{}\n",
+    fmt::print(stderr, "{} {} step{} in {:.1f} s{} ({} steps/s), loss {:.4f}; checkpoint at step {} in {}{}\n",
              interrupted ? fmt::format("stopped by {} after", g_stop_signal == SIGTERM ? "SIGTERM" : "Ctrl-C")
              : timed_out ? std::string("stopped by the time limit after")
              : k < cfg.steps ? fmt::format("stopped at --stop-at {} after", cfg.stop_at)
                          : std::string("trained"),
-             k - start.step, k - start.step == 1 ? "" : "s", dt, rate((k - start.step) / std::max(dt, 1e-9)), last_mean,
+             k - start.step, k - start.step == 1 ? "" : "s", dt,
+             evals ? fmt::format(" (+ {:.1f} s evaluating)", evaluating()) : "",
+             rate((k - start.step) / std::max(dt, 1e-9)), last_mean,
              k, ckpt_path,
              interrupted || k < cfg.steps ? "; continue with --resume" : "");
   return interrupted ? kTrainInterrupted : 0;

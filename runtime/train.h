@@ -13,15 +13,31 @@
 //
 // Outputs in `out`: module.so, checkpoint.safetensors (atomic), metrics.jsonl
 // (appended), config.json, loss.png (redrawn at each checkpoint), train.lock and,
-// with sample_every, samples/step_NNNNNNN.png. Progress goes to stderr.
+// with sample_every, samples/step_NNNNNNN.png; with eval_every, quality lines in
+// metrics.jsonl and quality.png. Progress goes to stderr.
 #pragma once
+#include <cmath>
 #include <cstdint>
+#include <functional>
 #include <set>
 #include <string>
 
 #include "optim.h"
 
 namespace ddpm {
+
+// What an image-quality metric (TrainConfig::image_quality) returns for a set of
+// samples: its value (lower is better, like FID) and, optionally, a few words
+// for the progress line ("vs 10000 test images").
+struct QualityValue {
+  double value = NAN;
+  std::string detail;
+};
+
+// An image-quality metric: `samples` are n samples [n, data dims...] (images in
+// [-1, 1]) of the model being trained; `threads` is the trainer's thread count.
+// It may throw ddpmc::UserError (training then stops with that error).
+using ImageQualityFn = std::function<QualityValue(const float* samples, int64_t n, int threads)>;
 
 struct TrainConfig {
   std::string model;       // what the user named: a .ddpm spec or a compiled .so (for messages and config.json)
@@ -69,6 +85,18 @@ struct TrainConfig {
   // at most 50 sampler steps where the sampler can skip steps (previews.h); a
   // signal or `minutes` abandons a preview within one sampler step.
   int64_t sample_every = 0;
+  // Every this many steps (0 = never) and at the end of training, rank 0 draws
+  // eval_samples samples from the EMA weights with the previews' sampler and
+  // appends their quality to metrics.jsonl, redrawing quality.png
+  // (eval_every.h). Evaluation never changes the training arithmetic, and its
+  // time counts toward neither `minutes` nor steps/s.
+  int64_t eval_every = 0;
+  int64_t eval_samples = 0;  // 0 = the default: 2000 for 2-D points, 1000 otherwise
+  // The metric for data other than 2-D points (which use the sliced Wasserstein
+  // distance to fresh data) and its name in metrics.jsonl ("fid"). Set by the tool;
+  // when it is empty, eval_every on such a model is a user error.
+  ImageQualityFn image_quality;
+  std::string image_quality_name;
   bool quiet = false;      // no progress lines (errors and the summary are still printed)
   // Stop (with a checkpoint, as an interruption would) after this step; 0 = run to
   // `steps`. The learning-rate schedule still runs to `steps`.

@@ -5,7 +5,8 @@
 //
 // MODEL is a .ddpm spec (compiled through the module cache) or a compiled .so.
 // The run directory receives module.so, checkpoint.safetensors, metrics.jsonl and
-// config.json; ddpm-sample reads it. Exit codes: 0 ok, 1 bad input (a one-line
+// config.json (and loss.png, previews, quality.png: runtime/train.h); ddpm-sample
+// reads it. Exit codes: 0 ok, 1 bad input (a one-line
 // error), 2 bad flags, 3 the loss became NaN/Inf, 70 an internal error.
 #include <algorithm>
 #include <cstdio>
@@ -17,6 +18,7 @@
 #include <fmt/format.h>
 
 #include "common/diag.h"
+#include "common/input_limits.h"
 #include "runtime/data2d.h"
 #include "runtime/train.h"
 #include "spec_module.h"
@@ -60,6 +62,14 @@ int main(int argc, char** argv) {
   app.add_option("--sample-every", cfg.sample_every,
                  "write a preview of samples from the EMA weights to OUT/samples/ every N steps; 0 = never")
       ->capture_default_str();
+  app.add_option("--eval-every", cfg.eval_every,
+                 "every N steps and at the end, measure the quality of samples from the EMA weights (the previews' "
+                 "sampler; 2-D points: sliced Wasserstein distance to fresh data, images: FID) into "
+                 "OUT/metrics.jsonl and OUT/quality.png; not counted in --minutes or steps/s; 0 = never")
+      ->capture_default_str();
+  app.add_option("--eval-samples", cfg.eval_samples,
+                 fmt::format("samples per evaluation, 1 to {} (default: 2000 for 2-D points, 1000 for images)",
+                             ddpmc::kMaxEvalSamples));
   app.add_option("--seed", cfg.seed, "random seed (a resumed run keeps its checkpoint's seed)")
       ->check(ddpm_tools::whole_in(0, 18446744073709551615.0L))
       ->capture_default_str();
@@ -86,7 +96,7 @@ int main(int argc, char** argv) {
     return rc;
   // On --resume the run's own settings stand, except those typed here (runtime/resume.h).
   for (const char* key : {"data", "labels", "steps", "batch", "slices", "seed", "lr", "weight_decay", "ema_decay",
-                          "grad_clip", "warmup", "lr_schedule"}) {
+                          "grad_clip", "warmup", "lr_schedule", "eval_every", "eval_samples"}) {
     std::string flag = std::string("--") + key;
     std::replace(flag.begin(), flag.end(), '_', '-');
     if (app.get_option(flag)->count() > 0) cfg.given.insert(key);
@@ -99,6 +109,12 @@ int main(int argc, char** argv) {
   if (cfg.slices < 0) return flag_error(fmt::format("--slices must be >= 0 (got {})", cfg.slices));
   if (cfg.log_every < 1) return flag_error(fmt::format("--log-every must be at least 1 (got {})", cfg.log_every));
   if (cfg.ckpt_every < 0) return flag_error(fmt::format("--ckpt-every must be >= 0 (got {})", cfg.ckpt_every));
+  if (cfg.eval_every < 0)
+    return flag_error(fmt::format("--eval-every must be >= 0 (got {}; 0 turns it off)", cfg.eval_every));
+  if (app.get_option("--eval-samples")->count() > 0 &&
+      (cfg.eval_samples < 1 || cfg.eval_samples > ddpmc::kMaxEvalSamples))
+    return flag_error(fmt::format("--eval-samples must be 1 to {} (got {})", ddpmc::kMaxEvalSamples,
+                                  cfg.eval_samples));
   // The batch is cut into --slices slices (by default one per process). A resumed
   // run takes its settings from the checkpoint, so ddpm::train checks those.
   if (const int ranks = ddpm_tools::launched_ranks(); !cfg.resume) {
@@ -139,6 +155,11 @@ int main(int argc, char** argv) {
     cfg.module_so = mf.so;
     cfg.module_checksum = mf.checksum;
     cfg.spec_sources = mf.sources;
+    // --eval-every on anything but 2-D points measures the samples with
+    // cfg.image_quality (named by cfg.image_quality_name, "fid"); while it is
+    // empty, such a run is a one-line user error. The FID evaluator plugs in here:
+    //   cfg.image_quality_name = "fid";
+    //   cfg.image_quality = [&](const float* x, int64_t n, int threads) { return ddpm::QualityValue{fid(x, n, threads)}; };
     return ddpm::train(cfg);
   });
 }
