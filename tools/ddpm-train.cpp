@@ -20,10 +20,41 @@
 #include "common/diag.h"
 #include "common/input_limits.h"
 #include "runtime/data2d.h"
+#include "runtime/module.h"
 #include "runtime/train.h"
 #include "spec_module.h"
 #include "dist_main.h"
+#include "eval_ref.h"
 #include "tool_main.h"
+
+namespace {
+
+// --eval-every on images: FID of the samples in the shipped evaluator's feature space
+// (tools/eval_ref.h) against the training data's reference statistics (cached). The
+// evaluator and the statistics are loaded here, before training, so a problem with them
+// is reported before any step is spent; 2-D points need none (the trainer measures
+// their sliced Wasserstein distance itself).
+void wire_fid(ddpm::TrainConfig& cfg, const std::string& cache_dir, const std::string& weights) {
+  {
+    ddpm::Module m(cfg.module_so, cfg.module_checksum);
+    if (m->data_rank == 1 && m->data_dims[0] == 2) return;
+  }
+  ddpm_tools::EvaluatorRequest req;
+  req.weights = weights.empty() ? ddpm_tools::default_evaluator_weights() : weights;
+  req.cache_dir = cache_dir;
+  auto ev = std::make_shared<ddpm::Evaluator>(ddpm_tools::load_evaluator(req));
+  const std::string data = ddpm_tools::train_file_of(cfg.data);
+  double seconds = 0;
+  auto ref = std::make_shared<ddpm::FeatureStats>(ddpm_tools::reference_stats(*ev, data, cache_dir, cfg.threads, &seconds));
+  if (seconds > 0 && !cfg.quiet)
+    fmt::print(stderr, "reference statistics of {} under {}: {:.1f} s (cached for later runs)\n", data, ev->what(), seconds);
+  cfg.image_quality_name = "fid";
+  cfg.image_quality = [ev, ref](const float* x, int64_t n, int threads) {
+    return ddpm::QualityValue{ddpm::fid_of_samples(*ev, *ref, x, n, threads)};
+  };
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   ddpm::TrainConfig cfg;
@@ -55,6 +86,10 @@ int main(int argc, char** argv) {
   app.add_option("--weight-decay", cfg.opt.weight_decay, "AdamW weight decay")->capture_default_str();
   app.add_option("--ema-decay", cfg.ema_decay, "EMA decay of the sampling weights")->capture_default_str();
   app.add_option("--grad-clip", cfg.grad_clip, "max global gradient norm; 0 = off")->capture_default_str();
+  std::string evaluator_weights;
+  app.add_option("--evaluator-weights", evaluator_weights,
+                 "with --eval-every on images: the evaluator whose features FID uses (default: "
+                 "models/fmnist_classifier.safetensors)");
   app.add_option("--warmup", cfg.warmup, "linear learning-rate warm-up steps")->capture_default_str();
   app.add_option("--lr-schedule", cfg.lr_schedule, "after the warm-up: constant, or cosine (decays to 0 at --steps)")
       ->check(CLI::IsMember({"constant", "cosine"}))
@@ -155,11 +190,7 @@ int main(int argc, char** argv) {
     cfg.module_so = mf.so;
     cfg.module_checksum = mf.checksum;
     cfg.spec_sources = mf.sources;
-    // --eval-every on anything but 2-D points measures the samples with
-    // cfg.image_quality (named by cfg.image_quality_name, "fid"); while it is
-    // empty, such a run is a one-line user error. The FID evaluator plugs in here:
-    //   cfg.image_quality_name = "fid";
-    //   cfg.image_quality = [&](const float* x, int64_t n, int threads) { return ddpm::QualityValue{fid(x, n, threads)}; };
+    if (cfg.eval_every > 0 && ddpm::dist().rank() == 0) wire_fid(cfg, cache_dir, evaluator_weights);
     return ddpm::train(cfg);
   });
 }
