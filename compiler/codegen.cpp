@@ -57,6 +57,7 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
   emit_graph(parts[0], c.loss, "loss");
   for (size_t i = 0; i < c.samplers.size(); ++i) emit_graph(sp, c.samplers[i].second, "sampler_" + c.samplers[i].first);
   if (c.model.has_eps) emit_graph(sp, c.eps, "eps");
+  if (m.supervised) emit_graph(sp, c.classify, "classify");
 
   auto header = [&](int part) {
     std::string s;
@@ -74,7 +75,9 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
     s += "  float t, s;\n  uint64_t seed, step;\n  int64_t row0;    // global index of sample 0 (samplers)\n  float* loss;\n  float* x_out;\n";
     s += "  const float* in_label;  // training: class indices [B] (a spec with a label)\n";
     s += "  const float* args;      // samplers: sampling-time arguments\n  const float* state_in;  // samplers: state from the previous step\n";
-    s += "  float* state_out;       // samplers: state for the next step\n  float first, last;      // samplers: 1 on the first / last step\n};\n\n";
+    s += "  float* state_out;       // samplers: state for the next step\n  float first, last;      // samplers: 1 on the first / last step\n";
+    if (m.supervised) s += "  float* features;        // classify: the net's features(...) value\n";
+    s += "};\n\n";
     return s;
   };
   auto tables = [&](const Part& pt) {
@@ -87,6 +90,10 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
     sampler_arena_cases += fmt::format("    case {}: return sampler_{}_arena_floats(B) * 4 + 64;\n", i + 1, c.samplers[i].first);
   std::string eps_arena_case =
       c.model.has_eps ? fmt::format("    case {}: return eps_arena_floats(B) * 4 + 64;\n", c.samplers.size() + 2) : "";
+  // Version 6: classify_eval's arena, with room after it for features the caller does not take.
+  if (m.supervised)
+    eps_arena_case += fmt::format("    case {}: return (classify_arena_floats(B) + {} * (int64_t)B) * 4 + 64;\n",
+                                  c.samplers.size() + 3, ddpm::simd::align_floats(m.features_numel));
   // Sampler descriptors (ABI 4): arguments with defaults, and state sizes.
   std::string sampler_infos;
   for (size_t i = 0; i < c.samplers.size(); ++i) {
@@ -141,13 +148,28 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
          "  return eps_eval_labels(arena, B, params, x, nullptr, t, eps);\n}\n\n";
   }
 
+  if (m.supervised) {
+    const Graph& g = c.classify;
+    sampler_entries += "int classify_eval(void* arena, int B, const float* params, const float* x, float* logits, float* features) {\n"
+         "  if (B < 1 || !logits) return 1;\n"
+         "  Env e{};\n  e.B = B;\n  e.A = align64(arena);\n"
+         "  e.scratch = e.A + " + fmt::format("{} * (int64_t)B + {}", g.arena_per_sample, g.arena_fixed) +
+         ";\n  e.params = params;\n  e.in_x = x;\n  e.x_out = logits;\n";
+    if (m.features_numel > 0)
+      sampler_entries += "  // Features nobody asked for go to the room after the arena (arena_bytes counts it).\n"
+                         "  e.features = features ? features : e.A + classify_arena_floats(B);\n";
+    sampler_entries += "  classify_run(e);\n  return 0;\n}\n\n";
+  }
+
   std::vector<std::string> out;
   std::string s = header(0);
   // Schedule tables for the descriptor.
   auto tofloat = [](const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); };
-  s += float_array("sched_beta", tofloat(m.diffusion.beta));
-  s += float_array("sched_alpha", tofloat(m.diffusion.alpha));
-  s += float_array("sched_abar", tofloat(m.diffusion.abar));
+  if (!m.supervised) {  // a supervised module has no schedule (NULL tables)
+    s += float_array("sched_beta", tofloat(m.diffusion.beta));
+    s += float_array("sched_alpha", tofloat(m.diffusion.alpha));
+    s += float_array("sched_abar", tofloat(m.diffusion.abar));
+  }
   s += tables(parts[0]);
   s += parts[0].body;
 
@@ -166,6 +188,8 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
       s += "int eps_eval(void* arena, int B, const float* params, const float* x, int t, float* eps);\n"
            "int eps_eval_labels(void* arena, int B, const float* params, const float* x, const float* labels, int t,\n"
            "                    float* eps);\n";
+    if (m.supervised)
+      s += "int classify_eval(void* arena, int B, const float* params, const float* x, float* logits, float* features);\n";
     s += "}  // namespace ddpm_part1\n\nnamespace {\n\n";
   }
   s += "int64_t arena_bytes(int entry, int B) {\n  switch (entry) {\n";
@@ -221,7 +245,10 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
   const std::string q = split ? "ddpm_part1::" : "";
   s += "const ddpm_module kModule = {\n";
   s += fmt::format("    DDPM_ABI_VERSION, \"{}\", \"{}\", \"{}\",\n", spec_hash, DDPMC_VERSION, spec_name(m));
-  s += fmt::format("    {}, \"{}\", sched_beta, sched_alpha, sched_abar,\n", m.diffusion.T, m.diffusion.schedule);
+  if (m.supervised)
+    s += "    0, \"none\", nullptr, nullptr, nullptr,\n";
+  else
+    s += fmt::format("    {}, \"{}\", sched_beta, sched_alpha, sched_abar,\n", m.diffusion.T, m.diffusion.schedule);
   s += fmt::format("    {}, {{{}}}, {},\n", m.data.dims.size(), ddims, m.data.numel());
   s += fmt::format("    {}, kParams, {},\n", m.params.size(), m.param_floats);
   s += fmt::format("    {}, kSamplers,\n", c.samplers.size());
@@ -233,7 +260,11 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
                                                            : "DDPM_PREDICTS_EPS");
   s += fmt::format("    {}, train_step_labels, loss_eval_labels,\n", m.label_classes);
   s += fmt::format("    {}, kArgIsClass,\n", std::max(m.label_values, m.label_classes));
-  s += fmt::format("    {},\n}};\n\n", c.model.has_eps ? q + "eps_eval_labels" : "nullptr");
+  s += fmt::format("    {},\n", c.model.has_eps ? q + "eps_eval_labels" : "nullptr");
+  // Version 6 (a diffusion module leaves these zero: not supervised, no classify_eval).
+  if (m.supervised)
+    s += fmt::format("    1, {}, {}, {}classify_eval,\n", m.logits_numel, m.features_numel, q);
+  s += "};\n\n";
   s += "}  // namespace\n\n";
   s += "extern \"C\" __attribute__((visibility(\"default\"))) const ddpm_module* ddpm_module_v1(void) { return &kModule; }\n";
   out.push_back(std::move(s));

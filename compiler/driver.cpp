@@ -33,8 +33,13 @@ CheckReport report(const Compiled& c, int batch) {
   std::string s = fmt::format("{}: ok\n", c.model.spec_path);
   s += fmt::format("  parameters      {} in {} tensors ({:.1f} KiB)\n", thousands(r.n_params), c.model.params.size(),
                    r.n_params * 4 / 1024.0);
-  s += fmt::format("  data            {} per sample, T = {}, {} schedule\n", c.model.data.str(), c.model.diffusion.T,
-                   c.model.diffusion.schedule);
+  if (c.model.supervised)
+    s += fmt::format("  data            {} per sample, {} classes; supervised (no diffusion): {} logits{}\n",
+                     c.model.data.str(), c.model.label_classes, c.model.logits_numel,
+                     c.model.features_numel > 0 ? fmt::format(", {} features", c.model.features_numel) : "");
+  else
+    s += fmt::format("  data            {} per sample, T = {}, {} schedule\n", c.model.data.str(), c.model.diffusion.T,
+                     c.model.diffusion.schedule);
   s += fmt::format("  FLOPs per step  {} (training step, forward + backward, batch {})\n",
                    flops_text(r.flops_per_step), batch);
   s += fmt::format("  arena           {} bytes at batch {} (training step; {} floats per sample + {})\n",
@@ -45,6 +50,9 @@ CheckReport report(const Compiled& c, int batch) {
   for (auto& [name, g] : c.samplers)
     s += fmt::format("  sampler {:<8} arena {} bytes at batch {}, {} per step\n", name,
                      thousands(arena_floats(g, batch) * 4), batch, flops_text(graph_flops(g, batch)));
+  if (c.model.supervised)
+    s += fmt::format("  classify        arena {} bytes at batch {}, {} per call\n", thousands(arena_floats(c.classify, batch) * 4),
+                     batch, flops_text(graph_flops(c.classify, batch)));
   r.text = s;
   return r;
 }

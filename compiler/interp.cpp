@@ -125,6 +125,28 @@ std::vector<std::vector<double>> interpret_all(const Graph& g, const Model& m, c
         }
         break;
       }
+      case Op::LogSoftmax:
+      case Op::LogSoftmaxBack: {
+        // Rows of the last axis: y = x - max - log(sum(exp(x - max))); dx = dy - exp(y) * sum(dy).
+        const int64_t k = t.dims.back(), rows = R * N / k;
+        for (int64_t r = 0; r < rows; ++r) {
+          const double* x = in(0).data() + r * k;
+          double* o = out.data() + r * k;
+          if (n.op == Op::LogSoftmax) {
+            double m = x[0], s = 0;
+            for (int64_t j = 1; j < k; ++j) m = std::max(m, x[j]);
+            for (int64_t j = 0; j < k; ++j) s += std::exp(x[j] - m);
+            const double ls = std::log(s);
+            for (int64_t j = 0; j < k; ++j) o[j] = x[j] - m - ls;
+          } else {
+            const double* dy = in(1).data() + r * k;
+            double s = 0;
+            for (int64_t j = 0; j < k; ++j) s += dy[j];
+            for (int64_t j = 0; j < k; ++j) o[j] = dy[j] - std::exp(x[j]) * s;
+          }
+        }
+        break;
+      }
       case Op::Transpose: {
         const Type& ti = ty(0);
         const int64_t m = ti.dims[ti.dims.size() - 2], k = ti.dims.back(), mats = R * N / (m * k);

@@ -164,6 +164,13 @@ struct Model {
   bool eps_labelled = false;
   Prediction eps_predicts = Prediction::Eps;  // what the eps graph's net predicts (declared, default eps)
   Graph eps;
+  // A supervised spec (no diffusion block; diffusion.T == 0): a net trained on data
+  // and labels. classify runs its one net (x: <data shape>) on input "x": output
+  // "logits" (logits_numel floats per sample) and, where the net marks a value with
+  // features(...), output "features" (features_numel per sample; 0 when none).
+  bool supervised = false;
+  Graph classify;
+  int64_t logits_numel = 0, features_numel = 0;
   std::vector<Loc> loss_locs;
 };
 

@@ -51,7 +51,7 @@ std::string shape_hint(const std::string& what, const std::string& err) {
            "features (layer norm)";
   }
   if (what == "bmm") return "bmm multiplies each sample's [...,M,K] by its [...,K,N]; transpose(x) swaps the last two axes";
-  if (what == "transpose" || what == "softmax")
+  if (what == "transpose" || what == "softmax" || what == "log_softmax")
     return "it works on activations (batched); transpose needs at least two per-sample axes";
   if (has("do not match") || has("cannot broadcast"))
     return "shapes are per sample with the batch axis B; they must be equal, or one side a scalar";
@@ -134,6 +134,10 @@ Value Lowerer::lookup(const std::string& name, const Loc& loc) {
   if (auto it = globals_.find(name); it != globals_.end()) return it->second;
   if (defs_.count(name) || builtins().count(name))
     user_error(loc, fmt::format("'{}' is a function, not a value", name), fmt::format("call it: {}(...)", name));
+  if (supervised_ && (name == "T" || name == "beta" || name == "alpha" || name == "abar" || name == "abar_prev" ||
+                      name == "beta_tilde"))
+    no_diffusion(loc, name == "T" ? "'T' is the number of diffusion steps"
+                                  : fmt::format("'{}' is a diffusion schedule table", name));
   if (label_ && name == label_->name)
     user_error(loc, fmt::format("'{}' is the training label, which only the loss sees", name),
                "a sampler takes its class as an argument, e.g. `sampler cfg(x, t, s, w = 3, class = 0)`");

@@ -141,6 +141,8 @@ const std::map<std::string, Builtin>& builtins() {
          return nary_builtin(c, Op::StopGradient);
        }}},
       {"softmax", {{"x"}, 1, "softmax(x): over the last axis of batched activations, max-shifted", [](BuiltinCall& c) { return call_builtin(c, Op::Softmax); }}},
+      {"log_softmax", {{"x"}, 1, "log_softmax(x): log(softmax(x)) over the last axis of batched activations, max-shifted (safe for large logits)", [](BuiltinCall& c) { return call_builtin(c, Op::LogSoftmax); }}},
+      {"features", {{"x"}, 1, "features(x) is x; it marks the value a supervised model's classify_eval returns as the net's features (at most one per net; the gradient passes through)", [](BuiltinCall& c) { return c.L.features(c); }}},
       {"transpose", {{"x"}, 1, "transpose(x: [...,M,K]) -> [...,K,M], batched activations", [](BuiltinCall& c) { return call_builtin(c, Op::Transpose); }}},
       {"bmm", {{"a", "b"}, 2, "bmm(a: [...,M,K], b: [...,K,N]) -> [...,M,N], per sample (batched matrix product)", [](BuiltinCall& c) { return call_builtin(c, Op::Bmm); }}},
       {"uniform", {{"shape"}, 0, "uniform() is U(0, 1) noise shaped like the data; uniform([d...]) per sample, uniform([]) one per sample", [](BuiltinCall& c) {
@@ -298,6 +300,7 @@ const std::map<std::string, Builtin>& builtins() {
          return tensor(c.L.make(std::move(n), c.call.loc, "randn"));
        }}},
       {"uniform_step", {{}, 0, "uniform_step() draws t ~ U{1..T} per sample", [](BuiltinCall& c) {
+         if (c.L.supervised_) c.L.no_diffusion(c.call.loc, "uniform_step() draws a diffusion step");
          Node n{Op::UniformStep};
          n.type = Type{true, {}};
          n.i0 = c.L.next_stream_++;

@@ -1,6 +1,7 @@
 // Lowering, the spec's structure (see lower.h and lower_impl.h): the diffusion
 // block and its schedule tables, the data declaration, the globals, and one graph
 // per entry point (the loss, each sampler, and the noise predictor for ddpm-eval).
+// A spec without a diffusion block is a supervised model: lower_supervised.cpp.
 #include "lower.h"
 
 #include <algorithm>
@@ -130,6 +131,9 @@ void Lowerer::collect() {
     m_.data_name = data_->name;
     if (label_) m_.label_classes = label_->classes;
   }
+  // No diffusion block and a label: a supervised model (lower_supervised.cpp).
+  supervised_ = !diff && label_;
+  m_.supervised = supervised_;
 }
 
 Graph Lowerer::lower_entry(const FuncDef& f, const std::string& graph_name) {
@@ -137,6 +141,7 @@ Graph Lowerer::lower_entry(const FuncDef& f, const std::string& graph_name) {
   g.name = graph_name;
   graph_ = &g;
   expanded_calls_ = 0;
+  features_at_.clear();
   b_ = std::make_unique<Builder>(g);
   next_stream_ = 1;
   Frame fr;
@@ -255,6 +260,7 @@ Graph Lowerer::lower_eps(const FuncDef& net) {
   g.name = "eps";
   graph_ = &g;
   expanded_calls_ = 0;
+  features_at_.clear();
   b_ = std::make_unique<Builder>(g);
   next_stream_ = 1;
   Frame fr;
@@ -330,8 +336,15 @@ void Lowerer::run() {
     }
   Loc top_loc{main.file, 1, 1};
   if (!loss) user_error(top_loc, "the spec has no 'loss' block", "add `loss { ... return mean(square(eps - eps_theta(xt, t))) }`");
-  if (m_.diffusion.T == 0) user_error(loss->loc, "the spec has no 'diffusion' block", "add `diffusion { steps = 1000  schedule = linear(beta_min = 1e-4, beta_max = 0.02) }`");
+  if (m_.diffusion.T == 0 && !label_)
+    user_error(loss->loc, "the spec has no 'diffusion' block",
+               "add `diffusion { steps = 1000  schedule = linear(beta_min = 1e-4, beta_max = 0.02) }`, or declare a "
+               "label (`label y: 10`) for a supervised model trained on data and labels");
   if (!data_) user_error(loss->loc, "the spec has no 'data' declaration", "add e.g. `data x0: [2]` before the loss");
+  if (supervised_) {
+    run_supervised(*loss);
+    return;
+  }
   m_.loss = lower_entry(*loss, "loss");
   const size_t trained = m_.params.size();
   for (auto* s : samplers) m_.samplers.emplace_back(s->name, lower_entry(*s, "sampler_" + s->name));
@@ -371,6 +384,10 @@ void Lowerer::run() {
         it = it->second >= (int)before ? param_index_.erase(it) : std::next(it);
     }
   }
+  assign_offsets();
+}
+
+void Lowerer::assign_offsets() {
   int64_t off = 0;
   for (auto& p : m_.params) {
     p.offset = off;
@@ -428,6 +445,7 @@ Model lower(const Program& program, const std::string& spec_path) {
   verify(m.loss, m);
   for (auto& s : m.samplers) verify(s.second, m);
   if (m.has_eps) verify(m.eps, m);
+  if (m.supervised) verify(m.classify, m);
   return m;
 }
 

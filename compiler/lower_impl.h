@@ -4,7 +4,9 @@
 //                      one graph per entry point (loss, samplers, the noise predictor),
 //                      and the bounds on how far an entry point may expand;
 //   lower_builtins.cpp the builtin table, the language surface over the primitive ops;
-//   lower_labels.cpp   class indices: what may reach a `label` parameter or an embed.
+//   lower_labels.cpp   class indices: what may reach a `label` parameter or an embed;
+//   lower_supervised.cpp  a spec without a diffusion block (a supervised model):
+//                      its checks, its classify graph, and features(...).
 #pragma once
 #include <functional>
 #include <map>
@@ -185,6 +187,12 @@ class Lowerer {
   // kMaxExpandedCalls or kMaxGraphNodes.
   void check_expansion(const Loc& loc);
   int64_t expanded_calls_ = 0;  // in the entry point being lowered
+  // A spec without a diffusion block but with a label: a supervised model.
+  bool supervised_ = false;
+  // features(x): x, marked (in the classify graph) as the net's features output.
+  Value features(BuiltinCall& c);
+  // The error for a diffusion-only construct (`what`) in a supervised spec.
+  [[noreturn]] void no_diffusion(const Loc& loc, const std::string& what);
 
  private:
   const Program& prog_;
@@ -203,6 +211,15 @@ class Lowerer {
   SamplerInfo sampler_info_;
 
   void collect();
+  void assign_offsets();
+  // Supervised specs (lower_supervised.cpp): checks, the loss, and the classify graph.
+  void run_supervised(const FuncDef& loss);
+  const FuncDef* classify_net(const FuncDef& loss);
+  Graph lower_classify(const FuncDef& net);
+  std::map<const FuncDef*, Loc> features_at_;  // per net: its features(...) call, in the entry being lowered
+  bool capture_features_ = false;               // lowering the classify graph
+  NodeId features_node_ = -1;
+  Loc features_loc_;
   void lower_diffusion(const DiffusionDecl& d);
   Graph lower_entry(const FuncDef& f, const std::string& graph_name);
   Graph lower_eps(const FuncDef& net);

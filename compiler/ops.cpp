@@ -388,6 +388,9 @@ void g_where(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {
 void g_softmax(GB& b, const Node&, NodeId self, NodeId g, std::vector<NodeId>& d) {
   d = {b.binary(Op::SoftmaxBack, self, g)};
 }
+void g_log_softmax(GB& b, const Node&, NodeId self, NodeId g, std::vector<NodeId>& d) {
+  d = {b.binary(Op::LogSoftmaxBack, self, g)};
+}
 void g_transpose(GB& b, const Node&, NodeId, NodeId g, std::vector<NodeId>& d) { d = {b.transpose(g)}; }
 void g_bmm(GB& b, const Node& n, NodeId, NodeId g, std::vector<NodeId>& d) {  // C = A B
   d = {b.bmm(g, b.transpose(n.in[1])), b.bmm(b.transpose(n.in[0]), g)};
@@ -457,6 +460,12 @@ const OpRow kRows[] = {
     // (y, dy) -> dx = y * (dy - sum(dy * y)) over the last axis.
     {Op::SoftmaxBack, "softmax_back", OpClass::Call, 2, softmax_shape, nullptr,
      "softmax_back_rows({0}, {1}, {y}, {mats} * {m}, {k})", no_grad},
+    // y = x - max - log(sum(exp(x - max))) over the last axis (max-shifted: safe for large logits).
+    {Op::LogSoftmax, "log_softmax", OpClass::Call, 1, softmax_shape, nullptr, "log_softmax_rows({0}, {y}, {mats} * {m}, {k})",
+     g_log_softmax},
+    // (y, dy) -> dx = dy - exp(y) * sum(dy) over the last axis (y the log_softmax output).
+    {Op::LogSoftmaxBack, "log_softmax_back", OpClass::Call, 2, softmax_shape, nullptr,
+     "log_softmax_back_rows({0}, {1}, {y}, {mats} * {m}, {k})", no_grad},
     {Op::Transpose, "transpose", OpClass::Call, 1, transpose_shape, nullptr, "transpose_mats({0}, {y}, {mats}, {m}, {k})",
      g_transpose},
     {Op::Bmm, "bmm", OpClass::Call, 2, bmm_shape, nullptr, "bmm_mats({0}, {1}, {y}, {mats}, {m}, {k}, {n})", g_bmm},

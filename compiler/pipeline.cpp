@@ -69,6 +69,10 @@ Compiled compile_model(Model model, const std::string& dump_after, std::string* 
     r.after("lower", c.model.eps);
     c.eps = r.finish(c.model.eps);
   }
+  if (c.model.supervised) {
+    r.after("lower", c.model.classify);
+    c.classify = r.finish(c.model.classify);
+  }
   return c;
 }
 

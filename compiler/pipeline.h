@@ -23,6 +23,7 @@ struct Compiled {
   Graph loss;                                          // loss only
   std::vector<std::pair<std::string, Graph>> samplers;
   Graph eps;  // only when model.has_eps
+  Graph classify;  // only when model.supervised
 };
 
 const std::vector<std::string>& pass_names();

@@ -194,6 +194,7 @@ void write_config(const std::string& path, const TrainConfig& c, const ddpm_modu
   if (fs::exists(so, ec)) j["module_checksum"] = ddpmc::file_checksum(so.string());
   j["spec_path"] = m.spec_path ? m.spec_path : "";
   j["compiler_version"] = m.compiler_version ? m.compiler_version : "";
+  j["supervised"] = is_supervised(m);
   j["T"] = m.T;
   j["schedule"] = m.schedule ? m.schedule : "";
   j["param_floats"] = m.param_floats;

@@ -13,6 +13,7 @@
 
 #include "common/diag.h"
 #include "safetensors.h"
+#include "weights.h"
 
 namespace ddpm {
 
@@ -90,31 +91,18 @@ void Evaluator::run(const float* x, int64_t n, int threads, float* features, flo
 }
 
 std::vector<float> load_evaluator_weights(const std::string& path, const Module& mod) {
-  // TODO(merge h17a): this stands in for branch h17a's load_weights(path, module).
   const ddpm_module& m = mod.get();
-  const SafeTensors st = read_safetensors(path);  // a missing or malformed file is a one-line error
-  auto h = st.metadata.find("spec_hash");
-  if (h != st.metadata.end() && h->second != m.spec_hash)
+  // The evaluator is built from the spec its weights record, so a different hash means the
+  // user named another spec: say so before the tensors disagree. (load_weights itself does
+  // not compare hashes: weights outlive a compiler version.)
+  const auto meta = read_safetensors_metadata(path);
+  auto h = meta.find("spec_hash");
+  if (h != meta.end() && h->second != m.spec_hash)
     user_error_noloc(fmt::format("weights {} have spec hash {}, but the evaluator module has {}", path, h->second,
                                  m.spec_hash),
                      "the weights were trained from another spec; pass the spec they were trained with "
                      "(--evaluator) or leave it out to build the one the weights record");
-  std::vector<float> params((size_t)m.param_floats, 0.0f);
-  for (int i = 0; i < m.n_params; ++i) {
-    const ddpm_param_info& pi = m.params[i];
-    auto it = st.tensors.find(std::string("ema/") + pi.name);
-    if (it == st.tensors.end()) it = st.tensors.find(pi.name);
-    if (it == st.tensors.end())
-      user_error_noloc(fmt::format("weights {} have no tensor 'ema/{}' (or '{}')", path, pi.name, pi.name),
-                       "the file is incomplete or from another model");
-    const std::vector<int64_t> want(pi.dims, pi.dims + pi.rank);
-    if (it->second.first != want)
-      user_error_noloc(fmt::format("weights {}: tensor '{}' does not have the model's shape", path, it->first),
-                       "the file is from another model");
-    require_finite(path, it->first, it->second.second, "retrain the evaluator");
-    std::copy(it->second.second.begin(), it->second.second.end(), params.begin() + pi.offset);
-  }
-  return params;
+  return load_weights(path, mod);
 }
 
 ImageQuality image_quality(const Evaluator& ev, const FeatureStats& ref, const float* x, int64_t n, int threads) {

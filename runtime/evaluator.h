@@ -58,7 +58,7 @@ class Evaluator {
 // tensor by its module name, as "ema/<name>" (a checkpoint or a ddpm-train weights
 // file), else "<name>". When the file records a spec_hash it must be the module's.
 // Missing file, tensor or shape: a one-line UserError.
-// TODO(merge h17a): replace with the runtime's load_weights(path, module) of branch h17a.
+// load_weights (weights.h) after checking that the file records the module's spec hash, if it records one.
 std::vector<float> load_evaluator_weights(const std::string& path, const Module& mod);
 
 // Image quality of generated samples against reference statistics: what ddpm-eval

@@ -121,6 +121,11 @@ std::string Module::data_shape_string() const {
   return s + "]";
 }
 
+void diffusion_only(const std::string& what, const std::string& model, const std::string& hint) {
+  ddpmc::user_error_noloc(fmt::format("{}, but {} is a supervised model (its spec has no diffusion block)", what, model),
+                          hint);
+}
+
 void AlignedBuffer::Free::operator()(void* p) const { std::free(p); }
 
 AlignedBuffer::AlignedBuffer(size_t bytes) : bytes_(bytes) {

@@ -51,6 +51,14 @@ class Module {
   std::string so_path_;
 };
 
+// Whether `m` is a supervised module (ABI version 6: a spec without a diffusion
+// block; no samplers, no schedule, classify_eval). Older modules never are.
+inline bool is_supervised(const ddpm_module& m) { return m.abi_version >= 6 && m.supervised != 0; }
+
+// The one-line error for a diffusion-only request (`what`, e.g. "--sample-every
+// draws diffusion samples") on the supervised model `model`.
+[[noreturn]] void diffusion_only(const std::string& what, const std::string& model, const std::string& hint);
+
 // A zero-initialised, 64-byte-aligned block of bytes. Move-only.
 class AlignedBuffer {
  public:

@@ -25,6 +25,7 @@
 #include "plot.h"
 #include "png.h"
 #include "safetensors.h"
+#include "weights.h"
 
 namespace ddpm {
 
@@ -77,6 +78,10 @@ void check_class_arg(const ddpm_module& m, int idx, int k, float value, const st
 
 }  // namespace
 
+const char* const kSupervisedSampleHint =
+    "a classifier has no samplers; its weights are in RUN/weights.safetensors (load_weights) and its net is the "
+    "module's classify_eval";
+
 std::string load_weights(const std::string& path, const Module& mod, bool use_ema, float* params) {
   const ddpm_module& m = mod.get();
   SafeTensors ck = read_safetensors(path);
@@ -88,22 +93,8 @@ std::string load_weights(const std::string& path, const Module& mod, bool use_em
     user_error_noloc(fmt::format("checkpoint {} has spec hash {}, but {} has spec hash {}", path, h->second,
                                  mod.so_path(), m.spec_hash),
                      "the run directory mixes two models; re-run ddpm-train, or copy the matching module.so");
-  const std::string prefix = use_ema ? "ema/" : "param/";
-  for (int i = 0; i < m.n_params; ++i) {
-    const ddpm_param_info& p = m.params[i];
-    std::string name = prefix + p.name;
-    auto it = ck.tensors.find(name);
-    if (it == ck.tensors.end())
-      user_error_noloc(fmt::format("checkpoint {} has no tensor '{}'", path, name),
-                       "the file is incomplete or from another model");
-    std::vector<int64_t> want(p.dims, p.dims + p.rank);
-    if (it->second.first != want)
-      user_error_noloc(fmt::format("checkpoint {}: tensor '{}' does not have the model's shape", path, name),
-                       "the file is from another model");
-    require_finite(path, name, it->second.second,
-                   "the run diverged; sample an earlier run, or retrain with a lower --lr or with --grad-clip");
-    std::copy(it->second.second.begin(), it->second.second.end(), params + p.offset);
-  }
+  copy_param_tensors(ck, path, m, use_ema ? "ema/" : "param/", params,
+                     "the run diverged; sample an earlier run, or retrain with a lower --lr or with --grad-clip");
   auto st = ck.metadata.find("step");
   return st == ck.metadata.end() ? std::string() : st->second;
 }
@@ -286,6 +277,7 @@ std::vector<float> sample_each_class(const SampleConfig& cfg) {
   const auto [so, ckpt, checksum] = run_files(cfg.run_dir, "sample from DIR", cfg.module_so, cfg.module_checksum);
   Module mod(so, checksum);
   const ddpm_module& m = mod.get();
+  if (is_supervised(m)) diffusion_only("ddpm-sample draws diffusion samples", cfg.run_dir, kSupervisedSampleHint);
   const int K = m.abi_version >= 4 ? m.label_classes : 0;
   if (K == 0)
     user_error_noloc(fmt::format("--class all: the model in {} declares no label", cfg.run_dir),
@@ -334,6 +326,7 @@ std::vector<float> sample_to_vector(const SampleConfig& cfg) {
   const auto [so, ckpt, checksum] = run_files(cfg.run_dir, "sample from DIR", cfg.module_so, cfg.module_checksum);
   Module mod(so, checksum);
   const ddpm_module& m = mod.get();
+  if (is_supervised(m)) diffusion_only("ddpm-sample draws diffusion samples", cfg.run_dir, kSupervisedSampleHint);
   const int idx = mod.sampler_index(cfg.sampler);
   if (idx < 0)
     user_error_noloc(fmt::format("the model has no sampler '{}'", cfg.sampler),

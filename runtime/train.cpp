@@ -41,6 +41,7 @@
 #include "previews.h"
 #include "resume.h"
 #include "sliced_step.h"
+#include "weights.h"
 
 namespace ddpm {
 
@@ -69,7 +70,7 @@ void check_module(const Module& mod) {
   const ddpm_module& m = mod.get();
   int64_t dn = 1;
   for (int i = 0; i < m.data_rank; ++i) dn *= m.data_dims[i];
-  if (m.data_rank < 1 || m.data_rank > 4 || dn != m.data_numel || m.param_floats < 0 || m.T < 1)
+  if (m.data_rank < 1 || m.data_rank > 4 || dn != m.data_numel || m.param_floats < 0 || (m.T < 1 && !is_supervised(m)))
     DDPM_ICE(fmt::format("module {} has an inconsistent header (data rank {}, numel {}, P {}, T {})",
                          mod.so_path(), m.data_rank, m.data_numel, m.param_floats, m.T));
   for (int i = 0; i < m.n_params; ++i) {
@@ -237,6 +238,9 @@ int train(const TrainConfig& cfg_in) {
   Module mod(so, cfg.module_checksum);
   check_module(mod);
   const ddpm_module& m = mod.get();
+  if (is_supervised(m) && cfg.sample_every > 0)
+    diffusion_only("--sample-every draws diffusion samples", cfg.model,
+                   "drop --sample-every; evaluate a classifier with its classify_eval entry");
   world.require_same("the module's spec hash", m.spec_hash);
   world.require_same("the training flags", run_fingerprint(cfg));
   DataSource data(cfg.data, mod, cfg.labels);
@@ -245,6 +249,8 @@ int train(const TrainConfig& cfg_in) {
 
   const std::string out = cfg.out;
   const std::string ckpt_path = (fs::path(out) / "checkpoint.safetensors").string();
+  // A supervised run also keeps its EMA weights alone, small enough to ship (weights.h).
+  const std::string weights_path = is_supervised(m) ? (fs::path(out) / "weights.safetensors").string() : "";
   const std::string metrics_path = (fs::path(out) / "metrics.jsonl").string();
   std::error_code ec;
   std::optional<ddpmc::FileLock> run_lock;
@@ -319,6 +325,7 @@ int train(const TrainConfig& cfg_in) {
     meta["step"] = std::to_string(step);
     meta["elapsed_s"] = fmt::format("{:.3f}", elapsed);
     write_safetensors(ckpt_path, views, meta);
+    if (!weights_path.empty()) write_weights(weights_path, m, st.ema.data(), meta);
     write_loss_plot(out);
   };
 

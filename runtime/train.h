@@ -12,9 +12,10 @@
 // and the thread count does not change the result.
 //
 // Outputs in `out`: module.so, checkpoint.safetensors (atomic), metrics.jsonl
-// (appended), config.json, loss.png (redrawn at each checkpoint), train.lock and,
-// with sample_every, samples/step_NNNNNNN.png; with eval_every, quality lines in
-// metrics.jsonl and quality.png. Progress goes to stderr.
+// (appended), config.json, loss.png (redrawn at each checkpoint), train.lock,
+// with sample_every, samples/step_NNNNNNN.png, with eval_every, quality lines in
+// metrics.jsonl and quality.png, and, for a supervised model (no diffusion block),
+// weights.safetensors at each checkpoint (weights.h). Progress goes to stderr.
 #pragma once
 #include <cmath>
 #include <cstdint>

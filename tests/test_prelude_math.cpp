@@ -1,12 +1,15 @@
 // Tests for the vector math of common/prelude/ddpm_prelude.h that generated modules
 // call: vsin and vcos against double-precision sin and cos of the same float lanes,
 // over the arguments a sinusoidal step embedding produces (t * freq up to 1000 and
-// beyond, where xsimd's own reduction turns scalar) and their special values.
+// beyond, where xsimd's own reduction turns scalar) and their special values; and the
+// log_softmax row kernels on logits large enough to overflow an unshifted exp.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <tuple>
+#include <vector>
 
 // GCC 12 flags the `__m512 __Y = __Y;` of its own _mm512_undefined_ps inside xsimd's
 // rounding and conversions (a known false positive); modules build without -Wall.
@@ -83,5 +86,31 @@ TEST_CASE("prelude: vector rnormal, rstep and runiform draw the scalar philox nu
     for (int64_t l = 0; l < L; ++l) CHECK(out[l] == (float)ddpm::philox_step(99, 5, 1, (uint64_t)(e + l), 1000));
     ddpm::gen::runiform<V>(99, 5, 2, e).store_aligned(out);
     for (int64_t l = 0; l < L; ++l) CHECK(out[l] == (float)ddpm::philox_uniform(99, 5, 2, (uint64_t)(e + l)));
+  }
+}
+
+TEST_CASE("prelude: log_softmax_rows is finite and exact for logits of +-1000, and its gradient sums to zero") {
+  using namespace ddpm::gen;
+  // Rows of 3, 8 + 1 and 2 * 16 + 3 elements: scalar only, one vector and a tail at every width.
+  for (int64_t k : {3, 9, 35}) {
+    CAPTURE(k);
+    std::vector<float> x((size_t)k), y((size_t)k), dy((size_t)k), dx((size_t)k);
+    for (int64_t j = 0; j < k; ++j) x[j] = j == 1 ? 1000.0f : j % 2 ? -1000.0f : 0.5f * (float)j;
+    log_softmax_rows(x.data(), y.data(), 1, k);
+    double m = x[0];
+    for (float v : x) m = std::max(m, (double)v);
+    double s = 0;
+    for (float v : x) s += std::exp((double)v - m);
+    for (int64_t j = 0; j < k; ++j) {
+      CHECK(std::isfinite(y[j]));
+      CHECK(std::abs(y[j] - ((double)x[j] - m - std::log(s))) <= 1e-4 * (1 + std::abs(y[j])));
+    }
+    CHECK(y[1] == 0.0f);  // the largest logit takes all the mass
+    for (int64_t j = 0; j < k; ++j) dy[j] = 0.25f * (float)(j % 5) - 0.5f;
+    log_softmax_back_rows(y.data(), dy.data(), dx.data(), 1, k);
+    double total = 0;
+    for (float v : dx) total += v;
+    CHECK(std::abs(total) <= 1e-5);
+    CHECK(std::isfinite(dx[0]));
   }
 }

@@ -151,6 +151,10 @@ int evaluate(const EvalConfig& cfg) {
   ddpm::Module mod(so, checksum);
   const ddpm_module& m = mod.get();
   const int K = m.abi_version >= 4 ? m.label_classes : 0;
+  if (ddpm::is_supervised(m))
+    ddpm::diffusion_only(cfg.compute ? "--bound (--bpd) is the variational bound of a diffusion model"
+                                     : "ddpm-eval computes the variational bound of a diffusion model",
+                         cfg.data.run_dir, "a classifier has no bound; measure its accuracy with classify_eval on held-out data");
   check_eps_entry(mod, so);
   if (cfg.steps > m.T)
     user_error_noloc(fmt::format("--steps {} is out of range: the model has T = {} diffusion steps", cfg.steps, m.T),

@@ -1,8 +1,8 @@
 /* The versioned C ABI (version 6; version 2 added eps_eval, version 3 sampler_step's row0,
  * version 4 sampler arguments and state, the declared prediction of eps_eval's net,
  * and class labels, version 5 the range of class indices, which sampler arguments
- * are class indices, and eps_eval_labels for a class-conditional noise predictor, version 6 supervised
- * specs: classify_eval with logits and features)
+ * are class indices, and eps_eval_labels for a class-conditional noise predictor,
+ * version 6 supervised modules (a spec without a diffusion block) and classify_eval)
  * between a compiled ddpmc module (a .so) and the runtime.
  *
  * A module exports one symbol, `ddpm_module_v1`, returning a pointer to a static
@@ -85,7 +85,7 @@ typedef struct ddpm_module {
 
   /* Arena bytes needed by an entry point at batch B: entry 0 = train step,
    * entry 1 + i = sampler i, entry 1 + n_samplers = loss_eval,
-   * entry 2 + n_samplers = eps_eval. */
+   * entry 2 + n_samplers = eps_eval, (version 6) entry 3 + n_samplers = classify_eval. */
   int64_t (*arena_bytes)(int entry, int B);
 
   /* One training step (forward + backward of the loss). Writes (not adds) every
@@ -154,11 +154,17 @@ typedef struct ddpm_module {
                          float* eps);
 
   /* ---- version 6 ---- */
-  int supervised;            /* 1 for a supervised spec: no samplers, T 0, NULL eps_eval */
-  int64_t logits_numel;      /* per-sample logits of the net */
-  int64_t features_numel;    /* per-sample features (the value marked features(...)); 0 when none */
-  /* Runs the net on x[B, D]: writes logits[B, logits_numel] and, when features_numel > 0 and
-   * features is not NULL, features[B, features_numel]. Arena entry 3 + n_samplers. NULL when not supervised. */
+  /* 1 for a supervised spec (no diffusion block: a net trained on data and labels);
+   * it has no samplers (n_samplers 0), T 0, NULL schedule tables, NULL eps_eval. */
+  int supervised;
+  /* A supervised spec's net: its output per sample ("logits", logits_numel floats) and,
+   * where the net marks a value with features(...), that value (features_numel floats
+   * per sample; 0 when none). */
+  int64_t logits_numel;
+  int64_t features_numel;
+  /* Runs the net on x[B, D]: writes logits[B, logits_numel] and, when features_numel > 0
+   * and features is not NULL, features[B, features_numel]. Arena entry 3 + n_samplers.
+   * NULL when the spec is not supervised. Deterministic and thread-count independent. */
   int (*classify_eval)(void* arena, int B, const float* params, const float* x, float* logits, float* features);
 } ddpm_module;
 

@@ -1,7 +1,7 @@
 // Prelude, part three: the helpers of the elementwise ops added for attention and
 // guidance (maximum, minimum, abs, relu, tanh, comparisons, where, uniform noise)
-// and the "call" kernels, each one op computed by one function here: softmax over
-// the last axis (max-shifted) and its gradient, the transpose of the last two axes,
+// and the "call" kernels, each one op computed by one function here: softmax and
+// log_softmax over the last axis (max-shifted) and their gradients, the transpose of the last two axes,
 // and the per-sample (batched) matrix product.
 //
 // Legend: a call kernel works on `mats` independent matrices (the batch times the
@@ -82,6 +82,59 @@ inline void softmax_back_rows(const float* y, const float* dy, float* dx, int64_
     float s = 0.0f;
     for (int64_t j = 0; j < k; ++j) s += dr[j] * yr[j];
     for (int64_t j = 0; j < k; ++j) o[j] = yr[j] * (dr[j] - s);
+  });
+}
+
+// The largest element of row xr[0..k): SIMD lanes, then the lanes and the scalar tail.
+inline float row_max(const float* xr, int64_t k) {
+  int64_t j = 0;
+  float m = xr[0];
+  if (k >= L) {
+    V vm = V::load_unaligned(xr);
+    for (j = L; j + L <= k; j += L) vm = xsimd::max(vm, V::load_unaligned(xr + j));
+    alignas(64) float lanes[L];
+    vm.store_aligned(lanes);
+    for (int64_t q = 0; q < L; ++q) m = std::max(m, lanes[q]);
+  }
+  for (; j < k; ++j) m = std::max(m, xr[j]);
+  return m;
+}
+
+// y = (x - max) - log(sum(exp(x - max))) over rows of k: max-shifted, so large
+// logits are safe; SIMD along the row with a scalar tail, the sum in a fixed order.
+inline void log_softmax_rows(const float* x, float* y, int64_t rows, int64_t k) {
+  for_mats(rows, k, [&](int64_t r) {
+    const float* xr = x + r * k;
+    float* yr = y + r * k;
+    const float m = row_max(xr, k);
+    const V vm(m);
+    V vs(0.0f);
+    int64_t j = 0;
+    for (; j + L <= k; j += L) vs += xsimd::exp(V::load_unaligned(xr + j) - vm);
+    float s = hsum(vs);
+    for (; j < k; ++j) s += std::exp(xr[j] - m);
+    const float ls = std::log(s);
+    const V vls(ls);
+    for (j = 0; j + L <= k; j += L) ((V::load_unaligned(xr + j) - vm) - vls).store_unaligned(yr + j);
+    for (; j < k; ++j) yr[j] = (xr[j] - m) - ls;
+  });
+}
+
+// dx = dy - exp(y) * sum(dy) over rows of k (y the log_softmax output, so exp(y)
+// is the softmax).
+inline void log_softmax_back_rows(const float* y, const float* dy, float* dx, int64_t rows, int64_t k) {
+  for_mats(rows, k, [&](int64_t r) {
+    const float *yr = y + r * k, *dr = dy + r * k;
+    float* o = dx + r * k;
+    V vs(0.0f);
+    int64_t j = 0;
+    for (; j + L <= k; j += L) vs += V::load_unaligned(dr + j);
+    float s = hsum(vs);
+    for (; j < k; ++j) s += dr[j];
+    const V v(s);
+    for (j = 0; j + L <= k; j += L)
+      (V::load_unaligned(dr + j) - xsimd::exp(V::load_unaligned(yr + j)) * v).store_unaligned(o + j);
+    for (; j < k; ++j) o[j] = dr[j] - std::exp(yr[j]) * s;
   });
 }
 
