@@ -58,7 +58,7 @@ class Evaluator {
 // tensor by its module name, as "ema/<name>" (a checkpoint or a ddpm-train weights
 // file), else "<name>". When the file records a spec_hash it must be the module's.
 // Missing file, tensor or shape: a one-line UserError.
-// load_weights (weights.h) after checking that the file records the module's spec hash, if it records one.
+// load_weights (weights.h): names and shapes are checked, not the spec hash (see evaluator.cpp).
 std::vector<float> load_evaluator_weights(const std::string& path, const Module& mod);
 
 // Image quality of generated samples against reference statistics: what ddpm-eval

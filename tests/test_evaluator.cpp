@@ -48,7 +48,7 @@ TEST_CASE("evaluator: a diffusion module is not an evaluator (one line)") {
   CHECK(std::count(e.begin(), e.end(), '\n') <= 2);  // the message and its hint
 }
 
-TEST_CASE("evaluator: weights are read by name, with the spec hash checked") {
+TEST_CASE("evaluator: weights are read by name and shape, whatever compiler version wrote them") {
   const fs::path dir = ddpm_test::process_dir("evaluator", "weights");
   fs::create_directories(dir);
   const ddpm::Module mod = tiny_module();
@@ -60,9 +60,8 @@ TEST_CASE("evaluator: weights are read by name, with the spec hash checked") {
     REQUIRE((int64_t)p.size() == m.param_floats);
     for (int i = 0; i < m.n_params; ++i) CHECK(p[(size_t)m.params[i].offset] == (float)(i + 1));
   }
-  write_weights(dir / "other.safetensors", m, "ema/", "0123", store);
-  CHECK(ddpm_test::user_error_of([&] { ddpm::load_evaluator_weights((dir / "other.safetensors").string(), mod); })
-            .find("spec hash 0123") != std::string::npos);
+  write_weights(dir / "other.safetensors", m, "ema/", "0123", store);  // another compiler version's hash
+  CHECK(ddpm::load_evaluator_weights((dir / "other.safetensors").string(), mod).size() == (size_t)m.param_floats);
   write_weights(dir / "wrong.safetensors", m, "param/", m.spec_hash, store);
   CHECK(ddpm_test::user_error_of([&] { ddpm::load_evaluator_weights((dir / "wrong.safetensors").string(), mod); })
             .find("has no tensor 'ema/") != std::string::npos);
