@@ -221,8 +221,8 @@ std::vector<float> run_sampler(const Module& mod, const float* params, int idx, 
       ++calls;
       if (!quiet && seconds_since(last_print) > (tty ? 0.25 : 5.0)) {
         double el = seconds_since(t0);
-        fmt::print(stderr, "{}sampling {} points: chunk {}/{}, step {}/{}  {:.0f} steps/s  ETA {:.0f} s{}",
-                   tty ? "\r" : "", N, c + 1, n_chunks, K - i + 1, K, calls / el, (total_calls - calls) * el / calls,
+        fmt::print(stderr, "{}sampling {} {}: chunk {}/{}, step {}/{}  {:.0f} steps/s  ETA {:.0f} s{}",
+                   tty ? "\r" : "", N, m.data_numel == 2 ? "points" : "samples", c + 1, n_chunks, K - i + 1, K, calls / el, (total_calls - calls) * el / calls,
                    tty ? "   " : "\n");
         last_print = Clock::now();
       }

@@ -312,3 +312,35 @@ TEST_CASE("eval every: quality.png is drawn from the quality lines among others,
   ddpm::write_quality_plot(empty.string());
   CHECK(!fs::exists(empty / "quality.png"));
 }
+
+TEST_CASE("eval every: ddpm-train measures Fashion-MNIST samples by FID under the shipped evaluator") {
+  const fs::path dir = ddpm_test::process_dir("test-eval-every", "fid");
+  const std::string cache = (fs::path(DDPM_BINARY_DIR) / "test-cache").string();
+  auto train = [&](const std::string& spec, const std::string& data, const fs::path& out, std::string& log) {
+    return run_shell(fmt::format("{} {}/tests/specs/{} --data {} --steps 20 --batch 16 --threads 2 --eval-every 10 "
+                                 "--eval-samples 100 --out {} --cache-dir {}",
+                                 tool_path("ddpm-train"), DDPM_SOURCE_DIR, spec, data, out.string(), cache),
+                     log);
+  };
+  std::string log;
+  REQUIRE_MESSAGE(train("tiny_fashion.ddpm", "fashion-mnist", dir / "run", log) == 0, log);
+  const std::vector<nlohmann::json> q = quality_lines(dir / "run");
+  REQUIRE(q.size() == 2);
+  for (size_t i = 0; i < q.size(); ++i) {
+    CHECK(q[i]["step"] == 10 * (int64_t)(i + 1));
+    CHECK(q[i]["quality"]["metric"] == "fid");
+    CHECK(q[i]["quality"]["samples"] == 100);
+    CHECK(q[i]["quality"]["sampler"] == "ddim");
+    REQUIRE(q[i]["quality"]["value"].is_number());
+    CHECK(q[i]["quality"]["value"].get<double>() > 1.0);  // 20 steps of training are far from the data
+  }
+  CHECK(log.find("eval at step 10: fid ") != std::string::npos);
+  CHECK(png_size(dir / "run" / "quality.png").first == 800);
+
+  // A run whose images are not the evaluator's 28x28: one line before any step, nothing written.
+  const fs::path data = tiny_images(dir);
+  CHECK(train("tiny_image.ddpm", data.string(), dir / "small", log) == 1);
+  CHECK(log.find("ddpm-train: error:") != std::string::npos);
+  CHECK(log.find("[1, 28, 28]") != std::string::npos);
+  CHECK(!fs::exists(dir / "small" / "checkpoint.safetensors"));
+}

@@ -25,6 +25,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -288,6 +289,11 @@ int evaluate(const EvalConfig& cfg) {
   j["spec_hash"] = m.spec_hash;
   j["seconds"] = seconds;
   const std::string out = (fs::path(cfg.data.run_dir) / "eval.json").string();
+  {  // keep what --quality wrote there
+    std::ifstream in(out);
+    const nlohmann::json old = in ? nlohmann::json::parse(in, nullptr, false) : nlohmann::json();
+    if (old.is_object() && old.contains("quality")) j["quality"] = old["quality"];
+  }
   ddpmc::write_file_atomic(out, j.dump(2) + "\n", "evaluation");
   if (!cfg.quiet)
     fmt::print(stderr, "evaluated {} samples x {} ({} weights, {} eps evaluations each) in {:.1f} s; wrote {}\n", N,

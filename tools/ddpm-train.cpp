@@ -35,14 +35,13 @@ namespace {
 // is reported before any step is spent; 2-D points need none (the trainer measures
 // their sliced Wasserstein distance itself).
 void wire_fid(ddpm::TrainConfig& cfg, const std::string& cache_dir, const std::string& weights) {
-  {
-    ddpm::Module m(cfg.module_so, cfg.module_checksum);
-    if (m->data_rank == 1 && m->data_dims[0] == 2) return;
-  }
+  ddpm::Module m(cfg.module_so, cfg.module_checksum);
+  if (m->data_rank == 1 && m->data_dims[0] == 2) return;
   ddpm_tools::EvaluatorRequest req;
   req.weights = weights.empty() ? ddpm_tools::default_evaluator_weights() : weights;
   req.cache_dir = cache_dir;
   auto ev = std::make_shared<ddpm::Evaluator>(ddpm_tools::load_evaluator(req));
+  ev->require_input(m.get(), cfg.model);
   const std::string data = ddpm_tools::train_file_of(cfg.data);
   double seconds = 0;
   auto ref = std::make_shared<ddpm::FeatureStats>(ddpm_tools::reference_stats(*ev, data, cache_dir, cfg.threads, &seconds));

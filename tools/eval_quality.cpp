@@ -269,9 +269,10 @@ int run_quality(const QualityConfig& cfg) {
   } else if (!intended.empty()) {
     fmt::print(stderr, "note: the model has {} classes and the evaluator {}; no class accuracy\n", K, Kev);
   }
-  fmt::print("time: sampling {:.1f} s, features {:.1f} s, statistics {:.1f} s (reference statistics {:.1f} s, "
-             "cached for next time)\n",
-             t_sample, t_feat, t_stats, t_ref_train + t_ref_test);
+  const double t_ref = t_ref_train + t_ref_test;
+  fmt::print("time: sampling {:.1f} s, features {:.1f} s, statistics {:.1f} s ({})\n", t_sample, t_feat, t_stats,
+             t_ref > 0 ? fmt::format("of which reference statistics {:.1f} s, cached for next time", t_ref)
+                       : std::string("reference statistics from the cache"));
   q["seconds"] = {{"sampling", t_sample}, {"features", t_feat}, {"statistics", t_stats},
                   {"reference", t_ref_train + t_ref_test}};
   write_json(cfg, q);
