@@ -12,9 +12,12 @@ if [ "${1:-}" = --tests ]; then
   pkgs+=(doctest-dev libbenchmark-dev dataset-fashion-mnist strace clang libclang-rt-dev)
 fi
 pkgs+=("$@")
+# A package counts as installed for this machine's architecture (or "all"): tools/test.sh also
+# installs arm64 copies of some (libtbb-dev:arm64), which must not stand in for the native one.
+arch=$(dpkg --print-architecture)
 missing=()
 for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  dpkg-query -W -f='${Status}\n' "$p:$arch" "$p:all" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "ddpmc: installing missing Debian packages: ${missing[*]}"
