@@ -136,14 +136,18 @@ void Lowerer::collect() {
   m_.supervised = supervised_;
 }
 
-Graph Lowerer::lower_entry(const FuncDef& f, const std::string& graph_name) {
-  Graph g;
-  g.name = graph_name;
+void Lowerer::start_graph(Graph& g, const std::string& name) {
+  g.name = name;
   graph_ = &g;
   expanded_calls_ = 0;
   features_at_.clear();
   b_ = std::make_unique<Builder>(g);
   next_stream_ = 1;
+}
+
+Graph Lowerer::lower_entry(const FuncDef& f, const std::string& graph_name) {
+  Graph g;
+  start_graph(g, graph_name);
   Frame fr;
   fr.fn = &f;
   fr.path = f.kind == DefKind::Loss ? "loss" : f.name;
@@ -257,12 +261,7 @@ Graph Lowerer::lower_entry(const FuncDef& f, const std::string& graph_name) {
 // eps(x, t) = net(x, t), or net(x, t, label), for the noise-predictor net (see Model::has_eps).
 Graph Lowerer::lower_eps(const FuncDef& net) {
   Graph g;
-  g.name = "eps";
-  graph_ = &g;
-  expanded_calls_ = 0;
-  features_at_.clear();
-  b_ = std::make_unique<Builder>(g);
-  next_stream_ = 1;
+  start_graph(g, "eps");
   Frame fr;
   fr.path = "eps";
   stack_.assign(1, &fr);

@@ -216,6 +216,8 @@ class Lowerer {
   void run_supervised(const FuncDef& loss);
   const FuncDef* classify_net(const FuncDef& loss);
   Graph lower_classify(const FuncDef& net);
+  // Makes `g` (named `name`) the graph being built: a fresh builder, call and stream counters.
+  void start_graph(Graph& g, const std::string& name);
   std::map<const FuncDef*, Loc> features_at_;  // per net: its features(...) call, in the entry being lowered
   bool capture_features_ = false;               // lowering the classify graph
   NodeId features_node_ = -1;

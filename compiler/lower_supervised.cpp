@@ -115,14 +115,9 @@ void Lowerer::run_supervised(const FuncDef& loss) {
 // logits = net(x), and the value the net marks with features(...).
 Graph Lowerer::lower_classify(const FuncDef& net) {
   Graph g;
-  g.name = "classify";
-  graph_ = &g;
-  expanded_calls_ = 0;
-  features_at_.clear();
+  start_graph(g, "classify");
   capture_features_ = true;
   features_node_ = -1;
-  b_ = std::make_unique<Builder>(g);
-  next_stream_ = 1;
   Frame fr;
   fr.path = "classify";
   stack_.assign(1, &fr);

@@ -33,6 +33,7 @@
 
 #include "compiler/build.h"
 #include "runtime/npy.h"
+#include "test_runs.h"
 #include "runtime/safetensors.h"
 #include "runtime/slices.h"
 #include "test_support.h"
@@ -81,20 +82,6 @@ std::string train_cmd(int np, const std::string& model, const fs::path& out, con
 }
 
 ddpm::SafeTensors checkpoint(const fs::path& dir) { return ddpm::read_safetensors((dir / "checkpoint.safetensors").string()); }
-
-// Params, EMA and both Adam moments have the same bits.
-void require_same_state(const fs::path& a, const fs::path& b) {
-  ddpm::SafeTensors sa = checkpoint(a), sb = checkpoint(b);
-  REQUIRE(sa.tensors.size() == sb.tensors.size());
-  CHECK(sa.metadata.at("step") == sb.metadata.at("step"));
-  for (const auto& [name, t] : sa.tensors) {
-    auto it = sb.tensors.find(name);
-    REQUIRE_MESSAGE(it != sb.tensors.end(), name);
-    REQUIRE(it->second.second.size() == t.second.size());
-    CHECK_MESSAGE(std::memcmp(it->second.second.data(), t.second.data(), t.second.size() * sizeof(float)) == 0,
-                  "tensor differs: ", name, " between ", a.string(), " and ", b.string());
-  }
-}
 
 std::string read_file(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -174,8 +161,8 @@ TEST_CASE("dist: moons, 200 steps: 1 process x 2 threads, 2 x 1 and 4 x 1 give t
   REQUIRE_MESSAGE(r2.status == 0, r2.err);
   Run r4 = run(train_cmd(4, so, d / "4x1", flags + " --threads 1"), d / "4x1.log");
   REQUIRE_MESSAGE(r4.status == 0, r4.err);
-  require_same_state(d / "1x2", d / "2x1");
-  require_same_state(d / "1x2", d / "4x1");
+  ddpm_test::require_same_checkpoint(d / "1x2", d / "2x1");
+  ddpm_test::require_same_checkpoint(d / "1x2", d / "4x1");
   CHECK(checkpoint(d / "4x1").metadata.at("slices") == "4");
   // Only rank 0 wrote metrics: one line per 100 steps (the default --log-every), not one per rank.
   std::string metrics = read_file(d / "4x1" / "metrics.jsonl");
@@ -197,11 +184,11 @@ TEST_CASE("dist: moons, 200 steps: 1 process x 2 threads, 2 x 1 and 4 x 1 give t
   Run ra = run(train_cmd(4, so, d / "resume4", "--data moons --steps 200 --batch 64 --seed 3 --threads 1 --resume"),
                d / "resume4b.log");
   REQUIRE_MESSAGE(ra.status == 0, ra.err);
-  require_same_state(d / "1x2", d / "resume4");
+  ddpm_test::require_same_checkpoint(d / "1x2", d / "resume4");
   Run rb = run(train_cmd(0, so, d / "resume1", "--data moons --steps 200 --batch 64 --seed 3 --threads 2 --resume"),
                d / "resume1b.log");
   REQUIRE_MESSAGE(rb.status == 0, rb.err);
-  require_same_state(d / "1x2", d / "resume1");
+  ddpm_test::require_same_checkpoint(d / "1x2", d / "resume1");
 
   // More ranks than slices is refused with a hint.
   Run too_many = run(train_cmd(4, so, d / "toomany", "--data moons --steps 5 --batch 64 --slices 2 --threads 1"),
@@ -220,8 +207,8 @@ TEST_CASE("dist: the U-Net, 3 steps at batch 8: 1 process x 2 threads, 2 x 1 and
                 d / (std::string(name) + ".log"));
     REQUIRE_MESSAGE(r.status == 0, r.err);
   }
-  require_same_state(d / "1x2", d / "2x1");
-  require_same_state(d / "1x2", d / "4x1");
+  ddpm_test::require_same_checkpoint(d / "1x2", d / "2x1");
+  ddpm_test::require_same_checkpoint(d / "1x2", d / "4x1");
 }
 
 TEST_CASE("dist: a rank killed mid-run stops the job with a message naming it, and the checkpoint survives") {

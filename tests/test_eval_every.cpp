@@ -64,21 +64,6 @@ std::pair<int, int> png_size(const fs::path& p) {
   return wh;
 }
 
-// Params, EMA and both Adam moments of two runs have the same bits.
-void require_same_weights(const fs::path& a, const fs::path& b) {
-  const ddpm::SafeTensors sa = ddpm::read_safetensors((a / "checkpoint.safetensors").string());
-  const ddpm::SafeTensors sb = ddpm::read_safetensors((b / "checkpoint.safetensors").string());
-  REQUIRE(sa.tensors.size() == sb.tensors.size());
-  CHECK(sa.metadata.at("step") == sb.metadata.at("step"));
-  for (const auto& [name, t] : sa.tensors) {
-    auto it = sb.tensors.find(name);
-    REQUIRE_MESSAGE(it != sb.tensors.end(), name);
-    REQUIRE(it->second.second.size() == t.second.size());
-    CHECK_MESSAGE(std::memcmp(it->second.second.data(), t.second.data(), t.second.size() * sizeof(float)) == 0,
-                  "tensor differs: ", name);
-  }
-}
-
 // 64 random 1x2x2 "images" for tests/specs/tiny_image.ddpm.
 fs::path tiny_images(const fs::path& dir) {
   fs::create_directories(dir);
@@ -128,7 +113,7 @@ TEST_CASE("eval every: moons writes finite swd at every N steps and the end, qua
   ddpm::TrainConfig plain = ddpm_test::run_config("models/moons.ddpm", "moons", dir / "plain", 130, 32, 7);
   plain.log_every = 10;
   REQUIRE(ddpm::train(plain) == 0);
-  require_same_weights(c.out, plain.out);
+  ddpm_test::require_same_checkpoint(c.out, plain.out);
   CHECK(quality_lines(plain.out).empty());
   CHECK(!fs::exists(fs::path(plain.out) / "quality.png"));
 }
@@ -254,7 +239,7 @@ TEST_CASE("eval every: under mpirun only rank 0 evaluates and the weights match 
                                         (dir / "one").string(), cache),
                             out) == 0,
                   out);
-  require_same_weights(dir / "mpi", dir / "one");
+  ddpm_test::require_same_checkpoint(dir / "mpi", dir / "one");
   const std::vector<nlohmann::json> q = quality_lines(dir / "mpi");
   REQUIRE(q.size() == 3);  // 25, 50, 60: once each, from rank 0 alone
   CHECK(q[0]["step"] == 25);

@@ -4,11 +4,15 @@
 #pragma once
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <system_error>
 #include <vector>
 
+#include <doctest/doctest.h>
+
+#include "runtime/safetensors.h"
 #include "runtime/sample.h"
 #include "runtime/train.h"
 #include "tools/spec_module.h"
@@ -18,6 +22,22 @@ namespace ddpm_test {
 // A directory private to this test process, removed when it exits. ctest runs each
 // test case of a suite as its own process, in parallel under -j: two of them training
 // into one directory would read each other's half-written checkpoints.
+// The checkpoints of runs a and b hold the same step and the same bits in every tensor
+// (params, EMA and both Adam moments).
+inline void require_same_checkpoint(const std::filesystem::path& a, const std::filesystem::path& b) {
+  const ddpm::SafeTensors sa = ddpm::read_safetensors((a / "checkpoint.safetensors").string());
+  const ddpm::SafeTensors sb = ddpm::read_safetensors((b / "checkpoint.safetensors").string());
+  REQUIRE(sa.tensors.size() == sb.tensors.size());
+  CHECK(sa.metadata.at("step") == sb.metadata.at("step"));
+  for (const auto& [name, t] : sa.tensors) {
+    auto it = sb.tensors.find(name);
+    REQUIRE_MESSAGE(it != sb.tensors.end(), name);
+    REQUIRE(it->second.second.size() == t.second.size());
+    CHECK_MESSAGE(std::memcmp(it->second.second.data(), t.second.data(), t.second.size() * sizeof(float)) == 0,
+                  "tensor differs: ", name, " between ", a.string(), " and ", b.string());
+  }
+}
+
 inline std::filesystem::path process_dir(const std::string& suite, const std::string& name) {
   struct Cleanup {
     std::vector<std::filesystem::path> dirs;
