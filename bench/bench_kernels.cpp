@@ -8,6 +8,10 @@
 //
 // GEMM name legend: BM_gemm/M/N/K/<ta><tb>/threads:T, with C[M,N] = op(A)[M,K] * op(B)[K,N];
 // "n" = stored as used, "t" = stored transposed (A as [K,M], B as [N,K]).
+//
+// BM_optimizer/<isa>/P:<P> times one runtime optimizer_step (AdamW + EMA, the tools' own hot loop)
+// with each instruction-set variant this CPU runs (runtime/isa/), on the moons MLP's and the U-Net's
+// parameter counts, one thread; the counter is parameters per second.
 #include <benchmark/benchmark.h>
 
 #include <random>
@@ -20,6 +24,7 @@
 #include "common/prelude/gemm.h"
 #include "common/prelude/simd_shim.h"
 #include "fma_peak.h"
+#include "runtime/optim.h"
 
 namespace {
 
@@ -99,6 +104,32 @@ int register_gemm_benchmarks() {
   return 0;
 }
 const int kRegistered = register_gemm_benchmarks();
+
+void BM_optimizer(benchmark::State& state, std::string isa, int64_t P) {
+  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, 1);
+  std::mt19937 rng(3);
+  std::normal_distribution<float> n;
+  std::vector<float> p(P), g(P), m(P, 0.f), v(P, 0.f), ema(P);
+  for (int64_t i = 0; i < P; ++i) p[i] = ema[i] = n(rng), g[i] = 0.1f * n(rng);
+  ddpm::AdamWConfig cfg;
+  cfg.weight_decay = 0.01f;
+  int64_t step = 1;
+  for (auto _ : state) {
+    ddpm::optimizer_step_isa(isa, p.data(), g.data(), m.data(), v.data(), ema.data(), P, step++, cfg, 1.0f, 0.999f);
+    benchmark::DoNotOptimize(p.data());
+  }
+  state.counters["params/s"] = benchmark::Counter(double(P) * state.iterations(), benchmark::Counter::kIsRate);
+}
+
+int register_optimizer_benchmarks() {
+  for (const std::string& isa : ddpm::optimizer_isas())
+    for (int64_t P : {41858, 691681}) {
+      std::string name = "BM_optimizer/" + isa + "/P:" + std::to_string(P);
+      benchmark::RegisterBenchmark(name.c_str(), BM_optimizer, isa, P)->UseRealTime()->Unit(benchmark::kMicrosecond);
+    }
+  return 0;
+}
+const int kRegisteredOptimizer = register_optimizer_benchmarks();
 
 }  // namespace
 

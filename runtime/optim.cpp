@@ -1,6 +1,9 @@
 // AdamW, EMA and gradient-norm clipping (see optim.h). The scalar constants
 // (bias corrections, step size) are computed once per call in double; the
-// per-element work is float, one xsimd batch at a time with a scalar tail.
+// per-element work is float, one xsimd batch at a time with a scalar tail. The AdamW
+// loop, the one hot loop the tools keep, runs at the CPU's width: runtime/isa/ compiles
+// it per instruction set and the widest the CPU runs is picked once (run-time dispatch;
+// the rest of the tools stay at the portable baseline).
 #include "optim.h"
 
 #include <tbb/blocked_range.h>
@@ -8,10 +11,27 @@
 #include <tbb/partitioner.h>
 
 #include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <string>
 #include <vector>
 #include <xsimd/xsimd.hpp>
 
+#include "isa/optim_args.h"
+
 namespace ddpm {
+namespace optim_base {
+void update_range(const OptimArgs&, float*, const float*, float*, float*, float*, int64_t, int64_t);
+}
+#if DDPM_OPTIM_X86_VARIANTS
+namespace optim_v3 {
+void update_range(const OptimArgs&, float*, const float*, float*, float*, float*, int64_t, int64_t);
+}
+namespace optim_v4 {
+void update_range(const OptimArgs&, float*, const float*, float*, float*, float*, int64_t, int64_t);
+}
+#endif
+
 namespace {
 
 using batch = xsimd::batch<float>;
@@ -38,60 +58,82 @@ void for_chunks(int64_t P, Body body) {
       tbb::static_partitioner{});
 }
 
-// The AdamW step (and with kEma the EMA update from the new parameters) over [0, P), with the
+// The element loop's variants, widest first; x86-64 builds compile the v4 and v3 ones too
+// (runtime/CMakeLists.txt). The first the CPU runs serves every call.
+struct Variant {
+  const char* isa;
+  OptimUpdateFn fn;
+  bool (*runs)();
+};
+const std::vector<Variant>& variants() {
+  static const std::vector<Variant> v = [] {
+    std::vector<Variant> all;
+#if DDPM_OPTIM_X86_VARIANTS
+    __builtin_cpu_init();
+    all.push_back({"x86-64-v4", optim_v4::update_range, [] {
+                     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+                            __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+                   }});
+    all.push_back({"x86-64-v3", optim_v3::update_range, [] {
+                     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                            __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("f16c");
+                   }});
+#endif
+    all.push_back({"baseline", optim_base::update_range, [] { return true; }});
+    std::vector<Variant> runnable;
+    for (const auto& x : all)
+      if (x.runs()) runnable.push_back(x);
+    return runnable;
+  }();
+  return v;
+}
+
+OptimUpdateFn variant_fn(const char* isa) {
+  for (const auto& x : variants())
+    if (std::strcmp(x.isa, isa) == 0) return x.fn;
+  throw std::invalid_argument(std::string("optimizer: no variant for instruction set ") + isa + " on this CPU");
+}
+
+// The AdamW step (and with ema the EMA update from the new parameters) over [0, P), with the
 // gradients scaled by grad_scale when it is below 1: the one loop behind adamw_step and
-// optimizer_step.
-template <bool kEma>
-void update(float* params, const float* grads, float* m, float* v, float* ema, int64_t P, int64_t step,
-            const AdamWConfig& cfg, float grad_scale, float ema_decay) {
+// optimizer_step, run chunk by chunk with the element loop fn.
+void update(OptimUpdateFn fn, bool ema, float* params, const float* grads, float* m, float* v, float* ema_p,
+            int64_t P, int64_t step, const AdamWConfig& cfg, float grad_scale, float ema_decay) {
   const double bc1 = 1.0 - std::pow((double)cfg.beta1, (double)step);
   const double bc2 = 1.0 - std::pow((double)cfg.beta2, (double)step);
-  const float decay = (float)(1.0 - (double)cfg.lr * cfg.weight_decay);
-  const float b1 = cfg.beta1, b2 = cfg.beta2, omb1 = 1.0f - b1, omb2 = 1.0f - b2;
-  const float step_size = (float)(cfg.lr / bc1);
-  const float inv_sqrt_bc2 = (float)(1.0 / std::sqrt(bc2));
-  const float eps = cfg.eps, ed = ema_decay, omed = 1.0f - ema_decay, sc = grad_scale;
-  const bool scale = grad_scale < 1.0f;  // clip_grad_norm scales only then
-
-  for_chunks(P, [&](int64_t begin, int64_t end) {
-    int64_t i = begin;
-    const batch vb1(b1), vb2(b2), vomb1(omb1), vomb2(omb2), vdecay(decay), vstep(step_size), vinv(inv_sqrt_bc2),
-        veps(eps), ved(ed), vomed(omed), vsc(sc);
-    for (; i + (int64_t)batch::size <= end; i += batch::size) {
-      batch g = batch::load_unaligned(grads + i);
-      if (scale) g = g * vsc;
-      batch mi = vb1 * batch::load_unaligned(m + i) + vomb1 * g;
-      batch vi = vb2 * batch::load_unaligned(v + i) + vomb2 * (g * g);
-      batch p = batch::load_unaligned(params + i) * vdecay;
-      p = p - vstep * (mi / (xsimd::sqrt(vi) * vinv + veps));
-      mi.store_unaligned(m + i);
-      vi.store_unaligned(v + i);
-      p.store_unaligned(params + i);
-      if constexpr (kEma) (ved * batch::load_unaligned(ema + i) + vomed * p).store_unaligned(ema + i);
-    }
-    for (; i < end; ++i) {
-      const float g = scale ? grads[i] * sc : grads[i];
-      const float mi = b1 * m[i] + omb1 * g;
-      const float vi = b2 * v[i] + omb2 * (g * g);
-      m[i] = mi;
-      v[i] = vi;
-      const float p = params[i] * decay - step_size * (mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps));
-      params[i] = p;
-      if constexpr (kEma) ema[i] = ed * ema[i] + omed * p;
-    }
-  });
+  OptimArgs a;
+  a.b1 = cfg.beta1, a.b2 = cfg.beta2, a.omb1 = 1.0f - a.b1, a.omb2 = 1.0f - a.b2;
+  a.decay = (float)(1.0 - (double)cfg.lr * cfg.weight_decay);
+  a.step_size = (float)(cfg.lr / bc1);
+  a.inv_sqrt_bc2 = (float)(1.0 / std::sqrt(bc2));
+  a.eps = cfg.eps, a.ed = ema_decay, a.omed = 1.0f - ema_decay, a.sc = grad_scale;
+  a.scale = grad_scale < 1.0f;  // clip_grad_norm scales only then
+  a.ema = ema;
+  for_chunks(P, [&](int64_t begin, int64_t end) { fn(a, params, grads, m, v, ema_p, begin, end); });
 }
 
 }  // namespace
 
 void adamw_step(float* params, const float* grads, float* m, float* v, int64_t P, int64_t step,
                 const AdamWConfig& cfg) {
-  update<false>(params, grads, m, v, nullptr, P, step, cfg, 1.0f, 0.0f);
+  update(variants().front().fn, false, params, grads, m, v, nullptr, P, step, cfg, 1.0f, 0.0f);
 }
 
 void optimizer_step(float* params, const float* grads, float* m, float* v, float* ema, int64_t P, int64_t step,
                     const AdamWConfig& cfg, float grad_scale, float ema_decay) {
-  update<true>(params, grads, m, v, ema, P, step, cfg, grad_scale, ema_decay);
+  update(variants().front().fn, true, params, grads, m, v, ema, P, step, cfg, grad_scale, ema_decay);
+}
+
+std::vector<std::string> optimizer_isas() {
+  std::vector<std::string> out;
+  for (const auto& x : variants()) out.push_back(x.isa);
+  return out;
+}
+
+void optimizer_step_isa(const std::string& isa, float* params, const float* grads, float* m, float* v, float* ema,
+                        int64_t P, int64_t step, const AdamWConfig& cfg, float grad_scale, float ema_decay) {
+  update(variant_fn(isa.c_str()), true, params, grads, m, v, ema, P, step, cfg, grad_scale, ema_decay);
 }
 
 float clip_coefficient(float norm, float max_norm) {

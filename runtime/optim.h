@@ -10,6 +10,8 @@
 // Layout: params, grads, m, v, ema are all [P] floats.
 #pragma once
 #include <cstdint>
+#include <string>
+#include <vector>
 
 namespace ddpm {
 
@@ -32,6 +34,16 @@ void adamw_step(float* params, const float* grads, float* m, float* v, int64_t P
 // left unscaled.
 void optimizer_step(float* params, const float* grads, float* m, float* v, float* ema, int64_t P, int64_t step,
                     const AdamWConfig& cfg, float grad_scale, float ema_decay);
+
+// The instruction sets whose AdamW element loop this build has and this CPU runs, widest first
+// ("x86-64-v4", "x86-64-v3", "baseline"); adamw_step and optimizer_step use the first. All give
+// the same bits (no fused multiply-adds), so the choice changes the speed only.
+std::vector<std::string> optimizer_isas();
+
+// optimizer_step with the element loop of one of optimizer_isas() (for the tests, which compare
+// them bit for bit); any other name throws std::invalid_argument.
+void optimizer_step_isa(const std::string& isa, float* params, const float* grads, float* m, float* v, float* ema,
+                        int64_t P, int64_t step, const AdamWConfig& cfg, float grad_scale, float ema_decay);
 
 // The factor clip_grad_norm applies for a global norm: max_norm / (norm + 1e-6) when that is
 // below 1, else 1 (also 1 when max_norm <= 0, clipping off).

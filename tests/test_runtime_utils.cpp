@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <numeric>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -574,6 +575,57 @@ TEST_CASE("runtime: optimizer results are bitwise identical on 1 and 2 threads")
   CHECK(same(a.g, b.g));
   CHECK(std::memcmp(&a.norm, &b.norm, sizeof(float)) == 0);
   CHECK(std::memcmp(&a.clipped, &b.clipped, sizeof(float)) == 0);
+}
+
+TEST_CASE("runtime: every instruction-set variant of the optimizer gives the same bits") {
+  // The tools run the AdamW loop at the CPU's width (runtime/isa/, chosen at run time); the
+  // variants must agree bit for bit, with clipping and EMA on, including the scalar tails.
+  const std::vector<std::string> isas = ddpm::optimizer_isas();
+  REQUIRE(!isas.empty());
+  CHECK(isas.back() == "baseline");
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) CHECK(isas.front() != "baseline");
+#endif
+  CHECK_THROWS_AS(ddpm::optimizer_step_isa("no-such-isa", nullptr, nullptr, nullptr, nullptr, nullptr, 0, 1, {}, 1, 0),
+                  std::invalid_argument);
+  const int64_t P = 16384 * 2 + 37;  // two chunks and a tail no batch width divides
+  struct State {
+    std::vector<float> p, m, v, ema;
+  };
+  auto run = [&](const std::string& isa) {
+    State s{randn(P, 1, 1.0f), std::vector<float>(P, 0.0f), std::vector<float>(P, 0.0f), randn(P, 1, 1.0f)};
+    ddpm::AdamWConfig cfg;
+    cfg.weight_decay = 0.01f;
+    for (int t = 1; t <= 4; ++t) {
+      const std::vector<float> g = randn(P, 10 + t, 0.3f);
+      ddpm::optimizer_step_isa(isa, s.p.data(), g.data(), s.m.data(), s.v.data(), s.ema.data(), P, t, cfg,
+                               t % 2 ? 0.5f : 1.0f, 0.99f);
+    }
+    return s;
+  };
+  const State ref = run("baseline");
+  auto same = [](const std::vector<float>& x, const std::vector<float>& y) {
+    return std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0;
+  };
+  for (const auto& isa : isas) {
+    CAPTURE(isa);
+    const State s = run(isa);
+    CHECK(same(s.p, ref.p));
+    CHECK(same(s.m, ref.m));
+    CHECK(same(s.v, ref.v));
+    CHECK(same(s.ema, ref.ema));
+  }
+  // optimizer_step is the first variant.
+  State d{randn(P, 1, 1.0f), std::vector<float>(P, 0.0f), std::vector<float>(P, 0.0f), randn(P, 1, 1.0f)};
+  ddpm::AdamWConfig cfg;
+  cfg.weight_decay = 0.01f;
+  for (int t = 1; t <= 4; ++t) {
+    const std::vector<float> g = randn(P, 10 + t, 0.3f);
+    ddpm::optimizer_step(d.p.data(), g.data(), d.m.data(), d.v.data(), d.ema.data(), P, t, cfg, t % 2 ? 0.5f : 1.0f,
+                         0.99f);
+  }
+  CHECK(same(d.p, ref.p));
+  CHECK(same(d.ema, ref.ema));
 }
 
 // ---------------------------------------------------------------- idx
