@@ -77,6 +77,20 @@ TEST_CASE("prelude: vector rnormal, rstep and runiform draw the scalar philox nu
       }
     }
   }
+  // The lanes' Philox words themselves: computed in vector registers at 16 lanes (AVX-512) and
+  // 8 (AVX2), where they must be philox_block's words exactly; 4 lanes take the scalar path.
+  alignas(64) uint32_t w0[L], w1[L];
+  const bool vector_words = ddpm::gen::philox_words(1234, 77, 3, 4096, w0, w1);
+#if defined(__AVX512F__) || defined(__AVX2__)
+  CHECK(vector_words);
+#else
+  CHECK(!vector_words);
+#endif
+  for (int64_t l = 0; vector_words && l < L; ++l) {
+    const ddpm::Philox4 b = ddpm::philox_block(1234, 77, 3, (uint64_t)(4096 + l));
+    CHECK(w0[l] == b.v[0]);
+    CHECK(w1[l] == b.v[1]);
+  }
   MESSAGE(differ << " of " << n << " draws differ from the scalar path; worst relative difference " << worst);
   CHECK(differ <= n / 100000);
   CHECK(worst <= 2.4e-7);

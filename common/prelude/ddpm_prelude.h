@@ -117,7 +117,7 @@ template <> inline float rnormal<float>(uint64_t seed, uint64_t step, uint32_t s
 // Philox4x32-10 for the L consecutive elements e0, e0 + 1, ... in the lanes (AVX-512): the first
 // two words of each element's block, w0[k] and w1[k], exactly as philox_block computes them.
 // Returns false (nothing written) where the lanes would not share the element's high word, or
-// without AVX-512; callers then take the scalar path.
+// without AVX-512 or AVX2 (4 lanes: SSE and NEON); callers then take the scalar path.
 inline bool philox_words(uint64_t seed, uint64_t step, uint32_t stream, int64_t e0, uint32_t* w0, uint32_t* w1) {
 #if defined(__AVX512F__)
   if constexpr (L == 16) {
@@ -149,6 +149,37 @@ inline bool philox_words(uint64_t seed, uint64_t step, uint32_t stream, int64_t 
     }
     _mm512_storeu_si512(w0, c0);
     _mm512_storeu_si512(w1, c1);
+    return true;
+  }
+#endif
+#if defined(__AVX2__)
+  if constexpr (L == 8) {  // the same rounds on 8 lanes
+    const uint64_t e = (uint64_t)e0;
+    if ((e >> 32) != ((e + 7) >> 32)) return false;
+    const __m256i m0 = _mm256_set1_epi32((int)0xD2511F53u), m1 = _mm256_set1_epi32((int)0xCD9E8D57u);
+    __m256i c0 = _mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)e), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256i c1 = _mm256_set1_epi32((int)((uint32_t)(e >> 32) ^ (stream * 0x85EBCA6Bu)));
+    __m256i c2 = _mm256_set1_epi32((int)(uint32_t)step), c3 = _mm256_set1_epi32((int)(uint32_t)(step >> 32));
+    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32) ^ stream;
+    auto mulhi = [](__m256i a, __m256i m) {
+      const __m256i even = _mm256_srli_epi64(_mm256_mul_epu32(a, m), 32);
+      const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
+      return _mm256_blend_epi32(even, odd, 0xAA);
+    };
+    for (int r = 0; r < 10; ++r) {
+      const __m256i hi0 = mulhi(c0, m0), lo0 = _mm256_mullo_epi32(c0, m0);
+      const __m256i hi1 = mulhi(c2, m1), lo1 = _mm256_mullo_epi32(c2, m1);
+      const __m256i n0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32((int)k0));
+      const __m256i n2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32((int)k1));
+      c0 = n0;
+      c1 = lo1;
+      c2 = n2;
+      c3 = lo0;
+      k0 += 0x9E3779B9u;
+      k1 += 0xBB67AE85u;
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(w0), c0);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(w1), c1);
     return true;
   }
 #endif
