@@ -155,9 +155,11 @@ Value Lowerer::lookup(const std::string& name, const Loc& loc) {
 }
 
 Value Lowerer::binary(const Expr& e, const Value& a, const Value& b) {
+  const Op op = e.op == '+' ? Op::Add : e.op == '-' ? Op::Sub : e.op == '*' ? Op::Mul : Op::Div;
   if (a.kind == Value::Kind::Number && b.kind == Value::Kind::Number) {
     if (e.op == '/' && b.num == 0) user_error(e.loc, "division by zero in a compile-time expression", "check the divisor");
-    const double r = e.op == '+' ? a.num + b.num : e.op == '-' ? a.num - b.num : e.op == '*' ? a.num * b.num : a.num / b.num;
+    const double x[2] = {a.num, b.num};
+    const double r = op_row(op).eval(Node{op}, x);  // the op's own row, as for a tensor
     if (!std::isfinite(r))
       user_error(e.loc, fmt::format("{} {} {} overflows to infinity in a compile-time expression", a.num, e.op, b.num),
                  "numbers in a spec are doubles; check the magnitudes");
@@ -165,7 +167,6 @@ Value Lowerer::binary(const Expr& e, const Value& a, const Value& b) {
   }
   const char* what = e.op == '+' ? "'+'" : e.op == '-' ? "'-'" : e.op == '*' ? "'*'" : "'/'";
   NodeId x = as_node(a, e.items[0]->loc, what), y = as_node(b, e.items[1]->loc, what);
-  Op op = e.op == '+' ? Op::Add : e.op == '-' ? Op::Sub : e.op == '*' ? Op::Mul : Op::Div;
   Node n{op};
   n.in = {x, y};
   std::string err;
@@ -196,7 +197,7 @@ Value Lowerer::eval(const Expr& e) {
     }
     case ExprKind::Unary: {
       Value a = eval(*e.items[0]);
-      if (a.kind == Value::Kind::Number) return number(-a.num);
+      if (a.kind == Value::Kind::Number) return number(op_row(Op::Neg).eval(Node{Op::Neg}, &a.num));
       Node n{Op::Neg};
       n.in = {as_node(a, e.items[0]->loc, "'-'")};
       Value r = tensor(make(std::move(n), e.loc, "'-'"));

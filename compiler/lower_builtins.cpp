@@ -2,7 +2,6 @@
 // primitive surface, their arguments, and the nodes each one builds.
 #include "lower.h"
 
-#include <algorithm>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -12,24 +11,9 @@
 
 namespace ddpmc::lowering {
 
-static Value unary_builtin(BuiltinCall& c, Op op, double (*f)(double)) {
-  const Value& a = c.arg(0);
-  if (a.kind == Value::Kind::Number) {
-    const double r = f(a.num);
-    if (!std::isfinite(r))
-      user_error(c.call.loc, fmt::format("{}({}) is {}", c.call.name, a.num, std::isnan(r) ? "NaN" : r > 0 ? "infinite" : "-infinite"),
-                 c.call.name == "sqrt"  ? "sqrt needs an argument >= 0"
-                 : c.call.name == "log" ? "log needs an argument > 0"
-                                        : "the argument is too large for a finite result");
-    return number(r);
-  }
-  Node n{op};
-  n.in = {c.L.as_node(a, c.locs[0], c.call.name.c_str())};
-  return tensor(c.L.make(std::move(n), c.call.loc, c.call.name.c_str()));
-}
-
-// An elementwise op of two or three operands (tensors or numbers, broadcast);
-// on numbers only, computed at compile time by the op's own row.
+// An elementwise op of one, two or three operands (tensors or numbers, broadcast);
+// on numbers only, computed at compile time by the op's own row (ops.cpp), the
+// formula the interpreter and constant folding use.
 static Value nary_builtin(BuiltinCall& c, Op op) {
   const size_t k = c.args.size();
   bool numbers = true;
@@ -42,6 +26,20 @@ static Value nary_builtin(BuiltinCall& c, Op op) {
   }
   for (size_t i = 0; i < k; ++i) n.in.push_back(c.L.as_node(c.arg(i), c.locs[i], c.call.name.c_str()));
   return tensor(c.L.make(std::move(n), c.call.loc, c.call.name.c_str()));
+}
+
+// A one-operand op that can leave the finite numbers (exp overflows, log and sqrt
+// have a domain): as nary_builtin, and a non-finite number is an error.
+static Value checked_builtin(BuiltinCall& c, Op op) {
+  Value r = nary_builtin(c, op);
+  if (r.kind == Value::Kind::Number && !std::isfinite(r.num))
+    user_error(c.call.loc,
+               fmt::format("{}({}) is {}", c.call.name, c.arg(0).num,
+                           std::isnan(r.num) ? "NaN" : r.num > 0 ? "infinite" : "-infinite"),
+               c.call.name == "sqrt"  ? "sqrt needs an argument >= 0"
+               : c.call.name == "log" ? "log needs an argument > 0"
+                                      : "the argument is too large for a finite result");
+  return r;
 }
 
 // An op that a prelude function computes whole (softmax, transpose, bmm): its
@@ -116,13 +114,13 @@ Value Lowerer::reduce(BuiltinCall& c, bool mean) {
 
 const std::map<std::string, Builtin>& builtins() {
   static const std::map<std::string, Builtin> m = {
-      {"exp", {{"x"}, 1, "exp(x): elementwise e to the x, of a tensor or a number", [](BuiltinCall& c) { return unary_builtin(c, Op::Exp, [](double x) { return std::exp(x); }); }}},
-      {"log", {{"x"}, 1, "log(x): elementwise natural logarithm, of a tensor or a number", [](BuiltinCall& c) { return unary_builtin(c, Op::Log, [](double x) { return std::log(x); }); }}},
-      {"sqrt", {{"x"}, 1, "sqrt(x): elementwise square root, of a tensor or a number", [](BuiltinCall& c) { return unary_builtin(c, Op::Sqrt, [](double x) { return std::sqrt(x); }); }}},
-      {"sin", {{"x"}, 1, "sin(x): elementwise sine, of a tensor or a number", [](BuiltinCall& c) { return unary_builtin(c, Op::Sin, [](double x) { return std::sin(x); }); }}},
-      {"cos", {{"x"}, 1, "cos(x): elementwise cosine, of a tensor or a number", [](BuiltinCall& c) { return unary_builtin(c, Op::Cos, [](double x) { return std::cos(x); }); }}},
-      {"sigmoid", {{"x"}, 1, "sigmoid(x): elementwise 1 / (1 + exp(-x)), of a tensor or a number", [](BuiltinCall& c) { return unary_builtin(c, Op::Sigmoid, [](double x) { return 1 / (1 + std::exp(-x)); }); }}},
-      {"square", {{"x"}, 1, "square(x): elementwise x * x, of a tensor or a number", [](BuiltinCall& c) { return unary_builtin(c, Op::Square, [](double x) { return x * x; }); }}},
+      {"exp", {{"x"}, 1, "exp(x): elementwise e to the x, of a tensor or a number", [](BuiltinCall& c) { return checked_builtin(c, Op::Exp); }}},
+      {"log", {{"x"}, 1, "log(x): elementwise natural logarithm, of a tensor or a number", [](BuiltinCall& c) { return checked_builtin(c, Op::Log); }}},
+      {"sqrt", {{"x"}, 1, "sqrt(x): elementwise square root, of a tensor or a number", [](BuiltinCall& c) { return checked_builtin(c, Op::Sqrt); }}},
+      {"sin", {{"x"}, 1, "sin(x): elementwise sine, of a tensor or a number", [](BuiltinCall& c) { return checked_builtin(c, Op::Sin); }}},
+      {"cos", {{"x"}, 1, "cos(x): elementwise cosine, of a tensor or a number", [](BuiltinCall& c) { return checked_builtin(c, Op::Cos); }}},
+      {"sigmoid", {{"x"}, 1, "sigmoid(x): elementwise 1 / (1 + exp(-x)), of a tensor or a number", [](BuiltinCall& c) { return checked_builtin(c, Op::Sigmoid); }}},
+      {"square", {{"x"}, 1, "square(x): elementwise x * x, of a tensor or a number", [](BuiltinCall& c) { return checked_builtin(c, Op::Square); }}},
       {"tanh", {{"x"}, 1, "tanh(x): elementwise hyperbolic tangent, of a tensor or a number", [](BuiltinCall& c) { return nary_builtin(c, Op::Tanh); }}},
       {"abs", {{"x"}, 1, "abs(x): elementwise |x|, of a tensor or a number", [](BuiltinCall& c) { return nary_builtin(c, Op::Abs); }}},
       {"relu", {{"x"}, 1, "relu(x): elementwise max(x, 0), of a tensor or a number", [](BuiltinCall& c) { return nary_builtin(c, Op::Relu); }}},
@@ -204,11 +202,11 @@ const std::map<std::string, Builtin>& builtins() {
          const double lo = c.L.as_number(c.arg(1), c.locs[1], "clip's lower bound");
          const double hi = c.L.as_number(c.arg(2), c.locs[2], "clip's upper bound");
          if (!(lo < hi)) user_error(c.locs[2], fmt::format("clip needs lo < hi, got {} and {}", lo, hi), "e.g. clip(x0, -1, 1)");
-         if (c.arg(0).kind == Value::Kind::Number) return number(std::min(std::max(c.arg(0).num, lo), hi));
          Node n{Op::Clip};
-         n.in = {c.L.as_node(c.arg(0), c.locs[0], "clip")};
          n.value = lo;
          n.value2 = hi;
+         if (c.arg(0).kind == Value::Kind::Number) return number(op_row(Op::Clip).eval(n, &c.arg(0).num));
+         n.in = {c.L.as_node(c.arg(0), c.locs[0], "clip")};
          return tensor(c.L.make(std::move(n), c.call.loc, "clip"));
        }}},
       {"matmul", {{"x", "w"}, 2, "matmul(x: [K], w: [K, N]) -> [N]", [](BuiltinCall& c) {

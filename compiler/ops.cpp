@@ -1,6 +1,7 @@
 // The primitive op table: one row per op (see ops.h), and the Builder that
-// creates shape-checked nodes from it. Autodiff, the interpreter and codegen all
-// read these rows; adding an op means adding a row here and a row in the op tests.
+// creates shape-checked nodes from it. Autodiff, the interpreter, constant folding,
+// codegen and lowering (a builtin or operator on numbers) all read these rows; adding
+// an op means adding a row here and a row in the op tests.
 #include "ops.h"
 
 #include <algorithm>

@@ -29,7 +29,8 @@ struct OpRow {
   // Output type from input types and the node's attributes; "" on success, else
   // a message describing the mismatch in the user's terms.
   std::string (*shape)(const Node& n, const std::vector<Type>& in, Type& out);
-  // Elementwise ops: reference evaluation of one element of node n, in double precision.
+  // Elementwise ops: reference evaluation of one element of node n, in double precision;
+  // also the op's value on compile-time numbers (lowering, constant folding).
   double (*eval)(const Node& n, const double* x);
   // Elementwise ops: emitted C++; {0}, {1}, {2} name the inputs. Helpers are in common/prelude/ddpm_prelude*.h.
   const char* emit;
