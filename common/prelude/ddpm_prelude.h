@@ -114,74 +114,82 @@ template <class T> inline T rnormal(uint64_t seed, uint64_t step, uint32_t strea
 template <> inline float rnormal<float>(uint64_t seed, uint64_t step, uint32_t stream, int64_t e0) {
   return (float)philox_normal(seed, step, stream, (uint64_t)e0);
 }
-// Philox4x32-10 for the L consecutive elements e0, e0 + 1, ... in the lanes (AVX-512): the first
-// two words of each element's block, w0[k] and w1[k], exactly as philox_block computes them.
+// 32-bit lane operations for philox_lanes: AVX-512 (16 lanes) and AVX2 (8 lanes). mulhi is
+// the high 32 bits of the 32 x 32 products, lane by lane: even lanes from one widening
+// multiply, odd lanes from another on the shifted words.
+#if defined(__AVX512F__)
+struct PhiloxOps16 {
+  using R = __m512i;
+  static constexpr int kLanes = 16;
+  static R set1(uint32_t x) { return _mm512_set1_epi32((int)x); }
+  static R iota() { return _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); }
+  static R add(R a, R b) { return _mm512_add_epi32(a, b); }
+  static R xor_(R a, R b) { return _mm512_xor_si512(a, b); }
+  static R mullo(R a, R b) { return _mm512_mullo_epi32(a, b); }
+  static R mulhi(R a, R m) {
+    const R even = _mm512_srli_epi64(_mm512_mul_epu32(a, m), 32);
+    const R odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);
+    return _mm512_mask_blend_epi32((__mmask16)0xAAAA, even, odd);
+  }
+  static void store(uint32_t* p, R a) { _mm512_storeu_si512(p, a); }
+};
+#endif
+#if defined(__AVX2__)
+struct PhiloxOps8 {
+  using R = __m256i;
+  static constexpr int kLanes = 8;
+  static R set1(uint32_t x) { return _mm256_set1_epi32((int)x); }
+  static R iota() { return _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7); }
+  static R add(R a, R b) { return _mm256_add_epi32(a, b); }
+  static R xor_(R a, R b) { return _mm256_xor_si256(a, b); }
+  static R mullo(R a, R b) { return _mm256_mullo_epi32(a, b); }
+  static R mulhi(R a, R m) {
+    const R even = _mm256_srli_epi64(_mm256_mul_epu32(a, m), 32);
+    const R odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
+    return _mm256_blend_epi32(even, odd, 0xAA);
+  }
+  static void store(uint32_t* p, R a) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), a); }
+};
+#endif
+
+// Philox4x32-10 (philox.h's philox_block) with one element per lane of Ops::R.
+template <class Ops>
+inline bool philox_lanes(uint64_t seed, uint64_t step, uint32_t stream, int64_t e0, uint32_t* w0, uint32_t* w1) {
+  using R = typename Ops::R;
+  const uint64_t e = (uint64_t)e0;
+  if ((e >> 32) != ((e + Ops::kLanes - 1) >> 32)) return false;
+  const R m0 = Ops::set1(0xD2511F53u), m1 = Ops::set1(0xCD9E8D57u);
+  R c0 = Ops::add(Ops::set1((uint32_t)e), Ops::iota());
+  R c1 = Ops::set1((uint32_t)(e >> 32) ^ (stream * 0x85EBCA6Bu));
+  R c2 = Ops::set1((uint32_t)step), c3 = Ops::set1((uint32_t)(step >> 32));
+  uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32) ^ stream;
+  for (int r = 0; r < 10; ++r) {
+    const R hi0 = Ops::mulhi(c0, m0), lo0 = Ops::mullo(c0, m0);
+    const R hi1 = Ops::mulhi(c2, m1), lo1 = Ops::mullo(c2, m1);
+    const R n0 = Ops::xor_(Ops::xor_(hi1, c1), Ops::set1(k0));
+    const R n2 = Ops::xor_(Ops::xor_(hi0, c3), Ops::set1(k1));
+    c0 = n0;
+    c1 = lo1;
+    c2 = n2;
+    c3 = lo0;
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  Ops::store(w0, c0);
+  Ops::store(w1, c1);
+  return true;
+}
+
+// Philox4x32-10 for the L consecutive elements e0, e0 + 1, ... in the lanes: the first two
+// words of each element's block, w0[k] and w1[k], exactly as philox_block computes them.
 // Returns false (nothing written) where the lanes would not share the element's high word, or
 // without AVX-512 or AVX2 (4 lanes: SSE and NEON); callers then take the scalar path.
 inline bool philox_words(uint64_t seed, uint64_t step, uint32_t stream, int64_t e0, uint32_t* w0, uint32_t* w1) {
 #if defined(__AVX512F__)
-  if constexpr (L == 16) {
-    const uint64_t e = (uint64_t)e0;
-    if ((e >> 32) != ((e + 15) >> 32)) return false;
-    const __m512i m0 = _mm512_set1_epi32((int)0xD2511F53u), m1 = _mm512_set1_epi32((int)0xCD9E8D57u);
-    __m512i c0 = _mm512_add_epi32(_mm512_set1_epi32((int)(uint32_t)e), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
-    __m512i c1 = _mm512_set1_epi32((int)((uint32_t)(e >> 32) ^ (stream * 0x85EBCA6Bu)));
-    __m512i c2 = _mm512_set1_epi32((int)(uint32_t)step), c3 = _mm512_set1_epi32((int)(uint32_t)(step >> 32));
-    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32) ^ stream;
-    // High 32 bits of the 32 x 32 products, lane by lane: even lanes from one widening multiply,
-    // odd lanes from another on the shifted words.
-    auto mulhi = [](__m512i a, __m512i m) {
-      const __m512i even = _mm512_srli_epi64(_mm512_mul_epu32(a, m), 32);
-      const __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);
-      return _mm512_mask_blend_epi32((__mmask16)0xAAAA, even, odd);
-    };
-    for (int r = 0; r < 10; ++r) {
-      const __m512i hi0 = mulhi(c0, m0), lo0 = _mm512_mullo_epi32(c0, m0);
-      const __m512i hi1 = mulhi(c2, m1), lo1 = _mm512_mullo_epi32(c2, m1);
-      const __m512i n0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1), _mm512_set1_epi32((int)k0));
-      const __m512i n2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), _mm512_set1_epi32((int)k1));
-      c0 = n0;
-      c1 = lo1;
-      c2 = n2;
-      c3 = lo0;
-      k0 += 0x9E3779B9u;
-      k1 += 0xBB67AE85u;
-    }
-    _mm512_storeu_si512(w0, c0);
-    _mm512_storeu_si512(w1, c1);
-    return true;
-  }
+  if constexpr (L == 16) return philox_lanes<PhiloxOps16>(seed, step, stream, e0, w0, w1);
 #endif
 #if defined(__AVX2__)
-  if constexpr (L == 8) {  // the same rounds on 8 lanes
-    const uint64_t e = (uint64_t)e0;
-    if ((e >> 32) != ((e + 7) >> 32)) return false;
-    const __m256i m0 = _mm256_set1_epi32((int)0xD2511F53u), m1 = _mm256_set1_epi32((int)0xCD9E8D57u);
-    __m256i c0 = _mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)e), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    __m256i c1 = _mm256_set1_epi32((int)((uint32_t)(e >> 32) ^ (stream * 0x85EBCA6Bu)));
-    __m256i c2 = _mm256_set1_epi32((int)(uint32_t)step), c3 = _mm256_set1_epi32((int)(uint32_t)(step >> 32));
-    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32) ^ stream;
-    auto mulhi = [](__m256i a, __m256i m) {
-      const __m256i even = _mm256_srli_epi64(_mm256_mul_epu32(a, m), 32);
-      const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
-      return _mm256_blend_epi32(even, odd, 0xAA);
-    };
-    for (int r = 0; r < 10; ++r) {
-      const __m256i hi0 = mulhi(c0, m0), lo0 = _mm256_mullo_epi32(c0, m0);
-      const __m256i hi1 = mulhi(c2, m1), lo1 = _mm256_mullo_epi32(c2, m1);
-      const __m256i n0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32((int)k0));
-      const __m256i n2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32((int)k1));
-      c0 = n0;
-      c1 = lo1;
-      c2 = n2;
-      c3 = lo0;
-      k0 += 0x9E3779B9u;
-      k1 += 0xBB67AE85u;
-    }
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(w0), c0);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(w1), c1);
-    return true;
-  }
+  if constexpr (L == 8) return philox_lanes<PhiloxOps8>(seed, step, stream, e0, w0, w1);
 #endif
   (void)seed, (void)step, (void)stream, (void)e0, (void)w0, (void)w1;
   return false;
