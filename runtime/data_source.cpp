@@ -104,7 +104,7 @@ DataSource::DataSource(const std::string& spec, const Module& mod, const std::st
   std::string path = spec == "fashion-mnist" ? std::string(kFashionMnistDir) + "/train-images-idx3-ubyte.gz" : spec;
   const bool is_npy = fs::path(path).extension() == ".npy";
   const bool is_idx = path.find("idx3-ubyte") != std::string::npos;
-  if (is_npy || is_idx) {
+  if (data_names_file(path)) {
     std::error_code ec;
     if (!fs::exists(path, ec) && is_idx && path.ends_with(".gz") && fs::exists(path.substr(0, path.size() - 3), ec))
       path = path.substr(0, path.size() - 3);
@@ -175,6 +175,10 @@ DataSource::DataSource(const std::string& spec, const Module& mod, const std::st
     user_error_noloc(fmt::format("data set '{}' gives 2-D points, but the model's samples are {}", spec,
                                  mod.data_shape_string()),
                      "pass --data with an .npy array of matching shape");
+}
+
+bool data_names_file(const std::string& spec) {
+  return fs::path(spec).extension() == ".npy" || spec.find("idx3-ubyte") != std::string::npos;
 }
 
 void DataSource::fill(uint64_t seed, uint64_t step, int B, float* x0, float* labels, int64_t row0) const {

@@ -50,6 +50,9 @@ class DataSource {
 // "[2, 3]".
 std::string shape_string(const std::vector<int64_t>& s);
 
+// Whether a --data value names a file (an .npy array or IDX images) rather than a built-in set.
+bool data_names_file(const std::string& spec);
+
 // The class indices of the n samples of `data_path` from the label file `path`
 // (an IDX label file or an .npy [N]), each checked against 0..K-1; a user error
 // names the file otherwise. (The trainer's labels; ddpm-eval reads its test

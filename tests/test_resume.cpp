@@ -10,10 +10,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
 #include "common/diag.h"
+#include "runtime/npy.h"
 #include "runtime/resume.h"
 #include "runtime/safetensors.h"
 #include "test_shell.h"
@@ -125,4 +127,30 @@ TEST_CASE("resume: settings not given come from the checkpoint, given ones overr
   auto old = meta;  // a checkpoint from before steps were recorded keeps the command line's
   old.erase("steps");
   CHECK(ddpm::restore_settings(ddpm::TrainConfig{}, old, "ck", notes).steps == ddpm::TrainConfig{}.steps);
+}
+
+TEST_CASE("resume: a run trained on a relative .npy path resumes from another directory without --data") {
+  // ddpm-train records data and label files by absolute path, so the run does not depend on
+  // the directory it was started from.
+  const fs::path dir = fresh_dir("relative-data"), elsewhere = fresh_dir("relative-data-elsewhere");
+  fs::create_directories(dir);
+  fs::create_directories(elsewhere);
+  std::vector<float> x(2 * 64);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+  ddpm::write_npy((dir / "points.npy").string(), x.data(), {64, 2});
+  const std::string spec = std::string(DDPM_SOURCE_DIR) + "/models/moons.ddpm";
+  std::string out;
+  REQUIRE(run_shell(fmt::format("cd {} && {} {} --data points.npy --steps 20 --stop-at 10 --batch 16 -q --out run",
+                                dir.string(), tool_path("ddpm-train"), spec),
+                    out) == 0);
+  const auto meta = ddpm::read_safetensors((dir / "run" / "checkpoint.safetensors").string()).metadata;
+  auto it = meta.find("data");
+  REQUIRE(it != meta.end());
+  CHECK(it->second == (dir / "points.npy").lexically_normal().string());
+  INFO(out);
+  REQUIRE(run_shell(fmt::format("cd {} && {} {} --out {} --resume -q", elsewhere.string(), tool_path("ddpm-train"), spec,
+                                (dir / "run").string()),
+                    out) == 0);
+  const auto done = ddpm::read_safetensors((dir / "run" / "checkpoint.safetensors").string()).metadata;
+  CHECK(done.at("step") == "20");
 }

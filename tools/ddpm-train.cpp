@@ -20,6 +20,7 @@
 #include "common/diag.h"
 #include "common/input_limits.h"
 #include "runtime/data2d.h"
+#include "runtime/data_source.h"
 #include "runtime/module.h"
 #include "runtime/train.h"
 #include "spec_module.h"
@@ -135,6 +136,14 @@ int main(int argc, char** argv) {
     std::replace(flag.begin(), flag.end(), '_', '-');
     if (app.get_option(flag)->count() > 0) cfg.given.insert(key);
   }
+  // Data and label files are recorded with absolute paths, so the run resumes from any directory.
+  auto absolute = [](std::string& p) {
+    std::error_code ec;
+    const auto a = std::filesystem::absolute(p, ec);
+    if (!ec) p = a.lexically_normal().string();
+  };
+  if (ddpm::data_names_file(cfg.data)) absolute(cfg.data);
+  if (!cfg.labels.empty()) absolute(cfg.labels);
 
   auto flag_error = [](const std::string& msg) { return ddpm_tools::flag_error("ddpm-train", msg); };
   if (cfg.steps < 1) return flag_error(fmt::format("--steps must be at least 1 (got {})", cfg.steps));
