@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <thread>
 
 #include <fmt/format.h>
@@ -32,6 +33,9 @@ namespace {
 
 Dist g_world;
 std::atomic<int64_t> g_step{-1}, g_ckpt{-1};
+std::mutex g_ckpt_mu;  // held while a checkpoint is written, and while the report reads g_ckpt
+std::atomic<bool> g_lost{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "rank_lost() is called from signal handlers");  // a rank was reported lost (set under g_ckpt_mu)
 
 void check(int rc, const char* what, int line) {
   if (rc != MPI_SUCCESS) ddpmc::internal_error(__FILE__, line, fmt::format("{} failed (MPI error {})", what, rc));
@@ -62,7 +66,13 @@ struct Watchdog {
       // One report per host: from its lowest live rank.
       for (int r = 0; r < rank; ++r)
         if (std::strcmp(peers[r].host, me.host) == 0 && alive(r)) return;
-      const int64_t step = g_step.load(), ck = g_ckpt.load();
+      int64_t ck;
+      {
+        std::lock_guard<std::mutex> lock(g_ckpt_mu);
+        g_lost = true;
+        ck = g_ckpt.load();
+      }
+      const int64_t step = g_step.load();
       std::string where = step > 0 ? fmt::format(" during step {}", step) : std::string();
       std::string kept = ck >= 0 ? fmt::format("; the last good checkpoint (step {}) is kept", ck)
                          : step > 0 ? std::string("; no checkpoint had been written yet") : std::string();
@@ -83,6 +93,20 @@ const Dist& dist() { return g_world; }
 void Dist::set_step(int64_t step, int64_t last_checkpoint) const {
   g_step.store(step);
   g_ckpt.store(last_checkpoint);
+}
+
+bool Dist::begin_checkpoint() const {
+  g_ckpt_mu.lock();
+  if (!g_lost) return true;
+  g_ckpt_mu.unlock();
+  return false;
+}
+
+bool Dist::rank_lost() const { return g_lost.load(); }
+
+void Dist::end_checkpoint(int64_t step) const {
+  g_ckpt.store(step);
+  g_ckpt_mu.unlock();
 }
 
 void Dist::require_same(const std::string& what, const std::string& value) const {

@@ -43,6 +43,15 @@ class Dist {
   // the message printed when another rank dies (see DistSession).
   void set_step(int64_t step, int64_t last_checkpoint) const;
 
+  // A checkpoint write and the watchdog's report exclude each other, so the step
+  // the report names is the checkpoint on disk. begin_checkpoint() returns false
+  // once a rank has been reported lost (then nothing is written); after a true,
+  // the writer calls end_checkpoint(step) when the file is complete.
+  bool begin_checkpoint() const;
+  void end_checkpoint(int64_t step) const;
+  // Whether the watchdog has reported a lost rank (lock-free: signal handlers may ask).
+  bool rank_lost() const;
+
  private:
   friend class DistSession;
   int rank_ = 0, size_ = 1;

@@ -94,7 +94,9 @@ extern "C" void on_stop_signal(int sig) {
   g_stop_signal = sig;
   const int n = g_signal_count + 1;
   g_signal_count = n;
-  if (!g_announce) return;
+  // After a lost rank's report, mpirun's SIGTERM needs no answer: that report said
+  // which checkpoint is kept, and no later one is written.
+  if (!g_announce || dist().rank_lost()) return;
   static const char first[] = "\nstopping: finishing this step, then writing the checkpoint\n";
   static const char again[] = "\nstill stopping: the checkpoint is being written (Ctrl-\\ kills without it)\n";
   const char* msg = n == 1 ? first : again;
@@ -320,12 +322,23 @@ int train(const TrainConfig& cfg_in) {
   const std::vector<TensorView> views = checkpoint_views(m, st);
   int64_t last_ckpt = cfg.resume ? start.step : -1;
   auto save = [&](int64_t step, double elapsed) {
-    last_ckpt = step;
-    if (!lead) return;
+    if (!lead) {
+      last_ckpt = step;
+      return;
+    }
+    // After another rank died the checkpoint on disk stays the one the report named.
+    if (!world.begin_checkpoint()) return;
     meta["step"] = std::to_string(step);
     meta["elapsed_s"] = fmt::format("{:.3f}", elapsed);
-    write_safetensors(ckpt_path, views, meta);
-    if (!weights_path.empty()) write_weights(weights_path, m, st.ema.data(), meta);
+    try {
+      write_safetensors(ckpt_path, views, meta);
+      if (!weights_path.empty()) write_weights(weights_path, m, st.ema.data(), meta);
+    } catch (...) {
+      world.end_checkpoint(last_ckpt);
+      throw;
+    }
+    last_ckpt = step;
+    world.end_checkpoint(step);
     write_loss_plot(out);
   };
 
@@ -454,7 +467,7 @@ int train(const TrainConfig& cfg_in) {
              k - start.step, k - start.step == 1 ? "" : "s", dt,
              evals ? fmt::format(" (+ {:.1f} s evaluating)", evaluating()) : "",
              rate((k - start.step) / std::max(dt, 1e-9)), last_mean,
-             k, ckpt_path,
+             last_ckpt, ckpt_path,
              interrupted || k < cfg.steps ? "; continue with --resume" : "");
   return interrupted ? kTrainInterrupted : 0;
 }
