@@ -57,7 +57,7 @@ struct Stmt {
 // A type annotation on a net parameter or result: `[2]`, `[1, 28, 28]`, `step`, or
 // `label` (a class index: the declared label, or a sampler's class argument).
 struct TypeAnn {
-  enum class Kind { Tensor, Step, Label } kind = Kind::Tensor;
+  enum class Kind { Tensor, Step, Label, Time } kind = Kind::Tensor;
   Loc loc;
   std::vector<long long> dims;  // Tensor only; the batch axis is implicit and not written
 };

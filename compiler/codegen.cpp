@@ -111,10 +111,22 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
                                  m.sampler_info[i].args.size(), i, i, m.sampler_info[i].state_floats);
   sampler_infos += "    {nullptr, 0, nullptr, nullptr, 0}};\n\n";
   std::string sampler_entries = sampler_infos;
-  sampler_entries += "int sampler_step4(int sampler, void* arena, int B, const float* params, const float* x_in, int t, int s,\n"
-       "                  uint64_t seed, uint64_t step, float* x_out, int64_t row0, const float* args,\n"
-       "                  const float* state_in, float* state_out, int flags) {\n"
-       "  if (B < 1 || t < 1 || t > " + fmt::format("{}", m.diffusion.T) + " || s < 0 || s >= t) return 1;\n"
+  // Discrete time: sampler_step4 takes steps t > s (ABI 4). Continuous time: sampler_step_time
+  // takes real times t > s >= 0 (ABI 7), and sampler_step4 refuses every call.
+  const Diffusion& dif = m.diffusion;
+  if (dif.continuous)
+    sampler_entries += "// Continuous time: the samplers run through sampler_step_time.\n"
+       "int sampler_step4(int, void*, int, const float*, const float*, int, int, uint64_t, uint64_t, float*, int64_t,\n"
+       "                  const float*, const float*, float*, int) {\n  return 1;\n}\n\n";
+  sampler_entries += (dif.continuous
+       ? "int sampler_step_time(int sampler, void* arena, int B, const float* params, const float* x_in, float t, float s,\n"
+         "                      uint64_t seed, uint64_t step, float* x_out, int64_t row0, const float* args,\n"
+         "                      const float* state_in, float* state_out, int flags) {\n"
+         "  if (B < 1 || !(t > s) || !(s >= 0.0f) || !(t <= " + flt(dif.t_max) + ")) return 1;\n"
+       : "int sampler_step4(int sampler, void* arena, int B, const float* params, const float* x_in, int t, int s,\n"
+         "                  uint64_t seed, uint64_t step, float* x_out, int64_t row0, const float* args,\n"
+         "                  const float* state_in, float* state_out, int flags) {\n"
+         "  if (B < 1 || t < 1 || t > " + fmt::format("{}", m.diffusion.T) + " || s < 0 || s >= t) return 1;\n") +
        "  if (sampler < 0 || sampler >= " + fmt::format("{}", c.samplers.size()) + ") return 2;\n"
        "  if (kSamplerInfo[sampler].state_floats > 0 && (!state_in || !state_out)) return 3;\n"
        "  Env e{};\n  e.B = B;\n  e.A = align64(arena);\n  e.params = params;\n  e.in_x = x_in;\n"
@@ -184,6 +196,10 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
          "                  uint64_t seed, uint64_t step, float* x_out, int64_t row0, const float* args,\n"
          "                  const float* state_in, float* state_out, int flags);\n"
          "extern const ddpm_sampler_info kSamplerInfo[];\n";
+    if (dif.continuous)
+      s += "int sampler_step_time(int sampler, void* arena, int B, const float* params, const float* x_in, float t, float s,\n"
+           "                      uint64_t seed, uint64_t step, float* x_out, int64_t row0, const float* args,\n"
+           "                      const float* state_in, float* state_out, int flags);\n";
     if (c.model.has_eps)
       s += "int eps_eval(void* arena, int B, const float* params, const float* x, int t, float* eps);\n"
            "int eps_eval_labels(void* arena, int B, const float* params, const float* x, const float* labels, int t,\n"
@@ -264,6 +280,13 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
   // Version 6 (a diffusion module leaves these zero: not supervised, no classify_eval).
   if (m.supervised)
     s += fmt::format("    1, {}, {}, {}classify_eval,\n", m.logits_numel, m.features_numel, q);
+  // Version 7 (a discrete-time or supervised module leaves these zero: no continuous time).
+  if (dif.continuous)
+    s += fmt::format("    0, 0, 0, nullptr,\n    1, {}, {}, {}, {}, {}, {}sampler_step_time,\n", flt(dif.t_min),
+                     flt(dif.t_max),
+                     dif.grid == "karras" ? "DDPM_GRID_KARRAS" : dif.grid == "quadratic" ? "DDPM_GRID_QUADRATIC"
+                                                                                       : "DDPM_GRID_UNIFORM",
+                     flt(dif.rho), dif.sample_steps, q);
   s += "};\n\n";
   s += "}  // namespace\n\n";
   s += "extern \"C\" __attribute__((visibility(\"default\"))) const ddpm_module* ddpm_module_v1(void) { return &kModule; }\n";

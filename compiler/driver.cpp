@@ -37,6 +37,10 @@ CheckReport report(const Compiled& c, int batch) {
     s += fmt::format("  data            {} per sample, {} classes; supervised (no diffusion): {} logits{}\n",
                      c.model.data.str(), c.model.label_classes, c.model.logits_numel,
                      c.model.features_numel > 0 ? fmt::format(", {} features", c.model.features_numel) : "");
+  else if (const Diffusion& d = c.model.diffusion; d.continuous)
+    s += fmt::format("  data            {} per sample, continuous time in [{:g}, {:g}], {} grid{}, {} sampling steps by default\n",
+                     c.model.data.str(), d.t_min, d.t_max, d.grid,
+                     d.grid == "karras" ? fmt::format(" (rho = {:g})", d.rho) : "", d.sample_steps);
   else
     s += fmt::format("  data            {} per sample, T = {}, {} schedule\n", c.model.data.str(), c.model.diffusion.T,
                      c.model.diffusion.schedule);

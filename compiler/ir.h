@@ -136,6 +136,15 @@ struct Diffusion {
   int T = 0;
   std::string schedule;
   std::vector<double> beta, alpha, abar, abar_prev, beta_tilde;  // T+1 entries, index 0..T
+  // Continuous time (`time = continuous`): t is a real number in [t_min, t_max], the
+  // spec writes its schedule as expressions of t, and there are no tables (T = 0).
+  // Samplers run over a grid whose spacing is declared and whose step count is
+  // chosen at sampling time (sample_steps by default).
+  bool continuous = false;
+  double t_min = 0, t_max = 1;
+  std::string grid = "uniform";  // uniform, quadratic, karras
+  double rho = 7;                // karras only
+  int sample_steps = 50;
 };
 
 // Everything lowering produces for one spec.

@@ -138,6 +138,13 @@ Value Lowerer::lookup(const std::string& name, const Loc& loc) {
                       name == "beta_tilde"))
     no_diffusion(loc, name == "T" ? "'T' is the number of diffusion steps"
                                   : fmt::format("'{}' is a diffusion schedule table", name));
+  if (m_.diffusion.continuous && (name == "T" || name == "beta" || name == "alpha" || name == "abar" ||
+                                  name == "abar_prev" || name == "beta_tilde"))
+    user_error(loc,
+               name == "T" ? std::string("'T' is the number of steps of a discrete-time diffusion, but this spec's time is continuous")
+                           : fmt::format("'{}' is a table of a discrete-time diffusion, but this spec's time is continuous", name),
+               "write the schedule as an expression of t, e.g. `fn abar(t) { return exp(-0.5 * t * t * (20 - 0.1) - 0.1 * t) }` "
+               "(the VP-SDE with beta(t) = 0.1 + t (20 - 0.1))");
   if (label_ && name == label_->name)
     user_error(loc, fmt::format("'{}' is the training label, which only the loss sees", name),
                "a sampler takes its class as an argument, e.g. `sampler cfg(x, t, s, w = 3, class = 0)`");
@@ -239,6 +246,7 @@ Value Lowerer::eval(const Expr& e) {
 std::string Lowerer::type_ann_str(const TypeAnn& ann) {
   if (ann.kind == TypeAnn::Kind::Step) return "step";
   if (ann.kind == TypeAnn::Kind::Label) return "label";
+  if (ann.kind == TypeAnn::Kind::Time) return "time";
   std::string s = "[";
   for (size_t i = 0; i < ann.dims.size(); ++i) s += fmt::format("{}{}", i ? "," : "", ann.dims[i]);
   return s + "]";
@@ -264,9 +272,22 @@ void Lowerer::check_type(const TypeAnn& ann, const Value& v, const Loc& loc, con
     return;
   }
   if (ann.kind == TypeAnn::Kind::Step) {
+    if (m_.diffusion.continuous)
+      user_error(ann.loc, fmt::format("{} is typed `step`, but this diffusion's time is continuous", what),
+                 "declare it `time`: a real number per sample, such as the sampler's t or uniform_time()");
     if (v.kind != Value::Kind::Tensor || !v.is_step)
       user_error(loc, fmt::format("{} must be a step, got {}", what, kind_name(v)),
                  "pass the sampler's t, or t = uniform_step() in the loss");
+    return;
+  }
+  if (ann.kind == TypeAnn::Kind::Time) {
+    // A real number per sample ([B]) or one for all samples ([] or a number).
+    if (v.kind == Value::Kind::Number) return;
+    if (v.kind != Value::Kind::Tensor || !b_->type(v.node).dims.empty())
+      user_error(loc,
+                 fmt::format("{} must be a time (one number per sample), got {}", what,
+                             v.kind == Value::Kind::Tensor ? shape_str(b_->type(v.node)) : kind_name(v)),
+                 "pass the sampler's t, uniform_time() in the loss, or any [B] expression of them");
     return;
   }
   Type want{true, std::vector<int64_t>(ann.dims.begin(), ann.dims.end())};

@@ -299,11 +299,27 @@ const std::map<std::string, Builtin>& builtins() {
        }}},
       {"uniform_step", {{}, 0, "uniform_step() draws t ~ U{1..T} per sample", [](BuiltinCall& c) {
          if (c.L.supervised_) c.L.no_diffusion(c.call.loc, "uniform_step() draws a diffusion step");
+         if (c.L.diffusion().continuous)
+           user_error(c.call.loc, "uniform_step() draws a step of discrete time, but this diffusion's time is continuous",
+                      "draw a time with uniform_time() (or any expression, e.g. exp(-1.2 + 1.2 * randn([])))");
          Node n{Op::UniformStep};
          n.type = Type{true, {}};
          n.i0 = c.L.next_stream_++;
          n.i1 = c.L.steps_T();
          return tensor(c.L.make(std::move(n), c.call.loc, "uniform_step"), true);
+       }}},
+      {"uniform_time", {{}, 0, "uniform_time() draws t ~ U(t_min, t_max) per sample (continuous time)", [](BuiltinCall& c) {
+         if (c.L.supervised_) c.L.no_diffusion(c.call.loc, "uniform_time() draws a diffusion time");
+         const Diffusion& d = c.L.diffusion();
+         if (!d.continuous)
+           user_error(c.call.loc, "uniform_time() draws a continuous time, but this diffusion's time is discrete",
+                      "draw a step with uniform_step(), or add `time = continuous` to the diffusion block");
+         Node n{Op::RandU};
+         n.type = Type{true, {}};
+         n.i0 = c.L.next_stream_++;
+         NodeId u = c.L.make(std::move(n), c.call.loc, "uniform_time");
+         if (d.t_min == 0 && d.t_max == 1) return tensor(u);
+         return tensor(c.L.b_->add2(c.L.b_->mul(u, c.L.b_->cnst(d.t_max - d.t_min)), c.L.b_->cnst(d.t_min)));
        }}},
       {"arange", {{"n"}, 1, "arange(n) is the constant vector [0, 1, ..., n-1]", [](BuiltinCall& c) {
          int64_t n = c.L.as_int(c.arg(0), c.locs[0], "arange's size");

@@ -23,10 +23,56 @@ void Lowerer::lower_diffusion(const DiffusionDecl& d) {
   std::set<std::string> seen;
   Frame fr;
   stack_.push_back(&fr);
+  // `time = continuous` first: it decides which settings the block takes.
+  Diffusion cont;
+  const Setting* time_setting = nullptr;
+  for (auto& s : d.settings)
+    if (s.key == "time") {
+      time_setting = &s;
+      const Expr& e = *s.value;
+      if (e.kind != ExprKind::Name || (e.name != "continuous" && e.name != "discrete"))
+        user_error(e.loc, "time must be `continuous` or `discrete`",
+                   "write `time = continuous` for a real t in [t_min, t_max]; discrete (the default) has steps 1..T");
+      cont.continuous = e.name == "continuous";
+    }
   for (auto& s : d.settings) {
     if (!seen.insert(s.key).second)
       user_error(s.loc, fmt::format("setting '{}' is given twice", s.key), "keep one of the two settings");
-    if (s.key == "steps") {
+    const bool for_continuous = s.key == "t_min" || s.key == "t_max" || s.key == "grid" || s.key == "sample_steps";
+    if (cont.continuous && (s.key == "steps" || s.key == "schedule"))
+      user_error(s.loc, fmt::format("'{}' is a setting of discrete time, but this diffusion's time is continuous", s.key),
+                 "a continuous-time spec writes its schedule as expressions of t (see `time = continuous` in "
+                 "compiler/README.md); sampling steps are `sample_steps` or ddpm-sample --steps");
+    if (!cont.continuous && for_continuous)
+      user_error(s.loc, fmt::format("'{}' is a setting of continuous time", s.key),
+                 "add `time = continuous` to the diffusion block, or use steps and schedule for discrete time");
+    if (s.key == "time") continue;
+    if (s.key == "t_min" || s.key == "t_max") {
+      const double v = as_number(eval(*s.value), s.value->loc, s.key.c_str());
+      if (!(v >= 0) || !(v <= 1e6))
+        user_error(s.value->loc, fmt::format("{} = {} is out of range", s.key, v), "times are numbers in [0, 1e6]");
+      (s.key == "t_min" ? cont.t_min : cont.t_max) = v;
+    } else if (s.key == "sample_steps") {
+      const int64_t k = as_int(eval(*s.value), s.value->loc, "sample_steps");
+      if (k < 1 || k > 100000)
+        user_error(s.value->loc, fmt::format("sample_steps = {} is out of range", k), "use 1..100000, e.g. 50");
+      cont.sample_steps = (int)k;
+    } else if (s.key == "grid") {
+      const Expr& e = *s.value;
+      if ((e.kind != ExprKind::Name && e.kind != ExprKind::Call) ||
+          (e.name != "uniform" && e.name != "quadratic" && e.name != "karras"))
+        user_error(e.loc, "grid must be uniform, quadratic or karras(rho = 7)",
+                   "the grid spaces the sampler's times between t_max and t_min");
+      cont.grid = e.name;
+      if (e.kind == ExprKind::Call) {
+        if (e.name != "karras" || e.args.size() != 1 || !(e.args[0].name.empty() || e.args[0].name == "rho"))
+          user_error(e.loc, fmt::format("grid '{}' takes {}", e.name, e.name == "karras" ? "one argument, rho" : "no arguments"),
+                     "write e.g. grid = karras(rho = 7) (Karras et al. 2022)");
+        cont.rho = as_number(eval(*e.args[0].value), e.args[0].value->loc, "rho");
+        if (!(cont.rho >= 1) || !(cont.rho <= 100))
+          user_error(e.args[0].value->loc, fmt::format("rho = {} is out of range", cont.rho), "use 1..100; Karras et al. use 7");
+      }
+    } else if (s.key == "steps") {
       Value v = eval(*s.value);
       int64_t t = as_int(v, s.value->loc, "steps");
       if (t < 2 || t > 100000)
@@ -57,10 +103,23 @@ void Lowerer::lower_diffusion(const DiffusionDecl& d) {
       }
       sched_loc = e.loc;
     } else {
-      user_error(s.loc, fmt::format("unknown diffusion setting '{}'", s.key), "the settings are: steps, schedule");
+      user_error(s.loc, fmt::format("unknown diffusion setting '{}'", s.key),
+                 cont.continuous ? "the settings of continuous time are: time, t_min, t_max, grid, sample_steps"
+                                 : "the settings are: steps, schedule (or time = continuous)");
     }
   }
   stack_.pop_back();
+  if (cont.continuous) {
+    if (!(cont.t_max > cont.t_min))
+      user_error(time_setting->loc, fmt::format("t_max = {} must be above t_min = {}", cont.t_max, cont.t_min),
+                 "the sampler runs from t_max down to t_min, then to 0");
+    if (cont.grid == "karras" && cont.t_min <= 0)
+      user_error(time_setting->loc, "the karras grid needs t_min > 0",
+                 "Karras et al. use t_min = 0.002 and t_max = 80 (sigma)");
+    cont.schedule = "continuous";
+    m_.diffusion = std::move(cont);
+    return;
+  }
   m_.diffusion = make_diffusion(sched, T, args, sched_loc);
 }
 
@@ -110,7 +169,8 @@ void Lowerer::collect() {
     v.str = n;
     globals_[n] = v;
   };
-  if (diff) {
+  has_diffusion_ = diff != nullptr;
+  if (diff && !m_.diffusion.continuous) {
     auto& d = m_.diffusion;
     table("beta", d.beta);
     table("alpha", d.alpha);
@@ -180,8 +240,10 @@ Graph Lowerer::lower_entry(const FuncDef& f, const std::string& graph_name) {
         user_error(f.params[i].loc, fmt::format("sampler parameter '{}' takes no type or default", f.params[i].name),
                    "x has the data's shape and t, s are steps; write `sampler name(x, t, s)`");
     fr.vars[f.params[0].name] = input("x", data_type_, f.params[0].loc, false);
-    fr.vars[f.params[1].name] = input("t", Type{true, {}}, f.params[1].loc, true);
-    fr.vars[f.params[2].name] = input("s", Type{true, {}}, f.params[2].loc, true);
+    // Discrete time: t and s are steps (they index the tables); continuous: real times.
+    const bool steps = !m_.diffusion.continuous;
+    fr.vars[f.params[1].name] = input("t", Type{true, {}}, f.params[1].loc, steps);
+    fr.vars[f.params[2].name] = input("s", Type{true, {}}, f.params[2].loc, steps);
     sampler_ = &f;
     flags_.clear();
     sampler_info_ = SamplerInfo{};
@@ -208,7 +270,11 @@ Graph Lowerer::lower_entry(const FuncDef& f, const std::string& graph_name) {
                    fmt::format("write e.g. state({}: {}) (data-shaped) or state({}: step); state starts at zero", p.name,
                                type_ann_str(data_->type), p.name));
       const bool step = p.type->kind == TypeAnn::Kind::Step;
-      Type t{true, step ? std::vector<int64_t>{} : std::vector<int64_t>(p.type->dims.begin(), p.type->dims.end())};
+      if (step && m_.diffusion.continuous)
+        user_error(p.type->loc, fmt::format("state '{}' is typed `step`, but this diffusion's time is continuous", p.name),
+                   fmt::format("type it `{}: time`", p.name));
+      const bool scalar = step || p.type->kind == TypeAnn::Kind::Time || p.type->kind == TypeAnn::Kind::Label;
+      Type t{true, scalar ? std::vector<int64_t>{} : std::vector<int64_t>(p.type->dims.begin(), p.type->dims.end())};
       Value v = input("state/" + p.name, t, p.loc, step);
       // A label state holds a class index checked when it was written.
       if (p.type->kind == TypeAnn::Kind::Label) v.classes = std::max<int64_t>(1, std::max(m_.label_values, m_.label_classes));
@@ -335,7 +401,7 @@ void Lowerer::run() {
     }
   Loc top_loc{main.file, 1, 1};
   if (!loss) user_error(top_loc, "the spec has no 'loss' block", "add `loss { ... return mean(square(eps - eps_theta(xt, t))) }`");
-  if (m_.diffusion.T == 0 && !label_)
+  if (!has_diffusion_ && !label_)
     user_error(loss->loc, "the spec has no 'diffusion' block",
                "add `diffusion { steps = 1000  schedule = linear(beta_min = 1e-4, beta_max = 0.02) }`, or declare a "
                "label (`label y: 10`) for a supervised model trained on data and labels");

@@ -170,6 +170,7 @@ class Lowerer {
   NodeId param(const std::string& name, const Type& t, float bound, const Loc& loc);
   Frame& top() { return *stack_.back(); }
   int steps_T() const { return m_.diffusion.T; }
+  const Diffusion& diffusion() const { return m_.diffusion; }
   Value reduce(BuiltinCall& c, bool mean);
   // first_step() / last_step(): 1 on the sampler's first (last) step, else 0.
   Value step_flag(const std::string& which, const Loc& loc);
@@ -189,6 +190,7 @@ class Lowerer {
   int64_t expanded_calls_ = 0;  // in the entry point being lowered
   // A spec without a diffusion block but with a label: a supervised model.
   bool supervised_ = false;
+  bool has_diffusion_ = false;  // the spec has a diffusion block (discrete or continuous time)
   // features(x): x, marked (in the classify graph) as the net's features output.
   Value features(BuiltinCall& c);
   // The error for a diffusion-only construct (`what`) in a supervised spec.

@@ -23,7 +23,7 @@ const char* kExprHint =
     "or these combined with + - * / and parentheses";
 const char* kTypeHint =
     "a type is a per-sample shape such as '[2]' or '[1, 28, 28]' (the batch axis is implicit), "
-    "'step' for a diffusion step, or 'label' for a class index";
+    "'step' for a diffusion step, 'time' for a continuous time, or 'label' for a class index";
 
 bool is_item_keyword(std::string_view s) {
   return s == "import" || s == "diffusion" || s == "data" || s == "label" || s == "fn" || s == "net" ||
@@ -211,6 +211,11 @@ class Parser {
     if (at_name("label")) {
       advance();
       t.kind = TypeAnn::Kind::Label;
+      return t;
+    }
+    if (at_name("time")) {
+      advance();
+      t.kind = TypeAnn::Kind::Time;
       return t;
     }
     if (!at(Tok::LBracket)) fail_expected("a type", kTypeHint);

@@ -197,6 +197,11 @@ void write_config(const std::string& path, const TrainConfig& c, const ddpm_modu
   j["supervised"] = is_supervised(m);
   j["T"] = m.T;
   j["schedule"] = m.schedule ? m.schedule : "";
+  if (is_continuous(m)) {
+    j["time"] = "continuous";
+    j["t_min"] = m.t_min;
+    j["t_max"] = m.t_max;
+  }
   j["param_floats"] = m.param_floats;
   j["data_dims"] = std::vector<int>(m.data_dims, m.data_dims + m.data_rank);
   std::string text = j.dump(2) + "\n";

@@ -54,6 +54,8 @@ class Module {
 // Whether `m` is a supervised module (ABI version 6: a spec without a diffusion
 // block; no samplers, no schedule, classify_eval). Older modules never are.
 inline bool is_supervised(const ddpm_module& m) { return m.abi_version >= 6 && m.supervised != 0; }
+// A continuous-time module (ABI 7): real times, sampled through sampler_step_time.
+inline bool is_continuous(const ddpm_module& m) { return m.abi_version >= 7 && m.continuous != 0; }
 
 // The one-line error for a diffusion-only request (`what`, e.g. "--sample-every
 // draws diffusion samples") on the supervised model `model`.

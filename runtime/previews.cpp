@@ -50,13 +50,19 @@ FastSampler choose_fast_sampler(const Module& mod, const float* params) {
   const ddpm_module& m = mod.get();
   FastSampler fs;
   if (m.n_samplers < 1) return fs;
+  if (is_continuous(m)) {  // every continuous-time sampler takes any grid: the first, at its default steps
+    fs.idx = 0;
+    fs.strided = true;
+    fs.ts = sampling_times(m, std::min(FastSampler::kMaxSteps, m.sample_steps));
+    return fs;
+  }
   // ddim; else the first sampler that can skip steps; else the first sampler.
   fs.idx = mod.sampler_index("ddim");
   for (int i = 0; i < m.n_samplers && fs.idx < 0; ++i)
     if (reads_target_step(mod, i, params)) fs.idx = i;
   fs.strided = fs.idx >= 0;
   fs.idx = std::max(0, fs.idx);
-  fs.ts = sampling_steps(m.T, fs.strided ? std::min(FastSampler::kMaxSteps, m.T) : 0);
+  fs.ts = sampling_times(m, fs.strided ? std::min(FastSampler::kMaxSteps, m.T) : 0);
   return fs;
 }
 

@@ -27,7 +27,7 @@ class Module;
 struct FastSampler {
   static constexpr int kMaxSteps = 50;
   int idx = -1;          // the module's sampler index; -1: the model has no sampler
-  std::vector<int> ts;   // the step sequence (sample.h sampling_steps)
+  std::vector<double> ts;  // the times (sample.h sampling_times)
   bool strided = false;  // false: the sampler ignores s, so it runs all T steps
   int steps() const { return ts.empty() ? 0 : (int)ts.size() - 1; }
 };

@@ -150,6 +150,30 @@ std::vector<int> sampling_steps(int T, int steps) {
   return ts;
 }
 
+std::vector<double> sampling_times(const ddpm_module& m, int steps) {
+  if (!is_continuous(m)) {
+    const std::vector<int> ts = sampling_steps(m.T, steps);
+    return std::vector<double>(ts.begin(), ts.end());
+  }
+  if (steps < 0 || steps > 100000)
+    user_error_noloc(fmt::format("--steps {} is out of range for a continuous-time model", steps),
+                     fmt::format("use 1..100000 (0 means the model's default, {})", m.sample_steps));
+  const int K = steps == 0 ? m.sample_steps : steps;
+  const double lo = m.t_min, hi = m.t_max, rho = m.grid_rho;
+  auto spaced = [&](double u) {  // u in [0, 1] -> [lo, hi] by the grid
+    if (m.grid == DDPM_GRID_KARRAS) {
+      const double a = std::pow(lo, 1 / rho), b = std::pow(hi, 1 / rho);
+      return std::pow(a + u * (b - a), rho);
+    }
+    return lo + (hi - lo) * (m.grid == DDPM_GRID_QUADRATIC ? u * u : u);
+  };
+  std::vector<double> ts((size_t)K + 1, 0.0);
+  for (int i = 1; i <= K; ++i)
+    ts[(size_t)i] = lo > 0 ? (K == 1 ? hi : spaced((double)(i - 1) / (K - 1))) : spaced((double)i / K);
+  ts[(size_t)K] = hi;  // exactly t_max, whatever the rounding
+  return ts;
+}
+
 RunFiles run_files(const std::string& run_dir, const std::string& then, const std::string& module_so,
                    const std::string& checksum) {
   std::error_code ec;
@@ -170,7 +194,7 @@ RunFiles run_files(const std::string& run_dir, const std::string& then, const st
   return f;
 }
 
-std::vector<float> run_sampler(const Module& mod, const float* params, int idx, const std::vector<int>& ts, int64_t N,
+std::vector<float> run_sampler(const Module& mod, const float* params, int idx, const std::vector<double>& ts, int64_t N,
                                int batch, uint64_t seed, bool quiet, const float* args, int64_t first,
                                const std::function<bool()>& stop) {
   const ddpm_module& m = mod.get();
@@ -196,14 +220,20 @@ std::vector<float> run_sampler(const Module& mod, const float* params, int idx, 
     std::fill(st.data(), st.data() + (int64_t)B * S, 0.0f);
     for (int i = K; i >= 1; --i) {
       if (stop && stop()) return {};
-      const int t = ts[i], s = ts[i - 1];
+      const int t = (int)ts[i], s = (int)ts[i - 1];  // discrete time: whole steps
       // Version 3+ modules key noise by the global sample index (row0), so the
       // result does not depend on --batch; version 2 ones by the index in the
       // call, made distinct per chunk through the counter. Version 4 modules also
       // take the sampler's arguments (nullptr: its defaults) and carry its state
       // (the state of a chunk of b samples is laid out for batch b).
       int rc;
-      if (m.abi_version >= 4) {
+      if (is_continuous(m)) {
+        // Real times; the noise is keyed by the step's index in the sequence.
+        const int flags = (i == K ? DDPM_STEP_FIRST : 0) | (i == 1 ? DDPM_STEP_LAST : 0);
+        rc = m.sampler_step_time(idx, arena.data(), b, params, x.data(), (float)ts[i], (float)ts[i - 1], seed,
+                                 (uint64_t)i, xn.data(), g0, args, st.data(), stn.data(), flags);
+        std::swap(st, stn);
+      } else if (m.abi_version >= 4) {
         const int flags = (i == K ? DDPM_STEP_FIRST : 0) | (i == 1 ? DDPM_STEP_LAST : 0);
         rc = m.sampler_step4(idx, arena.data(), b, params, x.data(), t, s, seed, (uint64_t)t, xn.data(), g0, args,
                              st.data(), stn.data(), flags);
@@ -216,7 +246,7 @@ std::vector<float> run_sampler(const Module& mod, const float* params, int idx, 
             idx, arena.data(), b, params, x.data(), t, s, seed, counter, xn.data());
       }
       if (rc != 0)
-        DDPM_ICE(fmt::format("module sampler_step returned {} (sampler {}, t = {})", rc, m.sampler_names[idx], t));
+        DDPM_ICE(fmt::format("module sampler_step returned {} (sampler {}, t = {})", rc, m.sampler_names[idx], ts[i]));
       std::swap(x, xn);
       ++calls;
       if (!quiet && seconds_since(last_print) > (tty ? 0.25 : 5.0)) {
@@ -331,7 +361,7 @@ std::vector<float> sample_to_vector(const SampleConfig& cfg) {
   if (idx < 0)
     user_error_noloc(fmt::format("the model has no sampler '{}'", cfg.sampler),
                      "available samplers: " + mod.sampler_list());
-  const std::vector<int> ts = sampling_steps(m.T, cfg.steps);
+  const std::vector<double> ts = sampling_times(m, cfg.steps);
   const int K = (int)ts.size() - 1;
   const std::vector<float> args = sampler_args(m, idx, cfg.args);
   check_sample_memory(m, idx, cfg.n, cfg.batch, cfg.n);

@@ -7,7 +7,9 @@
 // (scatter plot for 2-D points, image grid for [C, H, W]).
 //
 // Step sequence: K = steps (0 means T): t_i = round(i * T / K), and step i goes
-// from t_i to t_{i-1}. For K = T that is t = T..1, s = t - 1.
+// from t_i to t_{i-1}. For K = T that is t = T..1, s = t - 1. A continuous-time
+// module (ABI 7) goes through real times t_K = t_max > ... > t_0 = 0 spaced by its
+// grid (ddpm_abi.h), K = steps (0 means the module's sample_steps).
 //
 // Determinism: x_T depends only on (seed, global sample index), and an ABI
 // version 3 module keys the noise it draws by the global index too (row0), so
@@ -58,6 +60,11 @@ std::vector<float> sampler_args(const ddpm_module& m, int idx, const std::vector
 // Throws ddpmc::UserError unless 0 <= steps <= T.
 std::vector<int> sampling_steps(int T, int steps);
 
+// The times a sampler of module m goes through with K = steps, as [t_0, ..., t_K]:
+// sampling_steps for discrete time, else the module's grid (0 means its
+// sample_steps; at most 100000). Throws ddpmc::UserError for a bad step count.
+std::vector<double> sampling_times(const ddpm_module& m, int steps);
+
 // Runs the sampler and returns the samples [n, data_numel] (also written to
 // out_npy / out_png when set). Under mpirun (dist.h) each rank samples its share
 // of the global indices and rank 0 gathers and writes them; other ranks return
@@ -81,15 +88,15 @@ class Module;
 // ("" if it records none).
 std::string load_weights(const std::string& path, const Module& mod, bool use_ema, float* params);
 
-// Runs sampler `idx` of `mod` with the weights `params` over the step sequence
-// `ts` (sampling_steps) for N samples, `batch` at a time, from x_T keyed by
+// Runs sampler `idx` of `mod` with the weights `params` over the times `ts`
+// (sampling_times) for N samples, `batch` at a time, from x_T keyed by
 // (seed, sample index), with the sampler's arguments `args` (ABI 4; nullptr: its
 // defaults) and its per-sample state carried from step to step. The samples are
 // those of global indices first .. first + N - 1 of the whole set (a rank's share
 // under mpirun). Progress goes to stderr unless `quiet`. `stop`, when set, is
 // asked before every reverse step; once it returns true the sampling is abandoned
 // and an empty vector returned (the trainer's previews stop this way on Ctrl-C).
-std::vector<float> run_sampler(const Module& mod, const float* params, int idx, const std::vector<int>& ts, int64_t N,
+std::vector<float> run_sampler(const Module& mod, const float* params, int idx, const std::vector<double>& ts, int64_t N,
                                int batch, uint64_t seed, bool quiet, const float* args = nullptr, int64_t first = 0,
                                const std::function<bool()>& stop = nullptr);
 

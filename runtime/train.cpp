@@ -70,7 +70,7 @@ void check_module(const Module& mod) {
   const ddpm_module& m = mod.get();
   int64_t dn = 1;
   for (int i = 0; i < m.data_rank; ++i) dn *= m.data_dims[i];
-  if (m.data_rank < 1 || m.data_rank > 4 || dn != m.data_numel || m.param_floats < 0 || (m.T < 1 && !is_supervised(m)))
+  if (m.data_rank < 1 || m.data_rank > 4 || dn != m.data_numel || m.param_floats < 0 || (m.T < 1 && !is_supervised(m) && !is_continuous(m)))
     DDPM_ICE(fmt::format("module {} has an inconsistent header (data rank {}, numel {}, P {}, T {})",
                          mod.so_path(), m.data_rank, m.data_numel, m.param_floats, m.T));
   for (int i = 0; i < m.n_params; ++i) {

@@ -156,6 +156,12 @@ int evaluate(const EvalConfig& cfg) {
     ddpm::diffusion_only(cfg.compute ? "--bound (--bpd) is the variational bound of a diffusion model"
                                      : "ddpm-eval computes the variational bound of a diffusion model",
                          cfg.data.run_dir, "a classifier has no bound; measure its accuracy with classify_eval on held-out data");
+  if (ddpm::is_continuous(m))
+    user_error_noloc(fmt::format("{} is a continuous-time model: ddpm-eval computes the variational bound of a "
+                                 "discrete-time one (T steps and their tables)",
+                                 cfg.data.run_dir),
+                     "the likelihood of a continuous-time model by its probability-flow ODE is not implemented yet; "
+                     "measure its samples with ddpm-sample and tools' --quality");
   check_eps_entry(mod, so);
   if (cfg.steps > m.T)
     user_error_noloc(fmt::format("--steps {} is out of range: the model has T = {} diffusion steps", cfg.steps, m.T),

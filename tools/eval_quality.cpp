@@ -55,7 +55,7 @@ std::pair<int, int> pick_sampler(const QualityConfig& cfg, const ddpm::Module& m
     name = mod.sampler_index("ddim") >= 0 ? "ddim" : (m.n_samplers > 0 ? m.sampler_names[0] : "");
     if (steps < 0) steps = name == "ddim" ? std::min(50, m.T) : 0;
     fmt::print(stderr, "sampling with '{}' over {} steps (--sampler and --steps choose another)\n", name,
-               steps == 0 ? m.T : steps);
+               steps == 0 ? (ddpm::is_continuous(m) ? m.sample_steps : m.T) : steps);
   }
   const int idx = mod.sampler_index(name);
   if (idx < 0)
@@ -70,7 +70,7 @@ std::vector<float> draw(const QualityConfig& cfg, const ddpm::Module& mod, const
   const ddpm_module& m = mod.get();
   const int K = m.abi_version >= 4 ? m.label_classes : 0;
   const auto [idx, steps] = pick_sampler(cfg, mod);
-  const std::vector<int> ts = ddpm::sampling_steps(m.T, steps);
+  const std::vector<double> ts = ddpm::sampling_times(m, steps);
   const int64_t D = m.data_numel, N = cfg.n;
   const int batch = (int)std::min<int64_t>(N, 250);
   bool has_class = false;

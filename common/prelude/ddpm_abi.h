@@ -1,8 +1,9 @@
-/* The versioned C ABI (version 6; version 2 added eps_eval, version 3 sampler_step's row0,
+/* The versioned C ABI (version 7; version 2 added eps_eval, version 3 sampler_step's row0,
  * version 4 sampler arguments and state, the declared prediction of eps_eval's net,
  * and class labels, version 5 the range of class indices, which sampler arguments
  * are class indices, and eps_eval_labels for a class-conditional noise predictor,
- * version 6 supervised modules (a spec without a diffusion block) and classify_eval)
+ * version 6 supervised modules (a spec without a diffusion block) and classify_eval,
+ * version 7 continuous time: real t in [t_min, t_max], its sampling grid and sampler_step_time)
  * between a compiled ddpmc module (a .so) and the runtime.
  *
  * A module exports one symbol, `ddpm_module_v1`, returning a pointer to a static
@@ -24,7 +25,7 @@
 #define DDPM_ABI_H
 #include <stdint.h>
 
-#define DDPM_ABI_VERSION 6
+#define DDPM_ABI_VERSION 7
 /* The oldest module version the runtime still loads (version 2: sampler_step
  * without row0, see ddpm_sampler_step_v2). */
 #define DDPM_ABI_MIN_VERSION 2
@@ -54,6 +55,12 @@ typedef struct ddpm_sampler_info {
 /* sampler_step4 flags */
 #define DDPM_STEP_FIRST 1 /* the first step of the sequence */
 #define DDPM_STEP_LAST 2  /* the last step (s = 0) */
+
+/* Version 7: how the sampling times of a continuous-time module are spaced (see
+ * continuous below). */
+#define DDPM_GRID_UNIFORM 0
+#define DDPM_GRID_QUADRATIC 1
+#define DDPM_GRID_KARRAS 2
 
 /* What eps_eval's net predicts (declared in the spec: `-> [..] predicts v`). */
 #define DDPM_PREDICTS_EPS 0
@@ -166,6 +173,25 @@ typedef struct ddpm_module {
    * and features is not NULL, features[B, features_numel]. Arena entry 3 + n_samplers.
    * NULL when the spec is not supervised. Deterministic and thread-count independent. */
   int (*classify_eval)(void* arena, int B, const float* params, const float* x, float* logits, float* features);
+
+  /* ---- version 7 ---- */
+  /* 1 for continuous time (`time = continuous`): t is a real number in [t_min, t_max];
+   * T is 0, the schedule is "continuous" and the tables are NULL, there is no eps_eval,
+   * sampler_step and sampler_step4 return 1, and the samplers run through
+   * sampler_step_time. A sampling run of K steps goes through the times
+   * t_K = t_max > ... > t_1 = t_min > t_0 = 0, spaced by `grid` over u = (i-1)/(K-1):
+   * uniform t_min + (t_max - t_min) u, quadratic t_min + (t_max - t_min) u^2, karras
+   * (t_min^(1/rho) + u (t_max^(1/rho) - t_min^(1/rho)))^rho; with t_min = 0 instead
+   * t_i = t_max g(i/K) (the last step starts above 0). K defaults to sample_steps. */
+  int continuous;
+  float t_min, t_max;
+  int grid;
+  float grid_rho;
+  int sample_steps;
+  /* sampler_step4 with real times t > s >= 0 (t <= t_max); the same contract otherwise. */
+  int (*sampler_step_time)(int sampler, void* arena, int B, const float* params, const float* x_in, float t, float s,
+                           uint64_t seed, uint64_t step, float* x_out, int64_t row0, const float* args,
+                           const float* state_in, float* state_out, int flags);
 } ddpm_module;
 
 typedef const ddpm_module* (*ddpm_module_fn)(void);
