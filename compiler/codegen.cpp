@@ -177,7 +177,7 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
   std::string s = header(0);
   // Schedule tables for the descriptor.
   auto tofloat = [](const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); };
-  if (!m.supervised) {  // a supervised module has no schedule (NULL tables)
+  if (!m.supervised && !m.diffusion.continuous) {  // supervised and continuous-time modules have no tables
     s += float_array("sched_beta", tofloat(m.diffusion.beta));
     s += float_array("sched_alpha", tofloat(m.diffusion.alpha));
     s += float_array("sched_abar", tofloat(m.diffusion.abar));
@@ -263,6 +263,8 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
   s += fmt::format("    DDPM_ABI_VERSION, \"{}\", \"{}\", \"{}\",\n", spec_hash, DDPMC_VERSION, spec_name(m));
   if (m.supervised)
     s += "    0, \"none\", nullptr, nullptr, nullptr,\n";
+  else if (m.diffusion.continuous)
+    s += "    0, \"continuous\", nullptr, nullptr, nullptr,\n";
   else
     s += fmt::format("    {}, \"{}\", sched_beta, sched_alpha, sched_abar,\n", m.diffusion.T, m.diffusion.schedule);
   s += fmt::format("    {}, {{{}}}, {},\n", m.data.dims.size(), ddims, m.data.numel());

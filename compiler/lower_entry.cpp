@@ -26,6 +26,7 @@ void Lowerer::lower_diffusion(const DiffusionDecl& d) {
   // `time = continuous` first: it decides which settings the block takes.
   Diffusion cont;
   const Setting* time_setting = nullptr;
+  Loc grid_loc = d.loc;
   for (auto& s : d.settings)
     if (s.key == "time") {
       time_setting = &s;
@@ -64,6 +65,7 @@ void Lowerer::lower_diffusion(const DiffusionDecl& d) {
         user_error(e.loc, "grid must be uniform, quadratic or karras(rho = 7)",
                    "the grid spaces the sampler's times between t_max and t_min");
       cont.grid = e.name;
+      grid_loc = e.loc;
       if (e.kind == ExprKind::Call) {
         if (e.name != "karras" || e.args.size() != 1 || !(e.args[0].name.empty() || e.args[0].name == "rho"))
           user_error(e.loc, fmt::format("grid '{}' takes {}", e.name, e.name == "karras" ? "one argument, rho" : "no arguments"),
@@ -114,7 +116,7 @@ void Lowerer::lower_diffusion(const DiffusionDecl& d) {
       user_error(time_setting->loc, fmt::format("t_max = {} must be above t_min = {}", cont.t_max, cont.t_min),
                  "the sampler runs from t_max down to t_min, then to 0");
     if (cont.grid == "karras" && cont.t_min <= 0)
-      user_error(time_setting->loc, "the karras grid needs t_min > 0",
+      user_error(grid_loc, "the karras grid needs t_min > 0",
                  "Karras et al. use t_min = 0.002 and t_max = 80 (sigma)");
     cont.schedule = "continuous";
     m_.diffusion = std::move(cont);

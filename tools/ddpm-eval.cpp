@@ -160,8 +160,9 @@ int evaluate(const EvalConfig& cfg) {
     user_error_noloc(fmt::format("{} is a continuous-time model: ddpm-eval computes the variational bound of a "
                                  "discrete-time one (T steps and their tables)",
                                  cfg.data.run_dir),
-                     "the likelihood of a continuous-time model by its probability-flow ODE is not implemented yet; "
-                     "measure its samples with ddpm-sample and tools' --quality");
+                     fmt::format("its likelihood by the probability-flow ODE is not implemented yet; its sample "
+                                 "quality is: ddpm-eval {} --quality",
+                                 cfg.data.run_dir));
   check_eps_entry(mod, so);
   if (cfg.steps > m.T)
     user_error_noloc(fmt::format("--steps {} is out of range: the model has T = {} diffusion steps", cfg.steps, m.T),

@@ -1,0 +1,248 @@
+// Continuous time (`time = continuous`, ABI 7): the rectified flow, EDM and VP-SDE
+// moons models against the interpreter (training step and every sampler step, with
+// real times), the sampling grids, the entry points' checks, thread-count
+// independence, and training that brings samples near the data.
+#include <doctest/doctest.h>
+#include <tbb/global_control.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "common/prelude/philox.h"
+#include "interp.h"
+#include "module.h"
+#include "runtime/data2d.h"
+#include "runtime/swd.h"
+#include "test_runs.h"
+#include "test_support.h"
+
+using namespace ddpm_test;
+
+namespace {
+
+const char* const kModels[] = {"models/moons_flow.ddpm", "models/moons_edm.ddpm", "models/moons_vp.ddpm"};
+
+struct Model {
+  ddpmc::Compiled c;
+  ddpm::Module mod;
+  std::vector<float> params;
+  explicit Model(const std::string& rel)
+      : c(ddpmc::compile_spec_file(source_path(rel))),
+        mod(ddpmc::build_module(source_path(rel), test_build_options()).so_path) {
+    params.assign(mod->param_floats, 0.0f);
+    for (int i = 0; i < mod->n_params; ++i) {
+      auto& p = mod->params[i];
+      auto v = uniform_floats(p.numel, -0.3f, 0.3f, 200 + i);
+      std::memcpy(params.data() + p.offset, v.data(), p.numel * sizeof(float));
+    }
+  }
+};
+
+Model& model(int i) {
+  static Model* m[3] = {};
+  if (!m[i]) m[i] = new Model(kModels[i]);
+  return *m[i];
+}
+
+// The interpreter's inputs for one sampler step from real time t to s.
+ddpmc::InterpEnv step_env(const Model& m, int idx, const std::vector<float>& x, int B, double t, double s, bool first,
+                          bool last) {
+  ddpmc::InterpEnv e;
+  e.B = B;
+  e.seed = 3;
+  e.step = 9;
+  e.params.assign(m.params.begin(), m.params.end());
+  e.inputs["x"] = std::vector<double>(x.begin(), x.end());
+  e.inputs["t"] = std::vector<double>(B, (double)(float)t);
+  e.inputs["s"] = std::vector<double>(B, (double)(float)s);
+  e.inputs["flag/first"] = {first ? 1.0 : 0.0};
+  e.inputs["flag/last"] = {last ? 1.0 : 0.0};
+  const ddpm_sampler_info& si = m.mod->sampler_info[idx];
+  for (int k = 0; k < si.n_args; ++k) e.inputs[std::string("arg/") + si.arg_names[k]] = {si.arg_defaults[k]};
+  return e;
+}
+
+}  // namespace
+
+TEST_CASE("continuous: flow, EDM and VP training steps match the interpreter (loss and every gradient)") {
+  for (int i = 0; i < 3; ++i) {
+    Model& m = model(i);
+    INFO(kModels[i]);
+    REQUIRE(ddpm::is_continuous(m.mod.get()));
+    const int B = 37;
+    auto x = uniform_floats(B * 2, -2, 2, 7);
+    ddpm::AlignedBuffer arena(m.mod->arena_bytes(0, B));
+    std::vector<float> grads(m.mod->param_floats, 0.0f);
+    float loss = 0;
+    REQUIRE(m.mod->train_step(arena.data(), B, m.params.data(), x.data(), 11, 5, grads.data(), &loss) == 0);
+    ddpmc::InterpEnv e;
+    e.B = B;
+    e.seed = 11;
+    e.step = 5;
+    e.params.assign(m.params.begin(), m.params.end());
+    e.inputs["data"] = std::vector<double>(x.begin(), x.end());
+    auto ref = ddpmc::interpret(m.c.train, m.c.model, e);
+    REQUIRE(ref.size() == 1 + m.c.model.params.size());
+    CHECK(std::isfinite(loss));
+    CHECK(std::abs(loss - ref[0][0]) <= 1e-4 * std::abs(ref[0][0]));
+    for (size_t p = 0; p < m.c.model.params.size(); ++p) {
+      const auto& pi = m.c.model.params[p];
+      INFO("gradient of " << pi.name);
+      CHECK(rel_error(grads.data() + pi.offset, ref[1 + p].data(), pi.type.numel()) <= 1e-4);
+    }
+  }
+}
+
+TEST_CASE("continuous: every sampler step of flow, EDM and VP matches the interpreter at real times") {
+  for (int i = 0; i < 3; ++i) {
+    Model& m = model(i);
+    const ddpm_module& d = m.mod.get();
+    const int B = 21;
+    auto x = uniform_floats(B * 2, -2, 2, 8);
+    REQUIRE(d.n_samplers == (int)m.c.samplers.size());
+    REQUIRE(static_cast<bool>(d.sampler_step_time));
+    // The first step from t_max, a middle one, and the last one to 0.
+    const double mid = d.t_min + 0.37 * (d.t_max - d.t_min);
+    for (int si = 0; si < d.n_samplers; ++si)
+      for (auto [t, s, first, last] : {std::tuple{(double)d.t_max, mid, true, false}, {mid, mid * 0.5, false, false},
+                                       {std::max<double>(d.t_min, 0.01), 0.0, false, true}}) {
+        ddpm::AlignedBuffer arena(d.arena_bytes(1 + si, B));
+        std::vector<float> out(B * 2);
+        const int flags = (first ? DDPM_STEP_FIRST : 0) | (last ? DDPM_STEP_LAST : 0);
+        REQUIRE(d.sampler_step_time(si, arena.data(), B, m.params.data(), x.data(), (float)t, (float)s, 3, 9, out.data(),
+                                    0, nullptr, nullptr, nullptr, flags) == 0);
+        INFO(std::string(kModels[i]) << " sampler " << std::string(d.sampler_names[si]) << " t=" << t << " s=" << s);
+        auto ref = ddpmc::interpret(m.c.samplers[si].second, m.c.model, step_env(m, si, x, B, t, s, first, last));
+        for (int k = 0; k < B * 2; ++k) REQUIRE_MESSAGE(std::isfinite(out[k]), k, " ", out[k], " ref ", ref[0][k]);
+        CHECK(rel_error(out.data(), ref[0].data(), out.size()) <= 1e-4);
+      }
+  }
+}
+
+TEST_CASE("continuous: the entry points refuse steps and times out of range") {
+  Model& m = model(1);  // EDM: t in [0.002, 80]
+  const ddpm_module& d = m.mod.get();
+  CHECK(d.T == 0);
+  CHECK(d.beta == nullptr);
+  CHECK_FALSE(static_cast<bool>(d.eps_eval));
+  CHECK(std::string(d.schedule) == "continuous");
+  const int B = 4;
+  std::vector<float> x(B * 2, 0.5f), out(B * 2);
+  ddpm::AlignedBuffer arena(d.arena_bytes(1, B));
+  // Integer steps mean nothing here.
+  CHECK(d.sampler_step(0, arena.data(), B, m.params.data(), x.data(), 10, 5, 1, 1, out.data(), 0) == 1);
+  CHECK(d.sampler_step4(0, arena.data(), B, m.params.data(), x.data(), 10, 5, 1, 1, out.data(), 0, nullptr, nullptr,
+                        nullptr, 0) == 1);
+  auto step = [&](float t, float s) {
+    return d.sampler_step_time(0, arena.data(), B, m.params.data(), x.data(), t, s, 1, 1, out.data(), 0, nullptr,
+                               nullptr, nullptr, 0);
+  };
+  CHECK(step(80.0f, 40.0f) == 0);
+  CHECK(step(40.0f, 40.0f) == 1);     // s must be below t
+  CHECK(step(40.0f, -1.0f) == 1);     // and not negative
+  CHECK(step(80.5f, 40.0f) == 1);     // t at most t_max
+  CHECK(step(NAN, 0.0f) == 1);
+}
+
+TEST_CASE("continuous: sampling grids (uniform, quadratic, karras) from t_max through t_min to 0") {
+  ddpm_module m{};
+  m.abi_version = 7;
+  m.continuous = 1;
+  m.sample_steps = 18;
+  auto check_ends = [&](const std::vector<double>& ts, size_t K) {
+    REQUIRE(ts.size() == K + 1);
+    CHECK(ts[0] == 0.0);
+    CHECK(ts[K] == (double)m.t_max);
+    for (size_t i = 1; i <= K; ++i) CHECK(ts[i] > ts[i - 1]);
+  };
+  // Karras et al.'s 18 noise levels between 0.002 and 80 with rho = 7, then 0.
+  m.grid = DDPM_GRID_KARRAS;
+  m.grid_rho = 7;
+  m.t_min = 0.002f;
+  m.t_max = 80;
+  std::vector<double> ts = ddpm::sampling_times(m, 0);
+  check_ends(ts, 18);
+  CHECK(ts[1] == doctest::Approx(0.002).epsilon(1e-6));
+  const double a = std::pow(0.002, 1 / 7.0), b = std::pow(80.0, 1 / 7.0);
+  for (int i = 1; i <= 18; ++i) CHECK(ts[i] == doctest::Approx(std::pow(a + (i - 1) / 17.0 * (b - a), 7)).epsilon(1e-6));
+  // Uniform from t_min = 0: t_i = i / K.
+  m.grid = DDPM_GRID_UNIFORM;
+  m.t_min = 0;
+  m.t_max = 1;
+  ts = ddpm::sampling_times(m, 50);
+  check_ends(ts, 50);
+  for (int i = 0; i <= 50; ++i) CHECK(ts[i] == doctest::Approx(i / 50.0));
+  // Quadratic with t_min > 0: t_min + (t_max - t_min) u^2 over u = (i-1)/(K-1), then 0.
+  m.grid = DDPM_GRID_QUADRATIC;
+  m.t_min = 0.001f;
+  ts = ddpm::sampling_times(m, 11);
+  check_ends(ts, 11);
+  for (int i = 1; i <= 11; ++i) {
+    const double u = (i - 1) / 10.0;
+    CHECK(ts[i] == doctest::Approx((double)m.t_min + (1 - (double)m.t_min) * u * u));
+  }
+  // One step goes straight from t_max to 0; a bad count is a user error.
+  ts = ddpm::sampling_times(m, 1);
+  check_ends(ts, 1);
+  CHECK_THROWS_AS(ddpm::sampling_times(m, -1), ddpmc::UserError);
+  CHECK_THROWS_AS(ddpm::sampling_times(m, 100001), ddpmc::UserError);
+}
+
+TEST_CASE("continuous: training and sampling are bitwise identical at 1 and 2 threads") {
+  Model& m = model(1);
+  const ddpm_module& d = m.mod.get();
+  const int B = 256;
+  auto x = uniform_floats(B * 2, -2, 2, 9);
+  auto run = [&](int threads, std::vector<float>& grads, float& loss, std::vector<float>& xs) {
+    tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
+    ddpm::AlignedBuffer arena(d.arena_bytes(0, B));
+    grads.assign(d.param_floats, 0.0f);
+    REQUIRE(d.train_step(arena.data(), B, m.params.data(), x.data(), 1, 2, grads.data(), &loss) == 0);
+    ddpm::AlignedBuffer sa(d.arena_bytes(1, B));
+    xs.assign(B * 2, 0.0f);
+    REQUIRE(d.sampler_step_time(0, sa.data(), B, m.params.data(), x.data(), 3.5f, 2.25f, 1, 2, xs.data(), 0, nullptr,
+                                nullptr, nullptr, 0) == 0);
+  };
+  std::vector<float> g1, g2, x1, x2;
+  float l1 = 0, l2 = 0;
+  run(1, g1, l1, x1);
+  run(2, g2, l2, x2);
+  CHECK(std::memcmp(&l1, &l2, sizeof(float)) == 0);
+  CHECK(std::memcmp(g1.data(), g2.data(), g1.size() * sizeof(float)) == 0);
+  CHECK(std::memcmp(x1.data(), x2.data(), x1.size() * sizeof(float)) == 0);
+}
+
+TEST_CASE("continuous: flow, EDM and VP trained on moons sample near the data (sliced Wasserstein)") {
+  const int n = 2000;
+  std::vector<float> ref(n * 2), ref2(n * 2), gauss(n * 2);
+  ddpm::sample_2d("moons", n, 12345, 0, ref.data());
+  ddpm::sample_2d("moons", n, 54321, 0, ref2.data());
+  for (int i = 0; i < 2 * n; ++i) gauss[i] = (float)ddpm::philox_normal(99, 0, 7, (uint64_t)i);
+  const double w_floor = ddpm::sliced_wasserstein_2d(ref.data(), n, ref2.data(), n);
+  const double w_gauss = ddpm::sliced_wasserstein_2d(gauss.data(), n, ref.data(), n);
+  MESSAGE("floor " << w_floor << ", N(0, I) " << w_gauss);
+  // Each model's samplers at their default step counts (EDM 18, flow 50, VP 100); the
+  // first-order ones at these counts (EDM's Euler, the VP's predictor-corrector) are
+  // held to the looser bound.
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {"models/moons_flow.ddpm", {"euler", "heun"}},
+      {"models/moons_edm.ddpm", {"heun", "~euler"}},
+      {"models/moons_vp.ddpm", {"em", "~pc", "ode"}}};
+  for (const auto& [spec, samplers] : cases) {
+    const std::filesystem::path out = process_dir("test-continuous", std::filesystem::path(spec).stem().string());
+    ddpm::TrainConfig c = run_config(spec, "moons", out, 3000, 256, 5);
+    REQUIRE(ddpm::train(c) == 0);
+    for (std::string name : samplers) {
+      const bool loose = name[0] == '~';
+      if (loose) name = name.substr(1);
+      const std::vector<float> x = ddpm::sample_to_vector(draw_config(out, name, 0, n));
+      const double w = ddpm::sliced_wasserstein_2d(x.data(), n, ref.data(), n);
+      MESSAGE(spec << " " << name << ": sliced Wasserstein " << w);
+      INFO(spec << " sampler " << name);
+      for (float v : x) REQUIRE(std::isfinite(v));
+      // Far from the N(0, I) start, and within a small multiple of two data draws' distance.
+      CHECK(w < (loose ? 0.6 : 0.3) * w_gauss);
+      if (!loose) CHECK(w < 4 * w_floor);
+    }
+  }
+}
