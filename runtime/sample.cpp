@@ -302,11 +302,19 @@ std::string run_data(const std::string& run_dir) {
   return ok ? j["data"].get<std::string>() : "";
 }
 
+// No --sampler: `ddpm` when the spec has one (every discrete model of the
+// documentation does), else the spec's first sampler.
+std::string default_sampler(const Module& mod) {
+  return mod.sampler_index("ddpm") >= 0 || mod->n_samplers < 1 ? std::string("ddpm") : mod->sampler_names[0];
+}
+
 // --class all: one run per class with the same starting noise, then one output.
-std::vector<float> sample_each_class(const SampleConfig& cfg) {
-  const auto [so, ckpt, checksum] = run_files(cfg.run_dir, "sample from DIR", cfg.module_so, cfg.module_checksum);
+std::vector<float> sample_each_class(const SampleConfig& cfg_in) {
+  const auto [so, ckpt, checksum] = run_files(cfg_in.run_dir, "sample from DIR", cfg_in.module_so, cfg_in.module_checksum);
   Module mod(so, checksum);
   const ddpm_module& m = mod.get();
+  SampleConfig cfg = cfg_in;
+  if (cfg.sampler.empty()) cfg.sampler = default_sampler(mod);
   if (is_supervised(m)) diffusion_only("ddpm-sample draws diffusion samples", cfg.run_dir, kSupervisedSampleHint);
   const int K = m.abi_version >= 4 ? m.label_classes : 0;
   if (K == 0)
@@ -348,8 +356,9 @@ std::vector<float> sample_each_class(const SampleConfig& cfg) {
 
 }  // namespace
 
-std::vector<float> sample_to_vector(const SampleConfig& cfg) {
-  validate(cfg);
+std::vector<float> sample_to_vector(const SampleConfig& cfg_in) {
+  validate(cfg_in);
+  SampleConfig cfg = cfg_in;
   if (cfg.class_all) return sample_each_class(cfg);
   tbb::global_control threads_ctl(tbb::global_control::max_allowed_parallelism, (size_t)cfg.threads);
 
@@ -357,6 +366,7 @@ std::vector<float> sample_to_vector(const SampleConfig& cfg) {
   Module mod(so, checksum);
   const ddpm_module& m = mod.get();
   if (is_supervised(m)) diffusion_only("ddpm-sample draws diffusion samples", cfg.run_dir, kSupervisedSampleHint);
+  if (cfg.sampler.empty()) cfg.sampler = default_sampler(mod);
   const int idx = mod.sampler_index(cfg.sampler);
   if (idx < 0)
     user_error_noloc(fmt::format("the model has no sampler '{}'", cfg.sampler),

@@ -28,7 +28,7 @@ namespace ddpm {
 
 struct SampleConfig {
   std::string run_dir;
-  std::string sampler = "ddpm";
+  std::string sampler;      // empty: ddpm if the spec has it, else its first sampler
   int steps = 0;            // K reverse steps; 0 = all T
   int64_t n = 1000;
   int batch = 500;

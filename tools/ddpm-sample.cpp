@@ -32,7 +32,7 @@ int main(int argc, char** argv) {
 
   CLI::App app{"ddpm-sample: draw samples from a model trained by ddpm-train", "ddpm-sample"};
   app.add_option("run_dir", cfg.run_dir, "a run directory written by ddpm-train --out")->required();
-  app.add_option("--sampler", cfg.sampler, "a sampler block of the spec (ddpm, ddim, ...)")->capture_default_str();
+  app.add_option("--sampler", cfg.sampler, "a sampler block of the spec (default: ddpm, else the spec's first sampler)");
   app.add_option("--steps", cfg.steps, "reverse steps K (strided t_i = round(i T / K)); 0 = all T (continuous time: K points of the spec's grid, 0 = its sample_steps)")
       ->capture_default_str();
   app.add_option("-n", cfg.n, "number of samples")->capture_default_str();
