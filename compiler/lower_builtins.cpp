@@ -223,6 +223,36 @@ const std::map<std::string, Builtin>& builtins() {
          n.i1 = c.arg(3).kind == Value::Kind::None ? 0 : c.L.as_int(c.arg(3), c.locs[3], "padding");
          return tensor(c.L.make(std::move(n), c.call.loc, "conv2d"));
        }}},
+      {"slice", {{"x", "start", "size", "axis"}, 3, "slice(x, start, size, axis = -1): size elements from index start of a per-sample axis",
+                 [](BuiltinCall& c) {
+         NodeId x = c.L.as_node(c.arg(0), c.locs[0], "slice");
+         const Type& t = c.L.b_->type(x);
+         const int64_t rank = (int64_t)t.dims.size();
+         if (rank == 0)
+           user_error(c.locs[0], fmt::format("slice needs a tensor with a per-sample axis, got {}", shape_str(t)),
+                      "slice cuts along an axis of the per-sample shape, e.g. slice(h, 0, 2) of h: [4]");
+         int64_t a = rank - 1;
+         if (c.arg(3).kind != Value::Kind::None) {
+           const int64_t given = c.L.as_int(c.arg(3), c.locs[3], "axis");
+           a = given < 0 ? given + rank : given;
+           if (a < 0 || a >= rank)
+             user_error(c.locs[3], fmt::format("axis {} is out of range for rank {} (valid: {} to {})", given, rank, -rank, rank - 1),
+                        "axes count the per-sample dimensions; -1 is the last");
+         }
+         const int64_t start = c.L.as_int(c.arg(1), c.locs[1], "slice's start");
+         const int64_t size = c.L.as_int(c.arg(2), c.locs[2], "slice's size");
+         if (start < 0 || size < 1 || start + size > t.dims[(size_t)a])
+           user_error(c.locs[start < 0 || start >= t.dims[(size_t)a] ? 1 : 2],
+                      fmt::format("slice [{}, {}) is out of range for axis {} of size {}", start, start + size, a,
+                                  t.dims[(size_t)a]),
+                      fmt::format("start is 0..{} and start + size at most {}", t.dims[(size_t)a] - 1, t.dims[(size_t)a]));
+         Node n{Op::Slice};
+         n.in = {x};
+         n.i0 = start;
+         n.i1 = size;
+         n.axis = a;
+         return tensor(c.L.make(std::move(n), c.call.loc, "slice"));
+       }}},
       {"concat", {{"axis"}, -1, "concat(a, b, ..., axis = -1) joins per-sample tensors on an axis (0: channels)",
                   [](BuiltinCall& c) {
          Node n{Op::Concat};
