@@ -79,8 +79,8 @@ struct FuncDef {
   Loc name_loc;  // of the name (== loc for loss)
   std::vector<ParamDecl> params;
   std::optional<TypeAnn> result;  // `-> [2]`
-  // `net ... -> [2] predicts v`: what a net predicts ("eps", "x0" or "v"; "" when
-  // not declared) and where it says so.
+  // `net ... -> [2] predicts v`: what a net predicts ("eps", "x0", "v" or "eps_var";
+  // "" when not declared) and where it says so.
   std::string predicts;
   Loc predicts_loc;
   // `sampler name(x, t, s) state(d: [2], t_prev: step) { ... }`: per-sample values

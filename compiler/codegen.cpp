@@ -77,6 +77,7 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
     s += "  const float* args;      // samplers: sampling-time arguments\n  const float* state_in;  // samplers: state from the previous step\n";
     s += "  float* state_out;       // samplers: state for the next step\n  float first, last;      // samplers: 1 on the first / last step\n";
     if (m.supervised) s += "  float* features;        // classify: the net's features(...) value\n";
+    if (m.eps_learned_var) s += "  float* frac;            // eps: the learned variance's interpolation (ABI 7)\n";
     s += "};\n\n";
     return s;
   };
@@ -88,8 +89,13 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
   std::string sampler_arena_cases;
   for (size_t i = 0; i < c.samplers.size(); ++i)
     sampler_arena_cases += fmt::format("    case {}: return sampler_{}_arena_floats(B) * 4 + 64;\n", i + 1, c.samplers[i].first);
+  // A learned variance's frac gets room after eps's arena when the caller does not take it.
+  const int64_t frac_room = m.eps_learned_var ? ddpm::simd::align_floats(m.data.numel()) : 0;
   std::string eps_arena_case =
-      c.model.has_eps ? fmt::format("    case {}: return eps_arena_floats(B) * 4 + 64;\n", c.samplers.size() + 2) : "";
+      !c.model.has_eps ? ""
+      : frac_room == 0 ? fmt::format("    case {}: return eps_arena_floats(B) * 4 + 64;\n", c.samplers.size() + 2)
+                       : fmt::format("    case {}: return (eps_arena_floats(B) + {} * (int64_t)B) * 4 + 64;\n",
+                                     c.samplers.size() + 2, frac_room);
   // Version 6: classify_eval's arena, with room after it for features the caller does not take.
   if (m.supervised)
     eps_arena_case += fmt::format("    case {}: return (classify_arena_floats(B) + {} * (int64_t)B) * 4 + 64;\n",
@@ -149,13 +155,27 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
     // A labelled noise predictor runs through eps_eval_labels; eps_eval then
     // returns 3 (as train_step does for a model with a label).
     const std::string need_labels = m.eps_labelled ? "  if (!labels) return 3;\n" : "";
-    sampler_entries += "int eps_eval_labels(void* arena, int B, const float* params, const float* x, const float* labels,\n"
-         "                    int t, float* eps) {\n"
+    const std::string frac_in = m.eps_learned_var
+        ? "  // Without a caller's buffer, frac goes to the room after the arena (arena_bytes counts it).\n"
+          "  e.frac = frac ? frac : e.A + eps_arena_floats(B);\n"
+        : "";
+    sampler_entries += std::string(m.eps_learned_var
+         ? "// ABI 7: eps and the learned variance's frac (the net predicts eps_var).\n"
+           "int eps_eval_var(void* arena, int B, const float* params, const float* x, const float* labels, int t,\n"
+           "                 float* eps, float* frac) {\n"
+         : "") +
+         (m.eps_learned_var ? "" : "int eps_eval_labels(void* arena, int B, const float* params, const float* x, const float* labels,\n"
+                                   "                    int t, float* eps) {\n") +
          "  if (B < 1 || t < 1 || t > " + fmt::format("{}", m.diffusion.T) + ") return 1;\n" + need_labels +
          "  Env e{};\n  e.B = B;\n  e.A = align64(arena);\n"
          "  e.scratch = e.A + " + fmt::format("{} * (int64_t)B + {}", c.eps.arena_per_sample, c.eps.arena_fixed) +
-         ";\n  e.params = params;\n  e.in_x = x;\n  e.in_label = labels;\n  e.t = (float)t;\n  e.x_out = eps;\n"
-         "  eps_run(e);\n  return 0;\n}\n\n"
+         ";\n  e.params = params;\n  e.in_x = x;\n  e.in_label = labels;\n  e.t = (float)t;\n  e.x_out = eps;\n" +
+         frac_in + "  eps_run(e);\n  return 0;\n}\n\n";
+    if (m.eps_learned_var)
+      sampler_entries += "int eps_eval_labels(void* arena, int B, const float* params, const float* x, const float* labels,\n"
+                         "                    int t, float* eps) {\n"
+                         "  return eps_eval_var(arena, B, params, x, labels, t, eps, nullptr);\n}\n\n";
+    sampler_entries += ""
          "int eps_eval(void* arena, int B, const float* params, const float* x, int t, float* eps) {\n"
          "  return eps_eval_labels(arena, B, params, x, nullptr, t, eps);\n}\n\n";
   }
@@ -196,6 +216,9 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
          "                  uint64_t seed, uint64_t step, float* x_out, int64_t row0, const float* args,\n"
          "                  const float* state_in, float* state_out, int flags);\n"
          "extern const ddpm_sampler_info kSamplerInfo[];\n";
+    if (m.eps_learned_var)
+      s += "int eps_eval_var(void* arena, int B, const float* params, const float* x, const float* labels, int t,\n"
+           "                 float* eps, float* frac);\n";
     if (dif.continuous)
       s += "int sampler_step_time(int sampler, void* arena, int B, const float* params, const float* x_in, float t, float s,\n"
            "                      uint64_t seed, uint64_t step, float* x_out, int64_t row0, const float* args,\n"
@@ -282,13 +305,18 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
   // Version 6 (a diffusion module leaves these zero: not supervised, no classify_eval).
   if (m.supervised)
     s += fmt::format("    1, {}, {}, {}classify_eval,\n", m.logits_numel, m.features_numel, q);
-  // Version 7 (a discrete-time or supervised module leaves these zero: no continuous time).
-  if (dif.continuous)
-    s += fmt::format("    0, 0, 0, nullptr,\n    1, {}, {}, {}, {}, {}, {}sampler_step_time,\n", flt(dif.t_min),
-                     flt(dif.t_max),
-                     dif.grid == "karras" ? "DDPM_GRID_KARRAS" : dif.grid == "quadratic" ? "DDPM_GRID_QUADRATIC"
-                                                                                       : "DDPM_GRID_UNIFORM",
-                     flt(dif.rho), dif.sample_steps, q);
+  // Version 7 (a module without continuous time or a learned variance leaves these zero).
+  if (dif.continuous || m.eps_learned_var) {
+    if (!m.supervised) s += "    0, 0, 0, nullptr,\n";
+    s += dif.continuous
+             ? fmt::format("    1, {}, {}, {}, {}, {}, {}sampler_step_time,\n", flt(dif.t_min), flt(dif.t_max),
+                           dif.grid == "karras"      ? "DDPM_GRID_KARRAS"
+                           : dif.grid == "quadratic" ? "DDPM_GRID_QUADRATIC"
+                                                     : "DDPM_GRID_UNIFORM",
+                           flt(dif.rho), dif.sample_steps, q)
+             : "    0, 0.0f, 0.0f, 0, 0.0f, 0, nullptr,\n";
+    s += m.eps_learned_var ? fmt::format("    1, {}eps_eval_var,\n", q) : "    0, nullptr,\n";
+  }
   s += "};\n\n";
   s += "}  // namespace\n\n";
   s += "extern \"C\" __attribute__((visibility(\"default\"))) const ddpm_module* ddpm_module_v1(void) { return &kModule; }\n";

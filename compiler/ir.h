@@ -172,6 +172,9 @@ struct Model {
   bool has_eps = false;
   bool eps_labelled = false;
   Prediction eps_predicts = Prediction::Eps;  // what the eps graph's net predicts (declared, default eps)
+  // `predicts eps_var`: the eps graph also outputs "frac" (data-shaped), the learned
+  // variance's interpolation between log beta_t (1) and log beta_tilde_t (0).
+  bool eps_learned_var = false;
   Graph eps;
   // A supervised spec (no diffusion block; diffusion.T == 0): a net trained on data
   // and labels. classify runs its one net (x: <data shape>) on input "x": output

@@ -365,6 +365,19 @@ Graph Lowerer::lower_eps(const FuncDef& net) {
   // s = sqrt(1 - abar_t): from x0, eps = (x_t - a x0) / s; from v = a eps - s x0,
   // eps = a v + s x_t. The coefficients are tables indexed by t.
   NodeId out = r.node;
+  if (net.predicts == "eps_var") {
+    // eps and v stacked on the first axis; the variance interpolates log beta_t and
+    // log beta_tilde_t by frac = (v + 1) / 2 (Nichol & Dhariwal 2021).
+    const int64_t C = data_type_.dims[0];
+    NodeId v = b_->slice(out, C, C, 0);
+    NodeId frac = b_->mul(b_->add2(v, b_->cnst(1.0)), b_->cnst(0.5));
+    g.outputs = {b_->slice(out, 0, C, 0), frac};
+    g.output_names = {"eps", "frac"};
+    stack_.clear();
+    b_.reset();
+    graph_ = nullptr;
+    return g;
+  }
   if (!net.predicts.empty() && net.predicts != "eps") {
     const auto& abar = m_.diffusion.abar;
     auto table = [&](auto f) {
@@ -426,13 +439,20 @@ void Lowerer::run() {
   for (auto& [name, f] : defs_) {
     const size_t n = f->params.size();
     if (f->kind != DefKind::Net || !(n == 2 || (n == 3 && label_)) || !f->result) continue;
-    auto is_data = [&](const TypeAnn& a) {
-      return a.kind == TypeAnn::Kind::Tensor && std::vector<int64_t>(a.dims.begin(), a.dims.end()) == data_type_.dims;
+    auto is_data = [&](const TypeAnn& a, int64_t first_factor = 1) {
+      if (a.kind != TypeAnn::Kind::Tensor || a.dims.size() != data_type_.dims.size()) return false;
+      std::vector<int64_t> d(a.dims.begin(), a.dims.end());
+      if (d[0] % first_factor != 0) return false;
+      d[0] /= first_factor;
+      return d == data_type_.dims;
     };
     const auto& p0 = f->params[0].type;
     const auto& p1 = f->params[1].type;
     const bool labelled = n == 3 && f->params[2].type && f->params[2].type->kind == TypeAnn::Kind::Label;
-    if (p0 && p1 && is_data(*p0) && p1->kind == TypeAnn::Kind::Step && is_data(*f->result) && (n == 2 || labelled))
+    // `predicts eps_var`: eps and the variance's v, stacked on the first axis.
+    const int64_t out_factor = f->predicts == "eps_var" ? 2 : 1;
+    if (p0 && p1 && is_data(*p0) && p1->kind == TypeAnn::Kind::Step && is_data(*f->result, out_factor) &&
+        (n == 2 || labelled))
       eps_nets.push_back(f);
   }
   if (eps_nets.size() == 1) {
@@ -440,6 +460,7 @@ void Lowerer::run() {
     Graph eps = lower_eps(*eps_nets[0]);
     const std::string& pr = eps_nets[0]->predicts;
     m_.eps_predicts = pr == "x0" ? Prediction::X0 : pr == "v" ? Prediction::V : Prediction::Eps;
+    m_.eps_learned_var = pr == "eps_var";
     if (m_.params.size() == before) {  // only if it uses the trained parameters
       m_.eps = std::move(eps);
       m_.has_eps = true;

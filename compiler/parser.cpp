@@ -275,9 +275,11 @@ class Parser {
         d.result = type_ann();
         if (kind == DefKind::Net && at(Tok::Name) && cur().text == "predicts") {
           advance();
-          if (!at(Tok::Name) || (cur().text != "eps" && cur().text != "x0" && cur().text != "v"))
-            fail_expected("'eps', 'x0' or 'v' after 'predicts'",
-                          "a net predicts the noise (eps), the clean data (x0) or v = sqrt(abar) eps - sqrt(1 - abar) x0");
+          if (!at(Tok::Name) ||
+              (cur().text != "eps" && cur().text != "x0" && cur().text != "v" && cur().text != "eps_var"))
+            fail_expected("'eps', 'x0', 'v' or 'eps_var' after 'predicts'",
+                          "a net predicts the noise (eps), the clean data (x0), v = sqrt(abar) eps - sqrt(1 - abar) x0, "
+                          "or eps and a variance interpolation (eps_var: twice the data's first axis)");
           d.predicts = cur().text;
           d.predicts_loc = advance().loc;
         }

@@ -122,7 +122,7 @@ VlbBatch vlb_bpd(const float* x0, int B, int64_t D, const VlbSchedule& s, const 
   r.prior.assign(B, 0.0);
   r.terms.assign(B, 0.0);
   r.decoder.assign(B, 0.0);
-  std::vector<float> xt((size_t)(B * D)), e((size_t)(B * D));
+  std::vector<float> xt((size_t)(B * D)), e((size_t)(B * D)), frac(opt.eps_var ? (size_t)(B * D) : 0);
   const tbb::blocked_range<int> images(0, B, 1);
 
   tbb::parallel_for(images, [&](const tbb::blocked_range<int>& rg) {
@@ -144,20 +144,26 @@ VlbBatch vlb_bpd(const float* x0, int B, int64_t D, const VlbSchedule& s, const 
                                                                          base + (uint64_t)d));
       }
     });
-    eps(xt.data(), t, e.data());
+    if (opt.eps_var)
+      opt.eps_var(xt.data(), t, e.data(), frac.data());
+    else
+      eps(xt.data(), t, e.data());
     const Posterior q = q_posterior(s, t);
     const ModelStep p = p_step(s, t);
+    const double log_beta = std::log(s.beta[t]);
     tbb::parallel_for(images, [&](const tbb::blocked_range<int>& rg) {
       for (int i = rg.begin(); i < rg.end(); ++i) {
         double sum = 0;
         for (int64_t d = 0; d < D; ++d) {
           const double x = x0[i * D + d], y = xt[i * D + d];
           const double mean = p.coef_xt * y - p.coef_eps * e[i * D + d];
+          const double f = opt.eps_var ? frac[i * D + d] : 0.0;
+          const double log_var = opt.eps_var ? f * log_beta + (1 - f) * q.log_var_clipped : p.log_var;
           if (t == 1)
-            sum -= opt.decoder == Decoder::Gaussian ? gaussian_log_density(x, mean, p.log_var)
-                                                    : discretized_gaussian_log_likelihood(x, mean, 0.5 * p.log_var);
+            sum -= opt.decoder == Decoder::Gaussian ? gaussian_log_density(x, mean, log_var)
+                                                    : discretized_gaussian_log_likelihood(x, mean, 0.5 * log_var);
           else
-            sum += normal_kl(q.coef_x0 * x + q.coef_xt * y, q.log_var_clipped, mean, p.log_var);
+            sum += normal_kl(q.coef_x0 * x + q.coef_xt * y, q.log_var_clipped, mean, log_var);
         }
         if (t == 1)
           r.decoder[i] = sum;

@@ -104,6 +104,10 @@ TermSteps vlb_term_steps(int T, int steps, uint64_t seed, uint64_t key = 0);
 
 // ε_θ(x_t, t) for the whole batch: x_t and eps_out are [B, D] floats.
 using EpsFn = std::function<void(const float* x_t, int t, float* eps_out)>;
+// The same with a learned variance (Nichol & Dhariwal 2021): also writes frac_out
+// [B, D], and p_θ(x_{t-1} | x_t) has log variance frac log β_t + (1 − frac) log β̃_t
+// (β̃ clipped as in q_posterior) instead of the fixed one of p_step.
+using EpsVarFn = std::function<void(const float* x_t, int t, float* eps_out, float* frac_out)>;
 
 enum class Decoder { Discretized, Gaussian };
 
@@ -117,6 +121,8 @@ struct VlbOptions {
   // Called after each ε evaluation with the number done and the total (T or K + 1),
   // for progress lines; may be empty.
   std::function<void(int done, int total, int t)> on_step;
+  // Set: the model's learned variance; vlb_bpd calls this instead of its eps argument.
+  EpsVarFn eps_var;
 };
 
 // Per-image results per dimension (bits for the discretized decoder, nats for the

@@ -1,7 +1,8 @@
 // Learned reverse variance (models/moons_learned_var.ddpm, Nichol & Dhariwal 2021):
 // the hybrid loss (slice of a two-part output, stop_gradient on the mean, the bound's
 // KL and decoder terms) and the three samplers against the interpreter at strided
-// steps, and training that brings the 50-step samples near the data.
+// steps, the noise predictor's eps and frac (ABI 7 eps_eval_var, which ddpm-eval's
+// bound uses), and training that brings the 50-step samples near the data.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -97,6 +98,34 @@ TEST_CASE("learned variance: the learned and fixed-variance sampler steps match 
       for (float v : out) REQUIRE(std::isfinite(v));
       CHECK(rel_error(out.data(), ref[0].data(), out.size()) <= 1e-4);
     }
+}
+
+TEST_CASE("learned variance: eps_eval_var gives eps and frac as the interpreter does; eps_eval gives the same eps") {
+  LearnedVar f;
+  const ddpm_module& m = f.mod.get();
+  REQUIRE(m.eps_learned_variance == 1);
+  REQUIRE(static_cast<bool>(m.eps_eval_var));
+  REQUIRE(f.c.model.has_eps);
+  REQUIRE(f.c.eps.output_names == std::vector<std::string>{"eps", "frac"});
+  const int B = 13;
+  auto x = uniform_floats(B * 2, -2, 2, 9);
+  for (int t : {1, 400, 1000}) {
+    ddpm::AlignedBuffer arena(m.arena_bytes(2 + m.n_samplers, B));
+    std::vector<float> eps(B * 2), frac(B * 2), eps2(B * 2);
+    REQUIRE(m.eps_eval_var(arena.data(), B, f.params.data(), x.data(), nullptr, t, eps.data(), frac.data()) == 0);
+    REQUIRE(m.eps_eval(arena.data(), B, f.params.data(), x.data(), t, eps2.data()) == 0);  // frac to the arena's room
+    ddpmc::InterpEnv e;
+    e.B = B;
+    e.params.assign(f.params.begin(), f.params.end());
+    e.inputs["x"] = std::vector<double>(x.begin(), x.end());
+    e.inputs["t"] = std::vector<double>(B, t);
+    auto ref = ddpmc::interpret(f.c.eps, f.c.model, e);
+    REQUIRE(ref.size() == 2);
+    CAPTURE(t);
+    CHECK(rel_error(eps.data(), ref[0].data(), eps.size()) <= 1e-4);
+    CHECK(rel_error(frac.data(), ref[1].data(), frac.size()) <= 1e-4);
+    CHECK(eps == eps2);
+  }
 }
 
 TEST_CASE("learned variance: trained on moons, 50-step samples of every sampler approach the data") {

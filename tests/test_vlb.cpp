@@ -221,6 +221,39 @@ TEST_CASE("vlb: the bound with an oracle eps for a one-point data set") {
   }
 }
 
+TEST_CASE("vlb: a learned variance: beta_tilde (frac 0) with the oracle eps leaves no L_t-1, beta_t (frac 1) is the fixed bound") {
+  const int T = 1000, B = 3, D = 8;
+  ddpm::VlbSchedule s = linear_schedule(T);
+  const double c = 2.0 * 100 / 255 - 1;
+  std::vector<float> x0(B * D, (float)c);
+  auto oracle = [&](const float* xt, int t, float* e) {
+    for (int k = 0; k < B * D; ++k) e[k] = (float)((xt[k] - std::sqrt(s.abar[t]) * c) / std::sqrt(1 - s.abar[t]));
+  };
+  ddpm::VlbBatch fixed = ddpm::vlb_bpd(x0.data(), B, D, s, oracle, ddpm::VlbOptions{});
+  auto learned = [&](float frac) {
+    ddpm::VlbOptions opt;
+    opt.eps_var = [&, frac](const float* xt, int t, float* e, float* f) {
+      oracle(xt, t, e);
+      std::fill(f, f + B * D, frac);
+    };
+    return ddpm::vlb_bpd(x0.data(), B, D, s, nullptr, opt);
+  };
+  const ddpm::VlbBatch small = learned(0.0f), large = learned(1.0f);
+  // L_0 with frac 1: the decoder's variance is beta_1 (the fixed bound's is beta_tilde_2).
+  const double sigma = std::sqrt(s.beta[1]), h = 1.0 / 255 / sigma;
+  const double decoder = -std::log(ddpm::standard_normal_cdf(h) - ddpm::standard_normal_cdf(-h)) / std::log(2.0);
+  for (int i = 0; i < B; ++i) {
+    CAPTURE(i);
+    // q's and p's variances are equal and the oracle's mean is exact up to its float
+    // rounding: every KL vanishes (2.7e-5 bits/dim left against 0.49 fixed).
+    CHECK(std::abs(small.terms[i]) < 1e-4 * fixed.terms[i]);
+    CHECK(small.decoder[i] == doctest::Approx(fixed.decoder[i]).epsilon(1e-9));  // both beta_tilde_2
+    CHECK(large.terms[i] == doctest::Approx(fixed.terms[i]).epsilon(1e-9));
+    CHECK(large.decoder[i] == doctest::Approx(decoder).epsilon(1e-4));
+    CHECK(large.prior[i] == fixed.prior[i]);
+  }
+}
+
 TEST_CASE("vlb: the estimate is a pure function of (seed, global image index)") {
   const int T = 200, B = 4, D = 5;
   ddpm::VlbSchedule s = linear_schedule(T);

@@ -63,6 +63,7 @@ struct EvalConfig {
   bool compute = false;            // --bound: compute; otherwise say what can be computed
   bool quiet = false;
   bool trust_module = false;  // load RUN_DIR/module.so instead of rebuilding it (spec_module.h)
+  std::string variance = "auto";  // auto (the model's: learned if it predicts one), learned, fixed
   std::string cache_dir;
 };
 
@@ -174,6 +175,18 @@ int evaluate(const EvalConfig& cfg) {
   const std::string ckpt_step = ddpm::load_weights(ckpt, mod, cfg.use_ema, params.data());
   if (!cfg.compute) return describe(cfg, mod, data, dec, ckpt_step);
 
+  // A learned variance (ABI 7) is the model's unless --variance fixed asks for the
+  // fixed one of Ho et al. (to compare the two bounds of one model).
+  const bool has_learned = m.abi_version >= 7 && m.eps_learned_variance && m.eps_eval_var;
+  if (cfg.variance == "learned" && !has_learned)
+    user_error_noloc(fmt::format("--variance learned: the model in {} does not predict its variance",
+                                 cfg.data.run_dir),
+                     "a net declared `-> [2 C, ...] predicts eps_var` does (see models/moons_learned_var.ddpm)");
+  const bool learned = has_learned && cfg.variance != "fixed";
+  fmt::print(stderr, "the reverse variance: {}\n",
+             learned       ? "learned (the net's interpolation between beta_t and beta_tilde_t)"
+             : has_learned ? "fixed (beta_t; --variance fixed: the model's learned variance is not used)"
+                           : "fixed (beta_t; beta_tilde_2 for the decoder)");
   if (m.abi_version >= 4 && m.eps_predicts != DDPM_PREDICTS_EPS)
     fmt::print(stderr, "the net predicts {} (declared in the spec); the bound uses the eps it implies\n",
                m.eps_predicts == DDPM_PREDICTS_X0 ? "x0" : "v");
@@ -184,7 +197,7 @@ int evaluate(const EvalConfig& cfg) {
 
   const int B = (int)std::min<int64_t>(cfg.batch, N);
   ddpm::AlignedBuffer arena = ddpm::alloc_arena(m, 2 + m.n_samplers, B);
-  ddpm::AlignedFloats xin((int64_t)B * D), eout((int64_t)B * D), lin(B);
+  ddpm::AlignedFloats xin((int64_t)B * D), eout((int64_t)B * D), fout((int64_t)B * D), lin(B);
   const ddpm::TermSteps ts = ddpm::vlb_term_steps(m.T, cfg.steps, cfg.seed);
   const int evals_per_chunk = (int)ts.t.size() + 1;
   const int64_t n_chunks = (N + B - 1) / B;
@@ -209,6 +222,15 @@ int evaluate(const EvalConfig& cfg) {
       std::copy(eout.data(), eout.data() + (int64_t)b * D, e);
     };
     ddpm::VlbOptions opt;
+    if (learned)
+      opt.eps_var = [&](const float* xt, int t, float* e, float* f) {
+        std::copy(xt, xt + (int64_t)b * D, xin.data());
+        const int rc = m.eps_eval_var(arena.data(), b, params.data(), xin.data(), K > 0 ? lin.data() : nullptr, t,
+                                      eout.data(), fout.data());
+        if (rc != 0) DDPM_ICE(fmt::format("module eps_eval_var returned {} (t = {}, batch {})", rc, t, b));
+        std::copy(eout.data(), eout.data() + (int64_t)b * D, e);
+        std::copy(fout.data(), fout.data() + (int64_t)b * D, f);
+      };
     opt.decoder = dec;
     opt.seed = cfg.seed;
     opt.steps = cfg.steps;
@@ -352,6 +374,11 @@ int main(int argc, char** argv) {
                  "L_0: discretized (8-bit data, bits/dim), gaussian (continuous data, nats/dim), or auto (discretized "
                  "when every value is on the 8-bit grid)")
       ->check(CLI::IsMember({"auto", "discretized", "gaussian"}))
+      ->capture_default_str();
+  app.add_option("--variance", cfg.variance,
+                 "the reverse variance in the bound: the model's (auto: learned when its net predicts eps_var, else "
+                 "fixed), learned, or fixed (beta_t, as Ho et al.)")
+      ->check(CLI::IsMember({"auto", "learned", "fixed"}))
       ->capture_default_str();
   app.add_option("--batch", cfg.batch, "samples per eps_eval call")->capture_default_str();
   app.add_option("--threads", cfg.threads, "worker threads (default: all cores)")->capture_default_str();

@@ -3,7 +3,8 @@
  * and class labels, version 5 the range of class indices, which sampler arguments
  * are class indices, and eps_eval_labels for a class-conditional noise predictor,
  * version 6 supervised modules (a spec without a diffusion block) and classify_eval,
- * version 7 continuous time: real t in [t_min, t_max], its sampling grid and sampler_step_time)
+ * version 7 continuous time: real t in [t_min, t_max], its sampling grid and sampler_step_time,
+ * and a learned reverse variance: eps_eval_var)
  * between a compiled ddpmc module (a .so) and the runtime.
  *
  * A module exports one symbol, `ddpm_module_v1`, returning a pointer to a static
@@ -192,6 +193,13 @@ typedef struct ddpm_module {
   int (*sampler_step_time)(int sampler, void* arena, int B, const float* params, const float* x_in, float t, float s,
                            uint64_t seed, uint64_t step, float* x_out, int64_t row0, const float* args,
                            const float* state_in, float* state_out, int flags);
+  /* 1 when the noise predictor also predicts its reverse variance (`predicts eps_var`,
+   * Nichol & Dhariwal 2021): p(x_{t-1} | x_t) has log variance
+   * frac log beta_t + (1 - frac) log beta_tilde_t (beta_tilde_1 taken as beta_tilde_2).
+   * eps_eval_var is eps_eval_labels that also writes frac[B, D] (NULL: not written). */
+  int eps_learned_variance;
+  int (*eps_eval_var)(void* arena, int B, const float* params, const float* x, const float* labels, int t,
+                      float* eps, float* frac);
 } ddpm_module;
 
 typedef const ddpm_module* (*ddpm_module_fn)(void);
