@@ -8,13 +8,8 @@
 #include <cmath>
 #include <cstring>
 
-#include "common/prelude/philox.h"
-#include "interp.h"
-#include "module.h"
-#include "runtime/data2d.h"
-#include "runtime/swd.h"
+#include "test_interp_checks.h"
 #include "test_runs.h"
-#include "test_support.h"
 
 using namespace ddpm_test;
 
@@ -28,14 +23,8 @@ struct Model {
   std::vector<float> params;
   explicit Model(const std::string& rel)
       : c(ddpmc::compile_spec_file(source_path(rel))),
-        mod(ddpmc::build_module(source_path(rel), test_build_options()).so_path) {
-    params.assign(mod->param_floats, 0.0f);
-    for (int i = 0; i < mod->n_params; ++i) {
-      auto& p = mod->params[i];
-      auto v = uniform_floats(p.numel, -0.3f, 0.3f, 200 + i);
-      std::memcpy(params.data() + p.offset, v.data(), p.numel * sizeof(float));
-    }
-  }
+        mod(ddpmc::build_module(source_path(rel), test_build_options()).so_path),
+        params(random_params(mod.get(), 200)) {}
 };
 
 Model& model(int i) {
@@ -69,27 +58,8 @@ TEST_CASE("continuous: flow, EDM and VP training steps match the interpreter (lo
     Model& m = model(i);
     INFO(kModels[i]);
     REQUIRE(ddpm::is_continuous(m.mod.get()));
-    const int B = 37;
-    auto x = uniform_floats(B * 2, -2, 2, 7);
-    ddpm::AlignedBuffer arena(m.mod->arena_bytes(0, B));
-    std::vector<float> grads(m.mod->param_floats, 0.0f);
-    float loss = 0;
-    REQUIRE(m.mod->train_step(arena.data(), B, m.params.data(), x.data(), 11, 5, grads.data(), &loss) == 0);
-    ddpmc::InterpEnv e;
-    e.B = B;
-    e.seed = 11;
-    e.step = 5;
-    e.params.assign(m.params.begin(), m.params.end());
-    e.inputs["data"] = std::vector<double>(x.begin(), x.end());
-    auto ref = ddpmc::interpret(m.c.train, m.c.model, e);
-    REQUIRE(ref.size() == 1 + m.c.model.params.size());
-    CHECK(std::isfinite(loss));
-    CHECK(std::abs(loss - ref[0][0]) <= 1e-4 * std::abs(ref[0][0]));
-    for (size_t p = 0; p < m.c.model.params.size(); ++p) {
-      const auto& pi = m.c.model.params[p];
-      INFO("gradient of " << pi.name);
-      CHECK(rel_error(grads.data() + pi.offset, ref[1 + p].data(), pi.type.numel()) <= 1e-4);
-    }
+    const int B = 37;  // not a multiple of the SIMD width: exercises the scalar tails
+    check_train_step(m.c, m.mod, m.params, B, uniform_floats(B * 2, -2, 2, 7), 11, 5);
   }
 }
 
@@ -214,13 +184,8 @@ TEST_CASE("continuous: training and sampling are bitwise identical at 1 and 2 th
 
 TEST_CASE("continuous: flow, EDM and VP trained on moons sample near the data (sliced Wasserstein)") {
   const int n = 2000;
-  std::vector<float> ref(n * 2), ref2(n * 2), gauss(n * 2);
-  ddpm::sample_2d("moons", n, 12345, 0, ref.data());
-  ddpm::sample_2d("moons", n, 54321, 0, ref2.data());
-  for (int i = 0; i < 2 * n; ++i) gauss[i] = (float)ddpm::philox_normal(99, 0, 7, (uint64_t)i);
-  const double w_floor = ddpm::sliced_wasserstein_2d(ref.data(), n, ref2.data(), n);
-  const double w_gauss = ddpm::sliced_wasserstein_2d(gauss.data(), n, ref.data(), n);
-  MESSAGE("floor " << w_floor << ", N(0, I) " << w_gauss);
+  const MoonsReference ref = moons_reference(n);
+  MESSAGE("floor " << ref.floor << ", N(0, I) " << ref.gauss);
   // Each model's samplers at their default step counts (EDM 18, flow 50, VP 100); the
   // first-order ones at these counts (EDM's Euler, the VP's predictor-corrector) are
   // held to the looser bound.
@@ -236,13 +201,13 @@ TEST_CASE("continuous: flow, EDM and VP trained on moons sample near the data (s
       const bool loose = name[0] == '~';
       if (loose) name = name.substr(1);
       const std::vector<float> x = ddpm::sample_to_vector(draw_config(out, name, 0, n));
-      const double w = ddpm::sliced_wasserstein_2d(x.data(), n, ref.data(), n);
+      const double w = ddpm::sliced_wasserstein_2d(x.data(), n, ref.points.data(), n);
       MESSAGE(spec << " " << name << ": sliced Wasserstein " << w);
       INFO(spec << " sampler " << name);
       for (float v : x) REQUIRE(std::isfinite(v));
       // Far from the N(0, I) start, and within a small multiple of two data draws' distance.
-      CHECK(w < (loose ? 0.6 : 0.3) * w_gauss);
-      if (!loose) CHECK(w < 4 * w_floor);
+      CHECK(w < (loose ? 0.6 : 0.3) * ref.gauss);
+      if (!loose) CHECK(w < 4 * ref.floor);
     }
   }
 }

@@ -8,13 +8,8 @@
 #include <cmath>
 #include <cstring>
 
-#include "common/prelude/philox.h"
-#include "interp.h"
-#include "module.h"
-#include "runtime/data2d.h"
-#include "runtime/swd.h"
+#include "test_interp_checks.h"
 #include "test_runs.h"
-#include "test_support.h"
 
 using namespace ddpm_test;
 
@@ -23,15 +18,7 @@ namespace {
 struct LearnedVar {
   ddpmc::Compiled c = ddpmc::compile_spec_file(source_path("models/moons_learned_var.ddpm"));
   ddpm::Module mod{ddpmc::build_module(source_path("models/moons_learned_var.ddpm"), test_build_options()).so_path};
-  std::vector<float> params;
-  LearnedVar() {
-    params.assign(mod->param_floats, 0.0f);
-    for (int i = 0; i < mod->n_params; ++i) {
-      auto& p = mod->params[i];
-      auto v = uniform_floats(p.numel, -0.3f, 0.3f, 300 + i);
-      std::memcpy(params.data() + p.offset, v.data(), p.numel * sizeof(float));
-    }
-  }
+  std::vector<float> params = random_params(mod.get(), 300);
 };
 
 }  // namespace
@@ -40,27 +27,13 @@ TEST_CASE("learned variance: the hybrid loss and every gradient match the interp
   LearnedVar f;
   const int B = 37;
   auto x = uniform_floats(B * 2, -2, 2, 7);
+  check_train_step(f.c, f.mod, f.params, B, x, 11, 5);
+  // The last layer's variance half gets gradient only from the bound's term, its eps
+  // half only from L_simple: both are nonzero.
   ddpm::AlignedBuffer arena(f.mod->arena_bytes(0, B));
   std::vector<float> grads(f.mod->param_floats, 0.0f);
   float loss = 0;
   REQUIRE(f.mod->train_step(arena.data(), B, f.params.data(), x.data(), 11, 5, grads.data(), &loss) == 0);
-  ddpmc::InterpEnv e;
-  e.B = B;
-  e.seed = 11;
-  e.step = 5;
-  e.params.assign(f.params.begin(), f.params.end());
-  e.inputs["data"] = std::vector<double>(x.begin(), x.end());
-  auto ref = ddpmc::interpret(f.c.train, f.c.model, e);
-  REQUIRE(ref.size() == 1 + f.c.model.params.size());
-  CHECK(std::isfinite(loss));
-  CHECK(std::abs(loss - ref[0][0]) <= 1e-4 * std::abs(ref[0][0]));
-  for (size_t p = 0; p < f.c.model.params.size(); ++p) {
-    const auto& pi = f.c.model.params[p];
-    INFO("gradient of " << pi.name);
-    CHECK(rel_error(grads.data() + pi.offset, ref[1 + p].data(), pi.type.numel()) <= 1e-4);
-  }
-  // The last layer's variance half gets gradient only from the bound's term, its eps
-  // half only from L_simple: both are nonzero.
   const auto& last = f.c.model.params[6];  // eps_theta/linear.3/w [128, 4]
   REQUIRE(last.type.dims == std::vector<int64_t>{128, 4});
   double g_eps = 0, g_var = 0;
@@ -130,18 +103,15 @@ TEST_CASE("learned variance: eps_eval_var gives eps and frac as the interpreter 
 
 TEST_CASE("learned variance: trained on moons, 50-step samples of every sampler approach the data") {
   const int n = 2000;
-  std::vector<float> ref(n * 2), gauss(n * 2);
-  ddpm::sample_2d("moons", n, 12345, 0, ref.data());
-  for (int i = 0; i < 2 * n; ++i) gauss[i] = (float)ddpm::philox_normal(99, 0, 7, (uint64_t)i);
-  const double w_gauss = ddpm::sliced_wasserstein_2d(gauss.data(), n, ref.data(), n);
+  const MoonsReference ref = moons_reference(n);
   const std::filesystem::path out = process_dir("test-learned-var", "run");
   ddpm::TrainConfig c = run_config("models/moons_learned_var.ddpm", "moons", out, 3000, 256, 5);
   REQUIRE(ddpm::train(c) == 0);
   for (const char* name : {"learned", "fixed_small", "fixed_large"}) {
     const std::vector<float> x = ddpm::sample_to_vector(draw_config(out, name, 50, n));
-    const double w = ddpm::sliced_wasserstein_2d(x.data(), n, ref.data(), n);
-    MESSAGE(std::string(name) << ": sliced Wasserstein " << w << " (N(0, I): " << w_gauss << ")");
+    const double w = ddpm::sliced_wasserstein_2d(x.data(), n, ref.points.data(), n);
+    MESSAGE(std::string(name) << ": sliced Wasserstein " << w << " (N(0, I): " << ref.gauss << ")");
     for (float v : x) REQUIRE(std::isfinite(v));
-    CHECK(w < 0.4 * w_gauss);
+    CHECK(w < 0.4 * ref.gauss);
   }
 }
