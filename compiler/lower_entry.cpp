@@ -451,6 +451,17 @@ void Lowerer::run() {
     const bool labelled = n == 3 && f->params[2].type && f->params[2].type->kind == TypeAnn::Kind::Label;
     // `predicts eps_var`: eps and the variance's v, stacked on the first axis.
     const int64_t out_factor = f->predicts == "eps_var" ? 2 : 1;
+    if (out_factor == 2 && p0 && p1 && is_data(*p0) && p1->kind == TypeAnn::Kind::Step && !is_data(*f->result, 2))
+      user_error(f->predicts_loc,
+                 fmt::format("net '{}' predicts eps_var, so its result must stack eps and v on the first axis: "
+                             "twice the data's, {}, but it is declared {}",
+                             f->name, [&] {
+                               std::vector<int64_t> d = data_type_.dims;
+                               d[0] *= 2;
+                               return Type{false, d}.str();
+                             }(),
+                             type_ann_str(*f->result)),
+                 "declare e.g. `-> [4] predicts eps_var` for data [2], and split it with slice(o, 0, 2) and slice(o, 2, 2)");
     if (p0 && p1 && is_data(*p0) && p1->kind == TypeAnn::Kind::Step && is_data(*f->result, out_factor) &&
         (n == 2 || labelled))
       eps_nets.push_back(f);
