@@ -211,3 +211,19 @@ TEST_CASE("continuous: flow, EDM and VP trained on moons sample near the data (s
     }
   }
 }
+
+TEST_CASE("continuous: a resumed EDM run is bit-exact, and its previews sample on the model's grid") {
+  const std::filesystem::path whole = process_dir("test-continuous", "whole"), part = process_dir("test-continuous", "part");
+  ddpm::TrainConfig w = run_config("models/moons_edm.ddpm", "moons", whole, 400, 64, 3);
+  REQUIRE(ddpm::train(w) == 0);
+  ddpm::TrainConfig p = run_config("models/moons_edm.ddpm", "moons", part, 400, 64, 3);
+  p.stop_at = 150;
+  p.sample_every = 100;  // a preview at step 100, through sampler_step_time
+  REQUIRE(ddpm::train(p) == 0);
+  CHECK(std::filesystem::exists(part / "samples" / "step_0000100.png"));
+  p.stop_at = 0;
+  p.sample_every = 0;
+  p.resume = true;
+  REQUIRE(ddpm::train(p) == 0);
+  require_same_checkpoint(whole, part);
+}
