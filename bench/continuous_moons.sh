@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Moons at one training budget: the discrete DDPM (models/moons.ddpm) against the
-# continuous-time VP-SDE, EDM and rectified flow (models/moons_{vp,edm,flow}.ddpm).
+# continuous-time VP-SDE, EDM and rectified flow (models/moons_{vp,edm,flow}.ddpm), and
+# the learned reverse variance (models/moons_learned_var.ddpm) against fixed ones.
 # Each model trains for MINUTES (default 0.5) at 2 threads and batch 256, one after
 # another; then each sampler draws 4000 points, and ddpm-eval --quality gives their
 # sliced Wasserstein distance (SW1) to 4000 fresh points of the data, next to the
-# floor (two fresh draws of the data). Prints a Markdown table; nothing asserts on it.
+# floor (two fresh draws of the data). Then the learned-variance model's bound
+# (ddpm-eval --bound, full sum, 1000 held-out points) with its learned variance and
+# with the fixed one. Prints Markdown tables; nothing asserts on them.
 #
 #   bench/continuous_moons.sh [BUILD_DIR] [MINUTES]
 set -euo pipefail
@@ -31,6 +34,9 @@ cases=(
   "moons_edm euler 35 35"
   "moons_flow euler 50 50"
   "moons_flow heun 25 50"
+  "moons_learned_var learned 50 50"
+  "moons_learned_var fixed_small 50 50"
+  "moons_learned_var fixed_large 50 50"
 )
 trained=""
 for c in "${cases[@]}"; do
@@ -49,4 +55,12 @@ for c in "${cases[@]}"; do
   sw=$(sed -E 's/.*distance ([0-9.]+) .*/\1/' <<< "$line")
   floor=$(sed -E 's/.*floor ([0-9.]+).*/\1/' <<< "$line")
   echo "| \`$model\` | $done_steps | \`$sampler\` | $steps | $evals | $sw | $floor |"
+done
+
+echo
+echo "| moons_learned_var: the bound with | nats/dim | L_0 |"
+echo "| --- | ---: | ---: |"
+for v in learned fixed; do
+  line=$("$T/ddpm-eval" "$OUT/moons_learned_var" --bound --variance "$v" -n 1000 --threads 2 -q 2>&1 | grep 'nats/dim')
+  echo "| $v variance | $(sed -E 's/nats\/dim ([0-9.-]+ ± [0-9.]+).*/\1/' <<< "$line") | $(sed -E 's/.*L_0 ([0-9.e-]+);.*/\1/' <<< "$line") |"
 done
