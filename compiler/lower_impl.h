@@ -1,6 +1,7 @@
-// Internals of lowering (see lower.h), shared by its four files:
+// Internals of lowering (see lower.h), shared by its files:
 //   lower.cpp          the evaluator: names, expressions, calls, shapes and types;
-//   lower_entry.cpp    the spec's structure: diffusion block, globals, data, and
+//   lower_diffusion.cpp the diffusion block: discrete or continuous time;
+//   lower_entry.cpp    the spec's structure: tables, globals, data, and
 //                      one graph per entry point (loss, samplers, the noise predictor),
 //                      and the bounds on how far an entry point may expand;
 //   lower_builtins.cpp the builtin table, the language surface over the primitive ops;
