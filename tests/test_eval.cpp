@@ -5,7 +5,8 @@
 // class-conditional model gets the bound per class and their average (checked
 // against the true negative log-likelihood of its Gaussian clusters), and
 // --class one class; the shipped Fashion-MNIST models get bits/dim on the test
-// split, per class for fashion_cond.
+// split, per class for fashion_cond; a continuous-time model is pointed at --quality,
+// and a learned variance is the bound's unless --variance fixed.
 #include <doctest/doctest.h>
 
 #include <sys/wait.h>
@@ -211,4 +212,45 @@ TEST_CASE("eval: the shipped Fashion-MNIST models get bits/dim on the test split
       CHECK(j["bound"].get<double>() == doctest::Approx(sum / (double)j["per_class"].size()).epsilon(1e-12));
     }
   }
+}
+
+TEST_CASE("eval: a continuous-time model: without --bound it points at --quality; --bound is a one-line error") {
+  const fs::path dir = ddpm_test::process_dir("test-eval", "continuous");
+  const fs::path run = trained("models/moons_flow.ddpm", "moons", dir / "run", 50, 64);
+  Result r = eval(dir, {run.string()});
+  INFO(r.out, r.err);
+  CHECK(r.status == 0);
+  CHECK(r.out.find("a continuous-time model of [2] (t in [0, 1], 50 sampling steps by default)") != std::string::npos);
+  CHECK(r.out.find("ddpm-eval " + run.string() + " --quality") != std::string::npos);
+  r = eval(dir, {run.string(), "--bound", "-n", "10"});
+  CHECK(r.status == 1);
+  CHECK(r.err.find("is a continuous-time model: ddpm-eval computes the variational bound of a discrete-time one") !=
+        std::string::npos);
+  r = eval(dir, {run.string(), "--quality", "-n", "200", "--steps", "5"});
+  CHECK(r.status == 0);
+  CHECK(r.out.find("sliced Wasserstein distance") != std::string::npos);
+}
+
+TEST_CASE("eval: a learned variance is the bound's by default; --variance fixed and learned choose") {
+  const fs::path dir = ddpm_test::process_dir("test-eval", "learned-var");
+  const fs::path run = trained("models/moons_learned_var.ddpm", "moons", dir / "run", 300, 128);
+  auto bound = [&](const std::string& variance, const std::string& expect) {
+    std::vector<std::string> args = {run.string(), "--bound", "-n", "200", "--batch", "100", "-q"};
+    if (!variance.empty()) args.insert(args.end(), {"--variance", variance});
+    const Result r = eval(dir, args);
+    INFO(r.out, r.err);
+    REQUIRE(r.status == 0);
+    CHECK(r.err.find("the reverse variance: " + expect) != std::string::npos);
+    return (double)eval_json(run)["bound"];
+  };
+  const double dflt = bound("", "learned"), learned = bound("learned", "learned"), fixed = bound("fixed", "fixed");
+  CHECK(std::isfinite(learned));
+  CHECK(std::isfinite(fixed));
+  CHECK(dflt == learned);
+  CHECK(fixed != learned);
+  // A model without a learned variance refuses --variance learned.
+  const fs::path plain = trained("models/moons.ddpm", "moons", dir / "plain", 20, 64);
+  const Result r = eval(dir, {plain.string(), "--bound", "--variance", "learned", "-n", "10"});
+  CHECK(r.status == 1);
+  CHECK(r.err.find("does not predict its variance") != std::string::npos);
 }

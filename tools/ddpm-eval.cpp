@@ -157,6 +157,15 @@ int evaluate(const EvalConfig& cfg) {
     ddpm::diffusion_only(cfg.compute ? "--bound (--bpd) is the variational bound of a diffusion model"
                                      : "ddpm-eval computes the variational bound of a diffusion model",
                          cfg.data.run_dir, "a classifier has no bound; measure its accuracy with classify_eval on held-out data");
+  if (ddpm::is_continuous(m) && !cfg.compute) {
+    // Without --bound: what can be computed for a continuous-time model.
+    fmt::print("{}: a continuous-time model of {} (t in [{:g}, {:g}], {} sampling steps by default)\n"
+               "ddpm-eval can compute its sample quality: ddpm-eval {} --quality\n"
+               "(the variational bound is defined for discrete time; the likelihood by the probability-flow ODE is "
+               "not implemented yet)\n",
+               cfg.data.run_dir, mod.data_shape_string(), m.t_min, m.t_max, m.sample_steps, cfg.data.run_dir);
+    return 0;
+  }
   if (ddpm::is_continuous(m))
     user_error_noloc(fmt::format("{} is a continuous-time model: ddpm-eval computes the variational bound of a "
                                  "discrete-time one (T steps and their tables)",
