@@ -8,6 +8,7 @@
 # floor (two fresh draws of the data). Then the learned-variance model's bound
 # (ddpm-eval --bound, full sum, 1000 held-out points) with its learned variance and
 # with the fixed one. Prints Markdown tables; nothing asserts on them.
+# MODELS="moons moons_learned_var" runs only those models.
 #
 #   bench/continuous_moons.sh [BUILD_DIR] [MINUTES]
 set -euo pipefail
@@ -41,6 +42,7 @@ cases=(
 trained=""
 for c in "${cases[@]}"; do
   read -r model sampler steps evals <<< "$c"
+  [[ -z "${MODELS:-}" || " $MODELS " == *" $model "* ]] || continue
   run=$OUT/$model
   if [[ " $trained " != *" $model "* ]]; then
     "$T/ddpm-train" "models/$model.ddpm" --data moons --minutes "$MIN" --steps 100000000 --batch 256 --threads 2 \
@@ -57,6 +59,7 @@ for c in "${cases[@]}"; do
   echo "| \`$model\` | $done_steps | \`$sampler\` | $steps | $evals | $sw | $floor |"
 done
 
+[[ -z "${MODELS:-}" || " $MODELS " == *" moons_learned_var "* ]] || exit 0
 echo
 echo "| moons_learned_var: the bound with | nats/dim | L_0 |"
 echo "| --- | ---: | ---: |"
