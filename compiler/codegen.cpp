@@ -159,13 +159,15 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
         ? "  // Without a caller's buffer, frac goes to the room after the arena (arena_bytes counts it).\n"
           "  e.frac = frac ? frac : e.A + eps_arena_floats(B);\n"
         : "";
-    sampler_entries += std::string(m.eps_learned_var
-         ? "// ABI 7: eps and the learned variance's frac (the net predicts eps_var).\n"
-           "int eps_eval_var(void* arena, int B, const float* params, const float* x, const float* labels, int t,\n"
-           "                 float* eps, float* frac) {\n"
-         : "") +
-         (m.eps_learned_var ? "" : "int eps_eval_labels(void* arena, int B, const float* params, const float* x, const float* labels,\n"
-                                   "                    int t, float* eps) {\n") +
+    // With a learned variance the body is eps_eval_var's (ABI 7), and eps_eval_labels calls it.
+    const std::string eps_head =
+        m.eps_learned_var
+            ? "// ABI 7: eps and the learned variance's frac (the net predicts eps_var).\n"
+              "int eps_eval_var(void* arena, int B, const float* params, const float* x, const float* labels, int t,\n"
+              "                 float* eps, float* frac) {\n"
+            : "int eps_eval_labels(void* arena, int B, const float* params, const float* x, const float* labels,\n"
+              "                    int t, float* eps) {\n";
+    sampler_entries += eps_head +
          "  if (B < 1 || t < 1 || t > " + fmt::format("{}", m.diffusion.T) + ") return 1;\n" + need_labels +
          "  Env e{};\n  e.B = B;\n  e.A = align64(arena);\n"
          "  e.scratch = e.A + " + fmt::format("{} * (int64_t)B + {}", c.eps.arena_per_sample, c.eps.arena_fixed) +
@@ -175,7 +177,7 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
       sampler_entries += "int eps_eval_labels(void* arena, int B, const float* params, const float* x, const float* labels,\n"
                          "                    int t, float* eps) {\n"
                          "  return eps_eval_var(arena, B, params, x, labels, t, eps, nullptr);\n}\n\n";
-    sampler_entries += ""
+    sampler_entries +=
          "int eps_eval(void* arena, int B, const float* params, const float* x, int t, float* eps) {\n"
          "  return eps_eval_labels(arena, B, params, x, nullptr, t, eps);\n}\n\n";
   }
