@@ -214,7 +214,7 @@ TEST_CASE("eval: the shipped Fashion-MNIST models get bits/dim on the test split
   }
 }
 
-TEST_CASE("eval: a continuous-time model: without --bound it points at --quality; --bound is a one-line error") {
+TEST_CASE("eval: a continuous-time model: without --bound it points at --quality, and --bound is a one-line error") {
   const fs::path dir = ddpm_test::process_dir("test-eval", "continuous");
   const fs::path run = trained("models/moons_flow.ddpm", "moons", dir / "run", 50, 64);
   Result r = eval(dir, {run.string()});
@@ -231,7 +231,7 @@ TEST_CASE("eval: a continuous-time model: without --bound it points at --quality
   CHECK(r.out.find("sliced Wasserstein distance") != std::string::npos);
 }
 
-TEST_CASE("eval: a learned variance is the bound's by default; --variance fixed and learned choose") {
+TEST_CASE("eval: a learned variance is the bound's by default, and --variance fixed or learned chooses") {
   const fs::path dir = ddpm_test::process_dir("test-eval", "learned-var");
   const fs::path run = trained("models/moons_learned_var.ddpm", "moons", dir / "run", 300, 128);
   auto bound = [&](const std::string& variance, const std::string& expect) {

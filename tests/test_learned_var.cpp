@@ -73,7 +73,7 @@ TEST_CASE("learned variance: the learned and fixed-variance sampler steps match 
     }
 }
 
-TEST_CASE("learned variance: eps_eval_var gives eps and frac as the interpreter does; eps_eval gives the same eps") {
+TEST_CASE("learned variance: eps_eval_var gives eps and frac as the interpreter does, and eps_eval the same eps") {
   LearnedVar f;
   const ddpm_module& m = f.mod.get();
   REQUIRE(m.eps_learned_variance == 1);
