@@ -90,7 +90,7 @@ std::vector<double> logged_losses(const fs::path& run) {
 TEST_CASE("supervised: classify_eval of a conv classifier matches the interpreter at batch 5 (logits and features)") {
   ConvClassifier cc = conv_classifier();
   const ddpm_module& m = cc.mod.get();
-  REQUIRE(m.abi_version == 6);
+  REQUIRE(m.abi_version == DDPM_ABI_VERSION);  // 6 added supervised modules
   CHECK(ddpm::is_supervised(m));
   CHECK(m.n_samplers == 0);
   CHECK(m.T == 0);
