@@ -9,7 +9,7 @@
 
 #include "interp.h"
 #include "module.h"
-#include "test_support.h"
+#include "test_interp_checks.h"
 
 using namespace ddpm_test;
 
@@ -19,23 +19,9 @@ struct Fixture {
   ddpmc::Compiled c = ddpmc::compile_spec_file(source_path("models/moons.ddpm"));
   ddpmc::BuiltModule built = ddpmc::build_module(source_path("models/moons.ddpm"), test_build_options());
   ddpm::Module mod{built.so_path};
-  std::vector<float> params;
-  Fixture() {
-    params.assign(mod->param_floats, 0.0f);
-    for (int i = 0; i < mod->n_params; ++i) {
-      auto& p = mod->params[i];
-      auto v = uniform_floats(p.numel, -0.3f, 0.3f, 100 + i);
-      std::memcpy(params.data() + p.offset, v.data(), p.numel * sizeof(float));
-    }
-  }
+  std::vector<float> params = random_params(mod.get(), 100);
   ddpmc::InterpEnv env(int B, const std::vector<float>& x, uint64_t seed, uint64_t step) {
-    ddpmc::InterpEnv e;
-    e.B = B;
-    e.seed = seed;
-    e.step = step;
-    e.params.assign(params.begin(), params.end());
-    e.inputs["data"] = std::vector<double>(x.begin(), x.end());
-    return e;
+    return train_env(params, x, B, seed, step);
   }
 };
 
@@ -84,15 +70,7 @@ TEST_CASE("compiled: moons sampler steps match the interpreter") {
       ddpm::AlignedBuffer arena(f.mod->arena_bytes(1 + si, B));
       std::vector<float> out(B * 2);
       REQUIRE(f.mod->sampler_step(si, arena.data(), B, f.params.data(), x.data(), t, s, 3, 9, out.data(), 0) == 0);
-      ddpmc::InterpEnv e;
-      e.B = B;
-      e.seed = 3;
-      e.step = 9;
-      e.params.assign(f.params.begin(), f.params.end());
-      e.inputs["x"] = std::vector<double>(x.begin(), x.end());
-      e.inputs["t"] = std::vector<double>(B, t);
-      e.inputs["s"] = std::vector<double>(B, s);
-      auto ref = ddpmc::interpret(f.c.samplers[si].second, f.c.model, e);
+      auto ref = ddpmc::interpret(f.c.samplers[si].second, f.c.model, sampler_env(f.params, x, B, t, s, 3, 9));
       INFO("sampler " << f.mod->sampler_names[si] << " t=" << t << " s=" << s);
       CHECK(rel_error(out.data(), ref[0].data(), out.size()) <= 1e-4);
     }
@@ -155,12 +133,7 @@ TEST_CASE("compiled: moons eps_eval (the noise predictor alone) matches the inte
     ddpm::AlignedBuffer arena(f.mod->arena_bytes(2 + f.mod->n_samplers, B));
     std::vector<float> eps(B * 2);
     REQUIRE(f.mod->eps_eval(arena.data(), B, f.params.data(), x.data(), t, eps.data()) == 0);
-    ddpmc::InterpEnv e;
-    e.B = B;
-    e.params.assign(f.params.begin(), f.params.end());
-    e.inputs["x"] = std::vector<double>(x.begin(), x.end());
-    e.inputs["t"] = std::vector<double>(B, t);
-    auto ref = ddpmc::interpret(f.c.eps, f.c.model, e);
+    auto ref = ddpmc::interpret(f.c.eps, f.c.model, eps_env(f.params, x, B, t));
     CAPTURE(t);
     CHECK(rel_error(eps.data(), ref[0].data(), eps.size()) <= 1e-4);
   }

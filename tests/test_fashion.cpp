@@ -9,7 +9,7 @@
 #include "interp.h"
 #include "module.h"
 #include "test_support.h"
-#include "test_threads.h"
+#include "test_interp_checks.h"
 
 using namespace ddpm_test;
 

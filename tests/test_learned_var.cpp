@@ -56,16 +56,8 @@ TEST_CASE("learned variance: the learned and fixed-variance sampler steps match 
       const int flags = s == 0 ? DDPM_STEP_LAST : 0;
       REQUIRE(f.mod->sampler_step4(si, arena.data(), B, f.params.data(), x.data(), t, s, 3, 9, out.data(), 0, nullptr,
                                    nullptr, nullptr, flags) == 0);
-      ddpmc::InterpEnv e;
-      e.B = B;
-      e.seed = 3;
-      e.step = 9;
-      e.params.assign(f.params.begin(), f.params.end());
-      e.inputs["x"] = std::vector<double>(x.begin(), x.end());
-      e.inputs["t"] = std::vector<double>(B, t);
-      e.inputs["s"] = std::vector<double>(B, s);
-      e.inputs["flag/first"] = {0.0};
-      e.inputs["flag/last"] = {s == 0 ? 1.0 : 0.0};
+      ddpmc::InterpEnv e = sampler_env(f.params, x, B, t, s, 3, 9);
+      add_sampler_inputs(e, f.mod.get(), si, false, s == 0);
       INFO("sampler " << std::string(f.mod->sampler_names[si]) << " t=" << t << " s=" << s);
       auto ref = ddpmc::interpret(f.c.samplers[si].second, f.c.model, e);
       for (float v : out) REQUIRE(std::isfinite(v));
@@ -87,12 +79,7 @@ TEST_CASE("learned variance: eps_eval_var gives eps and frac as the interpreter 
     std::vector<float> eps(B * 2), frac(B * 2), eps2(B * 2);
     REQUIRE(m.eps_eval_var(arena.data(), B, f.params.data(), x.data(), nullptr, t, eps.data(), frac.data()) == 0);
     REQUIRE(m.eps_eval(arena.data(), B, f.params.data(), x.data(), t, eps2.data()) == 0);  // frac to the arena's room
-    ddpmc::InterpEnv e;
-    e.B = B;
-    e.params.assign(f.params.begin(), f.params.end());
-    e.inputs["x"] = std::vector<double>(x.begin(), x.end());
-    e.inputs["t"] = std::vector<double>(B, t);
-    auto ref = ddpmc::interpret(f.c.eps, f.c.model, e);
+    auto ref = ddpmc::interpret(f.c.eps, f.c.model, eps_env(f.params, x, B, t));
     REQUIRE(ref.size() == 2);
     CAPTURE(t);
     CHECK(rel_error(eps.data(), ref[0].data(), eps.size()) <= 1e-4);

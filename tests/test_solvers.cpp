@@ -14,7 +14,7 @@
 #include "common/diag.h"
 #include "interp.h"
 #include "test_support.h"
-#include "test_threads.h"
+#include "test_interp_checks.h"
 #include "runtime/data2d.h"
 #include "runtime/module.h"
 #include "runtime/sample.h"
