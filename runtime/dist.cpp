@@ -34,8 +34,8 @@ namespace {
 Dist g_world;
 std::atomic<int64_t> g_step{-1}, g_ckpt{-1};
 std::mutex g_ckpt_mu;  // held while a checkpoint is written, and while the report reads g_ckpt
-std::atomic<bool> g_lost{false};
-static_assert(std::atomic<bool>::is_always_lock_free, "rank_lost() is called from signal handlers");  // a rank was reported lost (set under g_ckpt_mu)
+std::atomic<bool> g_lost{false};  // a rank was reported lost (set under g_ckpt_mu)
+static_assert(std::atomic<bool>::is_always_lock_free, "rank_lost() is called from signal handlers");
 
 void check(int rc, const char* what, int line) {
   if (rc != MPI_SUCCESS) ddpmc::internal_error(__FILE__, line, fmt::format("{} failed (MPI error {})", what, rc));
