@@ -69,9 +69,9 @@ struct ParamDecl {
   ExprP default_value;          // `fn f(x, n = 4)`; may be null
 };
 
-enum class DefKind { Fn, Net, Loss, Sampler };
+enum class DefKind { Fn, Net, Loss, Sampler, Ode };
 
-// fn / net / loss / sampler. `loss { ... }` has an empty name and no params.
+// fn / net / loss / sampler / ode (`ode name(x, t)`: the probability-flow ODE's dx/dt). `loss { ... }` has an empty name and no params.
 struct FuncDef {
   DefKind kind;
   std::string name;

@@ -58,6 +58,10 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
   for (size_t i = 0; i < c.samplers.size(); ++i) emit_graph(sp, c.samplers[i].second, "sampler_" + c.samplers[i].first);
   if (c.model.has_eps) emit_graph(sp, c.eps, "eps");
   if (m.supervised) emit_graph(sp, c.classify, "classify");
+  if (m.has_ode) {
+    emit_graph(sp, c.ode, "ode");
+    emit_graph(sp, c.ode_vjp, "ode_vjp");
+  }
 
   auto header = [&](int part) {
     std::string s;
@@ -78,6 +82,7 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
     s += "  float* state_out;       // samplers: state for the next step\n  float first, last;      // samplers: 1 on the first / last step\n";
     if (m.supervised) s += "  float* features;        // classify: the net's features(...) value\n";
     if (m.eps_learned_var) s += "  float* frac;            // eps: the learned variance's interpolation (ABI 7)\n";
+    if (m.has_ode) s += "  const float* in_u;      // ode_vjp: the vector u of u^T df/dx (ABI 8)\n  float* vjp;              // ode_vjp: u^T df/dx\n";
     s += "};\n\n";
     return s;
   };
@@ -100,6 +105,10 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
   if (m.supervised)
     eps_arena_case += fmt::format("    case {}: return (classify_arena_floats(B) + {} * (int64_t)B) * 4 + 64;\n",
                                   c.samplers.size() + 3, ddpm::simd::align_floats(m.features_numel));
+  // Version 8: the probability-flow ODE's drift and its vector-Jacobian product.
+  if (m.has_ode)
+    eps_arena_case += fmt::format("    case {}: return ode_arena_floats(B) * 4 + 64;\n    case {}: return ode_vjp_arena_floats(B) * 4 + 64;\n",
+                                  c.samplers.size() + 4, c.samplers.size() + 5);
   // Sampler descriptors (ABI 4): arguments with defaults, and state sizes.
   std::string sampler_infos;
   for (size_t i = 0; i < c.samplers.size(); ++i) {
@@ -195,6 +204,22 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
     sampler_entries += "  classify_run(e);\n  return 0;\n}\n\n";
   }
 
+  if (m.has_ode) {
+    const std::string range = "  if (B < 1 || !(t >= 0.0f) || !(t <= " + flt(dif.t_max) + ")) return 1;\n";
+    sampler_entries += fmt::format("// ABI 8: ode '{}', the probability-flow ODE's drift f(x, t) [B, D] at one time t for the batch.\n", m.ode_name) +
+         "int ode_eval(void* arena, int B, const float* params, const float* x, float t, float* f) {\n" + range +
+         "  if (!f) return 1;\n  Env e{};\n  e.B = B;\n  e.A = align64(arena);\n"
+         "  e.scratch = e.A + " + fmt::format("{} * (int64_t)B + {}", c.ode.arena_per_sample, c.ode.arena_fixed) +
+         ";\n  e.params = params;\n  e.in_x = x;\n  e.t = t;\n  e.x_out = f;\n  ode_run(e);\n  return 0;\n}\n\n"
+         "// ABI 8: the drift f(x, t) and its vector-Jacobian product u^T df/dx [B, D] (passes/vjp.cpp).\n"
+         "int ode_vjp(void* arena, int B, const float* params, const float* x, float t, const float* u, float* f,\n"
+         "            float* vjp) {\n" + range +
+         "  if (!u || !f || !vjp) return 1;\n  Env e{};\n  e.B = B;\n  e.A = align64(arena);\n"
+         "  e.scratch = e.A + " + fmt::format("{} * (int64_t)B + {}", c.ode_vjp.arena_per_sample, c.ode_vjp.arena_fixed) +
+         ";\n  e.params = params;\n  e.in_x = x;\n  e.t = t;\n  e.in_u = u;\n  e.x_out = f;\n  e.vjp = vjp;\n  ode_vjp_run(e);\n"
+         "  return 0;\n}\n\n";
+  }
+
   std::vector<std::string> out;
   std::string s = header(0);
   // Schedule tables for the descriptor.
@@ -231,6 +256,10 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
            "                    float* eps);\n";
     if (m.supervised)
       s += "int classify_eval(void* arena, int B, const float* params, const float* x, float* logits, float* features);\n";
+    if (m.has_ode)
+      s += "int ode_eval(void* arena, int B, const float* params, const float* x, float t, float* f);\n"
+           "int ode_vjp(void* arena, int B, const float* params, const float* x, float t, const float* u, float* f,\n"
+           "            float* vjp);\n";
     s += "}  // namespace ddpm_part1\n\nnamespace {\n\n";
   }
   s += "int64_t arena_bytes(int entry, int B) {\n  switch (entry) {\n";
@@ -319,6 +348,9 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
              : "    0, 0.0f, 0.0f, 0, 0.0f, 0, nullptr,\n";
     s += m.eps_learned_var ? fmt::format("    1, {}eps_eval_var,\n", q) : "    0, nullptr,\n";
   }
+  // Version 8 (a module without an ode leaves these zero).
+  if (m.has_ode)
+    s += fmt::format("    {}, \"{}\", {}ode_eval, {}ode_vjp,\n", flt(dif.prior_std), m.ode_name, q, q);
   s += "};\n\n";
   s += "}  // namespace\n\n";
   s += "extern \"C\" __attribute__((visibility(\"default\"))) const ddpm_module* ddpm_module_v1(void) { return &kModule; }\n";

@@ -102,6 +102,7 @@ std::string Emitter::ptr(NodeId id) {
     case Slot::Where::Output:
       if (g.output_names.at(s.index) == "features") return "e.features";  // classify (ABI 6)
       if (g.output_names.at(s.index) == "frac") return "e.frac";          // eps with a learned variance (ABI 7)
+      if (g.output_names.at(s.index) == "vjp") return "e.vjp";            // the ode's vector-Jacobian product (ABI 8)
       if (s.index > 0) return fmt::format("(e.state_out + {} * e.B)", s.per_sample);
       return "e.x_out";
     case Slot::Where::Loss: return "e.loss";

@@ -145,6 +145,10 @@ struct Diffusion {
   std::string grid = "uniform";  // uniform, quadratic, karras
   double rho = 7;                // karras only
   int sample_steps = 50;
+  // The standard deviation of the prior N(0, prior_std^2 I) at t_max that the
+  // probability-flow ODE starts from (ddpm-eval --nll ode): 1 for VP and flow models,
+  // sigma_max for EDM.
+  double prior_std = 1;
 };
 
 // Everything lowering produces for one spec.
@@ -182,6 +186,12 @@ struct Model {
   // features(...), output "features" (features_numel per sample; 0 when none).
   bool supervised = false;
   Graph classify;
+  // The spec's `ode name(x, t)` (continuous time): dx/dt of the probability-flow ODE at
+  // inputs "x" (data) and "t" (a time shared by the batch); output "drift". The
+  // pipeline adds its vector-Jacobian product (passes/vjp.cpp) for the likelihood.
+  bool has_ode = false;
+  std::string ode_name;
+  Graph ode;
   int64_t logits_numel = 0, features_numel = 0;
   std::vector<Loc> loss_locs;
 };

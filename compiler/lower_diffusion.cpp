@@ -36,7 +36,8 @@ void Lowerer::lower_diffusion(const DiffusionDecl& d) {
   for (auto& s : d.settings) {
     if (!seen.insert(s.key).second)
       user_error(s.loc, fmt::format("setting '{}' is given twice", s.key), "keep one of the two settings");
-    const bool for_continuous = s.key == "t_min" || s.key == "t_max" || s.key == "grid" || s.key == "sample_steps";
+    const bool for_continuous = s.key == "t_min" || s.key == "t_max" || s.key == "grid" || s.key == "sample_steps" ||
+                                s.key == "prior_std";
     if (cont.continuous && (s.key == "steps" || s.key == "schedule"))
       user_error(s.loc, fmt::format("'{}' is a setting of discrete time, but this diffusion's time is continuous", s.key),
                  "a continuous-time spec writes its schedule as expressions of t (see `time = continuous` in "
@@ -50,6 +51,12 @@ void Lowerer::lower_diffusion(const DiffusionDecl& d) {
       if (!(v >= 0) || !(v <= 1e6))
         user_error(s.value->loc, fmt::format("{} = {} is out of range", s.key, v), "times are numbers in [0, 1e6]");
       (s.key == "t_min" ? cont.t_min : cont.t_max) = v;
+    } else if (s.key == "prior_std") {
+      const double v = as_number(eval(*s.value), s.value->loc, "prior_std");
+      if (!(v > 0) || !(v <= 1e6))
+        user_error(s.value->loc, fmt::format("prior_std = {} is out of range", v),
+                   "the prior at t_max is N(0, prior_std^2 I): 1 for VP and flow models, sigma_max for EDM");
+      cont.prior_std = v;
     } else if (s.key == "sample_steps") {
       const int64_t k = as_int(eval(*s.value), s.value->loc, "sample_steps");
       if (k < 1 || k > 100000)
@@ -103,7 +110,7 @@ void Lowerer::lower_diffusion(const DiffusionDecl& d) {
       sched_loc = e.loc;
     } else {
       user_error(s.loc, fmt::format("unknown diffusion setting '{}'", s.key),
-                 cont.continuous ? "the settings of continuous time are: time, t_min, t_max, grid, sample_steps"
+                 cont.continuous ? "the settings of continuous time are: time, t_min, t_max, grid, sample_steps, prior_std"
                                  : "the settings are: steps, schedule (or time = continuous)");
     }
   }

@@ -41,6 +41,7 @@ void Lowerer::collect() {
     for (auto& f : mod.defs) {
       std::string key = f.kind == DefKind::Loss ? std::string("loss") : f.name;
       if (f.kind == DefKind::Sampler) key = "sampler " + f.name;
+      if (f.kind == DefKind::Ode) key = "ode " + f.name;
       if (builtins().count(f.name))
         user_error(f.name_loc, fmt::format("'{}' is a built-in and cannot be redefined", f.name), "choose another name");
       if (auto it = where.find(key); it != where.end())
@@ -122,6 +123,18 @@ Graph Lowerer::lower_entry(const FuncDef& f, const std::string& graph_name) {
       y.classes = label_->classes;
       fr.vars[label_->name] = y;
     }
+  } else if (f.kind == DefKind::Ode) {
+    // The probability-flow ODE's dx/dt at (x, t): t is a real time, shared by the batch.
+    if (f.params.size() != 2)
+      user_error(f.name_loc,
+                 fmt::format("wrong number of parameters: ode '{}' must take (x, t), it takes {}", f.name, f.params.size()),
+                 "x is the sample and t the time; the ode returns dx/dt");
+    for (const ParamDecl& p : f.params)
+      if (p.type || p.default_value)
+        user_error(p.loc, fmt::format("ode parameter '{}' takes no type or default", p.name),
+                   "x has the data's shape and t is a time; write `ode name(x, t)`");
+    fr.vars[f.params[0].name] = input("x", data_type_, f.params[0].loc, false);
+    fr.vars[f.params[1].name] = input("t", Type{true, {}}, f.params[1].loc, false);
   } else {
     if (f.params.size() < 3)
       user_error(f.name_loc,
@@ -187,6 +200,20 @@ Graph Lowerer::lower_entry(const FuncDef& f, const std::string& graph_name) {
                  "reduce it with mean(...), e.g. mean(square(eps - eps_theta(xt, t)))");
     g.outputs = {r.node};
     g.output_names = {"loss"};
+  } else if (f.kind == DefKind::Ode) {
+    if (r.kind != Value::Kind::Tensor || b_->type(r.node) != data_type_)
+      user_error(rloc,
+                 fmt::format("shape mismatch: ode '{}' must return dx/dt in the data shape {}, got {}", f.name,
+                             shape_str(data_type_), r.kind == Value::Kind::Tensor ? shape_str(b_->type(r.node)) : kind_name(r)),
+                 "an ode returns the drift of the probability-flow ODE at (x, t)");
+    // The drift must be a function of (x, t): the likelihood integrates it and its divergence.
+    for (const Node& n : g.nodes)
+      if (n.op == Op::RandN || n.op == Op::RandU || n.op == Op::UniformStep)
+        user_error(n.locs.empty() ? f.name_loc : n.locs.back(),
+                   fmt::format("ode '{}' draws random numbers, but the probability-flow ODE is deterministic", f.name),
+                   "the ode returns dx/dt as a function of x and t only; noise belongs in a sampler");
+    g.outputs = {r.node};
+    g.output_names = {"drift"};
   } else {
     if (r.kind != Value::Kind::Tensor || b_->type(r.node) != data_type_)
       user_error(rloc,
@@ -324,6 +351,7 @@ void Lowerer::run() {
                fmt::format("parameter '{}' is created by a sampler but the loss never uses it, so it would never be trained",
                            m_.params[trained].name),
                "create parameters inside the `net` that the loss calls, and call that net from the sampler");
+  lower_odes();
   // The noise predictor for ddpm-eval: exactly one net typed (x: data, t: step) -> data,
   // or (x: data, t: step, y: label) -> data when the spec declares a label.
   std::vector<const FuncDef*> eps_nets;
@@ -436,6 +464,7 @@ Model lower(const Program& program, const std::string& spec_path) {
   for (auto& s : m.samplers) verify(s.second, m);
   if (m.has_eps) verify(m.eps, m);
   if (m.supervised) verify(m.classify, m);
+  if (m.has_ode) verify(m.ode, m);
   return m;
 }
 

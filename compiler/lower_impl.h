@@ -6,6 +6,7 @@
 //                      and the bounds on how far an entry point may expand;
 //   lower_builtins.cpp the builtin table, the language surface over the primitive ops;
 //   lower_labels.cpp   class indices: what may reach a `label` parameter or an embed;
+//   lower_ode.cpp      the probability-flow ODE (`ode name(x, t)`) for ddpm-eval --nll ode;
 //   lower_supervised.cpp  a spec without a diffusion block (a supervised model):
 //                      its checks, its classify graph, and features(...).
 #pragma once
@@ -228,6 +229,8 @@ class Lowerer {
   void lower_diffusion(const DiffusionDecl& d);
   Graph lower_entry(const FuncDef& f, const std::string& graph_name);
   Graph lower_eps(const FuncDef& net);
+  // The spec's `ode` (lower_ode.cpp): its drift graph, checked, in Model::ode.
+  void lower_odes();
   Value eval(const Expr& e);
   Value eval_call(const Expr& e);
   Value call_user(const FuncDef& f, const Expr& call);

@@ -95,6 +95,7 @@ void Lowerer::run_supervised(const FuncDef& loss) {
   for (auto& mod : prog_.modules)
     for (auto& f : mod.defs) {
       if (f.kind == DefKind::Sampler) no_diffusion(f.name_loc, fmt::format("sampler '{}' draws diffusion samples", f.name));
+      if (f.kind == DefKind::Ode) no_diffusion(f.name_loc, fmt::format("ode '{}' is a diffusion's probability-flow ODE", f.name));
       for (const ParamDecl& p : f.params)
         if (p.type && p.type->kind == TypeAnn::Kind::Step)
           no_diffusion(p.type->loc, fmt::format("parameter '{}' of '{}' is a diffusion step", p.name, f.name));

@@ -27,7 +27,7 @@ const char* kTypeHint =
 
 bool is_item_keyword(std::string_view s) {
   return s == "import" || s == "diffusion" || s == "data" || s == "label" || s == "fn" || s == "net" ||
-         s == "loss" || s == "sampler";
+         s == "loss" || s == "sampler" || s == "ode";
 }
 
 std::string where(const Loc& l) { return fmt::format("line {}, column {}", l.line, l.col); }
@@ -107,6 +107,7 @@ class Parser {
       if (t.text == "net") return func_def(m, DefKind::Net);
       if (t.text == "loss") return func_def(m, DefKind::Loss);
       if (t.text == "sampler") return func_def(m, DefKind::Sampler);
+      if (t.text == "ode") return func_def(m, DefKind::Ode);
       if (t.text == "return")
         user_error(t.loc, "'return' outside a block",
                    "put 'return ...' inside the body of a 'fn', 'net', 'loss' or 'sampler'");
@@ -118,7 +119,7 @@ class Parser {
     if (t.kind == Tok::RBrace)
       user_error(t.loc, "unexpected '}' at top level", "remove it; it does not close any open block");
     user_error(t.loc,
-               fmt::format("expected 'import', 'diffusion', 'data', 'label', 'fn', 'net', 'loss' or 'sampler', found {}",
+               fmt::format("expected 'import', 'diffusion', 'data', 'label', 'fn', 'net', 'loss', 'sampler' or 'ode', found {}",
                            describe(t)),
                "each top-level item starts with one of these keywords");
   }
@@ -260,6 +261,7 @@ class Parser {
     } else {
       std::string form = kind == DefKind::Net       ? "net name(x: [2], t: step) -> [2] { ... }"
                          : kind == DefKind::Sampler ? "sampler name(x, t, s) { ... }"
+                         : kind == DefKind::Ode     ? "ode name(x, t) { ... }"
                                                     : "fn name(x) { ... }";
       if (!at(Tok::Name)) fail_expected(fmt::format("a name after '{}'", kw.text), fmt::format("write '{}'", form));
       d.name = cur().text;
@@ -270,7 +272,7 @@ class Parser {
                       fmt::format("write the parameter list, even if it is empty: '{} {}() {{ ... }}'", kw.text,
                                   d.name));
       params(d, std::string(kw.text), d.params);
-      if (kind != DefKind::Sampler && at(Tok::Arrow)) {
+      if (kind != DefKind::Sampler && kind != DefKind::Ode && at(Tok::Arrow)) {
         advance();
         d.result = type_ann();
         if (kind == DefKind::Net && at(Tok::Name) && cur().text == "predicts") {
@@ -291,7 +293,7 @@ class Parser {
     }
     if (!at(Tok::LBrace)) {
       std::string hint = fmt::format("the body is '{{ ... }}' holding statements and a 'return'");
-      if (kind != DefKind::Loss && kind != DefKind::Sampler && at(Tok::LBracket))
+      if (kind != DefKind::Loss && kind != DefKind::Sampler && kind != DefKind::Ode && at(Tok::LBracket))
         hint = "write '->' before the result type, as in '-> [2]'";
       fail_expected(fmt::format("'{{' to start {}", what), hint);
     }

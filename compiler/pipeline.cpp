@@ -13,7 +13,7 @@
 namespace ddpmc {
 
 const std::vector<std::string>& pass_names() {
-  static const std::vector<std::string> names = {"lower", "autodiff", "simplify", "remat", "fuse", "prologue", "memplan"};
+  static const std::vector<std::string> names = {"lower", "autodiff", "vjp", "simplify", "remat", "fuse", "prologue", "memplan"};
   return names;
 }
 
@@ -68,6 +68,13 @@ Compiled compile_model(Model model, const std::string& dump_after, std::string* 
   if (c.model.has_eps) {
     r.after("lower", c.model.eps);
     c.eps = r.finish(c.model.eps);
+  }
+  if (c.model.has_ode) {
+    r.after("lower", c.model.ode);
+    Graph v = vjp(c.model.ode, c.model);
+    r.after("vjp", v);
+    c.ode = r.finish(c.model.ode);
+    c.ode_vjp = r.finish(std::move(v));
   }
   if (c.model.supervised) {
     r.after("lower", c.model.classify);

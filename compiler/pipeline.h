@@ -24,6 +24,7 @@ struct Compiled {
   std::vector<std::pair<std::string, Graph>> samplers;
   Graph eps;  // only when model.has_eps
   Graph classify;  // only when model.supervised
+  Graph ode, ode_vjp;  // only when model.has_ode: the drift, and the drift with its vjp
 };
 
 const std::vector<std::string>& pass_names();

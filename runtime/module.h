@@ -56,6 +56,8 @@ class Module {
 inline bool is_supervised(const ddpm_module& m) { return m.abi_version >= 6 && m.supervised != 0; }
 // A continuous-time module (ABI 7): real times, sampled through sampler_step_time.
 inline bool is_continuous(const ddpm_module& m) { return m.abi_version >= 7 && m.continuous != 0; }
+// A module with the probability-flow ODE of its spec's `ode` (ABI 8: ode_eval, ode_vjp).
+inline bool has_ode(const ddpm_module& m) { return m.abi_version >= 8 && m.ode_vjp != nullptr; }
 
 // The one-line error for a diffusion-only request (`what`, e.g. "--sample-every
 // draws diffusion samples") on the supervised model `model`.

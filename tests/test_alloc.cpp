@@ -109,3 +109,18 @@ TEST_CASE("alloc: U-Net training and sampler steps allocate nothing") { check_mo
 TEST_CASE("alloc: training and sampler steps with self-attention allocate nothing") {
   check_module("tests/specs/attention.ddpm", 4);
 }
+
+TEST_CASE("alloc: the probability-flow ODE's vjp entry allocates nothing") {
+  ddpm::Module mod{ddpmc::build_module(source_path("models/moons_vp.ddpm"), test_build_options()).so_path};
+  REQUIRE(ddpm::has_ode(mod.get()));
+  const int B = 256;
+  std::vector<float> params(mod->param_floats, 0.01f);
+  auto x = uniform_floats((int64_t)B * mod->data_numel, -1, 1, 5);
+  auto u = uniform_floats((int64_t)B * mod->data_numel, -1, 1, 6);
+  std::vector<float> f(x.size()), v(x.size());
+  ddpm::AlignedBuffer arena(mod->arena_bytes(5 + mod->n_samplers, B));
+  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, 2);
+  auto call = [&] { REQUIRE(mod->ode_vjp(arena.data(), B, params.data(), x.data(), 0.5f, u.data(), f.data(), v.data()) == 0); };
+  call();  // warm-up: starts the thread pool
+  CHECK(count_allocs(call) == 0);
+}

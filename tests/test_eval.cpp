@@ -254,3 +254,35 @@ TEST_CASE("eval: a learned variance is the bound's by default, and --variance fi
   CHECK(r.status == 1);
   CHECK(r.err.find("does not predict its variance") != std::string::npos);
 }
+
+TEST_CASE("eval: --nll ode on moons: exact and Hutchinson agree within 2 standard errors; discrete is an error") {
+  const fs::path dir = ddpm_test::process_dir("test-eval", "nll");
+  const fs::path run = trained("models/moons_vp.ddpm", "moons", dir / "run", 3000, 256);
+  Result r = eval(dir, {run.string()});
+  CHECK(r.out.find("--nll ode") != std::string::npos);
+  r = eval(dir, {run.string(), "--nll", "ode", "-n", "400", "--trace", "exact"});
+  INFO(r.out, r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.out.find("ode nats/dim") != std::string::npos);
+  const nlohmann::json ex = eval_json(run)["nll_ode"];
+  r = eval(dir, {run.string(), "--nll", "ode", "-n", "400", "--trace", "hutchinson"});
+  REQUIRE(r.status == 0);
+  const nlohmann::json hu = eval_json(run)["nll_ode"];
+  CHECK(ex["trace"] == "exact");
+  CHECK(hu["trace"] == "hutchinson");
+  const double e = ex["nll"], h = hu["nll"], se_e = ex["nll_stderr"], se_h = hu["nll_stderr"];
+  INFO("exact " << e << " +- " << se_e << ", hutchinson " << h << " +- " << se_h);
+  // The same points: the difference is the Hutchinson probe's noise (its standard
+  // error bounds it) plus the solver's tolerance.
+  CHECK(std::abs(e - h) <= 2 * std::sqrt(se_e * se_e + se_h * se_h));
+  CHECK(std::isfinite(e));
+  CHECK(e < 1.5);  // a trained model: N(0, I) alone gives about 1.4 nats/dim on moons
+  CHECK((int)ex["net_evaluations"] > (int)hu["net_evaluations"]);
+  // A discrete-time model, and the two evaluations at once, are one-line errors.
+  const fs::path drun = trained("models/moons.ddpm", "moons", dir / "drun", 20, 64);
+  r = eval(dir, {drun.string(), "--nll", "ode", "-n", "10"});
+  CHECK(r.status == 1);
+  CHECK(r.err.find("is a discrete-time model (T = 1000 steps)") != std::string::npos);
+  r = eval(dir, {run.string(), "--nll", "ode", "--bound"});
+  CHECK(r.status == 2);
+}

@@ -3,6 +3,7 @@
 //   ddpm-eval runs/fashion                      what it can compute for this run, and how
 //   ddpm-eval runs/fashion --bound -n 1000 [--steps 100] [--data FILE] [--class K]
 //   ddpm-eval runs/fashion --quality [-n 1000] [--sampler ddim --steps 50]   FID, precision/recall (eval_quality.h)
+//   ddpm-eval runs/moons_vp --nll ode [-n 1000] [--trace exact]  likelihood by the probability-flow ODE (eval_nll.h)
 //   ddpm-eval models/fmnist_classifier.safetensors --accuracy [--data t10k]  a classifier's accuracy
 //
 // Data flow: RUN_DIR/module.so + RUN_DIR/checkpoint.safetensors (EMA weights by
@@ -38,6 +39,7 @@
 #include "common/atomic_file.h"
 #include "common/diag.h"
 #include "eval_data.h"
+#include "eval_nll.h"
 #include "eval_quality.h"
 #include "eval_stats.h"
 #include "runtime/module.h"
@@ -160,19 +162,23 @@ int evaluate(const EvalConfig& cfg) {
   if (ddpm::is_continuous(m) && !cfg.compute) {
     // Without --bound: what can be computed for a continuous-time model.
     fmt::print("{}: a continuous-time model of {} (t in [{:g}, {:g}], {} sampling steps by default)\n"
-               "ddpm-eval can compute its sample quality: ddpm-eval {} --quality\n"
-               "(the variational bound is defined for discrete time; the likelihood by the probability-flow ODE is "
-               "not implemented yet)\n",
+               "ddpm-eval can compute its sample quality: ddpm-eval {} --quality\n",
                cfg.data.run_dir, mod.data_shape_string(), m.t_min, m.t_max, m.sample_steps, cfg.data.run_dir);
+    if (ddpm::has_ode(m))
+      fmt::print("and its likelihood by the probability-flow ODE '{}': ddpm-eval {} --nll ode\n", m.ode_name,
+                 cfg.data.run_dir);
+    else
+      fmt::print("(its spec declares no `ode`, so there is no likelihood by the probability-flow ODE; the "
+                 "variational bound is defined for discrete time)\n");
     return 0;
   }
   if (ddpm::is_continuous(m))
     user_error_noloc(fmt::format("{} is a continuous-time model: ddpm-eval computes the variational bound of a "
                                  "discrete-time one (T steps and their tables)",
                                  cfg.data.run_dir),
-                     fmt::format("its likelihood by the probability-flow ODE is not implemented yet; its sample "
-                                 "quality is: ddpm-eval {} --quality",
-                                 cfg.data.run_dir));
+                     ddpm::has_ode(m) ? fmt::format("its likelihood by the probability-flow ODE is: ddpm-eval {} --nll ode",
+                                                    cfg.data.run_dir)
+                                      : fmt::format("its sample quality is: ddpm-eval {} --quality", cfg.data.run_dir));
   check_eps_entry(mod, so);
   if (cfg.steps > m.T)
     user_error_noloc(fmt::format("--steps {} is out of range: the model has T = {} diffusion steps", cfg.steps, m.T),
@@ -327,10 +333,11 @@ int evaluate(const EvalConfig& cfg) {
   j["spec_hash"] = m.spec_hash;
   j["seconds"] = seconds;
   const std::string out = (fs::path(cfg.data.run_dir) / "eval.json").string();
-  {  // keep what --quality wrote there
+  {  // keep what --quality and --nll wrote there
     std::ifstream in(out);
     const nlohmann::json old = in ? nlohmann::json::parse(in, nullptr, false) : nlohmann::json();
-    if (old.is_object() && old.contains("quality")) j["quality"] = old["quality"];
+    for (const char* key : {"quality", "nll_ode"})
+      if (old.is_object() && old.contains(key)) j[key] = old[key];
   }
   ddpmc::write_file_atomic(out, j.dump(2) + "\n", "evaluation");
   if (!cfg.quiet)
@@ -349,6 +356,8 @@ int main(int argc, char** argv) {
   ddpm_tools::QualityConfig qc;
   ddpm_tools::AccuracyConfig ac;
   bool quality = false, accuracy = false;
+  std::string nll;
+  ddpm_tools::NllConfig nc;
   std::string cls_text;
   CLI::App app{"ddpm-eval: the variational bound of a model trained by ddpm-train (without --bound: what it can "
                "compute for the run), its sample quality (--quality) or a classifier's accuracy (--accuracy)",
@@ -359,6 +368,16 @@ int main(int argc, char** argv) {
   app.add_flag("--quality", quality,
                "sample quality: FID vs the training and test sets, precision/recall (k = 3) and the predicted "
                "classes under the evaluator (images), or the sliced Wasserstein distance (2-D points)");
+  app.add_option("--nll", nll,
+                 "the exact likelihood by the probability-flow ODE of the spec's `ode` (a continuous-time model): "
+                 "bits/dim of dequantised 8-bit data, else nats/dim")
+      ->check(CLI::IsMember({"ode"}));
+  app.add_option("--trace", nc.trace, "--nll: the divergence, exact (D vjp calls per stage) or by Hutchinson's "
+                                      "estimator (one); auto: exact for data of at most 8 values")
+      ->check(CLI::IsMember({"auto", "exact", "hutchinson"}))
+      ->capture_default_str();
+  app.add_option("--rtol", nc.rtol, "--nll: the ODE solver's relative tolerance")->check(CLI::Range(1e-12, 1.0))->capture_default_str();
+  app.add_option("--atol", nc.atol, "--nll: the ODE solver's absolute tolerance")->check(CLI::Range(1e-12, 1.0))->capture_default_str();
   app.add_flag("--accuracy", accuracy, "the accuracy of a classifier (a supervised run or weights file) on --data");
   app.add_option("--sampler", qc.sampler, "--quality: the sampler (default: ddim with 50 steps, else the first)");
   app.add_option("--samples", qc.samples, "--quality: evaluate these samples (.npy [N, ...]) instead of sampling");
@@ -409,7 +428,8 @@ int main(int argc, char** argv) {
 
   if (int rc = ddpm_tools::parse(app, argc, argv, "ddpm-eval"); rc >= 0) return rc;
   auto flag_error = [](const std::string& msg) { return ddpm_tools::flag_error("ddpm-eval", msg); };
-  if (quality && accuracy) return flag_error("--quality and --accuracy are separate evaluations: pass one");
+  if ((int)quality + (int)accuracy + (int)!nll.empty() + (int)cfg.compute > 1)
+    return flag_error("--bound, --nll, --quality and --accuracy are separate evaluations: pass one");
   if (!cls_text.empty() && cls_text != "all") {
     char* end = nullptr;
     const long v = std::strtol(cls_text.c_str(), &end, 10);
@@ -438,6 +458,20 @@ int main(int argc, char** argv) {
     return ddpm_tools::guarded("ddpm-eval", [&] {
       tbb::global_control ctl(tbb::global_control::max_allowed_parallelism, (size_t)qc.threads);
       return ddpm_tools::run_quality(qc);
+    });
+  }
+  if (!nll.empty()) {
+    if (cfg.data.cls >= 0) return flag_error("--class is not supported by --nll ode (the ode takes no label)");
+    nc.data = cfg.data;
+    nc.batch = cfg.batch;
+    nc.seed = cfg.seed;
+    nc.use_ema = cfg.use_ema;
+    nc.quiet = cfg.quiet;
+    nc.trust_module = cfg.trust_module;
+    nc.cache_dir = cfg.cache_dir;
+    return ddpm_tools::guarded("ddpm-eval", [&] {
+      tbb::global_control ctl(tbb::global_control::max_allowed_parallelism, (size_t)cfg.threads);
+      return ddpm_tools::run_nll(nc);
     });
   }
   if (accuracy) {

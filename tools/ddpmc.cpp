@@ -43,12 +43,12 @@ int main(int argc, char** argv) {
   auto* check = app.add_subcommand("check", "parse and type-check a spec; print parameters, FLOPs per step and arena bytes");
   check->add_option("spec", spec, "spec file (.ddpm)")->required();
   check->add_option("--batch", batch, "batch size for the FLOP and arena figures")->check(ddpm_tools::whole_in(1, 1 << 20));
-  check->add_option("--dump-after", dump_after, "print the IR after a pass (lower, autodiff, simplify, remat, fuse, prologue, memplan, all)");
+  check->add_option("--dump-after", dump_after, "print the IR after a pass (lower, autodiff, vjp, simplify, remat, fuse, prologue, memplan, all)");
   auto* compile = app.add_subcommand("compile", "compile a spec into a shared library");
   compile->add_option("spec", spec, "spec file (.ddpm)")->required();
   compile->add_option("-o,--output", out_so, "where to write the .so")->required();
   compile->add_option("--emit-cpp", emit_cpp, "also write the generated C++ here");
-  compile->add_option("--dump-after", dump_after, "print the IR after a pass (lower, autodiff, simplify, remat, fuse, prologue, memplan, all)");
+  compile->add_option("--dump-after", dump_after, "print the IR after a pass (lower, autodiff, vjp, simplify, remat, fuse, prologue, memplan, all)");
   compile->add_option("--cache-dir", cache_dir, "module cache (default $DDPM_CACHE_DIR or ~/.cache/ddpmc)");
   compile->add_flag("-v,--verbose", verbose, "print the C++ compiler command");
   ddpm_tools::CacheCommand cache_cmd;

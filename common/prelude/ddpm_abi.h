@@ -1,10 +1,11 @@
-/* The versioned C ABI (version 7; version 2 added eps_eval, version 3 sampler_step's row0,
+/* The versioned C ABI (version 8; version 2 added eps_eval, version 3 sampler_step's row0,
  * version 4 sampler arguments and state, the declared prediction of eps_eval's net,
  * and class labels, version 5 the range of class indices, which sampler arguments
  * are class indices, and eps_eval_labels for a class-conditional noise predictor,
  * version 6 supervised modules (a spec without a diffusion block) and classify_eval,
  * version 7 continuous time: real t in [t_min, t_max], its sampling grid and sampler_step_time,
- * and a learned reverse variance: eps_eval_var)
+ * and a learned reverse variance: eps_eval_var, version 8 the probability-flow ODE: ode_eval
+ * and its vector-Jacobian product ode_vjp)
  * between a compiled ddpmc module (a .so) and the runtime.
  *
  * A module exports one symbol, `ddpm_module_v1`, returning a pointer to a static
@@ -26,7 +27,7 @@
 #define DDPM_ABI_H
 #include <stdint.h>
 
-#define DDPM_ABI_VERSION 7
+#define DDPM_ABI_VERSION 8
 /* The oldest module version the runtime still loads (version 2: sampler_step
  * without row0, see ddpm_sampler_step_v2). */
 #define DDPM_ABI_MIN_VERSION 2
@@ -200,6 +201,21 @@ typedef struct ddpm_module {
   int eps_learned_variance;
   int (*eps_eval_var)(void* arena, int B, const float* params, const float* x, const float* labels, int t,
                       float* eps, float* frac);
+
+  /* ---- version 8 ---- */
+  /* The spec's `ode name(x, t)` (continuous time): the drift f(x, t) = dx/dt of the
+   * probability-flow ODE that carries the data at t_min to the prior N(0, prior_std^2 I)
+   * at t_max. ode_name is NULL and the entries are NULL when the spec has none.
+   * ode_eval writes f[B, D] for x[B, D] at the time t (0 <= t <= t_max), shared by the
+   * batch; arena entry 4 + n_samplers. ode_vjp also writes vjp[B, D] = u^T df/dx for
+   * each sample's u[B, D] (the Jacobian of a sample's drift by its own x; samples do
+   * not interact); arena entry 5 + n_samplers. Both return 1 for a bad B or t or a NULL
+   * output, are deterministic and do not depend on the thread count. */
+  float prior_std;
+  const char* ode_name;
+  int (*ode_eval)(void* arena, int B, const float* params, const float* x, float t, float* f);
+  int (*ode_vjp)(void* arena, int B, const float* params, const float* x, float t, const float* u, float* f,
+                 float* vjp);
 } ddpm_module;
 
 typedef const ddpm_module* (*ddpm_module_fn)(void);

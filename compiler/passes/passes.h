@@ -2,12 +2,21 @@
 // they run in is in compiler/pipeline.cpp.
 #pragma once
 #include "ir.h"
+#include "ops.h"
 
 namespace ddpmc {
 
 // Reverse-mode autodiff: the loss graph → one joint forward+backward graph whose
 // outputs are "loss" and "grad/<param>" for every parameter, in Model::params order.
 Graph autodiff(const Graph& loss, const Model& m);
+// The reverse sweep autodiff is made of: appends to b's graph (which starts with
+// fwd's nodes) the adjoint of every node of fwd that depends on a node marked in
+// `from`, given the adjoint `seed` of node `out`; returns them by node (-1: none).
+std::vector<NodeId> reverse_sweep(Builder& b, const Graph& fwd, const std::vector<bool>& from, NodeId out, NodeId seed);
+
+// The ode graph (output "drift") → the same with input "u" and output "vjp" = u^T d drift/dx
+// (passes/vjp.cpp).
+Graph vjp(const Graph& ode, const Model& m);
 
 // Common-subexpression elimination, constant folding (including folding the
 // diffusion arithmetic on schedule tables into single table lookups), algebraic
