@@ -205,7 +205,7 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
   }
 
   if (m.has_ode) {
-    const std::string range = "  if (B < 1 || !(t >= 0.0f) || !(t <= " + flt(dif.t_max) + ")) return 1;\n";
+    const std::string range = "  if (B < 1 || !(t >= 0.0f) || !(t <= " + flt(dif.ode_t_max) + ")) return 1;\n";
     sampler_entries += fmt::format("// ABI 8: ode '{}', the probability-flow ODE's drift f(x, t) [B, D] at one time t for the batch.\n", m.ode_name) +
          "int ode_eval(void* arena, int B, const float* params, const float* x, float t, float* f) {\n" + range +
          "  if (!f) return 1;\n  Env e{};\n  e.B = B;\n  e.A = align64(arena);\n"
@@ -337,9 +337,12 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
   if (m.supervised)
     s += fmt::format("    1, {}, {}, {}classify_eval,\n", m.logits_numel, m.features_numel, q);
   // Version 7 (a module without continuous time or a learned variance leaves these zero).
-  if (dif.continuous || m.eps_learned_var) {
+  // A discrete module with an ode (version 8) sets only t_min and t_max: the ode's range [1/T, 1].
+  if (dif.continuous || m.eps_learned_var || m.has_ode) {
     if (!m.supervised) s += "    0, 0, 0, nullptr,\n";
-    s += dif.continuous
+    s += !dif.continuous && m.has_ode
+             ? fmt::format("    0, {}, {}, 0, 0.0f, 0, nullptr,\n", flt(dif.ode_t_min), flt(dif.ode_t_max))
+         : dif.continuous
              ? fmt::format("    1, {}, {}, {}, {}, {}, {}sampler_step_time,\n", flt(dif.t_min), flt(dif.t_max),
                            dif.grid == "karras"      ? "DDPM_GRID_KARRAS"
                            : dif.grid == "quadratic" ? "DDPM_GRID_QUADRATIC"

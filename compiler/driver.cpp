@@ -55,9 +55,9 @@ CheckReport report(const Compiled& c, int batch) {
     s += fmt::format("  sampler {:<8} arena {} bytes at batch {}, {} per step\n", name,
                      thousands(arena_floats(g, batch) * 4), batch, flops_text(graph_flops(g, batch)));
   if (c.model.has_ode)
-    s += fmt::format("  ode {:<12} prior N(0, {:g}^2 I) at t = {:g}; vjp arena {} bytes at batch {}, {} per call "
+    s += fmt::format("  ode {:<12} t in [{:g}, {:g}], prior N(0, {:g}^2 I); vjp arena {} bytes at batch {}, {} per call "
                      "(ddpm-eval --nll ode)\n",
-                     c.model.ode_name, c.model.diffusion.prior_std, c.model.diffusion.t_max,
+                     c.model.ode_name, c.model.diffusion.ode_t_min, c.model.diffusion.ode_t_max, c.model.diffusion.prior_std,
                      thousands(arena_floats(c.ode_vjp, batch) * 4), batch, flops_text(graph_flops(c.ode_vjp, batch)));
   if (c.model.supervised)
     s += fmt::format("  classify        arena {} bytes at batch {}, {} per call\n", thousands(arena_floats(c.classify, batch) * 4),

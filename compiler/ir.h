@@ -149,6 +149,9 @@ struct Diffusion {
   // probability-flow ODE starts from (ddpm-eval --nll ode): 1 for VP and flow models,
   // sigma_max for EDM.
   double prior_std = 1;
+  // The ode's time range (Model::ode): [t_min, t_max] in continuous time; a
+  // discrete-time spec's ode runs in its continuous-time limit over [1/T, 1].
+  double ode_t_min = 0, ode_t_max = 1;
 };
 
 // Everything lowering produces for one spec.

@@ -230,6 +230,13 @@ Value Lowerer::eval(const Expr& e) {
                      "schedule tables are indexed by steps 0..T");
         return number(tab[i]);
       }
+      if (ode_)
+        user_error(e.items[1]->loc,
+                   fmt::format("ode '{}' runs in continuous time, where {} has no entry: its tables are indexed by "
+                               "whole steps",
+                               ode_->name, base.str),
+                   "write the schedule's continuous-time limit as expressions of t in (0, 1], as "
+                   "models/moons.ddpm's ode does for the linear schedule");
       if (idx.kind != Value::Kind::Tensor || !idx.is_step)
         user_error(e.items[1]->loc, fmt::format("a schedule table is indexed by a step, got {}", kind_name(idx)),
                    "use the sampler's t or s, or t = uniform_step() in the loss");
@@ -275,6 +282,11 @@ void Lowerer::check_type(const TypeAnn& ann, const Value& v, const Loc& loc, con
     if (m_.diffusion.continuous)
       user_error(ann.loc, fmt::format("{} is typed `step`, but this diffusion's time is continuous", what),
                  "declare it `time`: a real number per sample, such as the sampler's t or uniform_time()");
+    // The ode of a discrete-time spec runs in the continuous-time limit: its net takes
+    // real steps (t T for t in (0, 1]).
+    if (ode_ && (v.kind == Value::Kind::Number ||
+                 (v.kind == Value::Kind::Tensor && b_->type(v.node).dims.empty())))
+      return;
     if (v.kind != Value::Kind::Tensor || !v.is_step)
       user_error(loc, fmt::format("{} must be a step, got {}", what, kind_name(v)),
                  "pass the sampler's t, or t = uniform_step() in the loss");

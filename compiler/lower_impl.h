@@ -211,6 +211,7 @@ class Lowerer {
   const LabelDecl* label_ = nullptr;  // `label y: K`, if declared
  private:
   const FuncDef* sampler_ = nullptr;       // the sampler being lowered, if any
+  const FuncDef* ode_ = nullptr;           // the ode being lowered, if any
   std::map<std::string, NodeId> flags_;    // its first/last-step flag inputs
   SamplerInfo sampler_info_;
 

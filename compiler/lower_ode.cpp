@@ -2,8 +2,12 @@
 // returns dx/dt, the drift that carries the data distribution at t_min to the prior
 // N(0, prior_std^2 I) at t_max. ddpm-eval --nll ode integrates it and its divergence
 // (through the vector-Jacobian product that passes/vjp.cpp derives from this graph).
-// A spec has at most one; it needs continuous time, creates no parameters and
-// draws no random numbers (lower_entry.cpp checks the last).
+// A spec has at most one; it creates no parameters and draws no random numbers
+// (lower_entry.cpp checks the last). In a discrete-time spec the ode runs in the
+// continuous-time limit of the schedule: t is real in [1/T, 1], the net's step
+// parameter takes real values (t T), and the tables, which have entries only at
+// whole steps, are an error there (lower.cpp): the spec writes the limit of its
+// schedule as expressions of t (models/moons.ddpm).
 #include <fmt/format.h>
 
 #include "lower_impl.h"
@@ -21,13 +25,13 @@ void Lowerer::lower_odes() {
       ode = &f;
     }
   if (!ode) return;
-  if (!m_.diffusion.continuous)
-    user_error(ode->name_loc,
-               fmt::format("ode '{}' needs continuous time, but this diffusion's time is discrete (steps 1..T)", ode->name),
-               "add `time = continuous` with t_min and t_max to the diffusion block and write the schedule as "
-               "expressions of t (see models/moons_vp.ddpm)");
+  Diffusion& d = m_.diffusion;
+  d.ode_t_min = d.continuous ? d.t_min : 1.0 / d.T;
+  d.ode_t_max = d.continuous ? d.t_max : 1.0;
   const size_t before = m_.params.size();
+  ode_ = ode;
   m_.ode = lower_entry(*ode, "ode");
+  ode_ = nullptr;
   if (m_.params.size() > before)
     user_error(param_locs_[before],
                fmt::format("parameter '{}' is created by ode '{}' but the loss never uses it, so it would never be "

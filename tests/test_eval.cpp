@@ -6,7 +6,9 @@
 // against the true negative log-likelihood of its Gaussian clusters), and
 // --class one class; the shipped Fashion-MNIST models get bits/dim on the test
 // split, per class for fashion_cond; a continuous-time model is pointed at --quality,
-// and a learned variance is the bound's unless --variance fixed.
+// a learned variance is the bound's unless --variance fixed, and --nll ode (the
+// likelihood by the probability-flow ODE) agrees between its exact and Hutchinson
+// divergence and, for a DDPM's continuous-time limit, is below the bound.
 #include <doctest/doctest.h>
 
 #include <sys/wait.h>
@@ -278,11 +280,29 @@ TEST_CASE("eval: --nll ode on moons: exact and Hutchinson agree within 2 standar
   CHECK(std::isfinite(e));
   CHECK(e < 1.5);  // a trained model: N(0, I) alone gives about 1.4 nats/dim on moons
   CHECK((int)ex["net_evaluations"] > (int)hu["net_evaluations"]);
-  // A discrete-time model, and the two evaluations at once, are one-line errors.
-  const fs::path drun = trained("models/moons.ddpm", "moons", dir / "drun", 20, 64);
+  // A discrete model without an ode, and two evaluations at once, are one-line errors.
+  const fs::path drun = trained("models/moons_cosine_v.ddpm", "moons", dir / "drun", 20, 64);
   r = eval(dir, {drun.string(), "--nll", "ode", "-n", "10"});
   CHECK(r.status == 1);
-  CHECK(r.err.find("is a discrete-time model (T = 1000 steps)") != std::string::npos);
+  CHECK(r.err.find("a discrete-time model (T = 1000 steps), declares no `ode`") != std::string::npos);
   r = eval(dir, {run.string(), "--nll", "ode", "--bound"});
   CHECK(r.status == 2);
+}
+
+TEST_CASE("eval: a DDPM's likelihood by the ODE of its continuous-time limit is at most its bound") {
+  const fs::path dir = ddpm_test::process_dir("test-eval", "nll_ddpm");
+  const fs::path run = trained("models/moons.ddpm", "moons", dir / "run", 3000, 256);
+  Result r = eval(dir, {run.string()});
+  CHECK(r.out.find("continuous-time limit: ddpm-eval " + run.string() + " --nll ode") != std::string::npos);
+  r = eval(dir, {run.string(), "--bound", "-n", "300"});
+  INFO(r.out, r.err);
+  REQUIRE(r.status == 0);
+  r = eval(dir, {run.string(), "--nll", "ode", "-n", "300"});
+  REQUIRE(r.status == 0);
+  const nlohmann::json j = eval_json(run);
+  const double bound = j["bound"], nll = j["nll_ode"]["nll"];
+  INFO("bound " << bound << " nats/dim, ode " << nll);
+  CHECK(j["nll_ode"]["trace"] == "exact");  // auto: D = 2
+  CHECK(nll < bound);
+  CHECK(nll > 0);  // moons has a density of about e^-1.2 per unit area at best
 }

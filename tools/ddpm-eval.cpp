@@ -145,6 +145,9 @@ int describe(const EvalConfig& cfg, const ddpm::Module& mod, const ddpm_tools::E
              evals == m.T ? " (--steps K estimates the sum from K strided steps)" : "");
   fmt::print("run it with: ddpm-eval {} --bound{}\n", cfg.data.run_dir,
              cfg.data.cls >= 0 ? fmt::format(" --class {}", cfg.data.cls) : "");
+  if (ddpm::has_ode(m))
+    fmt::print("and the likelihood by the probability-flow ODE '{}' of its continuous-time limit: ddpm-eval {} --nll ode\n",
+               m.ode_name, cfg.data.run_dir);
   return 0;
 }
 

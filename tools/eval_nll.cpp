@@ -36,15 +36,17 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 
 // The module's ode, or a one-line error saying why there is none.
 void check_ode(const ddpm_module& m, const std::string& run) {
+  if (ddpm::has_ode(m)) return;
   if (!ddpm::is_continuous(m))
-    user_error_noloc(fmt::format("--nll ode: {} is a discrete-time model (T = {} steps); the likelihood by the "
-                                 "probability-flow ODE needs a continuous-time model with an `ode`",
+    user_error_noloc(fmt::format("--nll ode: the spec of {}, a discrete-time model (T = {} steps), declares no `ode` "
+                                 "(its schedule's continuous-time limit)",
                                  run, m.T),
-                     fmt::format("its variational bound is: ddpm-eval {} --bound", run));
-  if (!ddpm::has_ode(m))
-    user_error_noloc(fmt::format("--nll ode: the spec of {} declares no `ode`", run),
-                     "add `ode pf(x, t) { return ... }` returning dx/dt of its probability-flow ODE (see "
-                     "models/moons_vp.ddpm), and prior_std to the diffusion block if the prior is not N(0, I)");
+                     fmt::format("its variational bound is: ddpm-eval {} --bound; models/moons.ddpm shows the ode of "
+                                 "the linear schedule",
+                                 run));
+  user_error_noloc(fmt::format("--nll ode: the spec of {} declares no `ode`", run),
+                   "add `ode pf(x, t) { return ... }` returning dx/dt of its probability-flow ODE (see "
+                   "models/moons_vp.ddpm), and prior_std to the diffusion block if the prior is not N(0, I)");
 }
 
 }  // namespace

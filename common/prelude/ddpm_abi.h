@@ -203,9 +203,11 @@ typedef struct ddpm_module {
                       float* eps, float* frac);
 
   /* ---- version 8 ---- */
-  /* The spec's `ode name(x, t)` (continuous time): the drift f(x, t) = dx/dt of the
-   * probability-flow ODE that carries the data at t_min to the prior N(0, prior_std^2 I)
-   * at t_max. ode_name is NULL and the entries are NULL when the spec has none.
+  /* The spec's `ode name(x, t)`: the drift f(x, t) = dx/dt of the probability-flow ODE
+   * that carries the data at t_min to the prior N(0, prior_std^2 I) at t_max. ode_name
+   * is NULL and the entries are NULL when the spec has none. A discrete-time module
+   * (continuous 0) may have an ode too, its schedule's continuous-time limit: then
+   * t_min and t_max (version 7's fields) are [1/T, 1] and the net sees real steps t T.
    * ode_eval writes f[B, D] for x[B, D] at the time t (0 <= t <= t_max), shared by the
    * batch; arena entry 4 + n_samplers. ode_vjp also writes vjp[B, D] = u^T df/dx for
    * each sample's u[B, D] (the Jacobian of a sample's drift by its own x; samples do

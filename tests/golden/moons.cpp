@@ -26,6 +26,8 @@ struct Env {
   const float* state_in;  // samplers: state from the previous step
   float* state_out;       // samplers: state for the next step
   float first, last;      // samplers: 1 on the first / last step
+  const float* in_u;      // ode_vjp: the vector u of u^T df/dx (ABI 8)
+  float* vjp;              // ode_vjp: u^T df/dx
 };
 
 alignas(64) static const float sched_beta[1001] = {
@@ -2249,6 +2251,562 @@ static int64_t eps_arena_floats(int B) {
   return 464 * (int64_t)B + 0 + (scratch + 15) / 16 * 16;
 }
 
+// ---- entry ode: 11 kernels, arena 480 floats per sample + 0 ----
+
+// ode_k0: elementwise [B]
+//   ops:  mul add mul
+//   spec: moons.ddpm:43,45
+static void ode_k0(const Env& e) {
+  const int64_t rows = 1, cols = e.B;
+  auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
+    using T = decltype(tag);
+    (void)b;
+    (void)acc;
+    const T v3 = (T(e.t) * T(19.8999996f));
+    const T v5 = (T(0.100000001f) + v3);
+    const T v7 = (T(-0.5f) * v5);
+    st((e.A + 0 * e.B) + b * cols + j, v7);
+  };
+  map_rows(rows, cols, body);
+}
+
+// ode_k1: elementwise [B]
+//   ops:  mul
+//   spec: moons.ddpm:45
+static void ode_k1(const Env& e) {
+  const int64_t rows = 1, cols = e.B;
+  auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
+    using T = decltype(tag);
+    (void)b;
+    (void)acc;
+    const T v9 = (T(e.t) * T(1000.0f));
+    st((e.A + 16 * e.B) + b * cols + j, v9);
+  };
+  map_rows(rows, cols, body);
+}
+
+// ode_k2: elementwise [B,32]
+//   ops:  mul sin cos
+//   spec: moons.ddpm:45; std:23,24
+static void ode_k2(const Env& e) {
+  const int64_t rows = e.B, cols = 32;
+  auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
+    using T = decltype(tag);
+    (void)b;
+    (void)acc;
+    const T v11 = (T((e.A + 16 * e.B)[b]) * ld<T>(tab2 + j));
+    const T v12 = vsin(v11);
+    st((e.A + 32 * e.B) + b * cols + j, v12);
+    const T v13 = vcos(v11);
+    st((e.A + 64 * e.B) + b * cols + j, v13);
+  };
+  map_rows(rows, cols, body);
+}
+
+// ode_k3: concat on axis 0, [B,64]
+//   ops:  concat
+//   spec: moons.ddpm:45; std:24
+static void ode_k3(const Env& e) {
+  copy_rows(e.B * 1, 32, (e.A + 32 * e.B), 32, (e.A + 96 * e.B) + 0, 64);
+  copy_rows(e.B * 1, 32, (e.A + 64 * e.B), 32, (e.A + 96 * e.B) + 32, 64);
+}
+
+// ode_k4: concat on axis 0, [B,66]
+//   ops:  concat
+//   spec: moons.ddpm:10,45
+static void ode_k4(const Env& e) {
+  copy_rows(e.B * 1, 2, e.in_x, 2, (e.A + 16 * e.B) + 0, 66);
+  copy_rows(e.B * 1, 64, (e.A + 96 * e.B), 64, (e.A + 16 * e.B) + 2, 66);
+}
+
+// ode_k5: GEMM with fused epilogue, [B,128]
+//   ops:  matmul add sigmoid mul
+//   spec: moons.ddpm:45; std:10,15
+static void ode_k5(const Env& e) {
+  // C[e.B,128] = [B,66] x [66,128]
+  const int64_t cols = 128;
+  auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
+    using T = decltype(tag);
+    (void)b;
+    (void)acc;
+    const T v19 = (ld<T>((e.A + 96 * e.B) + b * cols + j) + ld<T>((e.params + 8448) + j));
+    const T v20 = vsigmoid(v19);
+    const T v21 = (v19 * v20);
+    st((e.A + 224 * e.B) + b * cols + j, v21);
+  };
+  gemm_epilogue((int)e.B, 128, (int)66, (e.A + 16 * e.B), 66, false, (e.params + 0), 128, false, (e.A + 96 * e.B), 128, e.scratch,
+       [&](int i0, int i1, int j0, int j1) {
+         for (int64_t b = i0; b < i1; ++b) for_cols(j0, j1, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });
+       });
+}
+
+// ode_k6: GEMM with fused epilogue, [B,128]
+//   ops:  matmul add sigmoid mul
+//   spec: moons.ddpm:45; std:10,15
+static void ode_k6(const Env& e) {
+  // C[e.B,128] = [B,128] x [128,128]
+  const int64_t cols = 128;
+  auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
+    using T = decltype(tag);
+    (void)b;
+    (void)acc;
+    const T v25 = (ld<T>((e.A + 16 * e.B) + b * cols + j) + ld<T>((e.params + 24960) + j));
+    const T v26 = vsigmoid(v25);
+    const T v27 = (v25 * v26);
+    st((e.A + 352 * e.B) + b * cols + j, v27);
+  };
+  gemm_epilogue((int)e.B, 128, (int)128, (e.A + 224 * e.B), 128, false, (e.params + 8576), 128, false, (e.A + 16 * e.B), 128, e.scratch,
+       [&](int i0, int i1, int j0, int j1) {
+         for (int64_t b = i0; b < i1; ++b) for_cols(j0, j1, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });
+       });
+}
+
+// ode_k7: GEMM with fused epilogue, [B,128]
+//   ops:  matmul add sigmoid mul
+//   spec: moons.ddpm:45; std:10,15
+static void ode_k7(const Env& e) {
+  // C[e.B,128] = [B,128] x [128,128]
+  const int64_t cols = 128;
+  auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
+    using T = decltype(tag);
+    (void)b;
+    (void)acc;
+    const T v31 = (ld<T>((e.A + 16 * e.B) + b * cols + j) + ld<T>((e.params + 41472) + j));
+    const T v32 = vsigmoid(v31);
+    const T v33 = (v31 * v32);
+    st((e.A + 144 * e.B) + b * cols + j, v33);
+  };
+  gemm_epilogue((int)e.B, 128, (int)128, (e.A + 352 * e.B), 128, false, (e.params + 25088), 128, false, (e.A + 16 * e.B), 128, e.scratch,
+       [&](int i0, int i1, int j0, int j1) {
+         for (int64_t b = i0; b < i1; ++b) for_cols(j0, j1, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });
+       });
+}
+
+// ode_k8: elementwise [B]
+//   ops:  mul mul
+//   spec: moons.ddpm:44,45
+static void ode_k8(const Env& e) {
+  const int64_t rows = 1, cols = e.B;
+  auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
+    using T = decltype(tag);
+    (void)b;
+    (void)acc;
+    const T v41 = (T(9.94999981f) * T(e.t));
+    const T v42 = (v41 * T(e.t));
+    st((e.A + 16 * e.B) + b * cols + j, v42);
+  };
+  map_rows(rows, cols, body);
+}
+
+// ode_k9: elementwise [B]
+//   ops:  mul sub exp sub sqrt
+//   spec: moons.ddpm:44,45
+static void ode_k9(const Env& e) {
+  const int64_t rows = 1, cols = e.B;
+  auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
+    using T = decltype(tag);
+    (void)b;
+    (void)acc;
+    const T v39 = (T(-0.100000001f) * T(e.t));
+    const T v43 = (v39 - ld<T>((e.A + 16 * e.B) + b * cols + j));
+    const T v44 = vexp(v43);
+    const T v46 = (T(1.0f) - v44);
+    const T v47 = vsqrt(v46);
+    st((e.A + 32 * e.B) + b * cols + j, v47);
+  };
+  map_rows(rows, cols, body);
+}
+
+// ode_k10: GEMM with fused epilogue, [B,2]
+//   ops:  matmul add div sub mul
+//   spec: moons.ddpm:45; std:10
+static void ode_k10(const Env& e) {
+  // C[e.B,2] = [B,128] x [128,2]
+  const int64_t cols = 2;
+  auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
+    using T = decltype(tag);
+    (void)b;
+    (void)acc;
+    const T v37 = (ld<T>((e.A + 16 * e.B) + b * cols + j) + ld<T>((e.params + 41856) + j));
+    const T v48 = (v37 / T((e.A + 32 * e.B)[b]));
+    const T v49 = (ld<T>(e.in_x + b * cols + j) - v48);
+    const T v50 = (T((e.A + 0 * e.B)[b]) * v49);
+    st(e.x_out + b * cols + j, v50);
+  };
+  gemm_epilogue((int)e.B, 2, (int)128, (e.A + 144 * e.B), 128, false, (e.params + 41600), 2, false, (e.A + 16 * e.B), 2, e.scratch,
+       [&](int i0, int i1, int j0, int j1) {
+         for (int64_t b = i0; b < i1; ++b) for_cols(j0, j1, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });
+       });
+}
+
+static void ode_run(const Env& e) {
+  ode_k0(e);
+  ode_k1(e);
+  ode_k2(e);
+  ode_k3(e);
+  ode_k4(e);
+  ode_k5(e);
+  ode_k6(e);
+  ode_k7(e);
+  ode_k8(e);
+  ode_k9(e);
+  ode_k10(e);
+}
+
+static int64_t ode_arena_floats(int B) {
+  int64_t scratch = 0;
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 128, 66));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 128, 128));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 2, 128));
+  return 480 * (int64_t)B + 0 + (scratch + 15) / 16 * 16;
+}
+
+// ---- entry ode_vjp: 18 kernels, arena 1632 floats per sample + 0 ----
+
+// ode_vjp_k0: elementwise [B]
+//   ops:  mul add mul
+//   spec: moons.ddpm:43,45
+static void ode_vjp_k0(const Env& e) {
+  const int64_t rows = 1, cols = e.B;
+  auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
+    using T = decltype(tag);
+    (void)b;
+    (void)acc;
+    const T v3 = (T(e.t) * T(19.8999996f));
+    const T v5 = (T(0.100000001f) + v3);
+    const T v7 = (T(-0.5f) * v5);
+    st((e.A + 0 * e.B) + b * cols + j, v7);
+  };
+  map_rows(rows, cols, body);
+}
+
+// ode_vjp_k1: elementwise [B]
+//   ops:  mul
+//   spec: moons.ddpm:45
+static void ode_vjp_k1(const Env& e) {
+  const int64_t rows = 1, cols = e.B;
+  auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
+    using T = decltype(tag);
+    (void)b;
+    (void)acc;
+    const T v9 = (T(e.t) * T(1000.0f));
+    st((e.A + 16 * e.B) + b * cols + j, v9);
+  };
+  map_rows(rows, cols, body);
+}
+
+// ode_vjp_k2: elementwise [B,32]
+//   ops:  mul sin cos
+//   spec: moons.ddpm:45; std:23,24
+static void ode_vjp_k2(const Env& e) {
+  const int64_t rows = e.B, cols = 32;
+  auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
+    using T = decltype(tag);
+    (void)b;
+    (void)acc;
+    const T v11 = (T((e.A + 16 * e.B)[b]) * ld<T>(tab2 + j));
+    const T v12 = vsin(v11);
+    st((e.A + 32 * e.B) + b * cols + j, v12);
+    const T v13 = vcos(v11);
+    st((e.A + 64 * e.B) + b * cols + j, v13);
+  };
+  map_rows(rows, cols, body);
+}
+
+// ode_vjp_k3: concat on axis 0, [B,64]
+//   ops:  concat
+//   spec: moons.ddpm:45; std:24
+static void ode_vjp_k3(const Env& e) {
+  copy_rows(e.B * 1, 32, (e.A + 32 * e.B), 32, (e.A + 96 * e.B) + 0, 64);
+  copy_rows(e.B * 1, 32, (e.A + 64 * e.B), 32, (e.A + 96 * e.B) + 32, 64);
+}
+
+// ode_vjp_k4: concat on axis 0, [B,66]
+//   ops:  concat
+//   spec: moons.ddpm:10,45
+static void ode_vjp_k4(const Env& e) {
+  copy_rows(e.B * 1, 2, e.in_x, 2, (e.A + 16 * e.B) + 0, 66);
+  copy_rows(e.B * 1, 64, (e.A + 96 * e.B), 64, (e.A + 16 * e.B) + 2, 66);
+}
+
+// ode_vjp_k5: GEMM with fused epilogue, [B,128]
+//   ops:  matmul add sigmoid mul sub
+//   spec: moons.ddpm:45; std:10,15
+static void ode_vjp_k5(const Env& e) {
+  // C[e.B,128] = [B,66] x [66,128]
+  const int64_t cols = 128;
+  auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
+    using T = decltype(tag);
+    (void)b;
+    (void)acc;
+    const T v19 = (ld<T>((e.A + 96 * e.B) + b * cols + j) + ld<T>((e.params + 8448) + j));
+    st((e.A + 224 * e.B) + b * cols + j, v19);
+    const T v20 = vsigmoid(v19);
+    st((e.A + 352 * e.B) + b * cols + j, v20);
+    const T v21 = (v19 * v20);
+    st((e.A + 480 * e.B) + b * cols + j, v21);
+    const T v72 = (T(1.0f) - v20);
+    st((e.A + 608 * e.B) + b * cols + j, v72);
+  };
+  gemm_epilogue((int)e.B, 128, (int)66, (e.A + 16 * e.B), 66, false, (e.params + 0), 128, false, (e.A + 96 * e.B), 128, e.scratch,
+       [&](int i0, int i1, int j0, int j1) {
+         for (int64_t b = i0; b < i1; ++b) for_cols(j0, j1, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });
+       });
+}
+
+// ode_vjp_k6: GEMM with fused epilogue, [B,128]
+//   ops:  matmul add sigmoid mul sub
+//   spec: moons.ddpm:45; std:10,15
+static void ode_vjp_k6(const Env& e) {
+  // C[e.B,128] = [B,128] x [128,128]
+  const int64_t cols = 128;
+  auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
+    using T = decltype(tag);
+    (void)b;
+    (void)acc;
+    const T v25 = (ld<T>((e.A + 16 * e.B) + b * cols + j) + ld<T>((e.params + 24960) + j));
+    st((e.A + 736 * e.B) + b * cols + j, v25);
+    const T v26 = vsigmoid(v25);
+    st((e.A + 864 * e.B) + b * cols + j, v26);
+    const T v27 = (v25 * v26);
+    st((e.A + 992 * e.B) + b * cols + j, v27);
+    const T v65 = (T(1.0f) - v26);
+    st((e.A + 1120 * e.B) + b * cols + j, v65);
+  };
+  gemm_epilogue((int)e.B, 128, (int)128, (e.A + 480 * e.B), 128, false, (e.params + 8576), 128, false, (e.A + 16 * e.B), 128, e.scratch,
+       [&](int i0, int i1, int j0, int j1) {
+         for (int64_t b = i0; b < i1; ++b) for_cols(j0, j1, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });
+       });
+}
+
+// ode_vjp_k7: GEMM with fused epilogue, [B,128]
+//   ops:  matmul add sigmoid mul sub
+//   spec: moons.ddpm:45; std:10,15
+static void ode_vjp_k7(const Env& e) {
+  // C[e.B,128] = [B,128] x [128,128]
+  const int64_t cols = 128;
+  auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
+    using T = decltype(tag);
+    (void)b;
+    (void)acc;
+    const T v31 = (ld<T>((e.A + 16 * e.B) + b * cols + j) + ld<T>((e.params + 41472) + j));
+    st((e.A + 480 * e.B) + b * cols + j, v31);
+    const T v32 = vsigmoid(v31);
+    st((e.A + 1248 * e.B) + b * cols + j, v32);
+    const T v33 = (v31 * v32);
+    st((e.A + 1376 * e.B) + b * cols + j, v33);
+    const T v58 = (T(1.0f) - v32);
+    st((e.A + 1504 * e.B) + b * cols + j, v58);
+  };
+  gemm_epilogue((int)e.B, 128, (int)128, (e.A + 992 * e.B), 128, false, (e.params + 25088), 128, false, (e.A + 16 * e.B), 128, e.scratch,
+       [&](int i0, int i1, int j0, int j1) {
+         for (int64_t b = i0; b < i1; ++b) for_cols(j0, j1, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });
+       });
+}
+
+// ode_vjp_k8: elementwise [B]
+//   ops:  mul mul
+//   spec: moons.ddpm:44,45
+static void ode_vjp_k8(const Env& e) {
+  const int64_t rows = 1, cols = e.B;
+  auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
+    using T = decltype(tag);
+    (void)b;
+    (void)acc;
+    const T v41 = (T(9.94999981f) * T(e.t));
+    const T v42 = (v41 * T(e.t));
+    st((e.A + 16 * e.B) + b * cols + j, v42);
+  };
+  map_rows(rows, cols, body);
+}
+
+// ode_vjp_k9: elementwise [B]
+//   ops:  mul sub exp sub sqrt
+//   spec: moons.ddpm:44,45
+static void ode_vjp_k9(const Env& e) {
+  const int64_t rows = 1, cols = e.B;
+  auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
+    using T = decltype(tag);
+    (void)b;
+    (void)acc;
+    const T v39 = (T(-0.100000001f) * T(e.t));
+    const T v43 = (v39 - ld<T>((e.A + 16 * e.B) + b * cols + j));
+    const T v44 = vexp(v43);
+    const T v46 = (T(1.0f) - v44);
+    const T v47 = vsqrt(v46);
+    st((e.A + 32 * e.B) + b * cols + j, v47);
+  };
+  map_rows(rows, cols, body);
+}
+
+// ode_vjp_k10: GEMM with fused epilogue, [B,2]
+//   ops:  matmul add div sub mul
+//   spec: moons.ddpm:45; std:10
+static void ode_vjp_k10(const Env& e) {
+  // C[e.B,2] = [B,128] x [128,2]
+  const int64_t cols = 2;
+  auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
+    using T = decltype(tag);
+    (void)b;
+    (void)acc;
+    const T v37 = (ld<T>((e.A + 16 * e.B) + b * cols + j) + ld<T>((e.params + 41856) + j));
+    const T v48 = (v37 / T((e.A + 32 * e.B)[b]));
+    const T v49 = (ld<T>(e.in_x + b * cols + j) - v48);
+    const T v50 = (T((e.A + 0 * e.B)[b]) * v49);
+    st(e.x_out + b * cols + j, v50);
+  };
+  gemm_epilogue((int)e.B, 2, (int)128, (e.A + 1376 * e.B), 128, false, (e.params + 41600), 2, false, (e.A + 16 * e.B), 2, e.scratch,
+       [&](int i0, int i1, int j0, int j1) {
+         for (int64_t b = i0; b < i1; ++b) for_cols(j0, j1, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });
+       });
+}
+
+// ode_vjp_k11: elementwise, rows walked as one, [B,2]
+//   ops:  mul neg div
+//   spec: moons.ddpm:45
+static void ode_vjp_k11(const Env& e) {
+  auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
+    using T = decltype(tag);
+    (void)b;
+    (void)acc;
+    const T v52 = (ld<T>(e.in_u + b * 2 + j) * gat(tag, [&](int64_t q) { return (e.A + 0 * e.B)[q / 2]; }, j));
+    st((e.A + 16 * e.B) + b * 2 + j, v52);
+    const T v53 = (-v52);
+    const T v54 = (v53 / gat(tag, [&](int64_t q) { return (e.A + 32 * e.B)[q / 2]; }, j));
+    st((e.A + 48 * e.B) + b * 2 + j, v54);
+  };
+  map_flat(e.B * 2, body);
+}
+
+// ode_vjp_k12: GEMM with fused epilogue, [B,128]
+//   ops:  matmul mul mul mul mul add
+//   spec: moons.ddpm:45; std:10,15
+static void ode_vjp_k12(const Env& e) {
+  // C[e.B,128] = [B,2] x [128,2]^T
+  const int64_t cols = 128;
+  auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
+    using T = decltype(tag);
+    (void)b;
+    (void)acc;
+    const T v56 = (ld<T>((e.A + 64 * e.B) + b * cols + j) * ld<T>((e.A + 1248 * e.B) + b * cols + j));
+    const T v57 = (ld<T>((e.A + 64 * e.B) + b * cols + j) * ld<T>((e.A + 480 * e.B) + b * cols + j));
+    const T v59 = (v57 * ld<T>((e.A + 1248 * e.B) + b * cols + j));
+    const T v60 = (v59 * ld<T>((e.A + 1504 * e.B) + b * cols + j));
+    const T v61 = (v56 + v60);
+    st((e.A + 992 * e.B) + b * cols + j, v61);
+  };
+  gemm_epilogue((int)e.B, 128, (int)2, (e.A + 48 * e.B), 2, false, (e.params + 41600), 2, true, (e.A + 64 * e.B), 128, e.scratch,
+       [&](int i0, int i1, int j0, int j1) {
+         for (int64_t b = i0; b < i1; ++b) for_cols(j0, j1, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });
+       });
+}
+
+// ode_vjp_k13: GEMM with fused epilogue, [B,128]
+//   ops:  matmul mul mul mul mul add
+//   spec: moons.ddpm:45; std:10,15
+static void ode_vjp_k13(const Env& e) {
+  // C[e.B,128] = [B,128] x [128,128]^T
+  const int64_t cols = 128;
+  auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
+    using T = decltype(tag);
+    (void)b;
+    (void)acc;
+    const T v63 = (ld<T>((e.A + 32 * e.B) + b * cols + j) * ld<T>((e.A + 864 * e.B) + b * cols + j));
+    const T v64 = (ld<T>((e.A + 32 * e.B) + b * cols + j) * ld<T>((e.A + 736 * e.B) + b * cols + j));
+    const T v66 = (v64 * ld<T>((e.A + 864 * e.B) + b * cols + j));
+    const T v67 = (v66 * ld<T>((e.A + 1120 * e.B) + b * cols + j));
+    const T v68 = (v63 + v67);
+    st((e.A + 480 * e.B) + b * cols + j, v68);
+  };
+  gemm_epilogue((int)e.B, 128, (int)128, (e.A + 992 * e.B), 128, false, (e.params + 25088), 128, true, (e.A + 32 * e.B), 128, e.scratch,
+       [&](int i0, int i1, int j0, int j1) {
+         for (int64_t b = i0; b < i1; ++b) for_cols(j0, j1, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });
+       });
+}
+
+// ode_vjp_k14: GEMM with fused epilogue, [B,128]
+//   ops:  matmul mul mul mul mul add
+//   spec: moons.ddpm:45; std:10,15
+static void ode_vjp_k14(const Env& e) {
+  // C[e.B,128] = [B,128] x [128,128]^T
+  const int64_t cols = 128;
+  auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
+    using T = decltype(tag);
+    (void)b;
+    (void)acc;
+    const T v70 = (ld<T>((e.A + 32 * e.B) + b * cols + j) * ld<T>((e.A + 352 * e.B) + b * cols + j));
+    const T v71 = (ld<T>((e.A + 32 * e.B) + b * cols + j) * ld<T>((e.A + 224 * e.B) + b * cols + j));
+    const T v73 = (v71 * ld<T>((e.A + 352 * e.B) + b * cols + j));
+    const T v74 = (v73 * ld<T>((e.A + 608 * e.B) + b * cols + j));
+    const T v75 = (v70 + v74);
+    st((e.A + 736 * e.B) + b * cols + j, v75);
+  };
+  gemm_epilogue((int)e.B, 128, (int)128, (e.A + 480 * e.B), 128, false, (e.params + 8576), 128, true, (e.A + 32 * e.B), 128, e.scratch,
+       [&](int i0, int i1, int j0, int j1) {
+         for (int64_t b = i0; b < i1; ++b) for_cols(j0, j1, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });
+       });
+}
+
+// ode_vjp_k15: GEMM [B,66]
+//   ops:  matmul
+//   spec: moons.ddpm:45; std:10
+static void ode_vjp_k15(const Env& e) {
+  // C[e.B,66] = [B,128] x [66,128]^T
+  gemm_plain((int)e.B, 66, (int)128, (e.A + 736 * e.B), 128, false, (e.params + 0), 128, true, (e.A + 32 * e.B), 66, e.scratch);
+}
+
+// ode_vjp_k16: slice on axis 0, [B,2]
+//   ops:  slice
+//   spec: moons.ddpm:10,45
+static void ode_vjp_k16(const Env& e) {
+  copy_rows(e.B * 1, 2, (e.A + 32 * e.B) + 0, 66, (e.A + 0 * e.B), 2);
+}
+
+// ode_vjp_k17: elementwise, rows walked as one, [B,2]
+//   ops:  add
+//   spec: moons.ddpm:10,45
+static void ode_vjp_k17(const Env& e) {
+  auto body = [&](auto tag, int64_t b, int64_t j, auto acc) {
+    using T = decltype(tag);
+    (void)b;
+    (void)acc;
+    const T v78 = (ld<T>((e.A + 16 * e.B) + b * 2 + j) + ld<T>((e.A + 0 * e.B) + b * 2 + j));
+    st(e.vjp + b * 2 + j, v78);
+  };
+  map_flat(e.B * 2, body);
+}
+
+static void ode_vjp_run(const Env& e) {
+  ode_vjp_k0(e);
+  ode_vjp_k1(e);
+  ode_vjp_k2(e);
+  ode_vjp_k3(e);
+  ode_vjp_k4(e);
+  ode_vjp_k5(e);
+  ode_vjp_k6(e);
+  ode_vjp_k7(e);
+  ode_vjp_k8(e);
+  ode_vjp_k9(e);
+  ode_vjp_k10(e);
+  ode_vjp_k11(e);
+  ode_vjp_k12(e);
+  ode_vjp_k13(e);
+  ode_vjp_k14(e);
+  ode_vjp_k15(e);
+  ode_vjp_k16(e);
+  ode_vjp_k17(e);
+}
+
+static int64_t ode_vjp_arena_floats(int B) {
+  int64_t scratch = 0;
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 128, 66));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 128, 128));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 2, 128));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 128, 2));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 66, 128));
+  return 1632 * (int64_t)B + 0 + (scratch + 15) / 16 * 16;
+}
+
 int64_t arena_bytes(int entry, int B) {
   switch (entry) {
     case 0: return train_arena_floats(B) * 4 + 64;
@@ -2256,6 +2814,8 @@ int64_t arena_bytes(int entry, int B) {
     case 2: return sampler_ddim_arena_floats(B) * 4 + 64;
     case 3: return loss_arena_floats(B) * 4 + 64;
     case 4: return eps_arena_floats(B) * 4 + 64;
+    case 6: return ode_arena_floats(B) * 4 + 64;
+    case 7: return ode_vjp_arena_floats(B) * 4 + 64;
     default: return -1;
   }
 }
@@ -2377,6 +2937,41 @@ int eps_eval(void* arena, int B, const float* params, const float* x, int t, flo
   return eps_eval_labels(arena, B, params, x, nullptr, t, eps);
 }
 
+// ABI 8: ode 'pf', the probability-flow ODE's drift f(x, t) [B, D] at one time t for the batch.
+int ode_eval(void* arena, int B, const float* params, const float* x, float t, float* f) {
+  if (B < 1 || !(t >= 0.0f) || !(t <= 1.0f)) return 1;
+  if (!f) return 1;
+  Env e{};
+  e.B = B;
+  e.A = align64(arena);
+  e.scratch = e.A + 480 * (int64_t)B + 0;
+  e.params = params;
+  e.in_x = x;
+  e.t = t;
+  e.x_out = f;
+  ode_run(e);
+  return 0;
+}
+
+// ABI 8: the drift f(x, t) and its vector-Jacobian product u^T df/dx [B, D] (passes/vjp.cpp).
+int ode_vjp(void* arena, int B, const float* params, const float* x, float t, const float* u, float* f,
+            float* vjp) {
+  if (B < 1 || !(t >= 0.0f) || !(t <= 1.0f)) return 1;
+  if (!u || !f || !vjp) return 1;
+  Env e{};
+  e.B = B;
+  e.A = align64(arena);
+  e.scratch = e.A + 1632 * (int64_t)B + 0;
+  e.params = params;
+  e.in_x = x;
+  e.t = t;
+  e.in_u = u;
+  e.x_out = f;
+  e.vjp = vjp;
+  ode_vjp_run(e);
+  return 0;
+}
+
 const ddpm_param_info kParams[] = {
     {"eps_theta/linear.0/w", 2, {66, 128, 0, 0}, 0, 8448, 0.123091489f},
     {"eps_theta/linear.0/b", 1, {128, 0, 0, 0}, 8448, 128, 0.123091489f},
@@ -2403,6 +2998,10 @@ const ddpm_module kModule = {
     0, train_step_labels, loss_eval_labels,
     0, kArgIsClass,
     eps_eval_labels,
+    0, 0, 0, nullptr,
+    0, 0.00100000005f, 1.0f, 0, 0.0f, 0, nullptr,
+    0, nullptr,
+    1.0f, "pf", ode_eval, ode_vjp,
 };
 
 }  // namespace
