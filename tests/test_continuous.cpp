@@ -16,19 +16,11 @@ namespace {
 
 const char* const kModels[] = {"models/moons_flow.ddpm", "models/moons_edm.ddpm", "models/moons_vp.ddpm"};
 
-struct Model {
-  ddpmc::Compiled c;
-  ddpm::Module mod;
-  std::vector<float> params;
-  explicit Model(const std::string& rel)
-      : c(ddpmc::compile_spec_file(source_path(rel))),
-        mod(ddpmc::build_module(source_path(rel), test_build_options()).so_path),
-        params(random_params(mod.get(), 200)) {}
-};
+using Model = CompiledSpec;
 
 Model& model(int i) {
   static Model* m[3] = {};
-  if (!m[i]) m[i] = new Model(kModels[i]);
+  if (!m[i]) m[i] = new Model(kModels[i], 200);
   return *m[i];
 }
 

@@ -1,6 +1,6 @@
 // Checks of a compiled module against the reference interpreter, shared by the
 // suites that compile a real model (test_fashion, test_attention, test_solvers,
-// test_continuous, test_learned_var): random weights, the interpreter's inputs for a
+// test_continuous, test_learned_var, test_ode_nll): a compiled spec, random weights, the interpreter's inputs for a
 // sampler step, one training step's loss and every gradient against the
 // interpreter, sampler 0 and a training step bitwise equal at 1 and 2 threads, and
 // the moons reference distances.
@@ -32,6 +32,18 @@ inline std::vector<float> random_params(const ddpm_module& m, uint32_t seed0) {
   }
   return params;
 }
+
+// A spec (relative to the source tree) compiled for the interpreter and built into
+// a module through the test cache, with random parameters from `seed`.
+struct CompiledSpec {
+  ddpmc::Compiled c;
+  ddpm::Module mod;
+  std::vector<float> params;
+  CompiledSpec(const std::string& rel, uint32_t seed)
+      : c(ddpmc::compile_spec_file(source_path(rel))),
+        mod(ddpmc::build_module(source_path(rel), test_build_options()).so_path),
+        params(random_params(mod.get(), seed)) {}
+};
 
 // The interpreter's inputs for one sampler step of B samples x from t to s (steps, or
 // real times of a continuous-time model) with the given seed and RNG step.

@@ -19,14 +19,9 @@ namespace {
 
 const char* const kModels[] = {"models/moons_flow.ddpm", "models/moons_edm.ddpm", "models/moons_vp.ddpm"};
 
-struct Model {
-  ddpmc::Compiled c;
-  ddpm::Module mod;
-  std::vector<float> params;
-  explicit Model(const std::string& rel)
-      : c(ddpmc::compile_spec_file(source_path(rel))),
-        mod(ddpmc::build_module(source_path(rel), test_build_options()).so_path),
-        params(random_params(mod.get(), 300)) {}
+// Each spec compiled and built, with random parameters from seed 300.
+struct Model : CompiledSpec {
+  explicit Model(const std::string& rel) : CompiledSpec(rel, 300) {}
 };
 
 ddpmc::InterpEnv ode_env(const std::vector<float>& params, const std::vector<double>& x, int B, double t,
