@@ -257,7 +257,7 @@ TEST_CASE("eval: a learned variance is the bound's by default, and --variance fi
   CHECK(r.err.find("does not predict its variance") != std::string::npos);
 }
 
-TEST_CASE("eval: --nll ode on moons: exact and Hutchinson agree within 2 standard errors; discrete is an error") {
+TEST_CASE("eval: --nll ode on moons: exact and Hutchinson agree within 2 standard errors, and a spec without an ode is an error") {
   const fs::path dir = ddpm_test::process_dir("test-eval", "nll");
   const fs::path run = trained("models/moons_vp.ddpm", "moons", dir / "run", 3000, 256);
   Result r = eval(dir, {run.string()});

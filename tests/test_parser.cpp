@@ -332,7 +332,7 @@ TEST_CASE("parser: syntax errors have precise messages") {
   CHECK(parse_error("fn f(a, a) { return a }") == "t.ddpm:1:9: error: duplicate parameter 'a' in 'fn f'");
   CHECK(parse_error("fn f(a) { g(a) }") == "t.ddpm:1:12: error: expected '=' after 'g', found '('");
   CHECK(parse_error("nett f(a) { return a }") ==
-        "t.ddpm:1:1: error: expected 'import', 'diffusion', 'data', 'label', 'fn', 'net', 'loss' or 'sampler', found 'nett'");
+        "t.ddpm:1:1: error: expected 'import', 'diffusion', 'data', 'label', 'fn', 'net', 'loss', 'sampler' or 'ode', found 'nett'");
   CHECK(parse_error("net f(x: [2]) [2] { return x }") ==
         "t.ddpm:1:15: error: expected '{' to start the body of 'net f', found '['");
   CHECK(parse_error("loss main { return 0 }") == "t.ddpm:1:6: error: 'loss' takes no name");
