@@ -5,9 +5,10 @@
 // code instead of leaving the other ranks waiting.
 //
 // Every rank reads the same command line, so a bad one is reported by rank 0 alone
-// (quiet_other_ranks) and every rank exits with status 2 before MPI starts: the
-// only other output is mpirun's own note that a process exited non-zero (which
-// `mpirun -q` leaves out). So the tools parse and check their flags first, then
+// (quiet_other_ranks), which exits with status 2 before MPI starts while the other
+// ranks exit with 0 (had they exited 2 first, mpirun could kill rank 0 before its
+// message was out): the only other output is mpirun's own note that a process exited
+// non-zero (which `mpirun -q` leaves out). So the tools parse and check their flags first, then
 // start the DistSession. An input error found during the work is often seen by
 // every rank at once (a missing file): the other ranks wait a moment before
 // reporting theirs, so that rank 0's report and MPI_Abort come first and the error

@@ -23,9 +23,13 @@ constexpr int kBadFlags = 2;
 // other ranks see the same command line, so only rank 0 reports what is wrong with it.
 inline bool g_quiet_rank = false;
 
-// A bad flag: one line naming the problem, a hint, and exit code 2.
+// A bad flag: one line naming the problem, a hint, and exit code 2. Under mpirun every
+// rank sees the same command line: rank 0 reports it and exits 2, the others leave
+// quietly with 0. Were they to exit 2 too, mpirun could abort rank 0 on the first of
+// them before its message was out (seen under ASan: the job failed without a word).
 inline int flag_error(const char* tool, const std::string& msg) {
-  if (!g_quiet_rank) fmt::print(stderr, "{}: error: {}\nhint: run `{} --help` for usage\n", tool, msg, tool);
+  if (g_quiet_rank) return 0;
+  fmt::print(stderr, "{}: error: {}\nhint: run `{} --help` for usage\n", tool, msg, tool);
   return kBadFlags;
 }
 
