@@ -39,6 +39,7 @@
 #include "common/atomic_file.h"
 #include "common/diag.h"
 #include "eval_data.h"
+#include "eval_json.h"
 #include "eval_nll.h"
 #include "eval_quality.h"
 #include "eval_stats.h"
@@ -335,14 +336,12 @@ int evaluate(const EvalConfig& cfg) {
   j["checkpoint_step"] = ckpt_step;
   j["spec_hash"] = m.spec_hash;
   j["seconds"] = seconds;
-  const std::string out = (fs::path(cfg.data.run_dir) / "eval.json").string();
-  {  // keep what --quality and --nll wrote there
-    std::ifstream in(out);
-    const nlohmann::json old = in ? nlohmann::json::parse(in, nullptr, false) : nlohmann::json();
-    for (const char* key : {"quality", "nll_ode"})
-      if (old.is_object() && old.contains(key)) j[key] = old[key];
-  }
-  ddpmc::write_file_atomic(out, j.dump(2) + "\n", "evaluation");
+  const std::string out = ddpm_tools::eval_json_path(cfg.data.run_dir);
+  ddpm_tools::update_eval_json(out, [&](nlohmann::json& old) {  // keep what --quality and --nll wrote there
+    for (const char* key : ddpm_tools::kEvalSections)
+      if (old.contains(key)) j[key] = old[key];
+    old = j;
+  });
   if (!cfg.quiet)
     fmt::print(stderr, "evaluated {} samples x {} ({} weights, {} eps evaluations each) in {:.1f} s; wrote {}\n", N,
                mod.data_shape_string(), cfg.use_ema ? "EMA" : "raw", evals_per_chunk, seconds, out);

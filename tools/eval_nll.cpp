@@ -14,6 +14,7 @@
 
 #include "common/atomic_file.h"
 #include "common/diag.h"
+#include "eval_json.h"
 #include "eval_stats.h"
 #include "philox.h"
 #include "runtime/module.h"
@@ -164,15 +165,8 @@ int run_nll(const NllConfig& cfg) {
   j["checkpoint_step"] = ckpt_step;
   j["spec_hash"] = m.spec_hash;
   j["seconds"] = seconds;
-  const std::string out = (fs::path(cfg.data.run_dir) / "eval.json").string();
-  nlohmann::json all_json;
-  {
-    std::ifstream in(out);
-    all_json = in ? nlohmann::json::parse(in, nullptr, false) : nlohmann::json();
-    if (!all_json.is_object()) all_json = nlohmann::json::object();
-  }
-  all_json["nll_ode"] = j;
-  ddpmc::write_file_atomic(out, all_json.dump(2) + "\n", "evaluation");
+  const std::string out = eval_json_path(cfg.data.run_dir);
+  update_eval_json(out, [&](nlohmann::json& all) { all["nll_ode"] = j; });
   if (!cfg.quiet) fmt::print(stderr, "wrote nll_ode in {}\n", out);
   return 0;
 }

@@ -15,6 +15,7 @@
 
 #include "common/atomic_file.h"
 #include "common/diag.h"
+#include "eval_json.h"
 #include "runtime/data2d.h"
 #include "runtime/data_source.h"
 #include "runtime/idx.h"
@@ -118,15 +119,11 @@ std::vector<float> read_samples(const std::string& path, const ddpm::Module& mod
 }
 
 void write_json(const QualityConfig& cfg, const json& q) {
-  const std::string out = cfg.json.empty() ? (fs::path(cfg.run_dir) / "eval.json").string() : cfg.json;
-  json j = q;
-  if (cfg.json.empty()) {  // keep what --bound wrote
-    std::ifstream in(out);
-    json old = in ? json::parse(in, nullptr, false) : json();
-    j = old.is_object() ? old : json::object();
-    j["quality"] = q;
-  }
-  ddpmc::write_file_atomic(out, j.dump(2) + "\n", "evaluation");
+  const std::string out = cfg.json.empty() ? eval_json_path(cfg.run_dir) : cfg.json;
+  if (cfg.json.empty())  // keep what --bound and --nll wrote
+    update_eval_json(out, [&](json& j) { j["quality"] = q; });
+  else
+    ddpmc::write_file_atomic(out, q.dump(2) + "\n", "evaluation");
   if (!cfg.quiet) fmt::print(stderr, "wrote {}\n", out);
 }
 
