@@ -8,7 +8,9 @@
 # floor (two fresh draws of the data). Then the learned-variance model's bound
 # (ddpm-eval --bound, full sum, 1000 held-out points) with its learned variance and
 # with the fixed one. Prints Markdown tables; nothing asserts on them.
-# MODELS="moons moons_learned_var" runs only those models.
+# MODELS="moons moons_learned_var" runs only those models. SEEDS="1 2 3" trains each model
+# once per seed (default 1) and reports the mean SW1 with each seed's value: a 30 s run's
+# SW1 varies by about 20% between seeds and with the VM's speed, more than the models differ.
 #
 #   bench/continuous_moons.sh [BUILD_DIR] [MINUTES]
 set -euo pipefail
@@ -20,7 +22,10 @@ OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 
 echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(uptime | sed 's/.*load average: //') load (1, 5, 15 min),"\
-     "$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(git rev-parse --short HEAD)"
+     "$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- models || echo " with models/ changed")"
+echo
+seeds=(${SEEDS:-1})
+echo "Training seeds: ${seeds[*]}; SW1 is the mean over them (each seed's value in brackets)."
 echo
 echo "| model | training steps in $MIN min | sampler | steps | net evaluations | SW1 | floor |"
 echo "| --- | ---: | --- | ---: | ---: | ---: | ---: |"
@@ -43,20 +48,29 @@ trained=""
 for c in "${cases[@]}"; do
   read -r model sampler steps evals <<< "$c"
   [[ -z "${MODELS:-}" || " $MODELS " == *" $model "* ]] || continue
-  run=$OUT/$model
-  if [[ " $trained " != *" $model "* ]]; then
-    "$T/ddpm-train" "models/$model.ddpm" --data moons --minutes "$MIN" --steps 100000000 --batch 256 --threads 2 \
-      --seed 1 --out "$run" > "$OUT/$model.train.log" 2>&1
-    trained="$trained $model"
+  sws=() done_steps=()
+  for seed in "${seeds[@]}"; do
+    run=$OUT/$model.s$seed
+    if [[ " $trained " != *" $model.s$seed "* ]]; then
+      "$T/ddpm-train" "models/$model.ddpm" --data moons --minutes "$MIN" --steps 100000000 --batch 256 --threads 2 \
+        --seed "$seed" --out "$run" > "$run.train.log" 2>&1
+      trained="$trained $model.s$seed"
+    fi
+    done_steps+=("$(grep -oE 'after [0-9]+ steps' "$run.train.log" | grep -oE '[0-9]+' | tail -1)")
+    "$T/ddpm-sample" "$run" --sampler "$sampler" --steps "$steps" -n 4000 --threads 2 --quiet \
+      --out "$run.$sampler.npy" > /dev/null 2>&1
+    line=$("$T/ddpm-eval" "$run" --quality --samples "$run.$sampler.npy" -n 4000 --threads 2 2>&1 |
+           grep 'sliced Wasserstein')
+    sws+=("$(sed -E 's/.*distance ([0-9.]+) .*/\1/' <<< "$line")")
+    floor=$(sed -E 's/.*floor ([0-9.]+).*/\1/' <<< "$line")
+  done
+  steps_col=$(IFS=/; echo "${done_steps[*]}")
+  if (( ${#seeds[@]} > 1 )); then
+    sw=$(printf '%s\n' "${sws[@]}" | awk '{s += $1; v = v (NR > 1 ? ", " : "") $1} END {printf "%.5f [%s]", s / NR, v}')
+  else
+    sw=${sws[0]}
   fi
-  done_steps=$(grep -oE 'after [0-9]+ steps' "$OUT/$model.train.log" | grep -oE '[0-9]+' | tail -1)
-  "$T/ddpm-sample" "$run" --sampler "$sampler" --steps "$steps" -n 4000 --threads 2 --quiet \
-    --out "$OUT/$model.$sampler.npy" > /dev/null 2>&1
-  line=$("$T/ddpm-eval" "$run" --quality --samples "$OUT/$model.$sampler.npy" -n 4000 --threads 2 2>&1 |
-         grep 'sliced Wasserstein')
-  sw=$(sed -E 's/.*distance ([0-9.]+) .*/\1/' <<< "$line")
-  floor=$(sed -E 's/.*floor ([0-9.]+).*/\1/' <<< "$line")
-  echo "| \`$model\` | $done_steps | \`$sampler\` | $steps | $evals | $sw | $floor |"
+  echo "| \`$model\` | $steps_col | \`$sampler\` | $steps | $evals | $sw | $floor |"
 done
 
 [[ -z "${MODELS:-}" || " $MODELS " == *" moons_learned_var "* ]] || exit 0
@@ -64,6 +78,6 @@ echo
 echo "| moons_learned_var: the bound with | nats/dim | L_0 |"
 echo "| --- | ---: | ---: |"
 for v in learned fixed; do
-  line=$("$T/ddpm-eval" "$OUT/moons_learned_var" --bound --variance "$v" -n 1000 --threads 2 -q 2>&1 | grep 'nats/dim')
+  line=$("$T/ddpm-eval" "$OUT/moons_learned_var.s${seeds[0]}" --bound --variance "$v" -n 1000 --threads 2 -q 2>&1 | grep 'nats/dim')
   echo "| $v variance | $(sed -E 's/nats\/dim ([0-9.-]+ ± [0-9.]+).*/\1/' <<< "$line") | $(sed -E 's/.*L_0 ([0-9.e-]+);.*/\1/' <<< "$line") |"
 done

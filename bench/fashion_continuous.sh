@@ -19,7 +19,7 @@ T=$B/tools
 mkdir -p "$OUT"
 
 echo "$(date -u '+%Y-%m-%d %H:%M UTC'), load $(uptime | sed 's/.*load average: //') (1, 5, 15 min),"\
-     "$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(git rev-parse --short HEAD)"
+     "$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- models || echo " with models/ changed")"
 echo
 budget=$([ -n "${STEPS:-}" ] && echo "--steps $STEPS" || echo "--minutes $MIN --steps 100000000")
 echo "| model | training steps ($budget) | minutes | sampler | steps | net evaluations | FID vs train | FID vs test | precision | recall | load after |"

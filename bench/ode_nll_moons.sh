@@ -6,7 +6,7 @@
 # another; then each is evaluated on the same 1000 held-out points with the exact
 # divergence and with Hutchinson's estimator (RK45, rtol = atol = 1e-5), and the DDPM
 # also by ddpm-eval --bound (full sum). Prints a Markdown table in nats/dim; nothing
-# asserts on it.
+# asserts on it. MODELS="moons_edm" runs only those models.
 #
 #   bench/ode_nll_moons.sh [BUILD_DIR] [MINUTES]
 set -euo pipefail
@@ -18,12 +18,13 @@ OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 
 echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(uptime | sed 's/.*load average: //') load (1, 5, 15 min),"\
-     "$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(git rev-parse --short HEAD)"
+     "$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- models || echo " with models/ changed")"
 echo
 echo "| model | training steps in $MIN min | measure | nats/dim | net evaluations per batch of 100 | seconds |"
 echo "| --- | ---: | --- | ---: | ---: | ---: |"
 field() { sed -E "s|.*$1 ([0-9.e+-]+).*|\1|" <<< "$2"; }
 for model in moons moons_vp moons_edm moons_flow; do
+  [[ -z "${MODELS:-}" || " $MODELS " == *" $model "* ]] || continue
   run=$OUT/$model
   "$T/ddpm-train" "models/$model.ddpm" --data moons --minutes "$MIN" --steps 100000000 --batch 256 --threads 2 \
     --seed 1 --out "$run" > "$OUT/$model.train.log" 2>&1
