@@ -10,7 +10,9 @@
 // (winograd.h, F(2x2,3x3)) and fwd_winograd4 | wgrad_winograd4 (winograd4.h, F(4x4,3x3)), for every 3x3 stride-1
 // layer, so all can be compared. The module uses Winograd where wino4::worthwhile() (forward,
 // data gradient), wino4::worthwhile_wgrad() (filter gradient) or wino::worthwhile() says so (see
-// compiler/conv_plan.cpp); the data gradient then runs the Winograd forward kernel.
+// compiler/conv_plan.cpp); the data gradient then runs the Winograd forward kernel. The label
+// "<- module" marks the row of the forward pass and of the filter gradient that a module built at
+// this width runs (at 14x14 that depends on the width: ddpm::wino_by_width).
 #include <benchmark/benchmark.h>
 #include <tbb/global_control.h>
 
@@ -43,7 +45,7 @@ const Layer kLayers[] = {
     {1, 28, 32, 3, 1, 1},    // stem
     {32, 28, 32, 3, 1, 7},   // resblocks at 28 (4 down, 3 up)
     {32, 28, 64, 3, 2, 1},   // down 28 -> 14
-    {64, 14, 64, 3, 1, 9},   // resblocks at 14, up-conv 7 -> 14
+    {64, 14, 64, 3, 1, 8},   // resblocks at 14 (4 down, 3 up), up-conv 7 -> 14
     {64, 14, 64, 3, 2, 1},   // down 14 -> 7
     {64, 7, 64, 3, 1, 2},    // resblock at 7
     {128, 14, 64, 3, 1, 1},  // resblock_proj at 14, first conv
@@ -67,6 +69,19 @@ std::vector<float> rand_vec(size_t n) {
 }
 
 enum class Dir { fwd, dgrad, wgrad, wino, wino4, wino_wgrad, wino4_wgrad };
+
+// The row a module built at this width runs for the layer's forward pass (wgrad = false) or
+// filter gradient (compiler/conv_plan.cpp, conv_path, in the rows' terms). Its stride-1 data
+// gradient runs the forward path of the transposed shape (C and O swapped): the same row for the
+// square layers, which is what the "dgrad" rows (conv.h) do not show.
+Dir module_dir(const Shape& d, bool wgrad) {
+  if (ddpm::narrow::applies(d)) return wgrad ? Dir::wgrad : Dir::fwd;
+  if (wgrad) return ddpm::wino4::worthwhile_wgrad(d) ? Dir::wino4_wgrad : ddpm::wino::worthwhile(d) ? Dir::wino_wgrad : Dir::wgrad;
+  const bool tiles28 = d.Ho >= 28 && d.Ho % 4 == 0 && d.Wo % 4 == 0;
+  if (ddpm::wino4::worthwhile(d))
+    return !tiles28 && ddpm::wino::worthwhile(d) && !ddpm::wino_by_width::kF4x4 ? Dir::wino : Dir::wino4;
+  return ddpm::wino::worthwhile(d) ? Dir::wino : Dir::fwd;
+}
 
 void BM_conv(benchmark::State& state, Layer l, Dir dir) {
   tbb::global_control gc(tbb::global_control::max_allowed_parallelism, 1);
@@ -175,7 +190,10 @@ void BM_conv(benchmark::State& state, Layer l, Dir dir) {
   state.counters["GFLOPS"] = benchmark::Counter(flops * 1e-9 * state.iterations(), benchmark::Counter::kIsRate);
   state.counters["peak%"] = benchmark::Counter(flops * 1e-9 * state.iterations() * 100.0 / ddpm_bench::fma_peak_gflops_1core(),
                                                benchmark::Counter::kIsRate);
-  state.SetLabel(dir == Dir::wino4 || dir == Dir::wino4_wgrad ? "winograd F(4x4,3x3)" : dir == Dir::wino || dir == Dir::wino_wgrad ? "winograd" : narrow ? "conv_narrow.h" : !gemm_path ? "conv.h" : dir == Dir::dgrad ? "GEMM + col2im" : "im2col + GEMM");
+  const bool is_wgrad = dir == Dir::wgrad || dir == Dir::wino_wgrad || dir == Dir::wino4_wgrad;
+  const bool module = dir != Dir::dgrad && module_dir(d, is_wgrad) == dir;
+  state.SetLabel(std::string(dir == Dir::wino4 || dir == Dir::wino4_wgrad ? "winograd F(4x4,3x3)" : dir == Dir::wino || dir == Dir::wino_wgrad ? "winograd" : narrow ? "conv_narrow.h" : !gemm_path ? "conv.h" : dir == Dir::dgrad ? "GEMM + col2im" : "im2col + GEMM") +
+                 (module ? " <- module" : ""));
 }
 
 int register_all() {

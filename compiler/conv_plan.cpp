@@ -2,6 +2,8 @@
 // and the scratch that path needs. codegen.cpp emits exactly the calls planned here.
 #include "conv_plan.h"
 
+#include <algorithm>
+
 #include "ops.h"
 #include "common/prelude/conv_narrow.h"
 #include "common/prelude/gemm.h"
@@ -27,12 +29,21 @@ ddpm::conv::Shape dgrad_shape(const ConvDims& d) {
   return {(int)d.O, (int)d.Ho, (int)d.Wo, (int)d.C, (int)d.K, 1, (int)(d.K - 1 - d.p), (int)d.H, (int)d.W};
 }
 
+// A forward-type Winograd pass (the forward pass, or the stride-1 data gradient as one) where
+// F(4x4,3x3) is worthwhile: below 28x28, where F(2x2,3x3) is worthwhile too, the faster of the
+// two depends on the width, so the module chooses (ddpm::wino_by_width in winograd4.h).
+static ConvPath wino4_fwd_path(const ddpm::conv::Shape& s) {
+  const bool tiles28 = s.Ho >= 28 && s.Ho % 4 == 0 && s.Wo % 4 == 0;
+  return !tiles28 && ddpm::wino::worthwhile(s) ? ConvPath::WinogradByWidth : ConvPath::Winograd4;
+}
+
 ConvPath conv_path(const Node& n, const ConvDims& d) {
   const bool same = 2 * d.p == d.K - 1;
   if (n.op != Op::Conv2dBackData && ddpm::narrow::applies(conv_shape(d))) return ConvPath::Narrow;
-  if (n.op == Op::Conv2d && ddpm::wino4::worthwhile(conv_shape(d))) return ConvPath::Winograd4;
+  if (n.op == Op::Conv2d && ddpm::wino4::worthwhile(conv_shape(d))) return wino4_fwd_path(conv_shape(d));
   if (n.op == Op::Conv2dBackFilter && ddpm::wino4::worthwhile_wgrad(conv_shape(d))) return ConvPath::Winograd4;
-  if (n.op == Op::Conv2dBackData && d.s == 1 && same && ddpm::wino4::worthwhile(dgrad_shape(d))) return ConvPath::Winograd4;
+  if (n.op == Op::Conv2dBackData && d.s == 1 && same && ddpm::wino4::worthwhile(dgrad_shape(d)))
+    return wino4_fwd_path(dgrad_shape(d));
   if (n.op != Op::Conv2dBackData && ddpm::wino::worthwhile(conv_shape(d))) return ConvPath::Winograd;
   if (n.op == Op::Conv2dBackData && d.s == 1 && same && ddpm::wino::worthwhile(dgrad_shape(d))) return ConvPath::Winograd;
   if (ddpm::conv::supported(conv_shape(d)) && same) {
@@ -48,6 +59,7 @@ int64_t conv_col_floats(const Node& n, const ConvDims& d) {
   switch (conv_path(n, d)) {
     case ConvPath::Winograd:
     case ConvPath::Winograd4:
+    case ConvPath::WinogradByWidth:
     case ConvPath::Narrow:
     case ConvPath::Blocked:
     case ConvPath::Gemm1x1: return 0;
@@ -71,6 +83,9 @@ int64_t conv_chunk_floats(const Graph& g, const Node& n) {
   if (conv_path(n, d) == ConvPath::Narrow)
     return n.op == Op::Conv2dBackFilter ? ddpm::narrow::wgrad_slice_floats(conv_shape(d))
                                         : ddpm::narrow::slice_floats(conv_shape(d));
+  const ddpm::conv::Shape fs = n.op == Op::Conv2dBackData ? dgrad_shape(d) : conv_shape(d);
+  if (conv_path(n, d) == ConvPath::WinogradByWidth)
+    return std::max(ddpm::wino4::slice_floats(fs), ddpm::wino::slice_floats(fs));
   if (conv_path(n, d) == ConvPath::Winograd4) {
     if (n.op == Op::Conv2dBackFilter) return ddpm::wino4::wgrad_slice_floats(conv_shape(d));
     return ddpm::wino4::slice_floats(n.op == Op::Conv2dBackData ? dgrad_shape(d) : conv_shape(d));
@@ -101,6 +116,10 @@ int64_t conv_scratch(const Graph& g, const Node& n) {
       n.op == Op::Conv2dBackFilter)
     return s;
   if (path == ConvPath::Narrow) return s + ddpm::narrow::filter_floats(conv_shape(d));
+  if (path == ConvPath::WinogradByWidth) {
+    const ddpm::conv::Shape fs = n.op == Op::Conv2dBackData ? dgrad_shape(d) : conv_shape(d);
+    return s + std::max(ddpm::wino4::filter_floats(fs), ddpm::wino::filter_floats(fs));
+  }
   if (path == ConvPath::Winograd4)
     return s + ddpm::wino4::filter_floats(n.op == Op::Conv2dBackData ? dgrad_shape(d) : conv_shape(d));
   if (path == ConvPath::Winograd)

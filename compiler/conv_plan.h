@@ -27,6 +27,10 @@ inline constexpr int64_t kConvChunks = 4;
 //   Winograd4  common/prelude/winograd4.h, winograd4_wgrad.h: F(4x4,3x3) for the forward pass, the
 //              data gradient and the filter gradient of the 3x3 stride-1 "same" layers at 28x28
 //              and above (4x fewer multiplies; where bench_conv measures it faster than F(2x2,3x3)).
+//   WinogradByWidth  forward pass or data gradient where both apply below 28x28 (the channels-last
+//              layers at 14x14): the module takes F(4x4,3x3) where ddpm::wino_by_width::kF4x4
+//              holds at its width (16 and 4 lanes), else F(2x2,3x3), which bench_conv measures
+//              faster there at 8 lanes; the plan reserves the larger of the two scratches.
 //   Winograd   common/prelude/winograd.h, winograd_wgrad.h: F(2x2,3x3) for the forward pass, the data
 //              gradient and the filter gradient of 3x3 stride-1 "same" layers of at least
 //              14x14 and 16 channels (2.25x fewer multiplies; where bench_conv measures it
@@ -41,7 +45,7 @@ inline constexpr int64_t kConvChunks = 4;
 //   Flipped    data gradient, stride 1: a convolution of dy with the flipped,
 //              transposed filter (im2col of dy + GEMM), no col2im.
 //   Im2col     the general case (the data gradient then scatters with col2im).
-enum class ConvPath { Winograd4, Winograd, Blocked, Narrow, Gemm1x1, Flipped, Im2col };
+enum class ConvPath { Winograd4, WinogradByWidth, Winograd, Blocked, Narrow, Gemm1x1, Flipped, Im2col };
 
 // The runtime shape of a forward convolution, and of a stride-1 data gradient as a forward
 // convolution of dy [O,Ho,Wo] into dx [C,H,W] with the flipped filter.

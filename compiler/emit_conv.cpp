@@ -77,7 +77,8 @@ std::string Emitter::conv_prologue(const Kernel& kern, const ddpm::conv::Shape& 
 }
 
 // A convolution on a path that copies each sample into its own scratch through a fill callback:
-// Blocked (conv.h), Winograd (winograd.h), Winograd4 (winograd4.h) or Narrow (conv_narrow.h).
+// Blocked (conv.h), Winograd (winograd.h), Winograd4 (winograd4.h), WinogradByWidth (either, by
+// the module's width: ddpm::wino_by_width in winograd4.h) or Narrow (conv_narrow.h).
 // The batch is cut into kConvChunks fixed slices that run in parallel, each with its own
 // scratch; the filter is packed once before them, and filter-gradient slices are added in slice
 // order after them. A prologue (passes/prologue.cpp) computes the input inside the fill.
@@ -87,10 +88,16 @@ void Emitter::conv_blocked(size_t k, const Kernel& kern) {
   const bool fused = cn.op == Op::Conv2d && kern.nodes.size() > 1;
   const ConvPath path = conv_path(cn, d);
   const bool pro = !kern.prologue.empty();
+  const bool by_width = path == ConvPath::WinogradByWidth;
   const bool wino = path == ConvPath::Winograd, wino4 = path == ConvPath::Winograd4, narrow = path == ConvPath::Narrow;
-  const std::string ns = wino4 ? "ddpm::wino4" : wino ? "ddpm::wino" : narrow ? "ddpm::narrow" : "ddpm::conv";
+  const std::string ns = by_width ? "ddpm::wino_by_width"
+                         : wino4  ? "ddpm::wino4"
+                         : wino   ? "ddpm::wino"
+                         : narrow ? "ddpm::narrow"
+                                  : "ddpm::conv";
   const std::string what_pro = !pro ? "" : g.nodes[cn.in[0]].op == Op::Upsample2x ? "upsampling" : "group-norm";
-  const std::string how = wino4    ? "Winograd F(4x4,3x3)"
+  const std::string how = by_width ? "Winograd F(4x4,3x3) or F(2x2,3x3) by the width"
+                          : wino4  ? "Winograd F(4x4,3x3)"
                           : wino   ? "Winograd F(2x2,3x3)"
                           : narrow ? "direct, output pixels in lanes"
                                    : "direct, register-blocked";
@@ -118,7 +125,7 @@ void Emitter::conv_blocked(size_t k, const Kernel& kern) {
                         ptr(cn.in[0]), is, cs.H, cs.W, cs.W * 4);
   if (cn.op != Op::Conv2dBackFilter) {
     out += fmt::format("  float* wp = e.scratch + {} * {};\n", kConvChunks, chunk);
-    if (wino || wino4)  // split by input channel: each part writes its own channels of wp
+    if (wino || wino4 || by_width)  // split by input channel: each part writes its own channels of wp
       out += fmt::format("  parallel_chunks({0}, [&](int64_t q) {{ {1}::pack_filter(d, {2}, {3}, wp, q * d.C / {0}, (q + 1) * d.C / {0}); }});\n",
                          filter_parts(cs), ns, ptr(cn.in[1]), dgrad ? "true" : "false");
     else
@@ -173,7 +180,8 @@ void Emitter::conv(size_t k, const Kernel& kern) {
   const Node& cn = g.nodes[kern.nodes[0]];
   const ConvDims d = conv_dims(g, cn);
   const ConvPath path = conv_path(cn, d);
-  if (path == ConvPath::Blocked || path == ConvPath::Winograd || path == ConvPath::Winograd4 || path == ConvPath::Narrow)
+  if (path == ConvPath::Blocked || path == ConvPath::Winograd || path == ConvPath::Winograd4 ||
+      path == ConvPath::WinogradByWidth || path == ConvPath::Narrow)
     return conv_blocked(k, kern);
   const bool direct = path == ConvPath::Gemm1x1;
   std::string what = cn.op == Op::Conv2d ? (direct ? "conv2d 1x1 (GEMM)" : "conv2d (im2col + GEMM)")

@@ -134,7 +134,8 @@ struct Emitter {
 
   void gemm(size_t k, const Kernel& kern);
 
-  // A convolution on a fill-based path (Blocked, Winograd, Winograd4, Narrow; see conv_plan.h).
+  // A convolution on a fill-based path (Blocked, Winograd, Winograd4, WinogradByWidth, Narrow; see
+  // conv_plan.h).
   // The batch is cut into kConvChunks fixed slices that run in parallel, each with its own
   // scratch; the filter is packed once before them, and filter-gradient slices are added in
   // slice order after them. A prologue computes the input inside the fill.

@@ -11,11 +11,14 @@
 #include <sstream>
 
 #include "codegen.h"
+#include "conv_plan.h"
 #include "diffusion.h"
 #include "ops.h"
 #include "passes/passes.h"
 #include "test_support.h"
 #include "common/prelude/align.h"
+#include "common/prelude/winograd.h"
+#include "common/prelude/winograd4.h"
 
 using namespace ddpmc;
 using namespace ddpm_test;
@@ -152,6 +155,37 @@ TEST_CASE("fuse: the moons training step is a handful of kernels, in dependency 
     for (NodeId x : g.nodes[i].in)
       if (kernel_of[x] >= 0) CHECK(kernel_of[x] <= kernel_of[i]);
   }
+}
+
+TEST_CASE("conv plan: the U-Net's 3x3 layers take F(4x4,3x3) at 28x28 and 7x7, the width's Winograd at 14x14") {
+  Compiled c = compile_spec_file(source_path("models/fashion_unet.ddpm"));
+  const Graph& g = c.train;
+  int at14 = 0, at28 = 0, at7 = 0;
+  for (const Node& n : g.nodes) {
+    if (n.op != Op::Conv2d && n.op != Op::Conv2dBackData) continue;
+    const ConvDims d = conv_dims(g, n);
+    if (d.K != 3 || d.s != 1 || d.C < 16 || d.O < 16) continue;
+    const ConvPath p = conv_path(n, d);
+    INFO("conv " << d.C << "->" << d.O << " at " << d.H << "x" << d.W << (n.op == Op::Conv2d ? " forward" : " data gradient"));
+    if (d.H == 14) {
+      // Either transform, chosen by the module at its width; the plan reserves the larger scratch.
+      ++at14;
+      CHECK(p == ConvPath::WinogradByWidth);
+      const ddpm::conv::Shape s = n.op == Op::Conv2d ? conv_shape(d) : dgrad_shape(d);
+      CHECK(conv_chunk_floats(g, n) == std::max(ddpm::wino4::slice_floats(s), ddpm::wino::slice_floats(s)));
+      CHECK(conv_chunk_floats(g, n) >= ddpm::wino::slice_floats(s));
+    } else {
+      ++(d.H == 28 ? at28 : at7);
+      CHECK(p == ConvPath::Winograd4);
+    }
+  }
+  // Forward and data gradient: 64->64 (8 each) and 128->64 at 14x14, 32->32 and 64->32 at 28x28,
+  // 64->64 at 7x7.
+  CHECK(at14 == 2 * (8 + 1));
+  CHECK(at28 > 0);
+  CHECK(at7 > 0);
+  // On 16 and 4 lanes the modules take F(4x4,3x3) there, on 8 F(2x2,3x3) (bench_conv).
+  CHECK(ddpm::wino_by_width::kF4x4 == (ddpm::simd::kLanes != 8));
 }
 
 TEST_CASE("remat + fuse + prologue: each GroupNorm + affine + SiLU is one loop nest forward and one backward, forward ones inside their convolution (U-Net)") {

@@ -9,6 +9,7 @@
 // Dimension legend: winograd_driver.h's with M = 4, N = 6 (4x4 output tiles, 6x6 input patches):
 // th = ceil(Ho/4), U [36][C][Op], V [36][C][Tp], P [36][Tp][Op].
 #pragma once
+#include "winograd.h"
 #include "winograd_driver.h"
 
 namespace ddpm::wino4 {
@@ -102,3 +103,32 @@ inline void forward_range(const Shape& d, const float* U, float* y, int64_t b0, 
 }
 
 }  // namespace ddpm::wino4
+
+// Below 28x28 (the channels-last layers at 14x14) F(2x2,3x3) applies too, with 2x2 tiles that
+// cover the plane exactly where the 4x4 ones cover 16x16, and which of the two is faster depends
+// on the width (bench_conv, 1 thread, forward pass, us per 8 samples, F(2x2) against F(4x4)):
+// at 8 lanes F(2x2,3x3) (Zen 3, AVX2: 64->64@14 868 against 982, 128->64@14 1,804 against
+// 1,904); at 4 lanes they tie or F(4x4) wins (Zen 3, x86-64-v2: 2,141 against 2,154 and 4,427
+// against 4,265); at 16 lanes F(4x4,3x3) by 11% (Zen 4, AVX-512). The compiler plans such a
+// layer for both (ConvPath::WinogradByWidth: the larger scratch of the two) and emits calls to
+// ddpm::wino_by_width, which forwards to the one for the module's width.
+namespace ddpm::wino_by_width {
+
+inline constexpr bool kF4x4 = simd::kLanes != 8;
+
+template <class... A>
+inline void pack_filter(A&&... a) {
+  if constexpr (kF4x4)
+    wino4::pack_filter(std::forward<A>(a)...);
+  else
+    wino::pack_filter(std::forward<A>(a)...);
+}
+template <class... A>
+inline void forward_range(A&&... a) {
+  if constexpr (kF4x4)
+    wino4::forward_range(std::forward<A>(a)...);
+  else
+    wino::forward_range(std::forward<A>(a)...);
+}
+
+}  // namespace ddpm::wino_by_width

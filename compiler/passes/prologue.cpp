@@ -23,7 +23,7 @@ namespace ddpmc {
 namespace {
 
 bool fill_path(ConvPath p) {
-  return p == ConvPath::Winograd4 || p == ConvPath::Winograd || p == ConvPath::Blocked || p == ConvPath::Narrow;
+  return p == ConvPath::Winograd4 || p == ConvPath::WinogradByWidth || p == ConvPath::Winograd || p == ConvPath::Blocked || p == ConvPath::Narrow;
 }
 
 }  // namespace
