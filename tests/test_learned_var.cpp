@@ -102,3 +102,22 @@ TEST_CASE("learned variance: trained on moons, 50-step samples of every sampler 
     CHECK(w < 0.4 * ref.gauss);
   }
 }
+
+TEST_CASE("learned variance: the Fashion-MNIST U-Net spec (fashion_learned_var) lowers with eps and v per pixel") {
+  // The front end and the passes only (the U-Net's C++ build is the other tests' cost): the
+  // net's output stacks eps and v on the channel axis, and the three samplers are there.
+  const ddpmc::Compiled c = ddpmc::compile_spec_file(source_path("models/fashion_learned_var.ddpm"));
+  CHECK(c.model.has_eps);
+  int64_t n = 0;
+  for (const auto& p : c.model.params) {
+    int64_t k = 1;
+    for (int64_t d : p.type.dims) k *= d;
+    n += k;
+  }
+  CHECK(n == 691970);  // fashion_unet's 691,681 plus the second output channel's 288 + 1
+  REQUIRE(c.samplers.size() == 3);
+  CHECK(c.samplers[0].first == "learned");
+  CHECK(c.samplers[1].first == "fixed_small");
+  CHECK(c.samplers[2].first == "fixed_large");
+  CHECK(c.eps.output_names.size() == 2);  // eps and frac (ABI 7 eps_eval_var)
+}
