@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "conv_plan.h"
 #include "fma_peak.h"
 #include "common/prelude/conv.h"
 #include "common/prelude/conv_narrow.h"
@@ -77,9 +78,8 @@ enum class Dir { fwd, dgrad, wgrad, wino, wino4, wino_wgrad, wino4_wgrad };
 Dir module_dir(const Shape& d, bool wgrad) {
   if (ddpm::narrow::applies(d)) return wgrad ? Dir::wgrad : Dir::fwd;
   if (wgrad) return ddpm::wino4::worthwhile_wgrad(d) ? Dir::wino4_wgrad : ddpm::wino::worthwhile(d) ? Dir::wino_wgrad : Dir::wgrad;
-  const bool tiles28 = d.Ho >= 28 && d.Ho % 4 == 0 && d.Wo % 4 == 0;
   if (ddpm::wino4::worthwhile(d))
-    return !tiles28 && ddpm::wino::worthwhile(d) && !ddpm::wino_by_width::kF4x4 ? Dir::wino : Dir::wino4;
+    return ddpmc::wino4_fwd_path(d) == ddpmc::ConvPath::WinogradByWidth && !ddpm::wino_by_width::kF4x4 ? Dir::wino : Dir::wino4;
   return ddpm::wino::worthwhile(d) ? Dir::wino : Dir::fwd;
 }
 

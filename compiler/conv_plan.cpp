@@ -29,10 +29,7 @@ ddpm::conv::Shape dgrad_shape(const ConvDims& d) {
   return {(int)d.O, (int)d.Ho, (int)d.Wo, (int)d.C, (int)d.K, 1, (int)(d.K - 1 - d.p), (int)d.H, (int)d.W};
 }
 
-// A forward-type Winograd pass (the forward pass, or the stride-1 data gradient as one) where
-// F(4x4,3x3) is worthwhile: below 28x28, where F(2x2,3x3) is worthwhile too, the faster of the
-// two depends on the width, so the module chooses (ddpm::wino_by_width in winograd4.h).
-static ConvPath wino4_fwd_path(const ddpm::conv::Shape& s) {
+ConvPath wino4_fwd_path(const ddpm::conv::Shape& s) {
   const bool tiles28 = s.Ho >= 28 && s.Ho % 4 == 0 && s.Wo % 4 == 0;
   return !tiles28 && ddpm::wino::worthwhile(s) ? ConvPath::WinogradByWidth : ConvPath::Winograd4;
 }

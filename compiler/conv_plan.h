@@ -52,6 +52,10 @@ enum class ConvPath { Winograd4, WinogradByWidth, Winograd, Blocked, Narrow, Gem
 ddpm::conv::Shape conv_shape(const ConvDims& d);
 ddpm::conv::Shape dgrad_shape(const ConvDims& d);
 ConvPath conv_path(const Node& n, const ConvDims& d);
+// A forward-type Winograd pass (the forward pass, or the stride-1 data gradient as one, of shape s)
+// where F(4x4,3x3) is worthwhile: Winograd4, or WinogradByWidth below 28x28 where F(2x2,3x3) is
+// worthwhile too and the faster of the two depends on the width (ddpm::wino_by_width chooses).
+ConvPath wino4_fwd_path(const ddpm::conv::Shape& s);
 
 // Floats of one slice's im2col buffer (GEMM paths; 0 otherwise).
 int64_t conv_col_floats(const Node& n, const ConvDims& d);

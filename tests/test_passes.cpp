@@ -173,7 +173,6 @@ TEST_CASE("conv plan: the U-Net's 3x3 layers take F(4x4,3x3) at 28x28 and 7x7, t
       CHECK(p == ConvPath::WinogradByWidth);
       const ddpm::conv::Shape s = n.op == Op::Conv2d ? conv_shape(d) : dgrad_shape(d);
       CHECK(conv_chunk_floats(g, n) == std::max(ddpm::wino4::slice_floats(s), ddpm::wino::slice_floats(s)));
-      CHECK(conv_chunk_floats(g, n) >= ddpm::wino::slice_floats(s));
     } else {
       ++(d.H == 28 ? at28 : at7);
       CHECK(p == ConvPath::Winograd4);
