@@ -157,6 +157,42 @@ TEST_CASE("fuse: the moons training step is a handful of kernels, in dependency 
   }
 }
 
+TEST_CASE("fuse: 1 - sigmoid(z) of SiLU's gradient is recomputed in the backward epilogue, not stored by the forward one") {
+  Compiled c = moons();
+  const Graph& g = c.train;
+  std::vector<int> kernel_of(g.nodes.size(), -1);
+  std::vector<bool> stored(g.nodes.size(), false);
+  for (size_t k = 0; k < g.kernels.size(); ++k) {
+    for (NodeId id : g.kernels[k].nodes) kernel_of[id] = (int)k;
+    for (NodeId id : g.kernels[k].outputs) stored[id] = true;
+  }
+  int moved = 0;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node& n = g.nodes[i];
+    if (n.op != Op::Sub || g.nodes[n.in[1]].op != Op::Sigmoid) continue;
+    const NodeId s = n.in[1];
+    INFO("node " << i);
+    CHECK_FALSE(stored[i]);
+    // It sits in a GEMM epilogue of the backward pass, not in the forward kernel of its sigmoid...
+    CHECK(kernel_of[i] != kernel_of[s]);
+    CHECK(g.kernels[kernel_of[i]].kind == KernelKind::Gemm);
+    // ...after the contraction, and before its users in that kernel.
+    const auto& nodes = g.kernels[kernel_of[i]].nodes;
+    const auto at = std::find(nodes.begin(), nodes.end(), (NodeId)i) - nodes.begin();
+    CHECK(at >= 1);
+    for (size_t j = 0; j < g.nodes.size(); ++j)
+      for (NodeId x : g.nodes[j].in)
+        if (x == (NodeId)i) {
+          CHECK(kernel_of[j] == kernel_of[i]);
+          CHECK(std::find(nodes.begin(), nodes.end(), (NodeId)j) - nodes.begin() > at);
+        }
+    ++moved;
+  }
+  CHECK(moved == 3);  // one per hidden SiLU
+  // The forward epilogues store z, sigmoid(z) and SiLU(z): three [B,128] values each, not four.
+  CHECK(g.arena_per_sample <= 1552);
+}
+
 TEST_CASE("conv plan: the U-Net's 3x3 layers take F(4x4,3x3) at 28x28 and 7x7, the width's Winograd at 14x14") {
   Compiled c = compile_spec_file(source_path("models/fashion_unet.ddpm"));
   const Graph& g = c.train;
