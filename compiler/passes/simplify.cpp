@@ -11,6 +11,7 @@
 // lookup can read, is a user error at the spec line that computes it.
 #include <cmath>
 #include <map>
+#include <optional>
 #include <tuple>
 
 #include <fmt/format.h>
@@ -35,6 +36,35 @@ Key key_of(const Node& n) {
 }
 
 bool is_const(const Node& n, double v) { return n.op == Op::Const && n.value == v; }
+
+// (p * q) * r -> p * (q * r) when q * r (in either order) is already a node: the
+// product reuses a value the graph has, and q may no longer be needed. This is
+// SiLU's gradient: ((g * x) * s) * (1 - s), with s = sigmoid(x), becomes
+// (g * (x * s)) * (1 - s), which reads the forward output x * s where it read x,
+// so x need not be stored for the backward pass. All of one type, no broadcasts.
+// Returns the node to intern, or nothing when the rule does not apply.
+std::optional<Node> reassociate(const Node& n, const Graph& g, const std::map<Key, NodeId>& seen) {
+  const Node& pq = g.nodes[n.in[0]];
+  const NodeId r = n.in[1];
+  if (pq.op != Op::Mul || pq.type != n.type || g.nodes[r].type != n.type) return std::nullopt;
+  for (int k = 0; k < 2; ++k) {
+    const NodeId p = pq.in[k], q = pq.in[1 - k];
+    if (g.nodes[p].type != n.type || g.nodes[q].type != n.type) continue;
+    for (auto [x, y] : {std::pair{q, r}, std::pair{r, q}}) {
+      Node probe{Op::Mul};
+      probe.in = {x, y};
+      probe.type = n.type;
+      auto it = seen.find(key_of(probe));
+      if (it == seen.end()) continue;
+      Node m{Op::Mul};
+      m.in = {p, it->second};
+      m.type = n.type;
+      m.locs = n.locs;
+      return m;
+    }
+  }
+  return std::nullopt;
+}
 
 }  // namespace
 
@@ -128,6 +158,8 @@ Graph simplify(const Graph& in) {
         else if (n.op == Op::Mul && is_const(*a, 1) && same1) out = n.in[1];
         else if (n.op == Op::Div && is_const(*c, 1) && same0) out = n.in[0];
         else if (n.op == Op::Neg && a->op == Op::Neg) out = a->in[0];
+        else if (n.op == Op::Mul)
+          if (std::optional<Node> m = reassociate(n, g, seen)) out = intern(std::move(*m));
       }
     }
     if (out < 0) out = intern(std::move(n));

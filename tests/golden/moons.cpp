@@ -1063,7 +1063,7 @@ alignas(64) static const float tab5[1001] = {
     0.141421288f,
 };
 
-// ---- entry train: 23 kernels, arena 1552 floats per sample + 16 ----
+// ---- entry train: 23 kernels, arena 1168 floats per sample + 16 ----
 
 // train_k0: elementwise [B]
 //   ops:  uniform_step lookup lookup
@@ -1160,11 +1160,10 @@ static void train_k6(const Env& e) {
     (void)b;
     (void)acc;
     const T v18 = (ld<T>((e.A + 64 * e.B) + b * cols + j) + ld<T>((e.params + 8448) + j));
-    st((e.A + 272 * e.B) + b * cols + j, v18);
     const T v19 = vsigmoid(v18);
-    st((e.A + 400 * e.B) + b * cols + j, v19);
+    st((e.A + 272 * e.B) + b * cols + j, v19);
     const T v20 = (v18 * v19);
-    st((e.A + 528 * e.B) + b * cols + j, v20);
+    st((e.A + 400 * e.B) + b * cols + j, v20);
   };
   gemm_epilogue((int)e.B, 128, (int)66, (e.A + 192 * e.B), 66, false, (e.params + 0), 128, false, (e.A + 64 * e.B), 128, e.scratch,
        [&](int i0, int i1, int j0, int j1) {
@@ -1183,13 +1182,12 @@ static void train_k7(const Env& e) {
     (void)b;
     (void)acc;
     const T v24 = (ld<T>((e.A + 64 * e.B) + b * cols + j) + ld<T>((e.params + 24960) + j));
-    st((e.A + 656 * e.B) + b * cols + j, v24);
     const T v25 = vsigmoid(v24);
-    st((e.A + 784 * e.B) + b * cols + j, v25);
+    st((e.A + 528 * e.B) + b * cols + j, v25);
     const T v26 = (v24 * v25);
-    st((e.A + 912 * e.B) + b * cols + j, v26);
+    st((e.A + 656 * e.B) + b * cols + j, v26);
   };
-  gemm_epilogue((int)e.B, 128, (int)128, (e.A + 528 * e.B), 128, false, (e.params + 8576), 128, false, (e.A + 64 * e.B), 128, e.scratch,
+  gemm_epilogue((int)e.B, 128, (int)128, (e.A + 400 * e.B), 128, false, (e.params + 8576), 128, false, (e.A + 64 * e.B), 128, e.scratch,
        [&](int i0, int i1, int j0, int j1) {
          for (int64_t b = i0; b < i1; ++b) for_cols(j0, j1, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });
        });
@@ -1206,13 +1204,12 @@ static void train_k8(const Env& e) {
     (void)b;
     (void)acc;
     const T v30 = (ld<T>((e.A + 64 * e.B) + b * cols + j) + ld<T>((e.params + 41472) + j));
-    st((e.A + 1040 * e.B) + b * cols + j, v30);
     const T v31 = vsigmoid(v30);
-    st((e.A + 1168 * e.B) + b * cols + j, v31);
+    st((e.A + 784 * e.B) + b * cols + j, v31);
     const T v32 = (v30 * v31);
-    st((e.A + 1296 * e.B) + b * cols + j, v32);
+    st((e.A + 912 * e.B) + b * cols + j, v32);
   };
-  gemm_epilogue((int)e.B, 128, (int)128, (e.A + 912 * e.B), 128, false, (e.params + 25088), 128, false, (e.A + 64 * e.B), 128, e.scratch,
+  gemm_epilogue((int)e.B, 128, (int)128, (e.A + 656 * e.B), 128, false, (e.params + 25088), 128, false, (e.A + 64 * e.B), 128, e.scratch,
        [&](int i0, int i1, int j0, int j1) {
          for (int64_t b = i0; b < i1; ++b) for_cols(j0, j1, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });
        });
@@ -1235,7 +1232,7 @@ static void train_k9(const Env& e) {
     const T v44 = (v37 * T(2.0f));
     st((e.A + 32 * e.B) + b * cols + j, v44);
   };
-  gemm_epilogue((int)e.B, 2, (int)128, (e.A + 1296 * e.B), 128, false, (e.params + 41600), 2, false, (e.A + 0 * e.B), 2, e.scratch,
+  gemm_epilogue((int)e.B, 2, (int)128, (e.A + 912 * e.B), 128, false, (e.params + 41600), 2, false, (e.A + 0 * e.B), 2, e.scratch,
        [&](int i0, int i1, int j0, int j1) {
          for (int64_t b = i0; b < i1; ++b) for_cols(j0, j1, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });
        });
@@ -1254,7 +1251,7 @@ static void train_k10(const Env& e) {
   };
   float sums[1];
   reduce_all<1>(rows, cols, sums, body);
-  (e.A + 1552 * e.B + 0)[0] = sums[0];
+  (e.A + 1168 * e.B + 0)[0] = sums[0];
 }
 
 // train_k11: elementwise []
@@ -1266,7 +1263,7 @@ static void train_k11(const Env& e) {
     using T = decltype(tag);
     (void)b;
     (void)acc;
-    const T v41 = (ld<T>((e.A + 1552 * e.B + 0) + b * cols + j) * T(0.5f / (float)e.B));
+    const T v41 = (ld<T>((e.A + 1168 * e.B + 0) + b * cols + j) * T(0.5f / (float)e.B));
     st(e.loss + b * cols + j, v41);
   };
   map_rows(rows, cols, body);
@@ -1292,7 +1289,7 @@ static void train_k12(const Env& e) {
 }
 
 // train_k13: GEMM with fused epilogue, [B,128]
-//   ops:  matmul mul mul sub mul mul add
+//   ops:  matmul mul sub mul mul add
 //   spec: moons.ddpm:21; std:10,15
 static void train_k13(const Env& e) {
   // C[e.B,128] = [B,2] x [128,2]^T
@@ -1301,13 +1298,12 @@ static void train_k13(const Env& e) {
     using T = decltype(tag);
     (void)b;
     (void)acc;
-    const T v50 = (ld<T>((e.A + 16 * e.B) + b * cols + j) * ld<T>((e.A + 1168 * e.B) + b * cols + j));
-    const T v51 = (ld<T>((e.A + 16 * e.B) + b * cols + j) * ld<T>((e.A + 1040 * e.B) + b * cols + j));
-    const T v52 = (T(1.0f) - ld<T>((e.A + 1168 * e.B) + b * cols + j));
-    const T v53 = (v51 * ld<T>((e.A + 1168 * e.B) + b * cols + j));
-    const T v54 = (v53 * v52);
-    const T v55 = (v50 + v54);
-    st((e.A + 1424 * e.B) + b * cols + j, v55);
+    const T v50 = (ld<T>((e.A + 16 * e.B) + b * cols + j) * ld<T>((e.A + 784 * e.B) + b * cols + j));
+    const T v51 = (T(1.0f) - ld<T>((e.A + 784 * e.B) + b * cols + j));
+    const T v52 = (ld<T>((e.A + 16 * e.B) + b * cols + j) * ld<T>((e.A + 912 * e.B) + b * cols + j));
+    const T v53 = (v52 * v51);
+    const T v54 = (v50 + v53);
+    st((e.A + 1040 * e.B) + b * cols + j, v54);
   };
   gemm_epilogue((int)e.B, 128, (int)2, (e.A + 0 * e.B), 2, false, (e.params + 41600), 2, true, (e.A + 16 * e.B), 128, e.scratch,
        [&](int i0, int i1, int j0, int j1) {
@@ -1320,7 +1316,7 @@ static void train_k13(const Env& e) {
 //   spec: moons.ddpm:21; std:10
 static void train_k14(const Env& e) {
   // C[128,2] = [B,128]^T x [B,2]
-  gemm_plain((int)128, 2, (int)e.B, (e.A + 1296 * e.B), 128, true, (e.A + 0 * e.B), 2, false, (e.grads + 41600), 2, e.scratch);
+  gemm_plain((int)128, 2, (int)e.B, (e.A + 912 * e.B), 128, true, (e.A + 0 * e.B), 2, false, (e.grads + 41600), 2, e.scratch);
 }
 
 // train_k15: elementwise + sum over the batch, [B,128]
@@ -1332,14 +1328,14 @@ static void train_k15(const Env& e) {
     using T = decltype(tag);
     (void)b;
     (void)acc;
-    acc[0] += ld<T>((e.A + 1424 * e.B) + b * cols + j);
+    acc[0] += ld<T>((e.A + 1040 * e.B) + b * cols + j);
   };
   float* const outs[1] = {(e.grads + 41472)};
   reduce_batch<1>(rows, cols, outs, body);
 }
 
 // train_k16: GEMM with fused epilogue, [B,128]
-//   ops:  matmul mul mul sub mul mul add
+//   ops:  matmul mul sub mul mul add
 //   spec: moons.ddpm:21; std:10,15
 static void train_k16(const Env& e) {
   // C[e.B,128] = [B,128] x [128,128]^T
@@ -1348,15 +1344,14 @@ static void train_k16(const Env& e) {
     using T = decltype(tag);
     (void)b;
     (void)acc;
-    const T v59 = (ld<T>((e.A + 0 * e.B) + b * cols + j) * ld<T>((e.A + 784 * e.B) + b * cols + j));
+    const T v58 = (ld<T>((e.A + 0 * e.B) + b * cols + j) * ld<T>((e.A + 528 * e.B) + b * cols + j));
+    const T v59 = (T(1.0f) - ld<T>((e.A + 528 * e.B) + b * cols + j));
     const T v60 = (ld<T>((e.A + 0 * e.B) + b * cols + j) * ld<T>((e.A + 656 * e.B) + b * cols + j));
-    const T v61 = (T(1.0f) - ld<T>((e.A + 784 * e.B) + b * cols + j));
-    const T v62 = (v60 * ld<T>((e.A + 784 * e.B) + b * cols + j));
-    const T v63 = (v62 * v61);
-    const T v64 = (v59 + v63);
-    st((e.A + 1040 * e.B) + b * cols + j, v64);
+    const T v61 = (v60 * v59);
+    const T v62 = (v58 + v61);
+    st((e.A + 784 * e.B) + b * cols + j, v62);
   };
-  gemm_epilogue((int)e.B, 128, (int)128, (e.A + 1424 * e.B), 128, false, (e.params + 25088), 128, true, (e.A + 0 * e.B), 128, e.scratch,
+  gemm_epilogue((int)e.B, 128, (int)128, (e.A + 1040 * e.B), 128, false, (e.params + 25088), 128, true, (e.A + 0 * e.B), 128, e.scratch,
        [&](int i0, int i1, int j0, int j1) {
          for (int64_t b = i0; b < i1; ++b) for_cols(j0, j1, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });
        });
@@ -1367,7 +1362,7 @@ static void train_k16(const Env& e) {
 //   spec: moons.ddpm:21; std:10
 static void train_k17(const Env& e) {
   // C[128,128] = [B,128]^T x [B,128]
-  gemm_plain((int)128, 128, (int)e.B, (e.A + 912 * e.B), 128, true, (e.A + 1424 * e.B), 128, false, (e.grads + 25088), 128, e.scratch);
+  gemm_plain((int)128, 128, (int)e.B, (e.A + 656 * e.B), 128, true, (e.A + 1040 * e.B), 128, false, (e.grads + 25088), 128, e.scratch);
 }
 
 // train_k18: elementwise + sum over the batch, [B,128]
@@ -1379,14 +1374,14 @@ static void train_k18(const Env& e) {
     using T = decltype(tag);
     (void)b;
     (void)acc;
-    acc[0] += ld<T>((e.A + 1040 * e.B) + b * cols + j);
+    acc[0] += ld<T>((e.A + 784 * e.B) + b * cols + j);
   };
   float* const outs[1] = {(e.grads + 24960)};
   reduce_batch<1>(rows, cols, outs, body);
 }
 
 // train_k19: GEMM with fused epilogue, [B,128]
-//   ops:  matmul mul mul sub mul mul add
+//   ops:  matmul mul sub mul mul add
 //   spec: moons.ddpm:21; std:10,15
 static void train_k19(const Env& e) {
   // C[e.B,128] = [B,128] x [128,128]^T
@@ -1395,15 +1390,14 @@ static void train_k19(const Env& e) {
     using T = decltype(tag);
     (void)b;
     (void)acc;
+    const T v66 = (ld<T>((e.A + 0 * e.B) + b * cols + j) * ld<T>((e.A + 272 * e.B) + b * cols + j));
+    const T v67 = (T(1.0f) - ld<T>((e.A + 272 * e.B) + b * cols + j));
     const T v68 = (ld<T>((e.A + 0 * e.B) + b * cols + j) * ld<T>((e.A + 400 * e.B) + b * cols + j));
-    const T v69 = (ld<T>((e.A + 0 * e.B) + b * cols + j) * ld<T>((e.A + 272 * e.B) + b * cols + j));
-    const T v70 = (T(1.0f) - ld<T>((e.A + 400 * e.B) + b * cols + j));
-    const T v71 = (v69 * ld<T>((e.A + 400 * e.B) + b * cols + j));
-    const T v72 = (v71 * v70);
-    const T v73 = (v68 + v72);
-    st((e.A + 656 * e.B) + b * cols + j, v73);
+    const T v69 = (v68 * v67);
+    const T v70 = (v66 + v69);
+    st((e.A + 528 * e.B) + b * cols + j, v70);
   };
-  gemm_epilogue((int)e.B, 128, (int)128, (e.A + 1040 * e.B), 128, false, (e.params + 8576), 128, true, (e.A + 0 * e.B), 128, e.scratch,
+  gemm_epilogue((int)e.B, 128, (int)128, (e.A + 784 * e.B), 128, false, (e.params + 8576), 128, true, (e.A + 0 * e.B), 128, e.scratch,
        [&](int i0, int i1, int j0, int j1) {
          for (int64_t b = i0; b < i1; ++b) for_cols(j0, j1, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });
        });
@@ -1414,7 +1408,7 @@ static void train_k19(const Env& e) {
 //   spec: moons.ddpm:21; std:10
 static void train_k20(const Env& e) {
   // C[128,128] = [B,128]^T x [B,128]
-  gemm_plain((int)128, 128, (int)e.B, (e.A + 528 * e.B), 128, true, (e.A + 1040 * e.B), 128, false, (e.grads + 8576), 128, e.scratch);
+  gemm_plain((int)128, 128, (int)e.B, (e.A + 400 * e.B), 128, true, (e.A + 784 * e.B), 128, false, (e.grads + 8576), 128, e.scratch);
 }
 
 // train_k21: elementwise + sum over the batch, [B,128]
@@ -1426,7 +1420,7 @@ static void train_k21(const Env& e) {
     using T = decltype(tag);
     (void)b;
     (void)acc;
-    acc[0] += ld<T>((e.A + 656 * e.B) + b * cols + j);
+    acc[0] += ld<T>((e.A + 528 * e.B) + b * cols + j);
   };
   float* const outs[1] = {(e.grads + 8448)};
   reduce_batch<1>(rows, cols, outs, body);
@@ -1437,7 +1431,7 @@ static void train_k21(const Env& e) {
 //   spec: moons.ddpm:21; std:10
 static void train_k22(const Env& e) {
   // C[66,128] = [B,66]^T x [B,128]
-  gemm_plain((int)66, 128, (int)e.B, (e.A + 192 * e.B), 66, true, (e.A + 656 * e.B), 128, false, (e.grads + 0), 128, e.scratch);
+  gemm_plain((int)66, 128, (int)e.B, (e.A + 192 * e.B), 66, true, (e.A + 528 * e.B), 128, false, (e.grads + 0), 128, e.scratch);
 }
 
 static void train_run(const Env& e) {
@@ -1475,7 +1469,7 @@ static int64_t train_arena_floats(int B) {
   scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(128, 2, B));
   scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(128, 128, B));
   scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(66, 128, B));
-  return 1552 * (int64_t)B + 16 + (scratch + 15) / 16 * 16;
+  return 1168 * (int64_t)B + 16 + (scratch + 15) / 16 * 16;
 }
 
 // ---- entry loss: 12 kernels, arena 528 floats per sample + 16 ----
@@ -2458,7 +2452,7 @@ static int64_t ode_arena_floats(int B) {
   return 480 * (int64_t)B + 0 + (scratch + 15) / 16 * 16;
 }
 
-// ---- entry ode_vjp: 18 kernels, arena 1248 floats per sample + 0 ----
+// ---- entry ode_vjp: 18 kernels, arena 1120 floats per sample + 0 ----
 
 // ode_vjp_k0: elementwise [B]
 //   ops:  mul add mul
@@ -2537,11 +2531,10 @@ static void ode_vjp_k5(const Env& e) {
     (void)b;
     (void)acc;
     const T v19 = (ld<T>((e.A + 96 * e.B) + b * cols + j) + ld<T>((e.params + 8448) + j));
-    st((e.A + 224 * e.B) + b * cols + j, v19);
     const T v20 = vsigmoid(v19);
-    st((e.A + 352 * e.B) + b * cols + j, v20);
+    st((e.A + 224 * e.B) + b * cols + j, v20);
     const T v21 = (v19 * v20);
-    st((e.A + 480 * e.B) + b * cols + j, v21);
+    st((e.A + 352 * e.B) + b * cols + j, v21);
   };
   gemm_epilogue((int)e.B, 128, (int)66, (e.A + 16 * e.B), 66, false, (e.params + 0), 128, false, (e.A + 96 * e.B), 128, e.scratch,
        [&](int i0, int i1, int j0, int j1) {
@@ -2560,13 +2553,12 @@ static void ode_vjp_k6(const Env& e) {
     (void)b;
     (void)acc;
     const T v25 = (ld<T>((e.A + 16 * e.B) + b * cols + j) + ld<T>((e.params + 24960) + j));
-    st((e.A + 608 * e.B) + b * cols + j, v25);
     const T v26 = vsigmoid(v25);
-    st((e.A + 736 * e.B) + b * cols + j, v26);
+    st((e.A + 480 * e.B) + b * cols + j, v26);
     const T v27 = (v25 * v26);
-    st((e.A + 864 * e.B) + b * cols + j, v27);
+    st((e.A + 608 * e.B) + b * cols + j, v27);
   };
-  gemm_epilogue((int)e.B, 128, (int)128, (e.A + 480 * e.B), 128, false, (e.params + 8576), 128, false, (e.A + 16 * e.B), 128, e.scratch,
+  gemm_epilogue((int)e.B, 128, (int)128, (e.A + 352 * e.B), 128, false, (e.params + 8576), 128, false, (e.A + 16 * e.B), 128, e.scratch,
        [&](int i0, int i1, int j0, int j1) {
          for (int64_t b = i0; b < i1; ++b) for_cols(j0, j1, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });
        });
@@ -2583,13 +2575,12 @@ static void ode_vjp_k7(const Env& e) {
     (void)b;
     (void)acc;
     const T v31 = (ld<T>((e.A + 16 * e.B) + b * cols + j) + ld<T>((e.params + 41472) + j));
-    st((e.A + 480 * e.B) + b * cols + j, v31);
     const T v32 = vsigmoid(v31);
-    st((e.A + 992 * e.B) + b * cols + j, v32);
+    st((e.A + 736 * e.B) + b * cols + j, v32);
     const T v33 = (v31 * v32);
-    st((e.A + 1120 * e.B) + b * cols + j, v33);
+    st((e.A + 864 * e.B) + b * cols + j, v33);
   };
-  gemm_epilogue((int)e.B, 128, (int)128, (e.A + 864 * e.B), 128, false, (e.params + 25088), 128, false, (e.A + 16 * e.B), 128, e.scratch,
+  gemm_epilogue((int)e.B, 128, (int)128, (e.A + 608 * e.B), 128, false, (e.params + 25088), 128, false, (e.A + 16 * e.B), 128, e.scratch,
        [&](int i0, int i1, int j0, int j1) {
          for (int64_t b = i0; b < i1; ++b) for_cols(j0, j1, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });
        });
@@ -2646,7 +2637,7 @@ static void ode_vjp_k10(const Env& e) {
     const T v50 = (T((e.A + 0 * e.B)[b]) * v49);
     st(e.x_out + b * cols + j, v50);
   };
-  gemm_epilogue((int)e.B, 2, (int)128, (e.A + 1120 * e.B), 128, false, (e.params + 41600), 2, false, (e.A + 16 * e.B), 2, e.scratch,
+  gemm_epilogue((int)e.B, 2, (int)128, (e.A + 864 * e.B), 128, false, (e.params + 41600), 2, false, (e.A + 16 * e.B), 2, e.scratch,
        [&](int i0, int i1, int j0, int j1) {
          for (int64_t b = i0; b < i1; ++b) for_cols(j0, j1, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });
        });
@@ -2670,7 +2661,7 @@ static void ode_vjp_k11(const Env& e) {
 }
 
 // ode_vjp_k12: GEMM with fused epilogue, [B,128]
-//   ops:  matmul mul mul sub mul mul add
+//   ops:  matmul mul sub mul mul add
 //   spec: moons.ddpm:45; std:10,15
 static void ode_vjp_k12(const Env& e) {
   // C[e.B,128] = [B,2] x [128,2]^T
@@ -2679,13 +2670,12 @@ static void ode_vjp_k12(const Env& e) {
     using T = decltype(tag);
     (void)b;
     (void)acc;
-    const T v56 = (ld<T>((e.A + 64 * e.B) + b * cols + j) * ld<T>((e.A + 992 * e.B) + b * cols + j));
-    const T v57 = (ld<T>((e.A + 64 * e.B) + b * cols + j) * ld<T>((e.A + 480 * e.B) + b * cols + j));
-    const T v58 = (T(1.0f) - ld<T>((e.A + 992 * e.B) + b * cols + j));
-    const T v59 = (v57 * ld<T>((e.A + 992 * e.B) + b * cols + j));
-    const T v60 = (v59 * v58);
-    const T v61 = (v56 + v60);
-    st((e.A + 864 * e.B) + b * cols + j, v61);
+    const T v56 = (ld<T>((e.A + 64 * e.B) + b * cols + j) * ld<T>((e.A + 736 * e.B) + b * cols + j));
+    const T v57 = (T(1.0f) - ld<T>((e.A + 736 * e.B) + b * cols + j));
+    const T v58 = (ld<T>((e.A + 64 * e.B) + b * cols + j) * ld<T>((e.A + 864 * e.B) + b * cols + j));
+    const T v59 = (v58 * v57);
+    const T v60 = (v56 + v59);
+    st((e.A + 992 * e.B) + b * cols + j, v60);
   };
   gemm_epilogue((int)e.B, 128, (int)2, (e.A + 48 * e.B), 2, false, (e.params + 41600), 2, true, (e.A + 64 * e.B), 128, e.scratch,
        [&](int i0, int i1, int j0, int j1) {
@@ -2694,7 +2684,7 @@ static void ode_vjp_k12(const Env& e) {
 }
 
 // ode_vjp_k13: GEMM with fused epilogue, [B,128]
-//   ops:  matmul mul mul sub mul mul add
+//   ops:  matmul mul sub mul mul add
 //   spec: moons.ddpm:45; std:10,15
 static void ode_vjp_k13(const Env& e) {
   // C[e.B,128] = [B,128] x [128,128]^T
@@ -2703,22 +2693,21 @@ static void ode_vjp_k13(const Env& e) {
     using T = decltype(tag);
     (void)b;
     (void)acc;
-    const T v63 = (ld<T>((e.A + 32 * e.B) + b * cols + j) * ld<T>((e.A + 736 * e.B) + b * cols + j));
+    const T v62 = (ld<T>((e.A + 32 * e.B) + b * cols + j) * ld<T>((e.A + 480 * e.B) + b * cols + j));
+    const T v63 = (T(1.0f) - ld<T>((e.A + 480 * e.B) + b * cols + j));
     const T v64 = (ld<T>((e.A + 32 * e.B) + b * cols + j) * ld<T>((e.A + 608 * e.B) + b * cols + j));
-    const T v65 = (T(1.0f) - ld<T>((e.A + 736 * e.B) + b * cols + j));
-    const T v66 = (v64 * ld<T>((e.A + 736 * e.B) + b * cols + j));
-    const T v67 = (v66 * v65);
-    const T v68 = (v63 + v67);
-    st((e.A + 480 * e.B) + b * cols + j, v68);
+    const T v65 = (v64 * v63);
+    const T v66 = (v62 + v65);
+    st((e.A + 736 * e.B) + b * cols + j, v66);
   };
-  gemm_epilogue((int)e.B, 128, (int)128, (e.A + 864 * e.B), 128, false, (e.params + 25088), 128, true, (e.A + 32 * e.B), 128, e.scratch,
+  gemm_epilogue((int)e.B, 128, (int)128, (e.A + 992 * e.B), 128, false, (e.params + 25088), 128, true, (e.A + 32 * e.B), 128, e.scratch,
        [&](int i0, int i1, int j0, int j1) {
          for (int64_t b = i0; b < i1; ++b) for_cols(j0, j1, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });
        });
 }
 
 // ode_vjp_k14: GEMM with fused epilogue, [B,128]
-//   ops:  matmul mul mul sub mul mul add
+//   ops:  matmul mul sub mul mul add
 //   spec: moons.ddpm:45; std:10,15
 static void ode_vjp_k14(const Env& e) {
   // C[e.B,128] = [B,128] x [128,128]^T
@@ -2727,15 +2716,14 @@ static void ode_vjp_k14(const Env& e) {
     using T = decltype(tag);
     (void)b;
     (void)acc;
+    const T v68 = (ld<T>((e.A + 32 * e.B) + b * cols + j) * ld<T>((e.A + 224 * e.B) + b * cols + j));
+    const T v69 = (T(1.0f) - ld<T>((e.A + 224 * e.B) + b * cols + j));
     const T v70 = (ld<T>((e.A + 32 * e.B) + b * cols + j) * ld<T>((e.A + 352 * e.B) + b * cols + j));
-    const T v71 = (ld<T>((e.A + 32 * e.B) + b * cols + j) * ld<T>((e.A + 224 * e.B) + b * cols + j));
-    const T v72 = (T(1.0f) - ld<T>((e.A + 352 * e.B) + b * cols + j));
-    const T v73 = (v71 * ld<T>((e.A + 352 * e.B) + b * cols + j));
-    const T v74 = (v73 * v72);
-    const T v75 = (v70 + v74);
-    st((e.A + 608 * e.B) + b * cols + j, v75);
+    const T v71 = (v70 * v69);
+    const T v72 = (v68 + v71);
+    st((e.A + 480 * e.B) + b * cols + j, v72);
   };
-  gemm_epilogue((int)e.B, 128, (int)128, (e.A + 480 * e.B), 128, false, (e.params + 8576), 128, true, (e.A + 32 * e.B), 128, e.scratch,
+  gemm_epilogue((int)e.B, 128, (int)128, (e.A + 736 * e.B), 128, false, (e.params + 8576), 128, true, (e.A + 32 * e.B), 128, e.scratch,
        [&](int i0, int i1, int j0, int j1) {
          for (int64_t b = i0; b < i1; ++b) for_cols(j0, j1, [&](auto tag, int64_t j) { body(tag, b, j, nullptr); });
        });
@@ -2746,7 +2734,7 @@ static void ode_vjp_k14(const Env& e) {
 //   spec: moons.ddpm:45; std:10
 static void ode_vjp_k15(const Env& e) {
   // C[e.B,66] = [B,128] x [66,128]^T
-  gemm_plain((int)e.B, 66, (int)128, (e.A + 608 * e.B), 128, false, (e.params + 0), 128, true, (e.A + 32 * e.B), 66, e.scratch);
+  gemm_plain((int)e.B, 66, (int)128, (e.A + 480 * e.B), 128, false, (e.params + 0), 128, true, (e.A + 32 * e.B), 66, e.scratch);
 }
 
 // ode_vjp_k16: slice on axis 0, [B,2]
@@ -2764,8 +2752,8 @@ static void ode_vjp_k17(const Env& e) {
     using T = decltype(tag);
     (void)b;
     (void)acc;
-    const T v78 = (ld<T>((e.A + 16 * e.B) + b * 2 + j) + ld<T>((e.A + 0 * e.B) + b * 2 + j));
-    st(e.vjp + b * 2 + j, v78);
+    const T v75 = (ld<T>((e.A + 16 * e.B) + b * 2 + j) + ld<T>((e.A + 0 * e.B) + b * 2 + j));
+    st(e.vjp + b * 2 + j, v75);
   };
   map_flat(e.B * 2, body);
 }
@@ -2798,7 +2786,7 @@ static int64_t ode_vjp_arena_floats(int B) {
   scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 2, 128));
   scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 128, 2));
   scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 66, 128));
-  return 1248 * (int64_t)B + 0 + (scratch + 15) / 16 * 16;
+  return 1120 * (int64_t)B + 0 + (scratch + 15) / 16 * 16;
 }
 
 int64_t arena_bytes(int entry, int B) {
@@ -2822,7 +2810,7 @@ int train_step_labels(void* arena, int B, const float* params, const float* x0, 
   Env e{};
   e.B = B;
   e.A = align64(arena);
-  e.scratch = e.A + 1552 * (int64_t)B + 16;
+  e.scratch = e.A + 1168 * (int64_t)B + 16;
   e.params = params;
   e.grads = grads;
   e.in_data = x0;
@@ -2955,7 +2943,7 @@ int ode_vjp(void* arena, int B, const float* params, const float* x, float t, co
   Env e{};
   e.B = B;
   e.A = align64(arena);
-  e.scratch = e.A + 1248 * (int64_t)B + 0;
+  e.scratch = e.A + 1120 * (int64_t)B + 0;
   e.params = params;
   e.in_x = x;
   e.t = t;
