@@ -508,6 +508,22 @@ def ddpmc_env(march=None):
     return env, changes
 
 
+def write_moons_table(path, n=100_000, seed=1):
+    """The PyTorch worker's moons data as ddpm-train reads it: the same recipe (runtime/data2d.cpp's
+    distribution, standardised), n points drawn once, float32 [n, 2] .npy. ddpm-train then picks a
+    random batch of rows per step, as the PyTorch loop indexes its dataset tensor."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    u = math.pi * rng.random(n)
+    outer = np.arange(n) % 2 == 0
+    x = np.where(outer, np.cos(u), 1.0 - np.cos(u))
+    y = np.where(outer, np.sin(u), 0.5 - np.sin(u))
+    pts = np.stack([x, y], axis=1) + 0.05 * rng.standard_normal((n, 2))
+    pts = (pts - np.array([0.501, 0.250])) / np.array([0.868, 0.497])
+    np.save(path, pts.astype(np.float32))
+    return path
+
+
 def ddpmc_train(tools, model, data, batch, threads, steps, log_every, out_dir, cache_dir, march=None):
     env, changes = ddpmc_env(march)
     argv = [tools / "ddpm-train", str(REPO / model), "--data", data, "--steps", str(steps),
@@ -956,9 +972,18 @@ def orchestrate(args):
             dd_load = loadavg()
             run_dir = tmp / f"moons-t{threads}"
             try:
-                tr = ddpmc_train(tools, "models/moons.ddpm", "moons", 256, threads, dd_steps, dd_log_every, run_dir,
-                                 tmp / "cache", march=march)
+                # The table's figure: the same data as the PyTorch loop (a table of 100k points, a random
+                # batch of it per step). Also measured: the built-in generator, which draws fresh points
+                # every step (double-precision sin, cos and log per point), work the PyTorch loop skips.
+                table = tmp / "moons_100k.npy"
+                if not table.exists():
+                    write_moons_table(table)
+                tr = ddpmc_train(tools, "models/moons.ddpm", str(table), 256, threads, dd_steps, dd_log_every,
+                                 run_dir, tmp / "cache", march=march)
                 module_check(tr, "moons")
+                tr["builtin"] = ddpmc_train(tools, "models/moons.ddpm", "moons", 256, threads, dd_steps,
+                                            dd_log_every, tmp / f"moons-builtin-t{threads}", tmp / "cache",
+                                            march=march)
                 sa = ddpmc_sample(tools, run_dir, 256, threads, dd_sample_n, dd_sample_reps, tmp / "samples.npy",
                                   march=march)
                 tr["load"] = dd_load
@@ -1152,10 +1177,13 @@ def make_report(args, build, probe, isa, results, variants, scrubbed, load_befor
              f"{mw['sample_n']} sampler steps per block after {mw['train_warmup']}/{mw['sample_warmup']} warm-up "
              f"steps; U-Net: {uw['reps']} blocks of {uw['train_n']} / {uw['sample_n']} after "
              f"{uw['train_warmup']}/{uw['sample_warmup']}); the table shows the median block rate.")
-    L.append(f"- **ddpmc training step**: `ddpm-train` on the built-in moons data, {work['dd_steps']} steps with a "
-             f"metrics line every {work['dd_log_every']}; each step is the same work as the PyTorch loop (fresh "
-             f"moons batch, module train_step = t, eps, x_t, forward, loss, backward; AdamW lr 1e-3 wd 0.01; EMA "
-             f"0.999). Gradient clipping is turned off (`--grad-clip 0`; ddpm-train clips at 1.0 by default) "
+    L.append(f"- **ddpmc training step**: `ddpm-train`, {work['dd_steps']} steps with a "
+             f"metrics line every {work['dd_log_every']}; each step is the same work as the PyTorch loop (a random "
+             f"batch of 100k moons points drawn once — the same recipe, written to an .npy that `--data` reads, "
+             f"as the PyTorch loop indexes its tensor —, module train_step = t, eps, x_t, forward, loss, backward; "
+             f"AdamW lr 1e-3 wd 0.01; EMA 0.999). The built-in generator (`--data moons`, fresh points every "
+             f"step: a Philox draw and double-precision sin, cos and log per point, work the PyTorch loop does "
+             f"not do) is measured too and listed below. Gradient clipping is turned off (`--grad-clip 0`; ddpm-train clips at 1.0 by default) "
              f"because the PyTorch loop does not clip, and checkpoints only at the end (`--ckpt-every 0`). The "
              f"table uses the median of the per-window rates in metrics.jsonl (steps between two lines ÷ the "
              f"difference of their `elapsed_s`), first window (warm-up) dropped — "
@@ -1183,6 +1211,11 @@ def make_report(args, build, probe, isa, results, variants, scrubbed, load_befor
                      f"{fmt_rate(tr['end_to_end'])} steps/s (`{tr['final_line']}`) | "
                      f"{work['dd_log_every' if model == 'moons' else 'un_log_every']} steps | "
                      f"{tr.get('load', '')} |")
+            if "builtin" in tr:
+                bt = tr["builtin"]
+                L.append(f"| ddpmc {name} train, {threads} thr, built-in generator (`--data moons`) | "
+                         f"{spread(bt['windows'][1:])}; median {fmt_rate(median(bt['windows'][1:]))}; end to end "
+                         f"{fmt_rate(bt['end_to_end'])} steps/s | {work['dd_log_every']} steps | |")
             L.append(f"| ddpmc {name} sampler, {threads} thr | {spread(sa['rates'])} | {sa['calls']} calls | |")
     L.append("")
     unet = next((results[("unet", t)] for t in (1, 2) if results.get(("unet", t), {}).get("torch")), None)
@@ -1216,6 +1249,8 @@ def make_report(args, build, probe, isa, results, variants, scrubbed, load_befor
     for (model, threads), r in sorted(results.items()):
         if "ddpmc_train" in r:
             L.append(r["ddpmc_train"]["command"])
+            if "builtin" in r["ddpmc_train"]:
+                L.append(r["ddpmc_train"]["builtin"]["command"] + "   # the built-in generator")
             L.append(r["ddpmc_sample"]["command"] + f"   # x{len(r['ddpmc_sample']['rates'])}")
     for model, label, r in variants:
         L.append(r["command"] + f"   # PyTorch {model}, {label}")
