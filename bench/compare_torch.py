@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """ddpmc against PyTorch eager on this machine, side by side, in one run.
 
-    /usr/bin/python3 bench/compare_torch.py            # full run (about 3-4 minutes on 2 cores)
+    /usr/bin/python3 bench/compare_torch.py            # full run: 2 rounds, about 12 minutes on 2 cores
     /usr/bin/python3 bench/compare_torch.py --quick    # smoke run (well under a minute)
     /usr/bin/python3 bench/compare_torch.py --isa avx2 # both sides held to AVX2 on a CPU with more
 
@@ -12,6 +12,9 @@ Workloads (see bench/README.md for the details and the fairness notes):
       - sampler step: one DDPM ancestral step (net forward + update).
   * fashion U-Net (models/fashion_unet.ddpm, 691,681 parameters), batch 64, 1 and
     2 threads: the same two workloads.
+
+Every workload is measured --rounds times (default 2), PyTorch and ddpmc alternating, and
+each side's timed blocks are pooled over the rounds.
 
 Each PyTorch figure in the table is the fastest of the configurations a user could
 pick for that thread count (OMP_NUM_THREADS=T; at 2 threads also OpenBLAS held to 1
@@ -508,6 +511,40 @@ def ddpmc_env(march=None):
     return env, changes
 
 
+def pool_round(pooled, results):
+    """Adds one round's measurements to the pooled ones: every PyTorch configuration's timed blocks,
+    ddpmc's metrics windows (each round's first, warm-up window dropped) and sampler runs. The
+    report's medians and spreads are then over all rounds."""
+    for key, r in results.items():
+        if key not in pooled:
+            pooled[key] = r
+            continue
+        p = pooled[key]
+        old = dict(p["configs"])
+        for label, c in r["configs"]:
+            o = old.get(label)
+            if o is None or "failed" in c:
+                continue
+            if "failed" in o:  # failed in an earlier round, measured now: take this round's
+                o.clear()
+                o.update(c)
+                continue
+            o["train"] += c["train"]
+            o["sample"] += c["sample"]
+        if p.get("torch") is None and r.get("torch") is not None:
+            p["torch"] = r["torch"]
+        if "ddpmc_train" in r and "ddpmc_train" in p:
+            pt, rt = p["ddpmc_train"], r["ddpmc_train"]
+            pt["windows"] += rt["windows"][1:]
+            if "builtin" in pt and "builtin" in rt:
+                pt["builtin"]["windows"] += rt["builtin"]["windows"][1:]
+            p["ddpmc_sample"]["rates"] += r["ddpmc_sample"]["rates"]
+            p["ddpmc_sample"]["calls"] = r["ddpmc_sample"]["calls"]
+        elif "ddpmc_train" in r:
+            p.update(ddpmc_train=r["ddpmc_train"], ddpmc_sample=r["ddpmc_sample"])
+            p.pop("ddpmc_na", None)
+
+
 def write_moons_table(path, n=100_000, seed=1):
     """The PyTorch worker's moons data as ddpm-train reads it: the same recipe (runtime/data2d.cpp's
     distribution, standardised), n points drawn once, float32 [n, 2] .npy. ddpm-train then picks a
@@ -786,6 +823,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build-dir", default=str(REPO / "build"), help="ddpmc build directory (default: build)")
     ap.add_argument("--quick", action="store_true", help="a short smoke run (numbers are rough)")
+    ap.add_argument("--rounds", type=int, default=2, metavar="R",
+                    help="measure every workload R times, PyTorch and ddpmc alternating, and pool the blocks "
+                         "(default 2; noise that lasts seconds then hits both sides)")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "compare_torch.md"),
                     help="where to write the markdown report")
     ap.add_argument("--no-unet", action="store_true", help="skip the PyTorch U-Net")
@@ -936,7 +976,7 @@ def orchestrate(args):
     results = {}   # (model, threads) -> dict
     variants = []  # (model, label, result): every PyTorch configuration measured
 
-    def run_torch(model, threads, work):
+    def run_torch(model, threads, work, record=True):
         out = []
         for label, et, obt, st, cl, extra in torch_configs(model, threads, do_variants):
             if skip_reason(extra, args.isa, flags):
@@ -954,7 +994,8 @@ def orchestrate(args):
                 r = {"failed": why, "command": e.command}
             r["load"] = load_at_start
             out.append((label, r))
-            variants.append((model, f"{threads} thr: {label}", r))
+            if record:
+                variants.append((model, f"{threads} thr: {label}", r))
         ok = [r for _, r in out if "failed" not in r]
         return out, (ok[0] if ok else None)
 
@@ -964,58 +1005,65 @@ def orchestrate(args):
             log(f"compare_torch: WARNING: the {name} module built with DDPMC_MARCH={march} has "
                 f"{fmt_avx512(counts)}")
 
+    pooled = {}
     try:
-        for threads in (() if args.no_moons else (1, 2)):
-            configs, first = run_torch("moons", threads, moons_work)
-            results[("moons", threads)] = {"torch": first, "configs": configs}
-            log(f"compare_torch: ddpmc moons, {threads} thread(s) ...")
-            dd_load = loadavg()
-            run_dir = tmp / f"moons-t{threads}"
-            try:
-                # The table's figure: the same data as the PyTorch loop (a table of 100k points, a random
-                # batch of it per step). Also measured: the built-in generator, which draws fresh points
-                # every step (double-precision sin, cos and log per point), work the PyTorch loop skips.
-                table = tmp / "moons_100k.npy"
-                if not table.exists():
-                    write_moons_table(table)
-                tr = ddpmc_train(tools, "models/moons.ddpm", str(table), 256, threads, dd_steps, dd_log_every,
-                                 run_dir, tmp / "cache", march=march)
-                module_check(tr, "moons")
-                tr["builtin"] = ddpmc_train(tools, "models/moons.ddpm", "moons", 256, threads, dd_steps,
-                                            dd_log_every, tmp / f"moons-builtin-t{threads}", tmp / "cache",
-                                            march=march)
-                sa = ddpmc_sample(tools, run_dir, 256, threads, dd_sample_n, dd_sample_reps, tmp / "samples.npy",
-                                  march=march)
-                tr["load"] = dd_load
-                results[("moons", threads)].update(ddpmc_train=tr, ddpmc_sample=sa)
-            except Fail as e:
-                log(f"compare_torch: ddpmc moons failed; its column is n/a: {e}")
-                results[("moons", threads)]["ddpmc_na"] = str(e).splitlines()[0][:150]
-        if not args.no_unet:
-            for threads in (1, 2):
-                configs, first = run_torch("unet", threads, unet_work)
-                results[("unet", threads)] = {"torch": first, "configs": configs}
-                if not unet_spec.exists():
-                    results[("unet", threads)]["ddpmc_na"] = "not implemented yet"
-                    continue
-                log(f"compare_torch: ddpmc U-Net, {threads} thread(s) ...")
+        for rnd in range(max(1, args.rounds)):
+            if args.rounds > 1:
+                log(f"compare_torch: round {rnd + 1} of {args.rounds}")
+            results = {}
+            for threads in (() if args.no_moons else (1, 2)):
+                configs, first = run_torch("moons", threads, moons_work, record=rnd == 0)
+                results[("moons", threads)] = {"torch": first, "configs": configs}
+                log(f"compare_torch: ddpmc moons, {threads} thread(s) ...")
                 dd_load = loadavg()
-                run_dir = tmp / f"unet-t{threads}"
+                run_dir = tmp / f"moons-t{threads}-r{rnd}"
                 try:
-                    tr = ddpmc_train(tools, "models/fashion_unet.ddpm", "fashion-mnist", 64, threads, un_steps,
-                                     un_log_every, run_dir, tmp / "cache", march=march)
+                    # The table's figure: the same data as the PyTorch loop (a table of 100k points, a random
+                    # batch of it per step). Also measured: the built-in generator, which draws fresh points
+                    # every step (double-precision sin, cos and log per point), work the PyTorch loop skips.
+                    table = tmp / "moons_100k.npy"
+                    if not table.exists():
+                        write_moons_table(table)
+                    tr = ddpmc_train(tools, "models/moons.ddpm", str(table), 256, threads, dd_steps, dd_log_every,
+                                     run_dir, tmp / "cache", march=march)
+                    module_check(tr, "moons")
+                    tr["builtin"] = ddpmc_train(tools, "models/moons.ddpm", "moons", 256, threads, dd_steps,
+                                                dd_log_every, tmp / f"moons-builtin-t{threads}-r{rnd}", tmp / "cache",
+                                                march=march)
+                    sa = ddpmc_sample(tools, run_dir, 256, threads, dd_sample_n, dd_sample_reps, tmp / "samples.npy",
+                                      march=march)
                     tr["load"] = dd_load
-                    module_check(tr, "U-Net")
-                    if tr["params"] != 691681:
-                        raise Fail(f"models/fashion_unet.ddpm has {tr['params']} parameters, not 691,681")
-                    sa = ddpmc_sample(tools, run_dir, 64, threads, 64, un_sample_reps, tmp / "samples.npy",
-                                      steps=un_sample_steps, march=march)
-                    results[("unet", threads)].update(ddpmc_train=tr, ddpmc_sample=sa)
+                    results[("moons", threads)].update(ddpmc_train=tr, ddpmc_sample=sa)
                 except Fail as e:
-                    log(f"compare_torch: ddpmc U-Net failed; its column is n/a: {e}")
-                    results[("unet", threads)]["ddpmc_na"] = str(e).splitlines()[0][:150]
+                    log(f"compare_torch: ddpmc moons failed; its column is n/a: {e}")
+                    results[("moons", threads)]["ddpmc_na"] = str(e).splitlines()[0][:150]
+            if not args.no_unet:
+                for threads in (1, 2):
+                    configs, first = run_torch("unet", threads, unet_work, record=rnd == 0)
+                    results[("unet", threads)] = {"torch": first, "configs": configs}
+                    if not unet_spec.exists():
+                        results[("unet", threads)]["ddpmc_na"] = "not implemented yet"
+                        continue
+                    log(f"compare_torch: ddpmc U-Net, {threads} thread(s) ...")
+                    dd_load = loadavg()
+                    run_dir = tmp / f"unet-t{threads}-r{rnd}"
+                    try:
+                        tr = ddpmc_train(tools, "models/fashion_unet.ddpm", "fashion-mnist", 64, threads, un_steps,
+                                         un_log_every, run_dir, tmp / "cache", march=march)
+                        tr["load"] = dd_load
+                        module_check(tr, "U-Net")
+                        if tr["params"] != 691681:
+                            raise Fail(f"models/fashion_unet.ddpm has {tr['params']} parameters, not 691,681")
+                        sa = ddpmc_sample(tools, run_dir, 64, threads, 64, un_sample_reps, tmp / "samples.npy",
+                                          steps=un_sample_steps, march=march)
+                        results[("unet", threads)].update(ddpmc_train=tr, ddpmc_sample=sa)
+                    except Fail as e:
+                        log(f"compare_torch: ddpmc U-Net failed; its column is n/a: {e}")
+                        results[("unet", threads)]["ddpmc_na"] = str(e).splitlines()[0][:150]
+            pool_round(pooled, results)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    results = pooled
     load_after = loadavg()
 
     report = make_report(args, build, probe, isa, results, variants, scrubbed, load_before, load_after,
@@ -1177,6 +1225,11 @@ def make_report(args, build, probe, isa, results, variants, scrubbed, load_befor
              f"{mw['sample_n']} sampler steps per block after {mw['train_warmup']}/{mw['sample_warmup']} warm-up "
              f"steps; U-Net: {uw['reps']} blocks of {uw['train_n']} / {uw['sample_n']} after "
              f"{uw['train_warmup']}/{uw['sample_warmup']}); the table shows the median block rate.")
+    if args.rounds > 1:
+        L.append(f"- **{args.rounds} rounds**: every workload and thread count was measured {args.rounds} times, "
+                 f"PyTorch then ddpmc, round after round, and each side's blocks are pooled over the rounds "
+                 f"(block counts below are per round; medians and spreads are over all of them), so noise "
+                 f"lasting seconds falls on both sides rather than on one.")
     L.append(f"- **ddpmc training step**: `ddpm-train`, {work['dd_steps']} steps with a "
              f"metrics line every {work['dd_log_every']}; each step is the same work as the PyTorch loop (a random "
              f"batch of 100k moons points drawn once — the same recipe, written to an .npy that `--data` reads, "
