@@ -24,7 +24,10 @@
 // buffers, and constants are emitted inline. Random ops are elementwise leaves.
 //
 // A node joins a producer's kernel only if none of its other inputs depends on
-// that kernel, so kernels never form a cycle; they are then ordered topologically.
+// that kernel, so kernels never form a cycle. A second sweep then moves a
+// one-instruction node that only one later kernel reads, and whose inputs that
+// kernel loads anyway, into that kernel (recompute rather than store). Kernels are
+// then ordered topologically.
 #include <algorithm>
 #include <set>
 

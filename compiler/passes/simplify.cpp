@@ -4,6 +4,8 @@
 //     and constants becomes one lookup in a precomputed table, so that
 //     sqrt(1 - abar[t]) costs one load at run time;
 //   - identities: x + 0, x * 1, x - 0, x / 1, -(-x), broadcast to the same type;
+//   - reassociation of (p * q) * r into p * (q * r) when q * r is already a node
+//     (reassociate, below; it changes results by rounding only);
 //   - common-subexpression elimination (random ops are keyed by their stream, so
 //     merging two of them is exact);
 // followed by dead-code elimination from the outputs. Then check_constants: a
@@ -158,8 +160,9 @@ Graph simplify(const Graph& in) {
         else if (n.op == Op::Mul && is_const(*a, 1) && same1) out = n.in[1];
         else if (n.op == Op::Div && is_const(*c, 1) && same0) out = n.in[0];
         else if (n.op == Op::Neg && a->op == Op::Neg) out = a->in[0];
-        else if (n.op == Op::Mul)
+        else if (n.op == Op::Mul) {
           if (std::optional<Node> m = reassociate(n, g, seen)) out = intern(std::move(*m));
+        }
       }
     }
     if (out < 0) out = intern(std::move(n));
