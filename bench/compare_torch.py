@@ -531,8 +531,8 @@ def pool_round(pooled, results):
                 continue
             o["train"] += c["train"]
             o["sample"] += c["sample"]
-        if p.get("torch") is None and r.get("torch") is not None:
-            p["torch"] = r["torch"]
+        ok = [c for _, c in p["configs"] if "failed" not in c]  # as run_torch picks it
+        p["torch"] = ok[0] if ok else None
         if "ddpmc_train" in r and "ddpmc_train" in p:
             pt, rt = p["ddpmc_train"], r["ddpmc_train"]
             pt["windows"] += rt["windows"][1:]
