@@ -140,7 +140,7 @@ TEST_CASE("simplify: (p * q) * r becomes p * (q * r) only when q * r is already 
   const Node& bc = out.nodes[out.outputs[3]];
   CHECK(out.nodes[bc.in[0]].op == Op::Mul);
   CHECK(out.nodes[bc.in[1]].op == Op::Input);
-  // x is read by sigmoid and the forward product only; g * x is gone.
+  // x is read by sigmoid, the forward product and the broadcast case only: g * x is gone.
   int users_of_x = 0;
   for (const Node& n : out.nodes)
     for (NodeId i : n.in) users_of_x += out.nodes[i].op == Op::Input && out.nodes[i].name == "x";
