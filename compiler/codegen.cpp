@@ -25,7 +25,7 @@ int64_t arena_floats(const Graph& g, int B) {
     scratch = std::max(scratch, channel_partials_per_sample(g, kern) * B);
     if (kern.kind != KernelKind::Gemm) continue;
     const MatmulDims md = matmul_dims(g, g.nodes[kern.nodes[0]]);
-    int64_t s = ddpm::gemm_scratch_floats((int)md.m(B), (int)md.N, (int)md.k(B));
+    int64_t s = ddpm::gemm_scratch_floats_upto(B, (int)md.rows, (int)md.N, (int)(md.tn ? md.M : md.K), md.tn);
     scratch = std::max(scratch, s);
   }
   return g.arena_per_sample * B + g.arena_fixed + ddpm::simd::align_floats(scratch);
@@ -94,14 +94,14 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
   std::string sampler_arena_cases;
   for (size_t i = 0; i < c.samplers.size(); ++i)
     sampler_arena_cases += fmt::format("    case {}: return sampler_{}_arena_floats(B) * 4 + 64;\n", i + 1, c.samplers[i].first);
-  // A learned variance's frac gets room after eps's arena when the caller does not take it.
+  // A learned variance's frac gets room before eps's arena when the caller does not take it.
   const int64_t frac_room = m.eps_learned_var ? ddpm::simd::align_floats(m.data.numel()) : 0;
   std::string eps_arena_case =
       !c.model.has_eps ? ""
       : frac_room == 0 ? fmt::format("    case {}: return eps_arena_floats(B) * 4 + 64;\n", c.samplers.size() + 2)
                        : fmt::format("    case {}: return (eps_arena_floats(B) + {} * (int64_t)B) * 4 + 64;\n",
                                      c.samplers.size() + 2, frac_room);
-  // Version 6: classify_eval's arena, with room after it for features the caller does not take.
+  // Version 6: classify_eval's arena, with room before it for features the caller does not take.
   if (m.supervised)
     eps_arena_case += fmt::format("    case {}: return (classify_arena_floats(B) + {} * (int64_t)B) * 4 + 64;\n",
                                   c.samplers.size() + 3, ddpm::simd::align_floats(m.features_numel));
@@ -164,10 +164,13 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
     // A labelled noise predictor runs through eps_eval_labels; eps_eval then
     // returns 3 (as train_step does for a model with a label).
     const std::string need_labels = m.eps_labelled ? "  if (!labels) return 3;\n" : "";
-    const std::string frac_in = m.eps_learned_var
-        ? "  // Without a caller's buffer, frac goes to the room after the arena (arena_bytes counts it).\n"
-          "  e.frac = frac ? frac : e.A + eps_arena_floats(B);\n"
+    // frac's room [B, frac_room] comes first and eps's arena after it: the offset does not depend
+    // on the arena's size for B (gemm_scratch_floats_upto, too slow for every call).
+    const std::string frac_room_at = m.eps_learned_var
+        ? fmt::format("  float* room = e.A;  // frac, when the caller passes none (arena_bytes counts it)\n"
+                      "  e.A += {} * (int64_t)B;\n", frac_room)
         : "";
+    const std::string frac_in = m.eps_learned_var ? "  e.frac = frac ? frac : room;\n" : "";
     // With a learned variance the body is eps_eval_var's (ABI 7), and eps_eval_labels calls it.
     const std::string eps_head =
         m.eps_learned_var
@@ -178,7 +181,7 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
               "                    int t, float* eps) {\n";
     sampler_entries += eps_head +
          "  if (B < 1 || t < 1 || t > " + fmt::format("{}", m.diffusion.T) + ") return 1;\n" + need_labels +
-         "  Env e{};\n  e.B = B;\n  e.A = align64(arena);\n"
+         "  Env e{};\n  e.B = B;\n  e.A = align64(arena);\n" + frac_room_at +
          "  e.scratch = e.A + " + fmt::format("{} * (int64_t)B + {}", c.eps.arena_per_sample, c.eps.arena_fixed) +
          ";\n  e.params = params;\n  e.in_x = x;\n  e.in_label = labels;\n  e.t = (float)t;\n  e.x_out = eps;\n" +
          frac_in + "  eps_run(e);\n  return 0;\n}\n\n";
@@ -193,14 +196,18 @@ std::vector<std::string> emit_module_parts(const Compiled& c, const std::string&
 
   if (m.supervised) {
     const Graph& g = c.classify;
+    // The features' room [B, feat_room] comes first and the arena after it, as eps's frac above.
+    const int64_t feat_room = ddpm::simd::align_floats(m.features_numel);
     sampler_entries += "int classify_eval(void* arena, int B, const float* params, const float* x, float* logits, float* features) {\n"
          "  if (B < 1 || !logits) return 1;\n"
-         "  Env e{};\n  e.B = B;\n  e.A = align64(arena);\n"
+         "  Env e{};\n  e.B = B;\n  e.A = align64(arena);\n" +
+         (m.features_numel > 0 ? fmt::format("  float* room = e.A;  // features, when the caller passes none (arena_bytes counts it)\n"
+                                             "  e.A += {} * (int64_t)B;\n", feat_room)
+                               : std::string()) +
          "  e.scratch = e.A + " + fmt::format("{} * (int64_t)B + {}", g.arena_per_sample, g.arena_fixed) +
          ";\n  e.params = params;\n  e.in_x = x;\n  e.x_out = logits;\n";
     if (m.features_numel > 0)
-      sampler_entries += "  // Features nobody asked for go to the room after the arena (arena_bytes counts it).\n"
-                         "  e.features = features ? features : e.A + classify_arena_floats(B);\n";
+      sampler_entries += "  e.features = features ? features : room;\n";
     sampler_entries += "  classify_run(e);\n  return 0;\n}\n\n";
   }
 

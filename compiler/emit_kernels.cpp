@@ -502,9 +502,10 @@ void Emitter::kernels() {
       out += fmt::format("  scratch = std::max<int64_t>(scratch, {} * (int64_t)B);  // per-channel partial sums\n", cp);
     if (kern.kind != KernelKind::Gemm) continue;
     const MatmulDims md = matmul_dims(g, g.nodes[kern.nodes[0]]);
-    const std::string args = fmt::format("{}, {}, {}", md.m("B"), md.N, md.k("B"));
+    // Every batch up to B: the arena serves smaller calls too (gemm.h, gemm_scratch_floats_upto).
+    const std::string args = fmt::format("B, {}, {}, {}, {}", md.rows, md.N, md.tn ? md.M : md.K, md.tn);
     if (seen.insert(args).second)
-      out += fmt::format("  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats({}));\n", args);
+      out += fmt::format("  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats_upto({}));\n", args);
   }
   out += fmt::format("  return {} * (int64_t)B + {} + (scratch + 15) / 16 * 16;\n}}\n\n", g.arena_per_sample,
                      g.arena_fixed);

@@ -4,12 +4,15 @@
 // call, at 2 threads) with the counter armed. Generated modules and the runtime
 // helpers they call use C++ allocation if they allocate at all, so a count of
 // zero means every buffer came from the planned arena or the caller. A second
-// check reads the generated C++ itself for heap allocation calls.
+// check reads the generated C++ itself for heap allocation calls. And an arena sized for batch B
+// serves every smaller batch: nothing is written past it at any b <= B.
 #include <doctest/doctest.h>
 #include <tbb/global_control.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <new>
 #include <sstream>
@@ -123,4 +126,61 @@ TEST_CASE("alloc: the probability-flow ODE's vjp entry allocates nothing") {
   auto call = [&] { REQUIRE(mod->ode_vjp(arena.data(), B, params.data(), x.data(), 0.5f, u.data(), f.data(), v.data()) == 0); };
   call();  // warm-up: starts the thread pool
   CHECK(count_allocs(call) == 0);
+}
+
+namespace {
+
+// An arena sized for batch B serves every call of b <= B samples (a sampler's last chunk of a
+// run of -n samples, an evaluation's remainder): arena_bytes never shrinks as b grows, and the
+// training step, the first sampler and eps (learned variance: frac to the arena's room) write
+// nothing past the arena at any b. The arena pointer is 4 bytes past a 64-byte boundary, so the
+// module's own alignment leaves 4 bytes of slack, and a guard follows.
+void check_smaller_batches(const char* spec, int B) {
+  ddpm::Module mod{ddpmc::build_module(source_path(spec), test_build_options()).so_path};
+  const ddpm_module& m = mod.get();
+  const int eps_entry = 2 + m.n_samplers;
+  for (int entry : {0, 1, eps_entry})
+    for (int b = 2; b <= B; ++b) {
+      CAPTURE(entry);
+      CAPTURE(b);
+      CHECK(m.arena_bytes(entry, b - 1) <= m.arena_bytes(entry, b));
+    }
+  std::vector<float> params(m.param_floats, 0.01f), grads(m.param_floats);
+  const auto x = uniform_floats((int64_t)B * m.data_numel, -1, 1, 5);
+  std::vector<float> out(x.size()), frac(x.size());
+  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, 2);
+  constexpr std::size_t kGuard = 4096;
+  static constexpr unsigned char kMark = 0xA5;
+  auto guarded = [&](int entry, const char* what, auto&& call) {
+    const std::size_t n = m.arena_bytes(entry, B);
+    ddpm::AlignedBuffer buf(n + kGuard);
+    auto* base = reinterpret_cast<unsigned char*>(buf.data());
+    std::memset(base + n, kMark, kGuard);
+    for (int b = 1; b <= B; ++b) {
+      INFO(std::string(spec) << ", " << std::string(what) << " at batch " << b << " in an arena for " << B);
+      REQUIRE(call(base + 4, b) == 0);
+      const std::size_t bad = std::count_if(base + n, base + n + kGuard, [](unsigned char c) { return c != kMark; });
+      REQUIRE(bad == 0);
+    }
+  };
+  float loss = 0;
+  guarded(0, "train_step", [&](void* a, int b) {
+    return m.train_step(a, b, params.data(), x.data(), 7, 1, grads.data(), &loss);
+  });
+  guarded(1, "sampler_step", [&](void* a, int b) {
+    return m.sampler_step(0, a, b, params.data(), x.data(), 5, 4, 7, 1, out.data(), 0);
+  });
+  if (m.eps_eval)
+    guarded(eps_entry, "eps_eval", [&](void* a, int b) { return m.eps_eval(a, b, params.data(), x.data(), 5, out.data()); });
+}
+
+}  // namespace
+
+TEST_CASE("alloc: an arena for batch B serves every smaller batch: images (784-wide output layer)") {
+  check_smaller_batches("tests/specs/tiny_fashion.ddpm", 16);
+}
+
+TEST_CASE("alloc: an arena for batch B serves every smaller batch: moons, learned variance's frac") {
+  check_smaller_batches("models/moons.ddpm", 40);
+  check_smaller_batches("models/moons_learned_var.ddpm", 24);
 }

@@ -4,11 +4,13 @@
 // (1, odd, K = 0, the MLP and small im2col shapes), all four transpose combinations, accumulate on
 // and off, and leading dimensions larger than the rows. Also checked: the epilogue runs once per
 // tile and the tiles cover C exactly once, memory outside C (the ld padding) is untouched, the
-// scratch size is respected, and results are bitwise identical at 1 and 2 threads.
+// scratch size is respected (also the size for every batch up to B, which a module's arena takes),
+// and results are bitwise identical at 1 and 2 threads.
 //
 // Dimension legend: C[M,N] = op(A)[M,K] * op(B)[K,N]; A stored [M,K] or [K,M] (ta), B [K,N] or [N,K] (tb).
 #include <doctest/doctest.h>
 
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <mutex>
@@ -138,6 +140,47 @@ TEST_CASE("gemm: random shapes") {
     int M = it % 3 ? small(rng) : big(rng), N = it % 4 ? small(rng) : big(rng), K = it % 5 ? small(rng) : big(rng);
     check_case({M, N, K, bool(rng() & 1), bool(rng() & 1), bool(rng() & 1), int(rng() % 5)}, 1000 + it);
   }
+}
+
+TEST_CASE("gemm: scratch sized for batch B serves every smaller batch, at every width") {
+  // A module's arena for batch B also runs its sampler's last, smaller chunk. The batch scales M
+  // (a linear layer: M = b * rows) or K (its filter gradient: K = b * rows). Shapes from the
+  // models: tiny_fashion's 32 -> 784 output layer, whose B panels at b = 4 (the 4x4 kernel's 64
+  // columns at 16 lanes) outgrew those at b = 16 and overran the arena.
+  struct Shape { int rows, N, other; bool in_k; };
+  const Shape shapes[] = {{1, 784, 32, false}, {1, 32, 800, false}, {1, 784, 32, true}, {1, 128, 128, false},
+                          {1, 128, 128, true}, {1, 4, 128, false}, {1, 2, 128, false}, {49, 64, 64, false},
+                          {16, 8, 40, true}, {1, 32, 784, true}};
+  bool smaller_needs_more = false;  // some smaller batch needs more than B itself: the case at issue
+  for (const Shape& sh : shapes) {
+    for (int B : {16, 40, 333}) {
+      CAPTURE(sh.rows);
+      CAPTURE(sh.N);
+      CAPTURE(sh.other);
+      CAPTURE(sh.in_k);
+      CAPTURE(B);
+      const std::size_t upto = ddpm::gemm_scratch_floats_upto(B, sh.rows, sh.N, sh.other, sh.in_k);
+      CHECK(upto >= ddpm::gemm_scratch_floats_upto(B - 1, sh.rows, sh.N, sh.other, sh.in_k));
+      auto dims = [&](int b) { return sh.in_k ? std::array{sh.other, b * sh.rows} : std::array{b * sh.rows, sh.other}; };
+      if (ddpm::gemm_scratch_floats(dims(B)[0], sh.N, dims(B)[1]) < upto) smaller_needs_more = true;
+      if (B != 16) continue;
+      // Every smaller call at this build's width, in scratch of that size with a guard after it.
+      auto scratch = ddpm::aligned_alloc_floats(upto + 64);
+      for (int b = 1; b <= B; ++b) {
+        CAPTURE(b);
+        const auto [M, K] = dims(b);
+        const Case c{M, sh.N, K, false, false, false, 0};
+        const Buffers bufs = make_buffers(c, 77 + b);
+        for (std::size_t i = 0; i < upto + 64; ++i) scratch[i] = 12345.f;
+        std::vector<float> C = bufs.C0;
+        ddpm::gemm(M, sh.N, K, bufs.A.data(), bufs.lda, false, bufs.B.data(), bufs.ldb, false, C.data(), bufs.ldc,
+                   false, scratch.get());
+        for (std::size_t i = upto; i < upto + 64; ++i) REQUIRE(scratch[i] == 12345.f);
+        CHECK(C == run_gemm(c, bufs));  // the same bits as with the call's own scratch size
+      }
+    }
+  }
+  CHECK(smaller_needs_more);
 }
 
 TEST_CASE("gemm: epilogue runs once per tile and tiles cover C exactly") {

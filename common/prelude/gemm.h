@@ -3,10 +3,11 @@
 // Header-only. C[M,N] = op(A)[M,K] * op(B)[K,N], row-major, optionally accumulating into C, with a
 // per-tile epilogue callback so callers can fuse bias / activation / residual work while a tile is hot.
 // The engine never allocates: the caller passes `scratch` (gemm_scratch_floats(M,N,K) floats, 64-byte
-// aligned, from the planned arena), which holds op(B) packed once up front (in parallel) plus one
-// private A-packing area per parallel task. The microkernel normally reads A in place (with software
-// prefetch), which measured faster than packing it; A is packed only when its row stride aliases in
-// L1. B is read in place too when each of its elements feeds a single microkernel call.
+// aligned, from the planned arena; an arena for several batch sizes takes gemm_scratch_floats_upto),
+// which holds op(B) packed once up front (in parallel) plus one private A-packing area per parallel
+// task. The microkernel normally reads A in place (with software prefetch), which measured faster
+// than packing it; A is packed only when its row stride aliases in L1. B is read in place too when
+// each of its elements feeds a single microkernel call.
 //
 // Dimension legend
 //   M, N   rows / columns of C.           K    reduction length.
@@ -364,6 +365,18 @@ inline void run(const Plan& pl, const Operands& op, bool accumulate, float* scra
 inline std::size_t gemm_scratch_floats(int M, int N, int K) {
   return static_cast<std::size_t>(simd::max_over_widths(
       [&]<int L>() { return static_cast<std::int64_t>(gemm_detail::make_plan_w<L>(M, N, K).scratch_floats); }));
+}
+
+// Scratch for gemm at every batch b in [1, B] when the batch scales one dimension: M = b * rows
+// (K = other), or with batch_in_k K = b * rows (M = other). A module's arena for batch B serves
+// every smaller call (a sampler's last chunk), and a plan's need is not monotone in M or K (a
+// smaller M picks a microkernel with wider B panels; K = 320 is one block, 321 two), so the size
+// is the largest over all of them. O(B) plans: for sizing an arena, not for a step.
+inline std::size_t gemm_scratch_floats_upto(int B, int rows, int N, int other, bool batch_in_k) {
+  std::size_t s = 0;
+  for (int b = 1; b <= B; ++b)
+    s = std::max(s, batch_in_k ? gemm_scratch_floats(other, N, b * rows) : gemm_scratch_floats(b * rows, N, other));
+  return s;
 }
 
 // C[M,N] = op(A)[M,K] * op(B)[K,N] (or += when accumulate). epi(i0, i1, j0, j1) runs exactly once per

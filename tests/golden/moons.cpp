@@ -1462,13 +1462,13 @@ static void train_run(const Env& e) {
 
 static int64_t train_arena_floats(int B) {
   int64_t scratch = 0;
-  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 128, 66));
-  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 128, 128));
-  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 2, 128));
-  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 128, 2));
-  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(128, 2, B));
-  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(128, 128, B));
-  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(66, 128, B));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats_upto(B, 1, 128, 66, false));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats_upto(B, 1, 128, 128, false));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats_upto(B, 1, 2, 128, false));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats_upto(B, 1, 128, 2, false));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats_upto(B, 1, 2, 128, true));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats_upto(B, 1, 128, 128, true));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats_upto(B, 1, 128, 66, true));
   return 1168 * (int64_t)B + 16 + (scratch + 15) / 16 * 16;
 }
 
@@ -1690,9 +1690,9 @@ static void loss_run(const Env& e) {
 
 static int64_t loss_arena_floats(int B) {
   int64_t scratch = 0;
-  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 128, 66));
-  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 128, 128));
-  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 2, 128));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats_upto(B, 1, 128, 66, false));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats_upto(B, 1, 128, 128, false));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats_upto(B, 1, 2, 128, false));
   return 528 * (int64_t)B + 16 + (scratch + 15) / 16 * 16;
 }
 
@@ -1894,9 +1894,9 @@ static void sampler_ddpm_run(const Env& e) {
 
 static int64_t sampler_ddpm_arena_floats(int B) {
   int64_t scratch = 0;
-  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 128, 66));
-  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 128, 128));
-  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 2, 128));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats_upto(B, 1, 128, 66, false));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats_upto(B, 1, 128, 128, false));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats_upto(B, 1, 2, 128, false));
   return 464 * (int64_t)B + 0 + (scratch + 15) / 16 * 16;
 }
 
@@ -2100,9 +2100,9 @@ static void sampler_ddim_run(const Env& e) {
 
 static int64_t sampler_ddim_arena_floats(int B) {
   int64_t scratch = 0;
-  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 128, 66));
-  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 128, 128));
-  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 2, 128));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats_upto(B, 1, 128, 66, false));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats_upto(B, 1, 128, 128, false));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats_upto(B, 1, 2, 128, false));
   return 464 * (int64_t)B + 0 + (scratch + 15) / 16 * 16;
 }
 
@@ -2236,9 +2236,9 @@ static void eps_run(const Env& e) {
 
 static int64_t eps_arena_floats(int B) {
   int64_t scratch = 0;
-  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 128, 66));
-  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 128, 128));
-  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 2, 128));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats_upto(B, 1, 128, 66, false));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats_upto(B, 1, 128, 128, false));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats_upto(B, 1, 2, 128, false));
   return 464 * (int64_t)B + 0 + (scratch + 15) / 16 * 16;
 }
 
@@ -2446,9 +2446,9 @@ static void ode_run(const Env& e) {
 
 static int64_t ode_arena_floats(int B) {
   int64_t scratch = 0;
-  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 128, 66));
-  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 128, 128));
-  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 2, 128));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats_upto(B, 1, 128, 66, false));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats_upto(B, 1, 128, 128, false));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats_upto(B, 1, 2, 128, false));
   return 480 * (int64_t)B + 0 + (scratch + 15) / 16 * 16;
 }
 
@@ -2781,11 +2781,11 @@ static void ode_vjp_run(const Env& e) {
 
 static int64_t ode_vjp_arena_floats(int B) {
   int64_t scratch = 0;
-  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 128, 66));
-  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 128, 128));
-  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 2, 128));
-  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 128, 2));
-  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats(B, 66, 128));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats_upto(B, 1, 128, 66, false));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats_upto(B, 1, 128, 128, false));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats_upto(B, 1, 2, 128, false));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats_upto(B, 1, 128, 2, false));
+  scratch = std::max<int64_t>(scratch, (int64_t)gemm_scratch_floats_upto(B, 1, 66, 128, false));
   return 1120 * (int64_t)B + 0 + (scratch + 15) / 16 * 16;
 }
 
