@@ -45,8 +45,8 @@ REGISTER_LISTENER("filter_count", 1, FilterCount);
 
 int main(int argc, char** argv) {
   ddpm_test::use_test_march();
-#ifdef DDPM_BINARY_DIR  // not in the aarch64 kernel tests (tests/cross), which run no tool
-  setenv("DDPM_CACHE_DIR", DDPM_BINARY_DIR "/test-cache", /*overwrite=*/0);
+#ifdef DDPM_TEST_CACHE  // not in the aarch64 kernel tests (tests/cross), which run no tool
+  setenv("DDPM_CACHE_DIR", DDPM_TEST_CACHE, /*overwrite=*/0);
 #endif
   doctest::Context ctx(argc, argv);
   const int rc = ctx.run();

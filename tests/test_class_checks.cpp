@@ -24,7 +24,7 @@ namespace {
 const std::string kSpec = std::string(DDPM_SOURCE_DIR) + "/tests/specs/cond2d.ddpm";
 
 ddpm::Module cond2d() {
-  return ddpm::Module(ddpm_tools::module_for(kSpec, std::string(DDPM_BINARY_DIR) + "/test-cache").so);
+  return ddpm::Module(ddpm_tools::module_for(kSpec, std::string(DDPM_TEST_CACHE)).so);
 }
 
 std::string args_error(const ddpm::Module& mod, const std::vector<std::string>& settings) {

@@ -44,7 +44,7 @@ void write_clusters(const fs::path& x_path, const fs::path& y_path, int64_t n, i
 // Trains `spec` (relative to the source tree) instead: its module, checksum and source.
 void use_module(ddpm::TrainConfig& c, const std::string& spec) {
   const ddpm_tools::ModuleFile mf =
-      ddpm_tools::module_for(std::string(DDPM_SOURCE_DIR) + "/" + spec, std::string(DDPM_BINARY_DIR) + "/test-cache");
+      ddpm_tools::module_for(std::string(DDPM_SOURCE_DIR) + "/" + spec, std::string(DDPM_TEST_CACHE));
   c.module_so = mf.so;
   c.module_checksum = mf.checksum;
   c.spec_sources = mf.sources;

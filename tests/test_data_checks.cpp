@@ -37,7 +37,7 @@ namespace {
 const char* kSpec = "tests/specs/cond_idx.ddpm";
 
 std::string module_so() {
-  return ddpm_tools::module_for(std::string(DDPM_SOURCE_DIR) + "/" + kSpec, std::string(DDPM_BINARY_DIR) + "/test-cache").so;
+  return ddpm_tools::module_for(std::string(DDPM_SOURCE_DIR) + "/" + kSpec, std::string(DDPM_TEST_CACHE)).so;
 }
 
 // A .npy file of dtype `descr` and shape `shape` holding the raw bytes `payload`.

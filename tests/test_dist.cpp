@@ -276,7 +276,7 @@ TEST_CASE("dist: a NaN on one rank stops every rank with status 3, and ranks tha
 
 TEST_CASE("dist: mpirun -np 2 ddpm-sample writes the same .npy and PNG as one process") {
   // Trained from the spec, so every rank rebuilds the module from the checkpoint's source.
-  const std::string cache = std::string(DDPM_BINARY_DIR) + "/test-cache";
+  const std::string cache = std::string(DDPM_TEST_CACHE);
   const fs::path d = fresh_dir("sample");
   REQUIRE(run(train_cmd(0, std::string(DDPM_SOURCE_DIR) + "/models/moons.ddpm --cache-dir " + cache, d / "run",
                         "--data moons --steps 30 --batch 64 --threads 2"),

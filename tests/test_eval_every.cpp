@@ -226,7 +226,7 @@ TEST_CASE("eval every: under mpirun only rank 0 evaluates and the weights match 
   const fs::path dir = ddpm_test::process_dir("test-eval-every", "mpi");
   fs::create_directories(dir);
   const std::string spec = std::string(DDPM_SOURCE_DIR) + "/models/moons.ddpm";
-  const std::string cache = std::string(DDPM_BINARY_DIR) + "/test-cache";
+  const std::string cache = std::string(DDPM_TEST_CACHE);
   const std::string flags = "--data moons --steps 60 --batch 32 --slices 2 --seed 4 --threads 1 -q --log-every 20";
   std::string out;
   REQUIRE_MESSAGE(run_shell(fmt::format("env ASAN_OPTIONS=detect_leaks=0 {} --allow-run-as-root --oversubscribe -np 2 "
@@ -261,7 +261,7 @@ TEST_CASE("eval every: Ctrl-C during a slow evaluation stops within 2 s with a c
       "t0=$(date +%s.%N); kill -INT $pid; wait $pid; rc=$?; t1=$(date +%s.%N); "
       "echo \"rc=$rc took=$(awk \"BEGIN {{ print $t1 - $t0 }}\")\"",
       tool_path("ddpm-train"), std::string(DDPM_SOURCE_DIR) + "/tests/specs/slow_preview.ddpm", run.string(),
-      std::string(DDPM_BINARY_DIR) + "/test-cache", err.string(), err.string());
+      std::string(DDPM_TEST_CACHE), err.string(), err.string());
   std::string out;
   run_shell(cmd, out);
   const std::string log = file_bytes(err);
@@ -300,7 +300,7 @@ TEST_CASE("eval every: quality.png is drawn from the quality lines among others,
 
 TEST_CASE("eval every: ddpm-train measures Fashion-MNIST samples by FID under the shipped evaluator") {
   const fs::path dir = ddpm_test::process_dir("test-eval-every", "fid");
-  const std::string cache = (fs::path(DDPM_BINARY_DIR) / "test-cache").string();
+  const std::string cache = std::string(DDPM_TEST_CACHE);
   auto train = [&](const std::string& spec, const std::string& data, const fs::path& out, std::string& log) {
     return run_shell(fmt::format("{} {}/tests/specs/{} --data {} --steps 20 --batch 16 --threads 2 --eval-every 10 "
                                  "--eval-samples 100 --out {} --cache-dir {}",

@@ -24,7 +24,7 @@ using ddpm_test::tool_path;
 
 namespace {
 
-std::string cache() { return (fs::path(DDPM_BINARY_DIR) / "test-cache").string(); }
+std::string cache() { return std::string(DDPM_TEST_CACHE); }
 
 int eval(const std::string& args, std::string& out) {
   return run_shell(fmt::format("{} {} --threads 2 --cache-dir {}", tool_path("ddpm-eval"), args, cache()), out);

@@ -21,7 +21,7 @@ namespace {
 
 ddpm::Module tiny_module() {
   const ddpm_tools::ModuleFile mf = ddpm_tools::module_for(std::string(DDPM_SOURCE_DIR) + "/tests/specs/tiny_image.ddpm",
-                                                           std::string(DDPM_BINARY_DIR) + "/test-cache");
+                                                           std::string(DDPM_TEST_CACHE));
   return ddpm::Module(mf.so, mf.checksum);
 }
 

@@ -28,7 +28,7 @@ namespace {
 constexpr int kSide = 28;
 constexpr int64_t kD = kSide * kSide;
 
-std::string cache() { return (fs::path(DDPM_BINARY_DIR) / "test-cache").string(); }
+std::string cache() { return std::string(DDPM_TEST_CACHE); }
 
 std::string train_file() { return ddpm_tools::train_file_of("fashion-mnist"); }
 

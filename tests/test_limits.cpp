@@ -22,7 +22,7 @@ namespace {
 
 ddpm::Module cond2d() {
   return ddpm::Module(ddpm_tools::module_for(std::string(DDPM_SOURCE_DIR) + "/tests/specs/cond2d.ddpm",
-                                             std::string(DDPM_BINARY_DIR) + "/test-cache").so);
+                                             std::string(DDPM_TEST_CACHE)).so);
 }
 
 using ddpm_test::user_error_of;

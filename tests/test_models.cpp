@@ -40,7 +40,7 @@ TEST_CASE("models: moons_cosine_v (v-prediction, cosine schedule) samples near t
 
 TEST_CASE("models: fashion_cond builds, trains a step with labels, samples a guided step and predicts eps per class") {
   ddpm::Module mod(ddpm_tools::module_for(source_path("models/fashion_cond.ddpm"),
-                                          std::string(DDPM_BINARY_DIR) + "/test-cache").so);
+                                          std::string(DDPM_TEST_CACHE)).so);
   REQUIRE(mod->label_classes == 10);
   const int idx = mod.sampler_index("cfg");
   REQUIRE(idx >= 0);

@@ -35,7 +35,7 @@ namespace {
 
 std::string module_of(const std::string& spec) {
   return ddpm_tools::module_for(std::string(DDPM_SOURCE_DIR) + "/" + spec,
-                                std::string(DDPM_BINARY_DIR) + "/test-cache").so;
+                                std::string(DDPM_TEST_CACHE)).so;
 }
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }

@@ -76,7 +76,7 @@ Runs make_clean_run(const std::string& name) {
   r.data = r.dir / "img.npy";
   r.clean = r.dir / "clean";
   r.spec = fs::path(DDPM_SOURCE_DIR) / "tests/specs/tiny_image.ddpm";
-  r.cache = (fs::path(DDPM_BINARY_DIR) / "test-cache").string();
+  r.cache = std::string(DDPM_TEST_CACHE);
   std::mt19937 rng(3);
   std::uniform_real_distribution<float> u(-1, 1);
   std::vector<float> x(64 * 4);

@@ -60,7 +60,7 @@ inline ddpm::TrainConfig run_config(const std::string& spec, const std::string& 
   std::filesystem::create_directories(out.parent_path());
   ddpm::TrainConfig c;
   c.model = std::string(DDPM_SOURCE_DIR) + "/" + spec;
-  const ddpm_tools::ModuleFile mf = ddpm_tools::module_for(c.model, std::string(DDPM_BINARY_DIR) + "/test-cache");
+  const ddpm_tools::ModuleFile mf = ddpm_tools::module_for(c.model, std::string(DDPM_TEST_CACHE));
   c.module_so = mf.so;  // as ddpm-train does: checked, and its source in every checkpoint
   c.module_checksum = mf.checksum;
   c.spec_sources = mf.sources;

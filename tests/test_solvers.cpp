@@ -98,7 +98,7 @@ TEST_CASE("solvers: a stateful sampler step (dpmpp2m) matches the interpreter, s
   const std::string spec = std::string(DDPM_SOURCE_DIR) + "/models/moons_solvers.ddpm";
   ddpmc::Compiled c = ddpmc::compile_spec_file(spec);
   ddpmc::BuildOptions opt;
-  opt.cache_dir = std::string(DDPM_BINARY_DIR) + "/test-cache";
+  opt.cache_dir = std::string(DDPM_TEST_CACHE);
   ddpm::Module mod(ddpmc::build_module(spec, opt).so_path);
   const int idx = mod.sampler_index("dpmpp2m");
   REQUIRE(idx >= 0);

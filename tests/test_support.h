@@ -15,7 +15,7 @@ inline std::string source_path(const std::string& rel) { return std::string(DDPM
 
 inline ddpmc::BuildOptions test_build_options() {
   ddpmc::BuildOptions o;
-  o.cache_dir = std::string(DDPM_BINARY_DIR) + "/test-cache";
+  o.cache_dir = std::string(DDPM_TEST_CACHE);
   return o;
 }
 

@@ -42,7 +42,7 @@ std::string tool(const std::string& name) { return fmt::format("'{}/tools/{}'", 
 
 std::string moons() { return ddpm_test::source_path("models/moons.ddpm"); }
 
-std::string test_cache() { return std::string(DDPM_BINARY_DIR) + "/test-cache"; }
+std::string test_cache() { return std::string(DDPM_TEST_CACHE); }
 
 size_t count(const std::string& s, const std::string& what) {
   size_t n = 0;

@@ -40,7 +40,7 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string moons_spec() { return std::string(DDPM_SOURCE_DIR) + "/models/moons.ddpm"; }
-std::string cache_dir() { return std::string(DDPM_BINARY_DIR) + "/test-cache"; }
+std::string cache_dir() { return std::string(DDPM_TEST_CACHE); }
 
 // The compiled moons module (built once per test process, through the cache).
 const std::string& moons_so() {
