@@ -7,6 +7,16 @@
 
 namespace ddpm_test {
 
+// True in the narrower-width binaries (tests/CMakeLists.txt, DDPM_EXTRA_MARCHES). A file in
+// DDPM_WIDTH_TESTS marks its cases that do not depend on the width (front end, run-time
+// checks, sample quality) `* doctest::skip(ddpm_test::kNarrowerWidth)`: doctest neither lists
+// nor runs skipped cases, so ctest registers them once, from the native binary.
+#ifdef DDPM_TEST_NARROWER_WIDTH
+inline constexpr bool kNarrowerWidth = true;
+#else
+inline constexpr bool kNarrowerWidth = false;
+#endif
+
 inline void use_test_march() {
 #ifdef DDPM_TEST_MARCH
   if (std::strcmp(DDPM_TEST_MARCH, "native") != 0) setenv("DDPMC_MARCH", DDPM_TEST_MARCH, 0);

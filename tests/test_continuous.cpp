@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "march_env.h"
 #include "test_interp_checks.h"
 #include "test_runs.h"
 
@@ -64,7 +65,7 @@ TEST_CASE("continuous: every sampler step of flow, EDM and VP matches the interp
   }
 }
 
-TEST_CASE("continuous: the entry points refuse steps and times out of range") {
+TEST_CASE("continuous: the entry points refuse steps and times out of range" * doctest::skip(ddpm_test::kNarrowerWidth)) {
   Model& m = model(1);  // EDM: t (sigma) in [t_min, t_max]
   const ddpm_module& d = m.mod.get();
   CHECK(d.T == 0);
@@ -91,7 +92,7 @@ TEST_CASE("continuous: the entry points refuse steps and times out of range") {
   CHECK(step(NAN, 0.0f) == 1);
 }
 
-TEST_CASE("continuous: sampling grids (uniform, quadratic, karras) from t_max through t_min to 0") {
+TEST_CASE("continuous: sampling grids (uniform, quadratic, karras) from t_max through t_min to 0" * doctest::skip(ddpm_test::kNarrowerWidth)) {
   ddpm_module m{};
   m.abi_version = 7;
   m.continuous = 1;
@@ -141,7 +142,7 @@ TEST_CASE("continuous: training and sampling are bitwise identical at 1 and 2 th
   check_threads_and_sampler(m.c, m.mod, m.params, uniform_floats(B * 2, -2, 2, 9), B, 3.5, 2.25);
 }
 
-TEST_CASE("continuous: flow, EDM and VP trained on moons sample near the data (sliced Wasserstein)") {
+TEST_CASE("continuous: flow, EDM and VP trained on moons sample near the data (sliced Wasserstein)" * doctest::skip(ddpm_test::kNarrowerWidth)) {
   const int n = 2000;
   const MoonsReference ref = moons_reference(n);
   MESSAGE("floor " << ref.floor << ", N(0, I) " << ref.gauss);

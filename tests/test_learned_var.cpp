@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "march_env.h"
 #include "test_interp_checks.h"
 #include "test_runs.h"
 
@@ -88,7 +89,7 @@ TEST_CASE("learned variance: eps_eval_var gives eps and frac as the interpreter 
   }
 }
 
-TEST_CASE("learned variance: trained on moons, 50-step samples of every sampler approach the data") {
+TEST_CASE("learned variance: trained on moons, 50-step samples of every sampler approach the data" * doctest::skip(ddpm_test::kNarrowerWidth)) {
   const int n = 2000;
   const MoonsReference ref = moons_reference(n);
   const std::filesystem::path out = process_dir("test-learned-var", "run");
@@ -103,7 +104,7 @@ TEST_CASE("learned variance: trained on moons, 50-step samples of every sampler 
   }
 }
 
-TEST_CASE("learned variance: the Fashion-MNIST U-Net spec (fashion_learned_var) lowers with eps and v per pixel") {
+TEST_CASE("learned variance: the Fashion-MNIST U-Net spec (fashion_learned_var) lowers with eps and v per pixel" * doctest::skip(ddpm_test::kNarrowerWidth)) {
   // The front end and the passes only (the U-Net's C++ build is the other tests' cost): the
   // net's output stacks eps and v on the channel axis, and the three samplers are there.
   const ddpmc::Compiled c = ddpmc::compile_spec_file(source_path("models/fashion_learned_var.ddpm"));
