@@ -242,24 +242,29 @@ inline void input_transform(const Shape& d, const float* xw, float* V) {
 
 // ---- channels-last input transform (C a multiple of kL) ----
 
-// xl[(r * Ww + x) * C + c] = xw[(c * Hw + r) * Ww + x] for rows r < rows, every column (C and Ww
-// multiples of kL). kL x kL blocks transposed in registers.
-inline void to_channels_last(int C, int Hw, int Ww, int rows, const float* xw, float* xl) {
+// xl[(r * Ww + x) * C + c] = xw[(c * Hw + r) * Ww + x] for rows r < rows and columns x < cols,
+// the ones the tiles read (C a multiple of kL; cols <= Ww, a multiple of kL). kL x kL blocks
+// transposed in registers; the last block of a row stores only its columns below cols (at 14x14
+// F(4x4) reads 18 of Ww = 32 columns).
+inline void to_channels_last(int C, int Hw, int Ww, int rows, int cols, const float* xw, float* xl) {
   const int64_t plane = int64_t(Hw) * Ww;
   for (int c0 = 0; c0 < C; c0 += kL)
     for (int r = 0; r < rows; ++r)
-      for (int x0 = 0; x0 < Ww; x0 += kL) {
+      for (int x0 = 0; x0 < cols; x0 += kL) {
         batch t[kL];
 #pragma GCC unroll 16
         for (int l = 0; l < kL; ++l) t[l] = batch::load_unaligned(xw + (c0 + l) * plane + int64_t(r) * Ww + x0);
         simd::transpose(t);
+        float* dst = xl + (int64_t(r) * Ww + x0) * C + c0;
+        const int n = cols - x0;
 #pragma GCC unroll 16
-        for (int l = 0; l < kL; ++l) t[l].store_aligned(xl + (int64_t(r) * Ww + x0 + l) * C + c0);
+        for (int l = 0; l < kL; ++l)  // (unrolled, so t stays in registers)
+          if (l < n) t[l].store_aligned(dst + int64_t(l) * C);
       }
 }
 template <class F>
 inline void to_channels_last(const Shape& d, const float* xw, float* xl) {
-  to_channels_last(d.C, hw_<F>(d), ww_<F>(d), xl_rows<F>(d), xw, xl);  // (Ww: a multiple of 16)
+  to_channels_last(d.C, hw_<F>(d), ww_<F>(d), xl_rows<F>(d), F::M * tiles_w<F>(d) + 2, xw, xl);
 }
 
 // Vc[xi][t][c] = (B^T d B)[xi] for tile t's NxN patch d, kL channels at a time, from xl. The column
@@ -342,22 +347,25 @@ inline void gemms(const Shape& d, bool cl, const float* V, const float* U, float
 // d.O are not stored.
 inline void store_block4x4(const Shape& d, batch (&px)[16], float* y, int64_t o, int i4, int j4) {
   const int64_t HW = int64_t(d.Ho) * d.Wo;
-  const int rows = std::min(4, d.Ho - i4), cols = std::min(4, d.Wo - j4), on = int(std::min<int64_t>(kL, d.O - o));
+  const int Wo = d.Wo;  // (a local: the stores to y may alias d)
+  const int rows = std::min(4, d.Ho - i4), cols = std::min(4, Wo - j4), on = int(std::min<int64_t>(kL, d.O - o));
 #if defined(__AVX512F__)
   if constexpr (kL == 16) {  // (AVX-512: batch is 16 lanes, so px is one kLanes x kLanes block)
     simd::transpose(px);
     for (int l = 0; l < on; ++l) {
-      float* dst = y + (o + l) * HW + int64_t(i4) * d.Wo + j4;
+      float* dst = y + (o + l) * HW + int64_t(i4) * Wo + j4;
       if (rows == 4 && cols == 4) {
         // Maskz extracts and a masked store: GCC 12's plain extract and cast trip
-        // -Wmaybe-uninitialized (as in simd_shim.h's transpose).
-        _mm_storeu_ps(dst, _mm512_maskz_extractf32x4_ps(0xF, px[l], 0));
-        _mm_storeu_ps(dst + d.Wo, _mm512_maskz_extractf32x4_ps(0xF, px[l], 1));
-        _mm_storeu_ps(dst + 2 * d.Wo, _mm512_maskz_extractf32x4_ps(0xF, px[l], 2));
-        _mm_storeu_ps(dst + 3 * d.Wo, _mm512_maskz_extractf32x4_ps(0xF, px[l], 3));
+        // -Wmaybe-uninitialized (as in simd_shim.h's transpose). v: a register copy, as the
+        // float stores may alias px (vector types may alias anything).
+        const __m512 v = px[l];
+        _mm_storeu_ps(dst, _mm512_maskz_extractf32x4_ps(0xF, v, 0));
+        _mm_storeu_ps(dst + Wo, _mm512_maskz_extractf32x4_ps(0xF, v, 1));
+        _mm_storeu_ps(dst + 2 * Wo, _mm512_maskz_extractf32x4_ps(0xF, v, 2));
+        _mm_storeu_ps(dst + 3 * Wo, _mm512_maskz_extractf32x4_ps(0xF, v, 3));
         continue;
       }
-      for (int a = 0; a < rows; ++a) simd::store_lanes(dst + a * d.Wo, px[l], 4 * a, cols);
+      for (int a = 0; a < rows; ++a) simd::store_lanes(dst + a * Wo, px[l], 4 * a, cols);
     }
     return;
   }
@@ -370,16 +378,16 @@ inline void store_block4x4(const Shape& d, batch (&px)[16], float* y, int64_t o,
     simd::transpose(lo);
     simd::transpose(hi);
     for (int l = 0; l < on; ++l) {
-      float* dst = y + (o + l) * HW + int64_t(i4) * d.Wo + j4;
+      float* dst = y + (o + l) * HW + int64_t(i4) * Wo + j4;
       if (rows == 4 && cols == 4) {
         const __m256 a = lo[l], b = hi[l];
         _mm_storeu_ps(dst, _mm256_castps256_ps128(a));
-        _mm_storeu_ps(dst + d.Wo, _mm256_extractf128_ps(a, 1));
-        _mm_storeu_ps(dst + 2 * d.Wo, _mm256_castps256_ps128(b));
-        _mm_storeu_ps(dst + 3 * d.Wo, _mm256_extractf128_ps(b, 1));
+        _mm_storeu_ps(dst + Wo, _mm256_extractf128_ps(a, 1));
+        _mm_storeu_ps(dst + 2 * Wo, _mm256_castps256_ps128(b));
+        _mm_storeu_ps(dst + 3 * Wo, _mm256_extractf128_ps(b, 1));
         continue;
       }
-      for (int a = 0; a < rows; ++a) simd::store_lanes(dst + a * d.Wo, a < 2 ? lo[l] : hi[l], 4 * (a % 2), cols);
+      for (int a = 0; a < rows; ++a) simd::store_lanes(dst + a * Wo, a < 2 ? lo[l] : hi[l], 4 * (a % 2), cols);
     }
     return;
   }
@@ -388,7 +396,7 @@ inline void store_block4x4(const Shape& d, batch (&px)[16], float* y, int64_t o,
   for (int k = 0; k < 16; ++k) px[k].store_aligned(t[k]);
   for (int l = 0; l < on; ++l)
     for (int a = 0; a < rows; ++a)
-      for (int b = 0; b < cols; ++b) y[(o + l) * HW + int64_t(i4 + a) * d.Wo + j4 + b] = t[4 * a + b][l];
+      for (int b = 0; b < cols; ++b) y[(o + l) * HW + int64_t(i4 + a) * Wo + j4 + b] = t[4 * a + b][l];
 }
 
 // One sample: y [O][Ho][Wo] from its padded input xw, with V and P as scratch.
