@@ -27,7 +27,12 @@ std::string file_checksum(const std::string& path) {
   return fmt::format("xxh3-128:{:016x}{:016x}", h.high64, h.low64);
 }
 
-std::string checksum_problem(const std::string& path, const std::string& expected) {
+std::string checksum_problem(const std::string& path, const std::string& recorded) {
+  // Whitespace around the recorded text is not part of it: a KEY.sum written by hand
+  // (`echo ... > KEY.sum`) ends in a newline.
+  const size_t first = recorded.find_first_not_of(" \t\r\n");
+  const std::string expected =
+      first == std::string::npos ? "" : recorded.substr(first, recorded.find_last_not_of(" \t\r\n") - first + 1);
   if (expected.empty()) return "no checksum is recorded for it";
   std::string actual;
   try {

@@ -14,7 +14,8 @@ namespace ddpmc {
 // naming `path` if it cannot be read.
 std::string file_checksum(const std::string& path);
 
-// "" if `path` has checksum `expected`; otherwise why not, in a few words.
-std::string checksum_problem(const std::string& path, const std::string& expected);
+// "" if `path` has checksum `recorded` (surrounding whitespace ignored); otherwise why
+// not, in a few words.
+std::string checksum_problem(const std::string& path, const std::string& recorded);
 
 }  // namespace ddpmc

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "cache.h"
+#include "common/checksum.h"
 #include "common/diag.h"
 #include "common/file_lock.h"
 #include "runtime/module.h"
@@ -197,4 +198,19 @@ TEST_CASE("cache: a DDPM_CACHE_MAX_MB that is not a number is an error, a bad --
   // Sizes at a readable unit: the cap in GiB, not 3072.0 MiB.
   out = run(fmt::format("DDPM_CACHE_MAX_MB=3072 {}", ddpmc));
   CHECK(out.find("(cap 3.0 GiB;") != std::string::npos);
+}
+
+TEST_CASE("cache: a recorded checksum with whitespace around it (a .sum written by hand) still matches") {
+  const fs::path dir = fresh_dir("checksum");
+  const fs::path f = dir / "m.so";
+  std::ofstream(f, std::ios::binary) << "module bytes";
+  const std::string sum = ddpmc::file_checksum(f.string());
+  CHECK(ddpmc::checksum_problem(f.string(), sum) == "");
+  CHECK(ddpmc::checksum_problem(f.string(), sum + "\n") == "");
+  CHECK(ddpmc::checksum_problem(f.string(), " " + sum + " \r\n") == "");
+  CHECK(ddpmc::checksum_problem(f.string(), "\n") == "no checksum is recorded for it");
+  const std::string other = sum.substr(0, sum.size() - 1) + (sum.back() == '0' ? "1" : "0");
+  const std::string bad = ddpmc::checksum_problem(f.string(), other + "\n");
+  CHECK(bad.find("not the recorded") != std::string::npos);
+  CHECK(bad.find('\n') == std::string::npos);
 }
