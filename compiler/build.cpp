@@ -9,7 +9,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -25,6 +24,7 @@
 #include "common/atomic_file.h"
 #include "common/checksum.h"
 #include "common/file_lock.h"
+#include "common/stopwatch.h"
 #include "diag.h"
 #include "pipeline.h"
 
@@ -182,7 +182,7 @@ BuiltModule build_compiled(const Compiled& c, const BuildOptions& opt) {
   } else {
     if (fs::exists(so, ec))
       fmt::print(stderr, "note: the cached module {} is broken ({}); rebuilding it\n", so.string(), problem);
-    auto t0 = std::chrono::steady_clock::now();
+    auto t0 = Clock::now();
     write_file_atomic(cpp.string(), parts[0], "generated C++");
     const fs::path pch = precompiled_prelude(dir, toolchain, cxx_flags, opt.verbose);
     fs::path tmp_so = dir / fmt::format("{}.so.tmp{}", cache_key, getpid());
@@ -221,7 +221,7 @@ BuiltModule build_compiled(const Compiled& c, const BuildOptions& opt) {
                                                           fs::perm_options::replace, ec);
     if (std::string p = cached_problem(); !p.empty())
       DDPM_ICE(fmt::format("the module just built, {}, is unusable: {}", so.string(), p));
-    out.compile_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    out.compile_seconds = seconds_since(t0);
     prune_cache(dir.string(), default_cache_cap(), std::nullopt, cache_key);
   }
   out.so_path = so.string();

@@ -2,7 +2,6 @@
 #include "eval_every.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +12,7 @@
 
 #include "common/diag.h"
 #include "common/input_limits.h"
+#include "common/stopwatch.h"
 #include "data_source.h"
 #include "module.h"
 #include "plot.h"
@@ -101,9 +101,8 @@ double QualityEval::measure(const float* samples, int64_t step, double& floor) {
 
 bool QualityEval::run(int64_t step, double elapsed_s, const float* ema, FILE* metrics, bool tty,
                       const std::function<bool()>& stop) {
-  using Clock = std::chrono::steady_clock;
-  const Clock::time_point t0 = Clock::now();
-  auto took = [&] { return std::chrono::duration<double>(Clock::now() - t0).count(); };
+  const ddpmc::Clock::time_point t0 = ddpmc::Clock::now();
+  auto took = [&] { return ddpmc::seconds_since(t0); };
   const std::vector<float> x = run_fast_sampler(mod_, fs_, ema, n_, batch_, kEvalNoiseSeed, stop);
   if (x.empty()) {
     seconds_ += took();

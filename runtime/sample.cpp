@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -17,6 +16,7 @@
 #include <oneapi/tbb/global_control.h>
 
 #include "common/diag.h"
+#include "common/stopwatch.h"
 #include "dist.h"
 #include "memory_plan.h"
 #include "module.h"
@@ -37,11 +37,8 @@ namespace {
 constexpr uint64_t kNoiseStep = 0xFFFFFFFEull;
 constexpr uint32_t kNoiseStream = 4000;
 
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
+using ddpmc::Clock;
+using ddpmc::seconds_since;
 
 void validate(const SampleConfig& c) {
   if (c.run_dir.empty()) user_error_noloc("no run directory given", "pass the --out directory of ddpm-train");

@@ -33,6 +33,7 @@
 #include "common/diag.h"
 #include "common/file_lock.h"
 #include "common/input_limits.h"
+#include "common/stopwatch.h"
 #include "data_source.h"
 #include "dist.h"
 #include "eval_every.h"
@@ -52,11 +53,8 @@ namespace {
 
 constexpr const char* kHint = "lower --lr or enable --grad-clip";
 
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
+using ddpmc::Clock;
+using ddpmc::seconds_since;
 
 std::string format_eta(double s) {
   if (!(s >= 0) || s > 1e8) return "?";

@@ -21,7 +21,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -38,6 +37,7 @@
 
 #include "common/atomic_file.h"
 #include "common/diag.h"
+#include "common/stopwatch.h"
 #include "eval_data.h"
 #include "eval_json.h"
 #include "eval_nll.h"
@@ -53,7 +53,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ddpmc::user_error_noloc;
-using Clock = std::chrono::steady_clock;
+using ddpmc::Clock;
 
 struct EvalConfig {
   ddpm_tools::EvalDataRequest data;
@@ -70,7 +70,7 @@ struct EvalConfig {
   std::string cache_dir;
 };
 
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+using ddpmc::seconds_since;
 
 // The decoder for the data: discretized for 8-bit data, Gaussian for continuous.
 ddpm::Decoder pick_decoder(const EvalConfig& cfg, const ddpm_tools::EvalData& d) {

@@ -3,7 +3,6 @@
 
 #include <unistd.h>
 
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -14,6 +13,7 @@
 
 #include "common/atomic_file.h"
 #include "common/diag.h"
+#include "common/stopwatch.h"
 #include "eval_json.h"
 #include "eval_stats.h"
 #include "philox.h"
@@ -27,13 +27,13 @@ namespace ddpm_tools {
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
+using ddpmc::Clock;
 using ddpmc::user_error_noloc;
 
 // The dequantisation noise's stream (Philox): v for sample i, element j.
 constexpr uint32_t kDequantStream = 5101;
 
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+using ddpmc::seconds_since;
 
 // The module's ode, or a one-line error saying why there is none.
 void check_ode(const ddpm_module& m, const std::string& run) {

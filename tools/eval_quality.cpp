@@ -6,7 +6,6 @@
 #include "eval_quality.h"
 
 #include <algorithm>
-#include <chrono>
 #include <filesystem>
 #include <fstream>
 
@@ -15,6 +14,7 @@
 
 #include "common/atomic_file.h"
 #include "common/diag.h"
+#include "common/stopwatch.h"
 #include "eval_json.h"
 #include "runtime/data2d.h"
 #include "runtime/data_source.h"
@@ -29,7 +29,7 @@ namespace ddpm_tools {
 
 namespace fs = std::filesystem;
 using ddpmc::user_error_noloc;
-using Clock = std::chrono::steady_clock;
+using ddpmc::Clock;
 using nlohmann::json;
 
 namespace {
@@ -37,7 +37,7 @@ namespace {
 // Seeds of the fresh 2-D draws (never training steps: those use step >= 1).
 constexpr uint64_t kFreshSeedA = 0x5a11, kFreshSeedB = 0x5a12;
 
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+using ddpmc::seconds_since;
 
 bool is_supervised(const ddpm_module& m) { return m.abi_version >= 6 && m.supervised; }
 
@@ -139,14 +139,14 @@ int quality_2d(const QualityConfig& cfg, const ddpm::Module& mod, const float* p
   int64_t N = cfg.n;
   std::vector<int32_t> intended;
   std::vector<float> x = cfg.samples.empty() ? draw(cfg, mod, params, intended) : read_samples(cfg.samples, mod, &N);
-  const double t_sample = since(t0);
+  const double t_sample = seconds_since(t0);
   const Clock::time_point t1 = Clock::now();
   std::vector<float> a((size_t)(2 * N)), b((size_t)(2 * N));
   ddpm::sample_2d(data, N, kFreshSeedA, 0, a.data());
   ddpm::sample_2d(data, N, kFreshSeedB, 0, b.data());
   const double swd = ddpm::sliced_wasserstein_2d(x.data(), N, a.data(), N);
   const double floor = ddpm::sliced_wasserstein_2d(b.data(), N, a.data(), N);
-  const double t_stats = since(t1);
+  const double t_stats = seconds_since(t1);
   fmt::print("sliced Wasserstein distance {:.5f} to {} fresh points of {} (floor {:.5f}: two fresh draws)\n", swd, N,
              data, floor);
   fmt::print("time: sampling {:.1f} s, statistics {:.2f} s\n", t_sample, t_stats);
@@ -202,7 +202,7 @@ int run_quality(const QualityConfig& cfg) {
     if (K > 0) fmt::print(stderr, "note: --samples carry no intended classes; no class accuracy\n");
   }
   if (N < 4) user_error_noloc(fmt::format("--quality needs at least 4 samples (got {})", N), "use -n 1000");
-  const double t_sample = since(t0);
+  const double t_sample = seconds_since(t0);
 
   const Clock::time_point t1 = Clock::now();
   const int64_t F = ev.features();
@@ -212,7 +212,7 @@ int run_quality(const QualityConfig& cfg) {
   const ImageSet real = read_image_set(test.empty() ? train : test, ev.input_numel(), N);
   std::vector<float> real_feats((size_t)(real.n * F));
   ev.run(real.x.data(), real.n, cfg.threads, real_feats.data(), nullptr);
-  const double t_feat = since(t1);
+  const double t_feat = seconds_since(t1);
 
   const Clock::time_point t2 = Clock::now();
   double t_ref_train = 0, t_ref_test = 0;
@@ -225,7 +225,7 @@ int run_quality(const QualityConfig& cfg) {
   const ddpm::PrecisionRecall pr =
       ddpm::precision_recall(real_feats.data(), real.n, feats.data(), N, F, 3, cfg.threads);
   const ddpm::ClassReport cr = ddpm::class_report(logits.data(), N, Kev, intended);
-  const double t_stats = since(t2);
+  const double t_stats = seconds_since(t2);
 
   const std::vector<std::string> names = ddpm::class_row_labels(data, Kev);
   fmt::print("FID {:.3f} vs the training set ({} images of {})\n", fid_train, ref_train.n, train);
@@ -303,7 +303,7 @@ int run_accuracy(const AccuracyConfig& cfg) {
   ev.run(set.x.data(), set.n, cfg.threads, nullptr, logits.data());
   const ddpm::ClassReport cr = ddpm::class_report(logits.data(), set.n, K, set.labels);
   fmt::print("accuracy {:.2f}% ({}/{}) on {}\n", 100 * cr.accuracy(), cr.correct_all, set.n, set.path);
-  fmt::print(stderr, "classified {} images in {:.1f} s\n", set.n, since(t0));
+  fmt::print(stderr, "classified {} images in {:.1f} s\n", set.n, seconds_since(t0));
   return 0;
 }
 

@@ -4,7 +4,6 @@
 
 #include <unistd.h>
 
-#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -18,6 +17,7 @@
 #include "common/checksum.h"
 #include "common/diag.h"
 #include "common/spec_sources.h"
+#include "common/stopwatch.h"
 #include "runtime/data_source.h"
 #include "runtime/idx.h"
 #include "runtime/npy.h"
@@ -193,12 +193,12 @@ ddpm::FeatureStats reference_stats(const ddpm::Evaluator& ev, const std::string&
         return s;
     }
   }
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = ddpmc::Clock::now();
   const ImageSet set = read_image_set(file, ev.input_numel());
   std::vector<float> feats((size_t)(set.n * F));
   ev.run(set.x.data(), set.n, threads, feats.data(), nullptr);
   ddpm::FeatureStats s = ddpm::feature_stats(feats.data(), set.n, F, threads);
-  *seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  *seconds = ddpmc::seconds_since(t0);
   std::string bytes(kStatsMagic, 8);
   bytes.append((const char*)&s.n, 8);
   bytes.append((const char*)&s.dim, 8);
