@@ -9,6 +9,9 @@
 // GEMM name legend: BM_gemm/M/N/K/<ta><tb>/threads:T, with C[M,N] = op(A)[M,K] * op(B)[K,N];
 // "n" = stored as used, "t" = stored transposed (A as [K,M], B as [N,K]).
 //
+// BM_gemm_kernel/<MR>x<NV>/M/N/K/<ta><tb> (AVX-512 builds) forces each wide microkernel on the MLP
+// shapes, for the speeds make_plan_w's choice among them rests on.
+//
 // BM_optimizer/<isa>/P:<P> times one runtime optimizer_step (AdamW + EMA, the tools' own hot loop)
 // with each instruction-set variant this CPU runs (runtime/isa/), on the moons MLP's and the U-Net's
 // parameter counts, one thread; the counter is parameters per second.
@@ -93,7 +96,50 @@ const GemmShape kShapes[] = {
     {50176, 32, 288, true, false},   // same with patches stored [9*Cin, HW*B]
 };
 
+// One of the wide 16-lane microkernels forced on a shape (make_plan_w picks among them by padded
+// area and these speeds): BM_gemm_kernel/<MR>x<NV>/M/N/K/<ta><tb>, one thread, GFLOP/s of the
+// unpadded problem. Registered only in an AVX-512 build.
+template <int MR, int NV>
+void BM_gemm_kernel(benchmark::State& state, GemmShape s) {
+  namespace gd = ddpm::gemm_detail;
+  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, 1);
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  gd::Plan pl = gd::make_plan(s.M, s.N, s.K);
+  pl.mr = MR, pl.nr = NV * gd::kL;
+  gd::tile_plan(pl, s.M, s.N, s.K);
+  auto A = ddpm::aligned_alloc_floats(static_cast<size_t>(s.M) * s.K);
+  auto B = ddpm::aligned_alloc_floats(static_cast<size_t>(s.K) * s.N);
+  auto C = ddpm::aligned_alloc_floats(static_cast<size_t>(s.M) * s.N);
+  auto scratch = ddpm::aligned_alloc_floats(pl.scratch_floats);
+  for (size_t i = 0; i < static_cast<size_t>(s.M) * s.K; ++i) A[i] = u(rng);
+  for (size_t i = 0; i < static_cast<size_t>(s.K) * s.N; ++i) B[i] = u(rng);
+  const gd::Operands op = gd::canonical(pl, A.get(), s.ta ? s.M : s.K, s.ta, B.get(), s.tb ? s.K : s.N, s.tb, C.get(), s.N);
+  auto none = [](int, int, int, int) {};
+  gd::run<MR, NV>(pl, op, false, scratch.get(), none);
+  for (auto _ : state) {
+    gd::run<MR, NV>(pl, op, false, scratch.get(), none);
+    benchmark::ClobberMemory();
+  }
+  double flops = 2.0 * s.M * s.N * s.K;
+  state.counters["GFLOPS"] = benchmark::Counter(flops * 1e-9 * state.iterations(), benchmark::Counter::kIsRate);
+}
+
 int register_gemm_benchmarks() {
+  if constexpr (ddpm::gemm_detail::kL == 16) {
+    for (const GemmShape& s : kShapes) {
+      if (s.M <= 8 || s.N <= 8 || s.K <= 8 || s.M > 1024) continue;
+      std::string shape = "/" + std::to_string(s.M) + "/" + std::to_string(s.N) + "/" + std::to_string(s.K) + "/" +
+                          (s.ta ? "t" : "n") + (s.tb ? "t" : "n");
+      auto reg = [&](const char* k, auto fn) {
+        benchmark::RegisterBenchmark(("BM_gemm_kernel/" + std::string(k) + shape).c_str(), fn, s)
+            ->UseRealTime()->Unit(benchmark::kMicrosecond);
+      };
+      reg("14x2", BM_gemm_kernel<14, 2>);
+      reg("7x4", BM_gemm_kernel<7, 4>);
+      reg("6x4", BM_gemm_kernel<6, 4>);
+    }
+  }
   for (const GemmShape& s : kShapes) {
     for (int threads : {1, 2}) {
       std::string name = "BM_gemm/" + std::to_string(s.M) + "/" + std::to_string(s.N) + "/" + std::to_string(s.K) +

@@ -186,16 +186,28 @@ void DataSource::fill(uint64_t seed, uint64_t step, int B, float* x0, float* lab
     sample_2d(name_, B, seed, step, x0, row0);
     return;
   }
-  for (int i = 0; i < B; ++i) {
-    int64_t r = (int64_t)(philox_uniform(seed, step, kBatchPickStream, (uint64_t)(row0 + i)) * (double)N_);
-    r = std::min(r, N_ - 1);
-    float* dst = x0 + (int64_t)i * D_;
-    if (labels && !labels_.empty()) labels[i] = (float)labels_[r];
-    if (!bytes_.empty()) {
-      const uint8_t* src = bytes_.data() + r * D_;
-      for (int64_t k = 0; k < D_; ++k) dst[k] = src[k] / 127.5f - 1.0f;
-    } else {
-      std::memcpy(dst, rows_.data() + r * D_, (size_t)D_ * sizeof(float));
+  // The rows are random reads from a table that need not fit in cache: pick a group of rows and
+  // prefetch them all, then copy, so the cache misses overlap instead of queueing one by one
+  // (the moons step lost 2-3% of its time to them).
+  constexpr int kGroup = 32;
+  int64_t picked[kGroup];
+  for (int i0 = 0; i0 < B; i0 += kGroup) {
+    const int n = std::min(kGroup, B - i0);
+    for (int g = 0; g < n; ++g) {
+      int64_t r = (int64_t)(philox_uniform(seed, step, kBatchPickStream, (uint64_t)(row0 + i0 + g)) * (double)N_);
+      picked[g] = r = std::min(r, N_ - 1);
+      __builtin_prefetch(bytes_.empty() ? (const void*)(rows_.data() + r * D_) : (const void*)(bytes_.data() + r * D_));
+    }
+    for (int g = 0; g < n; ++g) {
+      const int64_t r = picked[g], i = i0 + g;
+      float* dst = x0 + i * D_;
+      if (labels && !labels_.empty()) labels[i] = (float)labels_[r];
+      if (!bytes_.empty()) {
+        const uint8_t* src = bytes_.data() + r * D_;
+        for (int64_t k = 0; k < D_; ++k) dst[k] = src[k] / 127.5f - 1.0f;
+      } else {
+        std::memcpy(dst, rows_.data() + r * D_, (size_t)D_ * sizeof(float));
+      }
     }
   }
 }

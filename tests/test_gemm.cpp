@@ -10,6 +10,7 @@
 // Dimension legend: C[M,N] = op(A)[M,K] * op(B)[K,N]; A stored [M,K] or [K,M] (ta), B [K,N] or [N,K] (tb).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
@@ -131,6 +132,32 @@ TEST_CASE("gemm: model shapes, all transpose combos, accumulate, padded leading 
   check_case({40, 50, 300, false, false, false, 1024 - 300}, 18);
   check_case({40, 50, 300, true, true, true, 1024 - 40}, 19);
   check_case({300, 50, 600, false, true, false, 1024 - 600}, 20);
+  // B rows 512 floats apart are packed (several L1-aliasing rows), others read in place; a partial
+  // last B panel is packed either way.
+  check_case({300, 64, 200, false, false, false, 512 - 64}, 21);
+  check_case({300, 100, 64, false, false, true, 0}, 22);
+}
+
+TEST_CASE("gemm: every microkernel of this width is chosen by a shape tested here") {
+  namespace gd = ddpm::gemm_detail;
+  // What the tests above multiply: the edge sizes, the model shapes and the large random ones.
+  const int dims[][3] = {{1, 1, 1},       {3, 33, 5},     {7, 31, 17},   {13, 17, 5},   {33, 33, 17}, {256, 128, 66},
+                         {256, 128, 128}, {256, 2, 128},  {128, 2, 256}, {66, 128, 256}, {300, 40, 700}};
+  std::vector<gd::Kernel> seen;
+  for (auto& d : dims) seen.push_back(gd::make_plan(d[0], d[1], d[2]).kernel);
+  const std::vector<gd::Kernel> all = gd::kL == 16
+      ? std::vector{gd::Kernel::k14x2, gd::Kernel::k7x4, gd::Kernel::k6x4, gd::Kernel::k8x3, gd::Kernel::k4x4, gd::Kernel::k2x4}
+      : std::vector{gd::Kernel::k6x2, gd::Kernel::k4x3, gd::Kernel::k2x4};
+  for (gd::Kernel k : all) {
+    CAPTURE(static_cast<int>(k));
+    CHECK(std::find(seen.begin(), seen.end(), k) != seen.end());
+  }
+  // The MLP's layers at 16 lanes: 7x4 pads 256 rows to 259 (14x2: 266), 6x4 keeps 66; 32 columns keep 14x2.
+  if (gd::kL == 16) {
+    CHECK(gd::make_plan(256, 128, 128).kernel == gd::Kernel::k7x4);
+    CHECK(gd::make_plan(66, 128, 256).kernel == gd::Kernel::k6x4);
+    CHECK(gd::make_plan(3000, 32, 288).kernel == gd::Kernel::k14x2);
+  }
 }
 
 TEST_CASE("gemm: random shapes") {

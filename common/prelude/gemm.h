@@ -48,15 +48,29 @@ inline constexpr int kKCMax = 256;       // K-block length: 256 x 32 floats = 32
 inline constexpr int kKCSingle = 320;    // K up to this is done in one block (no C reload)
 inline constexpr int kTileRows = 144;    // cap on rows per tile (A block MC x KC lives in L2)
 inline constexpr int kTileCols = 256;    // cap on columns per tile
-inline constexpr double kFlopsPerTile = 1.0e7;  // split problems until tiles are about this big (smaller pieces lose more to threading than they gain)
+inline constexpr double kFlopsPerTile = 2.0e6;  // split problems until tiles are about this big (smaller pieces lose more to threading than they gain)
 inline constexpr int kMaxWantTiles = 16;
 inline constexpr int kPrefetchM = 128;   // A read as [K,M]: prefetch this many rows of C ahead
 inline constexpr int kPrefetchK = 256;   // A read as [M,K]: prefetch this many k ahead in each row
 
-// Microkernels MR x NV, per width. AVX-512 (32 zmm): 14x2, 8x3, 4x4, 2x4 (up to 28 accumulators).
-// AVX2, SSE and NEON (16 registers on x86): 6x2, 4x3, 2x4, at most 12 accumulators plus the B
-// vectors and one broadcast, as BLIS's and libxsmm's 6x16 AVX2 kernels.
-enum class Kernel { k14x2, k8x3, k4x4, k2x4, k6x2, k4x3 };
+// Microkernels MR x NV, per width. AVX-512 (32 zmm): 14x2, 7x4, 6x4, 8x3, 4x4, 2x4 (up to 28
+// accumulators; 7x4's 28 plus its 4 B vectors fill the register file, the A element is an embedded
+// broadcast operand of the FMA). AVX2, SSE and NEON (16 registers on x86): 6x2, 4x3, 2x4, at most 12
+// accumulators plus the B vectors and one broadcast, as BLIS's and libxsmm's 6x16 AVX2 kernels.
+enum class Kernel { k14x2, k7x4, k6x4, k8x3, k4x4, k2x4, k6x2, k4x3 };
+
+// At 16 lanes, M' > 8: the candidate whose padded tile area ceil(M'/MR)*MR x ceil(N'/NR)*NR, divided
+// by its relative speed per padded FLOP, is least; the first wins a tie. The speeds are
+// bench_kernels/gemm_variants measurements on a Zen 4 (the MLP shapes, M 64..1024, N and K 64..256,
+// A read either way): 7x4 runs 1-3% faster per padded FLOP than 14x2, 6x4 as fast. So the MLP's
+// 256 x 128 layers take 7x4 (259 rows instead of 14x2's 266) and its 128 x 128 weight gradients
+// 7x4 (133 rows instead of 140); N' <= 32 keeps 14x2, whose 32-wide panels do not pad it.
+struct Candidate {
+  Kernel kernel;
+  int mr, nv;
+  double speed;
+};
+inline constexpr Candidate kWide16[] = {{Kernel::k7x4, 7, 4, 1.02}, {Kernel::k14x2, 14, 2, 1.0}, {Kernel::k6x4, 6, 4, 1.0}};
 
 // Everything about a call that depends only on (M, N, K): tiling, kernel choice, scratch layout.
 struct Plan {
@@ -79,28 +93,10 @@ inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
 // First micro-panel of tile t when P panels are spread evenly over T tiles.
 inline int split(int t, int P, int T) { return static_cast<int>(static_cast<int64_t>(t) * P / T); }
 
-// The plan at width L (kL for the calls; every width for the scratch size).
-template <int L>
-inline Plan make_plan_w(int M, int N, int K) {
-  Plan p;
-  p.swap = N <= 8 && M > N;
-  p.m = p.swap ? N : M;
-  p.n = p.swap ? M : N;
-  p.k = K;
-  if (p.m <= 2) {
-    p.kernel = Kernel::k2x4, p.mr = 2, p.nr = 4 * L;
-  } else if (L != 16) {
-    if (p.m <= 4) p.kernel = Kernel::k4x3, p.mr = 4, p.nr = 3 * L;
-    else p.kernel = Kernel::k6x2, p.mr = 6, p.nr = 2 * L;
-  } else if (p.m <= 4) {
-    p.kernel = Kernel::k4x4, p.mr = 4, p.nr = 4 * L;
-  } else if (p.m <= 8) {
-    p.kernel = Kernel::k8x3, p.mr = 8, p.nr = 3 * L;
-  } else {
-    p.kernel = Kernel::k14x2, p.mr = 14, p.nr = 2 * L;
-  }
-  if (M <= 0 || N <= 0) return p;
-
+// Fills the tiling and scratch layout of a plan whose swap, sizes, kernel and mr/nr are set
+// (make_plan_w's choice below; bench_kernels forces each kernel through it).
+inline void tile_plan(Plan& p, int M, int N, int K) {
+  if (M <= 0 || N <= 0) return;
   p.nkb = K <= kKCSingle ? (K > 0 ? 1 : 0) : ceil_div(K, kKCMax);
   p.kc = p.nkb ? ceil_div(K, p.nkb) : 0;
   p.pm = ceil_div(p.m, p.mr);
@@ -128,8 +124,36 @@ inline Plan make_plan_w(int M, int N, int K) {
   p.b_floats = round_up(static_cast<std::size_t>(p.pn) * p.nr * K, 16);
   p.a_task_floats = round_up(static_cast<std::size_t>(max_tile_panels) * p.mr * p.kc + 16, 16);
   p.scratch_floats = p.b_floats + p.a_task_floats * p.ntasks;
+}
+
+// The plan at width L (kL for the calls; every width for the scratch size).
+template <int L>
+inline Plan make_plan_w(int M, int N, int K) {
+  Plan p;
+  p.swap = N <= 8 && M > N;
+  p.m = p.swap ? N : M;
+  p.n = p.swap ? M : N;
+  p.k = K;
+  if (p.m <= 2) {
+    p.kernel = Kernel::k2x4, p.mr = 2, p.nr = 4 * L;
+  } else if (L != 16) {
+    if (p.m <= 4) p.kernel = Kernel::k4x3, p.mr = 4, p.nr = 3 * L;
+    else p.kernel = Kernel::k6x2, p.mr = 6, p.nr = 2 * L;
+  } else if (p.m <= 4) {
+    p.kernel = Kernel::k4x4, p.mr = 4, p.nr = 4 * L;
+  } else if (p.m <= 8) {
+    p.kernel = Kernel::k8x3, p.mr = 8, p.nr = 3 * L;
+  } else {
+    double best = 0;
+    for (const Candidate& c : kWide16) {
+      double area = double(ceil_div(p.m, c.mr) * c.mr) * double(ceil_div(p.n, c.nv * L) * c.nv * L) / c.speed;
+      if (best == 0 || area < best) best = area, p.kernel = c.kernel, p.mr = c.mr, p.nr = c.nv * L;
+    }
+  }
+  tile_plan(p, M, N, K);
   return p;
 }
+
 inline Plan make_plan(int M, int N, int K) { return make_plan_w<kL>(M, N, K); }
 
 // Canonical operands: A'(m,k) = a[m*a_rs + k*a_cs], B'(k,n) = b[k*b_rs + n*b_cs],
@@ -142,6 +166,14 @@ struct Operands {
   float* c;
   std::ptrdiff_t c_rs, c_cs;
 };
+
+// The canonical operands of C = op(A) op(B) under plan pl (transposed when pl.swap).
+inline Operands canonical(const Plan& pl, const float* A, int lda, bool ta, const float* B, int ldb, bool tb, float* C,
+                          int ldc) {
+  std::ptrdiff_t oa_rs = ta ? 1 : lda, oa_cs = ta ? lda : 1;  // op(A)(i,k) = A[i*oa_rs + k*oa_cs]
+  std::ptrdiff_t ob_rs = tb ? 1 : ldb, ob_cs = tb ? ldb : 1;  // op(B)(k,j) = B[k*ob_rs + j*ob_cs]
+  return pl.swap ? Operands{B, ob_cs, ob_rs, A, oa_cs, oa_rs, C, 1, ldc} : Operands{A, oa_rs, oa_cs, B, ob_rs, ob_cs, C, ldc, 1};
+}
 
 // dst[k*W + j] = src[j*s_w + k*s_k] for j < w (zero for w <= j < W), k < kc.
 template <int W>
@@ -247,9 +279,13 @@ inline void microkernel(int kc, const float* __restrict a, std::ptrdiff_t a_stri
     }
 }
 
-// B' is read in place (rows k at stride b_rs) when each element is used by one microkernel call
-// only (a single MR panel of C') and it runs along n; then only a partial last panel is packed.
-inline bool b_in_place(const Plan& pl, const Operands& op) { return pl.pm == 1 && op.b_cs == 1; }
+// B' is read in place (rows k at stride b_rs) when it runs along n, unless several MR panels of C'
+// reuse it and its row stride is a multiple of 2 KiB (rows that fall into a few L1 sets); then only
+// a partial last panel is packed. In place measured 1-6% faster than packing on the MLP's shapes at
+// one thread (bench_kernels BM_gemm, Zen 4), and at two the serial packing of small problems went.
+inline bool b_in_place(const Plan& pl, const Operands& op) {
+  return op.b_cs == 1 && (pl.pm == 1 || op.b_rs % 512 != 0);
+}
 
 // Packs B' panels [p0, p1) of all K into bp: panel p at bp + p*K*NR, row k at + k*NR.
 template <int NR>
@@ -332,7 +368,7 @@ inline void run(const Plan& pl, const Operands& op, bool accumulate, float* scra
   float* bp = scratch;
   float* abase = scratch + pl.b_floats;
   if (pl.nkb > 0) {
-    if (static_cast<std::size_t>(pl.k) * pl.n >= (1u << 16) && pl.pn > 1) {
+    if (static_cast<std::size_t>(pl.k) * pl.n >= (1u << 13) && pl.pn > 1 && pl.ntiles > 1) {
       tbb::parallel_for(
           tbb::blocked_range<int>(0, pl.pn),
           [&](const tbb::blocked_range<int>& r) { pack_b_panels<NR>(pl, op, bp, r.begin(), r.end()); },
@@ -389,13 +425,12 @@ void gemm(int M, int N, int K, const float* A, int lda, bool ta, const float* B,
   if (M <= 0 || N <= 0) return;
   assert(reinterpret_cast<std::uintptr_t>(scratch) % kAlign == 0 || gemm_scratch_floats(M, N, K) == 0);
   Plan pl = make_plan(M, N, K);
-  std::ptrdiff_t oa_rs = ta ? 1 : lda, oa_cs = ta ? lda : 1;  // op(A)(i,k) = A[i*oa_rs + k*oa_cs]
-  std::ptrdiff_t ob_rs = tb ? 1 : ldb, ob_cs = tb ? ldb : 1;  // op(B)(k,j) = B[k*ob_rs + j*ob_cs]
-  Operands op = pl.swap ? Operands{B, ob_cs, ob_rs, A, oa_cs, oa_rs, C, 1, ldc}
-                        : Operands{A, oa_rs, oa_cs, B, ob_rs, ob_cs, C, ldc, 1};
+  Operands op = canonical(pl, A, lda, ta, B, ldb, tb, C, ldc);
   if constexpr (kL == 16) {
     switch (pl.kernel) {
       case Kernel::k14x2: run<14, 2>(pl, op, accumulate, scratch, epi); break;
+      case Kernel::k7x4: run<7, 4>(pl, op, accumulate, scratch, epi); break;
+      case Kernel::k6x4: run<6, 4>(pl, op, accumulate, scratch, epi); break;
       case Kernel::k8x3: run<8, 3>(pl, op, accumulate, scratch, epi); break;
       case Kernel::k4x4: run<4, 4>(pl, op, accumulate, scratch, epi); break;
       default: run<2, 4>(pl, op, accumulate, scratch, epi); break;
