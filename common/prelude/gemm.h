@@ -7,7 +7,7 @@
 // which holds op(B) packed once up front (in parallel) plus one private A-packing area per parallel
 // task. The microkernel normally reads A in place (with software prefetch), which measured faster
 // than packing it; A is packed only when its row stride aliases in L1. B is read in place too when
-// each of its elements feeds a single microkernel call.
+// its rows run along N and do not alias in L1 (b_in_place).
 //
 // Dimension legend
 //   M, N   rows / columns of C.           K    reduction length.
