@@ -252,7 +252,8 @@ TEST_CASE("gemm: epilogue runs once per tile and tiles cover C exactly") {
 TEST_CASE("gemm: bitwise identical at 1 and 2 threads") {
   const Case cases[] = {{256, 128, 128, false, false, false, 0}, {256, 128, 66, false, true, true, 1},
                         {128, 2, 256, true, false, false, 0},    {513, 257, 700, true, true, true, 2},
-                        {3000, 32, 288, false, false, false, 0}, {256, 2, 128, false, false, true, 0}};
+                        {3000, 32, 288, false, false, false, 0}, {256, 2, 128, false, false, true, 0},
+                        {128, 128, 256, true, false, false, 0}};  // the MLP's weight gradient: two tiles
   for (const Case& c : cases) {
     CAPTURE(c.M);
     CAPTURE(c.N);

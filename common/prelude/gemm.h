@@ -60,9 +60,9 @@ inline constexpr int kPrefetchK = 256;   // A read as [M,K]: prefetch this many 
 enum class Kernel { k14x2, k7x4, k6x4, k8x3, k4x4, k2x4, k6x2, k4x3 };
 
 // At 16 lanes, M' > 8: the candidate whose padded tile area ceil(M'/MR)*MR x ceil(N'/NR)*NR, divided
-// by its relative speed per padded FLOP, is least; the first wins a tie. The speeds are
-// bench_kernels/gemm_variants measurements on a Zen 4 (the MLP shapes, M 64..1024, N and K 64..256,
-// A read either way): 7x4 runs 1-3% faster per padded FLOP than 14x2, 6x4 as fast. So the MLP's
+// by its relative speed per padded FLOP, is least; the first wins a tie. The speeds were measured
+// on a Zen 4 with each kernel forced (bench_kernels' BM_gemm_kernel; also M 64..1024, N and K
+// 64..256, A read either way): 7x4 runs 1-3% faster per padded FLOP than 14x2, 6x4 as fast. So the MLP's
 // 256 x 128 layers take 7x4 (259 rows instead of 14x2's 266) and its 128 x 128 weight gradients
 // 7x4 (133 rows instead of 140); N' <= 32 keeps 14x2, whose 32-wide panels do not pad it.
 struct Candidate {
@@ -368,6 +368,8 @@ inline void run(const Plan& pl, const Operands& op, bool accumulate, float* scra
   float* bp = scratch;
   float* abase = scratch + pl.b_floats;
   if (pl.nkb > 0) {
+    // Packing in parallel pays from 8k floats of B, but not for a single tile (the N <= 8 problems
+    // swapped to a few rows, whose transposing pack measured 2x slower split over two threads).
     if (static_cast<std::size_t>(pl.k) * pl.n >= (1u << 13) && pl.pn > 1 && pl.ntiles > 1) {
       tbb::parallel_for(
           tbb::blocked_range<int>(0, pl.pn),
