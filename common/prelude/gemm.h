@@ -54,9 +54,10 @@ inline constexpr int kPrefetchM = 128;   // A read as [K,M]: prefetch this many 
 inline constexpr int kPrefetchK = 256;   // A read as [M,K]: prefetch this many k ahead in each row
 
 // Microkernels MR x NV, per width. AVX-512 (32 zmm): 14x2, 7x4, 6x4, 8x3, 4x4, 2x4 (up to 28
-// accumulators; 7x4's 28 plus its 4 B vectors fill the register file, the A element is an embedded
-// broadcast operand of the FMA). AVX2, SSE and NEON (16 registers on x86): 6x2, 4x3, 2x4, at most 12
-// accumulators plus the B vectors and one broadcast, as BLIS's and libxsmm's 6x16 AVX2 kernels.
+// accumulators; 7x4's 28 leave room for 3 B vectors and the broadcast A element, so GCC reads the
+// fourth B vector as the FMA's memory operand, an L1 hit, no vector spill). AVX2, SSE and NEON
+// (16 registers on x86): 6x2, 4x3, 2x4, at most 12 accumulators plus the B vectors and one
+// broadcast, as BLIS's and libxsmm's 6x16 AVX2 kernels.
 enum class Kernel { k14x2, k7x4, k6x4, k8x3, k4x4, k2x4, k6x2, k4x3 };
 
 // At 16 lanes, M' > 8: the candidate whose padded tile area ceil(M'/MR)*MR x ceil(N'/NR)*NR, divided
