@@ -36,7 +36,7 @@ namespace {
 // The target CPU flags (cache.h: target_cpu_flags) follow these.
 const char* kCxxFlags = "-std=c++20 -O2 -fPIC -shared -fvisibility=hidden -fno-math-errno";
 constexpr size_t kSplitKernels = 200;  // kernels over all entry points
-const char* kRuntimeHeaders[] = {"align.h", "winograd_gemm.h", "ddpm_prelude.h", "ddpm_prelude_channels.h", "ddpm_prelude_rows.h", "ddpm_abi.h", "conv.h", "conv_narrow.h", "gemm.h",
+const char* kRuntimeHeaders[] = {"align.h", "winograd_gemm.h", "ddpm_prelude.h", "ddpm_prelude_channels.h", "ddpm_prelude_rows.h", "ddpm_abi.h", "conv.h", "conv_narrow.h", "gemm.h", "gemm_narrow.h",
                                  "philox.h", "simd_shim.h", "winograd.h", "winograd4.h",
                                  "winograd4_wgrad.h", "winograd_driver.h", "winograd_driver_wgrad.h", "winograd_wgrad.h"};
 

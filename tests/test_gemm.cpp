@@ -5,7 +5,8 @@
 // and off, and leading dimensions larger than the rows. Also checked: the epilogue runs once per
 // tile and the tiles cover C exactly once, memory outside C (the ld padding) is untouched, the
 // scratch size is respected (also the size for every batch up to B, which a module's arena takes),
-// every microkernel of the width is exercised, and results are bitwise identical at 1 and 2 threads.
+// every microkernel of the width is exercised, the narrow paths (gemm_narrow.h) are taken where
+// they should be, and results are bitwise identical at 1 and 2 threads.
 //
 // Dimension legend: C[M,N] = op(A)[M,K] * op(B)[K,N]; A stored [M,K] or [K,M] (ta), B [K,N] or [N,K] (tb).
 #include <doctest/doctest.h>
@@ -160,6 +161,34 @@ TEST_CASE("gemm: every microkernel of this width is chosen by a shape tested her
   }
 }
 
+TEST_CASE("gemm: the narrow paths, dot products for N <= 4 and scaled rows for K <= 4, against the reference") {
+  namespace gd = ddpm::gemm_detail;
+  const int L = gd::kL;
+  // The MLP's output layer forward and its data gradient take them; a transposed A does not.
+  CHECK(gd::narrow_path<gd::kL>(256, 2, 128, false) == gd::Narrow::dot);
+  CHECK(gd::narrow_path<gd::kL>(256, 2, 128, true) == gd::Narrow::none);
+  CHECK(gd::narrow_path<gd::kL>(256, 128, 2, false) == gd::Narrow::outer);
+  CHECK(gd::narrow_path<gd::kL>(128, 2, 256, true) == gd::Narrow::none);
+  uint32_t seed = 3000;
+  int dots = 0, outers = 0, outers128 = 0;
+  for (int N : {1, 2, 3, 4})
+    for (int M : {N + 1, 13, 256, 1001})
+      for (int K : {L, 2 * L + 3, 128, 300}) {
+        dots += gd::narrow_path<gd::kL>(M, N, K, false) == gd::Narrow::dot;
+        for (int tb = 0; tb < 2; ++tb) check_case({M, N, K, false, bool(tb), bool(seed & 1), int(seed % 3)}, seed++);
+      }
+  for (int K : {1, 2, 3, 4})
+    for (int N : {L, 3 * L + 5, 128})
+      for (int M : {1, 7, 256}) {
+        outers += gd::narrow_path<gd::kL>(M, N, K, false) == gd::Narrow::outer;
+        outers128 += N == 128 && gd::narrow_path<gd::kL>(M, N, K, true) == gd::Narrow::outer;
+        for (int t = 0; t < 4; ++t) check_case({M, N, K, bool(t & 1), bool(t & 2), bool(seed & 1), int(seed % 3)}, seed++);
+      }
+  CHECK(dots == 64);
+  CHECK(outers128 == 12);
+  CHECK(outers >= 28);  // N = L <= 8 with M > N is swapped to the engine instead
+}
+
 TEST_CASE("gemm: random shapes") {
   std::mt19937 rng(7);
   std::uniform_int_distribution<int> small(1, 80), big(1, 600);
@@ -212,7 +241,9 @@ TEST_CASE("gemm: scratch sized for batch B serves every smaller batch, at every 
 
 TEST_CASE("gemm: epilogue runs once per tile and tiles cover C exactly") {
   // K = 700 is three K blocks: a tile is final only after the last.
-  const int shapes[][3] = {{1, 1, 1}, {256, 128, 128}, {256, 2, 128}, {3, 300, 5}, {513, 257, 300}, {2000, 32, 288}, {40, 40, 0}, {300, 40, 700}};
+  // {20000, 2, 128} and {20000, 128, 2}: the narrow paths in several row tiles.
+  const int shapes[][3] = {{1, 1, 1},     {256, 128, 128}, {256, 2, 128}, {3, 300, 5},      {513, 257, 300},
+                           {2000, 32, 288}, {40, 40, 0},   {300, 40, 700}, {20000, 2, 128}, {20000, 128, 2}};
   for (auto& s : shapes) {
     int M = s[0], N = s[1], K = s[2];
     CAPTURE(M);
@@ -253,7 +284,9 @@ TEST_CASE("gemm: bitwise identical at 1 and 2 threads") {
   const Case cases[] = {{256, 128, 128, false, false, false, 0}, {256, 128, 66, false, true, true, 1},
                         {128, 2, 256, true, false, false, 0},    {513, 257, 700, true, true, true, 2},
                         {3000, 32, 288, false, false, false, 0}, {256, 2, 128, false, false, true, 0},
-                        {128, 128, 256, true, false, false, 0}};  // the MLP's weight gradient: two tiles
+                        {128, 128, 256, true, false, false, 0},  // the MLP's weight gradient: two tiles
+                        {20000, 2, 128, false, false, true, 1},  // the narrow paths in several row tiles
+                        {20000, 128, 3, false, true, false, 0}};
   for (const Case& c : cases) {
     CAPTURE(c.M);
     CAPTURE(c.N);

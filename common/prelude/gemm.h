@@ -17,6 +17,9 @@
 //   KC     K-block length: one NR-wide packed B micro-panel (KC x NR) stays in L1 across a tile's rows.
 //   tile   a block of C' (up to kTileRows x kTileCols) computed start to finish by one task.
 //
+// Two narrow shapes skip the engine: N <= 4 with A's rows along k (dot products) and K <= 4
+// (scaled rows of B); gemm_narrow.h computes them directly.
+//
 // Internally every call is rewritten to a canonical problem C'[M',N'] = A'[M',K] * B'[K,N'] with
 // arbitrary element strides. When N is narrow (<= 8) and M is larger, the problem is transposed
 // (C^T = op(B)^T op(A)^T) so the vector lanes run along M instead of being mostly padding.
@@ -35,6 +38,7 @@
 #include <tbb/parallel_for.h>
 #include <tbb/partitioner.h>
 
+#include "gemm_narrow.h"
 #include "simd_shim.h"
 
 namespace ddpm {
@@ -427,6 +431,10 @@ void gemm(int M, int N, int K, const float* A, int lda, bool ta, const float* B,
   using namespace gemm_detail;
   if (M <= 0 || N <= 0) return;
   assert(reinterpret_cast<std::uintptr_t>(scratch) % kAlign == 0 || gemm_scratch_floats(M, N, K) == 0);
+  if (const Narrow path = narrow_path<kL>(M, N, K, ta); path != Narrow::none) {
+    run_narrow(path, M, N, K, A, lda, ta, B, ldb, tb, C, ldc, accumulate, scratch, epi);
+    return;
+  }
   Plan pl = make_plan(M, N, K);
   Operands op = canonical(pl, A, lda, ta, B, ldb, tb, C, ldc);
   if constexpr (kL == 16) {
