@@ -2,7 +2,8 @@
 // call: vsin and vcos against double-precision sin and cos of the same float lanes,
 // over the arguments a sinusoidal step embedding produces (t * freq up to 1000 and
 // beyond, where xsimd's own reduction turns scalar) and their special values; and the
-// log_softmax row kernels on logits large enough to overflow an unshifted exp.
+// log_softmax row kernels on logits large enough to overflow an unshifted exp; vsigmoid
+// against the double logistic function.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -126,5 +127,41 @@ TEST_CASE("prelude: log_softmax_rows is finite and exact for logits of +-1000, a
     for (float v : dx) total += v;
     CHECK(std::abs(total) <= 1e-5);
     CHECK(std::isfinite(dx[0]));
+  }
+}
+
+TEST_CASE("prelude: vsigmoid is within 4 float ulps of the logistic function and keeps its limits and NaN") {
+  auto f = [](const V& x) { return ddpm::gen::vsigmoid(x); };
+  alignas(64) float in[L], out[L];
+  double worst = 0;
+  long n = 0;
+  for (double x0 = -88.0; x0 < 88.0; x0 += 3.1e-4 * L) {
+    for (int64_t l = 0; l < L; ++l) in[l] = (float)(x0 + 3.1e-4 * (double)l);
+    f(V::load_aligned(in)).store_aligned(out);
+    for (int64_t l = 0; l < L; ++l, ++n) {
+      const double ref = 1.0 / (1.0 + std::exp(-(double)in[l]));
+      if (ref > 1e-37) worst = std::max(worst, std::fabs((double)out[l] - ref) / ref);
+    }
+  }
+  CHECK(n > 500000);
+  CHECK(worst < 4 * std::ldexp(1.0, -24));
+  const float special[] = {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(), 1e30f, -1e30f,
+                           100.0f, -100.0f, 0.0f, std::numeric_limits<float>::quiet_NaN()};
+  for (int s0 = 0; s0 < 8; s0 += (int)L) {  // every special value at 4 lanes too
+    for (int64_t l = 0; l < L; ++l) in[l] = special[(s0 + l) % 8];
+    f(V::load_aligned(in)).store_aligned(out);
+    for (int64_t l = 0; l < L; ++l) {
+      CAPTURE(in[l]);
+      if (std::isnan(in[l])) {
+        CHECK(std::isnan(out[l]));
+      } else if (in[l] > 0) {
+        CHECK(out[l] == 1.0f);
+      } else if (in[l] < 0) {
+        CHECK(out[l] >= 0.0f);
+        CHECK(out[l] < 1e-37f);
+      } else {
+        CHECK(out[l] == 0.5f);
+      }
+    }
   }
 }

@@ -90,7 +90,27 @@ inline V vcos(const V& x) {
   return xsimd::select(xsimd::abs(t.quad - V(1.5f)) < V(1.0f), -r, r);
 }
 inline float vsigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
-inline V vsigmoid(const V& x) { return V(1.0f) / (V(1.0f) + xsimd::exp(-x)); }
+// sigmoid(x) = 1 / (1 + exp(-x)) with the exp inlined on a short dependency chain: a SiLU
+// epilogue is bound by this chain's latency, not by its arithmetic (with xsimd::exp, about 16
+// cycles per vector at 8 lanes). x is clamped to [-88, 88] (the operand order keeps NaN lanes
+// NaN); -x = k ln2 + r in one FMA, the rest of k ln2 added to the linear term off the chain;
+// exp(r) - 1 = r + r^2 h(r) with xsimd's (Cephes') h evaluated by Estrin's scheme instead of
+// Horner's; 1 + 2^k exp(r) in one FMA. Within 4 float ulps (tests/test_prelude_math.cpp).
+// Without a fused multiply-add (x86-64-v2) the one-step reduction is inexact: xsimd::exp.
+inline V vsigmoid(const V& x) {
+  if constexpr (!simd::kFusedFma) return V(1.0f) / (V(1.0f) + xsimd::exp(-x));
+  const V z = xsimd::min(V(88.0f), xsimd::max(V(-88.0f), x));
+  const V k = xsimd::nearbyint(z * V(-1.44269504088896341f));
+  const V r = xsimd::fma(k, V(-0.693147182464599609375f), -z);  // ln2 rounded to float
+  const V r1 = xsimd::fma(k, V(1.9046543e-09f), r);               // minus k (ln2 - that float)
+  const V r2 = r * r;
+  const V lo = xsimd::fma(V(1.6666277e-01f), r, V(0.5f));
+  const V mid = xsimd::fma(V(8.3955629e-03f), r, V(4.1665401e-02f));
+  const V h = xsimd::fma(xsimd::fma(V(1.3997796e-03f), r2, mid), r2, lo);
+  const V em1 = xsimd::fma(h, r2, r1);  // exp(r) - 1
+  const V p2 = xsimd::bitwise_cast<V>((xsimd::batch_cast<int32_t>(k) + 127) << 23);  // 2^k, |k| <= 127
+  return V(1.0f) / xsimd::fma(em1, p2, p2 + V(1.0f));
+}
 
 inline float vclip(float x, float lo, float hi) { return std::min(std::max(x, lo), hi); }
 inline V vclip(const V& x, float lo, float hi) { return xsimd::min(xsimd::max(x, V(lo)), V(hi)); }
@@ -473,16 +493,31 @@ template <int R, class F> inline void reduce_all(int64_t rows, int64_t cols, flo
   for (int k = 0; k < R; ++k) out[k] = (float)total[k];
 }
 
-// Reduction over the batch: out_k[j] = sum over rows b. Parallel over column blocks
-// of L, each summing its rows in order.
+// Reduction over the batch: out_k[j] = sum over rows b. Parallel over groups of up to
+// kBatchSumBlocks column blocks of L; each block sums its rows in order into its own
+// accumulators (so the partition never changes a result), and the blocks of a group are
+// summed row by row together: one block alone waits on the add's latency every row.
+constexpr int64_t kBatchSumBlocks = 4;
+template <int G, int R, class F> inline void sum_rows_blocks(int64_t rows, int64_t j0, float* const* out, F& body) {
+  V acc[G][R];
+  for (int q = 0; q < G; ++q)
+    for (int k = 0; k < R; ++k) acc[q][k] = V(0.0f);
+  for (int64_t b = 0; b < rows; ++b)
+    for (int q = 0; q < G; ++q) body(V(0.0f), b, j0 + q * L, acc[q]);
+  for (int q = 0; q < G; ++q)
+    for (int k = 0; k < R; ++k) acc[q][k].store_unaligned(out[k] + j0 + q * L);
+}
 template <int R, class F> inline void reduce_batch(int64_t rows, int64_t cols, float* const* out, F&& body) {
-  const int64_t full = cols / L, tail = cols - full * L, n = full + (tail ? 1 : 0);
+  constexpr int64_t G = kBatchSumBlocks;
+  const int64_t full = cols / L, tail = cols - full * L, groups = (full + G - 1) / G, n = groups + (tail ? 1 : 0);
   parallel_chunks(n, rows * cols, [&](int64_t c) {
-    if (c < full) {
-      V acc[R];
-      for (int k = 0; k < R; ++k) acc[k] = V(0.0f);
-      for (int64_t b = 0; b < rows; ++b) body(V(0.0f), b, c * L, acc);
-      for (int k = 0; k < R; ++k) acc[k].store_unaligned(out[k] + c * L);
+    if (c < groups) {
+      const int64_t q0 = c * G, g = full - q0 < G ? full - q0 : G;
+      if (g == G) {
+        sum_rows_blocks<G, R>(rows, q0 * L, out, body);
+      } else {
+        for (int64_t q = q0; q < q0 + g; ++q) sum_rows_blocks<1, R>(rows, q * L, out, body);
+      }
     } else {
       for (int64_t j = full * L; j < cols; ++j) {
         float acc[R] = {};

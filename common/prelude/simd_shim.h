@@ -46,6 +46,14 @@ constexpr std::int64_t max_over_widths(F&& f) {
                   f.template operator()<kWidths[2]>()});
 }
 
+// Whether xsimd::fma is one fused instruction (AVX2's FMA3, AArch64's NEON) rather than a
+// multiply and an add rounded twice (SSE4.2): error-free range reductions rely on it.
+#if defined(__FMA__) || defined(__aarch64__)
+inline constexpr bool kFusedFma = true;
+#else
+inline constexpr bool kFusedFma = false;
+#endif
+
 inline float reduce_add(const batch& x) noexcept {
 #if XSIMD_VERSION_MAJOR >= 9
   return xsimd::reduce_add(x);
