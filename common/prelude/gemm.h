@@ -234,12 +234,15 @@ inline void microkernel(int kc, const float* __restrict a, std::ptrdiff_t a_stri
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[r][v] = batch(0.f);
   const float* arow[MR];
+  // Both loops over r unrolled, so the row pointers stay in registers.
   if constexpr (AM == AMode::rows_k) {
+#pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) arow[r] = a + std::min(r, mr - 1) * a_stride;
   }
   for (int k = 0; k < kc; ++k) {
     if constexpr (AM == AMode::rows_k) {
       if (k % kL == 0)
+#pragma GCC unroll 16
         for (int r = 0; r < MR; ++r) __builtin_prefetch(arow[r] + k + kPrefetchK);
     }
     batch bv[NV];
