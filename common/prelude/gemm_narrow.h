@@ -15,15 +15,18 @@
 // these problems' blocked plans pack at least max(M, N) x K floats of B'.
 //
 // Determinism: the rows of C are cut into tiles that depend only on (M, N, K); each element is
-// computed by one task in a fixed order (dot: the lanes' partial sums along k, their horizontal
-// sum, then the k tail in order; outer: k in order), so results are bitwise identical at any
-// thread count.
+// computed by one task in a fixed order, so results are bitwise identical at any thread count.
+// A row's result must not depend on M either: a sampler's last chunk, or one MPI rank's share of
+// the samples, has fewer rows than the others, and each sample must come out the same. outer
+// computes each element exactly as the engine's microkernels do (FMAs in k order from zero), so
+// it may take any subset of a layer's calls. dot (the lanes' partial sums along k, their
+// horizontal sum, then the k tail in order) differs from the engine's order, so whether a call
+// takes it depends on N, K and the layout only, never on M.
 //
 // Dimension legend: C[M,N] = op(A)[M,K] * op(B)[K,N]. bt: op(B)^T, N rows of K (dot). bk: op(B),
 // K rows of N (outer). MR: rows of C per dot register block.
 #pragma once
 #include <algorithm>
-#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <tbb/blocked_range.h>
@@ -39,7 +42,7 @@ enum class Narrow { none, dot, outer };
 // Which direct path, if any, computes C = op(A) op(B) of these sizes (L: the lane count).
 template <int L>
 inline Narrow narrow_path(int M, int N, int K, bool ta) {
-  if (N <= 4 && M > N && !ta && K >= L) return Narrow::dot;
+  if (N <= 4 && !ta && K >= L) return Narrow::dot;  // never on M (Determinism above)
   if (K >= 1 && K <= 4 && N >= L && !(N <= 8 && M > N)) return Narrow::outer;
   return Narrow::none;
 }
@@ -115,23 +118,19 @@ inline void outer_rows(int i0, int i1, int N, const float* a, std::ptrdiff_t a_r
                        std::ptrdiff_t ldbk, float* c, std::ptrdiff_t ldc, bool accumulate) {
   using batch = simd::batch;
   constexpr int kL = static_cast<int>(simd::kLanes);
-  const int nv = N / kL * kL;
+  // Exactly the engine's arithmetic: FMAs in k order from zero, then C + that sum.
   for (int i = i0; i < i1; ++i) {
-    float as[KK];
     batch av[KK];
-    for (int k = 0; k < KK; ++k) as[k] = a[i * a_rs + k * a_cs], av[k] = batch(as[k]);
+    for (int k = 0; k < KK; ++k) av[k] = batch(a[i * a_rs + k * a_cs]);
     float* crow = c + static_cast<std::ptrdiff_t>(i) * ldc;
-    for (int j = 0; j < nv; j += kL) {
-      batch s = av[0] * batch::load_unaligned(bk + j);
+    for (int j = 0; j < N; j += kL) {
+      const int w = std::min(kL, N - j);  // the last vector may be partial
+      auto ld = [w](const float* p) { return w == kL ? batch::load_unaligned(p) : simd::load_partial(p, w); };
+      batch s(0.f);
 #pragma GCC unroll 4
-      for (int k = 1; k < KK; ++k) s = xsimd::fma(av[k], batch::load_unaligned(bk + k * ldbk + j), s);
-      if (accumulate) s = s + batch::load_unaligned(crow + j);
-      s.store_unaligned(crow + j);
-    }
-    for (int j = nv; j < N; ++j) {
-      float s = as[0] * bk[j];
-      for (int k = 1; k < KK; ++k) s = std::fma(as[k], bk[k * ldbk + j], s);
-      crow[j] = accumulate ? crow[j] + s : s;
+      for (int k = 0; k < KK; ++k) s = xsimd::fma(av[k], ld(bk + k * ldbk + j), s);
+      if (accumulate) s = ld(crow + j) + s;
+      simd::store_partial(crow + j, s, w);
     }
   }
 }
