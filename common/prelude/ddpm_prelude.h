@@ -111,15 +111,15 @@ inline V vsigmoid(const V& x) {
   if constexpr (!simd::kFusedFma) return V(1.0f) / (V(1.0f) + xsimd::exp(-x));
   const V z = xsimd::min(V(88.0f), xsimd::max(V(-88.0f), x));
   const V k = xsimd::nearbyint(z * V(-1.44269504088896341f));
-  const V r = xsimd::fma(k, V(-0.693147182464599609375f), -z);  // ln2 rounded to float
-  const V r1 = xsimd::fma(k, V(1.9046543e-09f), r);               // minus k (ln2 - that float)
+  const V r = simd::fma(k, V(-0.693147182464599609375f), -z);  // ln2 rounded to float
+  const V r1 = simd::fma(k, V(1.9046543e-09f), r);               // minus k (ln2 - that float)
   const V r2 = r * r;
-  const V lo = xsimd::fma(V(1.6666277e-01f), r, V(0.5f));
-  const V mid = xsimd::fma(V(8.3955629e-03f), r, V(4.1665401e-02f));
-  const V h = xsimd::fma(xsimd::fma(V(1.3997796e-03f), r2, mid), r2, lo);
-  const V em1 = xsimd::fma(h, r2, r1);  // exp(r) - 1
+  const V lo = simd::fma(V(1.6666277e-01f), r, V(0.5f));
+  const V mid = simd::fma(V(8.3955629e-03f), r, V(4.1665401e-02f));
+  const V h = simd::fma(simd::fma(V(1.3997796e-03f), r2, mid), r2, lo);
+  const V em1 = simd::fma(h, r2, r1);  // exp(r) - 1
   const V p2 = xsimd::bitwise_cast<V>((xsimd::batch_cast<int32_t>(k) + 127) << 23);  // 2^k, |k| <= 127
-  return V(1.0f) / xsimd::fma(em1, p2, p2 + V(1.0f));
+  return V(1.0f) / simd::fma(em1, p2, p2 + V(1.0f));
 }
 
 inline float vclip(float x, float lo, float hi) { return std::min(std::max(x, lo), hi); }

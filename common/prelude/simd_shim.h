@@ -46,13 +46,23 @@ constexpr std::int64_t max_over_widths(F&& f) {
                   f.template operator()<kWidths[2]>()});
 }
 
-// Whether xsimd::fma is one fused instruction (AVX2's FMA3, AArch64's NEON) rather than a
-// multiply and an add rounded twice (SSE4.2): error-free range reductions rely on it.
-#if defined(__FMA__) || defined(__aarch64__)
+// Whether simd::fma below is one fused instruction (AVX-512, AVX2's FMA3, AArch64's NEON) rather
+// than a multiply and an add rounded twice (SSE4.2): error-free range reductions rely on it.
+#if defined(__FMA__) || defined(__AVX512F__) || defined(__aarch64__)
 inline constexpr bool kFusedFma = true;
 #else
 inline constexpr bool kFusedFma = false;
 #endif
+
+// a * b + c. xsimd 8.1 has no AVX-512 kernel for fma: its generic x * y + z is fused only where
+// the compiler contracts it (GCC at -O2 in GNU mode, but not under -fsanitize=undefined), so the
+// AVX-512 form is spelled out.
+inline batch fma(const batch& a, const batch& b, const batch& c) noexcept {
+#if defined(__AVX512F__)
+  if constexpr (kLanes == 16) return _mm512_fmadd_ps(a, b, c);
+#endif
+  return xsimd::fma(a, b, c);
+}
 
 inline float reduce_add(const batch& x) noexcept {
 #if XSIMD_VERSION_MAJOR >= 9
