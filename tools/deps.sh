@@ -16,8 +16,11 @@ pkgs+=("$@")
 # installs arm64 copies of some (libtbb-dev:arm64), which must not stand in for the native one.
 arch=$(dpkg --print-architecture)
 missing=()
+# dpkg-query fails when either name is unknown (most packages have no ":all"), and grep -q in a
+# pipeline under pipefail can SIGPIPE its writer: read its output whole, then match it.
 for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}\n' "$p:$arch" "$p:all" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  status=$(dpkg-query -W -f='${Status}\n' "$p:$arch" "$p:all" 2>/dev/null || true)
+  [[ "$status" == *"install ok installed"* ]] || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "ddpmc: installing missing Debian packages: ${missing[*]}"

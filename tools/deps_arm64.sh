@@ -7,14 +7,14 @@
 # in the archive, apt picks the current one (and upgrades the amd64 libudev1 to match).
 set -euo pipefail
 [ "$(uname -m)" = x86_64 ] || exit 0
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+installed() { local s; s=$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true); [[ "$s" == *"install ok installed"* ]]; }
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
 missing=()
 for p in qemu-user g++-aarch64-linux-gnu; do installed "$p" || missing+=("$p"); done
 if ! installed libtbb-dev:arm64; then
-  dpkg --print-foreign-architectures | grep -qx arm64 || $sudo dpkg --add-architecture arm64
+  grep -qx arm64 <<< "$(dpkg --print-foreign-architectures)" || $sudo dpkg --add-architecture arm64
   missing+=(libtbb-dev:arm64)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
