@@ -2,8 +2,6 @@
 // flow, the step sequence and the determinism contract.
 #include "sample.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -16,6 +14,7 @@
 #include <oneapi/tbb/global_control.h>
 
 #include "common/diag.h"
+#include "common/progress_line.h"
 #include "common/stopwatch.h"
 #include "dist.h"
 #include "memory_plan.h"
@@ -203,11 +202,9 @@ std::vector<float> run_sampler(const Module& mod, const float* params, int idx, 
   AlignedFloats x((int64_t)B * D), xn((int64_t)B * D), st((int64_t)B * S), stn((int64_t)B * S);
   std::vector<float> out((size_t)(N * D));
 
-  const bool tty = isatty(fileno(stderr)) && !quiet;
+  ddpmc::ProgressLine progress(quiet);
   const int64_t n_chunks = (N + B - 1) / B;
   const int64_t total_calls = n_chunks * K;
-  const Clock::time_point t0 = Clock::now();
-  Clock::time_point last_print = t0;
   int64_t calls = 0;
   for (int64_t c = 0; c < n_chunks; ++c) {
     const int64_t l0 = c * B, g0 = first + l0;  // in this call's samples, and in the whole set
@@ -246,17 +243,16 @@ std::vector<float> run_sampler(const Module& mod, const float* params, int idx, 
         DDPM_ICE(fmt::format("module sampler_step returned {} (sampler {}, t = {})", rc, m.sampler_names[idx], ts[i]));
       std::swap(x, xn);
       ++calls;
-      if (!quiet && seconds_since(last_print) > (tty ? 0.25 : 5.0)) {
-        double el = seconds_since(t0);
-        fmt::print(stderr, "{}sampling {} {}: chunk {}/{}, step {}/{}  {:.0f} steps/s  ETA {:.0f} s{}",
-                   tty ? "\r" : "", N, m.data_numel == 2 ? "points" : "samples", c + 1, n_chunks, K - i + 1, K, calls / el, (total_calls - calls) * el / calls,
-                   tty ? "   " : "\n");
-        last_print = Clock::now();
+      if (progress.due()) {
+        const double el = progress.elapsed();
+        progress.print(fmt::format("sampling {} {}: chunk {}/{}, step {}/{}  {:.0f} steps/s  ETA {:.0f} s", N,
+                                   m.data_numel == 2 ? "points" : "samples", c + 1, n_chunks, K - i + 1, K, calls / el,
+                                   (total_calls - calls) * el / calls));
       }
     }
     std::copy(x.data(), x.data() + (int64_t)b * D, out.begin() + l0 * D);
   }
-  if (tty && seconds_since(t0) > 0.25) fmt::print(stderr, "\n");
+  progress.finish();
   return out;
 }
 

@@ -18,7 +18,6 @@
 // continuous Gaussian decoder and nats/dim (--decoder overrides the choice).
 // A progress line goes to stderr. Exit codes: 0 ok, 1 bad input (a one-line
 // error), 2 bad flags, 70 an internal error.
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -37,7 +36,7 @@
 
 #include "common/atomic_file.h"
 #include "common/diag.h"
-#include "common/stopwatch.h"
+#include "common/progress_line.h"
 #include "eval_data.h"
 #include "eval_json.h"
 #include "eval_nll.h"
@@ -53,7 +52,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using ddpmc::user_error_noloc;
-using ddpmc::Clock;
 
 struct EvalConfig {
   ddpm_tools::EvalDataRequest data;
@@ -69,8 +67,6 @@ struct EvalConfig {
   std::string variance = "auto";  // auto (the model's: learned if it predicts one), learned, fixed
   std::string cache_dir;
 };
-
-using ddpmc::seconds_since;
 
 // The decoder for the data: discretized for 8-bit data, Gaussian for continuous.
 ddpm::Decoder pick_decoder(const EvalConfig& cfg, const ddpm_tools::EvalData& d) {
@@ -226,9 +222,7 @@ int evaluate(const EvalConfig& cfg) {
 
   std::vector<double> total, prior, terms, decoder;
   std::vector<int64_t> clusters;  // a strided estimate's batches share their offset; the full sum's samples do not
-  const bool tty = isatty(fileno(stderr)) && !cfg.quiet;
-  const Clock::time_point t0 = Clock::now();
-  Clock::time_point last_print = t0;
+  ddpmc::ProgressLine progress(cfg.quiet);
   for (int64_t c = 0; c < n_chunks; ++c) {
     const int64_t g0 = c * B;
     const int b = (int)std::min<int64_t>(B, N - g0);
@@ -255,12 +249,10 @@ int evaluate(const EvalConfig& cfg) {
     opt.steps = cfg.steps;
     opt.first_index = g0;
     opt.on_step = [&](int done, int of, int t) {
-      if (cfg.quiet || seconds_since(last_print) < (tty ? 0.25 : 5.0)) return;
-      const double el = seconds_since(t0);
+      if (!progress.due()) return;
       const double frac = ((double)c * evals_per_chunk + done) / ((double)n_chunks * evals_per_chunk);
-      fmt::print(stderr, "{}bound: samples {}/{} (batch {}/{}), t = {} ({}/{})  ETA {:.0f} s{}", tty ? "\r" : "",
-                 g0, N, c + 1, n_chunks, t, done, of, el * (1 - frac) / frac, tty ? "   " : "\n");
-      last_print = Clock::now();
+      progress.print(fmt::format("bound: samples {}/{} (batch {}/{}), t = {} ({}/{})  ETA {:.0f} s", g0, N, c + 1,
+                                 n_chunks, t, done, of, progress.elapsed() * (1 - frac) / frac));
     };
     ddpm::VlbBatch r = ddpm::vlb_bpd(data.x.data() + g0 * D, b, D, sched, eps, opt);
     total.insert(total.end(), r.total.begin(), r.total.end());
@@ -269,8 +261,8 @@ int evaluate(const EvalConfig& cfg) {
     decoder.insert(decoder.end(), r.decoder.begin(), r.decoder.end());
     for (int i = 0; i < b; ++i) clusters.push_back(ts.exact ? g0 + i : c);
   }
-  if (tty && seconds_since(t0) > 0.25) fmt::print(stderr, "\n");
-  const double seconds = seconds_since(t0);
+  progress.finish();
+  const double seconds = progress.elapsed();
 
   const int64_t bad = std::count_if(total.begin(), total.end(), [](double v) { return !std::isfinite(v); });
   if (bad > 0)

@@ -1,8 +1,6 @@
 // ddpm-eval --nll ode (see eval_nll.h).
 #include "eval_nll.h"
 
-#include <unistd.h>
-
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -13,7 +11,7 @@
 
 #include "common/atomic_file.h"
 #include "common/diag.h"
-#include "common/stopwatch.h"
+#include "common/progress_line.h"
 #include "eval_json.h"
 #include "eval_stats.h"
 #include "philox.h"
@@ -27,13 +25,10 @@ namespace ddpm_tools {
 namespace {
 
 namespace fs = std::filesystem;
-using ddpmc::Clock;
 using ddpmc::user_error_noloc;
 
 // The dequantisation noise's stream (Philox): v for sample i, element j.
 constexpr uint32_t kDequantStream = 5101;
-
-using ddpmc::seconds_since;
 
 // The module's ode, or a one-line error saying why there is none.
 void check_ode(const ddpm_module& m, const std::string& run) {
@@ -81,9 +76,7 @@ int run_nll(const NllConfig& cfg) {
 
   std::vector<double> nll, prior, delta;
   int64_t calls = 0, stages = 0, accepted = 0, rejected = 0;
-  const bool tty = isatty(fileno(stderr)) && !cfg.quiet;
-  const Clock::time_point t0 = Clock::now();
-  Clock::time_point last_print = t0;
+  ddpmc::ProgressLine progress(cfg.quiet);
   const int64_t n_chunks = (N + B - 1) / B;
   std::vector<float> x((size_t)B * D);
   for (int64_t c = 0; c < n_chunks; ++c) {
@@ -112,11 +105,9 @@ int run_nll(const NllConfig& cfg) {
     opt.seed = cfg.seed;
     opt.first_index = g0;
     opt.on_step = [&](double t, int64_t steps) {
-      if (cfg.quiet || seconds_since(last_print) < (tty ? 0.25 : 5.0)) return;
-      const double el = seconds_since(t0);
-      fmt::print(stderr, "{}nll: samples {}/{} (batch {}/{}), t = {:.4g} after {} steps, {:.0f} s{}", tty ? "\r" : "",
-                 g0, N, c + 1, n_chunks, t, steps, el, tty ? "   " : "\n");
-      last_print = Clock::now();
+      if (!progress.due()) return;
+      progress.print(fmt::format("nll: samples {}/{} (batch {}/{}), t = {:.4g} after {} steps, {:.0f} s", g0, N, c + 1,
+                                 n_chunks, t, steps, progress.elapsed()));
     };
     const ddpm::OdeNllBatch r = ddpm::ode_nll(x.data(), b, D, vjp, opt);
     nll.insert(nll.end(), r.nll.begin(), r.nll.end());
@@ -124,8 +115,8 @@ int run_nll(const NllConfig& cfg) {
     delta.insert(delta.end(), r.delta.begin(), r.delta.end());
     calls += r.vjp_calls, stages += r.drift_evals, accepted += r.accepted, rejected += r.rejected;
   }
-  if (tty && seconds_since(t0) > 0.25) fmt::print(stderr, "\n");
-  const double seconds = seconds_since(t0);
+  progress.finish();
+  const double seconds = progress.elapsed();
 
   // Per dimension: nats, or bits of the 8-bit bins (the dequantised density's bound).
   const double offset = bits ? std::log2(127.5) : 0;
