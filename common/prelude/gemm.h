@@ -261,7 +261,7 @@ inline void microkernel(int kc, const float* __restrict a, std::ptrdiff_t a_stri
       }
       batch ar(x);
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(ar, bv[v], acc[r][v]);
+      for (int v = 0; v < NV; ++v) acc[r][v] = simd::fma(ar, bv[v], acc[r][v]);
     }
   }
   if (mr == MR && nr == NR && cs == 1) {
@@ -392,16 +392,7 @@ inline void run(const Plan& pl, const Operands& op, bool accumulate, float* scra
     int t0 = split(task_id, pl.ntiles, pl.ntasks), t1 = split(task_id + 1, pl.ntiles, pl.ntasks);
     for (int t = t0; t < t1; ++t) run_tile<MR, NV>(pl, op, bp, ap, t, accumulate, epi);
   };
-  if (pl.ntasks == 1) {
-    task(0);
-    return;
-  }
-  tbb::parallel_for(
-      tbb::blocked_range<int>(0, pl.ntasks),
-      [&](const tbb::blocked_range<int>& r) {
-        for (int id = r.begin(); id < r.end(); ++id) task(id);
-      },
-      tbb::static_partitioner());
+  for_tasks(pl.ntasks, task);
 }
 
 }  // namespace gemm_detail

@@ -60,17 +60,18 @@ inline NarrowTiles narrow_tiles(int M, int N, int K, int unit) {
   return {M, unit, blocks, std::max(1, std::min(want, blocks))};
 }
 
-// Runs tile(t) for every tile, in parallel when there are several.
+// Runs task(i) for i in [0, n): inline when n is 1, else one tbb task per i with the static
+// partitioner (the GEMM engine's tasks and the narrow paths' row tiles).
 template <class F>
-inline void for_narrow_tiles(const NarrowTiles& nt, F&& tile) {
-  if (nt.count == 1) {
-    tile(0);
+inline void for_tasks(int n, F&& task) {
+  if (n == 1) {
+    task(0);
     return;
   }
   tbb::parallel_for(
-      tbb::blocked_range<int>(0, nt.count),
+      tbb::blocked_range<int>(0, n),
       [&](const tbb::blocked_range<int>& r) {
-        for (int t = r.begin(); t < r.end(); ++t) tile(t);
+        for (int i = r.begin(); i < r.end(); ++i) task(i);
       },
       tbb::static_partitioner());
 }
@@ -148,7 +149,7 @@ inline void run_dot(int M, int K, const float* A, int lda, const float* B, int l
     bt = scratch, ldbt = K;
   }
   const NarrowTiles nt = narrow_tiles(M, NN, K, MR);
-  for_narrow_tiles(nt, [&](int t) {
+  for_tasks(nt.count, [&](int t) {
     const int i0 = nt.row(t), i1 = nt.row(t + 1);
     dot_rows<NN, MR>(i0, i1, K, A, lda, bt, ldbt, C, ldc, accumulate);
     epi(i0, i1, 0, NN);
@@ -168,7 +169,7 @@ inline void run_outer(int M, int N, const float* A, int lda, bool ta, const floa
     bk = scratch, ldbk = N;
   }
   const NarrowTiles nt = narrow_tiles(M, N, KK, 1);
-  for_narrow_tiles(nt, [&](int t) {
+  for_tasks(nt.count, [&](int t) {
     const int i0 = nt.row(t), i1 = nt.row(t + 1);
     outer_rows<KK>(i0, i1, N, A, a_rs, a_cs, bk, ldbk, C, ldc, accumulate);
     epi(i0, i1, 0, N);
