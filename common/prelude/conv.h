@@ -151,7 +151,7 @@ inline void fwd_kernel(const float* xp, int64_t plane, int Wp, int C, const floa
         for (int r = 0; r < MR; ++r) {
           batch a(xk[r * S]);
 #pragma GCC unroll 4
-          for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(a, bv[v], acc[r][v]);
+          for (int v = 0; v < NV; ++v) acc[r][v] = simd::fma(a, bv[v], acc[r][v]);
         }
       }
     }
@@ -287,7 +287,7 @@ inline void grad_kernel(const float* const* xr, int Ho, int Wo, int Wp, const fl
         for (int kw = 0; kw < KW; ++kw) {
           batch a(xg[kw]);
 #pragma GCC unroll 4
-          for (int v = 0; v < NV; ++v) acc[g * KW + kw][v] = xsimd::fma(a, bv[v], acc[g * KW + kw][v]);
+          for (int v = 0; v < NV; ++v) acc[g * KW + kw][v] = simd::fma(a, bv[v], acc[g * KW + kw][v]);
         }
       }
     }

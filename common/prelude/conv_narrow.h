@@ -50,8 +50,8 @@ inline void fwd_rows(const Shape& d, const float* xp, const float* wo, float* yo
         const float* src = xp + c * plane + int64_t(h0 + kh) * Wp + w0 + kw;
 #pragma GCC unroll 4
         for (int r = 0; r < R; ++r) {
-          acc[r][0] = xsimd::fma(wv, batch::load_unaligned(src + r * Wp), acc[r][0]);
-          acc[r][1] = xsimd::fma(wv, batch::load_unaligned(src + r * Wp + kL), acc[r][1]);
+          acc[r][0] = simd::fma(wv, batch::load_unaligned(src + r * Wp), acc[r][0]);
+          acc[r][1] = simd::fma(wv, batch::load_unaligned(src + r * Wp + kL), acc[r][1]);
         }
       }
   const int n0 = std::min(kL, d.Wo - w0), n1 = std::max(0, std::min(kL, d.Wo - w0 - kL));
@@ -115,7 +115,7 @@ inline void grad_sample(const Shape& d, const float* xp, const float* dy, float*
           for (int kh = 0; kh < K; ++kh)
 #pragma GCC unroll 3
             for (int kw = 0; kw < K; ++kw)
-              acc[kh * K + kw] = xsimd::fma(g, batch::load_unaligned(src + kh * Wp + kw), acc[kh * K + kw]);
+              acc[kh * K + kw] = simd::fma(g, batch::load_unaligned(src + kh * Wp + kw), acc[kh * K + kw]);
         }
       float* p = P + (int64_t(o) * d.C + c) * K * K * kL;
 #pragma GCC unroll 9

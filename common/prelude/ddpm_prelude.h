@@ -69,17 +69,17 @@ struct SinCos {
 };
 inline SinCos sincos_reduced(const V& x) {
   const V k = xsimd::nearbyint(x * V(0.636619772f));
-  V r = xsimd::fnma(k, V(1.5703125f), x);
-  r = xsimd::fnma(k, V(4.83512878417968750e-4f), r);
-  r = xsimd::fnma(k, V(3.1385570764541626e-7f), r);
-  r = xsimd::fnma(k, V(6.07710062827671e-11f), r);
+  V r = simd::fnma(k, V(1.5703125f), x);
+  r = simd::fnma(k, V(4.83512878417968750e-4f), r);
+  r = simd::fnma(k, V(3.1385570764541626e-7f), r);
+  r = simd::fnma(k, V(6.07710062827671e-11f), r);
   const V r2 = r * r;
-  V ps = xsimd::fma(r2, V(-1.9515295891e-4f), V(8.3321608736e-3f));
-  ps = xsimd::fma(r2, ps, V(-1.6666654611e-1f));
-  const V s = xsimd::fma(r * r2, ps, r);
-  V pc = xsimd::fma(r2, V(2.443315711809948e-5f), V(-1.388731625493765e-3f));
-  pc = xsimd::fma(r2, pc, V(4.166664568298827e-2f));
-  const V c = xsimd::fma(r2 * r2, pc, xsimd::fnma(V(0.5f), r2, V(1.0f)));
+  V ps = simd::fma(r2, V(-1.9515295891e-4f), V(8.3321608736e-3f));
+  ps = simd::fma(r2, ps, V(-1.6666654611e-1f));
+  const V s = simd::fma(r * r2, ps, r);
+  V pc = simd::fma(r2, V(2.443315711809948e-5f), V(-1.388731625493765e-3f));
+  pc = simd::fma(r2, pc, V(4.166664568298827e-2f));
+  const V c = simd::fma(r2 * r2, pc, simd::fnma(V(0.5f), r2, V(1.0f)));
   return {s, c, k - V(4.0f) * xsimd::floor(k * V(0.25f))};
 }
 inline bool trig_fast_range(const V& x) { return xsimd::all(!(xsimd::abs(x) >= V(39000.0f))); }  // NaN lanes stay NaN

@@ -112,11 +112,11 @@ inline float row_sqdev(const float* x, int64_t n, float m) {
   for (int64_t k = 0; k < n4; k += 4 * L)
     for (int u = 0; u < 4; ++u) {
       const V d = V::load_unaligned(x + k + u * L) - vm;
-      va[u] = xsimd::fma(d, d, va[u]);
+      va[u] = simd::fma(d, d, va[u]);
     }
   for (int64_t k = n4; k < nv; k += L) {
     const V d = V::load_unaligned(x + k) - vm;
-    va[0] = xsimd::fma(d, d, va[0]);
+    va[0] = simd::fma(d, d, va[0]);
   }
   double s = hsum((va[0] + va[1]) + (va[2] + va[3]));
   for (int64_t t = nv; t < n; ++t) s += (double)(x[t] - m) * (x[t] - m);

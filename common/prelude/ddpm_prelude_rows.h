@@ -159,7 +159,7 @@ inline void bmm_mats(const float* a, const float* b, float* c, int64_t mats, int
       int64_t j = 0;
       for (; j + L <= n; j += L) {
         V s(0.0f);
-        for (int64_t p = 0; p < k; ++p) s = xsimd::fma(V(ai[r * k + p]), V::load_unaligned(bi + p * n + j), s);
+        for (int64_t p = 0; p < k; ++p) s = simd::fma(V(ai[r * k + p]), V::load_unaligned(bi + p * n + j), s);
         s.store_unaligned(cr + j);
       }
       for (; j < n; ++j) {

@@ -100,7 +100,7 @@ inline void dot_rows(int i0, int i1, int K, const float* a, std::ptrdiff_t lda, 
       for (int r = 0; r < MR; ++r) {
         const batch av = batch::load_unaligned(arow[r] + k);
 #pragma GCC unroll 4
-        for (int j = 0; j < NN; ++j) acc[r][j] = xsimd::fma(av, bv[j], acc[r][j]);
+        for (int j = 0; j < NN; ++j) acc[r][j] = simd::fma(av, bv[j], acc[r][j]);
       }
     }
     for (int r = 0; r < mr; ++r)
@@ -129,7 +129,7 @@ inline void outer_rows(int i0, int i1, int N, const float* a, std::ptrdiff_t a_r
       auto ld = [w](const float* p) { return w == kL ? batch::load_unaligned(p) : simd::load_partial(p, w); };
       batch s(0.f);
 #pragma GCC unroll 4
-      for (int k = 0; k < KK; ++k) s = xsimd::fma(av[k], ld(bk + k * ldbk + j), s);
+      for (int k = 0; k < KK; ++k) s = simd::fma(av[k], ld(bk + k * ldbk + j), s);
       if (accumulate) s = ld(crow + j) + s;
       simd::store_partial(crow + j, s, w);
     }

@@ -56,12 +56,21 @@ inline constexpr bool kFusedFma = false;
 
 // a * b + c. xsimd 8.1 has no AVX-512 kernel for fma: its generic x * y + z is fused only where
 // the compiler contracts it (GCC at -O2 in GNU mode, but not under -fsanitize=undefined), so the
-// AVX-512 form is spelled out.
+// AVX-512 form is spelled out. Every prelude kernel calls these, never xsimd::fma, so a build's
+// arithmetic does not depend on whether the compiler contracted.
 inline batch fma(const batch& a, const batch& b, const batch& c) noexcept {
 #if defined(__AVX512F__)
   if constexpr (kLanes == 16) return _mm512_fmadd_ps(a, b, c);
 #endif
   return xsimd::fma(a, b, c);
+}
+
+// c - a * b, fused where simd::fma is (the same gap in xsimd 8.1 at AVX-512).
+inline batch fnma(const batch& a, const batch& b, const batch& c) noexcept {
+#if defined(__AVX512F__)
+  if constexpr (kLanes == 16) return _mm512_fnmadd_ps(a, b, c);
+#endif
+  return xsimd::fnma(a, b, c);
 }
 
 inline float reduce_add(const batch& x) noexcept {

@@ -27,36 +27,36 @@ struct F4x4 {
     u[0] = q * g[0];
     u[1] = -s6 * (a + g[1]);
     u[2] = -s6 * (a - g[1]);
-    const batch b = xsimd::fma(s24, g[0], s6 * g[2]);
-    u[3] = xsimd::fma(s12, g[1], b);
-    u[4] = xsimd::fnma(s12, g[1], b);
+    const batch b = simd::fma(s24, g[0], s6 * g[2]);
+    u[3] = simd::fma(s12, g[1], b);
+    u[4] = simd::fnma(s12, g[1], b);
     u[5] = g[2];
   }
   // r = B^T z,
   // B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1].
   [[gnu::always_inline]] static void bt(const batch z[6], batch r[6]) {
     const batch f4(4.f), f5(-5.f), m4(-4.f), two(2.f);
-    r[0] = xsimd::fma(f4, z[0], xsimd::fma(f5, z[2], z[4]));
-    const batch t1 = xsimd::fma(m4, z[2], z[4]), t2 = xsimd::fma(m4, z[1], z[3]);
+    r[0] = simd::fma(f4, z[0], simd::fma(f5, z[2], z[4]));
+    const batch t1 = simd::fma(m4, z[2], z[4]), t2 = simd::fma(m4, z[1], z[3]);
     r[1] = t1 + t2;
     r[2] = t1 - t2;
     const batch t3 = z[4] - z[2], t4 = two * (z[3] - z[1]);
     r[3] = t3 + t4;
     r[4] = t3 - t4;
-    r[5] = xsimd::fma(f4, z[1], xsimd::fma(f5, z[3], z[5]));
+    r[5] = simd::fma(f4, z[1], simd::fma(f5, z[3], z[5]));
   }
   // y = A^T m, A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
   [[gnu::always_inline]] static void at(const batch m[6], batch y[4]) {
     const batch s12 = m[1] + m[2], d12 = m[1] - m[2], s34 = m[3] + m[4], d34 = m[3] - m[4];
     y[0] = m[0] + s12 + s34;
-    y[1] = xsimd::fma(batch(2.f), d34, d12);
-    y[2] = xsimd::fma(batch(4.f), s34, s12);
-    y[3] = xsimd::fma(batch(8.f), d34, d12) + m[5];
+    y[1] = simd::fma(batch(2.f), d34, d12);
+    y[2] = simd::fma(batch(4.f), s34, s12);
+    y[3] = simd::fma(batch(8.f), d34, d12) + m[5];
   }
   // w = A y, A = [1 0 0 0; 1 1 1 1; 1 -1 1 -1; 1 2 4 8; 1 -2 4 -8; 0 0 0 1].
   [[gnu::always_inline]] static void a(const batch y[4], batch w[6]) {
     const batch e = y[0] + y[2], o = y[1] + y[3];
-    const batch e2 = xsimd::fma(batch(4.f), y[2], y[0]), o2 = xsimd::fma(batch(8.f), y[3], batch(2.f) * y[1]);
+    const batch e2 = simd::fma(batch(4.f), y[2], y[0]), o2 = simd::fma(batch(8.f), y[3], batch(2.f) * y[1]);
     w[0] = y[0];
     w[1] = e + o;
     w[2] = e - o;
@@ -68,9 +68,9 @@ struct F4x4 {
   [[gnu::always_inline]] static void gt(const batch s[6], batch u[3]) {
     const batch q(0.25f), s6(1.f / 6), s12(1.f / 12), s24(1.f / 24);
     const batch p12 = s[1] + s[2], p34 = s[3] + s[4];
-    u[0] = xsimd::fma(q, s[0], xsimd::fma(s24, p34, -s6 * p12));
-    u[1] = xsimd::fma(s6, s[2] - s[1], s12 * (s[3] - s[4]));
-    u[2] = xsimd::fma(s6, p34 - p12, s[5]);
+    u[0] = simd::fma(q, s[0], simd::fma(s24, p34, -s6 * p12));
+    u[1] = simd::fma(s6, s[2] - s[1], s12 * (s[3] - s[4]));
+    u[2] = simd::fma(s6, p34 - p12, s[5]);
   }
 };
 

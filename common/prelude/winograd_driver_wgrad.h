@@ -104,7 +104,7 @@ inline void wgrad_block(int64_t T, const float* V, int64_t stride, int rows, con
     for (int r = 0; r < kRows; ++r) {
       batch a(ChannelsLast ? vt[r] : vr[r][t]);
 #pragma GCC unroll 2
-      for (int v = 0; v < kNV; ++v) acc[r][v] = xsimd::fma(a, bv[v], acc[r][v]);
+      for (int v = 0; v < kNV; ++v) acc[r][v] = simd::fma(a, bv[v], acc[r][v]);
     }
   }
   for (int r = 0; r < rows; ++r)

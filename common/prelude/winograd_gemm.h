@@ -46,7 +46,7 @@ inline void gemm_block(int C, const float* V, int64_t stride, const float* U, in
     for (int r = 0; r < MR; ++r) {
       batch a(ChannelsLast ? vr[r][c] : vc[r]);
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(a, bv[v], acc[r][v]);
+      for (int v = 0; v < NV; ++v) acc[r][v] = simd::fma(a, bv[v], acc[r][v]);
     }
   }
 #pragma GCC unroll 16
