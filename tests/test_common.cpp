@@ -1,8 +1,15 @@
 // Tests of the base library common/: the atomic file writer (the one used for
-// checkpoints, modules, samples and the module cache).
+// checkpoints, modules, samples and the module cache), diagnostics and the tools' progress line.
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <pty.h>
+#include <termios.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
+#include <thread>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -11,6 +18,7 @@
 
 #include "common/atomic_file.h"
 #include "common/diag.h"
+#include "common/progress_line.h"
 
 namespace fs = std::filesystem;
 
@@ -108,4 +116,78 @@ TEST_CASE("common: diagnostics cap long source lines and escape non-printing byt
   CHECK(msg.find("\n             ^\n") != std::string::npos);  // 2 + a + \x01 \xff é + space = 13 columns
   ddpmc::EchoedLine e = ddpmc::echo_source_line("\tx", 2);
   CHECK(e.caret == "\t");
+}
+
+namespace {
+
+// Runs f with stderr (fd 2) pointing at fd, then restores it.
+template <class F>
+void with_stderr(int fd, F&& f) {
+  std::fflush(stderr);
+  const int saved = dup(2);
+  REQUIRE(saved >= 0);
+  REQUIRE(dup2(fd, 2) == 2);
+  f();
+  std::fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+}
+
+}  // namespace
+
+TEST_CASE("common: the progress line writes whole lines into a file and rewrites itself on a terminal") {
+  using namespace std::chrono_literals;
+  const fs::path dir = fresh("progress");
+  {  // Into a file: a line per print, every 5 s at most, nothing left open.
+    const fs::path log = dir / "stderr.txt";
+    const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    REQUIRE(fd >= 0);
+    bool due_at_start = true, due_later = true;
+    with_stderr(fd, [&] {
+      ddpmc::ProgressLine p(false);
+      due_at_start = p.due();
+      std::this_thread::sleep_for(300ms);
+      due_later = p.due();
+      p.print("step 1/2");
+      p.print("step 2/2");
+      p.finish();
+    });
+    close(fd);
+    CHECK_FALSE(due_at_start);
+    CHECK_FALSE(due_later);
+    CHECK(slurp(log) == "step 1/2\nstep 2/2\n");
+  }
+  {  // On a terminal: every 0.25 s, each line over the last, one newline at the end.
+    int master = -1, slave = -1;
+    REQUIRE(openpty(&master, &slave, nullptr, nullptr, nullptr) == 0);
+    termios raw{};
+    REQUIRE(tcgetattr(slave, &raw) == 0);
+    cfmakeraw(&raw);
+    REQUIRE(tcsetattr(slave, TCSANOW, &raw) == 0);
+    bool due_at_start = true, due_later = false;
+    with_stderr(slave, [&] {
+      ddpmc::ProgressLine p(false);
+      due_at_start = p.due();
+      std::this_thread::sleep_for(300ms);
+      due_later = p.due();
+      p.print("a");
+      p.print("b");
+      p.finish();
+      p.finish();  // a second finish writes nothing
+      ddpmc::ProgressLine quiet(true), silent(false);
+      std::this_thread::sleep_for(300ms);
+      CHECK_FALSE(quiet.due());
+      quiet.finish();
+      silent.finish();  // nothing printed: no newline
+    });
+    close(slave);
+    std::string got;
+    char buf[256];
+    fcntl(master, F_SETFL, O_NONBLOCK);
+    for (ssize_t n; (n = read(master, buf, sizeof buf)) > 0;) got.append(buf, (size_t)n);
+    close(master);
+    CHECK_FALSE(due_at_start);
+    CHECK(due_later);
+    CHECK(got == "\ra   \rb   \n");
+  }
 }
