@@ -133,6 +133,23 @@ void with_stderr(int fd, F&& f) {
   close(saved);
 }
 
+// What a progress line on stderr said of due() at once and 0.3 s later; it then printed a and b
+// and was finished twice (the second finish must write nothing).
+struct Due {
+  bool at_start, after_300ms;
+};
+Due two_lines(const char* a, const char* b) {
+  ddpmc::ProgressLine p(false);
+  Due d{p.due(), false};
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  d.after_300ms = p.due();
+  p.print(a);
+  p.print(b);
+  p.finish();
+  p.finish();
+  return d;
+}
+
 }  // namespace
 
 TEST_CASE("common: the progress line writes whole lines into a file and rewrites itself on a terminal") {
@@ -142,19 +159,11 @@ TEST_CASE("common: the progress line writes whole lines into a file and rewrites
     const fs::path log = dir / "stderr.txt";
     const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     REQUIRE(fd >= 0);
-    bool due_at_start = true, due_later = true;
-    with_stderr(fd, [&] {
-      ddpmc::ProgressLine p(false);
-      due_at_start = p.due();
-      std::this_thread::sleep_for(300ms);
-      due_later = p.due();
-      p.print("step 1/2");
-      p.print("step 2/2");
-      p.finish();
-    });
+    Due due{true, true};
+    with_stderr(fd, [&] { due = two_lines("step 1/2", "step 2/2"); });
     close(fd);
-    CHECK_FALSE(due_at_start);
-    CHECK_FALSE(due_later);
+    CHECK_FALSE(due.at_start);
+    CHECK_FALSE(due.after_300ms);
     CHECK(slurp(log) == "step 1/2\nstep 2/2\n");
   }
   {  // On a terminal: every 0.25 s, each line over the last, one newline at the end.
@@ -164,16 +173,9 @@ TEST_CASE("common: the progress line writes whole lines into a file and rewrites
     REQUIRE(tcgetattr(slave, &raw) == 0);
     cfmakeraw(&raw);
     REQUIRE(tcsetattr(slave, TCSANOW, &raw) == 0);
-    bool due_at_start = true, due_later = false;
+    Due due{true, false};
     with_stderr(slave, [&] {
-      ddpmc::ProgressLine p(false);
-      due_at_start = p.due();
-      std::this_thread::sleep_for(300ms);
-      due_later = p.due();
-      p.print("a");
-      p.print("b");
-      p.finish();
-      p.finish();  // a second finish writes nothing
+      due = two_lines("a", "b");
       ddpmc::ProgressLine quiet(true), silent(false);
       std::this_thread::sleep_for(300ms);
       CHECK_FALSE(quiet.due());
@@ -186,8 +188,8 @@ TEST_CASE("common: the progress line writes whole lines into a file and rewrites
     fcntl(master, F_SETFL, O_NONBLOCK);
     for (ssize_t n; (n = read(master, buf, sizeof buf)) > 0;) got.append(buf, (size_t)n);
     close(master);
-    CHECK_FALSE(due_at_start);
-    CHECK(due_later);
+    CHECK_FALSE(due.at_start);
+    CHECK(due.after_300ms);
     CHECK(got == "\ra   \rb   \n");
   }
 }
